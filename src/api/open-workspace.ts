@@ -1,0 +1,77 @@
+import { setTimeout as delay } from 'node:timers/promises'
+import { isKitsyncError, KitsyncError } from '../core/errors.js'
+import type { Workspace } from '../core/workspace-types.js'
+import type { CompactionPolicy } from '../core/compaction-policy.js'
+import { ControlServer } from '../daemon/control-server.js'
+import { LocalWorkspace } from '../daemon/local-workspace.js'
+import { homePaths, resolveHome } from '../store/home.js'
+import { ControlClient } from './control-client.js'
+import { RemoteWorkspace } from './remote-workspace.js'
+
+export interface OpenWorkspaceOptions {
+  /** Home folder; default KITSYNC_HOME, else the per-user default. */
+  home?: string
+  /** Name for a workspace created by this call (a home folder without one gets one). */
+  name?: string
+  /**
+   * `auto` (default): use the running peer through its control socket if there is one,
+   * else open the store in this process. `local` / `peer` insist on one of them.
+   */
+  mode?: 'auto' | 'local' | 'peer'
+  /**
+   * When the store is opened in this process, also serve the control socket so that the
+   * CLI and other apps keep working through this process meanwhile (default true).
+   */
+  serve?: boolean
+  /** Largest record in bytes (default: the workspace setting, else 1 MiB). */
+  maxRecordBytes?: number
+  compaction?: Partial<CompactionPolicy>
+  /** How long to wait for a store held by another process that is starting up (default 3 s). */
+  waitMs?: number
+}
+
+/**
+ * Open the workspace of a home folder: through the running peer if there is one, otherwise
+ * directly on the store. Never opens the store while another process holds it.
+ */
+export async function openWorkspace(options: OpenWorkspaceOptions = {}): Promise<Workspace> {
+  const home = resolveHome(options.home)
+  const paths = homePaths(home)
+  const mode = options.mode ?? 'auto'
+  const deadline = Date.now() + (options.waitMs ?? 3000)
+  for (let attempt = 0; ; attempt++) {
+    if (mode !== 'local') {
+      const client = await ControlClient.connect(paths.socket)
+      if (client !== undefined) return new RemoteWorkspace(client)
+      if (mode === 'peer') throw new KitsyncError('PEER_NOT_RUNNING', `no peer is running for ${home}: start one with 'kitsync peer start'`)
+    }
+    try {
+      const local = await LocalWorkspace.open({
+        home,
+        ...(options.name === undefined ? {} : { name: options.name }),
+        ...(options.maxRecordBytes === undefined ? {} : { maxRecordBytes: options.maxRecordBytes }),
+        ...(options.compaction === undefined ? {} : { compaction: options.compaction }),
+      })
+      if (options.serve ?? true) {
+        try {
+          const server = await ControlServer.listen(local, paths.socket)
+          local.onClose(() => server.close())
+        } catch (err) {
+          await local.close()
+          throw err
+        }
+      }
+      return local
+    } catch (err) {
+      // Another process holds the store: most likely a peer that is starting and will
+      // answer on its socket in a moment, or a CLI command that will finish soon.
+      if (!isKitsyncError(err, 'STORE_LOCKED') || Date.now() > deadline) {
+        if (isKitsyncError(err, 'STORE_LOCKED')) {
+          throw new KitsyncError('STORE_LOCKED', `the store of ${home} is held by another process that does not answer on ${paths.socket}`, { cause: err })
+        }
+        throw err
+      }
+      await delay(Math.min(200, 10 * 2 ** Math.min(attempt, 5)))
+    }
+  }
+}

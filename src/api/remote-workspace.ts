@@ -1,0 +1,105 @@
+import { TypedEmitter } from '../core/emitter.js'
+import { assertJsonValue, type JsonValue } from '../core/json.js'
+import type {
+  ChangeEvent,
+  ChangesOptions,
+  CollectionInfo,
+  SetOptions,
+  Workspace,
+  WorkspaceEvents,
+  WorkspaceExport,
+  WorkspaceInfo,
+  WorkspaceStatus,
+} from '../core/workspace-types.js'
+import type { ControlClient } from './control-client.js'
+
+/** A workspace reached through the control socket of the peer that owns the store. */
+export class RemoteWorkspace implements Workspace {
+  readonly mode = 'peer' as const
+  private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined }>()
+  private watchId: number | undefined
+  private watching: Promise<void> | undefined
+
+  constructor(readonly client: ControlClient) {
+    client.onEvent((event, data) => {
+      if (event === 'change') {
+        const { watch: _watch, ...change } = data as ChangeEvent & { watch: number }
+        this.emitter.emit('change', change)
+      } else if (event === 'closed') {
+        this.emitter.emit('closed', undefined)
+      }
+    })
+  }
+
+  info(): Promise<WorkspaceInfo> {
+    return this.client.request('info') as Promise<WorkspaceInfo>
+  }
+
+  async get(collection: string, key: string): Promise<JsonValue | undefined> {
+    const r = (await this.client.request('get', { collection, key })) as { found: boolean; value?: JsonValue }
+    return r.found ? r.value : undefined
+  }
+
+  getAll(collection: string): Promise<Record<string, JsonValue>> {
+    return this.client.request('getAll', { collection }) as Promise<Record<string, JsonValue>>
+  }
+
+  async set(collection: string, key: string, value: JsonValue, options: SetOptions = {}): Promise<void> {
+    assertJsonValue(value)
+    await this.client.request('set', { collection, key, value, ...(options.field === undefined ? {} : { field: options.field }) })
+  }
+
+  delete(collection: string, key: string): Promise<boolean> {
+    return this.client.request('delete', { collection, key }) as Promise<boolean>
+  }
+
+  list(): Promise<CollectionInfo[]> {
+    return this.client.request('list') as Promise<CollectionInfo[]>
+  }
+
+  export(): Promise<WorkspaceExport> {
+    return this.client.request('export') as Promise<WorkspaceExport>
+  }
+
+  status(): Promise<WorkspaceStatus> {
+    return this.client.request('status') as Promise<WorkspaceStatus>
+  }
+
+  on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void {
+    void this.ensureWatching()
+    return this.emitter.on(event, listener)
+  }
+
+  async *changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent> {
+    await this.ensureWatching()
+    const stop = new AbortController()
+    const offClosed = this.emitter.on('closed', () => stop.abort())
+    const onAbort = (): void => stop.abort()
+    options.signal?.addEventListener('abort', onAbort)
+    try {
+      for await (const change of this.emitter.iterate('change', stop.signal)) {
+        if (options.collection === undefined || change.collection === options.collection) yield change
+      }
+    } finally {
+      offClosed()
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.close()
+  }
+
+  /** One watch subscription per connection, shared by all listeners; filtering is local. */
+  private ensureWatching(): Promise<void> {
+    this.watching ??= (async () => {
+      const r = (await this.client.request('watch')) as { watching: number }
+      this.watchId = r.watching
+    })()
+    return this.watching
+  }
+
+  get watchSubscription(): number | undefined {
+    return this.watchId
+  }
+}

@@ -1,0 +1,23 @@
+import type { Command } from 'commander'
+import { parseJson } from '../../core/json.js'
+import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+
+export function register(program: Command, io: CliIO): void {
+  example(
+    program
+      .command('set')
+      .description('write a record (a JSON object or any JSON value); JSON "-" reads it from stdin')
+      .argument('<collection>', 'collection name, created on first write')
+      .argument('<key>', 'record key')
+      .argument('<json>', 'the record as JSON, or - for stdin')
+      .option('--field <name>', 'set only this field of the record, keeping the others'),
+    `kitsync set watchlists tech '{"symbols":["AAPL","MSFT"]}'`,
+    `kitsync set settings ui --field theme '"dark"'`,
+  ).action(async (collection: string, key: string, json: string, options: { field?: string }, cmd: Command) => {
+    const opts = globals(cmd)
+    // Parse before opening anything: bad input never reaches the store.
+    const value = parseJson(json === '-' ? await io.readStdin() : json, 'the record')
+    await withWorkspace(io, opts, (ws) => ws.set(collection, key, value, options.field === undefined ? {} : { field: options.field }))
+    print(io, opts, { collection, key, written: true }, () => '')
+  })
+}

@@ -1,0 +1,40 @@
+import type { Command } from 'commander'
+import { homeExists, homePaths, readWorkspaceConfig, resolveHome } from '../../store/home.js'
+import { ControlClient } from '../../api/control-client.js'
+import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+import { formatCollections } from './list.js'
+
+export function register(program: Command, io: CliIO): void {
+  example(
+    program.command('status').description('show the home folder, device, workspace, whether the peer runs, and the collections'),
+    'kitsync status',
+    'kitsync status --json',
+  ).action(async (_options: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    const home = resolveHome(opts.home, io.env)
+    const paths = homePaths(home)
+    // Status never creates a workspace: it reports that there is none.
+    if (!(await homeExists(home)) || (await readWorkspaceConfig(paths)) === undefined) {
+      const probe = await ControlClient.connect(paths.socket).catch(() => undefined)
+      probe?.close()
+      if (probe === undefined) {
+        print(io, opts, { initialised: false, home }, () => `home      ${home}\nworkspace none yet (run: kitsync init)\npeer      not running\n`)
+        return
+      }
+    }
+    const status = await withWorkspace(io, opts, (ws) => ws.status(), { home })
+    const { info, peer } = status
+    print(io, opts, { initialised: true, ...status }, () =>
+      [
+        `home      ${info.home}`,
+        `device    ${info.deviceId}`,
+        `workspace ${info.name} (${info.workspaceId})`,
+        `peer      ${peer.running ? `running (pid ${peer.pid ?? '?'}, since ${new Date(peer.startedAt ?? 0).toISOString()})` : 'not running'}`,
+        `socket    ${peer.socket}`,
+        `version   ${info.version}`,
+        '',
+        formatCollections(status.collections),
+      ].join('\n'),
+    )
+  })
+}

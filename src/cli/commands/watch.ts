@@ -1,0 +1,29 @@
+import type { Command } from 'commander'
+import { assertCollectionName } from '../../core/names.js'
+import { example, globals, type CliIO } from '../context.js'
+import { openWorkspace } from '../../api/open-workspace.js'
+
+export function register(program: Command, io: CliIO): void {
+  example(
+    program
+      .command('watch')
+      .description('print one JSON line per record change until interrupted')
+      .argument('[collection]', 'only changes of this collection'),
+    'kitsync watch alerts',
+  ).action(async (collection: string | undefined, _options: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    if (collection !== undefined) assertCollectionName(collection)
+    // Without a running peer this process holds the store, so it serves the control socket
+    // itself: other commands keep working, and their writes show up here.
+    const ws = await openWorkspace({ serve: true, ...(opts.home === undefined ? {} : { home: opts.home }) })
+    const stop = new AbortController()
+    void io.interrupted().then(() => stop.abort())
+    try {
+      for await (const change of ws.changes({ signal: stop.signal, ...(collection === undefined ? {} : { collection }) })) {
+        io.out(JSON.stringify(change) + '\n')
+      }
+    } finally {
+      await ws.close()
+    }
+  })
+}

@@ -1,0 +1,45 @@
+import type { Command } from 'commander'
+import type { Workspace } from '../core/workspace-types.js'
+import { openWorkspace, type OpenWorkspaceOptions } from '../api/open-workspace.js'
+
+export interface CliIO {
+  out: (text: string) => void
+  err: (text: string) => void
+  env: NodeJS.ProcessEnv
+  readStdin: () => Promise<string>
+  /** Resolves when the user interrupts (Ctrl-C) or the process is asked to stop (SIGTERM). */
+  interrupted: () => Promise<string>
+}
+
+export interface GlobalOptions {
+  home?: string
+  json?: boolean
+}
+
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>()
+}
+
+/** Print a result: JSON with --json, else the human form. */
+export function print(io: CliIO, opts: GlobalOptions, json: unknown, human: () => string): void {
+  io.out(opts.json === true ? JSON.stringify(json) + '\n' : human())
+}
+
+/** Open the workspace for one command (through the peer if one runs), run `fn`, close it. */
+export async function withWorkspace<T>(
+  io: CliIO,
+  opts: GlobalOptions,
+  fn: (ws: Workspace) => Promise<T>,
+  extra: OpenWorkspaceOptions = {},
+): Promise<T> {
+  const ws = await openWorkspace({ serve: false, ...extra, ...(opts.home === undefined ? {} : { home: opts.home }) })
+  try {
+    return await fn(ws)
+  } finally {
+    await ws.close()
+  }
+}
+
+export function example(cmd: Command, ...lines: string[]): Command {
+  return cmd.addHelpText('after', `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`)
+}

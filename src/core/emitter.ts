@@ -1,0 +1,61 @@
+/**
+ * A small typed event emitter. `on` returns the function that unsubscribes, and `iterate`
+ * turns an event into an async iterable that ends when the signal aborts.
+ */
+export type Listener<T> = (payload: T) => void
+
+export class TypedEmitter<Events extends object> {
+  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>()
+
+  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
+    let set = this.listeners.get(event)
+    if (set === undefined) {
+      set = new Set()
+      this.listeners.set(event, set)
+    }
+    set.add(listener as Listener<never>)
+    return () => this.off(event, listener)
+  }
+
+  off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): void {
+    this.listeners.get(event)?.delete(listener as Listener<never>)
+  }
+
+  emit<K extends keyof Events>(event: K, payload: Events[K]): void {
+    const set = this.listeners.get(event)
+    if (set === undefined) return
+    for (const listener of [...set]) (listener as Listener<Events[K]>)(payload)
+  }
+
+  listenerCount(event: keyof Events): number {
+    return this.listeners.get(event)?.size ?? 0
+  }
+
+  /** Async iteration over one event until `signal` aborts; events are buffered, never dropped. */
+  async *iterate<K extends keyof Events>(event: K, signal?: AbortSignal): AsyncGenerator<Events[K]> {
+    const queue: Events[K][] = []
+    let wake: (() => void) | undefined
+    const off = this.on(event, (payload) => {
+      queue.push(payload)
+      wake?.()
+    })
+    const onAbort = (): void => wake?.()
+    signal?.addEventListener('abort', onAbort)
+    try {
+      while (signal?.aborted !== true) {
+        const next = queue.shift()
+        if (next !== undefined) {
+          yield next
+          continue
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve
+        })
+        wake = undefined
+      }
+    } finally {
+      off()
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * One error class for the whole of kitsync, told apart by `code` (a closed set).
+ * The CLI maps each code to an exit status and prints `kitsync: CODE: message`.
+ */
+
+export const ERROR_CODES = {
+  // usage and input: exit 2
+  INVALID_ARGUMENT: 2,
+  UNKNOWN_COMMAND: 2,
+  INVALID_JSON: 2,
+  INVALID_NAME: 2,
+  RECORD_TOO_LARGE: 2,
+  // lookups: exit 3
+  UNKNOWN_COLLECTION: 3,
+  NOT_FOUND: 3,
+  // the home folder and the process that owns it: exit 4
+  HOME_UNREADABLE: 4,
+  PEER_ALREADY_RUNNING: 4,
+  PEER_NOT_RUNNING: 4,
+  STORE_LOCKED: 4,
+  VERSION_MISMATCH: 4,
+  // stored data: exit 5
+  DATA_CORRUPTION: 5,
+  STORAGE_FAILED: 5,
+  // control API transport: exit 6
+  CONTROL_PROTOCOL: 6,
+  CONNECTION_CLOSED: 6,
+  ABORTED: 6,
+  // anything else is a bug: exit 1
+  INTERNAL: 1,
+} as const satisfies Record<string, number>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export interface KitsyncErrorDetails {
+  /** The collection concerned, when there is one. */
+  collection?: string
+  [key: string]: unknown
+}
+
+export class KitsyncError extends Error {
+  override readonly name = 'KitsyncError'
+  readonly code: ErrorCode
+  readonly details: KitsyncErrorDetails
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: KitsyncErrorDetails } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.details = options.details ?? {}
+  }
+
+  /** Serialisable form used by the control API and `--json` output. */
+  toJSON(): { code: ErrorCode; message: string; details?: KitsyncErrorDetails } {
+    return Object.keys(this.details).length > 0
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message }
+  }
+
+  static fromJSON(value: unknown): KitsyncError {
+    if (typeof value === 'object' && value !== null) {
+      const v = value as { code?: unknown; message?: unknown; details?: unknown }
+      if (typeof v.code === 'string' && isErrorCode(v.code) && typeof v.message === 'string') {
+        const details = typeof v.details === 'object' && v.details !== null ? (v.details as KitsyncErrorDetails) : {}
+        return new KitsyncError(v.code, v.message, { details })
+      }
+    }
+    return new KitsyncError('CONTROL_PROTOCOL', 'malformed error from the peer')
+  }
+}
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code)
+}
+
+export function isKitsyncError(err: unknown, code?: ErrorCode): err is KitsyncError {
+  return err instanceof KitsyncError && (code === undefined || err.code === code)
+}
+
+export function exitCodeFor(err: unknown): number {
+  return err instanceof KitsyncError ? ERROR_CODES[err.code] : ERROR_CODES.INTERNAL
+}
+
+/** Wrap anything thrown into a KitsyncError, keeping it as the cause. */
+export function toKitsyncError(err: unknown): KitsyncError {
+  if (err instanceof KitsyncError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  return new KitsyncError('INTERNAL', message, { cause: err })
+}

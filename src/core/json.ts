@@ -1,0 +1,50 @@
+import { KitsyncError } from './errors.js'
+
+export type JsonPrimitive = string | number | boolean | null
+export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue }
+export type JsonObject = { [key: string]: JsonValue }
+
+export function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Parse user-supplied JSON text, failing with INVALID_JSON and a short reason. */
+export function parseJson(text: string, what = 'value'): JsonValue {
+  try {
+    return JSON.parse(text) as JsonValue
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err)
+    throw new KitsyncError('INVALID_JSON', `${what} is not valid JSON: ${reason}`)
+  }
+}
+
+/**
+ * Check that a value is plain JSON (what JSON.parse could have produced): no undefined,
+ * functions, NaN, class instances or cycles. Library callers can pass anything.
+ */
+export function assertJsonValue(value: unknown, path = 'value', seen = new Set<object>()): asserts value is JsonValue {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a finite number`)
+    return
+  }
+  if (typeof value !== 'object') throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a JSON value (${typeof value})`)
+  if (seen.has(value)) throw new KitsyncError('INVALID_ARGUMENT', `${path} contains a cycle`)
+  seen.add(value)
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => assertJsonValue(item, `${path}[${i}]`, seen))
+  } else {
+    const proto = Object.getPrototypeOf(value) as unknown
+    if (proto !== Object.prototype && proto !== null) {
+      throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a plain object`)
+    }
+    for (const [k, v] of Object.entries(value)) assertJsonValue(v, `${path}.${k}`, seen)
+  }
+  seen.delete(value)
+}
+
+const encoder = new TextEncoder()
+
+export function jsonByteLength(value: JsonValue): number {
+  return encoder.encode(JSON.stringify(value)).byteLength
+}

@@ -1,0 +1,31 @@
+import { KitsyncError } from './errors.js'
+
+/** Collection names: 1-64 chars, letters, digits, `.`, `_`, `-`, starting with a letter or digit. */
+const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export const MAX_KEY_BYTES = 1024
+
+export function assertCollectionName(name: string): void {
+  if (typeof name !== 'string' || !COLLECTION_NAME.test(name)) {
+    throw new KitsyncError(
+      'INVALID_NAME',
+      `invalid collection name ${JSON.stringify(name)}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    )
+  }
+}
+
+export function assertRecordKey(key: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (typeof key !== 'string' || key.length === 0 || /[\u0000-\u001f\u007f]/.test(key)) {
+    throw new KitsyncError('INVALID_NAME', `invalid record key ${JSON.stringify(key)}: use a non-empty string without control characters`)
+  }
+  if (new TextEncoder().encode(key).byteLength > MAX_KEY_BYTES) {
+    throw new KitsyncError('INVALID_NAME', `record key is longer than ${MAX_KEY_BYTES} bytes`)
+  }
+}
+
+export function assertFieldName(field: string): void {
+  if (typeof field !== 'string' || field.length === 0) {
+    throw new KitsyncError('INVALID_NAME', `invalid field name ${JSON.stringify(field)}: use a non-empty string`)
+  }
+}

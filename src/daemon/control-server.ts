@@ -1,0 +1,198 @@
+import { chmod, rm } from 'node:fs/promises'
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import type { JsonValue } from '../core/json.js'
+import { KITSYNC_VERSION } from '../core/version.js'
+import type { Workspace } from '../core/workspace-types.js'
+import {
+  CONTROL_PROTOCOL,
+  encodeMessage,
+  LineSplitter,
+  parseRequest,
+  type ControlRequest,
+  type ControlResponse,
+  type HelloResult,
+} from '../protocol/control.js'
+
+/**
+ * Serves a workspace over the control socket. Each connection must say `hello` first; after
+ * that it may call any workspace method, and `watch` streams change events to it.
+ */
+export class ControlServer {
+  private readonly server: Server
+  private readonly sockets = new Set<Socket>()
+
+  private constructor(
+    private readonly workspace: Workspace,
+    readonly path: string,
+  ) {
+    this.server = createServer((socket) => this.accept(socket))
+  }
+
+  /**
+   * Listen on `path`. The caller must already own the store: that is what makes a socket
+   * file left behind by a killed peer safe to remove here.
+   */
+  static async listen(workspace: Workspace, path: string): Promise<ControlServer> {
+    const server = new ControlServer(workspace, path)
+    if (process.platform !== 'win32') {
+      if (await socketAnswers(path)) {
+        throw new KitsyncError('PEER_ALREADY_RUNNING', `another process serves the control socket ${path}`)
+      }
+      await rm(path, { force: true })
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject)
+      // Listen with a private umask-independent mode: chmod right after, before anyone is told.
+      server.server.listen(path, () => {
+        server.server.off('error', reject)
+        resolve()
+      })
+    })
+    if (process.platform !== 'win32') await chmod(path, 0o600)
+    return server
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+    if (process.platform !== 'win32') await rm(this.path, { force: true })
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket)
+    const splitter = new LineSplitter()
+    let greeted = false
+    const watches = new Map<number, AbortController>()
+    const send = (message: ControlResponse | { event: string; data: unknown }): void => {
+      if (!socket.destroyed) socket.write(encodeMessage(message))
+    }
+    // Requests of one connection are answered in order.
+    let queue = Promise.resolve()
+    socket.on('data', (chunk: Buffer) => {
+      let lines: string[]
+      try {
+        lines = splitter.push(chunk)
+      } catch (err) {
+        send({ id: 0, error: toKitsyncError(err).toJSON() })
+        socket.destroy()
+        return
+      }
+      for (const line of lines) {
+        if (line.trim() === '') continue
+        queue = queue.then(async () => {
+          let request: ControlRequest
+          try {
+            request = parseRequest(line)
+          } catch (err) {
+            const e = toKitsyncError(err)
+            send({ id: typeof e.details.id === 'number' ? e.details.id : 0, error: e.toJSON() })
+            return
+          }
+          if (!greeted && request.method !== 'hello') {
+            send({ id: request.id, error: new KitsyncError('CONTROL_PROTOCOL', 'say hello first').toJSON() })
+            return
+          }
+          try {
+            if (request.method === 'hello') {
+              send({ id: request.id, result: this.hello(request.params ?? {}) })
+              greeted = true
+            } else if (request.method === 'watch') {
+              const stop = new AbortController()
+              watches.set(request.id, stop)
+              const collection = optionalString(request.params, 'collection')
+              const iterable = this.workspace.changes({ signal: stop.signal, ...(collection === undefined ? {} : { collection }) })
+              send({ id: request.id, result: { watching: request.id } })
+              void (async () => {
+                for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
+              })().catch(() => socket.destroy())
+            } else if (request.method === 'unwatch') {
+              const id = request.params?.watch
+              if (typeof id === 'number') watches.get(id)?.abort()
+              send({ id: request.id, result: true })
+            } else {
+              send({ id: request.id, result: await this.call(request) })
+            }
+          } catch (err) {
+            send({ id: request.id, error: toKitsyncError(err).toJSON() })
+          }
+        })
+      }
+    })
+    const cleanup = (): void => {
+      this.sockets.delete(socket)
+      for (const stop of watches.values()) stop.abort()
+    }
+    socket.on('close', cleanup)
+    socket.on('error', () => socket.destroy())
+  }
+
+  private hello(params: Record<string, unknown>): HelloResult {
+    if (params.protocol !== CONTROL_PROTOCOL) {
+      throw new KitsyncError('VERSION_MISMATCH', `the peer speaks control protocol ${CONTROL_PROTOCOL}, the client ${String(params.protocol)}`)
+    }
+    if (params.version !== undefined && params.version !== KITSYNC_VERSION) {
+      throw new KitsyncError(
+        'VERSION_MISMATCH',
+        `the running peer is kitsync ${KITSYNC_VERSION} and this client is ${String(params.version)}: restart the peer with the same version`,
+      )
+    }
+    return { protocol: CONTROL_PROTOCOL, version: KITSYNC_VERSION, pid: process.pid }
+  }
+
+  private async call(request: ControlRequest): Promise<unknown> {
+    const p = request.params ?? {}
+    const ws = this.workspace
+    switch (request.method) {
+      case 'info':
+        return ws.info()
+      case 'get': {
+        const value = await ws.get(requireString(p, 'collection'), requireString(p, 'key'))
+        return value === undefined ? { found: false } : { found: true, value }
+      }
+      case 'getAll':
+        return ws.getAll(requireString(p, 'collection'))
+      case 'set': {
+        if (!Object.hasOwn(p, 'value')) throw new KitsyncError('INVALID_ARGUMENT', 'set needs a value')
+        const field = optionalString(p, 'field')
+        await ws.set(requireString(p, 'collection'), requireString(p, 'key'), p.value as JsonValue, field === undefined ? {} : { field })
+        return true
+      }
+      case 'delete':
+        return ws.delete(requireString(p, 'collection'), requireString(p, 'key'))
+      case 'list':
+        return ws.list()
+      case 'export':
+        return ws.export()
+      case 'status':
+        return ws.status()
+      default:
+        throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
+    }
+  }
+}
+
+function requireString(params: Record<string, unknown>, name: string): string {
+  const v = params[name]
+  if (typeof v !== 'string') throw new KitsyncError('INVALID_ARGUMENT', `${name} must be a string`)
+  return v
+}
+
+function optionalString(params: Record<string, unknown> | undefined, name: string): string | undefined {
+  const v = params?.[name]
+  if (v === undefined) return undefined
+  if (typeof v !== 'string') throw new KitsyncError('INVALID_ARGUMENT', `${name} must be a string`)
+  return v
+}
+
+/** True if something accepts connections on the socket path. */
+export function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(path)
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}

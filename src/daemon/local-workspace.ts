@@ -1,0 +1,290 @@
+import * as Y from 'yjs'
+import type { CompactionPolicy } from '../core/compaction-policy.js'
+import { TypedEmitter } from '../core/emitter.js'
+import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { assertJsonValue, type JsonValue } from '../core/json.js'
+import { assertCollectionName } from '../core/names.js'
+import { RecordCollection, type RecordChange } from '../core/record-collection.js'
+import { KITSYNC_VERSION } from '../core/version.js'
+import type {
+  ChangeEvent,
+  ChangesOptions,
+  CollectionInfo,
+  PeerState,
+  SetOptions,
+  Workspace,
+  WorkspaceEvents,
+  WorkspaceExport,
+  WorkspaceInfo,
+  WorkspaceStatus,
+} from '../core/workspace-types.js'
+import { loadOrCreateIdentity } from '../net/identity.js'
+import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-store.js'
+import { ensureHome, homePaths, initWorkspace } from '../store/home.js'
+import { openLevel } from '../store/level.js'
+
+/** Transaction origin of writes made through this workspace. */
+export const LOCAL_ORIGIN = Symbol('kitsync:local')
+
+export interface LocalWorkspaceOptions {
+  home: string
+  /** Workspace name used when the home folder has no workspace yet. */
+  name?: string
+  maxRecordBytes?: number
+  compaction?: Partial<CompactionPolicy>
+}
+
+interface LoadedCollection {
+  collection: RecordCollection
+  log: CollectionLog
+  /** Settles when the last update of this collection is durable. */
+  lastWrite: Promise<void>
+}
+
+/**
+ * A workspace whose store this process owns: collections are Y.Docs loaded on first use,
+ * every update they emit (local or merged from a peer) is appended to the store, and a write
+ * resolves only once its update is durable.
+ */
+export class LocalWorkspace implements Workspace {
+  readonly mode = 'local' as const
+  readonly store: DocStore
+  private readonly infoValue: WorkspaceInfo
+  private readonly maxRecordBytes: number | undefined
+  private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined }>()
+  private readonly loaded = new Map<string, Promise<LoadedCollection>>()
+  private readonly known = new Set<string>()
+  private readonly timer: NodeJS.Timeout
+  private closed = false
+  private readonly closeHooks: (() => Promise<void>)[] = []
+  /** What `status` says about the peer; the peer process sets it. */
+  peerState: PeerState
+
+  private constructor(store: DocStore, info: WorkspaceInfo, known: string[], options: { maxRecordBytes?: number; socket: string }) {
+    this.store = store
+    this.infoValue = info
+    this.maxRecordBytes = options.maxRecordBytes
+    for (const name of known) this.known.add(name)
+    this.peerState = { running: false, socket: options.socket }
+    // The age trigger of compaction needs a clock even when nothing is written.
+    this.timer = setInterval(() => this.tick(), Math.max(1000, store.policy.maxAgeMs / 4))
+    this.timer.unref()
+  }
+
+  /** Open (and on first use, initialise) the workspace of a home folder. */
+  static async open(options: LocalWorkspaceOptions): Promise<LocalWorkspace> {
+    const paths = homePaths(options.home)
+    await ensureHome(paths.home)
+    const { config } = await initWorkspace(paths, options.name)
+    const identity = await loadOrCreateIdentity(paths.identity)
+    const db = await openLevel(paths.store)
+    const info: WorkspaceInfo = { home: paths.home, deviceId: identity.deviceId, workspaceId: config.id, name: config.name, version: KITSYNC_VERSION }
+    try {
+      return await LocalWorkspace.fromDatabase(db, info, {
+        maxRecordBytes: options.maxRecordBytes ?? config.maxRecordBytes,
+        compaction: options.compaction,
+        socket: paths.socket,
+      })
+    } catch (err) {
+      await db.close()
+      throw err
+    }
+  }
+
+  /** Build a workspace over any abstract-level database (memory-level in unit tests). */
+  static async fromDatabase(
+    db: BinaryLevel,
+    info: WorkspaceInfo,
+    options: { maxRecordBytes?: number | undefined; compaction?: Partial<CompactionPolicy> | undefined; socket?: string } = {},
+  ): Promise<LocalWorkspace> {
+    const store = new DocStore(db, options.compaction === undefined ? {} : { policy: options.compaction })
+    const known = await store.collectionNames()
+    return new LocalWorkspace(store, info, known, {
+      ...(options.maxRecordBytes === undefined ? {} : { maxRecordBytes: options.maxRecordBytes }),
+      socket: options.socket ?? '',
+    })
+  }
+
+  async info(): Promise<WorkspaceInfo> {
+    return { ...this.infoValue }
+  }
+
+  async get(collection: string, key: string): Promise<JsonValue | undefined> {
+    return (await this.existing(collection)).collection.get(key)
+  }
+
+  async getAll(collection: string): Promise<Record<string, JsonValue>> {
+    return (await this.existing(collection)).collection.entries()
+  }
+
+  async set(collection: string, key: string, value: JsonValue, options: SetOptions = {}): Promise<void> {
+    this.assertOpen()
+    assertCollectionName(collection)
+    assertJsonValue(value)
+    const entry = await this.load(collection)
+    entry.collection.set(key, value, LOCAL_ORIGIN, options.field)
+    await entry.lastWrite
+  }
+
+  async delete(collection: string, key: string): Promise<boolean> {
+    const entry = await this.existing(collection)
+    const deleted = entry.collection.delete(key, LOCAL_ORIGIN)
+    await entry.lastWrite
+    return deleted
+  }
+
+  async list(): Promise<CollectionInfo[]> {
+    this.assertOpen()
+    const out: CollectionInfo[] = []
+    for (const name of [...this.known].sort()) {
+      try {
+        const { collection, log } = await this.load(name)
+        out.push({ name, records: collection.size, bytes: log.stats().bytes })
+      } catch (err) {
+        const e = toKitsyncError(err)
+        out.push({ name, records: 0, bytes: 0, error: { code: e.code, message: e.message } })
+      }
+    }
+    return out
+  }
+
+  async export(): Promise<WorkspaceExport> {
+    this.assertOpen()
+    const result: WorkspaceExport = {
+      format: 'kitsync-export',
+      formatVersion: 1,
+      workspace: { id: this.infoValue.workspaceId, name: this.infoValue.name },
+      exportedAt: new Date().toISOString(),
+      collections: {},
+      unreadable: [],
+    }
+    for (const name of [...this.known].sort()) {
+      try {
+        result.collections[name] = (await this.load(name)).collection.entries()
+      } catch (err) {
+        const e = toKitsyncError(err)
+        result.unreadable.push({ collection: name, code: e.code, message: e.message })
+      }
+    }
+    return result
+  }
+
+  async status(): Promise<WorkspaceStatus> {
+    return { info: await this.info(), peer: { ...this.peerState }, collections: await this.list() }
+  }
+
+  on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void {
+    return this.emitter.on(event, listener)
+  }
+
+  async *changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent> {
+    if (options.collection !== undefined) assertCollectionName(options.collection)
+    const stop = new AbortController()
+    const offClosed = this.emitter.on('closed', () => stop.abort())
+    const onAbort = (): void => stop.abort()
+    options.signal?.addEventListener('abort', onAbort)
+    try {
+      for await (const change of this.emitter.iterate('change', stop.signal)) {
+        if (options.collection === undefined || change.collection === options.collection) yield change
+      }
+    } finally {
+      offClosed()
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Names of all collections, including ones not loaded yet. */
+  collectionNames(): string[] {
+    return [...this.known].sort()
+  }
+
+  /** Resolves when every update queued so far is durable. */
+  async flush(): Promise<void> {
+    for (const p of [...this.loaded.values()]) {
+      const entry = await p.catch(() => undefined)
+      if (entry !== undefined) await entry.log.flush()
+    }
+  }
+
+  /** Run `hook` first when the workspace closes (e.g. stop serving the control socket). */
+  onClose(hook: () => Promise<void>): void {
+    this.closeHooks.push(hook)
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.timer)
+    for (const hook of this.closeHooks.splice(0)) await hook()
+    this.emitter.emit('closed', undefined)
+    await this.flush()
+    await this.store.db.close()
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new KitsyncError('CONNECTION_CLOSED', 'the workspace is closed')
+  }
+
+  private async existing(collection: string): Promise<LoadedCollection> {
+    this.assertOpen()
+    assertCollectionName(collection)
+    if (!this.known.has(collection)) {
+      throw new KitsyncError('UNKNOWN_COLLECTION', `no collection named ${collection}`, { details: { collection } })
+    }
+    return this.load(collection)
+  }
+
+  /** Load a collection once; concurrent callers share the same promise. */
+  private load(name: string): Promise<LoadedCollection> {
+    let p = this.loaded.get(name)
+    if (p === undefined) {
+      p = this.loadFromStore(name)
+      this.loaded.set(name, p)
+      // A collection that failed to load is tried again on next use (nothing is cached or deleted).
+      p.catch(() => this.loaded.delete(name))
+    }
+    return p
+  }
+
+  private async loadFromStore(name: string): Promise<LoadedCollection> {
+    const doc = new Y.Doc({ gc: true })
+    const { log, loaded } = await this.store.open(name, () => ({ update: Y.encodeStateAsUpdate(doc), vector: Y.encodeStateVector(doc) }))
+    try {
+      if (loaded.updates.length === 1) Y.applyUpdate(doc, loaded.updates[0] as Uint8Array)
+      else if (loaded.updates.length > 1) Y.applyUpdate(doc, Y.mergeUpdates(loaded.updates))
+    } catch (err) {
+      throw new KitsyncError('DATA_CORRUPTION', `collection ${name}: stored updates cannot be applied; the stored data was left as it is`, {
+        details: { collection: name },
+        cause: err,
+      })
+    }
+    const collection = new RecordCollection(name, doc, this.maxRecordBytes === undefined ? {} : { maxRecordBytes: this.maxRecordBytes })
+    const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
+    doc.on('update', (update: Uint8Array) => {
+      const write = log.append(update)
+      entry.lastWrite = write
+      this.known.add(name)
+      // The document is now ahead of the disk: drop it so the next use reloads what is stored.
+      write.catch(() => {
+        if (this.loaded.get(name) !== undefined) this.loaded.delete(name)
+      })
+    })
+    collection.onChange((changes) => this.emitChanges(name, changes))
+    return entry
+  }
+
+  private emitChanges(collection: string, changes: RecordChange[]): void {
+    if (this.emitter.listenerCount('change') === 0) return
+    const at = Date.now()
+    const source = changes[0]?.origin === LOCAL_ORIGIN ? 'local' : 'remote'
+    for (const c of changes) {
+      const event: ChangeEvent =
+        c.value === undefined ? { collection, key: c.key, op: 'del', source, at } : { collection, key: c.key, op: 'set', value: c.value, source, at }
+      this.emitter.emit('change', event)
+    }
+  }
+
+  private tick(): void {
+    for (const p of this.loaded.values()) void p.then((entry) => entry.log.tick(), () => undefined)
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * kitsync library API.
+ *
+ *   import { openWorkspace } from 'kitsync'
+ *   const ws = await openWorkspace({ home: '/path/to/home' })
+ *   await ws.set('watchlists', 'tech', { symbols: ['AAPL'] })
+ */
+import './polyfill.js'
+
+export { openWorkspace, type OpenWorkspaceOptions } from './api/open-workspace.js'
+export { KitsyncError, ERROR_CODES, isKitsyncError, type ErrorCode } from './core/errors.js'
+export type { JsonValue, JsonObject, JsonPrimitive } from './core/json.js'
+export type {
+  ChangeEvent,
+  ChangesOptions,
+  CollectionInfo,
+  PeerState,
+  SetOptions,
+  Workspace,
+  WorkspaceEvents,
+  WorkspaceExport,
+  WorkspaceInfo,
+  WorkspaceStatus,
+} from './core/workspace-types.js'
+export { KITSYNC_VERSION } from './core/version.js'
+export { DEFAULT_MAX_RECORD_BYTES } from './core/record-collection.js'

@@ -1,0 +1,280 @@
+import type { AbstractLevel } from 'abstract-level'
+import { DEFAULT_COMPACTION, shouldCompact, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
+import { KitsyncError } from '../core/errors.js'
+import { frame, unframe } from './framing.js'
+
+/** Any abstract-level database with string keys and binary values (classic-level, memory-level). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type BinaryLevel = AbstractLevel<any, string, Uint8Array>
+
+/**
+ * Key layout (collection names never contain '!', so prefixes do not overlap):
+ *   m!<name>             collection metadata (JSON), written with its first update
+ *   s!<name>             snapshot: one Yjs update holding everything compacted so far
+ *   v!<name>             state vector of that snapshot
+ *   u!<name>!<seq:16hex> one Yjs update written after the snapshot
+ * Appends and compactions are atomic batches, so a crash leaves either the old or the new state.
+ */
+const SEQ_WIDTH = 16
+const metaKey = (name: string): string => `m!${name}`
+const snapshotKey = (name: string): string => `s!${name}`
+const vectorKey = (name: string): string => `v!${name}`
+const updatePrefix = (name: string): string => `u!${name}!`
+const updateKey = (name: string, seq: number): string => updatePrefix(name) + seq.toString(16).padStart(SEQ_WIDTH, '0')
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export interface CollectionMeta {
+  kind: string
+  createdAt: number
+}
+
+export interface LoadedLog {
+  /** The snapshot (if any) followed by the logged updates, in write order. */
+  updates: Uint8Array[]
+  meta: CollectionMeta | undefined
+}
+
+export interface DocStoreOptions {
+  policy?: Partial<CompactionPolicy>
+  now?: () => number
+}
+
+export class DocStore {
+  readonly db: BinaryLevel
+  readonly policy: CompactionPolicy
+  readonly now: () => number
+
+  constructor(db: BinaryLevel, options: DocStoreOptions = {}) {
+    this.db = db
+    this.policy = { ...DEFAULT_COMPACTION, ...options.policy }
+    this.now = options.now ?? Date.now
+  }
+
+  async collectionNames(): Promise<string[]> {
+    const names: string[] = []
+    for await (const key of this.db.keys({ gte: 'm!', lt: 'm"' })) names.push(key.slice(2))
+    return names
+  }
+
+  /**
+   * Open the log of one collection. `snapshot` must return the full current state as one
+   * update (Y.encodeStateAsUpdate) and its state vector; the log calls it when it compacts.
+   */
+  async open(name: string, snapshot: () => { update: Uint8Array; vector: Uint8Array }): Promise<{ log: CollectionLog; loaded: LoadedLog }> {
+    const corrupt = (what: string, cause?: unknown): KitsyncError =>
+      new KitsyncError('DATA_CORRUPTION', `collection ${name}: ${what}; the stored data was left as it is`, {
+        details: { collection: name },
+        cause,
+      })
+    let metaRaw: Uint8Array | undefined
+    let snapRaw: Uint8Array | undefined
+    try {
+      ;[metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
+    } catch (err) {
+      throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot read the store: ${(err as Error).message}`, { cause: err, details: { collection: name } })
+    }
+    let meta: CollectionMeta | undefined
+    if (metaRaw !== undefined) {
+      const payload = unframe(metaRaw)
+      if (payload === undefined) throw corrupt('damaged metadata')
+      try {
+        meta = JSON.parse(decoder.decode(payload)) as CollectionMeta
+      } catch (err) {
+        throw corrupt('unreadable metadata', err)
+      }
+    }
+    const updates: Uint8Array[] = []
+    let snapshotBytes = 0
+    if (snapRaw !== undefined) {
+      const payload = unframe(snapRaw)
+      if (payload === undefined) throw corrupt('damaged snapshot')
+      updates.push(payload)
+      snapshotBytes = snapRaw.byteLength
+    }
+    let lastSeq = -1
+    let logBytes = 0
+    let logEntries = 0
+    const prefix = updatePrefix(name)
+    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '"' })) {
+      const payload = unframe(value)
+      if (payload === undefined) throw corrupt(`damaged update ${key.slice(prefix.length)}`)
+      updates.push(payload)
+      lastSeq = parseInt(key.slice(prefix.length), 16)
+      logBytes += value.byteLength
+      logEntries++
+    }
+    const log = new CollectionLog(this, name, snapshot, {
+      exists: meta !== undefined,
+      lastSeq,
+      state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
+    })
+    return { log, loaded: { updates, meta } }
+  }
+}
+
+interface PendingAppend {
+  update: Uint8Array
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/**
+ * The persisted update log of one collection. Appends are written in atomic batches; appends
+ * that arrive while a batch is being written go together into the next one (group commit).
+ * A promise returned by `append` resolves once LevelDB has the update in its write-ahead
+ * log, which survives the process being killed.
+ */
+export class CollectionLog {
+  readonly name: string
+  private readonly store: DocStore
+  private readonly snapshot: () => { update: Uint8Array; vector: Uint8Array }
+  private exists: boolean
+  private lastSeq: number
+  private readonly state: LogState
+  private pending: PendingAppend[] = []
+  private running: Promise<void> | undefined
+  private compactRequested = false
+  private failure: KitsyncError | undefined
+
+  constructor(
+    store: DocStore,
+    name: string,
+    snapshot: () => { update: Uint8Array; vector: Uint8Array },
+    init: { exists: boolean; lastSeq: number; state: LogState },
+  ) {
+    this.store = store
+    this.name = name
+    this.snapshot = snapshot
+    this.exists = init.exists
+    this.lastSeq = init.lastSeq
+    this.state = init.state
+  }
+
+  /** Sizes for `list` and `status`. */
+  stats(): { bytes: number; logEntries: number; snapshotBytes: number } {
+    return { bytes: this.state.snapshotBytes + this.state.logBytes, logEntries: this.state.logEntries, snapshotBytes: this.state.snapshotBytes }
+  }
+
+  append(update: Uint8Array): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ update, resolve, reject })
+      this.kick()
+    })
+  }
+
+  /** Check the age trigger; called from a timer by the owner. */
+  tick(): void {
+    if (shouldCompact(this.store.policy, this.state, this.store.now())) this.requestCompaction()
+  }
+
+  /** Compact now, whatever the policy says; resolves when the new snapshot is written. */
+  async compactNow(): Promise<void> {
+    this.requestCompaction()
+    await this.flush()
+  }
+
+  /** Resolves when everything queued so far is written. */
+  async flush(): Promise<void> {
+    while (this.running !== undefined) await this.running
+  }
+
+  private requestCompaction(): void {
+    this.compactRequested = true
+    this.kick()
+  }
+
+  private kick(): void {
+    if (this.running !== undefined) return
+    this.running = this.drain().finally(() => {
+      this.running = undefined
+      if (this.pending.length > 0 || this.compactRequested) this.kick()
+    })
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 || this.compactRequested) {
+      if (this.pending.length > 0) {
+        const batch = this.pending
+        this.pending = []
+        try {
+          await this.writeAppends(batch)
+          for (const p of batch) p.resolve()
+        } catch (err) {
+          this.fail(err, batch)
+          return
+        }
+        if (shouldCompact(this.store.policy, this.state, this.store.now())) this.compactRequested = true
+        continue
+      }
+      this.compactRequested = false
+      try {
+        await this.writeCompaction()
+      } catch (err) {
+        this.fail(err, [])
+        return
+      }
+    }
+  }
+
+  private async writeAppends(batch: PendingAppend[]): Promise<void> {
+    const ops: { type: 'put'; key: string; value: Uint8Array }[] = []
+    if (!this.exists) {
+      const meta: CollectionMeta = { kind: 'records', createdAt: this.store.now() }
+      ops.push({ type: 'put', key: metaKey(this.name), value: frame(encoder.encode(JSON.stringify(meta))) })
+    }
+    let seq = this.lastSeq
+    let bytes = 0
+    for (const p of batch) {
+      const value = frame(p.update)
+      bytes += value.byteLength
+      ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
+    }
+    await this.store.db.batch(ops)
+    this.exists = true
+    this.lastSeq = seq
+    if (this.state.logEntries === 0) this.state.oldestEntryAt = this.store.now()
+    this.state.logEntries += batch.length
+    this.state.logBytes += bytes
+  }
+
+  private async writeCompaction(): Promise<void> {
+    if (this.state.logEntries === 0) return
+    const { update, vector } = this.snapshot()
+    const snap = frame(update)
+    // Sequence numbers are contiguous, so the log entries this snapshot covers are known
+    // without a scan, and the whole swap is one atomic batch.
+    const first = this.lastSeq - this.state.logEntries + 1
+    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [
+      { type: 'put', key: snapshotKey(this.name), value: snap },
+      { type: 'put', key: vectorKey(this.name), value: frame(vector) },
+    ]
+    for (let seq = first; seq <= this.lastSeq; seq++) ops.push({ type: 'del', key: updateKey(this.name, seq) })
+    await this.store.db.batch(ops)
+    this.state.snapshotBytes = snap.byteLength
+    this.state.logBytes = 0
+    this.state.logEntries = 0
+    this.state.oldestEntryAt = undefined
+  }
+
+  private fail(err: unknown, batch: PendingAppend[]): void {
+    const error =
+      err instanceof KitsyncError
+        ? err
+        : new KitsyncError('STORAGE_FAILED', `collection ${this.name}: write failed: ${(err as Error).message}`, {
+            cause: err,
+            details: { collection: this.name },
+          })
+    // After a failed write the in-memory document is ahead of the disk: refuse further
+    // writes so the owner reloads the collection from what is actually stored.
+    this.failure = error
+    for (const p of [...batch, ...this.pending]) p.reject(error)
+    this.pending = []
+    this.compactRequested = false
+  }
+
+  get failed(): KitsyncError | undefined {
+    return this.failure
+  }
+}
