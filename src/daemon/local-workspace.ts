@@ -198,6 +198,17 @@ export class LocalWorkspace implements Workspace {
     return [...this.known].sort()
   }
 
+  /** Fold the update log of one collection (or of all) into a snapshot now, whatever the policy says. */
+  async compact(collection?: string): Promise<void> {
+    const names = collection === undefined ? this.collectionNames() : [collection]
+    for (const name of names) await (await this.existing(name)).log.compactNow()
+  }
+
+  /** Storage figures of one collection (for status and benchmarks). */
+  async storageStats(collection: string): Promise<{ bytes: number; logEntries: number; snapshotBytes: number }> {
+    return (await this.existing(collection)).log.stats()
+  }
+
   /** Resolves when every update queued so far is durable. */
   async flush(): Promise<void> {
     for (const p of [...this.loaded.values()]) {

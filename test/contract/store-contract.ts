@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import type { CompactionPolicy } from '../../src/core/compaction-policy.js'
+import { isKitsyncError } from '../../src/core/errors.js'
+import type { WorkspaceInfo } from '../../src/core/workspace-types.js'
+import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
+import { DocStore, type BinaryLevel } from '../../src/store/doc-store.js'
+
+export interface StoreFixture {
+  /** A fresh, open, empty database. */
+  create(): Promise<BinaryLevel>
+  /** The same database reopened after close (data kept). */
+  reopen(db: BinaryLevel): Promise<BinaryLevel>
+}
+
+const info: WorkspaceInfo = { home: '/nowhere', deviceId: 'device', workspaceId: 'ws', name: 'test', version: '0' }
+
+async function open(db: BinaryLevel, compaction?: Partial<CompactionPolicy>): Promise<LocalWorkspace> {
+  return LocalWorkspace.fromDatabase(db, info, compaction === undefined ? {} : { compaction })
+}
+
+/** The acceptance suite every store adapter must pass (memory-level and LevelDB). */
+export function storeContract(name: string, fixture: StoreFixture): void {
+  describe(`store contract: ${name}`, () => {
+    it('reloads exactly the state that was written', async () => {
+      const db = await fixture.create()
+      let ws = await open(db)
+      await ws.set('notes', 'a', { text: 'hello', n: 1 })
+      await ws.set('notes', 'b', [1, 2, 3])
+      await ws.set('notes', 'a', 'world', { field: 'text' })
+      await ws.set('tags', 't', true)
+      expect(await ws.delete('notes', 'b')).toBe(true)
+      const before = await ws.export()
+      await ws.close()
+      ws = await open(await fixture.reopen(db))
+      const after = await ws.export()
+      expect(after.collections).toEqual(before.collections)
+      expect(after.collections).toEqual({ notes: { a: { text: 'world', n: 1 } }, tags: { t: true } })
+      expect((await ws.list()).map((c) => [c.name, c.records])).toEqual([
+        ['notes', 1],
+        ['tags', 1],
+      ])
+      await ws.close()
+    })
+
+    it('compacts the log into a snapshot and reloads the same document', async () => {
+      const db = await fixture.create()
+      let ws = await open(db)
+      for (let i = 0; i < 200; i++) await ws.set('c', `k${i % 20}`, { i })
+      expect((await ws.storageStats('c')).logEntries).toBe(200)
+      await ws.compact('c')
+      const stats = await ws.storageStats('c')
+      expect(stats.logEntries).toBe(0)
+      expect(stats.snapshotBytes).toBeGreaterThan(0)
+      await ws.set('c', 'after', 1)
+      const before = await ws.getAll('c')
+      await ws.close()
+      const keys: string[] = []
+      const reopened = await fixture.reopen(db)
+      for await (const k of reopened.keys()) keys.push(k)
+      expect(keys.filter((k) => k.startsWith('u!c!'))).toHaveLength(1)
+      expect(keys).toContain('s!c')
+      ws = await open(reopened)
+      expect(await ws.getAll('c')).toEqual(before)
+      expect(before.k19).toEqual({ i: 199 })
+      await ws.close()
+    })
+
+    it('compacts by itself once the log outgrows the snapshot', async () => {
+      const ws = await open(await fixture.create(), { minBytes: 2000, ratio: 1, maxAgeMs: 3_600_000 })
+      for (let i = 0; i < 300; i++) await ws.set('c', `k${i % 10}`, { i, pad: 'x'.repeat(20) })
+      await ws.flush()
+      const stats = await ws.storageStats('c')
+      expect(stats.snapshotBytes).toBeGreaterThan(0)
+      // The log never holds much more than the trigger before it is folded.
+      expect(stats.bytes - stats.snapshotBytes).toBeLessThan(Math.max(2000, stats.snapshotBytes) + 200)
+      await ws.close()
+    })
+
+    it('compacts an old log by age', async () => {
+      let now = 1_000
+      const db = await fixture.create()
+      const store = new DocStore(db, { policy: { minBytes: 1e9, maxAgeMs: 500 }, now: () => now })
+      const doc = new Y.Doc()
+      const { log } = await store.open('aged', () => ({ update: Y.encodeStateAsUpdate(doc), vector: Y.encodeStateVector(doc) }))
+      doc.on('update', (u: Uint8Array) => void log.append(u))
+      doc.getMap('records').set('a', 1)
+      await log.flush()
+      log.tick()
+      await log.flush()
+      expect(log.stats().logEntries).toBe(1)
+      now += 500
+      log.tick()
+      await log.flush()
+      expect(log.stats().logEntries).toBe(0)
+      expect(log.stats().snapshotBytes).toBeGreaterThan(0)
+      await db.close()
+    })
+
+    it('writes concurrent updates durably in groups', async () => {
+      const db = await fixture.create()
+      let ws = await open(db)
+      await Promise.all(Array.from({ length: 500 }, (_, i) => ws.set('many', `k${i}`, i)))
+      await ws.close()
+      ws = await open(await fixture.reopen(db))
+      const all = await ws.getAll('many')
+      expect(Object.keys(all)).toHaveLength(500)
+      expect(all.k499).toBe(499)
+      await ws.close()
+    })
+
+    it('reports a damaged value as DATA_CORRUPTION of that collection, loads the others, deletes nothing', async () => {
+      const db = await fixture.create()
+      let ws = await open(db)
+      await ws.set('good', 'a', 1)
+      await ws.set('bad', 'a', 1)
+      await ws.set('bad', 'b', 2)
+      await ws.close()
+      const reopened = await fixture.reopen(db)
+      const damagedKey = 'u!bad!' + (1).toString(16).padStart(16, '0')
+      const original = await reopened.get(damagedKey)
+      expect(original).toBeDefined()
+      const damaged = (original as Uint8Array).slice()
+      damaged[damaged.length - 1] = (damaged[damaged.length - 1] as number) ^ 0xff
+      await reopened.put(damagedKey, damaged)
+      ws = await open(reopened)
+      const err = await ws.get('bad', 'a').catch((e: unknown) => e)
+      expect(isKitsyncError(err, 'DATA_CORRUPTION')).toBe(true)
+      expect((err as Error).message).toContain('bad')
+      expect(await ws.get('good', 'a')).toBe(1)
+      const listed = await ws.list()
+      expect(listed.find((c) => c.name === 'bad')?.error?.code).toBe('DATA_CORRUPTION')
+      expect(listed.find((c) => c.name === 'good')?.records).toBe(1)
+      const exported = await ws.export()
+      expect(exported.unreadable.map((u) => u.collection)).toEqual(['bad'])
+      // Writing to a damaged collection is refused too, and nothing is deleted.
+      expect(isKitsyncError(await ws.set('bad', 'c', 3).catch((e: unknown) => e), 'DATA_CORRUPTION')).toBe(true)
+      await ws.close()
+      const again = await fixture.reopen(reopened)
+      expect(await again.get(damagedKey)).toEqual(damaged)
+      await again.close()
+    })
+
+    it('refuses a write the store cannot take with STORAGE_FAILED and keeps memory equal to disk', async () => {
+      const db = await fixture.create()
+      const ws = await open(db)
+      await ws.set('c', 'kept', 1)
+      const realBatch = db.batch.bind(db)
+      let fail = true
+      ;(db as unknown as { batch: unknown }).batch = (...args: unknown[]) => {
+        if (fail && Array.isArray(args[0])) return Promise.reject(Object.assign(new Error('No space left on device'), { code: 'ENOSPC' }))
+        return (realBatch as (...a: unknown[]) => unknown)(...args)
+      }
+      const err = await ws.set('c', 'lost', 2).catch((e: unknown) => e)
+      expect(isKitsyncError(err, 'STORAGE_FAILED')).toBe(true)
+      fail = false
+      // The failed write is not visible: the collection was reloaded from what is stored.
+      expect(await ws.get('c', 'lost')).toBeUndefined()
+      expect(await ws.get('c', 'kept')).toBe(1)
+      await ws.set('c', 'next', 3)
+      expect(await ws.getAll('c')).toEqual({ kept: 1, next: 3 })
+      await ws.close()
+    })
+
+    it('lists collections that exist in the store without loading them', async () => {
+      const db = await fixture.create()
+      let ws = await open(db)
+      await ws.set('b', 'k', 1)
+      await ws.set('a', 'k', 1)
+      await ws.close()
+      const store = new DocStore(await fixture.reopen(db))
+      expect(await store.collectionNames()).toEqual(['a', 'b'])
+      ws = await open(store.db)
+      expect(isKitsyncError(await ws.get('nope', 'k').catch((e: unknown) => e), 'UNKNOWN_COLLECTION')).toBe(true)
+      await ws.close()
+    })
+  })
+}

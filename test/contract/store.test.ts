@@ -1,0 +1,44 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll } from 'vitest'
+import { MemoryLevel } from 'memory-level'
+import type { BinaryLevel } from '../../src/store/doc-store.js'
+import { openLevel } from '../../src/store/level.js'
+import { storeContract } from './store-contract.js'
+
+storeContract('memory-level', {
+  async create() {
+    const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })
+    await db.open()
+    return db as unknown as BinaryLevel
+  },
+  async reopen(db) {
+    if (db.status !== 'closed') await db.close()
+    await db.open()
+    return db
+  },
+})
+
+const dirs: string[] = []
+const dirOf = new WeakMap<BinaryLevel, string>()
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true })
+})
+
+storeContract('LevelDB', {
+  async create() {
+    const dir = await mkdtemp(join(tmpdir(), 'kitsync-store-'))
+    dirs.push(dir)
+    const db = await openLevel(join(dir, 'db'))
+    dirOf.set(db, dir)
+    return db
+  },
+  async reopen(db) {
+    const dir = dirOf.get(db) as string
+    if (db.status !== 'closed') await db.close()
+    const again = await openLevel(join(dir, 'db'))
+    dirOf.set(again, dir)
+    return again
+  },
+})

@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs'
+import { describe, expect, it } from 'vitest'
+import { shouldCompact, DEFAULT_COMPACTION } from '../../src/core/compaction-policy.js'
+import { ERROR_CODES, exitCodeFor, KitsyncError } from '../../src/core/errors.js'
+import { assertJsonValue, parseJson } from '../../src/core/json.js'
+import { assertCollectionName } from '../../src/core/names.js'
+import { KITSYNC_VERSION } from '../../src/core/version.js'
+import { LineSplitter, parseRequest } from '../../src/protocol/control.js'
+import { frame, unframe } from '../../src/store/framing.js'
+
+describe('errors', () => {
+  it('maps every code to a non-zero exit status and survives a JSON round trip', () => {
+    for (const code of Object.keys(ERROR_CODES) as (keyof typeof ERROR_CODES)[]) {
+      const err = new KitsyncError(code, 'm', { details: { collection: 'c' } })
+      expect(exitCodeFor(err)).toBeGreaterThan(0)
+      const back = KitsyncError.fromJSON(JSON.parse(JSON.stringify(err)))
+      expect(back.code).toBe(code)
+      expect(back.details.collection).toBe('c')
+    }
+    expect(exitCodeFor(new Error('x'))).toBe(1)
+    expect(KitsyncError.fromJSON({ code: 'NOPE', message: 'x' }).code).toBe('CONTROL_PROTOCOL')
+  })
+
+  it('keeps the version constant equal to package.json', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    expect(KITSYNC_VERSION).toBe(pkg.version)
+  })
+})
+
+describe('input validation', () => {
+  it('parses JSON or fails with INVALID_JSON', () => {
+    expect(parseJson('{"a":1}')).toEqual({ a: 1 })
+    expect(parseJson('"s"')).toBe('s')
+    expect(() => parseJson('{bad')).toThrow(expect.objectContaining({ code: 'INVALID_JSON' }))
+  })
+
+  it('accepts only plain JSON values', () => {
+    expect(() => assertJsonValue({ a: [1, 'x', null, { b: true }] })).not.toThrow()
+    expect(() => assertJsonValue({ a: undefined })).toThrow(/not a JSON value/)
+    expect(() => assertJsonValue(NaN)).toThrow(/finite/)
+    expect(() => assertJsonValue(new Date())).toThrow(/plain object/)
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    expect(() => assertJsonValue(cyclic)).toThrow(/cycle/)
+  })
+
+  it('accepts collection names of letters, digits, dot, dash and underscore', () => {
+    for (const ok of ['a', 'watchlists', 'ssh-profiles', 'v1.2_x']) expect(() => assertCollectionName(ok)).not.toThrow()
+    for (const bad of ['', '-a', 'a/b', 'a!b', 'x'.repeat(65), 'ä']) expect(() => assertCollectionName(bad)).toThrow(/invalid collection name/)
+  })
+})
+
+describe('compaction policy', () => {
+  const base = { snapshotBytes: 0, logBytes: 0, logEntries: 0, oldestEntryAt: undefined }
+  it('triggers on bytes relative to the snapshot, and on age', () => {
+    const p = { ...DEFAULT_COMPACTION, minBytes: 100, ratio: 1, maxAgeMs: 1000 }
+    expect(shouldCompact(p, base, 0)).toBe(false)
+    expect(shouldCompact(p, { ...base, logEntries: 1, logBytes: 101, oldestEntryAt: 0 }, 0)).toBe(true)
+    expect(shouldCompact(p, { ...base, logEntries: 1, logBytes: 101, snapshotBytes: 500, oldestEntryAt: 0 }, 10)).toBe(false)
+    expect(shouldCompact(p, { ...base, logEntries: 1, logBytes: 501, snapshotBytes: 500, oldestEntryAt: 0 }, 10)).toBe(true)
+    expect(shouldCompact(p, { ...base, logEntries: 1, logBytes: 1, oldestEntryAt: 0 }, 999)).toBe(false)
+    expect(shouldCompact(p, { ...base, logEntries: 1, logBytes: 1, oldestEntryAt: 0 }, 1000)).toBe(true)
+  })
+})
+
+describe('store framing', () => {
+  it('detects any damaged byte', () => {
+    const framed = frame(new Uint8Array([1, 2, 3, 4, 5]))
+    expect(unframe(framed)).toEqual(new Uint8Array([1, 2, 3, 4, 5]))
+    for (let i = 0; i < framed.length; i++) {
+      const damaged = framed.slice()
+      damaged[i] = (damaged[i] as number) ^ 0x40
+      expect(unframe(damaged)).toBeUndefined()
+    }
+    expect(unframe(new Uint8Array([1, 0]))).toBeUndefined()
+  })
+})
+
+describe('control protocol codec', () => {
+  it('splits lines across chunks and refuses over-long lines', () => {
+    const s = new LineSplitter(10)
+    expect(s.push(Buffer.from('ab'))).toEqual([])
+    expect(s.push(Buffer.from('c\nde\n'))).toEqual(['abc', 'de'])
+    expect(() => s.push(Buffer.from('x'.repeat(11)))).toThrow(/longer than 10 bytes/)
+  })
+
+  it('refuses malformed requests with CONTROL_PROTOCOL', () => {
+    expect(parseRequest('{"id":1,"method":"get","params":{"collection":"a"}}').method).toBe('get')
+    for (const bad of ['nope', '[]', '{"method":"get"}', '{"id":1,"method":"drop"}', '{"id":1,"method":"get","params":[]}']) {
+      expect(() => parseRequest(bad)).toThrow(expect.objectContaining({ code: 'CONTROL_PROTOCOL' }))
+    }
+  })
+})

@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { isKitsyncError } from '../../src/core/errors.js'
+import { RecordCollection } from '../../src/core/record-collection.js'
+
+const LOCAL = Symbol('local')
+
+/** Two devices, each with its own doc, exchanging their full state both ways. */
+function exchange(a: RecordCollection, b: RecordCollection): void {
+  const ua = Y.encodeStateAsUpdate(a.doc, Y.encodeStateVector(b.doc))
+  const ub = Y.encodeStateAsUpdate(b.doc, Y.encodeStateVector(a.doc))
+  Y.applyUpdate(b.doc, ua, 'remote')
+  Y.applyUpdate(a.doc, ub, 'remote')
+}
+
+function device(clientID: number): RecordCollection {
+  const doc = new Y.Doc()
+  doc.clientID = clientID
+  return new RecordCollection('c', doc)
+}
+
+describe('RecordCollection', () => {
+  it('stores objects, scalars and arrays, and replaces a record on set', () => {
+    const c = device(1)
+    c.set('a', { x: 1, y: [1, 2], z: { deep: true } }, LOCAL)
+    c.set('n', 42, LOCAL)
+    c.set('s', 'text', LOCAL)
+    c.set('arr', [1, 'two', null], LOCAL)
+    expect(c.get('a')).toEqual({ x: 1, y: [1, 2], z: { deep: true } })
+    expect(c.get('n')).toBe(42)
+    expect(c.get('arr')).toEqual([1, 'two', null])
+    c.set('a', { x: 2 }, LOCAL)
+    expect(c.get('a')).toEqual({ x: 2 })
+    c.set('n', { now: 'object' }, LOCAL)
+    expect(c.get('n')).toEqual({ now: 'object' })
+    c.set('n', false, LOCAL)
+    expect(c.get('n')).toBe(false)
+    expect(c.keys()).toEqual(['a', 'arr', 'n', 's'])
+    expect(c.size).toBe(4)
+  })
+
+  it('keeps an empty object as an existing record', () => {
+    const c = device(1)
+    c.set('e', {}, LOCAL)
+    expect(c.has('e')).toBe(true)
+    expect(c.get('e')).toEqual({})
+  })
+
+  it('sets one field and keeps the others', () => {
+    const c = device(1)
+    c.set('a', { x: 1, y: 2 }, LOCAL)
+    c.set('a', 3, LOCAL, 'y')
+    c.set('b', 'v', LOCAL, 'f')
+    expect(c.get('a')).toEqual({ x: 1, y: 3 })
+    expect(c.get('b')).toEqual({ f: 'v' })
+  })
+
+  it('deletes records and reports whether there was one', () => {
+    const c = device(1)
+    c.set('a', { x: 1 }, LOCAL)
+    expect(c.delete('a', LOCAL)).toBe(true)
+    expect(c.get('a')).toBeUndefined()
+    expect(c.delete('a', LOCAL)).toBe(false)
+    expect(c.size).toBe(0)
+  })
+
+  it('merges concurrent changes of different fields of the same record', () => {
+    const a = device(1)
+    const b = device(2)
+    a.set('r', { title: 'one', status: 'open' }, LOCAL)
+    exchange(a, b)
+    a.set('r', 'renamed', LOCAL, 'title')
+    b.set('r', 'closed', LOCAL, 'status')
+    exchange(a, b)
+    expect(a.get('r')).toEqual({ title: 'renamed', status: 'closed' })
+    expect(b.get('r')).toEqual(a.get('r'))
+  })
+
+  it('merges fields of a record created concurrently on two devices', () => {
+    const a = device(1)
+    const b = device(2)
+    a.set('r', 'from-a', LOCAL, 'x')
+    b.set('r', 'from-b', LOCAL, 'y')
+    exchange(a, b)
+    expect(a.get('r')).toEqual({ x: 'from-a', y: 'from-b' })
+    expect(b.get('r')).toEqual({ x: 'from-a', y: 'from-b' })
+  })
+
+  it('resolves concurrent writes of the same field the same way on every device, in any order', () => {
+    const results = new Set<string>()
+    for (const order of [0, 1]) {
+      const a = device(1)
+      const b = device(2)
+      const c = device(3)
+      a.set('r', 'a', LOCAL, 'f')
+      b.set('r', 'b', LOCAL, 'f')
+      if (order === 0) {
+        exchange(a, b)
+        exchange(b, c)
+      } else {
+        exchange(c, b)
+        exchange(b, a)
+        exchange(c, a)
+      }
+      exchange(a, c)
+      const values = [a, b, c].map((d) => JSON.stringify(d.get('r')))
+      expect(new Set(values).size).toBe(1)
+      results.add(values[0] as string)
+    }
+    expect(results.size).toBe(1)
+  })
+
+  it('refuses a record over the size limit and writes nothing', () => {
+    const doc = new Y.Doc()
+    const c = new RecordCollection('small', doc, { maxRecordBytes: 100 })
+    c.set('a', { x: 1 }, LOCAL)
+    const before = Y.encodeStateAsUpdate(doc)
+    let caught: unknown
+    try {
+      c.set('a', { x: 'y'.repeat(200) }, LOCAL)
+    } catch (err) {
+      caught = err
+    }
+    expect(isKitsyncError(caught, 'RECORD_TOO_LARGE')).toBe(true)
+    expect((caught as { details: { collection: string } }).details.collection).toBe('small')
+    expect(() => c.set('a', 'z'.repeat(200), LOCAL, 'x')).toThrow(/over the limit/)
+    expect(Y.encodeStateAsUpdate(doc)).toEqual(before)
+  })
+
+  it('refuses keys with control characters and empty field names', () => {
+    const c = device(1)
+    expect(() => c.set('', 1, LOCAL)).toThrow(/invalid record key/)
+    expect(() => c.set('a\u0000b', 1, LOCAL)).toThrow(/invalid record key/)
+    expect(() => c.set('a', 1, LOCAL, '')).toThrow(/invalid field name/)
+  })
+
+  it('emits one change per touched record with the transaction origin', () => {
+    const a = device(1)
+    const b = device(2)
+    const seen: { key: string; value: unknown; origin: unknown }[] = []
+    b.onChange((changes) => seen.push(...changes))
+    a.set('r', { x: 1, y: 2 }, LOCAL)
+    exchange(a, b)
+    expect(seen).toEqual([{ key: 'r', value: { x: 1, y: 2 }, origin: 'remote' }])
+    const local: unknown[] = []
+    a.onChange((changes) => local.push(...changes.map((ch) => ch.origin)))
+    a.delete('r', LOCAL)
+    expect(local).toEqual([LOCAL])
+  })
+
+  it('does not grow the document when a value is rewritten unchanged', () => {
+    const c = device(1)
+    c.set('a', { x: 1, y: 'same' }, LOCAL)
+    const size = Y.encodeStateAsUpdate(c.doc).byteLength
+    let updates = 0
+    c.doc.on('update', () => updates++)
+    c.set('a', { x: 1, y: 'same' }, LOCAL)
+    expect(updates).toBe(0)
+    expect(Y.encodeStateAsUpdate(c.doc).byteLength).toBe(size)
+  })
+})
