@@ -1,6 +1,6 @@
 /**
  * Layering of src/ (imports point left only):
- *   core  <-  protocol  <-  store, net  <-  daemon  <-  api  <-  cli
+ *   core  <-  protocol  <-  sync  <-  store, net  <-  daemon  <-  api  <-  cli
  * src/index.ts is the library entry and may import api and core.
  * level/classic-level only in store/, libp2p only in net/, and no import cycles anywhere.
  */
@@ -17,11 +17,12 @@ module.exports = {
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
     layer('core', []),
     layer('protocol', ['core']),
-    layer('store', ['core', 'protocol']),
-    layer('net', ['core', 'protocol', 'store']),
-    layer('daemon', ['core', 'protocol', 'store', 'net']),
-    layer('api', ['core', 'protocol', 'store', 'net', 'daemon']),
-    layer('cli', ['core', 'protocol', 'store', 'net', 'daemon', 'api']),
+    layer('sync', ['core', 'protocol']),
+    layer('store', ['core', 'protocol', 'sync']),
+    layer('net', ['core', 'protocol', 'sync', 'store']),
+    layer('daemon', ['core', 'protocol', 'sync', 'store', 'net']),
+    layer('api', ['core', 'protocol', 'sync', 'store', 'net', 'daemon']),
+    layer('cli', ['core', 'protocol', 'sync', 'store', 'net', 'daemon', 'api']),
     {
       name: 'level-only-in-store',
       severity: 'error',
@@ -37,7 +38,7 @@ module.exports = {
     {
       name: 'core-no-node-builtins',
       severity: 'error',
-      from: { path: '^src/core/' },
+      from: { path: '^src/(core|sync)/' },
       to: { dependencyTypes: ['core'] },
     },
   ],

@@ -26,6 +26,17 @@ export const ERROR_CODES = {
   CONTROL_PROTOCOL: 6,
   CONNECTION_CLOSED: 6,
   ABORTED: 6,
+  // peers and the network: exit 7
+  PROTOCOL_ERROR: 7,
+  WORKSPACE_MISMATCH: 7,
+  NOT_A_MEMBER: 7,
+  RATE_LIMITED: 7,
+  PEER_UNREACHABLE: 7,
+  // pairing tokens: exit 8
+  TOKEN_INVALID: 8,
+  TOKEN_EXPIRED: 8,
+  TOKEN_USED: 8,
+  TOKEN_REFUSED: 8,
   // anything else is a bug: exit 1
   INTERNAL: 1,
 } as const satisfies Record<string, number>

@@ -1,0 +1,97 @@
+import * as decoding from 'lib0/decoding'
+import * as encoding from 'lib0/encoding'
+import { KitsyncError } from '../core/errors.js'
+
+/**
+ * Frames of the sync protocol /kitsync/sync/1.0.0 (see docs/PROTOCOL.md). Each frame is one
+ * length-prefixed message on the stream; its body starts with a varuint frame type.
+ */
+export const SYNC_PROTOCOL_ID = '/kitsync/sync/1.0.0'
+export const SYNC_PROTOCOL_VERSION = 1
+
+export const FrameType = {
+  HELLO: 0,
+  SYNC: 1,
+  ERROR: 2,
+} as const
+
+/** y-protocols message types carried inside a SYNC frame. */
+export const SyncStep = {
+  STEP1: 0,
+  STEP2: 1,
+  UPDATE: 2,
+} as const
+
+export type Frame =
+  | { type: typeof FrameType.HELLO; version: number; workspaceId: string; collections: string[] }
+  | { type: typeof FrameType.SYNC; collection: string; step: number; payload: Uint8Array }
+  | { type: typeof FrameType.ERROR; code: string; message: string }
+
+export const MAX_COLLECTIONS_IN_HELLO = 100_000
+const MAX_NAME = 256
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  const e = encoding.createEncoder()
+  encoding.writeVarUint(e, frame.type)
+  switch (frame.type) {
+    case FrameType.HELLO:
+      encoding.writeVarUint(e, frame.version)
+      encoding.writeVarString(e, frame.workspaceId)
+      encoding.writeVarUint(e, frame.collections.length)
+      for (const name of frame.collections) encoding.writeVarString(e, name)
+      break
+    case FrameType.SYNC:
+      encoding.writeVarString(e, frame.collection)
+      encoding.writeVarUint(e, frame.step)
+      encoding.writeVarUint8Array(e, frame.payload)
+      break
+    case FrameType.ERROR:
+      encoding.writeVarString(e, frame.code)
+      encoding.writeVarString(e, frame.message)
+      break
+  }
+  return encoding.toUint8Array(e)
+}
+
+/** Decode one frame; anything malformed is a PROTOCOL_ERROR (the caller closes the stream). */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  try {
+    const d = decoding.createDecoder(bytes)
+    const type = decoding.readVarUint(d)
+    let frame: Frame
+    switch (type) {
+      case FrameType.HELLO: {
+        const version = decoding.readVarUint(d)
+        const workspaceId = readName(d)
+        const n = decoding.readVarUint(d)
+        if (n > MAX_COLLECTIONS_IN_HELLO) throw new Error('too many collections')
+        const collections: string[] = []
+        for (let i = 0; i < n; i++) collections.push(readName(d))
+        frame = { type, version, workspaceId, collections }
+        break
+      }
+      case FrameType.SYNC: {
+        const collection = readName(d)
+        const step = decoding.readVarUint(d)
+        if (step !== SyncStep.STEP1 && step !== SyncStep.STEP2 && step !== SyncStep.UPDATE) throw new Error(`unknown sync step ${step}`)
+        frame = { type, collection, step, payload: decoding.readVarUint8Array(d) }
+        break
+      }
+      case FrameType.ERROR:
+        frame = { type, code: readName(d), message: decoding.readVarString(d).slice(0, 1000) }
+        break
+      default:
+        throw new Error(`unknown frame type ${type}`)
+    }
+    if (decoding.hasContent(d)) throw new Error('trailing bytes')
+    return frame
+  } catch (err) {
+    throw new KitsyncError('PROTOCOL_ERROR', `malformed sync frame: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+function readName(d: decoding.Decoder): string {
+  const s = decoding.readVarString(d)
+  if (s.length > MAX_NAME) throw new Error('name too long')
+  return s
+}

@@ -1,0 +1,304 @@
+import * as Y from 'yjs'
+import { TypedEmitter } from '../core/emitter.js'
+import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { decodeFrame, encodeFrame, FrameType, SYNC_PROTOCOL_VERSION, SyncStep, type Frame } from '../protocol/sync-frames.js'
+
+/**
+ * The sync engine of one device: pure, no I/O. It keeps one session per connected peer and,
+ * per collection, runs the y-protocols exchange (state vector -> missing updates), then
+ * forwards live updates to every other session, merged per tick. An update is never sent
+ * back to the session it came from (it is applied with that session as origin), and Yjs
+ * emits nothing for an update it already has, so loops in the mesh die out by themselves.
+ * Transports (libp2p, or an in-memory pair in tests) plug in as PeerLinks.
+ */
+
+/** What the engine needs from the workspace. */
+export interface SyncHost {
+  readonly workspaceId: string
+  /** Collections this device holds and syncs. */
+  collectionNames(): string[]
+  /** The document of a collection, loaded or created; the host persists its updates. */
+  openDoc(name: string): Promise<Y.Doc>
+}
+
+/** One connection to a peer, seen from the engine. */
+export interface PeerLink {
+  readonly peerId: string
+  /** Queue one frame; never blocks. */
+  send(frame: Uint8Array): void
+  /** Close the link, telling the peer why when there is a reason. */
+  close(error?: KitsyncError): void
+  /** Bytes queued in the transport and not yet written. */
+  readonly bufferedBytes: number
+}
+
+export interface SyncLimits {
+  /** Largest frame either side sends or accepts. */
+  maxFrameBytes: number
+  /** Unsent bytes allowed per peer before the session is dropped (it resyncs on reconnect). */
+  maxBufferedBytes: number
+}
+
+export const DEFAULT_SYNC_LIMITS: SyncLimits = {
+  maxFrameBytes: 64 * 1024 * 1024,
+  maxBufferedBytes: 128 * 1024 * 1024,
+}
+
+export interface SyncEvents {
+  /** The peer said hello: sessions exchange state from here on. */
+  connected: { peerId: string }
+  /** Updates from the peer were merged into a collection. */
+  update: { peerId: string; collection: string; bytes: number }
+  /** Every collection the peer announced has been brought up to date once. */
+  'caught-up': { peerId: string }
+  /** The session ended. */
+  offline: { peerId: string; error?: KitsyncError }
+}
+
+export interface SessionStats {
+  peerId: string
+  connectedAt: number
+  ready: boolean
+  caughtUp: boolean
+  bytesIn: number
+  bytesOut: number
+  framesIn: number
+  framesOut: number
+  /** Last time an update from this peer was merged, or our updates were sent to it. */
+  lastSyncAt: number | undefined
+  /** Bytes waiting to go to this peer (engine queue plus transport buffer). */
+  unsentBytes: number
+}
+
+const COLLECTION = /^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export interface SyncEngineOptions {
+  limits?: Partial<SyncLimits>
+  /** How a flush of merged updates is scheduled (setImmediate in Node; a microtask by default). */
+  schedule?: (fn: () => void) => void
+  now?: () => number
+}
+
+export class SyncEngine extends TypedEmitter<SyncEvents> {
+  readonly host: SyncHost
+  readonly limits: SyncLimits
+  readonly schedule: (fn: () => void) => void
+  readonly now: () => number
+  private readonly docs = new Map<string, Y.Doc>()
+  private readonly active = new Set<SyncSession>()
+
+  constructor(host: SyncHost, options: SyncEngineOptions = {}) {
+    super()
+    this.host = host
+    this.limits = { ...DEFAULT_SYNC_LIMITS, ...options.limits }
+    this.schedule = options.schedule ?? queueMicrotask
+    this.now = options.now ?? Date.now
+  }
+
+  /** Start a session over a new link; it says hello at once. */
+  attach(link: PeerLink): SyncSession {
+    const session = new SyncSession(this, link)
+    this.active.add(session)
+    session.start()
+    return session
+  }
+
+  sessions(): SyncSession[] {
+    return [...this.active]
+  }
+
+  /** Forward this document's updates to peers. Idempotent; the host calls it for every loaded doc. */
+  track(name: string, doc: Y.Doc): void {
+    if (this.docs.get(name) === doc) return
+    this.docs.set(name, doc)
+    doc.on('update', (update: Uint8Array, origin: unknown) => {
+      for (const session of this.active) if (session !== origin) session.enqueue(name, update)
+    })
+  }
+
+  async doc(name: string): Promise<Y.Doc> {
+    const doc = await this.host.openDoc(name)
+    this.track(name, doc)
+    return doc
+  }
+
+  /** Close every session (the engine stays usable). */
+  closeAll(): void {
+    for (const session of [...this.active]) session.close()
+  }
+
+  /** @internal */
+  removed(session: SyncSession, error: KitsyncError | undefined): void {
+    if (!this.active.delete(session)) return
+    this.emit('offline', error === undefined ? { peerId: session.peerId } : { peerId: session.peerId, error })
+  }
+}
+
+export class SyncSession {
+  readonly peerId: string
+  private readonly engine: SyncEngine
+  private readonly link: PeerLink
+  private ready = false
+  private closed = false
+  private awaiting = new Set<string>()
+  private caughtUp = false
+  private inbox: Promise<void> = Promise.resolve()
+  private readonly pending = new Map<string, Uint8Array[]>()
+  private pendingBytes = 0
+  private flushScheduled = false
+  private readonly stats = { connectedAt: 0, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, lastSyncAt: undefined as number | undefined }
+
+  constructor(engine: SyncEngine, link: PeerLink) {
+    this.engine = engine
+    this.link = link
+    this.peerId = link.peerId
+    this.stats.connectedAt = engine.now()
+  }
+
+  start(): void {
+    this.send({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: this.engine.host.workspaceId, collections: this.engine.host.collectionNames() })
+  }
+
+  /** Feed one frame received from the peer. Frames are handled strictly in order. */
+  receive(bytes: Uint8Array): void {
+    if (this.closed) return
+    this.stats.bytesIn += bytes.byteLength
+    this.stats.framesIn++
+    this.inbox = this.inbox.then(() => this.handle(bytes)).catch((err: unknown) => this.close(toKitsyncError(err)))
+  }
+
+  /** Resolves when every frame received so far has been handled. */
+  idle(): Promise<void> {
+    return this.inbox
+  }
+
+  getStats(): SessionStats {
+    return { peerId: this.peerId, ready: this.ready, caughtUp: this.caughtUp, ...this.stats, unsentBytes: this.pendingBytes + this.link.bufferedBytes }
+  }
+
+  get isCaughtUp(): boolean {
+    return this.caughtUp
+  }
+
+  /** End the session; with an error, the peer is told the reason first. */
+  close(error?: KitsyncError): void {
+    if (this.closed) return
+    this.closed = true
+    this.pending.clear()
+    this.pendingBytes = 0
+    this.link.close(error)
+    this.engine.removed(this, error)
+  }
+
+  /** @internal Queue a local (or relayed) update for this peer; merged and sent on the next tick. */
+  enqueue(collection: string, update: Uint8Array): void {
+    if (!this.ready || this.closed) return
+    let list = this.pending.get(collection)
+    if (list === undefined) this.pending.set(collection, (list = []))
+    list.push(update)
+    this.pendingBytes += update.byteLength
+    if (this.pendingBytes + this.link.bufferedBytes > this.engine.limits.maxBufferedBytes) {
+      this.close(new KitsyncError('RATE_LIMITED', `peer ${this.peerId} does not keep up: over ${this.engine.limits.maxBufferedBytes} unsent bytes`))
+      return
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      this.engine.schedule(() => this.flush())
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false
+    if (this.closed) return
+    for (const [collection, updates] of this.pending) {
+      const payload = updates.length === 1 ? (updates[0] as Uint8Array) : Y.mergeUpdates(updates)
+      this.sendUpdate(collection, SyncStep.UPDATE, payload)
+    }
+    this.pending.clear()
+    this.pendingBytes = 0
+    this.stats.lastSyncAt = this.engine.now()
+  }
+
+  private async handle(bytes: Uint8Array): Promise<void> {
+    if (this.closed) return
+    if (bytes.byteLength > this.engine.limits.maxFrameBytes) {
+      throw new KitsyncError('PROTOCOL_ERROR', `frame of ${bytes.byteLength} bytes is over the limit of ${this.engine.limits.maxFrameBytes}`)
+    }
+    const frame = decodeFrame(bytes)
+    if (frame.type === FrameType.ERROR) {
+      this.close()
+      return
+    }
+    if (frame.type === FrameType.HELLO) {
+      await this.hello(frame)
+      return
+    }
+    if (!this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'sync frame before hello')
+    if (!COLLECTION.test(frame.collection)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(frame.collection)}`)
+    const doc = await this.engine.doc(frame.collection)
+    if (this.closed) return
+    if (frame.step === SyncStep.STEP1) {
+      let diff: Uint8Array
+      try {
+        diff = Y.encodeStateAsUpdate(doc, frame.payload)
+      } catch (err) {
+        throw new KitsyncError('PROTOCOL_ERROR', `malformed state vector for ${frame.collection}`, { cause: err })
+      }
+      this.sendUpdate(frame.collection, SyncStep.STEP2, diff)
+      return
+    }
+    try {
+      Y.applyUpdate(doc, frame.payload, this)
+    } catch (err) {
+      throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${frame.collection}`, { cause: err })
+    }
+    this.stats.lastSyncAt = this.engine.now()
+    this.engine.emit('update', { peerId: this.peerId, collection: frame.collection, bytes: frame.payload.byteLength })
+    if (frame.step === SyncStep.STEP2 && this.awaiting.delete(frame.collection)) this.checkCaughtUp()
+  }
+
+  private async hello(frame: Extract<Frame, { type: 0 }>): Promise<void> {
+    if (this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'second hello')
+    if (frame.version !== SYNC_PROTOCOL_VERSION) {
+      throw new KitsyncError('PROTOCOL_ERROR', `peer speaks sync protocol version ${frame.version}, this device ${SYNC_PROTOCOL_VERSION}`)
+    }
+    if (frame.workspaceId !== this.engine.host.workspaceId) {
+      throw new KitsyncError('WORKSPACE_MISMATCH', `peer ${this.peerId} belongs to another workspace`)
+    }
+    for (const name of frame.collections) {
+      if (!COLLECTION.test(name)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(name)}`)
+    }
+    this.ready = true
+    this.awaiting = new Set(frame.collections)
+    const names = new Set([...this.engine.host.collectionNames(), ...frame.collections])
+    this.engine.emit('connected', { peerId: this.peerId })
+    for (const name of [...names].sort()) {
+      const doc = await this.engine.doc(name)
+      if (this.closed) return
+      this.sendUpdate(name, SyncStep.STEP1, Y.encodeStateVector(doc))
+    }
+    this.checkCaughtUp()
+  }
+
+  private checkCaughtUp(): void {
+    if (this.caughtUp || this.awaiting.size > 0) return
+    this.caughtUp = true
+    this.engine.emit('caught-up', { peerId: this.peerId })
+  }
+
+  private sendUpdate(collection: string, step: number, payload: Uint8Array): void {
+    this.send({ type: FrameType.SYNC, collection, step, payload })
+  }
+
+  private send(frame: Frame): void {
+    if (this.closed) return
+    const bytes = encodeFrame(frame)
+    if (bytes.byteLength > this.engine.limits.maxFrameBytes) {
+      this.close(new KitsyncError('PROTOCOL_ERROR', `a frame for ${'collection' in frame ? frame.collection : 'hello'} would be ${bytes.byteLength} bytes, over the limit`))
+      return
+    }
+    this.stats.bytesOut += bytes.byteLength
+    this.stats.framesOut++
+    this.link.send(bytes)
+  }
+}

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { encodeFrame, FrameType } from '../../src/protocol/sync-frames.js'
+import { MemoryNetwork, MemoryPeer, prng } from '../helpers/memory-mesh.js'
+
+describe('sync engine over an in-memory network', () => {
+  it('syncs two peers both ways, only what each lacks', async () => {
+    const net = new MemoryNetwork(prng(1))
+    const a = new MemoryPeer('a')
+    const b = new MemoryPeer('b')
+    a.collection('notes').set('x', { v: 1 }, 'local')
+    b.collection('notes').set('y', { v: 2 }, 'local')
+    b.collection('tags').set('t', true, 'local')
+    net.connect(a, b)
+    await net.settle()
+    expect(a.snapshot()).toEqual({ notes: { x: { v: 1 }, y: { v: 2 } }, tags: { t: true } })
+    expect(b.snapshot()).toEqual(a.snapshot())
+    const link = net.links.get('a|b')
+    expect(link?.a.isCaughtUp).toBe(true)
+    expect(link?.b.isCaughtUp).toBe(true)
+  })
+
+  it('relays through a line A - B - C without echo loops', async () => {
+    const net = new MemoryNetwork(prng(2))
+    const [a, b, c] = ['a', 'b', 'c'].map((id) => new MemoryPeer(id)) as [MemoryPeer, MemoryPeer, MemoryPeer]
+    net.connect(a, b)
+    net.connect(b, c)
+    await net.settle()
+    let framesAtA = 0
+    const sessionA = net.links.get('a|b')?.a
+    const before = sessionA?.getStats().framesIn ?? 0
+    for (let i = 0; i < 50; i++) a.collection('log').set(`k${i}`, i, 'local')
+    await net.settle()
+    framesAtA = (sessionA?.getStats().framesIn ?? 0) - before
+    expect(c.collection('log').size).toBe(50)
+    // A's own updates never come back to A.
+    expect(framesAtA).toBe(0)
+  })
+
+  it('merges a burst of transactions into few frames', async () => {
+    const net = new MemoryNetwork(prng(3))
+    const a = new MemoryPeer('a')
+    const b = new MemoryPeer('b')
+    net.connect(a, b)
+    await net.settle()
+    const session = net.links.get('a|b')?.a
+    const before = session?.getStats().framesOut ?? 0
+    for (let i = 0; i < 1000; i++) a.collection('burst').set(`k${i}`, i, 'local')
+    await net.settle()
+    expect(b.collection('burst').size).toBe(1000)
+    expect((session?.getStats().framesOut ?? 0) - before).toBeLessThanOrEqual(2)
+  })
+
+  it('refuses a peer of another workspace and closes on a malformed frame', async () => {
+    const net = new MemoryNetwork(prng(4))
+    const a = new MemoryPeer('a', 'ws1')
+    const stranger = new MemoryPeer('s', 'ws2')
+    a.collection('secret').set('k', 'v', 'local')
+    const offline: string[] = []
+    a.engine.on('offline', (e) => offline.push(e.error?.code ?? 'none'))
+    net.connect(a, stranger)
+    await net.settle()
+    expect(stranger.snapshot()).toEqual({})
+    expect(offline).toEqual(['WORKSPACE_MISMATCH'])
+
+    const b = new MemoryPeer('b', 'ws1')
+    net.connect(a, b)
+    await net.settle()
+    const session = net.links.get('a|b')?.a
+    const codes: string[] = []
+    a.engine.on('offline', (e) => codes.push(e.error?.code ?? 'none'))
+    session?.receive(new Uint8Array([1, 200, 200, 200]))
+    await session?.idle()
+    expect(codes).toEqual(['PROTOCOL_ERROR'])
+    session?.receive(encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId: 'ws1', collections: [] }))
+    expect(a.snapshot()).toEqual({ secret: { k: 'v' } })
+  })
+
+  it('converges 5 peers after thousands of random edits, partitions and reconnects', async () => {
+    for (const seed of [11, 12, 13]) {
+      const random = prng(seed)
+      const net = new MemoryNetwork(random)
+      const peers = ['p0', 'p1', 'p2', 'p3', 'p4'].map((id) => new MemoryPeer(id))
+      const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)] as T
+      for (let i = 0; i < 3000; i++) {
+        const r = random()
+        if (r < 0.04) {
+          net.connect(pick(peers), pick(peers.filter((p) => p !== peers[0]).concat(peers[0] as MemoryPeer)))
+        } else if (r < 0.06) {
+          net.disconnect(pick(peers), pick(peers))
+        } else if (r < 0.5) {
+          await net.step()
+        } else {
+          const peer = pick(peers)
+          const col = peer.collection(pick(['a', 'b', 'c']))
+          const key = `k${Math.floor(random() * 30)}`
+          const op = random()
+          if (op < 0.5) col.set(key, { n: Math.floor(random() * 1000), who: peer.id }, 'local')
+          else if (op < 0.85) col.set(key, Math.floor(random() * 100), 'local', pick(['x', 'y', 'z']))
+          else col.delete(key, 'local')
+        }
+        await Promise.resolve()
+      }
+      // Heal: a ring, so every peer reaches every other only through relays.
+      for (let i = 0; i < peers.length; i++) net.connect(peers[i] as MemoryPeer, peers[(i + 1) % peers.length] as MemoryPeer)
+      await net.settle()
+      const first = peers[0] as MemoryPeer
+      for (const p of peers) {
+        expect(p.snapshot(), `seed ${seed}, peer ${p.id}`).toEqual(first.snapshot())
+        for (const [name, doc] of first.docs) {
+          expect(Y.encodeStateVector(p.docs.get(name) as Y.Doc), `seed ${seed}, ${p.id}/${name}`).toEqual(Y.encodeStateVector(doc))
+        }
+      }
+      expect(Object.keys(first.snapshot()).length).toBe(3)
+    }
+  })
+})
