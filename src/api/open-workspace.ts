@@ -2,8 +2,6 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import type { Workspace } from '../core/workspace-types.js'
 import type { CompactionPolicy } from '../core/compaction-policy.js'
-import { ControlServer } from '../daemon/control-server.js'
-import { LocalWorkspace } from '../daemon/local-workspace.js'
 import { homePaths, resolveHome } from '../store/home.js'
 import { ControlClient } from './control-client.js'
 import { RemoteWorkspace } from './remote-workspace.js'
@@ -46,6 +44,9 @@ export async function openWorkspace(options: OpenWorkspaceOptions = {}): Promise
       if (mode === 'peer') throw new KitsyncError('PEER_NOT_RUNNING', `no peer is running for ${home}: start one with 'kitsync peer start'`)
     }
     try {
+      // Loaded only when this process opens the store itself: a command that goes through
+      // the running peer does not pay for LevelDB, Yjs documents or the identity code.
+      const { LocalWorkspace } = await import('../daemon/local-workspace.js')
       const local = await LocalWorkspace.open({
         home,
         ...(options.name === undefined ? {} : { name: options.name }),
@@ -54,6 +55,7 @@ export async function openWorkspace(options: OpenWorkspaceOptions = {}): Promise
       })
       if (options.serve ?? true) {
         try {
+          const { ControlServer } = await import('../daemon/control-server.js')
           const server = await ControlServer.listen(local, paths.socket)
           local.onClose(() => server.close())
         } catch (err) {

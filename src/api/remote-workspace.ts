@@ -22,9 +22,9 @@ export class RemoteWorkspace implements Workspace {
 
   constructor(readonly client: ControlClient) {
     client.onEvent((event, data) => {
-      if (event === 'change') {
-        const { watch: _watch, ...change } = data as ChangeEvent & { watch: number }
-        this.emitter.emit('change', change)
+      if (event === 'change' || event === 'sync:connected' || event === 'sync:update' || event === 'sync:offline') {
+        const { watch: _watch, ...payload } = data as { watch: number }
+        this.emitter.emit(event, payload as never)
       } else if (event === 'closed') {
         this.emitter.emit('closed', undefined)
       }
@@ -93,7 +93,7 @@ export class RemoteWorkspace implements Workspace {
   /** One watch subscription per connection, shared by all listeners; filtering is local. */
   private ensureWatching(): Promise<void> {
     this.watching ??= (async () => {
-      const r = (await this.client.request('watch')) as { watching: number }
+      const r = (await this.client.request('watch', { sync: true })) as { watching: number }
       this.watchId = r.watching
     })()
     return this.watching

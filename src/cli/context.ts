@@ -43,3 +43,27 @@ export async function withWorkspace<T>(
 export function example(cmd: Command, ...lines: string[]): Command {
   return cmd.addHelpText('after', `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`)
 }
+
+export interface NetworkFlags {
+  listen?: string[]
+  bootstrap?: string[]
+  mdns?: boolean
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+/** --listen, --bootstrap (both repeatable) and --no-mdns, for commands that may run a peer. */
+export function networkOptions(cmd: Command): Command {
+  return cmd
+    .option('--listen <multiaddr>', 'address to listen on, repeatable (default /ip4/0.0.0.0/tcp/4771)', collect)
+    .option('--bootstrap <multiaddr>', 'peer address to dial, repeatable; remembered in workspace.json', collect)
+    .option('--no-mdns', 'do not discover peers on the LAN by mDNS')
+}
+
+export function peerOptionsFrom(flags: NetworkFlags): { listen?: string[]; bootstrap?: string[]; mdns: boolean } {
+  return {
+    ...(flags.listen === undefined ? {} : { listen: flags.listen }),
+    ...(flags.bootstrap === undefined ? {} : { bootstrap: flags.bootstrap }),
+    mdns: flags.mdns !== false,
+  }
+}

@@ -7,7 +7,10 @@ import { register as registerExport } from './commands/export.js'
 import { register as registerGet } from './commands/get.js'
 import { register as registerInit } from './commands/init.js'
 import { register as registerList } from './commands/list.js'
+import { register as registerJoin } from './commands/join.js'
+import { register as registerPair } from './commands/pair.js'
 import { register as registerPeer } from './commands/peer.js'
+import { register as registerPeers } from './commands/peers.js'
 import { register as registerSet } from './commands/set.js'
 import { register as registerStatus } from './commands/status.js'
 import { register as registerWatch } from './commands/watch.js'
@@ -25,7 +28,7 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  for (const register of [registerInit, registerSet, registerGet, registerDel, registerList, registerWatch, registerExport, registerStatus, registerPeer]) {
+  for (const register of [registerInit, registerSet, registerGet, registerDel, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers]) {
     register(program, io)
   }
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')

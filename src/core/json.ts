@@ -43,8 +43,22 @@ export function assertJsonValue(value: unknown, path = 'value', seen = new Set<o
   seen.delete(value)
 }
 
-const encoder = new TextEncoder()
-
 export function jsonByteLength(value: JsonValue): number {
-  return encoder.encode(JSON.stringify(value)).byteLength
+  return utf8Length(JSON.stringify(value))
+}
+
+/** UTF-8 byte length of a string, without encoding it. */
+export function utf8Length(text: string): number {
+  let bytes = text.length
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x80) continue
+    if (c < 0x800) bytes += 1
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      bytes += 2 // surrogate pair: 4 bytes for 2 units
+      i++
+    }
+    else bytes += 2
+  }
+  return bytes
 }

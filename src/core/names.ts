@@ -4,6 +4,7 @@ import { KitsyncError } from './errors.js'
 const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
 export const MAX_KEY_BYTES = 1024
+const encoder = new TextEncoder()
 
 export function assertCollectionName(name: string): void {
   if (typeof name !== 'string' || !COLLECTION_NAME.test(name)) {
@@ -19,7 +20,8 @@ export function assertRecordKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0 || /[\u0000-\u001f\u007f]/.test(key)) {
     throw new KitsyncError('INVALID_NAME', `invalid record key ${JSON.stringify(key)}: use a non-empty string without control characters`)
   }
-  if (new TextEncoder().encode(key).byteLength > MAX_KEY_BYTES) {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only long keys need encoding to measure.
+  if (key.length * 3 > MAX_KEY_BYTES && encoder.encode(key).byteLength > MAX_KEY_BYTES) {
     throw new KitsyncError('INVALID_NAME', `record key is longer than ${MAX_KEY_BYTES} bytes`)
   }
 }

@@ -31,9 +31,32 @@ export interface ChangeEvent {
   at: number
 }
 
+export interface SyncPeerEvent {
+  /** Device id (PeerId) of the peer. */
+  peerId: string
+}
+
+export interface SyncUpdateEvent extends SyncPeerEvent {
+  collection: string
+  bytes: number
+}
+
+export interface SyncOfflineEvent extends SyncPeerEvent {
+  /** Why the session ended, when it was not a plain disconnect. */
+  reason?: { code: string; message: string }
+}
+
 export interface WorkspaceEvents {
   change: ChangeEvent
+  /** A peer connected and the sync session started. */
+  'sync:connected': SyncPeerEvent
+  /** Updates from a peer were merged. */
+  'sync:update': SyncUpdateEvent
+  /** A peer's sync session ended. */
+  'sync:offline': SyncOfflineEvent
 }
+
+export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline'] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 export interface SetOptions {
   /** Set only this top-level field of the record; other fields are kept. */
@@ -47,10 +70,39 @@ export interface PeerState {
   socket: string
 }
 
+/** A device of the workspace as the running peer sees it. */
+export interface DeviceView {
+  peerId: string
+  name: string
+  addedBy: string
+  addedAt: number
+  state: 'this device' | 'connected' | 'disconnected' | 'never seen'
+  /** Remote address of the connection in use. */
+  address?: string
+  lastSeen?: number
+  lastSync?: number
+  bytesIn?: number
+  bytesOut?: number
+  /** Bytes queued for this peer and not yet sent. */
+  unsentBytes?: number
+}
+
+export interface NetworkStatus {
+  peerId: string
+  listen: string[]
+  discovery: { mdns: 'on' | 'off' | 'unavailable'; reason?: string }
+  bootstrap: string[]
+  connected: number
+  refusedConnections: number
+  devices: DeviceView[]
+}
+
 export interface WorkspaceStatus {
   info: WorkspaceInfo
   peer: PeerState
   collections: CollectionInfo[]
+  /** Present when a peer runs: its addresses, discovery and devices. */
+  network?: NetworkStatus
 }
 
 export interface WorkspaceExport {

@@ -3,7 +3,8 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
-import type { Workspace } from '../core/workspace-types.js'
+import type { NetworkStatus, Workspace } from '../core/workspace-types.js'
+import type { Invite } from './invites.js'
 import {
   CONTROL_PROTOCOL,
   encodeMessage,
@@ -18,9 +19,17 @@ import {
  * Serves a workspace over the control socket. Each connection must say `hello` first; after
  * that it may call any workspace method, and `watch` streams change events to it.
  */
+/** What the running peer adds to the control API (absent when only the store is served). */
+export interface PeerControl {
+  createInvite(ttlMs?: number): Promise<Invite>
+  join(token: string, name: string, options?: { waitMs?: number }): Promise<unknown>
+  networkStatus(): Promise<NetworkStatus>
+}
+
 export class ControlServer {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
+  private peer: PeerControl | undefined
 
   private constructor(
     private readonly workspace: Workspace,
@@ -51,6 +60,11 @@ export class ControlServer {
     })
     if (process.platform !== 'win32') await chmod(path, 0o600)
     return server
+  }
+
+  /** Serve the peer's methods (pair, join, peers) too. */
+  setPeer(peer: PeerControl): void {
+    this.peer = peer
   }
 
   async close(): Promise<void> {
@@ -106,6 +120,12 @@ export class ControlServer {
               void (async () => {
                 for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
               })().catch(() => socket.destroy())
+              if (request.params?.sync === true) {
+                const offs = (['sync:connected', 'sync:update', 'sync:offline'] as const).map((event) =>
+                  this.workspace.on(event, (data) => send({ event, data: { watch: request.id, ...data } })),
+                )
+                stop.signal.addEventListener('abort', () => offs.forEach((off) => off()))
+              }
             } else if (request.method === 'unwatch') {
               const id = request.params?.watch
               if (typeof id === 'number') watches.get(id)?.abort()
@@ -140,6 +160,11 @@ export class ControlServer {
     return { protocol: CONTROL_PROTOCOL, version: KITSYNC_VERSION, pid: process.pid }
   }
 
+  private requirePeer(): PeerControl {
+    if (this.peer === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'this process serves the store only; start the peer with kitsync peer start')
+    return this.peer
+  }
+
   private async call(request: ControlRequest): Promise<unknown> {
     const p = request.params ?? {}
     const ws = this.workspace
@@ -164,8 +189,21 @@ export class ControlServer {
         return ws.list()
       case 'export':
         return ws.export()
-      case 'status':
-        return ws.status()
+      case 'status': {
+        const status = await ws.status()
+        return this.peer === undefined ? status : { ...status, network: await this.peer.networkStatus() }
+      }
+      case 'pair': {
+        const ttl = p.ttlMs
+        if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl > 0))) throw new KitsyncError('INVALID_ARGUMENT', 'ttlMs must be a positive number')
+        return this.requirePeer().createInvite(ttl as number | undefined)
+      }
+      case 'join': {
+        const waitMs = p.waitMs
+        return this.requirePeer().join(requireString(p, 'token'), optionalString(p, 'name') ?? 'device', typeof waitMs === 'number' ? { waitMs } : {})
+      }
+      case 'peers':
+        return (await this.requirePeer().networkStatus()).devices
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }

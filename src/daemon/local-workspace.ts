@@ -3,6 +3,7 @@ import type { CompactionPolicy } from '../core/compaction-policy.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { assertJsonValue, type JsonValue } from '../core/json.js'
+import { isInternalCollection, MEMBERS_COLLECTION, toMember, type Member } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
 import { KITSYNC_VERSION } from '../core/version.js'
@@ -20,7 +21,8 @@ import type {
 } from '../core/workspace-types.js'
 import { loadOrCreateIdentity } from '../net/identity.js'
 import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-store.js'
-import { ensureHome, homePaths, initWorkspace } from '../store/home.js'
+import type { SyncHost } from '../sync/sync-engine.js'
+import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { openLevel } from '../store/level.js'
 
 /** Transaction origin of writes made through this workspace. */
@@ -46,12 +48,14 @@ interface LoadedCollection {
  * every update they emit (local or merged from a peer) is appended to the store, and a write
  * resolves only once its update is durable.
  */
-export class LocalWorkspace implements Workspace {
+export class LocalWorkspace implements Workspace, SyncHost {
   readonly mode = 'local' as const
   readonly store: DocStore
+  /** Set when the workspace belongs to a home folder (not for bare databases in tests). */
+  paths: HomePaths | undefined
   private readonly infoValue: WorkspaceInfo
   private readonly maxRecordBytes: number | undefined
-  private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined }>()
+  private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined; 'doc-loaded': { name: string; doc: Y.Doc } }>()
   private readonly loaded = new Map<string, Promise<LoadedCollection>>()
   private readonly known = new Set<string>()
   private readonly timer: NodeJS.Timeout
@@ -67,7 +71,7 @@ export class LocalWorkspace implements Workspace {
     for (const name of known) this.known.add(name)
     this.peerState = { running: false, socket: options.socket }
     // The age trigger of compaction needs a clock even when nothing is written.
-    this.timer = setInterval(() => this.tick(), Math.max(1000, store.policy.maxAgeMs / 4))
+    this.timer = setInterval(() => this.tick(), Math.min(3_600_000, Math.max(1000, store.policy.maxAgeMs / 4)))
     this.timer.unref()
   }
 
@@ -80,11 +84,13 @@ export class LocalWorkspace implements Workspace {
     const db = await openLevel(paths.store)
     const info: WorkspaceInfo = { home: paths.home, deviceId: identity.deviceId, workspaceId: config.id, name: config.name, version: KITSYNC_VERSION }
     try {
-      return await LocalWorkspace.fromDatabase(db, info, {
+      const ws = await LocalWorkspace.fromDatabase(db, info, {
         maxRecordBytes: options.maxRecordBytes ?? config.maxRecordBytes,
         compaction: options.compaction,
         socket: paths.socket,
       })
+      ws.paths = paths
+      return ws
     } catch (err) {
       await db.close()
       throw err
@@ -136,7 +142,7 @@ export class LocalWorkspace implements Workspace {
   async list(): Promise<CollectionInfo[]> {
     this.assertOpen()
     const out: CollectionInfo[] = []
-    for (const name of [...this.known].sort()) {
+    for (const name of this.appCollectionNames()) {
       try {
         const { collection, log } = await this.load(name)
         out.push({ name, records: collection.size, bytes: log.stats().bytes })
@@ -158,7 +164,7 @@ export class LocalWorkspace implements Workspace {
       collections: {},
       unreadable: [],
     }
-    for (const name of [...this.known].sort()) {
+    for (const name of this.appCollectionNames()) {
       try {
         result.collections[name] = (await this.load(name)).collection.entries()
       } catch (err) {
@@ -193,9 +199,76 @@ export class LocalWorkspace implements Workspace {
     }
   }
 
-  /** Names of all collections, including ones not loaded yet. */
+  /** Names of all collections, including kitsync's internal ones and ones not loaded yet. */
   collectionNames(): string[] {
     return [...this.known].sort()
+  }
+
+  /** The collections apps see (internal `_` collections left out). */
+  appCollectionNames(): string[] {
+    return this.collectionNames().filter((n) => !isInternalCollection(n))
+  }
+
+  get workspaceId(): string {
+    return this.infoValue.workspaceId
+  }
+
+  /** SyncHost: the document of any collection, internal ones included, created if missing. */
+  async openDoc(name: string): Promise<Y.Doc> {
+    return (await this.load(name)).collection.doc
+  }
+
+  /** Called with every collection document when it is loaded (the sync engine tracks them). */
+  onDocLoaded(listener: (e: { name: string; doc: Y.Doc }) => void): () => void {
+    for (const p of this.loaded.values()) void p.then((entry) => listener({ name: entry.collection.name, doc: entry.collection.doc }), () => undefined)
+    return this.emitter.on('doc-loaded', listener)
+  }
+
+  /** Emit a sync event to the workspace's subscribers (the mesh calls this). */
+  emitEvent<K extends keyof WorkspaceEvents>(event: K, payload: WorkspaceEvents[K]): void {
+    this.emitter.emit(event, payload as never)
+  }
+
+  async members(): Promise<Record<string, Member>> {
+    const out: Record<string, Member> = {}
+    const entries = (await this.load(MEMBERS_COLLECTION)).collection.entries()
+    for (const [id, value] of Object.entries(entries)) {
+      const m = toMember(value)
+      if (m !== undefined) out[id] = m
+    }
+    return out
+  }
+
+  async isMember(deviceId: string): Promise<boolean> {
+    return toMember((await this.load(MEMBERS_COLLECTION)).collection.get(deviceId)) !== undefined
+  }
+
+  async addMember(deviceId: string, member: Member): Promise<void> {
+    const entry = await this.load(MEMBERS_COLLECTION)
+    entry.collection.set(deviceId, { ...member }, LOCAL_ORIGIN)
+    await entry.lastWrite
+  }
+
+  /** Apply a Yjs update to an internal collection (the membership received when joining). */
+  async applyInternalUpdate(name: string, update: Uint8Array, origin: unknown): Promise<void> {
+    const entry = await this.load(name)
+    Y.applyUpdate(entry.collection.doc, update, origin)
+    await entry.lastWrite
+  }
+
+  /** State of an internal collection as one update (sent to a device that joins). */
+  async encodeCollection(name: string): Promise<Uint8Array> {
+    return Y.encodeStateAsUpdate((await this.load(name)).collection.doc)
+  }
+
+  /** Switch this home folder to another workspace (after joining it); keeps the local data. */
+  async adoptWorkspace(workspaceId: string, name: string): Promise<void> {
+    if (this.paths !== undefined) {
+      const current = await readWorkspaceConfig(this.paths)
+      await writeWorkspaceConfig(this.paths, { ...(current ?? { createdAt: Date.now() }), id: workspaceId, name })
+    }
+    this.infoValue.workspaceId = workspaceId
+    this.infoValue.name = name
   }
 
   /** Fold the update log of one collection (or of all) into a snapshot now, whatever the policy says. */
@@ -229,6 +302,11 @@ export class LocalWorkspace implements Workspace {
     for (const hook of this.closeHooks.splice(0)) await hook()
     this.emitter.emit('closed', undefined)
     await this.flush()
+    // A clean stop folds each log into its snapshot, so the next start reads one value per collection.
+    for (const p of [...this.loaded.values()]) {
+      const entry = await p.catch(() => undefined)
+      if (entry !== undefined && entry.log.failed === undefined && entry.log.stats().logEntries > 0) await entry.log.compactNow().catch(() => undefined)
+    }
     await this.store.db.close()
   }
 
@@ -261,8 +339,11 @@ export class LocalWorkspace implements Workspace {
     const doc = new Y.Doc({ gc: true })
     const { log, loaded } = await this.store.open(name, () => ({ update: Y.encodeStateAsUpdate(doc), vector: Y.encodeStateVector(doc) }))
     try {
-      if (loaded.updates.length === 1) Y.applyUpdate(doc, loaded.updates[0] as Uint8Array)
-      else if (loaded.updates.length > 1) Y.applyUpdate(doc, Y.mergeUpdates(loaded.updates))
+      // One transaction for the snapshot and the log: observers run once, and this is far
+      // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.
+      doc.transact(() => {
+        for (const update of loaded.updates) Y.applyUpdate(doc, update)
+      })
     } catch (err) {
       throw new KitsyncError('DATA_CORRUPTION', `collection ${name}: stored updates cannot be applied; the stored data was left as it is`, {
         details: { collection: name },
@@ -280,7 +361,8 @@ export class LocalWorkspace implements Workspace {
         if (this.loaded.get(name) !== undefined) this.loaded.delete(name)
       })
     })
-    collection.onChange((changes) => this.emitChanges(name, changes))
+    if (!isInternalCollection(name)) collection.onChange((changes) => this.emitChanges(name, changes))
+    this.emitter.emit('doc-loaded', { name, doc })
     return entry
   }
 

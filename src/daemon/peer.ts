@@ -1,26 +1,55 @@
 import { readFile, rm, writeFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { setImmediate } from 'node:timers'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
-import { homePaths, type HomePaths } from '../store/home.js'
+import { MEMBERS_COLLECTION } from '../core/membership.js'
+import { decodeToken } from '../protocol/pair-token.js'
+import { loadOrCreateIdentity } from '../net/identity.js'
+import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
+import type { DeviceView, NetworkStatus } from '../core/workspace-types.js'
+import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
+import { homePaths, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
+import { SyncEngine } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
+import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
 
 export interface PeerOptions {
   home: string
   name?: string
+  /** Multiaddrs to listen on (default: all interfaces, TCP port 4771). */
+  listen?: string[]
+  /** Multiaddrs of peers to dial; added to the ones remembered in workspace.json. */
+  bootstrap?: string[]
+  /** mDNS discovery on the LAN (default on). */
+  mdns?: boolean
+  /** Serve the control socket (default true). */
+  control?: boolean
+}
+
+export interface JoinResult {
+  workspaceId: string
+  name: string
+  inviter: string
+  caughtUp: boolean
 }
 
 /**
- * The peer process: owns the store of one home folder and serves the control socket.
- * (Networking joins here in the mesh issue.)
+ * The peer process: owns the store of one home folder, runs the mesh (libp2p + sync engine),
+ * issues and accepts pairing tokens, and serves the control socket.
  */
 export class Peer {
   private stopping: Promise<void> | undefined
 
   private constructor(
     readonly workspace: LocalWorkspace,
-    readonly control: ControlServer,
+    readonly engine: SyncEngine,
+    readonly mesh: Mesh,
+    readonly invites: Invites,
+    readonly control: ControlServer | undefined,
     readonly paths: HomePaths,
     readonly startedAt: number,
+    readonly bootstrap: string[],
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -42,23 +71,144 @@ export class Peer {
       }
       throw err
     }
-    let control: ControlServer
+    const cleanup: (() => Promise<void>)[] = [() => workspace.close()]
     try {
-      control = await ControlServer.listen(workspace, paths.socket)
+      const identity = await loadOrCreateIdentity(paths.identity)
+      const self = identity.deviceId
+      const config = await readWorkspaceConfig(paths)
+      const bootstrap = [...new Set([...(config?.bootstrap ?? []), ...(options.bootstrap ?? [])])]
+      if (config !== undefined && options.bootstrap !== undefined && bootstrap.length !== (config.bootstrap ?? []).length) {
+        await writeWorkspaceConfig(paths, { ...config, bootstrap })
+      }
+      const engine = new SyncEngine(workspace, { schedule: (fn) => setImmediate(fn) })
+      workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
+      const invites = await Invites.load(paths.invites, workspace, self)
+      const mesh = await Mesh.start({
+        privateKey: identity.privateKey,
+        engine,
+        isMember: (id) => workspace.isMember(id),
+        listen: options.listen ?? DEFAULT_LISTEN,
+        bootstrap,
+        mdns: options.mdns ?? true,
+        handlers: { [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self) },
+      })
+      cleanup.unshift(() => mesh.stop())
+      mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
+      mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
+      engine.on('update', (e) => workspace.emitEvent('sync:update', e))
+      // Make every stored collection known to the engine, so live updates flow from the start.
+      for (const name of workspace.collectionNames()) await engine.doc(name).catch(() => undefined)
+      let control: ControlServer | undefined
+      if (options.control ?? true) {
+        control = await ControlServer.listen(workspace, paths.socket)
+        cleanup.unshift(() => (control as ControlServer).close())
+      }
+      const startedAt = Date.now()
+      await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
+      workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
+      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap)
+      control?.setPeer(peer)
+      return peer
     } catch (err) {
-      await workspace.close()
+      for (const fn of cleanup) await fn().catch(() => undefined)
       throw err
     }
-    const startedAt = Date.now()
-    await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
-    workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
-    return new Peer(workspace, control, paths, startedAt)
   }
 
-  /** Stop serving, write out everything pending, release the store. Idempotent. */
+  get deviceId(): string {
+    return this.mesh.peerId
+  }
+
+  /** Addresses worth putting in a token: the ones we listen on, without wildcard ones. */
+  shareableAddresses(): string[] {
+    return this.mesh.listenAddresses().map((a) => a.replace(/\/p2p\/[^/]+$/, ''))
+  }
+
+  async createInvite(ttlMs?: number): Promise<Invite> {
+    // The device that invites first founds the membership with itself in it.
+    if (!(await this.workspace.isMember(this.deviceId))) {
+      await this.workspace.addMember(this.deviceId, { name: hostname(), addedBy: this.deviceId, addedAt: Date.now() })
+    }
+    return this.invites.create({ addresses: this.shareableAddresses(), ...(ttlMs === undefined ? {} : { ttlMs }) })
+  }
+
+  /** Join the workspace of a token: pair with the inviter, adopt the workspace, copy it. */
+  async join(tokenText: string, name: string, options: { waitMs?: number } = {}): Promise<JoinResult> {
+    const token = decodeToken(tokenText)
+    if (token.inviter === this.deviceId) throw new KitsyncError('TOKEN_REFUSED', 'this token was issued by this device')
+    // Memberships merge like any collection: a device that already shares a workspace with
+    // others would carry them into the new one. It needs a fresh home folder instead.
+    const others = Object.keys(await this.workspace.members()).filter((id) => id !== this.deviceId)
+    if (others.length > 0 && token.workspaceId !== this.workspace.workspaceId) {
+      throw new KitsyncError('TOKEN_REFUSED', `this device already shares workspace ${this.workspace.workspaceId} with ${others.length} other device(s); join from a new home folder (--home)`)
+    }
+    const welcome = await joinWithToken(this.mesh.node, token, name)
+    await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
+    await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
+    // Remember the inviter's addresses, so this device finds it again after a restart.
+    const config = await readWorkspaceConfig(this.paths)
+    if (config !== undefined) {
+      const bootstrap = [...new Set([...(config.bootstrap ?? []), ...token.addresses.map((a) => `${a}/p2p/${token.inviter}`)])]
+      await writeWorkspaceConfig(this.paths, { ...config, bootstrap })
+    }
+    const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000)
+    return { workspaceId: welcome.workspaceId, name: welcome.name, inviter: token.inviter, caughtUp }
+  }
+
+  /** Open a sync session with a member and wait until every collection it has was exchanged once. */
+  async syncWith(peerId: string, waitMs: number): Promise<boolean> {
+    const done = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        off()
+        resolve(false)
+      }, waitMs)
+      const off = this.engine.on('caught-up', (e) => {
+        if (e.peerId !== peerId) return
+        clearTimeout(timer)
+        off()
+        resolve(true)
+      })
+    })
+    await this.mesh.openSyncTo(peerId)
+    return done
+  }
+
+  async networkStatus(): Promise<NetworkStatus> {
+    return {
+      peerId: this.deviceId,
+      listen: this.mesh.listenAddresses(),
+      discovery: this.mesh.discovery,
+      bootstrap: this.bootstrap,
+      connected: this.mesh.connectedPeers().length,
+      refusedConnections: this.mesh.refusedCount,
+      devices: await this.devices(),
+    }
+  }
+
+  /** Every member with what this peer knows of it: connected, disconnected or never seen. */
+  async devices(): Promise<DeviceView[]> {
+    const members = await this.workspace.members()
+    const known = new Map(this.mesh.knownPeers().map((p) => [p.peerId, p]))
+    return Object.entries(members).map(([id, m]): DeviceView => {
+      const k = known.get(id)
+      const view: DeviceView = { peerId: id, ...m, state: id === this.deviceId ? 'this device' : (k?.state ?? 'never seen') }
+      if (k?.address !== undefined) view.address = k.address
+      if (k?.lastSeen !== undefined) view.lastSeen = k.lastSeen
+      if (k?.lastSync !== undefined) view.lastSync = k.lastSync
+      if (k?.session !== undefined && k.state === 'connected') {
+        view.bytesIn = k.session.bytesIn
+        view.bytesOut = k.session.bytesOut
+        view.unsentBytes = k.session.unsentBytes
+      }
+      return view
+    })
+  }
+
+  /** Stop serving, close the mesh, write out everything pending, release the store. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      await this.control.close()
+      await this.control?.close()
+      await this.mesh.stop().catch(() => undefined)
       await this.workspace.close()
       await rm(this.paths.pid, { force: true })
     })()

@@ -4,6 +4,7 @@ import { homedir, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { KitsyncError } from '../core/errors.js'
 import { isJsonObject } from '../core/json.js'
+import { writeJsonFile } from './json-file.js'
 import { writeSecretFile } from './secret-file.js'
 
 /**
@@ -13,6 +14,7 @@ import { writeSecretFile } from './secret-file.js'
  *   store/           the LevelDB store
  *   peer.sock        control socket of the running peer (0600)
  *   peer.pid         pid of the running peer
+ *   invites.json     pairing tokens this device issued, pending and used (0600)
  */
 export interface HomePaths {
   home: string
@@ -21,6 +23,8 @@ export interface HomePaths {
   store: string
   socket: string
   pid: string
+  /** Pending and used pairing tokens (secrets: 0600). */
+  invites: string
 }
 
 export function defaultHome(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
@@ -52,6 +56,7 @@ export function homePaths(home: string): HomePaths {
     store: join(home, 'store'),
     socket,
     pid: join(home, 'peer.pid'),
+    invites: join(home, 'invites.json'),
   }
 }
 
@@ -88,6 +93,8 @@ export interface WorkspaceConfig {
   createdAt: number
   /** Largest record in bytes of JSON (default 1 MiB). */
   maxRecordBytes?: number
+  /** Multiaddrs of peers to dial at start, remembered from `peer start --bootstrap`. */
+  bootstrap?: string[]
 }
 
 export async function readWorkspaceConfig(paths: HomePaths): Promise<WorkspaceConfig | undefined> {
@@ -118,4 +125,9 @@ export async function initWorkspace(paths: HomePaths, name?: string): Promise<{ 
   const written = await writeSecretFile(paths.workspace, new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n'))
   const winner = JSON.parse(new TextDecoder().decode(written)) as WorkspaceConfig
   return { config: winner, created: winner.id === config.id }
+}
+
+/** Replace workspace.json atomically. */
+export async function writeWorkspaceConfig(paths: HomePaths, config: WorkspaceConfig): Promise<void> {
+  await writeJsonFile(paths.workspace, config)
 }

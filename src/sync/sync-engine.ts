@@ -192,7 +192,9 @@ export class SyncSession {
 
   /** @internal Queue a local (or relayed) update for this peer; merged and sent on the next tick. */
   enqueue(collection: string, update: Uint8Array): void {
-    if (!this.ready || this.closed) return
+    // Before the peer's hello, updates are held, not dropped: the hello may not list a
+    // collection created meanwhile, and then no state-vector exchange would cover it.
+    if (this.closed) return
     let list = this.pending.get(collection)
     if (list === undefined) this.pending.set(collection, (list = []))
     list.push(update)
@@ -201,10 +203,13 @@ export class SyncSession {
       this.close(new KitsyncError('RATE_LIMITED', `peer ${this.peerId} does not keep up: over ${this.engine.limits.maxBufferedBytes} unsent bytes`))
       return
     }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      this.engine.schedule(() => this.flush())
-    }
+    this.scheduleFlush()
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || !this.ready || this.pending.size === 0) return
+    this.flushScheduled = true
+    this.engine.schedule(() => this.flush())
   }
 
   private flush(): void {
@@ -277,6 +282,7 @@ export class SyncSession {
       if (this.closed) return
       this.sendUpdate(name, SyncStep.STEP1, Y.encodeStateVector(doc))
     }
+    this.scheduleFlush()
     this.checkCaughtUp()
   }
 

@@ -91,3 +91,12 @@ describe('control protocol codec', () => {
     }
   })
 })
+
+describe('utf8Length', () => {
+  it('matches TextEncoder for ASCII, 2-, 3- and 4-byte characters', async () => {
+    const { utf8Length } = await import('../../src/core/json.js')
+    for (const s of ['', 'abc', 'é', 'ü€', '日本語', '😀', 'a😀b€é', '\u07ff\u0800\uffff']) {
+      expect(utf8Length(s)).toBe(new TextEncoder().encode(s).byteLength)
+    }
+  })
+})

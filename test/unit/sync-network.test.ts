@@ -115,3 +115,16 @@ describe('sync engine over an in-memory network', () => {
     }
   })
 })
+
+describe('sync engine handshake', () => {
+  it('does not lose an update made in a new collection while the hello is in flight', async () => {
+    const net = new MemoryNetwork(prng(5))
+    const a = new MemoryPeer('a')
+    const b = new MemoryPeer('b')
+    net.connect(a, b)
+    // Before any frame is delivered (hellos in flight, listing no collections), A creates one.
+    a.collection('fresh').set('k', 'v', 'local')
+    await net.settle()
+    expect(b.snapshot()).toEqual({ fresh: { k: 'v' } })
+  })
+})

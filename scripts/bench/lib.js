@@ -1,0 +1,226 @@
+// Shared helpers of the benchmark sections (see scripts/bench.js).
+//
+// A section is a module exporting `title` and `async run(ctx)`; it records its figures with
+// `ctx.measure(spec, fn)`, which never throws: a failing figure is recorded with its error and
+// the section goes on with the next one.
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const BIN = join(ROOT, 'bin', 'kitsync.js')
+export const PROBE = join(ROOT, 'scripts', 'bench', 'probe.js')
+
+/**
+ * A target: `{ op: '>=' | '<=', value }`, compared with the figure's value.
+ * Figures without a target (diagnostics) have `target: null` and `passed: null`.
+ */
+export function checkTarget(target, value) {
+  if (target === null || target === undefined || typeof value !== 'number' || !Number.isFinite(value)) return null
+  if (target.op === '>=') return value >= target.value
+  if (target.op === '<=') return value <= target.value
+  throw new Error(`unknown target operator ${target.op}`)
+}
+
+export function targetText(target, unit) {
+  if (target === null || target === undefined) return '—'
+  return `${target.op === '>=' ? '≥' : '≤'} ${formatNumber(target.value)}${unit ? ' ' + unit : ''}`
+}
+
+/** The figure recorder handed to a section. */
+export function createRecorder(log = (line) => console.log(line)) {
+  const figures = []
+  const notes = []
+  return {
+    figures,
+    notes,
+    log,
+    note(text) {
+      notes.push(text)
+    },
+    /**
+     * Run `fn` and record one figure. `fn` returns `{ value, details? }` (or a bare number).
+     * spec: { id, title, unit, target?, method? }
+     */
+    async measure(spec, fn) {
+      const started = performance.now()
+      const figure = {
+        id: spec.id,
+        title: spec.title,
+        value: null,
+        unit: spec.unit ?? '',
+        target: spec.target ?? null,
+        passed: null,
+        method: spec.method ?? undefined,
+        details: {},
+        elapsedMs: 0,
+      }
+      try {
+        const result = await fn()
+        const { value, details } = typeof result === 'number' ? { value: result, details: {} } : result
+        figure.value = value
+        figure.details = details ?? {}
+        figure.passed = checkTarget(figure.target, value)
+      } catch (err) {
+        figure.passed = figure.target === null ? null : false
+        figure.error = errorText(err)
+      }
+      figure.elapsedMs = round(performance.now() - started, 0)
+      figures.push(figure)
+      log(`  ${statusMark(figure)} ${figure.title}: ${figure.error === undefined ? `${formatNumber(figure.value)} ${figure.unit}` : `ERROR ${figure.error}`}` +
+        (figure.target === null ? '' : `  (target ${targetText(figure.target, figure.unit)})`))
+      return figure
+    },
+  }
+}
+
+export function statusMark(figure) {
+  if (figure.error !== undefined) return 'ERR '
+  if (figure.passed === null) return 'info'
+  return figure.passed ? 'PASS' : 'FAIL'
+}
+
+export function errorText(err) {
+  if (err instanceof Error) {
+    const code = err.code === undefined ? '' : `${err.code}: `
+    return `${code}${err.message}`
+  }
+  return String(err)
+}
+
+export function round(x, digits = 1) {
+  if (typeof x !== 'number' || !Number.isFinite(x)) return x
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}
+
+export function formatNumber(x) {
+  if (typeof x !== 'number') return String(x)
+  if (Number.isInteger(x)) return x.toLocaleString('en-US')
+  if (Math.abs(x) >= 100) return Math.round(x).toLocaleString('en-US')
+  return String(round(x, Math.abs(x) >= 10 ? 1 : Math.abs(x) >= 1 ? 2 : 3))
+}
+
+/** Percentile (0..100) by nearest rank of an unsorted array. */
+export function percentile(values, p) {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.ceil((p / 100) * sorted.length)
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]
+}
+
+export function median(values) {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+export function summary(values, digits = 1) {
+  return {
+    n: values.length,
+    min: round(Math.min(...values), digits),
+    median: round(median(values), digits),
+    p90: round(percentile(values, 90), digits),
+    max: round(Math.max(...values), digits),
+  }
+}
+
+/** Temporary folders, all removed by `cleanup()` (also when a figure failed). */
+export function createTempDirs() {
+  const dirs = []
+  return {
+    async make(prefix) {
+      const dir = await mkdtemp(join(tmpdir(), `kitsync-bench-${prefix}-`))
+      dirs.push(dir)
+      return dir
+    },
+    async cleanup() {
+      for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true, maxRetries: 3 })
+    },
+  }
+}
+
+/** Sum of the sizes of the files under `dir` (recursively), and the files by name. */
+export async function dirSize(dir) {
+  let bytes = 0
+  const files = {}
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue
+    const path = join(entry.parentPath ?? entry.path, entry.name)
+    const size = (await stat(path)).size
+    bytes += size
+    files[path.slice(dir.length + 1)] = size
+  }
+  return { bytes, files }
+}
+
+/**
+ * Run `node scripts/bench/probe.js <name> <json args>` in a fresh process and return the JSON
+ * it prints on its last stdout line, with `wallMs` (spawn to exit) added. `killsItself`: the
+ * probe ends by SIGKILL on purpose (a simulated crash).
+ */
+export function runProbe(name, args, { timeoutMs = 60_000, killsItself = false } = {}) {
+  return new Promise((resolvePromise, reject) => {
+    const started = performance.now()
+    const child = spawn(process.execPath, [PROBE, name, JSON.stringify(args)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
+    child.stderr.setEncoding('utf8').on('data', (s) => (err += s))
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.on('error', (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      const wallMs = performance.now() - started
+      const lines = out.trim().split('\n')
+      if (timedOut) {
+        reject(new Error(`probe ${name} did not finish within ${timeoutMs / 1000} s (killed)`))
+        return
+      }
+      let result
+      try {
+        result = JSON.parse(lines[lines.length - 1])
+      } catch {
+        reject(new Error(`probe ${name} exited with ${signal ?? code} without a result: ${(err || out).trim().slice(0, 500)}`))
+        return
+      }
+      if (result.error !== undefined) reject(new Error(`probe ${name}: ${result.error}`))
+      else if (code !== 0 && !(killsItself && signal === 'SIGKILL')) reject(new Error(`probe ${name} exited with ${signal ?? code}: ${err.trim().slice(0, 500)}`))
+      else resolvePromise({ ...result, wallMs })
+    })
+  })
+}
+
+/** Wall time in ms of `node <args>` run to completion, `runs` times; throws on a failed run. */
+export function timeNode(args, { runs, check, env } = {}) {
+  const times = []
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now()
+    const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 30_000, ...(env === undefined ? {} : { env }) })
+    const ms = performance.now() - started
+    if (r.error !== undefined) throw r.error
+    if (r.status !== 0) throw new Error(`node ${args.join(' ')} exited with ${r.signal ?? r.status}: ${r.stderr.trim().slice(0, 300)}`)
+    if (check !== undefined) check(r.stdout)
+    times.push(ms)
+  }
+  return times
+}
+
+/** `promise`, or a rejection with `message` after `ms` (the timer does not outlive it). */
+export function withTimeout(promise, ms, message) {
+  let timer
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}

@@ -1,0 +1,93 @@
+// Child-process probes of the benchmark: `node scripts/bench/probe.js <name> '<json args>'`.
+// Each runs in a fresh process (no module, Y.Doc or LevelDB cache of the parent), times its
+// work from inside (so node's own start-up is not counted) and prints one JSON line.
+const probes = {
+  /** openWorkspace on a closed home folder, then the first get of a collection. */
+  async 'kitsync-open'({ home, collection, key }) {
+    let t = performance.now()
+    const { openWorkspace } = await import('../../dist/index.js')
+    const importMs = performance.now() - t
+    t = performance.now()
+    const ws = await openWorkspace({ home, serve: false })
+    const openMs = performance.now() - t
+    const t2 = performance.now()
+    const value = await ws.get(collection, key)
+    const getMs = performance.now() - t2
+    const openGetMs = performance.now() - t
+    const mode = ws.mode
+    t = performance.now()
+    await ws.close()
+    const closeMs = performance.now() - t
+    return { importMs, openMs, getMs, openGetMs, closeMs, mode, value }
+  },
+
+  /**
+   * Write `updates` sets (`window` in flight) through openWorkspace, then die by SIGKILL
+   * without closing, as a crashed process would: whatever the compaction policy left in the
+   * log stays there for the next open.
+   */
+  async 'kitsync-write-kill'({ home, collection, updates, keys, window, compaction }) {
+    const { openWorkspace } = await import('../../dist/index.js')
+    const ws = await openWorkspace({ home, serve: false, ...(compaction === undefined ? {} : { compaction }) })
+    let next = 0
+    const started = performance.now()
+    const worker = async () => {
+      while (next < updates) {
+        const i = next++
+        await ws.set(collection, 'k' + (i % keys), { n: i, s: 'x' })
+      }
+    }
+    await Promise.all(Array.from({ length: window }, worker))
+    const writeMs = performance.now() - started
+    const stats = typeof ws.storageStats === 'function' ? await ws.storageStats(collection) : undefined
+    await new Promise((resolve) => process.stdout.write(JSON.stringify({ writeMs, stats, killed: true }) + '\n', resolve))
+    process.kill(process.pid, 'SIGKILL')
+    return new Promise(() => undefined)
+  },
+
+  /** y-leveldb: LeveldbPersistence + getYDoc (which also trims a log of over 500 updates). */
+  async 'yleveldb-load'({ dir, doc }) {
+    let t = performance.now()
+    const { LeveldbPersistence } = await import('y-leveldb')
+    const importMs = performance.now() - t
+    t = performance.now()
+    const persistence = new LeveldbPersistence(dir)
+    const ydoc = await persistence.getYDoc(doc)
+    const loadMs = performance.now() - t
+    const records = ydoc.getMap('records').size
+    await persistence.destroy()
+    return { importMs, loadMs, records }
+  },
+
+  /** y-leveldb without its trim: read every update and apply them as getYDoc does. */
+  async 'yleveldb-read-apply'({ dir, doc }) {
+    let t = performance.now()
+    const { LeveldbPersistence, getLevelUpdates } = await import('y-leveldb')
+    const Y = await import('yjs')
+    const importMs = performance.now() - t
+    t = performance.now()
+    const persistence = new LeveldbPersistence(dir)
+    // _transact hands out the database with y-leveldb's key and value encodings.
+    const updates = await persistence._transact((db) => getLevelUpdates(db, doc))
+    const readMs = performance.now() - t
+    const ydoc = new Y.Doc()
+    ydoc.transact(() => {
+      for (const update of updates) Y.applyUpdate(ydoc, update)
+    })
+    const loadMs = performance.now() - t
+    const records = ydoc.getMap('records').size
+    await persistence.destroy()
+    return { importMs, readMs, applyMs: loadMs - readMs, loadMs, updates: updates.length, records }
+  },
+}
+
+const [name, json] = process.argv.slice(2)
+try {
+  const probe = probes[name]
+  if (probe === undefined) throw new Error(`unknown probe ${name}`)
+  const result = await probe(JSON.parse(json ?? '{}'))
+  process.stdout.write(JSON.stringify(result) + '\n')
+} catch (err) {
+  process.stdout.write(JSON.stringify({ error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) }) + '\n')
+  process.exitCode = 1
+}

@@ -1,0 +1,71 @@
+import type { Command } from 'commander'
+import { ControlClient } from '../../api/control-client.js'
+import { KitsyncError } from '../../core/errors.js'
+import type { Invite } from '../../daemon/invites.js'
+import { homePaths, resolveHome } from '../../store/home.js'
+import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
+
+export function register(program: Command, io: CliIO): void {
+  example(
+    networkOptions(
+      program
+        .command('pair')
+        .description('show a one-time token (and QR code) that lets a new device join this workspace')
+        .option('--ttl <minutes>', 'minutes until the token expires', '10')
+        .option('--png <file>', 'also write the QR code as a PNG image'),
+    ),
+    'kitsync pair',
+    'kitsync pair --json --ttl 5',
+  ).action(async (options: NetworkFlags & { ttl: string; png?: string }, cmd: Command) => {
+    const opts = globals(cmd)
+    const minutes = Number(options.ttl)
+    if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 7 * 24 * 60) throw new KitsyncError('INVALID_ARGUMENT', '--ttl must be a number of minutes between 0 and 10080')
+    const ttlMs = Math.round(minutes * 60_000)
+    const home = resolveHome(opts.home, io.env)
+    const client = await ControlClient.connect(homePaths(home).socket)
+    if (client !== undefined) {
+      // The running peer issues the token and admits the new device.
+      try {
+        await show(io, opts.json === true, (await client.request('pair', { ttlMs })) as Invite, options.png)
+      } finally {
+        client.close()
+      }
+      return
+    }
+    // No peer runs: run one here until the token is used, expires, or Ctrl-C.
+    const peer = await (await import('../../daemon/peer.js')).Peer.start({ home, ...peerOptionsFrom(options) })
+    try {
+      const invite = await peer.createInvite(ttlMs)
+      await show(io, opts.json === true, invite, options.png)
+      if (opts.json !== true) io.err('waiting for the new device to join (Ctrl-C to stop)...\n')
+      const outcome = await new Promise<string>((resolve) => {
+        const timer = setTimeout(() => resolve('expired'), invite.expiresAt - Date.now() + 1000)
+        peer.invites.on('used', (e) => {
+          if (e.tokenId !== invite.tokenId) return
+          clearTimeout(timer)
+          io.out(opts.json === true ? JSON.stringify({ event: 'device:joined', ...e }) + '\n' : `${e.name} (${e.deviceId}) joined\n`)
+          // Stay a moment so the new device can copy the workspace before this peer goes.
+          void peer.syncWith(e.deviceId, 60_000).then(() => resolve('joined'))
+        })
+        void io.interrupted().then((s) => {
+          clearTimeout(timer)
+          resolve(s)
+        })
+      })
+      if (outcome === 'expired') throw new KitsyncError('TOKEN_EXPIRED', 'the token expired before a device joined')
+    } finally {
+      await peer.stop()
+    }
+  })
+}
+
+async function show(io: CliIO, json: boolean, invite: Invite, png: string | undefined): Promise<void> {
+  const { default: QRCode } = await import('qrcode')
+  if (png !== undefined) await QRCode.toFile(png, invite.token, { type: 'png', errorCorrectionLevel: 'M' })
+  if (json) {
+    io.out(JSON.stringify({ token: invite.token, addresses: invite.addresses, expiresAt: new Date(invite.expiresAt).toISOString(), ...(png === undefined ? {} : { png }) }) + '\n')
+    return
+  }
+  const qr = await QRCode.toString(invite.token, { type: 'terminal', small: true, errorCorrectionLevel: 'M' })
+  io.out(`${qr}\nOn the new device run:\n\n  kitsync join ${invite.token}\n\nThe token works once and expires at ${new Date(invite.expiresAt).toLocaleTimeString()}.\n`)
+}

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto'
+import { TypedEmitter } from '../core/emitter.js'
+import { KitsyncError } from '../core/errors.js'
+import { isJsonObject } from '../core/json.js'
+import { MEMBERS_COLLECTION } from '../core/membership.js'
+import { encodeToken, TOKEN_SECRET_BYTES, tokenId } from '../protocol/pair-token.js'
+import type { PairingAuthority, Welcome } from '../net/pairing.js'
+import { readJsonFile, writeJsonFile } from '../store/json-file.js'
+import type { LocalWorkspace } from './local-workspace.js'
+
+export const DEFAULT_TOKEN_TTL_MS = 10 * 60 * 1000
+
+interface InviteRecord {
+  secret: string
+  createdAt: number
+  expiresAt: number
+  usedAt?: number
+  usedBy?: string
+}
+
+export interface Invite {
+  token: string
+  tokenId: string
+  expiresAt: number
+  addresses: string[]
+}
+
+/**
+ * The pairing tokens this device issued. A token is marked used (and that is written to
+ * disk) before the joiner is admitted, so a token works once, also across restarts.
+ */
+export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: string; name: string }; refused: { deviceId: string; code: string; message: string } }> implements PairingAuthority {
+  private constructor(
+    private readonly file: string,
+    private readonly workspace: LocalWorkspace,
+    private readonly self: string,
+    private readonly records: Map<string, InviteRecord>,
+  ) {
+    super()
+  }
+
+  static async load(file: string, workspace: LocalWorkspace, self: string): Promise<Invites> {
+    const raw = await readJsonFile(file)
+    const records = new Map<string, InviteRecord>()
+    if (isJsonObject(raw) && isJsonObject(raw.invites)) {
+      for (const [id, r] of Object.entries(raw.invites)) {
+        if (isJsonObject(r) && typeof r.secret === 'string' && typeof r.expiresAt === 'number') records.set(id, r as unknown as InviteRecord)
+      }
+    }
+    return new Invites(file, workspace, self, records)
+  }
+
+  async create(options: { addresses: string[]; ttlMs?: number }): Promise<Invite> {
+    const secret = randomBytes(TOKEN_SECRET_BYTES)
+    const id = tokenId(secret)
+    const now = Date.now()
+    const expiresAt = now + (options.ttlMs ?? DEFAULT_TOKEN_TTL_MS)
+    this.records.set(id, { secret: secret.toString('hex'), createdAt: now, expiresAt })
+    await this.save()
+    const token = encodeToken({ workspaceId: this.workspace.workspaceId, inviter: this.self, addresses: options.addresses, secret, expiresAt, flags: 0 })
+    return { token, tokenId: id, expiresAt: Math.ceil(expiresAt / 1000) * 1000, addresses: options.addresses }
+  }
+
+  secretFor(id: string): Uint8Array {
+    const r = this.records.get(id)
+    if (r === undefined) throw new KitsyncError('TOKEN_REFUSED', 'this device did not issue that token')
+    if (r.usedAt !== undefined) throw new KitsyncError('TOKEN_USED', 'this token was already used; ask for a new one with kitsync pair')
+    if (Date.now() > Math.ceil(r.expiresAt / 1000) * 1000) throw new KitsyncError('TOKEN_EXPIRED', 'this token has expired; ask for a new one with kitsync pair')
+    return new Uint8Array(Buffer.from(r.secret, 'hex'))
+  }
+
+  async admit(id: string, joiner: { deviceId: string; name: string }): Promise<Welcome> {
+    this.secretFor(id) // still valid? (a concurrent join may have used it meanwhile)
+    const r = this.records.get(id) as InviteRecord
+    r.usedAt = Date.now()
+    r.usedBy = joiner.deviceId
+    await this.save()
+    await this.workspace.addMember(joiner.deviceId, { name: joiner.name, addedBy: this.self, addedAt: Date.now() })
+    this.emit('used', { tokenId: id, deviceId: joiner.deviceId, name: joiner.name })
+    const info = await this.workspace.info()
+    return { workspaceId: info.workspaceId, name: info.name, members: await this.workspace.encodeCollection(MEMBERS_COLLECTION) }
+  }
+
+  refused(reason: KitsyncError, joiner: string): void {
+    this.emit('refused', { deviceId: joiner, code: reason.code, message: reason.message })
+  }
+
+  private async save(): Promise<void> {
+    // Forget unused tokens a day after they expired; used ones are kept so they stay refused.
+    const cutoff = Date.now() - 24 * 3600 * 1000
+    for (const [id, r] of this.records) if (r.usedAt === undefined && r.expiresAt < cutoff) this.records.delete(id)
+    await writeJsonFile(this.file, { invites: Object.fromEntries(this.records) })
+  }
+}

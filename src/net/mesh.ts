@@ -1,0 +1,277 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import { mdns } from '@libp2p/mdns'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { TypedEmitter } from '../core/emitter.js'
+import { KitsyncError } from '../core/errors.js'
+import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
+import type { SessionStats, SyncEngine, SyncSession } from '../sync/sync-engine.js'
+import { hasMulticastRoute } from './multicast-route.js'
+import { StreamLink } from './stream-link.js'
+
+/** The TCP port a peer listens on unless told otherwise. */
+export const DEFAULT_PORT = 4771
+export const DEFAULT_LISTEN = [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`]
+
+export interface MeshOptions {
+  privateKey: PrivateKey
+  engine: SyncEngine
+  /** Is this device a member of the workspace? Decides who may open the sync protocol. */
+  isMember: (deviceId: string) => Promise<boolean>
+  listen?: string[]
+  bootstrap?: string[]
+  mdns?: boolean
+  /** Extra protocol handlers (pairing). */
+  handlers?: Record<string, (stream: Stream, connection: Connection) => void | Promise<void>>
+}
+
+export type DiscoveryState = { mdns: 'off' } | { mdns: 'on' } | { mdns: 'unavailable'; reason: string }
+
+export interface KnownPeer {
+  peerId: string
+  state: 'connected' | 'disconnected'
+  address?: string
+  lastSeen?: number
+  lastSync?: number
+  session?: SessionStats
+}
+
+export interface MeshEvents {
+  connected: { peerId: string }
+  offline: { peerId: string; reason?: { code: string; message: string } }
+  refused: { peerId: string; reason: string }
+}
+
+const MAX_BACKOFF_MS = 30_000
+
+/**
+ * The libp2p side of a peer: TCP + Noise + Yamux, identify and ping, mDNS and bootstrap
+ * discovery, and the sync protocol handler that lets members only reach the engine.
+ */
+export class Mesh extends TypedEmitter<MeshEvents> {
+  readonly node: Libp2p
+  readonly discovery: DiscoveryState
+  private readonly engine: SyncEngine
+  private readonly isMember: (id: string) => Promise<boolean>
+  private readonly sessions = new Map<string, { session: SyncSession; initiator: string }>()
+  private readonly book = new Map<string, KnownPeer>()
+  private readonly bootstrapAddrs: Multiaddr[]
+  private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
+  private stopped = false
+  refusedCount = 0
+
+  private constructor(node: Libp2p, options: MeshOptions, discovery: DiscoveryState) {
+    super()
+    this.node = node
+    this.engine = options.engine
+    this.isMember = options.isMember
+    this.discovery = discovery
+    this.bootstrapAddrs = (options.bootstrap ?? []).map((a) => multiaddr(a))
+  }
+
+  static async start(options: MeshOptions): Promise<Mesh> {
+    let discovery: DiscoveryState = { mdns: 'off' }
+    if (options.mdns ?? true) {
+      const route = await hasMulticastRoute()
+      discovery = route === false ? { mdns: 'unavailable', reason: 'no multicast route on this host (mDNS packets cannot be sent); use --bootstrap' } : { mdns: 'on' }
+    }
+    const listen = options.listen ?? DEFAULT_LISTEN
+    let node: Libp2p
+    try {
+      node = await createLibp2p({
+        privateKey: options.privateKey,
+        addresses: { listen },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        peerDiscovery: discovery.mdns === 'on' ? [mdns({ interval: 1000 })] : [],
+        services: { identify: identify(), ping: ping() },
+      })
+    } catch (err) {
+      throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${listen.join(', ')}: ${(err as Error).message}`, { cause: err })
+    }
+    const mesh = new Mesh(node, options, discovery)
+    await node.handle(SYNC_PROTOCOL_ID, (stream, connection) => mesh.inbound(stream, connection), { maxInboundStreams: 4, maxOutboundStreams: 4 })
+    for (const [protocol, handler] of Object.entries(options.handlers ?? {})) {
+      await node.handle(protocol, async (stream, connection) => {
+        await handler(stream, connection)
+      })
+    }
+    node.addEventListener('peer:connect', (evt) => void mesh.onConnect(evt.detail))
+    node.addEventListener('peer:disconnect', (evt) => mesh.onDisconnect(evt.detail))
+    node.addEventListener('peer:discovery', (evt) => void mesh.onDiscovery(evt.detail.id))
+    for (const addr of mesh.bootstrapAddrs) mesh.dialAddress(addr)
+    return mesh
+  }
+
+  get peerId(): string {
+    return this.node.peerId.toString()
+  }
+
+  listenAddresses(): string[] {
+    return this.node.getMultiaddrs().map((a) => a.toString())
+  }
+
+  connectedPeers(): string[] {
+    return [...this.sessions.keys()]
+  }
+
+  knownPeers(): KnownPeer[] {
+    for (const [id, { session }] of this.sessions) {
+      const entry = this.book.get(id)
+      if (entry !== undefined) {
+        entry.session = session.getStats()
+        if (entry.session.lastSyncAt !== undefined) entry.lastSync = entry.session.lastSyncAt
+      }
+    }
+    return [...this.book.values()].map((p) => ({ ...p }))
+  }
+
+  /** Dial a member by id (its addresses from discovery) or an address; resolves once connected. */
+  async dial(target: string): Promise<void> {
+    await this.node.dial(target.startsWith('/') ? multiaddr(target) : peerIdFromString(target))
+  }
+
+  /** Force a fresh exchange with every connected member: close sessions and open new ones. */
+  async resync(): Promise<void> {
+    for (const [id, { session }] of this.sessions) {
+      session.close()
+      this.sessions.delete(id)
+      await this.openSync(peerIdFromString(id)).catch(() => undefined)
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const r of this.redials.values()) clearTimeout(r.timer)
+    for (const { session } of this.sessions.values()) session.close()
+    this.sessions.clear()
+    await this.node.stop()
+  }
+
+  private async onConnect(peer: PeerId): Promise<void> {
+    const id = peer.toString()
+    this.redials.delete(id)
+    this.touch(id, 'connected')
+    if (this.stopped || this.sessions.has(id)) return
+    if (!(await this.isMember(id).catch(() => false))) return
+    await this.openSync(peer).catch(() => undefined)
+  }
+
+  private onDisconnect(peer: PeerId): void {
+    const id = peer.toString()
+    this.touch(id, 'disconnected')
+    if (this.stopped) return
+    void this.isMember(id).then((member) => {
+      if (member) this.scheduleRedial(id, () => this.node.dial(peer))
+    }, () => undefined)
+  }
+
+  private async onDiscovery(peer: PeerId): Promise<void> {
+    const id = peer.toString()
+    if (this.stopped || this.sessions.has(id) || this.node.getConnections(peer).length > 0) return
+    if (!(await this.isMember(id).catch(() => false))) return
+    await this.node.dial(peer).catch(() => this.scheduleRedial(id, () => this.node.dial(peer)))
+  }
+
+  private dialAddress(addr: Multiaddr): void {
+    const key = addr.toString()
+    void this.node.dial(addr).then(
+      () => this.redials.delete(key),
+      () => this.scheduleRedial(key, () => this.node.dial(addr)),
+    )
+  }
+
+  private scheduleRedial(key: string, dial: () => Promise<unknown>): void {
+    if (this.stopped) return
+    const state = this.redials.get(key) ?? { attempt: 0 }
+    if (state.timer !== undefined) return
+    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** state.attempt) * (0.75 + Math.random() * 0.5)
+    state.attempt++
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      if (this.stopped) return
+      dial().then(
+        () => this.redials.delete(key),
+        () => this.scheduleRedial(key, dial),
+      )
+    }, delay)
+    state.timer.unref()
+    this.redials.set(key, state)
+  }
+
+  /** Open the sync session with a member now (after it became one, e.g. on joining). */
+  async openSyncTo(peerId: string): Promise<void> {
+    if (this.sessions.has(peerId)) {
+      // Re-run the exchange on a fresh session so the caller can wait for it.
+      const existing = this.sessions.get(peerId)
+      this.sessions.delete(peerId)
+      existing?.session.close()
+    }
+    await this.openSync(peerIdFromString(peerId))
+  }
+
+  private async openSync(peer: PeerId): Promise<void> {
+    const stream = await this.node.dialProtocol(peer, SYNC_PROTOCOL_ID)
+    this.attach(stream, peer.toString(), this.peerId)
+  }
+
+  private async inbound(stream: Stream, connection: Connection): Promise<void> {
+    const id = connection.remotePeer.toString()
+    if (!(await this.isMember(id).catch(() => false))) {
+      // A stranger gets nothing: not a hello, not an error frame.
+      this.refusedCount++
+      stream.abort(new Error('not a member'))
+      this.emit('refused', { peerId: id, reason: 'not a member of this workspace' })
+      return
+    }
+    this.attach(stream, id, id)
+  }
+
+  /**
+   * One session per peer. When both sides opened a stream at once, both keep the one opened
+   * by the smaller peer id, so they agree without talking about it.
+   */
+  private attach(stream: Stream, peerId: string, initiator: string): void {
+    const existing = this.sessions.get(peerId)
+    if (existing !== undefined) {
+      const keepExisting = existing.initiator < initiator
+      if (keepExisting) {
+        stream.abort(new Error('duplicate sync stream'))
+        return
+      }
+      this.sessions.delete(peerId)
+      existing.session.close()
+    }
+    const link = new StreamLink(stream, peerId, this.engine.limits.maxFrameBytes)
+    const session = this.engine.attach(link)
+    const entry = { session, initiator }
+    this.sessions.set(peerId, entry)
+    this.touch(peerId, 'connected', stream)
+    if (existing === undefined) this.emit('connected', { peerId })
+    void link.readLoop((frame) => session.receive(frame)).then((err) => {
+      session.close()
+      if (this.sessions.get(peerId) !== entry) return
+      this.sessions.delete(peerId)
+      this.touch(peerId, this.node.getConnections(peerIdFromString(peerId)).length > 0 ? 'connected' : 'disconnected')
+      const reason = err !== undefined && err.name !== 'UnexpectedEOFError' ? { code: 'CONNECTION_CLOSED', message: err.message } : undefined
+      this.emit('offline', reason === undefined ? { peerId } : { peerId, reason })
+    })
+  }
+
+  private touch(peerId: string, state: KnownPeer['state'], stream?: Stream): void {
+    const entry = this.book.get(peerId) ?? { peerId, state }
+    entry.state = state
+    entry.lastSeen = Date.now()
+    const conn = this.node.getConnections(peerIdFromString(peerId))[0]
+    if (conn !== undefined) entry.address = conn.remoteAddr.toString()
+    void stream
+    this.book.set(peerId, entry)
+  }
+}

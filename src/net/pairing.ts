@@ -1,0 +1,129 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import { isKitsyncError, KitsyncError, toKitsyncError } from '../core/errors.js'
+import { pairingProof, tokenId as computeTokenId, type PairToken } from '../protocol/pair-token.js'
+
+/**
+ * Pairing protocol /kitsync/pair/1.0.0: length-prefixed JSON messages over a Noise-encrypted
+ * stream (docs/PROTOCOL.md has the exact messages).
+ *
+ *   joiner  -> inviter  {"t":"join","tokenId":...,"name":...}
+ *   inviter -> joiner   {"t":"challenge","nonce":...}              or {"t":"error",...}
+ *   joiner  -> inviter  {"t":"proof","mac": HMAC(secret, tokenId|inviter|joiner|nonce)}
+ *   inviter -> joiner   {"t":"welcome","workspaceId","name","members"} or {"t":"error",...}
+ *
+ * The secret never crosses the wire; the proof is bound to both PeerIds as Noise proved them.
+ */
+export const PAIR_PROTOCOL_ID = '/kitsync/pair/1.0.0'
+const MAX_PAIR_MESSAGE = 4 * 1024 * 1024
+const PAIR_TIMEOUT_MS = 15_000
+
+export interface Welcome {
+  workspaceId: string
+  name: string
+  /** Yjs update of the workspace's membership collection, with the joiner in it. */
+  members: Uint8Array
+}
+
+/** What the inviter's side decides; implemented by the daemon. */
+export interface PairingAuthority {
+  /** The secret of a pending token, or a TOKEN_* error (unknown, expired, used). */
+  secretFor(tokenId: string): Uint8Array
+  /** The proof checked out: use the token up, add the member, return the welcome. */
+  admit(tokenId: string, joiner: { deviceId: string; name: string }): Promise<Welcome>
+  /** A refused attempt, for the log. */
+  refused(reason: KitsyncError, joiner: string): void
+}
+
+type Message = Record<string, unknown> & { t: string }
+
+function channel(stream: Stream): { read: () => Promise<Message>; write: (m: Message) => Promise<void> } {
+  const lp = lpStream(stream, { maxDataLength: MAX_PAIR_MESSAGE, maxBufferSize: MAX_PAIR_MESSAGE + 16 })
+  const signal = AbortSignal.timeout(PAIR_TIMEOUT_MS)
+  return {
+    read: async () => {
+      const bytes = await lp.read({ signal })
+      let value: unknown
+      try {
+        value = JSON.parse(new TextDecoder().decode(bytes.subarray()))
+      } catch {
+        throw new KitsyncError('PROTOCOL_ERROR', 'pairing message is not JSON')
+      }
+      if (typeof value !== 'object' || value === null || typeof (value as Message).t !== 'string') {
+        throw new KitsyncError('PROTOCOL_ERROR', 'malformed pairing message')
+      }
+      const m = value as Message
+      if (m.t === 'error') {
+        const code = typeof m.code === 'string' ? m.code : 'TOKEN_REFUSED'
+        throw KitsyncError.fromJSON({ code, message: typeof m.message === 'string' ? m.message : 'refused by the inviter' })
+      }
+      return m
+    },
+    write: (m) => lp.write(new TextEncoder().encode(JSON.stringify(m)), { signal }),
+  }
+}
+
+/** Inviter side: handle one pairing stream. */
+export async function handlePairing(stream: Stream, connection: Connection, authority: PairingAuthority, self: string): Promise<void> {
+  const ch = channel(stream)
+  const joiner = connection.remotePeer.toString()
+  try {
+    const join = await ch.read()
+    if (join.t !== 'join' || typeof join.tokenId !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a join message')
+    const name = typeof join.name === 'string' && join.name.length > 0 ? join.name.slice(0, 100) : joiner.slice(-8)
+    const secret = authority.secretFor(join.tokenId)
+    const nonce = randomBytes(32).toString('hex')
+    await ch.write({ t: 'challenge', nonce })
+    const proof = await ch.read()
+    if (proof.t !== 'proof' || typeof proof.mac !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a proof message')
+    const expected = Buffer.from(pairingProof(secret, { tokenId: join.tokenId, inviter: self, joiner, nonce }), 'hex')
+    const given = Buffer.from(proof.mac, 'hex')
+    if (given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected)) {
+      throw new KitsyncError('TOKEN_REFUSED', 'the pairing proof does not match this token')
+    }
+    const welcome = await authority.admit(join.tokenId, { deviceId: joiner, name })
+    await ch.write({ t: 'welcome', workspaceId: welcome.workspaceId, name: welcome.name, members: Buffer.from(welcome.members).toString('base64') })
+    await stream.close()
+  } catch (err) {
+    const e = toKitsyncError(err)
+    authority.refused(e, joiner)
+    const shown = isKitsyncError(e) && e.code.startsWith('TOKEN_') ? e : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
+    await ch.write({ t: 'error', code: shown.code, message: shown.message }).catch(() => undefined)
+    await stream.close().catch(() => stream.abort(e))
+  }
+}
+
+/** Joiner side: dial the inviter from the token, prove the secret, receive the welcome. */
+export async function joinWithToken(node: Libp2p, token: PairToken, name: string): Promise<Welcome> {
+  if (Date.now() > token.expiresAt) {
+    throw new KitsyncError('TOKEN_EXPIRED', `this token expired at ${new Date(token.expiresAt).toISOString()}; ask for a new one with 'kitsync pair'`)
+  }
+  const inviter = peerIdFromString(token.inviter)
+  const addrs = token.addresses.map((a) => multiaddr(a))
+  await node.peerStore.merge(inviter, { multiaddrs: addrs })
+  let stream: Stream
+  try {
+    stream = await node.dialProtocol(inviter, PAIR_PROTOCOL_ID, { signal: AbortSignal.timeout(PAIR_TIMEOUT_MS) })
+  } catch (err) {
+    throw new KitsyncError('PEER_UNREACHABLE', `cannot reach the inviting device at ${token.addresses.join(', ') || '(no address)'}: ${(err as Error).message}`, { cause: err })
+  }
+  const ch = channel(stream)
+  const id = computeTokenId(token.secret)
+  try {
+    await ch.write({ t: 'join', tokenId: id, name })
+    const challenge = await ch.read()
+    if (challenge.t !== 'challenge' || typeof challenge.nonce !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a challenge')
+    await ch.write({ t: 'proof', mac: pairingProof(token.secret, { tokenId: id, inviter: token.inviter, joiner: node.peerId.toString(), nonce: challenge.nonce }) })
+    const welcome = await ch.read()
+    if (welcome.t !== 'welcome' || typeof welcome.workspaceId !== 'string' || typeof welcome.name !== 'string' || typeof welcome.members !== 'string') {
+      throw new KitsyncError('PROTOCOL_ERROR', 'expected a welcome')
+    }
+    if (welcome.workspaceId !== token.workspaceId) throw new KitsyncError('TOKEN_REFUSED', 'the inviter answered for another workspace')
+    return { workspaceId: welcome.workspaceId, name: welcome.name, members: new Uint8Array(Buffer.from(welcome.members, 'base64')) }
+  } finally {
+    await stream.close().catch(() => undefined)
+  }
+}
