@@ -8,12 +8,18 @@
 import './polyfill.js'
 
 export { openWorkspace, type OpenWorkspaceOptions } from './api/open-workspace.js'
+export { startPeer, type PeerOptions } from './api/start-peer.js'
 export { KitsyncError, ERROR_CODES, isKitsyncError, type ErrorCode } from './core/errors.js'
 export type { JsonValue, JsonObject, JsonPrimitive } from './core/json.js'
 export type {
   ChangeEvent,
   ChangesOptions,
   CollectionInfo,
+  DeviceView,
+  NetworkStatus,
+  SyncOfflineEvent,
+  SyncPeerEvent,
+  SyncUpdateEvent,
   PeerState,
   SetOptions,
   Workspace,

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net'
 import { isDeepStrictEqual } from 'node:util'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { openWorkspace, type Workspace } from '../../dist/index.js'
@@ -134,6 +135,38 @@ describe('mesh sync between real peers', () => {
     expect(pc.proc.exitInfo).toBeUndefined()
   })
 })
+
+describe('reconnecting', () => {
+  it('redials a member that went away and came back on its address, then syncs again', async () => {
+    const [ha, hb] = [await makeHome(), await makeHome()]
+    const port = await freePort()
+    const listenA = ['--listen', `/ip4/127.0.0.1/tcp/${port}`]
+    let pa = await peer(ha, listenA)
+    await join(hb, await token(ha), 'b')
+    const pb = await peer(hb)
+    const a = await client(ha)
+    await a.set('positions', 'p1', { qty: 1 })
+    await until(await client(hb), 'positions', 'p1', { qty: 1 })
+    await a.close()
+    open.splice(open.indexOf(a), 1)
+    await stop(pa)
+    // B notices the loss ...
+    await pb.proc.waitForLine((l) => l.includes('"sync:offline"'), SYNC_TIMEOUT, 'B to see A go offline')
+    pa = await peer(ha, listenA)
+    // ... and finds A again by itself (backoff redial), without anyone dialling B.
+    await pb.proc.waitForLine((l) => l.includes('"sync:connected"'), SYNC_TIMEOUT, 'B to reconnect to A', pb.proc.lines.findIndex((l) => l.includes('"sync:offline"')))
+    await (await client(ha)).set('positions', 'p2', { qty: 2 })
+    await until(await client(hb), 'positions', 'p2', { qty: 2 })
+  })
+})
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
 
 describe('pairing refusals', () => {
   it('refuses a stranger that opens the sync protocol: it receives no byte', async () => {
