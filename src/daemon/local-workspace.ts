@@ -19,7 +19,7 @@ import type {
   WorkspaceInfo,
   WorkspaceStatus,
 } from '../core/workspace-types.js'
-import { loadOrCreateIdentity } from '../net/identity.js'
+import { deviceIdOf } from '../net/identity.js'
 import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-store.js'
 import type { SyncHost } from '../sync/sync-engine.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
@@ -80,9 +80,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const paths = homePaths(options.home)
     await ensureHome(paths.home)
     const { config } = await initWorkspace(paths, options.name)
-    const identity = await loadOrCreateIdentity(paths.identity)
+    const deviceId = await deviceIdOf(paths.identity)
     const db = await openLevel(paths.store)
-    const info: WorkspaceInfo = { home: paths.home, deviceId: identity.deviceId, workspaceId: config.id, name: config.name, version: KITSYNC_VERSION }
+    const info: WorkspaceInfo = { home: paths.home, deviceId, workspaceId: config.id, name: config.name, version: KITSYNC_VERSION }
     try {
       const ws = await LocalWorkspace.fromDatabase(db, info, {
         maxRecordBytes: options.maxRecordBytes ?? config.maxRecordBytes,

@@ -1,7 +1,7 @@
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { createHash } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { KitsyncError } from '../core/errors.js'
+import { readJsonFile, writeJsonFile } from '../store/json-file.js'
 import { readSecretFile, writeSecretFile } from '../store/secret-file.js'
 
 /**
@@ -14,6 +14,9 @@ export interface DeviceIdentity {
 }
 
 export async function loadOrCreateIdentity(file: string): Promise<DeviceIdentity> {
+  // libp2p's key code takes ~70 ms to load; commands that only need the id skip it (deviceIdOf).
+  const { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } = await import('@libp2p/crypto/keys')
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
   let bytes = await readSecretFile(file)
   if (bytes === undefined) {
     const key = await generateKeyPair('Ed25519')
@@ -26,4 +29,22 @@ export async function loadOrCreateIdentity(file: string): Promise<DeviceIdentity
     throw new KitsyncError('DATA_CORRUPTION', `the device identity in ${file} is damaged; it was left as it is`, { cause: err })
   }
   return { privateKey, deviceId: peerIdFromPrivateKey(privateKey).toString() }
+}
+
+/**
+ * The device id alone, from a cache file (`<identity>.id`, not secret) that is trusted only
+ * while it names the fingerprint of the key file it was computed from.
+ */
+export async function deviceIdOf(file: string): Promise<string> {
+  const cacheFile = `${file}.id`
+  const key = await readSecretFile(file)
+  if (key !== undefined) {
+    const fingerprint = createHash('sha256').update(key).digest('hex')
+    const cached = (await readJsonFile(cacheFile).catch(() => undefined)) as { deviceId?: unknown; fingerprint?: unknown } | undefined
+    if (cached?.fingerprint === fingerprint && typeof cached.deviceId === 'string') return cached.deviceId
+  }
+  const identity = await loadOrCreateIdentity(file)
+  const bytes = (await readSecretFile(file)) as Uint8Array
+  await writeJsonFile(cacheFile, { deviceId: identity.deviceId, fingerprint: createHash('sha256').update(bytes).digest('hex') }).catch(() => undefined)
+  return identity.deviceId
 }

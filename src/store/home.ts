@@ -9,7 +9,7 @@ import { writeSecretFile } from './secret-file.js'
 
 /**
  * The home folder holds everything of one device:
- *   identity.key     Ed25519 device key (0600)
+ *   identity.key     Ed25519 device key (0600); identity.key.id caches its device id
  *   workspace.json   workspace id, name and settings (0600)
  *   store/           the LevelDB store
  *   peer.sock        control socket of the running peer (0600)
