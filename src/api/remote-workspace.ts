@@ -71,13 +71,15 @@ export class RemoteWorkspace implements Workspace {
   }
 
   async *changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent> {
-    await this.ensureWatching()
     const stop = new AbortController()
     const offClosed = this.emitter.on('closed', () => stop.abort())
     const onAbort = (): void => stop.abort()
     options.signal?.addEventListener('abort', onAbort)
+    // Subscribe before asking the peer to watch: an event may arrive right behind the reply.
+    const events = this.emitter.iterate('change', stop.signal)
     try {
-      for await (const change of this.emitter.iterate('change', stop.signal)) {
+      await this.ensureWatching()
+      for await (const change of events) {
         if (options.collection === undefined || change.collection === options.collection) yield change
       }
     } finally {

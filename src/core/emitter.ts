@@ -31,31 +31,43 @@ export class TypedEmitter<Events extends object> {
     return this.listeners.get(event)?.size ?? 0
   }
 
-  /** Async iteration over one event until `signal` aborts; events are buffered, never dropped. */
-  async *iterate<K extends keyof Events>(event: K, signal?: AbortSignal): AsyncGenerator<Events[K]> {
+  /**
+   * Async iteration over one event until `signal` aborts. The subscription starts when this
+   * is called (not on the first `next()`), so nothing emitted in between is missed; events
+   * are buffered, never dropped.
+   */
+  iterate<K extends keyof Events>(event: K, signal?: AbortSignal): AsyncGenerator<Events[K]> {
     const queue: Events[K][] = []
     let wake: (() => void) | undefined
     const off = this.on(event, (payload) => {
       queue.push(payload)
       wake?.()
     })
-    const onAbort = (): void => wake?.()
-    signal?.addEventListener('abort', onAbort)
-    try {
-      while (signal?.aborted !== true) {
-        const next = queue.shift()
-        if (next !== undefined) {
-          yield next
-          continue
-        }
-        await new Promise<void>((resolve) => {
-          wake = resolve
-        })
-        wake = undefined
-      }
-    } finally {
+    const cleanup = (): void => {
       off()
       signal?.removeEventListener('abort', onAbort)
     }
+    const onAbort = (): void => {
+      if (wake === undefined) cleanup()
+      else wake()
+    }
+    signal?.addEventListener('abort', onAbort)
+    return (async function* () {
+      try {
+        while (signal?.aborted !== true) {
+          const next = queue.shift()
+          if (next !== undefined) {
+            yield next
+            continue
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve
+          })
+          wake = undefined
+        }
+      } finally {
+        cleanup()
+      }
+    })()
   }
 }

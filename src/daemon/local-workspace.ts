@@ -350,7 +350,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
         cause: err,
       })
     }
-    const collection = new RecordCollection(name, doc, this.maxRecordBytes === undefined ? {} : { maxRecordBytes: this.maxRecordBytes })
+    // The workspace's record limit is for app data; kitsync's own collections keep the default.
+    const limit = isInternalCollection(name) ? undefined : this.maxRecordBytes
+    const collection = new RecordCollection(name, doc, limit === undefined ? {} : { maxRecordBytes: limit })
     const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
     doc.on('update', (update: Uint8Array) => {
       const write = log.append(update)

@@ -3,7 +3,7 @@ import { resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
 
 export function register(program: Command, io: CliIO): void {
-  const peer = program.command('peer').description('run the peer of this device')
+  const peer = example(program.command('peer').description('run the peer of this device'), 'kitsync peer start --json')
   example(
     networkOptions(
       peer
