@@ -1,6 +1,5 @@
 // Benchmark section "foundation": the local store — acknowledged writes, cold open of a big
 // collection (against y-leveldb), size on disk after compaction, and CLI latency with a peer.
-import { spawn } from 'node:child_process'
 import { cp } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
@@ -10,7 +9,7 @@ import * as Y from 'yjs'
 import { openWorkspace } from '../../dist/index.js'
 import { LocalWorkspace } from '../../dist/daemon/local-workspace.js'
 import { RecordCollection } from '../../dist/core/record-collection.js'
-import { BIN, dirSize, errorText, median, round, runProbe, summary, timeNode, withTimeout } from './lib.js'
+import { BIN, dirSize, errorText, median, round, runProbe, startPeer, summary, timeNode } from './lib.js'
 
 export const id = 'foundation'
 export const title = 'Foundation: local store and CLI'
@@ -391,7 +390,7 @@ export async function run(ctx) {
       id: 'cli.getWithPeer',
       title: '`kitsync get` wall time with the peer running (median)',
       unit: 'ms',
-      method: `node bin/kitsync.js --home DIR --json peer start as a child; one record set through openWorkspace (via the peer); then 1 warm-up + ${CLI_RUNS} spawnSync runs of node bin/kitsync.js --home DIR get ${COLLECTION} KEY`,
+      method: `node bin/kitsync.js --home DIR --json peer start --listen /ip4/127.0.0.1/tcp/0 --no-mdns as a child; one record set through openWorkspace (via the peer); then 1 warm-up + ${CLI_RUNS} spawnSync runs of node bin/kitsync.js --home DIR get ${COLLECTION} KEY`,
     },
     async () => {
       const home = await tmp.make('cli')
@@ -628,47 +627,4 @@ async function buildYLeveldb(tmp, record) {
   const copy = await tmp.make('yleveldb-copy')
   await cp(dir, copy, { recursive: true })
   return { dir, copy, storeMs, updateBytes: updates.reduce((sum, u) => sum + u.byteLength, 0), docBytes: Y.encodeStateAsUpdate(doc).byteLength }
-}
-
-/** Start `kitsync peer start --json` and wait for its 'started' line. */
-async function startPeer(home) {
-  const started = performance.now()
-  const child = spawn(process.execPath, [BIN, '--home', home, '--json', 'peer', 'start'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8')
-  child.stderr.setEncoding('utf8').on('data', (s) => (stderr += s))
-  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })))
-  const ready = new Promise((resolve, reject) => {
-    child.stdout.on('data', (s) => {
-      stdout += s
-      for (const line of stdout.split('\n')) {
-        try {
-          if (JSON.parse(line).event === 'started') resolve()
-        } catch {
-          // not a whole JSON line yet
-        }
-      }
-    })
-    child.on('error', reject)
-    void exited.then((r) => reject(new Error(`the peer exited with ${r.signal ?? r.code} before starting: ${r.stderr.trim().slice(0, 300)}`)))
-  })
-  ready.catch(() => undefined) // a rejection after a time-out is not unhandled
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    try {
-      return await withTimeout(exited, 10_000, 'the peer did not stop within 10 s of SIGTERM')
-    } catch (err) {
-      child.kill('SIGKILL')
-      await exited
-      throw err
-    }
-  }
-  try {
-    await withTimeout(ready, 15_000, "the peer did not report 'started' within 15 s")
-  } catch (err) {
-    await stop().catch(() => undefined)
-    throw err
-  }
-  return { child, startMs: performance.now() - started, stop }
 }

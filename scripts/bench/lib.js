@@ -4,7 +4,7 @@
 // `ctx.measure(spec, fn)`, which never throws: a failing figure is recorded with its error and
 // the section goes on with the next one.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -223,4 +223,70 @@ export function withTimeout(promise, ms, message) {
     timer = setTimeout(() => reject(new Error(message)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Network flags for every peer a benchmark starts: loopback only, no mDNS, so that nothing is
+ * sent to any address outside this machine.
+ */
+export const LOOPBACK_PEER_ARGS = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
+
+/**
+ * Start `kitsync --home HOME --json peer start ARGS` (loopback, no mDNS by default) and wait for
+ * its 'started' line. Returns the child, its pid, the parsed 'started' event, the time it took,
+ * and `stop()` (SIGTERM, then SIGKILL past 10 s), which resolves with { code, signal, stdout, stderr }.
+ */
+export async function startPeer(home, args = LOOPBACK_PEER_ARGS) {
+  const started = performance.now()
+  const child = spawn(process.execPath, [BIN, '--home', home, '--json', 'peer', 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8').on('data', (s) => (stderr += s))
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })))
+  const ready = new Promise((resolve, reject) => {
+    child.stdout.on('data', (s) => {
+      stdout += s
+      for (const line of stdout.split('\n')) {
+        try {
+          const event = JSON.parse(line)
+          if (event.event === 'started') resolve(event)
+        } catch {
+          // not a whole JSON line yet
+        }
+      }
+    })
+    child.on('error', reject)
+    void exited.then((r) => reject(new Error(`the peer exited with ${r.signal ?? r.code} before starting: ${r.stderr.trim().slice(0, 300)}`)))
+  })
+  ready.catch(() => undefined) // a rejection after a time-out is not unhandled
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    try {
+      return await withTimeout(exited, 10_000, 'the peer did not stop within 10 s of SIGTERM')
+    } catch (err) {
+      child.kill('SIGKILL')
+      await exited
+      throw err
+    }
+  }
+  let event
+  try {
+    event = await withTimeout(ready, 15_000, "the peer did not report 'started' within 15 s")
+  } catch (err) {
+    await stop().catch(() => undefined)
+    throw err
+  }
+  return { child, pid: child.pid, started: event, startMs: performance.now() - started, stop }
+}
+
+/** VmRSS and VmHWM (peak) of a process, in bytes, from /proc/PID/status (Linux). */
+export async function processMemory(pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kb = (field) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)
+    if (m === null) throw new Error(`no ${field} in /proc/${pid}/status`)
+    return Number(m[1]) * 1024
+  }
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
 }

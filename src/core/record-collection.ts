@@ -59,7 +59,17 @@ export class RecordCollection {
         touched.add(this.index(flat, change.action !== 'delete'))
       }
       if (this.listeners.size === 0) return
-      const changes = [...touched].map((key) => ({ key, value: this.get(key), origin: tx.origin }))
+      // Values are computed only when asked for: most changes have no one watching them.
+      const changes = [...touched].map((key) => {
+        const get = (): JsonValue | undefined => this.get(key)
+        return {
+          key,
+          origin: tx.origin,
+          get value() {
+            return get()
+          },
+        }
+      })
       for (const listener of this.listeners) listener(changes)
     })
   }

@@ -218,6 +218,12 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return (await this.load(name)).collection.doc
   }
 
+  /** SyncHost: resolves when every update of this collection so far is durable. */
+  async flushDoc(name: string): Promise<void> {
+    const entry = await this.loaded.get(name)
+    await entry?.log.flush()
+  }
+
   /** Called with every collection document when it is loaded (the sync engine tracks them). */
   onDocLoaded(listener: (e: { name: string; doc: Y.Doc }) => void): () => void {
     for (const p of this.loaded.values()) void p.then((entry) => listener({ name: entry.collection.name, doc: entry.collection.doc }), () => undefined)
@@ -373,8 +379,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const at = Date.now()
     const source = changes[0]?.origin === LOCAL_ORIGIN ? 'local' : 'remote'
     for (const c of changes) {
-      const event: ChangeEvent =
-        c.value === undefined ? { collection, key: c.key, op: 'del', source, at } : { collection, key: c.key, op: 'set', value: c.value, source, at }
+      const value = c.value
+      const event: ChangeEvent = value === undefined ? { collection, key: c.key, op: 'del', source, at } : { collection, key: c.key, op: 'set', value, source, at }
       this.emitter.emit('change', event)
     }
   }

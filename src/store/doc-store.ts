@@ -1,4 +1,5 @@
 import type { AbstractLevel } from 'abstract-level'
+import { encodeStateVectorFromUpdate } from 'yjs'
 import { DEFAULT_COMPACTION, shouldCompact, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { frame, unframe } from './framing.js'
@@ -225,6 +226,18 @@ export class CollectionLog {
     if (!this.exists) {
       const meta: CollectionMeta = { kind: 'records', createdAt: this.store.now() }
       ops.push({ type: 'put', key: metaKey(this.name), value: frame(encoder.encode(JSON.stringify(meta))) })
+    }
+    const only = batch.length === 1 ? (batch[0] as PendingAppend).update : undefined
+    if (only !== undefined && this.state.snapshotBytes === 0 && this.state.logEntries === 0 && only.byteLength > this.store.policy.minBytes) {
+      // The first, large update of an empty collection (a device copying a workspace) is the
+      // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
+      const snap = frame(only)
+      ops.push({ type: 'put', key: snapshotKey(this.name), value: snap })
+      ops.push({ type: 'put', key: vectorKey(this.name), value: frame(encodeStateVectorFromUpdate(only)) })
+      await this.store.db.batch(ops)
+      this.exists = true
+      this.state.snapshotBytes = snap.byteLength
+      return
     }
     let seq = this.lastSeq
     let bytes = 0

@@ -78,6 +78,26 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       await ws.close()
     })
 
+    it('stores the first large update of an empty collection as its snapshot', async () => {
+      const db = await fixture.create()
+      const source = new Y.Doc()
+      for (let i = 0; i < 200; i++) source.getMap('records').set(`k${i}`, { pad: 'x'.repeat(50), i })
+      let ws = await open(db, { minBytes: 1000 })
+      const doc = await ws.openDoc('copied')
+      Y.applyUpdate(doc, Y.encodeStateAsUpdate(source), 'remote')
+      await ws.flushDoc('copied')
+      const stats = await ws.storageStats('copied')
+      expect(stats.logEntries).toBe(0)
+      expect(stats.snapshotBytes).toBeGreaterThan(1000)
+      const keys: string[] = []
+      for await (const k of db.keys({ gte: 'u!copied!', lt: 'u!copied"' })) keys.push(k)
+      expect(keys).toEqual([])
+      await ws.close()
+      ws = await open(await fixture.reopen(db))
+      expect(Object.keys(await ws.getAll('copied'))).toHaveLength(200)
+      await ws.close()
+    })
+
     it('compacts an old log by age', async () => {
       let now = 1_000
       const db = await fixture.create()
