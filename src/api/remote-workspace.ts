@@ -1,7 +1,9 @@
 import { TypedEmitter } from '../core/emitter.js'
 import { assertJsonValue, type JsonValue } from '../core/json.js'
 import type {
+  AuditEntryView,
   ChangeEvent,
+  DeviceRecord,
   ChangesOptions,
   CollectionInfo,
   SetOptions,
@@ -11,6 +13,7 @@ import type {
   WorkspaceInfo,
   WorkspaceStatus,
 } from '../core/workspace-types.js'
+import { WORKSPACE_EVENTS } from '../core/workspace-types.js'
 import type { ControlClient } from './control-client.js'
 
 /** A workspace reached through the control socket of the peer that owns the store. */
@@ -22,9 +25,9 @@ export class RemoteWorkspace implements Workspace {
 
   constructor(readonly client: ControlClient) {
     client.onEvent((event, data) => {
-      if (event === 'change' || event === 'sync:connected' || event === 'sync:update' || event === 'sync:offline') {
+      if ((WORKSPACE_EVENTS as readonly string[]).includes(event)) {
         const { watch: _watch, ...payload } = data as { watch: number }
-        this.emitter.emit(event, payload as never)
+        this.emitter.emit(event as keyof WorkspaceEvents, payload as never)
       } else if (event === 'closed') {
         this.emitter.emit('closed', undefined)
       }
@@ -59,6 +62,18 @@ export class RemoteWorkspace implements Workspace {
 
   export(): Promise<WorkspaceExport> {
     return this.client.request('export') as Promise<WorkspaceExport>
+  }
+
+  devices(): Promise<DeviceRecord[]> {
+    return this.client.request('devices') as Promise<DeviceRecord[]>
+  }
+
+  revoke(device: string, reason?: string): Promise<DeviceRecord> {
+    return this.client.request('revoke', { device, ...(reason === undefined ? {} : { reason }) }) as Promise<DeviceRecord>
+  }
+
+  log(): Promise<AuditEntryView[]> {
+    return this.client.request('log') as Promise<AuditEntryView[]>
   }
 
   status(): Promise<WorkspaceStatus> {

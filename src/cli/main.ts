@@ -3,6 +3,9 @@ import { exitCodeFor, KitsyncError, toKitsyncError } from '../core/errors.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import type { CliIO } from './context.js'
 import { register as registerDel } from './commands/del.js'
+import { register as registerDevices } from './commands/devices.js'
+import { register as registerLog } from './commands/log.js'
+import { register as registerRevoke } from './commands/revoke.js'
 import { register as registerExport } from './commands/export.js'
 import { register as registerGet } from './commands/get.js'
 import { register as registerInit } from './commands/init.js'
@@ -28,7 +31,7 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  for (const register of [registerInit, registerSet, registerGet, registerDel, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers]) {
+  for (const register of [registerInit, registerSet, registerGet, registerDel, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog]) {
     register(program, io)
   }
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')

@@ -37,6 +37,10 @@ export const ERROR_CODES = {
   TOKEN_EXPIRED: 8,
   TOKEN_USED: 8,
   TOKEN_REFUSED: 8,
+  // device trust: exit 9
+  DEVICE_LIMIT_EXCEEDED: 9,
+  DEVICE_REVOKED: 9,
+  UNKNOWN_DEVICE: 9,
   // anything else is a bug: exit 1
   INTERNAL: 1,
 } as const satisfies Record<string, number>

@@ -23,3 +23,60 @@ export function toMember(value: JsonValue | undefined): Member | undefined {
   if (typeof name !== 'string' || typeof addedBy !== 'string' || typeof addedAt !== 'number') return undefined
   return { name, addedBy, addedAt }
 }
+
+/**
+ * Revoked devices: one record per device id in `_revoked`. A grow-only set: revocation is
+ * checked before membership, so no later or older `_members` update can bring a revoked
+ * device back, and each device also keeps the ids it has seen revoked in its own store and
+ * writes back any revocation that disappears from the synced set.
+ */
+export const REVOKED_COLLECTION = '_revoked'
+
+export interface Revocation {
+  revokedBy: string
+  revokedAt: number
+  reason?: string
+}
+
+export function toRevocation(value: JsonValue | undefined): Revocation | undefined {
+  if (!isJsonObject(value)) return undefined
+  const { revokedBy, revokedAt, reason } = value
+  if (typeof revokedBy !== 'string' || typeof revokedAt !== 'number') return undefined
+  return typeof reason === 'string' ? { revokedBy, revokedAt, reason } : { revokedBy, revokedAt }
+}
+
+/** The synced, append-only audit log: one record per event, keyed so keys never collide. */
+export const AUDIT_COLLECTION = '_audit'
+
+export const AUDIT_TYPES = [
+  'device-joined',
+  'device-revoked',
+  'key-rotated',
+  'connection-refused',
+  'pairing-refused',
+  'sync-error',
+  'conflict',
+] as const
+export type AuditType = (typeof AUDIT_TYPES)[number]
+
+export interface AuditEntry {
+  at: number
+  /** The device that recorded the entry. */
+  device: string
+  type: AuditType
+  /** The other device concerned, if any. */
+  peer?: string
+  reason: string
+}
+
+export function toAuditEntry(value: JsonValue | undefined): AuditEntry | undefined {
+  if (!isJsonObject(value)) return undefined
+  const { at, device, type, peer, reason } = value
+  if (typeof at !== 'number' || typeof device !== 'string' || typeof type !== 'string' || typeof reason !== 'string') return undefined
+  if (!(AUDIT_TYPES as readonly string[]).includes(type)) return undefined
+  const entry: AuditEntry = { at, device, type: type as AuditType, reason }
+  if (typeof peer === 'string') entry.peer = peer
+  return entry
+}
+
+export const DEFAULT_MAX_DEVICES = 5

@@ -46,6 +46,35 @@ export interface SyncOfflineEvent extends SyncPeerEvent {
   reason?: { code: string; message: string }
 }
 
+export interface AuditEntryView {
+  at: number
+  device: string
+  type: string
+  peer?: string
+  reason: string
+}
+
+export interface DeviceEvent {
+  peerId: string
+  name: string
+  /** The device that added (or revoked) it. */
+  by: string
+}
+
+/** A device of the workspace as its membership records it. */
+export interface DeviceRecord {
+  peerId: string
+  name: string
+  addedBy: string
+  addedAt: number
+  state: 'trusted' | 'revoked'
+  revokedBy?: string
+  revokedAt?: number
+  /** Last time the running peer saw it (absent without a running peer). */
+  lastSeen?: number
+  self: boolean
+}
+
 export interface WorkspaceEvents {
   change: ChangeEvent
   /** A peer connected and the sync session started. */
@@ -54,9 +83,13 @@ export interface WorkspaceEvents {
   'sync:update': SyncUpdateEvent
   /** A peer's sync session ended. */
   'sync:offline': SyncOfflineEvent
+  /** A device was added to the workspace (here or on another device). */
+  'device:joined': DeviceEvent
+  /** A device was revoked (here or on another device). */
+  'device:revoked': DeviceEvent
 }
 
-export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline'] as const satisfies readonly (keyof WorkspaceEvents)[]
+export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked'] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 export interface SetOptions {
   /** Set only this top-level field of the record; other fields are kept. */
@@ -138,6 +171,12 @@ export interface Workspace {
   status(): Promise<WorkspaceStatus>
   /** Subscribe to an event; returns the function that unsubscribes. */
   on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void
+  /** Every device of the workspace, trusted or revoked. */
+  devices(): Promise<DeviceRecord[]>
+  /** Revoke a device (by id, a unique part of it, or its name). Permanent. */
+  revoke(device: string, reason?: string): Promise<DeviceRecord>
+  /** The synced audit log, oldest first. */
+  log(): Promise<AuditEntryView[]>
   /** Changes as an async iterable, until `signal` aborts or the workspace closes. */
   changes(options?: ChangesOptions): AsyncIterable<ChangeEvent>
   close(): Promise<void>

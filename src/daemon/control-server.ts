@@ -121,7 +121,7 @@ export class ControlServer {
                 for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
               })().catch(() => socket.destroy())
               if (request.params?.sync === true) {
-                const offs = (['sync:connected', 'sync:update', 'sync:offline'] as const).map((event) =>
+                const offs = (['sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked'] as const).map((event) =>
                   this.workspace.on(event, (data) => send({ event, data: { watch: request.id, ...data } })),
                 )
                 stop.signal.addEventListener('abort', () => offs.forEach((off) => off()))
@@ -202,6 +202,21 @@ export class ControlServer {
         const waitMs = p.waitMs
         return this.requirePeer().join(requireString(p, 'token'), optionalString(p, 'name') ?? 'device', typeof waitMs === 'number' ? { waitMs } : {})
       }
+      case 'devices': {
+        const devices = await ws.devices()
+        if (this.peer === undefined) return devices
+        const seen = new Map((await this.peer.networkStatus()).devices.map((d) => [d.peerId, d.lastSeen]))
+        return devices.map((d) => {
+          const lastSeen = seen.get(d.peerId)
+          return lastSeen === undefined ? d : { ...d, lastSeen }
+        })
+      }
+      case 'revoke': {
+        const reason = optionalString(p, 'reason')
+        return ws.revoke(requireString(p, 'device'), reason)
+      }
+      case 'log':
+        return ws.log()
       case 'peers':
         return (await this.requirePeer().networkStatus()).devices
       default:

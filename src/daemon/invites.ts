@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { isJsonObject } from '../core/json.js'
-import { MEMBERS_COLLECTION } from '../core/membership.js'
+import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
 import { encodeToken, TOKEN_SECRET_BYTES, tokenId } from '../protocol/pair-token.js'
 import type { PairingAuthority, Welcome } from '../net/pairing.js'
 import { readJsonFile, writeJsonFile } from '../store/json-file.js'
@@ -35,11 +35,12 @@ export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: s
     private readonly workspace: LocalWorkspace,
     private readonly self: string,
     private readonly records: Map<string, InviteRecord>,
+    private readonly maxDevices: () => number,
   ) {
     super()
   }
 
-  static async load(file: string, workspace: LocalWorkspace, self: string): Promise<Invites> {
+  static async load(file: string, workspace: LocalWorkspace, self: string, maxDevices: () => number = () => DEFAULT_MAX_DEVICES): Promise<Invites> {
     const raw = await readJsonFile(file)
     const records = new Map<string, InviteRecord>()
     if (isJsonObject(raw) && isJsonObject(raw.invites)) {
@@ -47,7 +48,7 @@ export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: s
         if (isJsonObject(r) && typeof r.secret === 'string' && typeof r.expiresAt === 'number') records.set(id, r as unknown as InviteRecord)
       }
     }
-    return new Invites(file, workspace, self, records)
+    return new Invites(file, workspace, self, records, maxDevices)
   }
 
   async create(options: { addresses: string[]; ttlMs?: number }): Promise<Invite> {
@@ -71,6 +72,14 @@ export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: s
 
   async admit(id: string, joiner: { deviceId: string; name: string }): Promise<Welcome> {
     this.secretFor(id) // still valid? (a concurrent join may have used it meanwhile)
+    if (await this.workspace.isRevoked(joiner.deviceId)) {
+      throw new KitsyncError('DEVICE_REVOKED', 'this device was revoked; it can come back only with a new identity (a new home folder) and a new pairing')
+    }
+    const trusted = (await this.workspace.devices()).filter((d) => d.state === 'trusted' && d.peerId !== joiner.deviceId)
+    const limit = this.maxDevices()
+    if (trusted.length >= limit) {
+      throw new KitsyncError('DEVICE_LIMIT_EXCEEDED', `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise maxDevices in workspace.json`)
+    }
     const r = this.records.get(id) as InviteRecord
     r.usedAt = Date.now()
     r.usedBy = joiner.deviceId

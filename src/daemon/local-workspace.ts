@@ -3,12 +3,26 @@ import type { CompactionPolicy } from '../core/compaction-policy.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { assertJsonValue, type JsonValue } from '../core/json.js'
-import { isInternalCollection, MEMBERS_COLLECTION, toMember, type Member } from '../core/membership.js'
+import {
+  AUDIT_COLLECTION,
+  isInternalCollection,
+  MEMBERS_COLLECTION,
+  REVOKED_COLLECTION,
+  toAuditEntry,
+  toMember,
+  toRevocation,
+  type AuditEntry,
+  type AuditType,
+  type Member,
+  type Revocation,
+} from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import type {
+  AuditEntryView,
   ChangeEvent,
+  DeviceRecord,
   ChangesOptions,
   CollectionInfo,
   PeerState,
@@ -61,6 +75,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly timer: NodeJS.Timeout
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []
+  private readonly stickyRevoked = new Set<string>()
+  private revocationWatch: Promise<void> | undefined
   /** What `status` says about the peer; the peer process sets it. */
   peerState: PeerState
 
@@ -245,14 +261,140 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return out
   }
 
+  /** A trusted member: added to the workspace and never revoked. */
   async isMember(deviceId: string): Promise<boolean> {
+    if (await this.isRevoked(deviceId)) return false
     return toMember((await this.load(MEMBERS_COLLECTION)).collection.get(deviceId)) !== undefined
   }
 
+  async isRevoked(deviceId: string): Promise<boolean> {
+    await this.watchRevocations()
+    return this.stickyRevoked.has(deviceId) || toRevocation((await this.load(REVOKED_COLLECTION)).collection.get(deviceId)) !== undefined
+  }
+
+  async devices(): Promise<DeviceRecord[]> {
+    const members = await this.members()
+    const revoked = await this.revocations()
+    const ids = new Set([...Object.keys(members), ...Object.keys(revoked)])
+    return [...ids].sort().map((id) => {
+      const m = members[id]
+      const r = revoked[id]
+      const d: DeviceRecord = {
+        peerId: id,
+        name: m?.name ?? '(unknown)',
+        addedBy: m?.addedBy ?? '',
+        addedAt: m?.addedAt ?? 0,
+        state: r === undefined && !this.stickyRevoked.has(id) ? 'trusted' : 'revoked',
+        self: id === this.infoValue.deviceId,
+      }
+      if (r !== undefined) {
+        d.revokedBy = r.revokedBy
+        d.revokedAt = r.revokedAt
+      }
+      return d
+    })
+  }
+
+  /** Revoke a device for good. `device` is its id, a unique part of the id, or its name. */
+  async revoke(device: string, reason?: string): Promise<DeviceRecord> {
+    const all = await this.devices()
+    const matches = all.filter((d) => d.peerId === device || d.name === device || (device.length >= 6 && d.peerId.includes(device)))
+    if (matches.length === 0) throw new KitsyncError('UNKNOWN_DEVICE', `no device ${JSON.stringify(device)} in this workspace (see kitsync devices)`)
+    if (matches.length > 1) throw new KitsyncError('INVALID_ARGUMENT', `${JSON.stringify(device)} matches ${matches.length} devices; give more of the id`)
+    const target = matches[0] as DeviceRecord
+    if (target.self) throw new KitsyncError('INVALID_ARGUMENT', 'a device cannot revoke itself; revoke it from another device')
+    if (target.state === 'revoked') return target
+    const by = this.infoValue.deviceId
+    const revocation: Revocation = { revokedBy: by, revokedAt: Date.now(), ...(reason === undefined ? {} : { reason }) }
+    await this.rememberRevoked(target.peerId)
+    const entry = await this.load(REVOKED_COLLECTION)
+    entry.collection.set(target.peerId, { ...revocation }, LOCAL_ORIGIN)
+    await entry.lastWrite
+    this.emitter.emit('device:revoked', { peerId: target.peerId, name: target.name, by })
+    await this.audit('device-revoked', `revoked ${target.name}${reason === undefined ? '' : `: ${reason}`}`, target.peerId)
+    return { ...target, state: 'revoked', revokedBy: by, revokedAt: revocation.revokedAt }
+  }
+
+  async revocations(): Promise<Record<string, Revocation>> {
+    await this.watchRevocations()
+    const out: Record<string, Revocation> = {}
+    for (const [id, value] of Object.entries((await this.load(REVOKED_COLLECTION)).collection.entries())) {
+      const r = toRevocation(value)
+      if (r !== undefined) out[id] = r
+    }
+    return out
+  }
+
+  /** Append to the synced audit log. */
+  async audit(type: AuditType, reason: string, peer?: string): Promise<void> {
+    const entry: AuditEntry = { at: Date.now(), device: this.infoValue.deviceId, type, reason, ...(peer === undefined ? {} : { peer }) }
+    const key = `${entry.at.toString(36).padStart(9, '0')}-${entry.device.slice(-8)}-${Math.random().toString(36).slice(2, 8)}`
+    const log = await this.load(AUDIT_COLLECTION)
+    log.collection.set(key, { ...entry }, LOCAL_ORIGIN)
+    await log.lastWrite
+  }
+
+  async log(): Promise<AuditEntryView[]> {
+    const entries = Object.values((await this.load(AUDIT_COLLECTION)).collection.entries())
+      .map((v) => toAuditEntry(v))
+      .filter((e): e is AuditEntry => e !== undefined)
+    return entries.sort((a, b) => a.at - b.at)
+  }
+
+  /**
+   * Keep revocations sticky: every id ever seen in `_revoked` is remembered in this device's
+   * own store, and written back if it disappears from the synced set. Also turns membership
+   * changes into device events.
+   */
+  private watchRevocations(): Promise<void> {
+    this.revocationWatch ??= (async () => {
+      const stored = await this.store.getLocal('revoked')
+      if (Array.isArray(stored)) for (const id of stored) if (typeof id === 'string') this.stickyRevoked.add(id)
+      const revoked = (await this.load(REVOKED_COLLECTION)).collection
+      const members = (await this.load(MEMBERS_COLLECTION)).collection
+      for (const id of revoked.keys()) if (!this.stickyRevoked.has(id)) await this.rememberRevoked(id)
+      revoked.onChange((changes) => {
+        for (const c of changes) {
+          const r = toRevocation(c.value)
+          if (r !== undefined) {
+            if (!this.stickyRevoked.has(c.key)) {
+              void this.rememberRevoked(c.key)
+              const name = toMember(members.get(c.key))?.name ?? c.key.slice(-8)
+              this.emitter.emit('device:revoked', { peerId: c.key, name, by: r.revokedBy })
+            }
+          } else if (this.stickyRevoked.has(c.key) && !this.closed) {
+            // Someone removed a revocation: it stands all the same; put it back.
+            revoked.set(c.key, { revokedBy: this.infoValue.deviceId, revokedAt: Date.now(), reason: 'restored: a revocation cannot be undone' }, LOCAL_ORIGIN)
+          }
+        }
+      })
+      members.onChange((changes) => {
+        for (const c of changes) {
+          const m = toMember(c.value)
+          if (m !== undefined && c.origin !== LOCAL_ORIGIN && c.key !== this.infoValue.deviceId) this.emitter.emit('device:joined', { peerId: c.key, name: m.name, by: m.addedBy })
+        }
+      })
+    })()
+    return this.revocationWatch
+  }
+
+  private async rememberRevoked(id: string): Promise<void> {
+    if (this.stickyRevoked.has(id)) return
+    this.stickyRevoked.add(id)
+    await this.store.putLocal('revoked', [...this.stickyRevoked])
+  }
+
   async addMember(deviceId: string, member: Member): Promise<void> {
+    if (await this.isRevoked(deviceId)) {
+      throw new KitsyncError('DEVICE_REVOKED', 'this device was revoked; it can come back only with a new identity (a new home folder) and a new pairing')
+    }
     const entry = await this.load(MEMBERS_COLLECTION)
     entry.collection.set(deviceId, { ...member }, LOCAL_ORIGIN)
     await entry.lastWrite
+    if (deviceId !== this.infoValue.deviceId) {
+      this.emitter.emit('device:joined', { peerId: deviceId, name: member.name, by: member.addedBy })
+      await this.audit('device-joined', `${member.name} joined`, deviceId)
+    }
   }
 
   /** Apply a Yjs update to an internal collection (the membership received when joining). */

@@ -2,7 +2,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { setImmediate } from 'node:timers'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
-import { MEMBERS_COLLECTION } from '../core/membership.js'
+import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
 import { decodeToken } from '../protocol/pair-token.js'
 import { loadOrCreateIdentity } from '../net/identity.js'
 import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
@@ -82,7 +82,8 @@ export class Peer {
       }
       const engine = new SyncEngine(workspace, { schedule: (fn) => setImmediate(fn) })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
-      const invites = await Invites.load(paths.invites, workspace, self)
+      const maxDevices = config?.maxDevices ?? DEFAULT_MAX_DEVICES
+      const invites = await Invites.load(paths.invites, workspace, self, () => maxDevices)
       const mesh = await Mesh.start({
         privateKey: identity.privateKey,
         engine,
@@ -96,6 +97,21 @@ export class Peer {
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
+      // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
+      // pairing failures and sync errors go to the audit log (refusals once a minute per device).
+      workspace.on('device:revoked', ({ peerId }) => void mesh.hangUp(peerId))
+      const lastRefusal = new Map<string, number>()
+      mesh.on('refused', ({ peerId, reason }) => {
+        const now = Date.now()
+        if ((lastRefusal.get(peerId) ?? 0) > now - 60_000) return
+        lastRefusal.set(peerId, now)
+        void workspace.audit('connection-refused', reason, peerId).catch(() => undefined)
+      })
+      engine.on('offline', ({ peerId, error }) => {
+        if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch(() => undefined)
+      })
+      invites.on('refused', ({ deviceId, code, message }) => void workspace.audit('pairing-refused', `${code}: ${message}`, deviceId).catch(() => undefined))
+      await workspace.revocations()
       // Make every stored collection known to the engine, so live updates flow from the start.
       for (const name of workspace.collectionNames()) await engine.doc(name).catch(() => undefined)
       let control: ControlServer | undefined

@@ -147,6 +147,15 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     }
   }
 
+  /** Drop a device at once: close its sync session and every connection to it. */
+  async hangUp(peerId: string): Promise<void> {
+    const entry = this.sessions.get(peerId)
+    this.sessions.delete(peerId)
+    entry?.session.close()
+    this.redials.delete(peerId)
+    await this.node.hangUp(peerIdFromString(peerId)).catch(() => undefined)
+  }
+
   async stop(): Promise<void> {
     this.stopped = true
     for (const r of this.redials.values()) clearTimeout(r.timer)
@@ -228,7 +237,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       // A stranger gets nothing: not a hello, not an error frame.
       this.refusedCount++
       stream.abort(new Error('not a member'))
-      this.emit('refused', { peerId: id, reason: 'not a member of this workspace' })
+      this.emit('refused', { peerId: id, reason: 'not a trusted member of this workspace' })
       return
     }
     this.attach(stream, id, id)

@@ -90,7 +90,7 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
   } catch (err) {
     const e = toKitsyncError(err)
     authority.refused(e, joiner)
-    const shown = isKitsyncError(e) && e.code.startsWith('TOKEN_') ? e : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
+    const shown = isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_')) ? e : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
     await ch.write({ t: 'error', code: shown.code, message: shown.message }).catch(() => undefined)
     await stream.close().catch(() => stream.abort(e))
   }

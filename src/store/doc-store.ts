@@ -14,6 +14,7 @@ export type BinaryLevel = AbstractLevel<any, string, Uint8Array>
  *   s!<name>             snapshot: one Yjs update holding everything compacted so far
  *   v!<name>             state vector of that snapshot
  *   u!<name>!<seq:16hex> one Yjs update written after the snapshot
+ *   l!<key>              a value of this device only (e.g. the revoked ids it has seen)
  * Appends and compactions are atomic batches, so a crash leaves either the old or the new state.
  */
 const SEQ_WIDTH = 16
@@ -50,6 +51,19 @@ export class DocStore {
     this.db = db
     this.policy = { ...DEFAULT_COMPACTION, ...options.policy }
     this.now = options.now ?? Date.now
+  }
+
+  /** A JSON value kept on this device only (never synced), under `l!<key>`. */
+  async getLocal(key: string): Promise<unknown> {
+    const raw = await this.db.get(`l!${key}`)
+    if (raw === undefined) return undefined
+    const payload = unframe(raw)
+    if (payload === undefined) throw new KitsyncError('DATA_CORRUPTION', `local value ${key} is damaged; it was left as it is`)
+    return JSON.parse(decoder.decode(payload)) as unknown
+  }
+
+  async putLocal(key: string, value: unknown): Promise<void> {
+    await this.db.put(`l!${key}`, frame(encoder.encode(JSON.stringify(value))))
   }
 
   async collectionNames(): Promise<string[]> {

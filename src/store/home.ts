@@ -95,6 +95,8 @@ export interface WorkspaceConfig {
   maxRecordBytes?: number
   /** Multiaddrs of peers to dial at start, remembered from `peer start --bootstrap`. */
   bootstrap?: string[]
+  /** Most trusted devices a join may bring the workspace to (default 5). */
+  maxDevices?: number
 }
 
 export async function readWorkspaceConfig(paths: HomePaths): Promise<WorkspaceConfig | undefined> {

@@ -42,7 +42,8 @@ export function register(program: Command, io: CliIO): void {
     const offs = [
       running.workspace.on('sync:connected', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'sync:connected', ...e }) + '\n' : `connected ${e.peerId}\n`)),
       running.workspace.on('sync:offline', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'sync:offline', ...e }) + '\n' : `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}\n`)),
-      running.invites.on('used', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'device:joined', ...e }) + '\n' : `joined    ${e.name} ${e.deviceId}\n`)),
+      running.workspace.on('device:joined', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'device:joined', ...e }) + '\n' : `joined    ${e.name} ${e.peerId}\n`)),
+      running.workspace.on('device:revoked', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'device:revoked', ...e }) + '\n' : `revoked   ${e.name} ${e.peerId}\n`)),
       running.invites.on('refused', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'pairing:refused', ...e }) + '\n' : `refused   ${e.deviceId}: ${e.code}\n`)),
     ]
     const signal = await io.interrupted()

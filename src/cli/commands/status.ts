@@ -22,9 +22,10 @@ export function register(program: Command, io: CliIO): void {
         return
       }
     }
-    const status = await withWorkspace(io, opts, (ws) => ws.status(), { home })
+    const [status, log] = await withWorkspace(io, opts, async (ws) => [await ws.status(), await ws.log()] as const, { home })
+    const deviceEvents = log.filter((e) => e.type === 'device-joined' || e.type === 'device-revoked').slice(-3)
     const { info, peer } = status
-    print(io, opts, { initialised: true, ...status }, () =>
+    print(io, opts, { initialised: true, ...status, deviceEvents }, () =>
       [
         `home      ${info.home}`,
         `device    ${info.deviceId}`,
@@ -42,6 +43,7 @@ export function register(program: Command, io: CliIO): void {
                 .filter((d) => d.state === 'connected')
                 .map((d) => `          ${d.peerId.slice(-12)} ${d.name}: ${d.unsentBytes ?? 0} bytes unsent`),
             ]),
+        ...deviceEvents.map((e) => `device    ${new Date(e.at).toISOString()} ${e.reason}`),
         '',
         formatCollections(status.collections),
       ].join('\n'),

@@ -1,0 +1,20 @@
+import type { Command } from 'commander'
+import { example, globals, withWorkspace, type CliIO } from '../context.js'
+
+export function register(program: Command, io: CliIO): void {
+  example(
+    program.command('log').description('the audit log: joins, revocations, refused connections, sync errors (synced between devices)'),
+    'kitsync log --json',
+  ).action(async (_options: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    const entries = await withWorkspace(io, opts, (ws) => ws.log())
+    if (opts.json === true) {
+      for (const e of entries) io.out(JSON.stringify(e) + '\n')
+      return
+    }
+    if (entries.length === 0) io.out('the audit log is empty\n')
+    for (const e of entries) {
+      io.out(`${new Date(e.at).toISOString()}  ${e.type.padEnd(18)}  by …${e.device.slice(-8)}${e.peer === undefined ? '' : `  peer …${e.peer.slice(-8)}`}  ${e.reason}\n`)
+    }
+  })
+}

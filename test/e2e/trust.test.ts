@@ -1,0 +1,119 @@
+import { readFile, writeFile } from 'node:fs/promises'
+import { join as joinPath } from 'node:path'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { openWorkspace, type Workspace } from '../../dist/index.js'
+import { cleanup, expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, startPeer, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+
+/** Device trust with real peers on loopback: revocation, device limit, audit log. */
+
+const NET = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
+const DEADLINE = 20_000
+const open: Workspace[] = []
+const peers: RunningPeer[] = []
+
+afterEach(async () => {
+  for (const ws of open.splice(0)) await ws.close()
+  for (const p of peers.splice(0)) await stopProc(p.proc).catch(() => undefined)
+})
+afterAll(cleanup)
+
+async function peer(home: string): Promise<RunningPeer> {
+  const p = await startPeer(home)
+  peers.push(p)
+  return p
+}
+
+async function client(home: string): Promise<Workspace> {
+  const ws = await openWorkspace({ home, mode: 'peer' })
+  open.push(ws)
+  return ws
+}
+
+async function invite(home: string): Promise<string> {
+  return (await kitsyncJson<{ token: string }>(home, ['pair', '--json'])).token
+}
+
+async function has(ws: Workspace, collection: string, key: string): Promise<boolean> {
+  return (await ws.get(collection, key).catch(() => undefined)) !== undefined
+}
+
+describe('revocation', () => {
+  it('cuts a revoked device off everywhere, for good, and logs it', async () => {
+    const [ha, hb, hc] = [await makeHome(), await makeHome(), await makeHome()]
+    const pa = await peer(ha)
+    await kitsyncOk(hb, ['join', await invite(ha), '--name', 'phone', ...NET])
+    await kitsyncOk(hc, ['join', await invite(ha), '--name', 'laptop', ...NET])
+    const pb = await peer(hb)
+    await peer(hc)
+    const [a, b, c] = [await client(ha), await client(hb), await client(hc)]
+    await b.set('notes', 'before', 1)
+    await waitUntil(async () => ((await has(c, 'notes', 'before')) ? true : undefined), DEADLINE, 'C to get B\u2019s note')
+
+    // C revokes B; A learns it through sync and drops B as well.
+    const revoked = await kitsyncJson<{ peerId: string; state: string }>(hc, ['revoke', 'phone', '--reason', 'lost', '--json'])
+    expect(revoked.state).toBe('revoked')
+    await pa.proc.waitForLine((l) => l.includes('"device:revoked"'), DEADLINE, 'A to hear of the revocation')
+    const bId = revoked.peerId
+    await waitUntil(
+      async () => {
+        const devices = await kitsyncJson<{ peerId: string; state: string }[]>(ha, ['peers', '--json'])
+        return devices.find((d) => d.peerId === bId)?.state !== 'connected' ? true : undefined
+      },
+      DEADLINE,
+      'A to drop its connection to B',
+    )
+    // What B writes now reaches nobody; what A writes does not reach B.
+    await b.set('notes', 'after', 2)
+    await a.set('notes', 'secret-after', 3)
+    await waitUntil(async () => ((await has(c, 'notes', 'secret-after')) ? true : undefined), DEADLINE, 'C to get A\u2019s note')
+    expect(await has(b, 'notes', 'secret-after')).toBe(false)
+    expect(await has(a, 'notes', 'after')).toBe(false)
+    expect(await has(c, 'notes', 'after')).toBe(false)
+
+    // Every member lists B as revoked, and the audit log says who did it.
+    for (const home of [ha, hc]) {
+      const devices = await kitsyncJson<{ peerId: string; state: string }[]>(home, ['devices', '--json'])
+      expect(devices.find((d) => d.peerId === bId)?.state).toBe('revoked')
+    }
+    const log = (await kitsyncOk(ha, ['log', '--json'])).trim().split('\n').map((l) => JSON.parse(l) as { type: string; peer?: string })
+    expect(log.filter((e) => e.type === 'device-joined').map((e) => e.peer)).toContain(bId)
+    expect(log.some((e) => e.type === 'device-revoked' && e.peer === bId)).toBe(true)
+
+    // Coming back with a fresh token on the same identity is refused.
+    await stopProc(pb.proc)
+    peers.splice(peers.indexOf(pb), 1)
+    open.splice(open.indexOf(b), 1)
+    await b.close()
+    expectCliError(await kitsync(hb, ['join', await invite(ha), ...NET]), 'DEVICE_REVOKED', 9)
+  })
+
+  it('revoking through the library API marks the device revoked and leaves one trusted device', async () => {
+    const [ha, hb] = [await makeHome(), await makeHome()]
+    await peer(ha)
+    await kitsyncOk(hb, ['join', await invite(ha), '--name', 'tablet', ...NET])
+    const a = await client(ha)
+    const bId = (await kitsyncJson<{ deviceId: string }>(hb, ['init', '--json'])).deviceId
+    await a.revoke('tablet')
+    const devices = await a.devices()
+    expect(devices.find((d) => d.peerId === bId)?.state).toBe('revoked')
+    expect(devices.filter((d) => d.state === 'trusted')).toHaveLength(1)
+  })
+})
+
+describe('device limit', () => {
+  it('refuses a join beyond maxDevices with DEVICE_LIMIT_EXCEEDED', async () => {
+    const [ha, hb, hc] = [await makeHome(), await makeHome(), await makeHome()]
+    await kitsyncOk(ha, ['init'])
+    const config = JSON.parse(await readFile(joinPath(ha, 'workspace.json'), 'utf8')) as Record<string, unknown>
+    await writeFile(joinPath(ha, 'workspace.json'), JSON.stringify({ ...config, maxDevices: 2 }))
+    await peer(ha)
+    await kitsyncOk(hb, ['join', await invite(ha), ...NET])
+    const r = await kitsync(hc, ['join', await invite(ha), ...NET])
+    expectCliError(r, 'DEVICE_LIMIT_EXCEEDED', 9)
+    const devices = await kitsyncJson<{ state: string }[]>(ha, ['devices', '--json'])
+    expect(devices).toHaveLength(2)
+    // Revoking one makes room again.
+    await kitsyncOk(ha, ['revoke', (await kitsyncJson<{ deviceId: string }>(hb, ['init', '--json'])).deviceId])
+    await kitsyncOk(hc, ['join', await invite(ha), ...NET])
+  })
+})
