@@ -234,6 +234,11 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return (await this.load(name)).collection.doc
   }
 
+  /** SyncHost: does the collection exist (stored, or loaded in this process)? */
+  hasCollection(name: string): boolean {
+    return this.known.has(name) || this.loaded.has(name)
+  }
+
   /** SyncHost: resolves when every update of this collection so far is durable. */
   async flushDoc(name: string): Promise<void> {
     const entry = await this.loaded.get(name)

@@ -6,10 +6,10 @@ import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
 import { decodeToken } from '../protocol/pair-token.js'
 import { loadOrCreateIdentity } from '../net/identity.js'
 import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
-import type { DeviceView, NetworkStatus } from '../core/workspace-types.js'
+import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
 import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
 import { homePaths, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
-import { SyncEngine } from '../sync/sync-engine.js'
+import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
@@ -25,6 +25,10 @@ export interface PeerOptions {
   mdns?: boolean
   /** Serve the control socket (default true). */
   control?: boolean
+  /** Limits of the sync protocol per peer (defaults in DEFAULT_SYNC_LIMITS). */
+  syncLimits?: Partial<SyncLimits>
+  /** Workspace event listeners attached before the network starts, so no event is missed. */
+  listeners?: { [K in keyof WorkspaceEvents]?: (payload: WorkspaceEvents[K]) => void }
 }
 
 export interface JoinResult {
@@ -80,11 +84,11 @@ export class Peer {
       if (config !== undefined && options.bootstrap !== undefined && bootstrap.length !== (config.bootstrap ?? []).length) {
         await writeWorkspaceConfig(paths, { ...config, bootstrap })
       }
-      const engine = new SyncEngine(workspace, { schedule: (fn) => setImmediate(fn) })
+      const engine = new SyncEngine(workspace, { schedule: (fn) => setImmediate(fn), ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }) })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
       const maxDevices = config?.maxDevices ?? DEFAULT_MAX_DEVICES
       const invites = await Invites.load(paths.invites, workspace, self, () => maxDevices)
-      const mesh = await Mesh.start({
+      const mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
         isMember: (id) => workspace.isMember(id),
@@ -112,6 +116,8 @@ export class Peer {
       })
       invites.on('refused', ({ deviceId, code, message }) => void workspace.audit('pairing-refused', `${code}: ${message}`, deviceId).catch(() => undefined))
       await workspace.revocations()
+      for (const [event, listener] of Object.entries(options.listeners ?? {})) workspace.on(event as keyof WorkspaceEvents, listener as never)
+      await mesh.start()
       // Make every stored collection known to the engine, so live updates flow from the start.
       for (const name of workspace.collectionNames()) await engine.doc(name).catch(() => undefined)
       let control: ControlServer | undefined

@@ -12,7 +12,7 @@ import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SessionStats, SyncEngine, SyncSession } from '../sync/sync-engine.js'
-import { hasMulticastRoute } from './multicast-route.js'
+import { multicastUnavailable } from './multicast-route.js'
 import { StreamLink } from './stream-link.js'
 
 /** The TCP port a peer listens on unless told otherwise. */
@@ -62,6 +62,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private readonly sessions = new Map<string, { session: SyncSession; initiator: string }>()
   private readonly book = new Map<string, KnownPeer>()
   private readonly bootstrapAddrs: Multiaddr[]
+  private readonly listen: string[]
   private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
   private stopped = false
   refusedCount = 0
@@ -73,29 +74,29 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.isMember = options.isMember
     this.discovery = discovery
     this.bootstrapAddrs = (options.bootstrap ?? []).map((a) => multiaddr(a))
+    this.listen = options.listen ?? DEFAULT_LISTEN
   }
 
-  static async start(options: MeshOptions): Promise<Mesh> {
+  /**
+   * Build the node without starting it: handlers and listeners are in place before the first
+   * connection or discovery can happen, and the owner can subscribe to the mesh's events.
+   */
+  static async create(options: MeshOptions): Promise<Mesh> {
     let discovery: DiscoveryState = { mdns: 'off' }
     if (options.mdns ?? true) {
-      const route = await hasMulticastRoute()
-      discovery = route === false ? { mdns: 'unavailable', reason: 'no multicast route on this host (mDNS packets cannot be sent); use --bootstrap' } : { mdns: 'on' }
+      const reason = await multicastUnavailable()
+      discovery = reason === undefined ? { mdns: 'on' } : { mdns: 'unavailable', reason: `${reason}; peers can still be reached with --bootstrap` }
     }
-    const listen = options.listen ?? DEFAULT_LISTEN
-    let node: Libp2p
-    try {
-      node = await createLibp2p({
-        privateKey: options.privateKey,
-        addresses: { listen },
-        transports: [tcp()],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()],
-        peerDiscovery: discovery.mdns === 'on' ? [mdns({ interval: 1000 })] : [],
-        services: { identify: identify(), ping: ping() },
-      })
-    } catch (err) {
-      throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${listen.join(', ')}: ${(err as Error).message}`, { cause: err })
-    }
+    const node = await createLibp2p({
+      start: false,
+      privateKey: options.privateKey,
+      addresses: { listen: options.listen ?? DEFAULT_LISTEN },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      peerDiscovery: discovery.mdns === 'on' ? [mdns({ interval: 1000 })] : [],
+      services: { identify: identify(), ping: ping() },
+    })
     const mesh = new Mesh(node, options, discovery)
     await node.handle(SYNC_PROTOCOL_ID, (stream, connection) => mesh.inbound(stream, connection), { maxInboundStreams: 4, maxOutboundStreams: 4 })
     for (const [protocol, handler] of Object.entries(options.handlers ?? {})) {
@@ -106,8 +107,17 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     node.addEventListener('peer:connect', (evt) => void mesh.onConnect(evt.detail))
     node.addEventListener('peer:disconnect', (evt) => mesh.onDisconnect(evt.detail))
     node.addEventListener('peer:discovery', (evt) => void mesh.onDiscovery(evt.detail.id))
-    for (const addr of mesh.bootstrapAddrs) mesh.dialAddress(addr)
     return mesh
+  }
+
+  /** Listen, start discovery and dial the bootstrap addresses. */
+  async start(): Promise<void> {
+    try {
+      await this.node.start()
+    } catch (err) {
+      throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${this.listen.join(', ')}: ${(err as Error).message}`, { cause: err })
+    }
+    for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
   }
 
   get peerId(): string {
@@ -264,8 +274,12 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.sessions.set(peerId, entry)
     this.touch(peerId, 'connected', stream)
     if (existing === undefined) this.emit('connected', { peerId })
-    void link.readLoop((frame) => session.receive(frame)).then((err) => {
-      session.close()
+    void link.readLoop((frame) => session.receive(frame)).then(async (err) => {
+      // Frames that arrived before the end are still handled (a peer may send and then close).
+      await session.idle()
+      // A length prefix over the limit (or a malformed one) is a protocol error like any other.
+      const name = err?.name ?? ''
+      session.close(name.startsWith('Invalid') ? new KitsyncError('PROTOCOL_ERROR', `malformed frame length: ${err?.message ?? name}`) : undefined)
       if (this.sessions.get(peerId) !== entry) return
       this.sessions.delete(peerId)
       this.touch(peerId, this.node.getConnections(peerIdFromString(peerId)).length > 0 ? 'connected' : 'disconnected')

@@ -1,33 +1,30 @@
-import { readFile } from 'node:fs/promises'
+import { createSocket } from 'node:dgram'
+import { networkInterfaces } from 'node:os'
 
 /**
- * @libp2p/mdns fails silently (ENETUNREACH, no log) when the host has no route for multicast.
- * On Linux, check the routing table for a route that covers 224.0.0.251 (a default route or
- * an explicit multicast route) so `kitsync status` can say that discovery cannot work.
- * Returns undefined where the table cannot be read (other systems): unknown, not "no".
+ * @libp2p/mdns fails silently (ENETUNREACH, no log) when multicast cannot leave this host.
+ * Probe the way its multicast-dns library will send, without sending anything: a UDP socket
+ * on the same multicast interface, `connect`ed to 224.0.0.251:5353 (connect only looks up
+ * the route). Returns why mDNS cannot work, or undefined when it can.
  */
-export async function hasMulticastRoute(): Promise<boolean | undefined> {
-  let table: string
+export async function multicastUnavailable(): Promise<string | undefined> {
+  const external = Object.values(networkInterfaces())
+    .flat()
+    .some((a) => a !== undefined && a.family === 'IPv4' && !a.internal)
+  const socket = createSocket({ type: 'udp4', reuseAddr: true })
   try {
-    table = await readFile('/proc/net/route', 'utf8')
-  } catch {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject)
+      socket.bind(0, () => resolve())
+    })
+    // multicast-dns sends through the loopback interface when there is no other.
+    socket.setMulticastInterface(external ? '0.0.0.0' : '127.0.0.1')
+    await new Promise<void>((resolve, reject) => socket.connect(5353, '224.0.0.251', (err?: Error) => (err === undefined || err === null ? resolve() : reject(err))))
     return undefined
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    return code === 'ENETUNREACH' ? 'no route for multicast on this host, so mDNS packets cannot be sent' : `mDNS cannot send: ${(err as Error).message}`
+  } finally {
+    socket.close()
   }
-  const target = 0xe00000fb // 224.0.0.251
-  for (const line of table.split('\n').slice(1)) {
-    const cols = line.trim().split(/\s+/)
-    if (cols.length < 8) continue
-    const dest = leHex(cols[1] as string)
-    const mask = leHex(cols[7] as string)
-    const flags = parseInt(cols[3] as string, 16)
-    if ((flags & 1) === 0) continue // route not up
-    if (((target & mask) >>> 0) === ((dest & mask) >>> 0)) return true
-  }
-  return false
-}
-
-/** /proc/net/route prints addresses as little-endian hex. */
-function leHex(hex: string): number {
-  const n = parseInt(hex, 16)
-  return (((n & 0xff) << 24) | ((n & 0xff00) << 8) | ((n >>> 8) & 0xff00) | ((n >>> 24) & 0xff)) >>> 0
 }

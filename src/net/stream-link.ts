@@ -51,12 +51,18 @@ export class StreamLink implements PeerLink {
   close(error?: KitsyncError): void {
     if (this.closed) return
     if (error !== undefined) {
-      // Tell the peer why, then end the stream; never wait long for a peer that misbehaves.
+      // Tell the peer why, then reset the stream (its read side too): a misbehaving peer
+      // gets no more of our time, and never more than 2 s to take the error frame.
       this.queue = [encodeFrame({ type: FrameType.ERROR, code: error.code, message: error.message })]
       this.queued = 0
-      void this.drain().finally(() => this.stream.close().catch(() => this.stream.abort(new Error(error.message))))
+      const abort = (): void => this.stream.abort(new Error(`${error.code}: ${error.message}`))
+      const timer = setTimeout(abort, 2000)
+      timer.unref()
+      void this.drain().finally(() => {
+        clearTimeout(timer)
+        abort()
+      })
       this.closed = true
-      setTimeout(() => this.stream.abort(new Error('closed')), 2000).unref()
       return
     }
     this.closed = true

@@ -21,6 +21,8 @@ export interface SyncHost {
   openDoc(name: string): Promise<Y.Doc>
   /** Resolves when what was applied to a collection so far is durable (optional). */
   flushDoc?(name: string): Promise<void>
+  /** Whether the collection exists here; a state-vector request for one that does not is answered without creating it. */
+  hasCollection?(name: string): boolean
 }
 
 /** One connection to a peer, seen from the engine. */
@@ -37,6 +39,9 @@ export interface PeerLink {
 export interface SyncLimits {
   /** Largest frame either side sends or accepts. */
   maxFrameBytes: number
+  /** Frames a peer may send per second on average, and in one burst. Over it: RATE_LIMITED. */
+  framesPerSecond: number
+  frameBurst: number
   /** Unsent bytes allowed per peer before the session is dropped (it resyncs on reconnect). */
   maxBufferedBytes: number
 }
@@ -44,6 +49,10 @@ export interface SyncLimits {
 export const DEFAULT_SYNC_LIMITS: SyncLimits = {
   maxFrameBytes: 64 * 1024 * 1024,
   maxBufferedBytes: 128 * 1024 * 1024,
+  // Live updates are merged per tick, so even a busy peer sends few frames; a hello with many
+  // collections sends one per collection at once, hence the large burst.
+  framesPerSecond: 2_000,
+  frameBurst: 20_000,
 }
 
 export interface SyncEvents {
@@ -73,6 +82,13 @@ export interface SessionStats {
 }
 
 const COLLECTION = /^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** A Yjs update that holds nothing: no structs, empty delete set. */
+const EMPTY_UPDATE = new Uint8Array([0, 0])
+const EMPTY_STATE_VECTOR = new Uint8Array([0])
+
+function isEmptyUpdate(update: Uint8Array): boolean {
+  return update.byteLength === 2 && update[0] === 0 && update[1] === 0
+}
 
 export interface SyncEngineOptions {
   limits?: Partial<SyncLimits>
@@ -88,6 +104,9 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
   readonly now: () => number
   private readonly docs = new Map<string, Y.Doc>()
   private readonly active = new Set<SyncSession>()
+  private readonly buckets = new Map<string, { tokens: number; at: number }>()
+  /** Totals over all sessions, for status and tests. */
+  readonly totals = { framesIn: 0, sessionsFailed: 0 }
 
   constructor(host: SyncHost, options: SyncEngineOptions = {}) {
     super()
@@ -124,6 +143,18 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     return doc
   }
 
+  /** Token bucket per peer (not per stream, so opening new streams buys a peer nothing). */
+  takeFrameToken(peerId: string): boolean {
+    const now = this.now()
+    const bucket = this.buckets.get(peerId) ?? { tokens: this.limits.frameBurst, at: now }
+    bucket.tokens = Math.min(this.limits.frameBurst, bucket.tokens + ((now - bucket.at) / 1000) * this.limits.framesPerSecond)
+    bucket.at = now
+    this.buckets.set(peerId, bucket)
+    if (bucket.tokens < 1) return false
+    bucket.tokens--
+    return true
+  }
+
   /** Close every session (the engine stays usable). */
   closeAll(): void {
     for (const session of [...this.active]) session.close()
@@ -132,6 +163,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
   /** @internal */
   removed(session: SyncSession, error: KitsyncError | undefined): void {
     if (!this.active.delete(session)) return
+    if (error !== undefined) this.totals.sessionsFailed++
     this.emit('offline', error === undefined ? { peerId: session.peerId } : { peerId: session.peerId, error })
   }
 }
@@ -166,6 +198,11 @@ export class SyncSession {
     if (this.closed) return
     this.stats.bytesIn += bytes.byteLength
     this.stats.framesIn++
+    this.engine.totals.framesIn++
+    if (!this.engine.takeFrameToken(this.peerId)) {
+      this.close(new KitsyncError('RATE_LIMITED', `peer ${this.peerId} sent more than ${this.engine.limits.framesPerSecond} frames per second`))
+      return
+    }
     this.inbox = this.inbox.then(() => this.handle(bytes)).catch((err: unknown) => this.close(toKitsyncError(err)))
   }
 
@@ -242,6 +279,17 @@ export class SyncSession {
     }
     if (!this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'sync frame before hello')
     if (!COLLECTION.test(frame.collection)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(frame.collection)}`)
+    if (frame.step === SyncStep.STEP1 && this.engine.host.hasCollection?.(frame.collection) === false) {
+      // Nothing here: say so without creating (and holding in memory) an empty collection.
+      Y.decodeStateVector(frame.payload)
+      this.sendUpdate(frame.collection, SyncStep.STEP2, EMPTY_UPDATE)
+      return
+    }
+    if (this.engine.host.hasCollection?.(frame.collection) === false && isEmptyUpdate(frame.payload)) {
+      // The peer has nothing for a collection we do not have either: nothing to create.
+      if (frame.step === SyncStep.STEP2 && this.awaiting.delete(frame.collection)) this.checkCaughtUp()
+      return
+    }
     const doc = await this.engine.doc(frame.collection)
     if (this.closed) return
     if (frame.step === SyncStep.STEP1) {
@@ -284,6 +332,11 @@ export class SyncSession {
     const names = new Set([...this.engine.host.collectionNames(), ...frame.collections])
     this.engine.emit('connected', { peerId: this.peerId })
     for (const name of [...names].sort()) {
+      if (this.engine.host.hasCollection?.(name) === false) {
+        // Ask for a collection we lack without creating it: it is created when data comes.
+        this.sendUpdate(name, SyncStep.STEP1, EMPTY_STATE_VECTOR)
+        continue
+      }
       const doc = await this.engine.doc(name)
       if (this.closed) return
       this.sendUpdate(name, SyncStep.STEP1, Y.encodeStateVector(doc))

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join as joinPath } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { openWorkspace, type Workspace } from '../../dist/index.js'
@@ -115,5 +115,43 @@ describe('device limit', () => {
     // Revoking one makes room again.
     await kitsyncOk(ha, ['revoke', (await kitsyncJson<{ deviceId: string }>(hb, ['init', '--json'])).deviceId])
     await kitsyncOk(hc, ['join', await invite(ha), ...NET])
+  })
+})
+
+describe('secrets', () => {
+  it('keeps key material in 0600 files and out of every log line and --json output', async () => {
+    const [ha, hb] = [await makeHome(), await makeHome()]
+    const pa = await peer(ha)
+    const pairOut = await kitsyncOk(ha, ['pair', '--json'])
+    const token = (JSON.parse(pairOut) as { token: string }).token
+    const joinOut = await kitsyncOk(hb, ['join', token, '--json', ...NET])
+    const pb = await peer(hb)
+    const outputs = [joinOut]
+    for (const home of [ha, hb]) {
+      for (const args of [['status', '--json'], ['devices', '--json'], ['log', '--json'], ['peers', '--json'], ['export'], ['list', '--json'], ['status']]) {
+        const r = await kitsync(home, args)
+        outputs.push(r.stdout, r.stderr)
+      }
+    }
+    await stopProc(pa.proc)
+    await stopProc(pb.proc)
+    peers.splice(0)
+    outputs.push(pa.proc.stdout, pa.proc.stderr, pb.proc.stdout, pb.proc.stderr)
+    const all = outputs.join('\n')
+
+    const secrets: string[] = []
+    for (const home of [ha, hb]) {
+      const key = await readFile(joinPath(home, 'identity.key'))
+      // The Ed25519 private key is the 32 bytes after the protobuf header; look for every encoding of it.
+      const raw = key.subarray(key.length - 64, key.length - 32)
+      secrets.push(key.toString('hex'), key.toString('base64'), raw.toString('hex'), raw.toString('base64'), raw.toString('base64url'))
+      expect((await stat(joinPath(home, 'identity.key'))).mode & 0o777).toBe(0o600)
+      expect((await stat(joinPath(home, 'workspace.json'))).mode & 0o777).toBe(0o600)
+    }
+    const invites = JSON.parse(await readFile(joinPath(ha, 'invites.json'), 'utf8')) as { invites: Record<string, { secret: string }> }
+    expect((await stat(joinPath(ha, 'invites.json'))).mode & 0o777).toBe(0o600)
+    for (const inv of Object.values(invites.invites)) secrets.push(inv.secret, Buffer.from(inv.secret, 'hex').toString('base64url'))
+    expect(secrets.length).toBeGreaterThan(10)
+    for (const secret of secrets) expect(all.includes(secret), 'key material in the output').toBe(false)
   })
 })

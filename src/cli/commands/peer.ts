@@ -15,14 +15,30 @@ export function register(program: Command, io: CliIO): void {
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
   ).action(async (options: NetworkFlags & { name?: string }, cmd: Command) => {
     const opts = globals(cmd)
+    const json = opts.json === true
+    // Events can come as soon as the network starts, before the started line is printed:
+    // hold them until then, so the output is in order and nothing is lost.
+    let held: string[] | undefined = []
+    const emit = (line: string): void => {
+      if (held === undefined) io.out(line)
+      else held.push(line)
+    }
+    const line = (event: string, payload: object, human: string): string => (json ? JSON.stringify({ event, ...payload }) + '\n' : human + '\n')
     const running = await (await import('../../daemon/peer.js')).Peer.start({
       home: resolveHome(opts.home, io.env),
       ...(options.name === undefined ? {} : { name: options.name }),
       ...peerOptionsFrom(options),
+      listeners: {
+        'sync:connected': (e) => emit(line('sync:connected', e, `connected ${e.peerId}`)),
+        'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
+        'device:joined': (e) => emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`)),
+        'device:revoked': (e) => emit(line('device:revoked', e, `revoked   ${e.name} ${e.peerId}`)),
+      },
     })
+    const offRefused = running.invites.on('refused', (e) => emit(line('pairing:refused', e, `refused   ${e.deviceId}: ${e.code}`)))
     const info = await running.workspace.info()
     const net = await running.networkStatus()
-    if (opts.json === true) {
+    if (json) {
       io.out(JSON.stringify({ event: 'started', pid: process.pid, socket: running.paths.socket, ...info, listen: net.listen, discovery: net.discovery }) + '\n')
     } else {
       io.out(
@@ -39,15 +55,10 @@ export function register(program: Command, io: CliIO): void {
         ].join('\n'),
       )
     }
-    const offs = [
-      running.workspace.on('sync:connected', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'sync:connected', ...e }) + '\n' : `connected ${e.peerId}\n`)),
-      running.workspace.on('sync:offline', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'sync:offline', ...e }) + '\n' : `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}\n`)),
-      running.workspace.on('device:joined', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'device:joined', ...e }) + '\n' : `joined    ${e.name} ${e.peerId}\n`)),
-      running.workspace.on('device:revoked', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'device:revoked', ...e }) + '\n' : `revoked   ${e.name} ${e.peerId}\n`)),
-      running.invites.on('refused', (e) => io.out(opts.json === true ? JSON.stringify({ event: 'pairing:refused', ...e }) + '\n' : `refused   ${e.deviceId}: ${e.code}\n`)),
-    ]
+    for (const l of held) io.out(l)
+    held = undefined
     const signal = await io.interrupted()
-    offs.forEach((off) => off())
+    offRefused()
     await running.stop()
     if (opts.json === true) io.out(JSON.stringify({ event: 'stopped', signal }) + '\n')
     else io.out(`kitsync peer stopped (${signal})\n`)
