@@ -7,6 +7,8 @@ export interface CliIO {
   err: (text: string) => void
   env: NodeJS.ProcessEnv
   readStdin: () => Promise<string>
+  /** Ask a question and resolve with the answer line (empty if stdin ends). */
+  prompt: (question: string) => Promise<string>
   /** Resolves when the user interrupts (Ctrl-C) or the process is asked to stop (SIGTERM). */
   interrupted: () => Promise<string>
 }

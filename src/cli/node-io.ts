@@ -15,6 +15,18 @@ export function processIO(): CliIO {
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
       return Buffer.concat(chunks).toString('utf8')
     },
+    prompt: async (question) => {
+      const { createInterface } = await import('node:readline')
+      const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: false })
+      try {
+        return await new Promise<string>((resolve) => {
+          rl.once('close', () => resolve(''))
+          rl.question(question, (answer) => resolve(answer))
+        })
+      } finally {
+        rl.close()
+      }
+    },
     interrupted: () =>
       new Promise((resolve) => {
         const on = (signal: string): void => {

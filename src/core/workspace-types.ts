@@ -87,9 +87,11 @@ export interface WorkspaceEvents {
   'device:joined': DeviceEvent
   /** A device was revoked (here or on another device). */
   'device:revoked': DeviceEvent
+  /** A device proved a --confirm token and waits for approval (compare the codes). */
+  'pairing:pending': { tokenId: string; peerId: string; name: string; code: string }
 }
 
-export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked'] as const satisfies readonly (keyof WorkspaceEvents)[]
+export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 export interface SetOptions {
   /** Set only this top-level field of the record; other fields are kept. */

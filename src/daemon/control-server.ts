@@ -21,7 +21,8 @@ import {
  */
 /** What the running peer adds to the control API (absent when only the store is served). */
 export interface PeerControl {
-  createInvite(ttlMs?: number): Promise<Invite>
+  createInvite(ttlMs?: number, options?: { confirm?: boolean }): Promise<Invite>
+  readonly invites: { approve(tokenId: string, accept: boolean): boolean }
   join(token: string, name: string, options?: { waitMs?: number }): Promise<unknown>
   networkStatus(): Promise<NetworkStatus>
 }
@@ -121,7 +122,7 @@ export class ControlServer {
                 for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
               })().catch(() => socket.destroy())
               if (request.params?.sync === true) {
-                const offs = (['sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked'] as const).map((event) =>
+                const offs = (['sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked', 'pairing:pending'] as const).map((event) =>
                   this.workspace.on(event, (data) => send({ event, data: { watch: request.id, ...data } })),
                 )
                 stop.signal.addEventListener('abort', () => offs.forEach((off) => off()))
@@ -196,7 +197,12 @@ export class ControlServer {
       case 'pair': {
         const ttl = p.ttlMs
         if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl > 0))) throw new KitsyncError('INVALID_ARGUMENT', 'ttlMs must be a positive number')
-        return this.requirePeer().createInvite(ttl as number | undefined)
+        return this.requirePeer().createInvite(ttl as number | undefined, { confirm: p.confirm === true })
+      }
+      case 'approve': {
+        if (typeof p.accept !== 'boolean') throw new KitsyncError('INVALID_ARGUMENT', 'accept must be true or false')
+        if (!this.requirePeer().invites.approve(requireString(p, 'tokenId'), p.accept)) throw new KitsyncError('NOT_FOUND', 'no device is waiting for approval with that token')
+        return true
       }
       case 'join': {
         const waitMs = p.waitMs

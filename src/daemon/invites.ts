@@ -3,7 +3,7 @@ import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { isJsonObject } from '../core/json.js'
 import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
-import { encodeToken, TOKEN_SECRET_BYTES, tokenId } from '../protocol/pair-token.js'
+import { encodeToken, TOKEN_FLAG_CONFIRM, TOKEN_SECRET_BYTES, tokenId } from '../protocol/pair-token.js'
 import type { PairingAuthority, Welcome } from '../net/pairing.js'
 import { readJsonFile, writeJsonFile } from '../store/json-file.js'
 import type { LocalWorkspace } from './local-workspace.js'
@@ -16,7 +16,19 @@ interface InviteRecord {
   expiresAt: number
   usedAt?: number
   usedBy?: string
+  /** The inviter approves the joiner after comparing confirmation codes. */
+  confirm?: boolean
 }
+
+export interface PendingJoin {
+  tokenId: string
+  peerId: string
+  name: string
+  code: string
+}
+
+/** How long a joiner waits for approval of a --confirm token. */
+const APPROVAL_TIMEOUT_MS = 110_000
 
 export interface Invite {
   token: string
@@ -29,7 +41,12 @@ export interface Invite {
  * The pairing tokens this device issued. A token is marked used (and that is written to
  * disk) before the joiner is admitted, so a token works once, also across restarts.
  */
-export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: string; name: string }; refused: { deviceId: string; code: string; message: string } }> implements PairingAuthority {
+export class Invites
+  extends TypedEmitter<{ used: { tokenId: string; deviceId: string; name: string }; refused: { deviceId: string; code: string; message: string }; pending: PendingJoin }>
+  implements PairingAuthority
+{
+  private readonly decisions = new Map<string, (accept: boolean) => void>()
+
   private constructor(
     private readonly file: string,
     private readonly workspace: LocalWorkspace,
@@ -51,14 +68,14 @@ export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: s
     return new Invites(file, workspace, self, records, maxDevices)
   }
 
-  async create(options: { addresses: string[]; ttlMs?: number }): Promise<Invite> {
+  async create(options: { addresses: string[]; ttlMs?: number; confirm?: boolean }): Promise<Invite> {
     const secret = randomBytes(TOKEN_SECRET_BYTES)
     const id = tokenId(secret)
     const now = Date.now()
     const expiresAt = now + (options.ttlMs ?? DEFAULT_TOKEN_TTL_MS)
-    this.records.set(id, { secret: secret.toString('hex'), createdAt: now, expiresAt })
+    this.records.set(id, { secret: secret.toString('hex'), createdAt: now, expiresAt, ...(options.confirm === true ? { confirm: true } : {}) })
     await this.save()
-    const token = encodeToken({ workspaceId: this.workspace.workspaceId, inviter: this.self, addresses: options.addresses, secret, expiresAt, flags: 0 })
+    const token = encodeToken({ workspaceId: this.workspace.workspaceId, inviter: this.self, addresses: options.addresses, secret, expiresAt, flags: options.confirm === true ? TOKEN_FLAG_CONFIRM : 0 })
     return { token, tokenId: id, expiresAt: Math.ceil(expiresAt / 1000) * 1000, addresses: options.addresses }
   }
 
@@ -70,7 +87,15 @@ export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: s
     return new Uint8Array(Buffer.from(r.secret, 'hex'))
   }
 
-  async admit(id: string, joiner: { deviceId: string; name: string }): Promise<Welcome> {
+  /** Answer a pending --confirm join (from `kitsync pair --confirm`). */
+  approve(id: string, accept: boolean): boolean {
+    const decide = this.decisions.get(id)
+    if (decide === undefined) return false
+    decide(accept)
+    return true
+  }
+
+  async admit(id: string, joiner: { deviceId: string; name: string; code: string }): Promise<Welcome> {
     this.secretFor(id) // still valid? (a concurrent join may have used it meanwhile)
     if (await this.workspace.isRevoked(joiner.deviceId)) {
       throw new KitsyncError('DEVICE_REVOKED', 'this device was revoked; it can come back only with a new identity (a new home folder) and a new pairing')
@@ -81,6 +106,20 @@ export class Invites extends TypedEmitter<{ used: { tokenId: string; deviceId: s
       throw new KitsyncError('DEVICE_LIMIT_EXCEEDED', `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise maxDevices in workspace.json`)
     }
     const r = this.records.get(id) as InviteRecord
+    if (r.confirm === true) {
+      if (this.decisions.has(id)) throw new KitsyncError('TOKEN_USED', 'another device is already waiting for approval with this token')
+      const accepted = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), APPROVAL_TIMEOUT_MS)
+        this.decisions.set(id, (accept) => {
+          clearTimeout(timer)
+          resolve(accept)
+        })
+        this.emit('pending', { tokenId: id, peerId: joiner.deviceId, name: joiner.name, code: joiner.code })
+      })
+      this.decisions.delete(id)
+      if (!accepted) throw new KitsyncError('TOKEN_REFUSED', 'the inviting device did not approve this device')
+      this.secretFor(id)
+    }
     r.usedAt = Date.now()
     r.usedBy = joiner.deviceId
     await this.save()

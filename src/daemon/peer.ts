@@ -114,6 +114,7 @@ export class Peer {
       engine.on('offline', ({ peerId, error }) => {
         if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch(() => undefined)
       })
+      invites.on('pending', (e) => workspace.emitEvent('pairing:pending', e))
       invites.on('refused', ({ deviceId, code, message }) => void workspace.audit('pairing-refused', `${code}: ${message}`, deviceId).catch(() => undefined))
       await workspace.revocations()
       for (const [event, listener] of Object.entries(options.listeners ?? {})) workspace.on(event as keyof WorkspaceEvents, listener as never)
@@ -146,16 +147,16 @@ export class Peer {
     return this.mesh.listenAddresses().map((a) => a.replace(/\/p2p\/[^/]+$/, ''))
   }
 
-  async createInvite(ttlMs?: number): Promise<Invite> {
+  async createInvite(ttlMs?: number, options: { confirm?: boolean } = {}): Promise<Invite> {
     // The device that invites first founds the membership with itself in it.
     if (!(await this.workspace.isMember(this.deviceId))) {
       await this.workspace.addMember(this.deviceId, { name: hostname(), addedBy: this.deviceId, addedAt: Date.now() })
     }
-    return this.invites.create({ addresses: this.shareableAddresses(), ...(ttlMs === undefined ? {} : { ttlMs }) })
+    return this.invites.create({ addresses: this.shareableAddresses(), ...(ttlMs === undefined ? {} : { ttlMs }), ...(options.confirm === true ? { confirm: true } : {}) })
   }
 
   /** Join the workspace of a token: pair with the inviter, adopt the workspace, copy it. */
-  async join(tokenText: string, name: string, options: { waitMs?: number } = {}): Promise<JoinResult> {
+  async join(tokenText: string, name: string, options: { waitMs?: number; onCode?: (code: string) => void } = {}): Promise<JoinResult> {
     const token = decodeToken(tokenText)
     if (token.inviter === this.deviceId) throw new KitsyncError('TOKEN_REFUSED', 'this token was issued by this device')
     // Memberships merge like any collection: a device that already shares a workspace with
@@ -164,7 +165,7 @@ export class Peer {
     if (others.length > 0 && token.workspaceId !== this.workspace.workspaceId) {
       throw new KitsyncError('TOKEN_REFUSED', `this device already shares workspace ${this.workspace.workspaceId} with ${others.length} other device(s); join from a new home folder (--home)`)
     }
-    const welcome = await joinWithToken(this.mesh.node, token, name)
+    const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
     await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
     // Remember the inviter's addresses, so this device finds it again after a restart.

@@ -4,7 +4,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { isKitsyncError, KitsyncError, toKitsyncError } from '../core/errors.js'
-import { pairingProof, tokenId as computeTokenId, type PairToken } from '../protocol/pair-token.js'
+import { confirmationCode, pairingProof, tokenId as computeTokenId, type PairToken } from '../protocol/pair-token.js'
 
 /**
  * Pairing protocol /kitsync/pair/1.0.0: length-prefixed JSON messages over a Noise-encrypted
@@ -20,6 +20,8 @@ import { pairingProof, tokenId as computeTokenId, type PairToken } from '../prot
 export const PAIR_PROTOCOL_ID = '/kitsync/pair/1.0.0'
 const MAX_PAIR_MESSAGE = 4 * 1024 * 1024
 const PAIR_TIMEOUT_MS = 15_000
+/** How long a joiner waits for the inviter's person to compare codes and approve. */
+const CONFIRM_TIMEOUT_MS = 120_000
 
 export interface Welcome {
   workspaceId: string
@@ -32,20 +34,23 @@ export interface Welcome {
 export interface PairingAuthority {
   /** The secret of a pending token, or a TOKEN_* error (unknown, expired, used). */
   secretFor(tokenId: string): Uint8Array
-  /** The proof checked out: use the token up, add the member, return the welcome. */
-  admit(tokenId: string, joiner: { deviceId: string; name: string }): Promise<Welcome>
+  /**
+   * The proof checked out: use the token up, add the member, return the welcome. `code` is
+   * the confirmation code the joiner shows; a token made with --confirm waits for approval.
+   */
+  admit(tokenId: string, joiner: { deviceId: string; name: string; code: string }): Promise<Welcome>
   /** A refused attempt, for the log. */
   refused(reason: KitsyncError, joiner: string): void
 }
 
 type Message = Record<string, unknown> & { t: string }
 
-function channel(stream: Stream): { read: () => Promise<Message>; write: (m: Message) => Promise<void> } {
+function channel(stream: Stream): { read: (timeoutMs?: number) => Promise<Message>; write: (m: Message) => Promise<void> } {
   const lp = lpStream(stream, { maxDataLength: MAX_PAIR_MESSAGE, maxBufferSize: MAX_PAIR_MESSAGE + 16 })
-  const signal = AbortSignal.timeout(PAIR_TIMEOUT_MS)
+  const signal = AbortSignal.timeout(PAIR_TIMEOUT_MS + CONFIRM_TIMEOUT_MS)
   return {
-    read: async () => {
-      const bytes = await lp.read({ signal })
+    read: async (timeoutMs = PAIR_TIMEOUT_MS) => {
+      const bytes = await lp.read({ signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
       let value: unknown
       try {
         value = JSON.parse(new TextDecoder().decode(bytes.subarray()))
@@ -84,7 +89,8 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     if (given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected)) {
       throw new KitsyncError('TOKEN_REFUSED', 'the pairing proof does not match this token')
     }
-    const welcome = await authority.admit(join.tokenId, { deviceId: joiner, name })
+    const code = confirmationCode(secret, { tokenId: join.tokenId, inviter: self, joiner, nonce })
+    const welcome = await authority.admit(join.tokenId, { deviceId: joiner, name, code })
     await ch.write({ t: 'welcome', workspaceId: welcome.workspaceId, name: welcome.name, members: Buffer.from(welcome.members).toString('base64') })
     await stream.close()
   } catch (err) {
@@ -97,7 +103,7 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
 }
 
 /** Joiner side: dial the inviter from the token, prove the secret, receive the welcome. */
-export async function joinWithToken(node: Libp2p, token: PairToken, name: string): Promise<Welcome> {
+export async function joinWithToken(node: Libp2p, token: PairToken, name: string, onCode?: (code: string) => void): Promise<Welcome> {
   if (Date.now() > token.expiresAt) {
     throw new KitsyncError('TOKEN_EXPIRED', `this token expired at ${new Date(token.expiresAt).toISOString()}; ask for a new one with 'kitsync pair'`)
   }
@@ -116,8 +122,10 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
     await ch.write({ t: 'join', tokenId: id, name })
     const challenge = await ch.read()
     if (challenge.t !== 'challenge' || typeof challenge.nonce !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a challenge')
-    await ch.write({ t: 'proof', mac: pairingProof(token.secret, { tokenId: id, inviter: token.inviter, joiner: node.peerId.toString(), nonce: challenge.nonce }) })
-    const welcome = await ch.read()
+    const parts = { tokenId: id, inviter: token.inviter, joiner: node.peerId.toString(), nonce: challenge.nonce }
+    await ch.write({ t: 'proof', mac: pairingProof(token.secret, parts) })
+    onCode?.(confirmationCode(token.secret, parts))
+    const welcome = await ch.read(CONFIRM_TIMEOUT_MS)
     if (welcome.t !== 'welcome' || typeof welcome.workspaceId !== 'string' || typeof welcome.name !== 'string' || typeof welcome.members !== 'string') {
       throw new KitsyncError('PROTOCOL_ERROR', 'expected a welcome')
     }

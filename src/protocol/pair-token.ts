@@ -84,3 +84,15 @@ export function decodeToken(text: string): PairToken {
 export function pairingProof(secret: Uint8Array, parts: { tokenId: string; inviter: string; joiner: string; nonce: string }): string {
   return createHmac('sha256', secret).update(['kitsync-pair-v1', parts.tokenId, parts.inviter, parts.joiner, parts.nonce].join('\u0000')).digest('hex')
 }
+
+/** Token flag: the inviter approves the joiner after both compare the confirmation code. */
+export const TOKEN_FLAG_CONFIRM = 1
+
+/**
+ * The short code both screens show during pairing: 6 digits derived from the secret, the
+ * nonce and both PeerIds, so a device in the middle would show a different one.
+ */
+export function confirmationCode(secret: Uint8Array, parts: { tokenId: string; inviter: string; joiner: string; nonce: string }): string {
+  const mac = createHmac('sha256', secret).update(['kitsync-confirm-v1', parts.tokenId, parts.inviter, parts.joiner, parts.nonce].join('\u0000')).digest()
+  return String(mac.readUInt32BE(0) % 1_000_000).padStart(6, '0')
+}

@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process'
 import { readFile, stat, writeFile } from 'node:fs/promises'
+import { createInterface } from 'node:readline'
 import { join as joinPath } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { openWorkspace, type Workspace } from '../../dist/index.js'
-import { cleanup, expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, startPeer, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+import { CLI, cleanup, expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, startPeer, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
 
 /** Device trust with real peers on loopback: revocation, device limit, audit log. */
 
@@ -153,5 +155,50 @@ describe('secrets', () => {
     for (const inv of Object.values(invites.invites)) secrets.push(inv.secret, Buffer.from(inv.secret, 'hex').toString('base64url'))
     expect(secrets.length).toBeGreaterThan(10)
     for (const secret of secrets) expect(all.includes(secret), 'key material in the output').toBe(false)
+  })
+})
+
+describe('new-device confirmation', () => {
+  async function pairWithConfirm(answer: string): Promise<{ joinCode: string; shownCode: string; join: { code: number | null; stderr: string } }> {
+    const [ha, hb] = [await makeHome(), await makeHome()]
+    await peer(ha)
+    // `pair --confirm` talks to the running peer and asks on stdin once a device proved the token.
+    const pair = spawn(process.execPath, [CLI, '--home', ha, 'pair', '--confirm', '--json'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const lines = createInterface({ input: pair.stdout })
+    const events: Record<string, unknown>[] = []
+    const next = (): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('pair printed nothing in time')), DEADLINE)
+        lines.once('line', (l) => {
+          clearTimeout(t)
+          const v = JSON.parse(l) as Record<string, unknown>
+          events.push(v)
+          resolve(v)
+        })
+      })
+    const { token } = (await next()) as { token: string }
+    const join = kitsync(hb, ['join', token, '--name', 'new-phone', ...NET])
+    const pending = await next()
+    expect(pending.event).toBe('pairing:pending')
+    expect(pending.name).toBe('new-phone')
+    pair.stdin.write(answer + '\n')
+    const joined = await join
+    pair.kill('SIGTERM')
+    const code = /confirmation code: (\d{6})/.exec(joined.stderr)?.[1] ?? ''
+    return { joinCode: code, shownCode: String(pending.code), join: joined }
+  }
+
+  it('shows the same code on both screens and admits the device once approved', async () => {
+    const r = await pairWithConfirm('y')
+    expect(r.joinCode).toMatch(/^\d{6}$/)
+    expect(r.shownCode).toBe(r.joinCode)
+    expect(r.join.code).toBe(0)
+  })
+
+  it('refuses the device when the inviter says no', async () => {
+    const r = await pairWithConfirm('n')
+    expect(r.shownCode).toBe(r.joinCode)
+    expect(r.join.code).toBe(8)
+    expect(r.join.stderr.trim().split('\n').at(-1)).toMatch(/^kitsync: TOKEN_REFUSED: /)
   })
 })

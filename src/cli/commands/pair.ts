@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { ControlClient } from '../../api/control-client.js'
 import { KitsyncError } from '../../core/errors.js'
-import type { Invite } from '../../daemon/invites.js'
+import type { Invite, PendingJoin } from '../../daemon/invites.js'
 import { homePaths, resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
 
@@ -12,11 +12,12 @@ export function register(program: Command, io: CliIO): void {
         .command('pair')
         .description('show a one-time token (and QR code) that lets a new device join this workspace')
         .option('--ttl <minutes>', 'minutes until the token expires', '10')
-        .option('--png <file>', 'also write the QR code as a PNG image'),
+        .option('--png <file>', 'also write the QR code as a PNG image')
+        .option('--confirm', 'approve the new device here after comparing the code both screens show'),
     ),
     'kitsync pair',
     'kitsync pair --json --ttl 5',
-  ).action(async (options: NetworkFlags & { ttl: string; png?: string }, cmd: Command) => {
+  ).action(async (options: NetworkFlags & { ttl: string; png?: string; confirm?: boolean }, cmd: Command) => {
     const opts = globals(cmd)
     const minutes = Number(options.ttl)
     if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 7 * 24 * 60) throw new KitsyncError('INVALID_ARGUMENT', '--ttl must be a number of minutes between 0 and 10080')
@@ -26,7 +27,21 @@ export function register(program: Command, io: CliIO): void {
     if (client !== undefined) {
       // The running peer issues the token and admits the new device.
       try {
-        await show(io, opts.json === true, (await client.request('pair', { ttlMs })) as Invite, options.png)
+        const invite = (await client.request('pair', { ttlMs, confirm: options.confirm === true })) as Invite
+        await show(io, opts.json === true, invite, options.png)
+        if (options.confirm === true) {
+          const pending = new Promise<PendingJoin>((resolve, reject) => {
+            client.onEvent((event, data) => {
+              if (event === 'pairing:pending' && (data as PendingJoin).tokenId === invite.tokenId) resolve(data as PendingJoin)
+              if (event === 'closed') reject(new KitsyncError('CONNECTION_CLOSED', 'the peer stopped'))
+            })
+          })
+          await client.request('watch', { sync: true })
+          const join = await pending
+          const accept = await confirm(io, opts.json === true, join)
+          await client.request('approve', { tokenId: invite.tokenId, accept })
+          if (!accept) throw new KitsyncError('TOKEN_REFUSED', `${join.name} was not approved`)
+        }
       } finally {
         client.close()
       }
@@ -35,8 +50,12 @@ export function register(program: Command, io: CliIO): void {
     // No peer runs: run one here until the token is used, expires, or Ctrl-C.
     const peer = await (await import('../../daemon/peer.js')).Peer.start({ home, ...peerOptionsFrom(options) })
     try {
-      const invite = await peer.createInvite(ttlMs)
+      const invite = await peer.createInvite(ttlMs, { confirm: options.confirm === true })
       await show(io, opts.json === true, invite, options.png)
+      peer.invites.on('pending', (join) => {
+        if (join.tokenId !== invite.tokenId) return
+        void confirm(io, opts.json === true, join).then((accept) => peer.invites.approve(invite.tokenId, accept))
+      })
       if (opts.json !== true) io.err('waiting for the new device to join (Ctrl-C to stop)...\n')
       const outcome = await new Promise<string>((resolve) => {
         const timer = setTimeout(() => resolve('expired'), invite.expiresAt - Date.now() + 1000)
@@ -57,6 +76,13 @@ export function register(program: Command, io: CliIO): void {
       await peer.stop()
     }
   })
+}
+
+/** Show who wants to join and the code its screen shows; the user says whether they match. */
+async function confirm(io: CliIO, json: boolean, join: PendingJoin): Promise<boolean> {
+  if (json) io.out(JSON.stringify({ event: 'pairing:pending', ...join }) + '\n')
+  const answer = await io.prompt(`${join.name} (${join.peerId}) wants to join. Its screen shows a code: is it ${join.code}? Approve [y/N] `)
+  return /^\s*y(es)?\s*$/i.test(answer)
 }
 
 async function show(io: CliIO, json: boolean, invite: Invite, png: string | undefined): Promise<void> {
