@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo } from 'node:net'
 import { isDeepStrictEqual } from 'node:util'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { openWorkspace, type Workspace } from '../../dist/index.js'
+import { describe, expect, it } from 'vitest'
+import type { Workspace } from '../../dist/index.js'
 import { decodeToken, encodeToken } from '../../dist/protocol/pair-token.js'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -10,36 +10,13 @@ import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { encodeFrame, FrameType, SYNC_PROTOCOL_ID } from '../../dist/protocol/sync-frames.js'
-import { cleanup, expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, startPeer, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+import { expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+import { devicesOfTest, NET } from '../helpers/devices.js'
 
 /** Three devices and more, as real `kitsync peer start` processes on loopback (no mDNS). */
 
-const NET = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
 const SYNC_TIMEOUT = 20_000
-const open: Workspace[] = []
-const peers: RunningPeer[] = []
-
-afterEach(async () => {
-  for (const ws of open.splice(0)) await ws.close()
-  for (const p of peers.splice(0)) await stopProc(p.proc).catch(() => undefined)
-})
-afterAll(cleanup)
-
-async function peer(home: string, args: string[] = []): Promise<RunningPeer> {
-  const p = await startPeer(home, { args })
-  peers.push(p)
-  return p
-}
-
-async function client(home: string): Promise<Workspace> {
-  const ws = await openWorkspace({ home, mode: 'peer' })
-  open.push(ws)
-  return ws
-}
-
-async function token(home: string, extra: string[] = []): Promise<string> {
-  return (await kitsyncJson<{ token: string }>(home, ['pair', '--json', ...extra])).token
-}
+const { peer, client, invite: token, forget, peers } = devicesOfTest()
 
 async function join(home: string, tok: string, name: string): Promise<void> {
   await kitsyncOk(home, ['join', tok, '--name', name, ...NET])
@@ -62,7 +39,7 @@ async function until(ws: Workspace, collection: string, key: string, expected: u
 
 async function stop(p: RunningPeer): Promise<void> {
   await stopProc(p.proc)
-  peers.splice(peers.indexOf(p), 1)
+  forget(p)
 }
 
 describe('mesh sync between real peers', () => {
@@ -148,7 +125,7 @@ describe('reconnecting', () => {
     await a.set('positions', 'p1', { qty: 1 })
     await until(await client(hb), 'positions', 'p1', { qty: 1 })
     await a.close()
-    open.splice(open.indexOf(a), 1)
+    forget(a)
     await stop(pa)
     // B notices the loss ...
     await pb.proc.waitForLine((l) => l.includes('"sync:offline"'), SYNC_TIMEOUT, 'B to see A go offline')

@@ -2,38 +2,15 @@ import { spawn } from 'node:child_process'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { join as joinPath } from 'node:path'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { openWorkspace, type Workspace } from '../../dist/index.js'
-import { CLI, cleanup, expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, startPeer, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+import { describe, expect, it } from 'vitest'
+import type { Workspace } from '../../dist/index.js'
+import { CLI, expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, stopProc, waitUntil } from '../helpers/cli.js'
+import { devicesOfTest, NET } from '../helpers/devices.js'
 
 /** Device trust with real peers on loopback: revocation, device limit, audit log. */
 
-const NET = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
 const DEADLINE = 20_000
-const open: Workspace[] = []
-const peers: RunningPeer[] = []
-
-afterEach(async () => {
-  for (const ws of open.splice(0)) await ws.close()
-  for (const p of peers.splice(0)) await stopProc(p.proc).catch(() => undefined)
-})
-afterAll(cleanup)
-
-async function peer(home: string): Promise<RunningPeer> {
-  const p = await startPeer(home)
-  peers.push(p)
-  return p
-}
-
-async function client(home: string): Promise<Workspace> {
-  const ws = await openWorkspace({ home, mode: 'peer' })
-  open.push(ws)
-  return ws
-}
-
-async function invite(home: string): Promise<string> {
-  return (await kitsyncJson<{ token: string }>(home, ['pair', '--json'])).token
-}
+const { peer, client, invite, forget, peers } = devicesOfTest()
 
 async function has(ws: Workspace, collection: string, key: string): Promise<boolean> {
   return (await ws.get(collection, key).catch(() => undefined)) !== undefined
@@ -83,8 +60,8 @@ describe('revocation', () => {
 
     // Coming back with a fresh token on the same identity is refused.
     await stopProc(pb.proc)
-    peers.splice(peers.indexOf(pb), 1)
-    open.splice(open.indexOf(b), 1)
+    forget(pb)
+    forget(b)
     await b.close()
     expectCliError(await kitsync(hb, ['join', await invite(ha), ...NET]), 'DEVICE_REVOKED', 9)
   })
