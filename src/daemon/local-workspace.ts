@@ -38,6 +38,7 @@ import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-sto
 import type { SyncHost } from '../sync/sync-engine.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { openLevel } from '../store/level.js'
+import { WriteAheadFile } from '../store/wal.js'
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
@@ -98,16 +99,27 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const { config } = await initWorkspace(paths, options.name)
     const deviceId = await deviceIdOf(paths.identity)
     const db = await openLevel(paths.store)
+    let wal: WriteAheadFile
+    let entries: { collection: string; update: Uint8Array }[]
+    try {
+      ;({ wal, entries } = WriteAheadFile.open(paths.wal))
+    } catch (err) {
+      await db.close()
+      throw err
+    }
     const info: WorkspaceInfo = { home: paths.home, deviceId, workspaceId: config.id, name: config.name, version: KITSYNC_VERSION }
     try {
       const ws = await LocalWorkspace.fromDatabase(db, info, {
         maxRecordBytes: options.maxRecordBytes ?? config.maxRecordBytes,
         compaction: options.compaction,
         socket: paths.socket,
+        wal,
+        recover: entries,
       })
       ws.paths = paths
       return ws
     } catch (err) {
+      wal.close()
       await db.close()
       throw err
     }
@@ -117,9 +129,19 @@ export class LocalWorkspace implements Workspace, SyncHost {
   static async fromDatabase(
     db: BinaryLevel,
     info: WorkspaceInfo,
-    options: { maxRecordBytes?: number | undefined; compaction?: Partial<CompactionPolicy> | undefined; socket?: string } = {},
+    options: {
+      maxRecordBytes?: number | undefined
+      compaction?: Partial<CompactionPolicy> | undefined
+      socket?: string
+      wal?: WriteAheadFile
+      recover?: { collection: string; update: Uint8Array }[]
+    } = {},
   ): Promise<LocalWorkspace> {
-    const store = new DocStore(db, options.compaction === undefined ? {} : { policy: options.compaction })
+    const store = new DocStore(db, {
+      ...(options.compaction === undefined ? {} : { policy: options.compaction }),
+      ...(options.wal === undefined ? {} : { wal: options.wal }),
+    })
+    if (options.recover !== undefined && options.recover.length > 0) await store.recover(options.recover)
     const known = await store.collectionNames()
     return new LocalWorkspace(store, info, known, {
       ...(options.maxRecordBytes === undefined ? {} : { maxRecordBytes: options.maxRecordBytes }),
@@ -461,6 +483,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       if (entry !== undefined && entry.log.failed === undefined && entry.log.stats().logEntries > 0) await entry.log.compactNow().catch(() => undefined)
     }
     await this.store.db.close()
+    this.store.wal?.close()
   }
 
   private assertOpen(): void {

@@ -3,6 +3,7 @@ import { encodeStateVectorFromUpdate } from 'yjs'
 import { DEFAULT_COMPACTION, shouldCompact, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { frame, unframe } from './framing.js'
+import type { WriteAheadFile } from './wal.js'
 
 /** Any abstract-level database with string keys and binary values (classic-level, memory-level). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -40,17 +41,49 @@ export interface LoadedLog {
 export interface DocStoreOptions {
   policy?: Partial<CompactionPolicy>
   now?: () => number
+  /** Acknowledge appends once they are in this file; LevelDB is written behind it in batches. */
+  wal?: WriteAheadFile
 }
+
+/** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
+const MAX_UNWRITTEN = 10_000
 
 export class DocStore {
   readonly db: BinaryLevel
   readonly policy: CompactionPolicy
   readonly now: () => number
+  readonly wal: WriteAheadFile | undefined
 
   constructor(db: BinaryLevel, options: DocStoreOptions = {}) {
     this.db = db
     this.policy = { ...DEFAULT_COMPACTION, ...options.policy }
     this.now = options.now ?? Date.now
+    this.wal = options.wal
+  }
+
+  /**
+   * Write updates left in the write-ahead file by a process that stopped before LevelDB had
+   * them. Updates LevelDB already has are harmless: Yjs ignores what a document contains.
+   */
+  async recover(entries: { collection: string; update: Uint8Array }[]): Promise<void> {
+    const byCollection = new Map<string, Uint8Array[]>()
+    for (const e of entries) {
+      let list = byCollection.get(e.collection)
+      if (list === undefined) byCollection.set(e.collection, (list = []))
+      list.push(e.update)
+    }
+    for (const [name, updates] of byCollection) {
+      const prefix = updatePrefix(name)
+      let lastSeq = -1
+      for await (const key of this.db.keys({ gte: prefix, lt: prefix.slice(0, -1) + '"', reverse: true, limit: 1 })) lastSeq = parseInt(key.slice(prefix.length), 16)
+      const ops: { type: 'put'; key: string; value: Uint8Array }[] = []
+      if ((await this.db.get(metaKey(name))) === undefined) {
+        ops.push({ type: 'put', key: metaKey(name), value: frame(encoder.encode(JSON.stringify({ kind: 'records', createdAt: this.now() }))) })
+      }
+      for (const u of updates) ops.push({ type: 'put', key: updateKey(name, ++lastSeq), value: frame(u) })
+      await this.db.batch(ops)
+    }
+    this.wal?.clear()
   }
 
   /** A JSON value kept on this device only (never synced), under `l!<key>`. */
@@ -173,6 +206,21 @@ export class CollectionLog {
 
   append(update: Uint8Array): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
+    const wal = this.store.wal
+    if (wal !== undefined) {
+      try {
+        wal.append(this.name, update)
+      } catch (err) {
+        return Promise.reject(err)
+      }
+      // Durable now; LevelDB follows in a batch. A writer far ahead of LevelDB waits for it.
+      const behind = this.pending.length >= MAX_UNWRITTEN
+      const written = new Promise<void>((resolve, reject) => {
+        this.pending.push({ update, resolve, reject: behind ? reject : () => undefined })
+        this.kick()
+      })
+      return behind ? written : Promise.resolve()
+    }
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ update, resolve, reject })
       this.kick()
@@ -249,6 +297,7 @@ export class CollectionLog {
       ops.push({ type: 'put', key: snapshotKey(this.name), value: snap })
       ops.push({ type: 'put', key: vectorKey(this.name), value: frame(encodeStateVectorFromUpdate(only)) })
       await this.store.db.batch(ops)
+      this.store.wal?.settled(1)
       this.exists = true
       this.state.snapshotBytes = snap.byteLength
       return
@@ -261,6 +310,7 @@ export class CollectionLog {
       ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
     }
     await this.store.db.batch(ops)
+    this.store.wal?.settled(batch.length)
     this.exists = true
     this.lastSeq = seq
     if (this.state.logEntries === 0) this.state.oldestEntryAt = this.store.now()

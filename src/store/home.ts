@@ -12,6 +12,7 @@ import { writeSecretFile } from './secret-file.js'
  *   identity.key     Ed25519 device key (0600); identity.key.id caches its device id
  *   workspace.json   workspace id, name and settings (0600)
  *   store/           the LevelDB store
+ *   store.wal        acknowledged updates on their way into LevelDB (emptied when they are in)
  *   peer.sock        control socket of the running peer (0600)
  *   peer.pid         pid of the running peer
  *   invites.json     pairing tokens this device issued, pending and used (0600)
@@ -25,6 +26,8 @@ export interface HomePaths {
   pid: string
   /** Pending and used pairing tokens (secrets: 0600). */
   invites: string
+  /** Write-ahead file: acknowledged updates not yet in LevelDB. */
+  wal: string
 }
 
 export function defaultHome(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
@@ -57,6 +60,7 @@ export function homePaths(home: string): HomePaths {
     socket,
     pid: join(home, 'peer.pid'),
     invites: join(home, 'invites.json'),
+    wal: join(home, 'store.wal'),
   }
 }
 

@@ -1,0 +1,54 @@
+import { appendFileSync, readFileSync, statSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
+import { WriteAheadFile } from '../../src/store/wal.js'
+
+const dirs: string[] = []
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true })
+})
+async function home(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'ks-wal-'))
+  dirs.push(d)
+  return d
+}
+
+describe('write-ahead file', () => {
+  it('reads back whole records and drops a torn one at the end', async () => {
+    const path = join(await home(), 'x.wal')
+    const { wal } = WriteAheadFile.open(path)
+    wal.append('notes', new Uint8Array([1, 2, 3]))
+    wal.append('_members', new Uint8Array([4]))
+    wal.close() // two outstanding records: the file keeps them
+    appendFileSync(path, Buffer.from([0, 0, 0, 9, 1, 2])) // a write cut short by a crash
+    const { wal: again, entries } = WriteAheadFile.open(path)
+    expect(entries).toEqual([
+      { collection: 'notes', update: new Uint8Array([1, 2, 3]) },
+      { collection: '_members', update: new Uint8Array([4]) },
+    ])
+    again.clear()
+    expect(statSync(path).size).toBe(0)
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+    again.close()
+  })
+
+  it('a write acknowledged before LevelDB had it is there after a crash', async () => {
+    const h = await home()
+    const ws = await LocalWorkspace.open({ home: h })
+    await ws.set('notes', 'kept', { v: 1 })
+    await ws.flush()
+    // From here LevelDB never completes a write, as if the process died before it could.
+    ;(ws.store.db as unknown as { batch: () => Promise<void> }).batch = () => new Promise<void>(() => undefined)
+    await ws.set('notes', 'acked', { v: 2 }) // resolves: the write-ahead file has it
+    expect(readFileSync(join(h, 'store.wal')).byteLength).toBeGreaterThan(0)
+    await ws.store.db.close() // the "crash": no flush, no compaction
+    const reopened = await LocalWorkspace.open({ home: h })
+    expect(await reopened.getAll('notes')).toEqual({ kept: { v: 1 }, acked: { v: 2 } })
+    // Recovered into LevelDB, so the file is empty again.
+    expect(statSync(join(h, 'store.wal')).size).toBe(0)
+    await reopened.close()
+  })
+})
