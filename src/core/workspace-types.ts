@@ -129,6 +129,8 @@ export interface NetworkStatus {
   bootstrap: string[]
   connected: number
   refusedConnections: number
+  /** Epoch of the current workspace key (0: none yet; +1 at each revocation). */
+  keyEpoch: number
   devices: DeviceView[]
 }
 

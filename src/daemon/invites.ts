@@ -126,7 +126,7 @@ export class Invites
     await this.workspace.addMember(joiner.deviceId, { name: joiner.name, addedBy: this.self, addedAt: Date.now() })
     this.emit('used', { tokenId: id, deviceId: joiner.deviceId, name: joiner.name })
     const info = await this.workspace.info()
-    return { workspaceId: info.workspaceId, name: info.name, members: await this.workspace.encodeCollection(MEMBERS_COLLECTION) }
+    return { workspaceId: info.workspaceId, name: info.name, members: await this.workspace.encodeCollection(MEMBERS_COLLECTION), keys: this.workspace.keys?.export(0) ?? {} }
   }
 
   refused(reason: KitsyncError, joiner: string): void {

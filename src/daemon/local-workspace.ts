@@ -39,6 +39,7 @@ import type { SyncHost } from '../sync/sync-engine.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { openLevel } from '../store/level.js'
 import { WriteAheadFile } from '../store/wal.js'
+import { WorkspaceKeys } from '../store/key-file.js'
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
@@ -68,6 +69,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   readonly store: DocStore
   /** Set when the workspace belongs to a home folder (not for bare databases in tests). */
   paths: HomePaths | undefined
+  /** The workspace keys of this device (with a home folder). */
+  keys: WorkspaceKeys | undefined
   private readonly infoValue: WorkspaceInfo
   private readonly maxRecordBytes: number | undefined
   private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined; 'doc-loaded': { name: string; doc: Y.Doc } }>()
@@ -117,6 +120,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
         recover: entries,
       })
       ws.paths = paths
+      ws.keys = await WorkspaceKeys.load(paths.keys)
       return ws
     } catch (err) {
       wal.close()
@@ -337,8 +341,12 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const entry = await this.load(REVOKED_COLLECTION)
     entry.collection.set(target.peerId, { ...revocation }, LOCAL_ORIGIN)
     await entry.lastWrite
+    // A new key epoch: what is encrypted from now on is unreadable with anything the revoked
+    // device held. The running peer hands it to trusted members (listening to this event).
+    const epoch = this.keys === undefined ? undefined : await this.keys.rotate()
     this.emitter.emit('device:revoked', { peerId: target.peerId, name: target.name, by })
     await this.audit('device-revoked', `revoked ${target.name}${reason === undefined ? '' : `: ${reason}`}`, target.peerId)
+    if (epoch !== undefined) await this.audit('key-rotated', `workspace key epoch ${epoch}, after revoking ${target.name}`)
     return { ...target, state: 'revoked', revokedBy: by, revokedAt: revocation.revokedAt }
   }
 

@@ -7,6 +7,7 @@ import { decodeToken } from '../protocol/pair-token.js'
 import { loadOrCreateIdentity } from '../net/identity.js'
 import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
 import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
+import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from '../net/key-exchange.js'
 import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
 import { homePaths, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
@@ -88,14 +89,30 @@ export class Peer {
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
       const maxDevices = config?.maxDevices ?? DEFAULT_MAX_DEVICES
       const invites = await Invites.load(paths.invites, workspace, self, () => maxDevices)
-      const mesh = await Mesh.create({
+      // Workspace keys go to trusted members only: pulled on every new session, pushed after a
+      // rotation (and passed on by whoever receives a newer epoch).
+      const keys = workspace.keys
+      const keyHolder: KeyHolder = {
+        isTrusted: (id) => workspace.isMember(id),
+        epoch: () => keys?.epoch ?? 0,
+        keysAfter: (epoch) => keys?.export(epoch) ?? {},
+        receive: async (received, from) => {
+          if (keys === undefined || !(await keys.merge(received))) return
+          await workspace.audit('key-rotated', `workspace key epoch ${keys.epoch}, received from …${from.slice(-8)}`)
+          for (const id of mesh.connectedPeers()) if (id !== from) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+        },
+      }
+      const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
         isMember: (id) => workspace.isMember(id),
         listen: options.listen ?? DEFAULT_LISTEN,
         bootstrap,
         mdns: options.mdns ?? true,
-        handlers: { [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self) },
+        handlers: {
+          [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self),
+          [KEYS_PROTOCOL_ID]: (stream, connection) => handleKeys(stream, connection, keyHolder),
+        },
       })
       cleanup.unshift(() => mesh.stop())
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
@@ -103,7 +120,13 @@ export class Peer {
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
       // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
       // pairing failures and sync errors go to the audit log (refusals once a minute per device).
-      workspace.on('device:revoked', ({ peerId }) => void mesh.hangUp(peerId))
+      workspace.on('device:revoked', ({ peerId, by }) => {
+        void mesh.hangUp(peerId).then(() => {
+          if (by !== self || keys === undefined) return
+          for (const id of mesh.connectedPeers()) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+        })
+      })
+      mesh.on('connected', ({ peerId }) => void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined))
       const lastRefusal = new Map<string, number>()
       mesh.on('refused', ({ peerId, reason }) => {
         const now = Date.now()
@@ -149,6 +172,7 @@ export class Peer {
 
   async createInvite(ttlMs?: number, options: { confirm?: boolean } = {}): Promise<Invite> {
     // The device that invites first founds the membership with itself in it.
+    await this.workspace.keys?.ensure()
     if (!(await this.workspace.isMember(this.deviceId))) {
       await this.workspace.addMember(this.deviceId, { name: hostname(), addedBy: this.deviceId, addedAt: Date.now() })
     }
@@ -168,6 +192,7 @@ export class Peer {
     const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
     await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
+    await this.workspace.keys?.merge(welcome.keys)
     // Remember the inviter's addresses, so this device finds it again after a restart.
     const config = await readWorkspaceConfig(this.paths)
     if (config !== undefined) {
@@ -204,6 +229,7 @@ export class Peer {
       bootstrap: this.bootstrap,
       connected: this.mesh.connectedPeers().length,
       refusedConnections: this.mesh.refusedCount,
+      keyEpoch: this.workspace.keys?.epoch ?? 0,
       devices: await this.devices(),
     }
   }

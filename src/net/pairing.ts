@@ -28,6 +28,8 @@ export interface Welcome {
   name: string
   /** Yjs update of the workspace's membership collection, with the joiner in it. */
   members: Uint8Array
+  /** Workspace keys by epoch (hex), sent over the encrypted stream only. */
+  keys: Record<string, string>
 }
 
 /** What the inviter's side decides; implemented by the daemon. */
@@ -91,7 +93,7 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     }
     const code = confirmationCode(secret, { tokenId: join.tokenId, inviter: self, joiner, nonce })
     const welcome = await authority.admit(join.tokenId, { deviceId: joiner, name, code })
-    await ch.write({ t: 'welcome', workspaceId: welcome.workspaceId, name: welcome.name, members: Buffer.from(welcome.members).toString('base64') })
+    await ch.write({ t: 'welcome', workspaceId: welcome.workspaceId, name: welcome.name, members: Buffer.from(welcome.members).toString('base64'), keys: welcome.keys })
     await stream.close()
   } catch (err) {
     const e = toKitsyncError(err)
@@ -130,7 +132,9 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
       throw new KitsyncError('PROTOCOL_ERROR', 'expected a welcome')
     }
     if (welcome.workspaceId !== token.workspaceId) throw new KitsyncError('TOKEN_REFUSED', 'the inviter answered for another workspace')
-    return { workspaceId: welcome.workspaceId, name: welcome.name, members: new Uint8Array(Buffer.from(welcome.members, 'base64')) }
+    const keys: Record<string, string> = {}
+    if (typeof welcome.keys === 'object' && welcome.keys !== null) for (const [k, v] of Object.entries(welcome.keys)) if (typeof v === 'string') keys[k] = v
+    return { workspaceId: welcome.workspaceId, name: welcome.name, members: new Uint8Array(Buffer.from(welcome.members, 'base64')), keys }
   } finally {
     await stream.close().catch(() => undefined)
   }

@@ -16,6 +16,7 @@ import { writeSecretFile } from './secret-file.js'
  *   peer.sock        control socket of the running peer (0600)
  *   peer.pid         pid of the running peer
  *   invites.json     pairing tokens this device issued, pending and used (0600)
+ *   keys.json        workspace keys by epoch, rotated at every revocation (0600)
  */
 export interface HomePaths {
   home: string
@@ -28,6 +29,8 @@ export interface HomePaths {
   invites: string
   /** Write-ahead file: acknowledged updates not yet in LevelDB. */
   wal: string
+  /** Workspace keys by epoch (secret: 0600). */
+  keys: string
 }
 
 export function defaultHome(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
@@ -61,6 +64,7 @@ export function homePaths(home: string): HomePaths {
     pid: join(home, 'peer.pid'),
     invites: join(home, 'invites.json'),
     wal: join(home, 'store.wal'),
+    keys: join(home, 'keys.json'),
   }
 }
 

@@ -58,6 +58,19 @@ describe('revocation', () => {
     expect(log.filter((e) => e.type === 'device-joined').map((e) => e.peer)).toContain(bId)
     expect(log.some((e) => e.type === 'device-revoked' && e.peer === bId)).toBe(true)
 
+    // The workspace key was rotated: A and C share the new epoch, B never got it.
+    const ring = async (home: string): Promise<{ current: number; keys: Record<string, string> }> =>
+      JSON.parse(await readFile(joinPath(home, 'keys.json'), 'utf8')) as { current: number; keys: Record<string, string> }
+    await waitUntil(async () => ((await ring(ha)).current === 2 ? true : undefined), DEADLINE, 'A to receive the new key epoch')
+    const [ka, kb, kc] = [await ring(ha), await ring(hb), await ring(hc)]
+    expect(kc.current).toBe(2)
+    expect(ka.keys['2']).toBe(kc.keys['2'])
+    expect(kb.current).toBe(1)
+    expect(kb.keys['2']).toBeUndefined()
+    expect(kb.keys['1']).toBe(ka.keys['1'])
+    expect((await stat(joinPath(ha, 'keys.json'))).mode & 0o777).toBe(0o600)
+    expect(log.length).toBeGreaterThan(0)
+
     // Coming back with a fresh token on the same identity is refused.
     await stopProc(pb.proc)
     forget(pb)
@@ -130,6 +143,11 @@ describe('secrets', () => {
     const invites = JSON.parse(await readFile(joinPath(ha, 'invites.json'), 'utf8')) as { invites: Record<string, { secret: string }> }
     expect((await stat(joinPath(ha, 'invites.json'))).mode & 0o777).toBe(0o600)
     for (const inv of Object.values(invites.invites)) secrets.push(inv.secret, Buffer.from(inv.secret, 'hex').toString('base64url'))
+    for (const home of [ha, hb]) {
+      const ring = JSON.parse(await readFile(joinPath(home, 'keys.json'), 'utf8')) as { keys: Record<string, string> }
+      expect((await stat(joinPath(home, 'keys.json'))).mode & 0o777).toBe(0o600)
+      for (const key of Object.values(ring.keys)) secrets.push(key, Buffer.from(key, 'hex').toString('base64'))
+    }
     expect(secrets.length).toBeGreaterThan(10)
     for (const secret of secrets) expect(all.includes(secret), 'key material in the output').toBe(false)
   })

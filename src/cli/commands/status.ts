@@ -38,6 +38,7 @@ export function register(program: Command, io: CliIO): void {
           : [
               ...status.network.listen.map((a, i) => `${i === 0 ? 'listening' : '         '} ${a}`),
               `mDNS      ${status.network.discovery.mdns}${status.network.discovery.reason === undefined ? '' : ` (${status.network.discovery.reason})`}`,
+              `keys      epoch ${status.network.keyEpoch}`,
               `peers     ${status.network.connected} connected, ${status.network.devices.filter((d) => d.state !== 'this device').length} other device(s) in the workspace, ${status.network.refusedConnections} refused connection(s)`,
               ...status.network.devices
                 .filter((d) => d.state === 'connected')
