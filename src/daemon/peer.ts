@@ -109,6 +109,7 @@ export class Peer {
         listen: options.listen ?? DEFAULT_LISTEN,
         bootstrap,
         mdns: options.mdns ?? true,
+        discoveryKeys: () => keys?.all() ?? [],
         handlers: {
           [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self),
           [KEYS_PROTOCOL_ID]: (stream, connection) => handleKeys(stream, connection, keyHolder),

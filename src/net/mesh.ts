@@ -2,7 +2,6 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
-import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -13,6 +12,7 @@ import { KitsyncError } from '../core/errors.js'
 import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SessionStats, SyncEngine, SyncSession } from '../sync/sync-engine.js'
 import { multicastUnavailable } from './multicast-route.js'
+import { PrivateMdns } from './private-mdns.js'
 import { StreamLink } from './stream-link.js'
 
 /** The TCP port a peer listens on unless told otherwise. */
@@ -27,6 +27,8 @@ export interface MeshOptions {
   listen?: string[]
   bootstrap?: string[]
   mdns?: boolean
+  /** Workspace keys for private mDNS (current epoch first); empty until the device has one. */
+  discoveryKeys?: () => Uint8Array[]
   /** Extra protocol handlers (pairing). */
   handlers?: Record<string, (stream: Stream, connection: Connection) => void | Promise<void>>
 }
@@ -65,6 +67,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private readonly listen: string[]
   private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
   private stopped = false
+  private lan: PrivateMdns | undefined
+  private readonly discoveryKeys: () => Uint8Array[]
   refusedCount = 0
 
   private constructor(node: Libp2p, options: MeshOptions, discovery: DiscoveryState) {
@@ -75,6 +79,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.discovery = discovery
     this.bootstrapAddrs = (options.bootstrap ?? []).map((a) => multiaddr(a))
     this.listen = options.listen ?? DEFAULT_LISTEN
+    this.discoveryKeys = options.discoveryKeys ?? (() => [])
   }
 
   /**
@@ -94,7 +99,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      peerDiscovery: discovery.mdns === 'on' ? [mdns({ interval: 1000 })] : [],
+      peerDiscovery: [],
       services: { identify: identify(), ping: ping() },
     })
     const mesh = new Mesh(node, options, discovery)
@@ -118,6 +123,19 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${this.listen.join(', ')}: ${(err as Error).message}`, { cause: err })
     }
     for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
+    if (this.discovery.mdns === 'on') {
+      this.lan = new PrivateMdns({
+        keys: this.discoveryKeys,
+        self: () => ({ peerId: this.peerId, addresses: this.listenAddresses().map((a) => a.replace(/\/p2p\/[^/]+$/, '')) }),
+        onPeer: (found) => void this.found(found.peerId, found.addresses),
+      })
+    }
+  }
+
+  private async found(id: string, addresses: string[]): Promise<void> {
+    const peer = peerIdFromString(id)
+    await this.node.peerStore.merge(peer, { multiaddrs: addresses.map((a) => multiaddr(a)) }).catch(() => undefined)
+    await this.onDiscovery(peer)
   }
 
   get peerId(): string {
@@ -168,6 +186,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.lan?.stop()
     for (const r of this.redials.values()) clearTimeout(r.timer)
     for (const { session } of this.sessions.values()) session.close()
     this.sessions.clear()

@@ -2,7 +2,7 @@ import { createSocket } from 'node:dgram'
 import { networkInterfaces } from 'node:os'
 
 /**
- * @libp2p/mdns fails silently (ENETUNREACH, no log) when multicast cannot leave this host.
+ * mDNS (multicast-dns) fails silently (ENETUNREACH, no log) when multicast cannot leave this host.
  * Probe the way its multicast-dns library will send, without sending anything: a UDP socket
  * on the same multicast interface, `connect`ed to 224.0.0.251:5353 (connect only looks up
  * the route). Returns why mDNS cannot work, or undefined when it can.

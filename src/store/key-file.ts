@@ -46,6 +46,14 @@ export class WorkspaceKeys {
     return hex === undefined ? undefined : new Uint8Array(Buffer.from(hex, 'hex'))
   }
 
+  /** Every key this device has, the current epoch first. */
+  all(): Uint8Array[] {
+    const epochs = Object.keys(this.ring?.keys ?? {})
+      .map(Number)
+      .sort((a, b) => b - a)
+    return epochs.map((e) => this.key(e)).filter((k): k is Uint8Array => k !== undefined)
+  }
+
   /** Create the first key if there is none (the founding device). */
   async ensure(): Promise<void> {
     if (this.ring === undefined) await this.rotate()
