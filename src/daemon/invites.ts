@@ -79,6 +79,10 @@ export class Invites
     return { token, tokenId: id, expiresAt: Math.ceil(expiresAt / 1000) * 1000, addresses: options.addresses }
   }
 
+  workspaceId(): string {
+    return this.workspace.workspaceId
+  }
+
   secretFor(id: string): Uint8Array {
     const r = this.records.get(id)
     if (r === undefined) throw new KitsyncError('TOKEN_REFUSED', 'this device did not issue that token')

@@ -10,7 +10,7 @@ import { confirmationCode, pairingProof, tokenId as computeTokenId, type PairTok
  * Pairing protocol /kitsync/pair/1.0.0: length-prefixed JSON messages over a Noise-encrypted
  * stream (docs/PROTOCOL.md has the exact messages).
  *
- *   joiner  -> inviter  {"t":"join","tokenId":...,"name":...}
+ *   joiner  -> inviter  {"t":"join","tokenId":...,"name":...,"workspaceId":...}
  *   inviter -> joiner   {"t":"challenge","nonce":...}              or {"t":"error",...}
  *   joiner  -> inviter  {"t":"proof","mac": HMAC(secret, tokenId|inviter|joiner|nonce)}
  *   inviter -> joiner   {"t":"welcome","workspaceId","name","members"} or {"t":"error",...}
@@ -34,6 +34,8 @@ export interface Welcome {
 
 /** What the inviter's side decides; implemented by the daemon. */
 export interface PairingAuthority {
+  /** The workspace the inviter belongs to (a token for another one is refused). */
+  workspaceId(): string
   /** The secret of a pending token, or a TOKEN_* error (unknown, expired, used). */
   secretFor(tokenId: string): Uint8Array
   /**
@@ -81,6 +83,7 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     const join = await ch.read()
     if (join.t !== 'join' || typeof join.tokenId !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a join message')
     const name = typeof join.name === 'string' && join.name.length > 0 ? join.name.slice(0, 100) : joiner.slice(-8)
+    if (join.workspaceId !== authority.workspaceId()) throw new KitsyncError('TOKEN_REFUSED', 'this token is for another workspace')
     const secret = authority.secretFor(join.tokenId)
     const nonce = randomBytes(32).toString('hex')
     await ch.write({ t: 'challenge', nonce })
@@ -121,7 +124,7 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
   const ch = channel(stream)
   const id = computeTokenId(token.secret)
   try {
-    await ch.write({ t: 'join', tokenId: id, name })
+    await ch.write({ t: 'join', tokenId: id, name, workspaceId: token.workspaceId })
     const challenge = await ch.read()
     if (challenge.t !== 'challenge' || typeof challenge.nonce !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a challenge')
     const parts = { tokenId: id, inviter: token.inviter, joiner: node.peerId.toString(), nonce: challenge.nonce }

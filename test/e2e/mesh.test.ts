@@ -193,12 +193,18 @@ describe('pairing refusals', () => {
     const real = decodeToken(await token(ha))
     const forged = encodeToken({ ...real, secret: new Uint8Array(32).fill(7) })
     expectCliError(await kitsync(hd, ['join', forged, ...NET]), 'TOKEN_REFUSED', 8)
+    // A token whose workspace is not the inviter's (its secret is genuine) is refused, and used up nothing.
+    const genuine = decodeToken(await token(ha))
+    const elsewhere = encodeToken({ ...genuine, workspaceId: 'f'.repeat(32) })
+    expectCliError(await kitsync(hd, ['join', elsewhere, ...NET]), 'TOKEN_REFUSED', 8)
+    await kitsyncOk(hd, ['join', encodeToken(genuine), ...NET])
     // Expired: a token of 0.05 minutes, used once its expiry has passed.
     const short = await kitsyncJson<{ token: string; expiresAt: string }>(ha, ['pair', '--json', '--ttl', '0.02'])
     await waitUntil(async () => (Date.now() > Date.parse(short.expiresAt) + 50 ? true : undefined), 10_000, 'the token to expire')
-    expectCliError(await kitsync(hd, ['join', short.token, ...NET]), 'TOKEN_EXPIRED', 8)
-    // None of the refused devices became a member.
+    const he = await makeHome()
+    expectCliError(await kitsync(he, ['join', short.token, ...NET]), 'TOKEN_EXPIRED', 8)
+    // Only the two devices that joined with valid tokens became members.
     const devices = await kitsyncJson<{ name: string }[]>(ha, ['peers', '--json'])
-    expect(devices).toHaveLength(2)
+    expect(devices).toHaveLength(3)
   })
 })
