@@ -291,7 +291,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     const session = this.engine.attach(link)
     const entry = { session, initiator }
     this.sessions.set(peerId, entry)
-    this.touch(peerId, 'connected', stream)
+    this.touch(peerId, 'connected')
     if (existing === undefined) this.emit('connected', { peerId })
     void link.readLoop((frame) => session.receive(frame)).then(async (err) => {
       // Frames that arrived before the end are still handled (a peer may send and then close).
@@ -307,13 +307,12 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     })
   }
 
-  private touch(peerId: string, state: KnownPeer['state'], stream?: Stream): void {
+  private touch(peerId: string, state: KnownPeer['state']): void {
     const entry = this.book.get(peerId) ?? { peerId, state }
     entry.state = state
     entry.lastSeen = Date.now()
     const conn = this.node.getConnections(peerIdFromString(peerId))[0]
     if (conn !== undefined) entry.address = conn.remoteAddr.toString()
-    void stream
     this.book.set(peerId, entry)
   }
 }
