@@ -55,8 +55,10 @@ export class RecordCollection {
     for (const flat of this.map.keys()) this.index(flat, true)
     this.map.observe((event, tx) => {
       const touched = new Set<string>()
-      for (const [flat, change] of event.changes.keys) {
-        touched.add(this.index(flat, change.action !== 'delete'))
+      // keysChanged is a plain set; event.changes.keys would work out an action per key, which
+      // costs more than applying the update when a whole collection arrives at once.
+      for (const flat of event.keysChanged) {
+        if (flat !== null) touched.add(this.index(flat, this.map.has(flat)))
       }
       if (this.listeners.size === 0) return
       // Values are computed only when asked for: most changes have no one watching them.

@@ -268,7 +268,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /** SyncHost: resolves when every update of this collection so far is durable. */
   async flushDoc(name: string): Promise<void> {
     const entry = await this.loaded.get(name)
-    await entry?.log.flush()
+    // Durable once acknowledged (the write-ahead file); without one, once LevelDB has it.
+    await (this.store.wal === undefined ? entry?.log.flush() : entry?.lastWrite)
   }
 
   /** Called with every collection document when it is loaded (the sync engine tracks them). */
