@@ -1,3 +1,4 @@
+import { changeStream } from '../core/change-stream.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { assertJsonValue, type JsonValue } from '../core/json.js'
 import type {
@@ -85,22 +86,8 @@ export class RemoteWorkspace implements Workspace {
     return this.emitter.on(event, listener)
   }
 
-  async *changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent> {
-    const stop = new AbortController()
-    const offClosed = this.emitter.on('closed', () => stop.abort())
-    const onAbort = (): void => stop.abort()
-    options.signal?.addEventListener('abort', onAbort)
-    // Subscribe before asking the peer to watch: an event may arrive right behind the reply.
-    const events = this.emitter.iterate('change', stop.signal)
-    try {
-      await this.ensureWatching()
-      for await (const change of events) {
-        if (options.collection === undefined || change.collection === options.collection) yield change
-      }
-    } finally {
-      offClosed()
-      options.signal?.removeEventListener('abort', onAbort)
-    }
+  changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent> {
+    return changeStream(this.emitter, options, () => this.ensureWatching())
   }
 
   async close(): Promise<void> {

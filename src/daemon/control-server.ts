@@ -3,7 +3,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
-import type { NetworkStatus, Workspace } from '../core/workspace-types.js'
+import { WORKSPACE_EVENTS, type NetworkStatus, type Workspace } from '../core/workspace-types.js'
 import type { Invite } from './invites.js'
 import {
   CONTROL_PROTOCOL,
@@ -122,7 +122,7 @@ export class ControlServer {
                 for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
               })().catch(() => socket.destroy())
               if (request.params?.sync === true) {
-                const offs = (['sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked', 'pairing:pending'] as const).map((event) =>
+                const offs = WORKSPACE_EVENTS.filter((e) => e !== 'change').map((event) =>
                   this.workspace.on(event, (data) => send({ event, data: { watch: request.id, ...data } })),
                 )
                 stop.signal.addEventListener('abort', () => offs.forEach((off) => off()))

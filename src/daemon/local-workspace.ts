@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import type { CompactionPolicy } from '../core/compaction-policy.js'
+import { changeStream } from '../core/change-stream.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { assertJsonValue, type JsonValue } from '../core/json.js'
@@ -225,20 +226,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return this.emitter.on(event, listener)
   }
 
-  async *changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent> {
+  changes(options: ChangesOptions = {}): AsyncIterable<ChangeEvent> {
     if (options.collection !== undefined) assertCollectionName(options.collection)
-    const stop = new AbortController()
-    const offClosed = this.emitter.on('closed', () => stop.abort())
-    const onAbort = (): void => stop.abort()
-    options.signal?.addEventListener('abort', onAbort)
-    try {
-      for await (const change of this.emitter.iterate('change', stop.signal)) {
-        if (options.collection === undefined || change.collection === options.collection) yield change
-      }
-    } finally {
-      offClosed()
-      options.signal?.removeEventListener('abort', onAbort)
-    }
+    return changeStream(this.emitter, options)
   }
 
   /** Names of all collections, including kitsync's internal ones and ones not loaded yet. */

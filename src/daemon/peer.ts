@@ -9,7 +9,7 @@ import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
 import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
 import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from '../net/key-exchange.js'
 import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
-import { homePaths, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
+import { homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
@@ -80,11 +80,8 @@ export class Peer {
     try {
       const identity = await loadOrCreateIdentity(paths.identity)
       const self = identity.deviceId
-      const config = await readWorkspaceConfig(paths)
-      const bootstrap = [...new Set([...(config?.bootstrap ?? []), ...(options.bootstrap ?? [])])]
-      if (config !== undefined && options.bootstrap !== undefined && bootstrap.length !== (config.bootstrap ?? []).length) {
-        await writeWorkspaceConfig(paths, { ...config, bootstrap })
-      }
+      const config = await rememberBootstrap(paths, options.bootstrap ?? [])
+      const bootstrap = config?.bootstrap ?? options.bootstrap ?? []
       const engine = new SyncEngine(workspace, { schedule: (fn) => setImmediate(fn), ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }) })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
       const maxDevices = config?.maxDevices ?? DEFAULT_MAX_DEVICES
@@ -195,11 +192,7 @@ export class Peer {
     await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
     await this.workspace.keys?.merge(welcome.keys)
     // Remember the inviter's addresses, so this device finds it again after a restart.
-    const config = await readWorkspaceConfig(this.paths)
-    if (config !== undefined) {
-      const bootstrap = [...new Set([...(config.bootstrap ?? []), ...token.addresses.map((a) => `${a}/p2p/${token.inviter}`)])]
-      await writeWorkspaceConfig(this.paths, { ...config, bootstrap })
-    }
+    await rememberBootstrap(this.paths, token.addresses.map((a) => `${a}/p2p/${token.inviter}`))
     const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000)
     return { workspaceId: welcome.workspaceId, name: welcome.name, inviter: token.inviter, caughtUp }
   }

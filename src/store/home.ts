@@ -141,3 +141,18 @@ export async function initWorkspace(paths: HomePaths, name?: string): Promise<{ 
 export async function writeWorkspaceConfig(paths: HomePaths, config: WorkspaceConfig): Promise<void> {
   await writeJsonFile(paths.workspace, config)
 }
+
+/**
+ * Add peer addresses to the remembered bootstrap list (written only if something is new).
+ * Returns the workspace settings with the whole list.
+ */
+export async function rememberBootstrap(paths: HomePaths, addresses: string[]): Promise<WorkspaceConfig | undefined> {
+  const config = await readWorkspaceConfig(paths)
+  if (config === undefined) return undefined
+  const known = config.bootstrap ?? []
+  const bootstrap = [...new Set([...known, ...addresses])]
+  if (bootstrap.length === known.length) return config
+  const next = { ...config, bootstrap }
+  await writeWorkspaceConfig(paths, next)
+  return next
+}
