@@ -23,6 +23,13 @@ export interface SyncHost {
   flushDoc?(name: string): Promise<void>
   /** Whether the collection exists here; a state-vector request for one that does not is answered without creating it. */
   hasCollection?(name: string): boolean
+  /**
+   * Whether a collection may be exchanged with this peer at all (optional; default yes). A
+   * collection not shared is neither named in the hello, nor asked for, nor sent, and updates
+   * the peer sends for it are dropped: this is how local-only collections, selective sync and
+   * untrusted peers are kept apart.
+   */
+  shares?(peerId: string, collection: string): boolean
 }
 
 /** One connection to a peer, seen from the engine. */
@@ -133,7 +140,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
     doc.on('update', (update: Uint8Array, origin: unknown) => {
-      for (const session of this.active) if (session !== origin) session.enqueue(name, update)
+      for (const session of this.active) if (session !== origin && this.shares(session.peerId, name)) session.enqueue(name, update)
     })
   }
 
@@ -141,6 +148,11 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     const doc = await this.host.openDoc(name)
     this.track(name, doc)
     return doc
+  }
+
+  /** Whether a collection is exchanged with a peer (see SyncHost.shares). */
+  shares(peerId: string, collection: string): boolean {
+    return this.host.shares?.(peerId, collection) ?? true
   }
 
   /** Token bucket per peer (not per stream, so opening new streams buys a peer nothing). */
@@ -190,7 +202,7 @@ export class SyncSession {
   }
 
   start(): void {
-    this.send({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: this.engine.host.workspaceId, collections: this.engine.host.collectionNames() })
+    this.send({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: this.engine.host.workspaceId, collections: this.sharedNames(this.engine.host.collectionNames()) })
   }
 
   /** Feed one frame received from the peer. Frames are handled strictly in order. */
@@ -279,6 +291,14 @@ export class SyncSession {
     }
     if (!this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'sync frame before hello')
     if (!COLLECTION.test(frame.collection)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(frame.collection)}`)
+    if (!this.engine.shares(this.peerId, frame.collection)) {
+      // Not exchanged with this peer: answer a request as if we had nothing, drop any data.
+      if (frame.step === SyncStep.STEP1) {
+        Y.decodeStateVector(frame.payload)
+        this.sendUpdate(frame.collection, SyncStep.STEP2, EMPTY_UPDATE)
+      }
+      return
+    }
     if (frame.step === SyncStep.STEP1 && this.engine.host.hasCollection?.(frame.collection) === false) {
       // Nothing here: say so without creating (and holding in memory) an empty collection.
       Y.decodeStateVector(frame.payload)
@@ -328,8 +348,8 @@ export class SyncSession {
       if (!COLLECTION.test(name)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(name)}`)
     }
     this.ready = true
-    this.awaiting = new Set(frame.collections)
-    const names = new Set([...this.engine.host.collectionNames(), ...frame.collections])
+    this.awaiting = new Set(this.sharedNames(frame.collections))
+    const names = new Set(this.sharedNames([...this.engine.host.collectionNames(), ...frame.collections]))
     this.engine.emit('connected', { peerId: this.peerId })
     for (const name of [...names].sort()) {
       if (this.engine.host.hasCollection?.(name) === false) {
@@ -343,6 +363,10 @@ export class SyncSession {
     }
     this.scheduleFlush()
     this.checkCaughtUp()
+  }
+
+  private sharedNames(names: string[]): string[] {
+    return names.filter((name) => this.engine.shares(this.peerId, name))
   }
 
   private checkCaughtUp(): void {

@@ -20,6 +20,8 @@ export class MemoryPeer implements SyncHost {
   readonly docs = new Map<string, Y.Doc>()
   readonly collections = new Map<string, RecordCollection>()
   readonly engine: SyncEngine
+  /** Optional SyncHost.shares rule for tests of what goes to whom. */
+  shareRule: ((peerId: string, collection: string) => boolean) | undefined
   constructor(
     readonly id: string,
     readonly workspaceId = 'ws',
@@ -28,6 +30,9 @@ export class MemoryPeer implements SyncHost {
   }
   collectionNames(): string[] {
     return [...this.docs.keys()]
+  }
+  shares(peerId: string, collection: string): boolean {
+    return this.shareRule?.(peerId, collection) ?? true
   }
   async openDoc(name: string): Promise<Y.Doc> {
     return this.collection(name).doc

@@ -20,6 +20,23 @@ describe('sync engine over an in-memory network', () => {
     expect(link?.b.isCaughtUp).toBe(true)
   })
 
+  it('exchanges nothing of a collection the host does not share with that peer, in either direction', async () => {
+    const net = new MemoryNetwork(prng(3))
+    const a = new MemoryPeer('a')
+    const b = new MemoryPeer('b')
+    a.shareRule = (_peer, name) => name !== 'private'
+    a.collection('private').set('secret', 'a-only', 'local')
+    a.collection('shared').set('x', 1, 'local')
+    b.collection('private').set('other', 'b-only', 'local')
+    net.connect(a, b)
+    await net.settle()
+    a.collection('private').set('later', 'still a-only', 'local')
+    await net.settle()
+    expect(b.snapshot()).toEqual({ private: { other: 'b-only' }, shared: { x: 1 } })
+    expect(a.collection('private').entries()).toEqual({ secret: 'a-only', later: 'still a-only' })
+    expect(a.collection('shared').entries()).toEqual({ x: 1 })
+  })
+
   it('relays through a line A - B - C without echo loops', async () => {
     const net = new MemoryNetwork(prng(2))
     const [a, b, c] = ['a', 'b', 'c'].map((id) => new MemoryPeer(id)) as [MemoryPeer, MemoryPeer, MemoryPeer]
