@@ -46,6 +46,41 @@ export interface SyncOfflineEvent extends SyncPeerEvent {
   reason?: { code: string; message: string }
 }
 
+export type ConflictPolicy = 'merge' | 'latest_wins' | 'keep_both' | 'ask'
+
+/** One side of a conflict: what one device wrote, stamped by its hybrid logical clock. */
+export interface ConflictVersion {
+  /** Device id of the writer. */
+  device: string
+  /** Hybrid logical clock stamp of the write (sorts like wall-clock time). */
+  hlc: string
+  /** The record (or the field, for a field conflict) as that device wrote it; absent for a delete. */
+  value?: JsonValue
+}
+
+/** Concurrent writes to the same record (or field) met; what the collection's policy did with them. */
+export interface ConflictEvent {
+  /** Stable id, for `kitsync resolve`. */
+  id: string
+  collection: string
+  key: string
+  /** Set when the conflict is on one field of a record. */
+  field?: string
+  policy: ConflictPolicy
+  /** `merged`/`latest`: settled automatically; `kept-both`: the other version is kept as a record; `open`: waits for resolve. */
+  resolution: 'merged' | 'latest' | 'kept-both' | 'open'
+  versions: ConflictVersion[]
+  /** Milliseconds since the epoch, when this device detected it. */
+  at: number
+}
+
+/** Progress of a catch-up with one peer: collections brought up to date so far, and bytes received. */
+export interface SyncProgressEvent extends SyncPeerEvent {
+  collectionsDone: number
+  collectionsTotal: number
+  bytesIn: number
+}
+
 export interface AuditEntryView {
   at: number
   device: string
@@ -83,6 +118,10 @@ export interface WorkspaceEvents {
   'sync:update': SyncUpdateEvent
   /** A peer's sync session ended. */
   'sync:offline': SyncOfflineEvent
+  /** Concurrent writes met; see ConflictEvent.resolution. */
+  'sync:conflict': ConflictEvent
+  /** A catch-up with a peer advanced (emitted while a large catch-up runs). */
+  'sync:progress': SyncProgressEvent
   /** A device was added to the workspace (here or on another device). */
   'device:joined': DeviceEvent
   /** A device was revoked (here or on another device). */
@@ -91,7 +130,7 @@ export interface WorkspaceEvents {
   'pairing:pending': { tokenId: string; peerId: string; name: string; code: string }
 }
 
-export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'device:joined', 'device:revoked', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
+export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'sync:conflict', 'sync:progress', 'device:joined', 'device:revoked', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 export interface SetOptions {
   /** Set only this top-level field of the record; other fields are kept. */
