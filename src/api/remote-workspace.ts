@@ -2,6 +2,12 @@ import { changeStream } from '../core/change-stream.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { assertJsonValue, type JsonValue } from '../core/json.js'
 import type {
+  AppendOptions,
+  CollectionChange,
+  CollectionSettingsView,
+  ConflictView,
+  ResolveChoice,
+  ResolveResult,
   AuditEntryView,
   ChangeEvent,
   DeviceRecord,
@@ -75,6 +81,35 @@ export class RemoteWorkspace implements Workspace {
 
   log(): Promise<AuditEntryView[]> {
     return this.client.request('log') as Promise<AuditEntryView[]>
+  }
+
+  async add(collection: string, key: string, field: string, elements: string[]): Promise<void> {
+    await this.client.request('add', { collection, key, field, elements })
+  }
+
+  async remove(collection: string, key: string, field: string, elements: string[]): Promise<void> {
+    await this.client.request('remove', { collection, key, field, elements })
+  }
+
+  append(collection: string, value: JsonValue, options: AppendOptions = {}): Promise<{ key: string }> {
+    assertJsonValue(value)
+    return this.client.request('append', { collection, value, ...options }) as Promise<{ key: string }>
+  }
+
+  collection(name: string): Promise<CollectionSettingsView> {
+    return this.client.request('collection', { name }) as Promise<CollectionSettingsView>
+  }
+
+  configure(name: string, change: CollectionChange): Promise<CollectionSettingsView> {
+    return this.client.request('configure', { name, change }) as Promise<CollectionSettingsView>
+  }
+
+  conflicts(collection?: string): Promise<ConflictView[]> {
+    return this.client.request('conflicts', collection === undefined ? {} : { collection }) as Promise<ConflictView[]>
+  }
+
+  resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult> {
+    return this.client.request('resolve', { collection, id, ...choice }) as Promise<ResolveResult>
   }
 
   status(): Promise<WorkspaceStatus> {

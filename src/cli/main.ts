@@ -17,6 +17,10 @@ import { register as registerPeers } from './commands/peers.js'
 import { register as registerSet } from './commands/set.js'
 import { register as registerStatus } from './commands/status.js'
 import { register as registerWatch } from './commands/watch.js'
+import { register as registerSetOps } from './commands/set-ops.js'
+import { register as registerAppend } from './commands/append.js'
+import { register as registerCollection } from './commands/collection.js'
+import { register as registerConflicts } from './commands/conflicts.js'
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('kitsync')
@@ -31,7 +35,7 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  for (const register of [registerInit, registerSet, registerGet, registerDel, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog]) {
+  for (const register of [registerInit, registerSet, registerGet, registerDel, registerSetOps, registerAppend, registerCollection, registerConflicts, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog]) {
     register(program, io)
   }
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')

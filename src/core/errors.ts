@@ -41,6 +41,13 @@ export const ERROR_CODES = {
   DEVICE_LIMIT_EXCEEDED: 9,
   DEVICE_REVOKED: 9,
   UNKNOWN_DEVICE: 9,
+  // a collection's rules refuse the write (nothing is written): exit 10
+  INVALID_RECORD: 10,
+  LIMIT_EXCEEDED: 10,
+  APPEND_ONLY: 10,
+  SECRET_REFUSED: 10,
+  PRIVATE_KEY_REFUSED: 10,
+  UNKNOWN_CONFLICT: 3,
   // anything else is a bug: exit 1
   INTERNAL: 1,
 } as const satisfies Record<string, number>

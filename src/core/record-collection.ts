@@ -1,27 +1,44 @@
 import * as Y from 'yjs'
 import { KitsyncError } from './errors.js'
+import { Hlc } from './hlc.js'
 import { isJsonObject, jsonByteLength, type JsonObject, type JsonValue } from './json.js'
 import { assertFieldName, assertRecordKey } from './names.js'
+import type { ConflictPolicy, ConflictVersion } from './workspace-types.js'
 
 /**
  * A collection of JSON records kept in one Y.Doc.
  *
- * Layout: one flat Y.Map named `records`, so that every field of every record is its own
- * last-writer-wins register and two devices that create the same record concurrently still
- * merge field by field (nested Y.Maps created concurrently would replace each other whole).
+ * Layout: one flat Y.Map named `records` whose keys are `<key>\0<field>\0<slot>`. Every field of
+ * every record is its own small CRDT, so two devices that create or edit the same record
+ * concurrently merge field by field, and every value carries the hybrid-logical-clock stamp
+ * (`t`) of its write, so "latest" means latest by clock, not by device id:
  *
- *   `<key>`           record header: `{}` for an object record, `{"$": value}` for any other value
- *   `<key>\0<field>`  one top-level field of an object record
+ *   `<key>\0\0=<writer>`       record header of one writer: `{t, f?: 1 (full write), d?: 1 (delete), $?: value (non-object record)}`
+ *   `<key>\0<field>\0=<writer>` register field: `{t, v}`. A write replaces the slots it has seen, so
+ *                              two slots exist only after concurrent writes: the larger `t` wins
+ *   `<key>\0<field>\0+<elem>`  set field element: `{t}`; add and remove merge (a concurrent add wins)
+ *   `<key>\0<field>\0#<t>`     log field entry: `{t, v}`; entries are never lost to a concurrent append
  *
- * Keys cannot contain control characters, so the first NUL separates key and field.
- * Other shared types (append-only logs, sets, text) live beside `records` in the same doc,
- * so adding them later needs no new storage format: storage only ever sees Yjs updates.
+ * A record's value is worked out from its slots (see `resolve`). Fields older than the record's
+ * last delete are hidden; with a record-level policy (`latest_wins`, `keep_both`, `ask`) fields
+ * older than its last full write are hidden too, so the latest whole version wins.
+ * Keys and field names cannot contain control characters, so NUL separates the parts.
  */
 
 export const RECORDS_MAP = 'records'
+export const CONFLICTS_MAP = 'conflicts'
 const SEP = '\u0000'
+const HEADER = ''
 
-type Header = { $?: JsonValue }
+export type FieldType = 'register' | 'set' | 'growset' | 'log'
+
+interface Slot {
+  t: string
+  v?: JsonValue
+  f?: 1
+  d?: 1
+  $?: JsonValue
+}
 
 export type RecordChange = {
   key: string
@@ -31,38 +48,91 @@ export type RecordChange = {
   origin: unknown
 }
 
+/** Concurrent writes found in one record after a remote update. */
+export interface DetectedConflict {
+  key: string
+  /** Set when only one field is contested and the record was not rewritten concurrently as a whole. */
+  field?: string
+  versions: ConflictVersion[]
+  /** The version the collection shows now. */
+  winner: ConflictVersion
+}
+
+export interface OpenConflict {
+  id: string
+  key: string
+  field?: string
+  versions: ConflictVersion[]
+  at: number
+  detectedBy: string
+}
+
 export interface RecordCollectionOptions {
   /** Largest record, as JSON bytes. Writes over it fail with RECORD_TOO_LARGE. */
   maxRecordBytes?: number
+  /** Clock of this device (its node tag names the writer slots). A private clock by default. */
+  clock?: Hlc
+  /** Fields that are not plain registers. */
+  fieldTypes?: Record<string, FieldType>
+  policy?: ConflictPolicy
 }
 
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+
+type RecordIndex = Map<string, Set<string>>
 
 export class RecordCollection {
   readonly name: string
   readonly doc: Y.Doc
   readonly maxRecordBytes: number
-  private readonly map: Y.Map<JsonValue>
-  /** record key -> names of its fields, kept in step with the map by the observer. */
-  private readonly fields = new Map<string, Set<string>>()
+  readonly clock: Hlc
+  fieldTypes: Record<string, FieldType>
+  policy: ConflictPolicy
+  private readonly map: Y.Map<Slot>
+  readonly conflictMap: Y.Map<OpenConflict>
+  /** record key -> field -> slots present, kept in step with the map by the observer. */
+  private readonly index = new Map<string, RecordIndex>()
   private readonly listeners = new Set<(changes: RecordChange[]) => void>()
+  private readonly conflictListeners = new Set<(conflicts: DetectedConflict[], origin: unknown) => void>()
 
   constructor(name: string, doc: Y.Doc = new Y.Doc(), options: RecordCollectionOptions = {}) {
     this.name = name
     this.doc = doc
     this.maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
-    this.map = doc.getMap<JsonValue>(RECORDS_MAP)
-    for (const flat of this.map.keys()) this.index(flat, true)
+    this.clock = options.clock ?? new Hlc(Math.random().toString(36).slice(2, 10).replace(/[^a-z0-9]/g, '') || 'anon')
+    this.fieldTypes = options.fieldTypes ?? {}
+    this.policy = options.policy ?? 'merge'
+    this.map = doc.getMap<Slot>(RECORDS_MAP)
+    this.conflictMap = doc.getMap<OpenConflict>(CONFLICTS_MAP)
+    for (const flat of this.map.keys()) this.indexKey(flat, true)
     this.map.observe((event, tx) => {
-      const touched = new Set<string>()
+      const touched = new Map<string, Set<string>>()
+      const remote = !tx.local
       // keysChanged is a plain set; event.changes.keys would work out an action per key, which
       // costs more than applying the update when a whole collection arrives at once.
       for (const flat of event.keysChanged) {
-        if (flat !== null) touched.add(this.index(flat, this.map.has(flat)))
+        if (flat === null) continue
+        const present = this.map.has(flat)
+        const key = this.indexKey(flat, present)
+        if (key === undefined) continue
+        let set = touched.get(key)
+        if (set === undefined) touched.set(key, (set = new Set()))
+        if (present) {
+          set.add(flat)
+          if (remote) this.clock.observe((this.map.get(flat) as Slot).t)
+        }
+      }
+      if (remote && this.conflictListeners.size > 0) {
+        const found: DetectedConflict[] = []
+        for (const [key, added] of touched) {
+          const c = this.detect(key, added)
+          if (c !== undefined) found.push(c)
+        }
+        if (found.length > 0) for (const l of this.conflictListeners) l(found, tx.origin)
       }
       if (this.listeners.size === 0) return
       // Values are computed only when asked for: most changes have no one watching them.
-      const changes = [...touched].map((key) => {
+      const changes = [...touched.keys()].map((key) => {
         const get = (): JsonValue | undefined => this.get(key)
         return {
           key,
@@ -82,34 +152,33 @@ export class RecordCollection {
     return () => this.listeners.delete(listener)
   }
 
+  /** Subscribe to conflicts found when remote updates are merged. */
+  onConflict(listener: (conflicts: DetectedConflict[], origin: unknown) => void): () => void {
+    this.conflictListeners.add(listener)
+    return () => this.conflictListeners.delete(listener)
+  }
+
   has(key: string): boolean {
-    return this.map.has(key) || (this.fields.get(key)?.size ?? 0) > 0
+    const rec = this.index.get(key)
+    return rec !== undefined && this.resolve(key, rec, true) !== undefined
   }
 
   get(key: string): JsonValue | undefined {
-    const header = this.map.get(key) as Header | undefined
-    if (header !== undefined && isJsonObject(header) && Object.hasOwn(header, '$')) return header.$ as JsonValue
-    const names = this.fields.get(key)
-    if (header === undefined && (names === undefined || names.size === 0)) return undefined
-    const out: JsonObject = {}
-    for (const field of [...(names ?? [])].sort()) {
-      const v = this.map.get(key + SEP + field)
-      if (v !== undefined) out[field] = v
-    }
-    return out
+    const rec = this.index.get(key)
+    return rec === undefined ? undefined : this.resolve(key, rec)
   }
 
+  /** Keys of the records that exist (deleted ones left out), sorted. */
   keys(): string[] {
-    const keys = new Set<string>()
-    for (const flat of this.map.keys()) {
-      const i = flat.indexOf(SEP)
-      keys.add(i < 0 ? flat : flat.slice(0, i))
-    }
-    return [...keys].sort()
+    const out: string[] = []
+    for (const [key, rec] of this.index) if (this.resolve(key, rec, true) !== undefined) out.push(key)
+    return out.sort()
   }
 
   get size(): number {
-    return this.keys().length
+    let n = 0
+    for (const [key, rec] of this.index) if (this.resolve(key, rec, true) !== undefined) n++
+    return n
   }
 
   entries(): Record<string, JsonValue> {
@@ -125,27 +194,33 @@ export class RecordCollection {
   set(key: string, value: JsonValue, origin: unknown, field?: string): void {
     assertRecordKey(key)
     if (field !== undefined) assertFieldName(field)
-    const next = field === undefined ? value : { ...this.objectOrEmpty(key), [field]: value }
-    const size = jsonByteLength({ [key]: next })
-    if (size > this.maxRecordBytes) {
-      throw new KitsyncError('RECORD_TOO_LARGE', `record ${JSON.stringify(key)} in ${this.name} is ${size} bytes, over the limit of ${this.maxRecordBytes}`, {
-        details: { collection: this.name, size, limit: this.maxRecordBytes },
-      })
-    }
+    const current = this.get(key)
+    const next = field === undefined ? value : { ...(isJsonObject(current) ? current : {}), [field]: value }
+    this.checkSize(key, next)
+    if (field === undefined && isJsonObject(value)) for (const f of Object.keys(value)) assertFieldName(f)
+    // Rewriting what is already there would only leave deleted items behind. (With a
+    // record-level policy a rewrite still counts: it makes this version the latest.)
+    if (this.policy === 'merge' && current !== undefined && jsonEqual(current, next)) return
+    // Check every field before writing any: a transaction cannot be rolled back.
+    if (field !== undefined) this.checkField(field, value, current)
+    else if (isJsonObject(value)) for (const [f, v] of Object.entries(value)) this.checkField(f, v, current)
+    const t = this.clock.now()
     this.doc.transact(() => {
-      if (!isJsonObject(next)) {
-        this.map.set(key, { $: value })
-        for (const f of [...(this.fields.get(key) ?? [])]) this.map.delete(key + SEP + f)
+      const rec = this.index.get(key)
+      if (field !== undefined) {
+        if (current === undefined || !isJsonObject(current)) this.writeHeader(key, { t })
+        this.writeField(key, field, value, t, current)
         return
       }
-      const header = this.map.get(key) as Header | undefined
-      if (header === undefined || !isJsonObject(header) || Object.hasOwn(header, '$')) this.map.set(key, {})
-      for (const [f, v] of Object.entries(next)) {
-        // Writing an unchanged value would only leave a deleted item behind.
-        if (!jsonEqual(this.map.get(key + SEP + f), v)) this.map.set(key + SEP + f, v)
+      if (!isJsonObject(value)) {
+        this.writeHeader(key, { t, f: 1, $: value })
+        for (const f of [...(rec?.keys() ?? [])]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
+        return
       }
-      if (field === undefined) {
-        for (const f of [...(this.fields.get(key) ?? [])]) if (!Object.hasOwn(next, f)) this.map.delete(key + SEP + f)
+      this.writeHeader(key, { t, f: 1 })
+      for (const [f, v] of Object.entries(value)) this.writeField(key, f, v, t, current)
+      for (const f of [...(rec?.keys() ?? [])]) {
+        if (f !== HEADER && !Object.hasOwn(value, f) && this.typeOf(f) === 'register') this.clearField(key, f)
       }
     }, origin)
   }
@@ -154,37 +229,345 @@ export class RecordCollection {
   delete(key: string, origin: unknown): boolean {
     assertRecordKey(key)
     if (!this.has(key)) return false
+    const t = this.clock.now()
     this.doc.transact(() => {
-      this.map.delete(key)
-      for (const f of [...(this.fields.get(key) ?? [])]) this.map.delete(key + SEP + f)
+      for (const [f, slots] of [...(this.index.get(key) ?? [])]) {
+        if (f === HEADER) continue
+        for (const slot of [...slots]) this.map.delete(flatKey(key, f, slot))
+      }
+      this.writeHeader(key, { t, d: 1 })
     }, origin)
     return true
   }
 
-  private objectOrEmpty(key: string): JsonObject {
-    const current = this.get(key)
-    return isJsonObject(current) ? current : {}
+  /** Add elements to a set field (creating the record if needed). */
+  addToSet(key: string, field: string, elements: string[], origin: unknown): void {
+    assertRecordKey(key)
+    this.assertSetField(field)
+    for (const e of elements) assertElement(e)
+    const t = this.clock.now()
+    this.doc.transact(() => {
+      if (!this.has(key)) this.writeHeader(key, { t })
+      for (const e of elements) if (!this.map.has(flatKey(key, field, '+' + e))) this.map.set(flatKey(key, field, '+' + e), { t })
+    }, origin)
   }
 
-  /** Keep the field index in step with one flat map key; returns the record key. */
-  private index(flat: string, present: boolean): string {
+  /** Remove elements from a set field. */
+  removeFromSet(key: string, field: string, elements: string[], origin: unknown): void {
+    assertRecordKey(key)
+    this.assertSetField(field)
+    if (this.typeOf(field) === 'growset') throw new KitsyncError('APPEND_ONLY', `${field} in ${this.name} is append-only: elements cannot be removed`)
+    this.doc.transact(() => {
+      for (const e of elements) this.map.delete(flatKey(key, field, '+' + e))
+    }, origin)
+  }
+
+  /** Append an entry to a log field (creating the record if needed). Returns the entry's stamp. */
+  appendToLog(key: string, field: string, value: JsonValue, origin: unknown): string {
+    assertRecordKey(key)
+    if (this.typeOf(field) !== 'log') throw new KitsyncError('INVALID_ARGUMENT', `${field} is not an append-only list in ${this.name}`)
+    const t = this.clock.now()
+    this.doc.transact(() => {
+      if (!this.has(key)) this.writeHeader(key, { t })
+      this.map.set(flatKey(key, field, '#' + t), { t, v: value })
+    }, origin)
+    return t
+  }
+
+  /** Every stamp of a record (its newest write), for callers that need "when". */
+  lastWrite(key: string): string | undefined {
+    let max: string | undefined
+    for (const [f, slots] of this.index.get(key) ?? []) {
+      for (const slot of slots) {
+        const s = this.map.get(flatKey(key, f, slot))
+        if (s !== undefined && (max === undefined || s.t > max)) max = s.t
+      }
+    }
+    return max
+  }
+
+  /**
+   * Keep only the slots that decide the record's value: losing register slots and hidden ones
+   * go, the headers that set the floors stay. Never changes what `get` returns.
+   */
+  collapse(key: string, origin: unknown): void {
+    const rec = this.index.get(key)
+    if (rec === undefined) return
+    const floors = this.floors(key, rec)
+    const drop: string[] = []
+    for (const [f, slots] of rec) {
+      if (f === HEADER) {
+        const keep = new Set([floors.maxSlot, floors.fullSlot, floors.deleteSlot])
+        for (const slot of slots) if (!keep.has(slot)) drop.push(flatKey(key, f, slot))
+        continue
+      }
+      const type = this.typeOf(f)
+      const floor = type === 'register' ? floors.fieldFloor : floors.deleteFloor
+      let best: string | undefined
+      let bestT = ''
+      for (const slot of slots) {
+        const s = this.map.get(flatKey(key, f, slot))
+        if (s === undefined) continue
+        if (s.t < floor) drop.push(flatKey(key, f, slot))
+        else if (type === 'register') {
+          if (best === undefined || s.t > bestT) {
+            if (best !== undefined) drop.push(flatKey(key, f, best))
+            best = slot
+            bestT = s.t
+          } else drop.push(flatKey(key, f, slot))
+        }
+      }
+    }
+    if (drop.length === 0) return
+    this.doc.transact(() => {
+      for (const flat of drop) this.map.delete(flat)
+    }, origin)
+  }
+
+  /** Conflicts recorded for `ask` and not resolved yet. */
+  openConflicts(): OpenConflict[] {
+    return [...this.conflictMap.values()].sort((a, b) => a.at - b.at || a.id.localeCompare(b.id))
+  }
+
+  recordConflict(conflict: OpenConflict, origin: unknown): void {
+    if (this.conflictMap.has(conflict.id)) return
+    this.doc.transact(() => this.conflictMap.set(conflict.id, conflict), origin)
+  }
+
+  clearConflict(id: string, origin: unknown): void {
+    if (this.conflictMap.has(id)) this.doc.transact(() => this.conflictMap.delete(id), origin)
+  }
+
+  // ---- reading ------------------------------------------------------------------------------
+
+  private floors(key: string, rec: RecordIndex): { max?: Slot; maxSlot?: string; fullSlot?: string; deleteSlot?: string; fieldFloor: string; deleteFloor: string } {
+    let max: Slot | undefined
+    let maxSlot: string | undefined
+    let full = ''
+    let fullSlot: string | undefined
+    let del = ''
+    let deleteSlot: string | undefined
+    for (const slot of rec.get(HEADER) ?? []) {
+      const s = this.map.get(flatKey(key, HEADER, slot))
+      if (s === undefined) continue
+      if (max === undefined || s.t > max.t) {
+        max = s
+        maxSlot = slot
+      }
+      if ((s.f === 1 || s.d === 1) && s.t > full) {
+        full = s.t
+        fullSlot = slot
+      }
+      if (s.d === 1 && s.t > del) {
+        del = s.t
+        deleteSlot = slot
+      }
+    }
+    const recordLevel = this.policy !== 'merge'
+    return { ...(max === undefined ? {} : { max }), ...(maxSlot === undefined ? {} : { maxSlot }), ...(fullSlot === undefined ? {} : { fullSlot }), ...(deleteSlot === undefined ? {} : { deleteSlot }), fieldFloor: recordLevel ? full : del, deleteFloor: del }
+  }
+
+  /** The value of a record from its slots; with `existsOnly`, any non-undefined value when it exists. */
+  private resolve(key: string, rec: RecordIndex, existsOnly = false): JsonValue | undefined {
+    const { max, fieldFloor, deleteFloor } = this.floors(key, rec)
+    const fields: [string, FieldType, Slot[]][] = []
+    let newestField = ''
+    for (const [f, slots] of rec) {
+      if (f === HEADER) continue
+      const type = this.typeOf(f)
+      const floor = type === 'register' ? fieldFloor : deleteFloor
+      const live: Slot[] = []
+      for (const slot of slots) {
+        const s = this.map.get(flatKey(key, f, slot))
+        if (s !== undefined && s.t >= floor) {
+          live.push(s)
+          if (s.t > newestField) newestField = s.t
+        }
+      }
+      if (live.length > 0) fields.push([f, type, live])
+    }
+    if (max !== undefined && newestField <= max.t) {
+      if (max.d === 1) return undefined
+      if (Object.hasOwn(max, '$')) return max.$ as JsonValue
+    }
+    if (max === undefined && fields.length === 0) return undefined
+    if (existsOnly) return true
+    const out: JsonObject = {}
+    for (const [f, type, live] of fields.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (type === 'register') {
+        let best = live[0] as Slot
+        for (const s of live) if (s.t > best.t) best = s
+        if (best.v !== undefined) out[f] = best.v
+      } else if (type === 'log') {
+        out[f] = live.sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0)).map((s) => s.v ?? null)
+      } else {
+        const elements: string[] = []
+        for (const slot of rec.get(f) ?? []) {
+          const s = this.map.get(flatKey(key, f, slot))
+          if (s !== undefined && s.t >= deleteFloor) elements.push(slot.slice(1))
+        }
+        out[f] = elements.sort()
+      }
+    }
+    return out
+  }
+
+  /** Concurrent writes in a record after a remote transaction that added the slots `added`. */
+  private detect(key: string, added: Set<string>): DetectedConflict | undefined {
+    const rec = this.index.get(key)
+    if (rec === undefined) return undefined
+    const involves = (f: string, slots: Set<string>): boolean => [...slots].some((slot) => added.has(flatKey(key, f, slot)))
+    const headers = [...(rec.get(HEADER) ?? [])].map((slot) => ({ slot, s: this.map.get(flatKey(key, HEADER, slot)) })).filter((h): h is { slot: string; s: Slot } => h.s !== undefined && (h.s.f === 1 || h.s.d === 1))
+    const headerSlots = new Set(headers.map((h) => h.slot))
+    if (headers.length >= 2 && involves(HEADER, headerSlots)) {
+      // Whole versions met: one per writer of a full write or delete.
+      const versions = headers.map(({ slot, s }) => this.versionOf(key, rec, slot.slice(1), s))
+      const distinct = new Set(versions.map((v) => JSON.stringify(v.value ?? null)))
+      if (distinct.size < 2) return undefined
+      versions.sort((a, b) => (a.hlc < b.hlc ? 1 : -1))
+      return { key, versions, winner: versions[0] as ConflictVersion }
+    }
+    for (const [f, slots] of rec) {
+      if (f === HEADER || this.typeOf(f) !== 'register' || slots.size < 2 || !involves(f, slots)) continue
+      const versions: ConflictVersion[] = []
+      for (const slot of slots) {
+        const s = this.map.get(flatKey(key, f, slot))
+        if (s !== undefined) versions.push({ device: slot.slice(1), hlc: s.t, ...(s.v === undefined ? {} : { value: s.v }) })
+      }
+      if (new Set(versions.map((v) => JSON.stringify(v.value ?? null))).size < 2) continue
+      versions.sort((a, b) => (a.hlc < b.hlc ? 1 : -1))
+      return { key, field: f, versions, winner: versions[0] as ConflictVersion }
+    }
+    return undefined
+  }
+
+  /** The record as one writer wrote it in its last full write (or its delete). */
+  private versionOf(key: string, rec: RecordIndex, writer: string, header: Slot): ConflictVersion {
+    const v: ConflictVersion = { device: writer, hlc: header.t }
+    if (header.d === 1) return v
+    if (Object.hasOwn(header, '$')) return { ...v, value: header.$ as JsonValue }
+    const out: JsonObject = {}
+    for (const [f, slots] of rec) {
+      if (f === HEADER || this.typeOf(f) !== 'register' || !slots.has('=' + writer)) continue
+      const s = this.map.get(flatKey(key, f, '=' + writer))
+      if (s?.v !== undefined) out[f] = s.v
+    }
+    return { ...v, value: out }
+  }
+
+  // ---- writing ------------------------------------------------------------------------------
+
+  private writeHeader(key: string, slot: Slot): void {
+    const own = '=' + this.clock.node
+    for (const s of [...(this.index.get(key)?.get(HEADER) ?? [])]) if (s !== own) this.map.delete(flatKey(key, HEADER, s))
+    this.map.set(flatKey(key, HEADER, own), slot)
+  }
+
+  private writeField(key: string, field: string, value: JsonValue, t: string, current: JsonValue | undefined): void {
+    const type = this.typeOf(field)
+    if (type === 'register') {
+      const own = '=' + this.clock.node
+      const slots = this.index.get(key)?.get(field)
+      if (this.policy === 'merge' && slots?.size === 1 && slots.has(own) && jsonEqual(this.map.get(flatKey(key, field, own))?.v, value)) return
+      for (const s of [...(slots ?? [])]) if (s !== own) this.map.delete(flatKey(key, field, s))
+      this.map.set(flatKey(key, field, own), { t, v: value })
+      return
+    }
+    const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
+    if (!Array.isArray(value)) return
+    if (type === 'log') {
+      value.slice(before.length).forEach((v, i) => {
+        const stamp = i === 0 ? t : this.clock.now()
+        this.map.set(flatKey(key, field, '#' + stamp), { t: stamp, v })
+      })
+      return
+    }
+    const next = new Set(value as string[])
+    const removed = before.filter((e) => typeof e === 'string' && !next.has(e)) as string[]
+    for (const e of removed) this.map.delete(flatKey(key, field, '+' + e))
+    for (const e of next) if (!this.map.has(flatKey(key, field, '+' + e))) this.map.set(flatKey(key, field, '+' + e), { t })
+  }
+
+  /** Throws what writing `value` to `field` would violate (set and log fields only). */
+  private checkField(field: string, value: JsonValue, current: JsonValue | undefined): void {
+    assertFieldName(field)
+    const type = this.typeOf(field)
+    if (type === 'register') return
+    if (!Array.isArray(value)) throw new KitsyncError('INVALID_ARGUMENT', `${field} in ${this.name} is a ${type === 'log' ? 'list' : 'set'}: give an array`)
+    const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
+    if (type === 'log') {
+      if (value.length < before.length || !before.every((v, i) => jsonEqual(v, value[i]))) {
+        throw new KitsyncError('APPEND_ONLY', `${field} in ${this.name} is append-only: entries can be added at the end, not changed or removed`)
+      }
+      return
+    }
+    for (const e of value) {
+      if (typeof e !== 'string') throw new KitsyncError('INVALID_ARGUMENT', `${field} in ${this.name} is a set of strings`)
+      assertElement(e)
+    }
+    const next = new Set(value as string[])
+    const removed = before.filter((e) => typeof e === 'string' && !next.has(e))
+    if (removed.length > 0 && type === 'growset') throw new KitsyncError('APPEND_ONLY', `${field} in ${this.name} is append-only: ${JSON.stringify(removed[0])} cannot be removed`)
+  }
+
+  private clearField(key: string, field: string): void {
+    for (const s of [...(this.index.get(key)?.get(field) ?? [])]) this.map.delete(flatKey(key, field, s))
+  }
+
+  private typeOf(field: string): FieldType {
+    return this.fieldTypes[field] ?? 'register'
+  }
+
+  private assertSetField(field: string): void {
+    const type = this.typeOf(field)
+    if (type !== 'set' && type !== 'growset') throw new KitsyncError('INVALID_ARGUMENT', `${field} is not a set in ${this.name}`)
+  }
+
+  private checkSize(key: string, next: JsonValue): void {
+    const size = jsonByteLength({ [key]: next })
+    if (size > this.maxRecordBytes) {
+      throw new KitsyncError('RECORD_TOO_LARGE', `record ${JSON.stringify(key)} in ${this.name} is ${size} bytes, over the limit of ${this.maxRecordBytes}`, {
+        details: { collection: this.name, size, limit: this.maxRecordBytes },
+      })
+    }
+  }
+
+  /** Keep the index in step with one flat map key; returns the record key. */
+  private indexKey(flat: string, present: boolean): string | undefined {
     const i = flat.indexOf(SEP)
-    if (i < 0) return flat
+    const j = flat.indexOf(SEP, i + 1)
+    if (i < 0 || j < 0) return undefined
     const key = flat.slice(0, i)
-    const field = flat.slice(i + 1)
-    let set = this.fields.get(key)
+    const field = flat.slice(i + 1, j)
+    const slot = flat.slice(j + 1)
+    let rec = this.index.get(key)
     if (present) {
-      if (set === undefined) this.fields.set(key, (set = new Set()))
-      set.add(field)
-    } else if (set !== undefined) {
-      set.delete(field)
-      if (set.size === 0) this.fields.delete(key)
+      if (rec === undefined) this.index.set(key, (rec = new Map()))
+      let slots = rec.get(field)
+      if (slots === undefined) rec.set(field, (slots = new Set()))
+      slots.add(slot)
+    } else if (rec !== undefined) {
+      const slots = rec.get(field)
+      slots?.delete(slot)
+      if (slots !== undefined && slots.size === 0) rec.delete(field)
+      if (rec.size === 0) this.index.delete(key)
     }
     return key
   }
 }
 
-function jsonEqual(a: unknown, b: unknown): boolean {
+function flatKey(key: string, field: string, slot: string): string {
+  return key + SEP + field + SEP + slot
+}
+
+function assertElement(e: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (typeof e !== 'string' || e.length === 0 || e.length > 256 || /[\u0000-\u001f\u007f]/.test(e)) {
+    throw new KitsyncError('INVALID_ARGUMENT', `invalid set element ${JSON.stringify(e)}: use 1-256 characters without control characters`)
+  }
+}
+
+export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
   return JSON.stringify(a) === JSON.stringify(b)

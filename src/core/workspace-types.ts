@@ -15,6 +15,10 @@ export interface CollectionInfo {
   records: number
   /** Bytes the collection takes in the store (snapshot plus update log). */
   bytes: number
+  kind?: string
+  policy?: ConflictPolicy
+  /** Conflicts waiting for `kitsync resolve` (ask policy). */
+  openConflicts?: number
   /** Set when the collection cannot be loaded (e.g. DATA_CORRUPTION); records and bytes are 0. */
   error?: { code: string; message: string }
 }
@@ -132,6 +136,66 @@ export interface WorkspaceEvents {
 
 export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'sync:conflict', 'sync:progress', 'device:joined', 'device:revoked', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
 
+/** How a collection behaves: its kind, conflict policy and limits (synced to every device). */
+export interface CollectionSettingsView {
+  name: string
+  kind: string
+  description: string
+  policy: ConflictPolicy
+  limits: { maxRecords?: number; maxSetSize?: number }
+  /** Fields that are not plain values: `set`, `growset` (append-only set) or `log` (append-only list). */
+  fieldTypes: Record<string, string>
+  /** Records cannot be changed or deleted once written. */
+  appendOnly: boolean
+  /** Not held by a device until it asks for the collection. */
+  onDemand: boolean
+  /** history: secret rules added to the built-in ones. */
+  secretRules: { name: string; pattern: string }[]
+}
+
+export interface CollectionChange {
+  /** Only before the collection holds records. */
+  kind?: string
+  policy?: ConflictPolicy
+  /** A number sets a limit; null goes back to the kind's default. */
+  limits?: { maxRecords?: number | null; maxSetSize?: number | null }
+  /** Replaces the collection's extra secret rules. */
+  secretRules?: { name: string; pattern: string }[]
+}
+
+/** A conflict recorded by the `ask` policy and not resolved yet. */
+export interface ConflictView {
+  id: string
+  collection: string
+  key: string
+  field?: string
+  versions: ConflictVersion[]
+  at: number
+  /** Device that recorded it. */
+  detectedBy: string
+}
+
+export type ResolveChoice =
+  /** Take the version written by this device (its id or the tag the conflict shows) or with this stamp. */
+  | { take: string }
+  /** Write this value instead of any version. */
+  | { value: JsonValue }
+
+export interface ResolveResult {
+  collection: string
+  key: string
+  field?: string
+  /** What the record (or field) holds now; absent if the chosen version was a delete. */
+  value?: JsonValue
+}
+
+export interface AppendOptions {
+  /** Record to append to (with `field`); by default a new record, keyed by clock (history: by command and session). */
+  key?: string
+  /** Append to this append-only list field of the record (issues: notes). */
+  field?: string
+}
+
 export interface SetOptions {
   /** Set only this top-level field of the record; other fields are kept. */
   field?: string
@@ -220,6 +284,20 @@ export interface Workspace {
   revoke(device: string, reason?: string): Promise<DeviceRecord>
   /** The synced audit log, oldest first. */
   log(): Promise<AuditEntryView[]>
+  /** Add elements to a set field of a record (watchlist symbols, tags); creates the record if needed. */
+  add(collection: string, key: string, field: string, elements: string[]): Promise<void>
+  /** Remove elements from a set field. Append-only sets refuse with APPEND_ONLY. */
+  remove(collection: string, key: string, field: string, elements: string[]): Promise<void>
+  /** Append an entry: a new record (journal, history) or, with `field`, an entry of a record's list. */
+  append(collection: string, value: JsonValue, options?: AppendOptions): Promise<{ key: string }>
+  /** Kind, policy and limits of a collection (it need not exist yet). */
+  collection(name: string): Promise<CollectionSettingsView>
+  /** Change a collection's settings (synced to every device). */
+  configure(name: string, change: CollectionChange): Promise<CollectionSettingsView>
+  /** Conflicts waiting for a decision (`ask` policy), of one collection or all. */
+  conflicts(collection?: string): Promise<ConflictView[]>
+  /** Settle an open conflict by taking one version or writing a new value. */
+  resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult>
   /** Changes as an async iterable, until `signal` aborts or the workspace closes. */
   changes(options?: ChangesOptions): AsyncIterable<ChangeEvent>
   close(): Promise<void>

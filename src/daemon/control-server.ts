@@ -3,7 +3,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
-import { WORKSPACE_EVENTS, type NetworkStatus, type Workspace } from '../core/workspace-types.js'
+import { WORKSPACE_EVENTS, type CollectionChange, type NetworkStatus, type ResolveChoice, type Workspace } from '../core/workspace-types.js'
 import type { Invite } from './invites.js'
 import {
   CONTROL_PROTOCOL,
@@ -225,6 +225,34 @@ export class ControlServer {
         return ws.log()
       case 'peers':
         return (await this.requirePeer().networkStatus()).devices
+      case 'add':
+      case 'remove': {
+        const elements = requireStringArray(p, 'elements')
+        const args = [requireString(p, 'collection'), requireString(p, 'key'), requireString(p, 'field'), elements] as const
+        await (request.method === 'add' ? ws.add(...args) : ws.remove(...args))
+        return true
+      }
+      case 'append': {
+        if (!Object.hasOwn(p, 'value')) throw new KitsyncError('INVALID_ARGUMENT', 'append needs a value')
+        const key = optionalString(p, 'key')
+        const field = optionalString(p, 'field')
+        return ws.append(requireString(p, 'collection'), p.value as JsonValue, { ...(key === undefined ? {} : { key }), ...(field === undefined ? {} : { field }) })
+      }
+      case 'collection':
+        return ws.collection(requireString(p, 'name'))
+      case 'configure': {
+        const change = p.change
+        if (typeof change !== 'object' || change === null || Array.isArray(change)) throw new KitsyncError('INVALID_ARGUMENT', 'change must be an object')
+        return ws.configure(requireString(p, 'name'), change as CollectionChange)
+      }
+      case 'conflicts':
+        return ws.conflicts(optionalString(p, 'collection'))
+      case 'resolve': {
+        const take = optionalString(p, 'take')
+        const choice: ResolveChoice | undefined = take !== undefined ? { take } : Object.hasOwn(p, 'value') ? { value: p.value as JsonValue } : undefined
+        if (choice === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'resolve needs take (a device or stamp) or value')
+        return ws.resolve(requireString(p, 'collection'), requireString(p, 'id'), choice)
+      }
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }
@@ -235,6 +263,12 @@ function requireString(params: Record<string, unknown>, name: string): string {
   const v = params[name]
   if (typeof v !== 'string') throw new KitsyncError('INVALID_ARGUMENT', `${name} must be a string`)
   return v
+}
+
+function requireStringArray(params: Record<string, unknown>, name: string): string[] {
+  const v = params[name]
+  if (!Array.isArray(v) || v.some((e) => typeof e !== 'string')) throw new KitsyncError('INVALID_ARGUMENT', `${name} must be an array of strings`)
+  return v as string[]
 }
 
 function optionalString(params: Record<string, unknown> | undefined, name: string): string | undefined {

@@ -3,7 +3,7 @@ import type { CompactionPolicy } from '../core/compaction-policy.js'
 import { changeStream } from '../core/change-stream.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
-import { assertJsonValue, type JsonValue } from '../core/json.js'
+import { assertJsonValue, isJsonObject, type JsonValue } from '../core/json.js'
 import {
   AUDIT_COLLECTION,
   isInternalCollection,
@@ -17,10 +17,30 @@ import {
   type Member,
   type Revocation,
 } from '../core/membership.js'
-import { assertCollectionName } from '../core/names.js'
-import { RecordCollection, type RecordChange } from '../core/record-collection.js'
+import { assertCollectionName, assertFieldName, assertRecordKey } from '../core/names.js'
+import { RecordCollection, type DetectedConflict, type RecordChange } from '../core/record-collection.js'
+import { Hlc, nodeTagOf } from '../core/hlc.js'
+import {
+  COLLECTIONS_COLLECTION,
+  effectiveSettings,
+  isConflictPolicy,
+  isKindName,
+  KINDS,
+  LIMIT_NAMES,
+  toCollectionSettings,
+  type CollectionSettings,
+  type EffectiveSettings,
+} from '../core/kinds.js'
+import { secretRuleError } from '../core/secrets.js'
+import { resolveConflict, settleConflict } from '../core/conflicts.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import type {
+  AppendOptions,
+  CollectionChange,
+  CollectionSettingsView,
+  ConflictView,
+  ResolveChoice,
+  ResolveResult,
   AuditEntryView,
   ChangeEvent,
   DeviceRecord,
@@ -84,13 +104,17 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private revocationWatch: Promise<void> | undefined
   /** What `status` says about the peer; the peer process sets it. */
   peerState: PeerState
+  /** The hybrid logical clock that stamps every write of this device. */
+  readonly clock: Hlc
+  private settingsWatch: Promise<void> | undefined
 
-  private constructor(store: DocStore, info: WorkspaceInfo, known: string[], options: { maxRecordBytes?: number; socket: string }) {
+  private constructor(store: DocStore, info: WorkspaceInfo, known: string[], options: { maxRecordBytes?: number; socket: string; now?: () => number }) {
     this.store = store
     this.infoValue = info
     this.maxRecordBytes = options.maxRecordBytes
     for (const name of known) this.known.add(name)
     this.peerState = { running: false, socket: options.socket }
+    this.clock = new Hlc(nodeTagOf(info.deviceId), options.now)
     // The age trigger of compaction needs a clock even when nothing is written.
     this.timer = setInterval(() => this.tick(), Math.min(3_600_000, Math.max(1000, store.policy.maxAgeMs / 4)))
     this.timer.unref()
@@ -140,6 +164,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
       socket?: string
       wal?: WriteAheadFile
       recover?: { collection: string; update: Uint8Array }[]
+      /** Wall clock of the hybrid logical clock (tests). */
+      now?: () => number
     } = {},
   ): Promise<LocalWorkspace> {
     const store = new DocStore(db, {
@@ -150,6 +176,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const known = await store.collectionNames()
     return new LocalWorkspace(store, info, known, {
       ...(options.maxRecordBytes === undefined ? {} : { maxRecordBytes: options.maxRecordBytes }),
+      ...(options.now === undefined ? {} : { now: options.now }),
       socket: options.socket ?? '',
     })
   }
@@ -169,17 +196,252 @@ export class LocalWorkspace implements Workspace, SyncHost {
   async set(collection: string, key: string, value: JsonValue, options: SetOptions = {}): Promise<void> {
     this.assertOpen()
     assertCollectionName(collection)
+    assertRecordKey(key)
     assertJsonValue(value)
+    if (options.field !== undefined) assertFieldName(options.field)
     const entry = await this.load(collection)
-    entry.collection.set(key, value, LOCAL_ORIGIN, options.field)
+    const rules = await this.settingsOf(collection)
+    const c = entry.collection
+    const current = c.get(key)
+    if (rules.kind.appendOnly === true && current !== undefined) {
+      throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, { details: { collection } })
+    }
+    const whole = options.field === undefined ? value : { ...(isJsonObject(current) ? current : {}), [options.field]: value }
+    const checked = rules.kind.validate(whole, { collection, secretRules: rules.secretRules, now: Date.now() })
+    this.checkLimits(c, rules, key, checked)
+    if (options.field === undefined) c.set(key, checked, LOCAL_ORIGIN)
+    else c.set(key, isJsonObject(checked) ? (checked[options.field] ?? value) : value, LOCAL_ORIGIN, options.field)
     await entry.lastWrite
   }
 
   async delete(collection: string, key: string): Promise<boolean> {
     const entry = await this.existing(collection)
+    const rules = await this.settingsOf(collection)
+    if (rules.kind.appendOnly === true && entry.collection.has(key)) {
+      throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): records cannot be deleted`, { details: { collection } })
+    }
     const deleted = entry.collection.delete(key, LOCAL_ORIGIN)
     await entry.lastWrite
     return deleted
+  }
+
+  async add(collection: string, key: string, field: string, elements: string[]): Promise<void> {
+    this.assertOpen()
+    assertCollectionName(collection)
+    assertRecordKey(key)
+    const entry = await this.load(collection)
+    const rules = await this.settingsOf(collection)
+    if (rules.kind.appendOnly === true && entry.collection.has(key)) throw new KitsyncError('APPEND_ONLY', `${collection} is append-only: record ${JSON.stringify(key)} cannot be changed`, { details: { collection } })
+    const current = entry.collection.get(key)
+    const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
+    const next = [...new Set([...before, ...elements])]
+    if (!entry.collection.has(key)) this.checkLimits(entry.collection, rules, key, { [field]: next })
+    else this.checkSetSize(collection, rules, field, next.length)
+    entry.collection.addToSet(key, field, elements, LOCAL_ORIGIN)
+    await entry.lastWrite
+  }
+
+  async remove(collection: string, key: string, field: string, elements: string[]): Promise<void> {
+    const entry = await this.existing(collection)
+    await this.settingsOf(collection)
+    entry.collection.removeFromSet(key, field, elements, LOCAL_ORIGIN)
+    await entry.lastWrite
+  }
+
+  async append(collection: string, value: JsonValue, options: AppendOptions = {}): Promise<{ key: string }> {
+    this.assertOpen()
+    assertCollectionName(collection)
+    assertJsonValue(value)
+    const entry = await this.load(collection)
+    const rules = await this.settingsOf(collection)
+    const c = entry.collection
+    const ctx = { collection, secretRules: rules.secretRules, now: Date.now() }
+    if (options.field !== undefined) {
+      const key = options.key
+      if (key === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'appending to a field needs the record key')
+      assertRecordKey(key)
+      if (c.fieldTypes[options.field] !== 'log') throw new KitsyncError('INVALID_ARGUMENT', `${options.field} is not an append-only list in ${collection} (${rules.kind.name})`, { details: { collection } })
+      if (!c.has(key)) this.checkLimits(c, rules, key, {})
+      c.appendToLog(key, options.field, value, LOCAL_ORIGIN)
+      await entry.lastWrite
+      return { key }
+    }
+    const checked = rules.kind.validate(value, ctx)
+    if (rules.kind.keyOf !== undefined && isJsonObject(checked)) {
+      // A record per distinct entry (history: command + session); a repeat updates its counters.
+      const key = options.key ?? rules.kind.keyOf(checked)
+      const current = c.get(key)
+      const at = typeof checked.at === 'number' ? checked.at : ctx.now
+      if (isJsonObject(current)) {
+        const count = typeof current.count === 'number' ? current.count + 1 : 2
+        c.doc.transact(() => {
+          c.set(key, count, LOCAL_ORIGIN, 'count')
+          c.set(key, Math.max(at, typeof current.lastAt === 'number' ? current.lastAt : 0), LOCAL_ORIGIN, 'lastAt')
+          for (const f of ['cwd', 'exitCode'] as const) if (checked[f] !== undefined) c.set(key, checked[f] as JsonValue, LOCAL_ORIGIN, f)
+        }, LOCAL_ORIGIN)
+      } else {
+        const { at: _at, ...rest } = checked
+        const record = { ...rest, firstAt: at, lastAt: at, count: 1 }
+        this.checkLimits(c, rules, key, record)
+        c.set(key, record, LOCAL_ORIGIN)
+      }
+      await entry.lastWrite
+      return { key }
+    }
+    const key = options.key ?? c.clock.now()
+    assertRecordKey(key)
+    if (c.has(key)) throw new KitsyncError('APPEND_ONLY', `${collection} already has a record ${JSON.stringify(key)}`, { details: { collection } })
+    this.checkLimits(c, rules, key, checked)
+    c.set(key, checked, LOCAL_ORIGIN)
+    await entry.lastWrite
+    return { key }
+  }
+
+  async collection(name: string): Promise<CollectionSettingsView> {
+    this.assertOpen()
+    assertCollectionName(name)
+    return this.settingsView(name, await this.settingsOf(name))
+  }
+
+  async configure(name: string, change: CollectionChange): Promise<CollectionSettingsView> {
+    this.assertOpen()
+    assertCollectionName(name)
+    const store = await this.load(COLLECTIONS_COLLECTION)
+    const current = toCollectionSettings(name, store.collection.get(name))
+    const next: CollectionSettings = { ...current }
+    if (change.kind !== undefined) {
+      if (!isKindName(change.kind)) throw new KitsyncError('INVALID_ARGUMENT', `unknown kind ${JSON.stringify(change.kind)}; kinds: ${Object.keys(KINDS).join(', ')}`)
+      if (change.kind !== current.kind && this.known.has(name) && (await this.load(name)).collection.size > 0) {
+        throw new KitsyncError('INVALID_ARGUMENT', `${name} already holds records as ${current.kind}; a kind is chosen before the first record`, { details: { collection: name } })
+      }
+      next.kind = change.kind
+    }
+    if (change.policy !== undefined) {
+      if (!isConflictPolicy(change.policy)) throw new KitsyncError('INVALID_ARGUMENT', `unknown conflict policy ${JSON.stringify(change.policy)}; use merge, latest_wins, keep_both or ask`)
+      next.policy = change.policy
+    }
+    if (change.limits !== undefined) {
+      const limits = { ...(current.limits ?? {}) }
+      for (const [k, v] of Object.entries(change.limits)) {
+        if (!(LIMIT_NAMES as readonly string[]).includes(k)) throw new KitsyncError('INVALID_ARGUMENT', `unknown limit ${JSON.stringify(k)}; limits: ${LIMIT_NAMES.join(', ')}`)
+        const name = k as (typeof LIMIT_NAMES)[number]
+        if (v === null) delete limits[name]
+        else if (typeof v === 'number' && Number.isInteger(v) && v >= 0) limits[name] = v
+        else throw new KitsyncError('INVALID_ARGUMENT', `limit ${k} must be a whole number of at least 0`)
+      }
+      next.limits = limits
+    }
+    if (change.secretRules !== undefined) {
+      for (const rule of change.secretRules) {
+        const error = secretRuleError(rule)
+        if (typeof rule.name !== 'string' || rule.name.length === 0 || error !== undefined) throw new KitsyncError('INVALID_ARGUMENT', `secret rule ${JSON.stringify(rule.name)}: ${error ?? 'needs a name'}`)
+      }
+      next.secretRules = change.secretRules.map((r) => ({ name: r.name, pattern: r.pattern }))
+    }
+    store.collection.set(name, JSON.parse(JSON.stringify(next)) as JsonValue, LOCAL_ORIGIN)
+    await store.lastWrite
+    this.applySettings(name)
+    return this.settingsView(name, effectiveSettings(next))
+  }
+
+  async conflicts(collection?: string): Promise<ConflictView[]> {
+    this.assertOpen()
+    const names = collection === undefined ? this.appCollectionNames() : [collection]
+    const out: ConflictView[] = []
+    for (const name of names) {
+      const c = collection === undefined ? (await this.load(name)).collection : (await this.existing(name)).collection
+      for (const open of c.openConflicts()) out.push({ collection: name, ...open })
+    }
+    return out
+  }
+
+  async resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult> {
+    const entry = await this.existing(collection)
+    const rules = await this.settingsOf(collection)
+    if ('value' in choice) {
+      assertJsonValue(choice.value)
+      rules.kind.validate(choice.value, { collection, secretRules: rules.secretRules, now: Date.now() })
+    }
+    const r = resolveConflict(entry.collection, id, choice, LOCAL_ORIGIN)
+    await entry.lastWrite
+    await this.audit('conflict', `resolved conflict ${id} on ${collection}/${r.key}${r.field === undefined ? '' : `.${r.field}`}`)
+    return { collection, ...r, ...(r.value === undefined ? {} : { value: r.value }) }
+  }
+
+  private settingsView(name: string, rules: EffectiveSettings): CollectionSettingsView {
+    return {
+      name,
+      kind: rules.kind.name,
+      description: rules.kind.description,
+      policy: rules.policy,
+      limits: rules.limits,
+      fieldTypes: { ...rules.kind.fieldTypes },
+      appendOnly: rules.kind.appendOnly === true,
+      onDemand: rules.kind.onDemand === true,
+      secretRules: rules.secretRules,
+    }
+  }
+
+  private checkLimits(c: RecordCollection, rules: EffectiveSettings, key: string, value: JsonValue): void {
+    const max = rules.limits.maxRecords
+    if (max !== undefined && !c.has(key) && c.size >= max) {
+      throw new KitsyncError('LIMIT_EXCEEDED', `${c.name} holds ${c.size} records, the limit for ${rules.kind.name} is ${max}`, { details: { collection: c.name, limit: 'maxRecords', max } })
+    }
+    if (isJsonObject(value)) {
+      for (const [field, type] of Object.entries(c.fieldTypes)) {
+        const v = value[field]
+        if ((type === 'set' || type === 'growset') && Array.isArray(v)) this.checkSetSize(c.name, rules, field, new Set(v).size)
+      }
+    }
+  }
+
+  private checkSetSize(collection: string, rules: EffectiveSettings, field: string, size: number): void {
+    const max = rules.limits.maxSetSize
+    if (max !== undefined && size > max) {
+      throw new KitsyncError('LIMIT_EXCEEDED', `${field} would hold ${size} elements, the limit in ${collection} (${rules.kind.name}) is ${max}`, { details: { collection, limit: 'maxSetSize', max } })
+    }
+  }
+
+  /** Settings of a collection from `_collections` (kind by name when it has none). */
+  private async settingsOf(name: string): Promise<EffectiveSettings> {
+    if (isInternalCollection(name)) return effectiveSettings({ kind: 'generic' })
+    await this.watchSettings()
+    return effectiveSettings(toCollectionSettings(name, (await this.load(COLLECTIONS_COLLECTION)).collection.get(name)))
+  }
+
+  /** Keep loaded collections in step with `_collections`, whichever device changed it. */
+  private watchSettings(): Promise<void> {
+    this.settingsWatch ??= (async () => {
+      const store = (await this.load(COLLECTIONS_COLLECTION)).collection
+      store.onChange((changes) => {
+        for (const c of changes) this.applySettings(c.key)
+      })
+    })()
+    return this.settingsWatch
+  }
+
+  private applySettings(name: string): void {
+    const p = this.loaded.get(name)
+    const store = this.loaded.get(COLLECTIONS_COLLECTION)
+    if (p === undefined || store === undefined) return
+    void Promise.all([p, store]).then(([entry, settings]) => {
+      const rules = effectiveSettings(toCollectionSettings(name, settings.collection.get(name)))
+      entry.collection.policy = rules.policy
+      entry.collection.fieldTypes = { ...rules.kind.fieldTypes }
+    }, () => undefined)
+  }
+
+  /** Settle conflicts found in a merged update by the collection's policy; tell subscribers and the audit log. */
+  private onConflicts(name: string, collection: RecordCollection, found: DetectedConflict[]): void {
+    // After the merging transaction: settling writes, which must not happen inside its observers.
+    queueMicrotask(() => {
+      if (this.closed) return
+      for (const c of found) {
+        const event = settleConflict(collection, c, LOCAL_ORIGIN, this.infoValue.deviceId, Date.now())
+        this.emitter.emit('sync:conflict', event)
+        void this.audit('conflict', `${event.policy} ${event.resolution}: ${name}/${c.key}${c.field === undefined ? '' : `.${c.field}`} (${event.versions.length} versions, id ${event.id})`).catch(() => undefined)
+      }
+    })
   }
 
   async list(): Promise<CollectionInfo[]> {
@@ -188,7 +450,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
     for (const name of this.appCollectionNames()) {
       try {
         const { collection, log } = await this.load(name)
-        out.push({ name, records: collection.size, bytes: log.stats().bytes })
+        const open = collection.openConflicts().length
+        out.push({ name, records: collection.size, bytes: log.stats().bytes, kind: (await this.settingsOf(name)).kind.name, policy: collection.policy, ...(open > 0 ? { openConflicts: open } : {}) })
       } catch (err) {
         const e = toKitsyncError(err)
         out.push({ name, records: 0, bytes: 0, error: { code: e.code, message: e.message } })
@@ -526,8 +789,16 @@ export class LocalWorkspace implements Workspace, SyncHost {
       })
     }
     // The workspace's record limit is for app data; kitsync's own collections keep the default.
-    const limit = isInternalCollection(name) ? undefined : this.maxRecordBytes
-    const collection = new RecordCollection(name, doc, limit === undefined ? {} : { maxRecordBytes: limit })
+    const internal = isInternalCollection(name)
+    const limit = internal ? undefined : this.maxRecordBytes
+    const rules = await this.settingsOf(name)
+    const collection = new RecordCollection(name, doc, {
+      clock: this.clock,
+      policy: rules.policy,
+      fieldTypes: { ...rules.kind.fieldTypes },
+      ...(limit === undefined ? {} : { maxRecordBytes: limit }),
+    })
+    if (!internal) collection.onConflict((found) => this.onConflicts(name, collection, found))
     const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
     doc.on('update', (update: Uint8Array) => {
       const write = log.append(update)

@@ -1,3 +1,4 @@
+import { RecordCollection } from '../../src/core/record-collection.js'
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { CompactionPolicy } from '../../src/core/compaction-policy.js'
@@ -81,7 +82,8 @@ export function storeContract(name: string, fixture: StoreFixture): void {
     it('stores the first large update of an empty collection as its snapshot', async () => {
       const db = await fixture.create()
       const source = new Y.Doc()
-      for (let i = 0; i < 200; i++) source.getMap('records').set(`k${i}`, { pad: 'x'.repeat(50), i })
+      const records = new RecordCollection('copied', source)
+      for (let i = 0; i < 200; i++) records.set(`k${i}`, { pad: 'x'.repeat(50), i }, 'local')
       let ws = await open(db, { minBytes: 1000 })
       const doc = await ws.openDoc('copied')
       Y.applyUpdate(doc, Y.encodeStateAsUpdate(source), 'remote')

@@ -97,10 +97,10 @@ async function expectAlphaDamagedBetaFine(home: string, parallel: number): Promi
   // list shows both: beta with its records, alpha marked with the error.
   expect(listJson).toEqual([
     { name: 'alpha', records: 0, bytes: 0, error: { code: 'DATA_CORRUPTION', message: expect.stringContaining('alpha') as unknown } },
-    { name: 'beta', records: 2, bytes: expect.any(Number) as unknown },
+    { name: 'beta', records: 2, bytes: expect.any(Number) as unknown, kind: 'generic', policy: 'merge' },
   ])
   expect(listText).toMatch(/^alpha\s+DATA_CORRUPTION: .*alpha/m)
-  expect(listText).toMatch(/^beta\s+2\s+\d+$/m)
+  expect(listText).toMatch(/^beta\s+2\s+\d+\s+generic\s+merge$/m)
 
   // export writes what it can read, names what it cannot, and exits 5.
   expect(exported.code).toBe(5)

@@ -65,15 +65,15 @@ describe('hostile input', () => {
     const fuzzer = await memberNode(a)
     try {
       await b.join((await a.createInvite()).token, 'honest')
-      await a.workspace.set('positions', 'p1', { qty: 10 })
-      await a.workspace.set('alerts', 'a1', { above: 100 })
+      await a.workspace.set('orders', 'p1', { qty: 10 })
+      await a.workspace.set('pins', 'a1', { above: 100 })
       const workspaceId = a.workspace.workspaceId
       const before = (await a.workspace.export()).collections
-      const realUpdate = Y.encodeStateAsUpdate(await a.workspace.openDoc('positions'))
+      const realUpdate = Y.encodeStateAsUpdate(await a.workspace.openDoc('orders'))
       const valid: Uint8Array[] = [
-        encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId, collections: ['positions', 'nope'] }),
-        encodeFrame({ type: FrameType.SYNC, collection: 'positions', step: 0, payload: Y.encodeStateVector(new Y.Doc()) }),
-        encodeFrame({ type: FrameType.SYNC, collection: 'positions', step: 2, payload: realUpdate }),
+        encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId, collections: ['orders', 'nope'] }),
+        encodeFrame({ type: FrameType.SYNC, collection: 'orders', step: 0, payload: Y.encodeStateVector(new Y.Doc()) }),
+        encodeFrame({ type: FrameType.SYNC, collection: 'orders', step: 2, payload: realUpdate }),
       ]
       const randomBytes = (n: number): Uint8Array => Uint8Array.from({ length: n }, () => Math.floor(rand.next() * 256))
       const frame = (): Uint8Array => {
@@ -92,7 +92,7 @@ describe('hostile input', () => {
         }
         if (kind === 3) {
           // a truncated y-protocols update
-          return lp(encodeFrame({ type: FrameType.SYNC, collection: 'positions', step: 2, payload: realUpdate.subarray(0, rand.int(1, realUpdate.length - 1)) }))
+          return lp(encodeFrame({ type: FrameType.SYNC, collection: 'orders', step: 2, payload: realUpdate.subarray(0, rand.int(1, realUpdate.length - 1)) }))
         }
         if (kind === 4) {
           // a state-vector request for a collection nobody has
@@ -143,7 +143,7 @@ describe('hostile input', () => {
       // Bounded: the frames leave nothing behind (no empty collections, no buffers).
       expect(rssGrowth).toBeLessThan(200 * 1024 * 1024)
       expect((await a.workspace.export()).collections).toEqual(before)
-      expect(a.workspace.appCollectionNames()).toEqual(['alerts', 'positions'])
+      expect(a.workspace.appCollectionNames()).toEqual(['orders', 'pins'])
       // The peer still serves an honest member.
       await b.workspace.set('journal', 'after-fuzz', { ok: true })
       await waitUntil(async () => ((await a.workspace.get('journal', 'after-fuzz').catch(() => undefined)) === undefined ? undefined : true), 20_000, 'A to get B\u2019s write')
@@ -160,9 +160,9 @@ describe('hostile input', () => {
     const a = await startPeer({ home: await home(), listen: LOOPBACK, mdns: false, control: false, syncLimits: { framesPerSecond: 100, frameBurst: 500 } })
     const fuzzer = await memberNode(a)
     try {
-      await a.workspace.set('positions', 'p1', { qty: 10 })
+      await a.workspace.set('orders', 'p1', { qty: 10 })
       const stream = await fuzzer.dialProtocol(multiaddr(a.mesh.listenAddresses()[0] as string), SYNC_PROTOCOL_ID)
-      const request = lp(encodeFrame({ type: FrameType.SYNC, collection: 'positions', step: 0, payload: new Uint8Array([0]) }))
+      const request = lp(encodeFrame({ type: FrameType.SYNC, collection: 'orders', step: 0, payload: new Uint8Array([0]) }))
       const hello = lp(encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId: a.workspace.workspaceId, collections: [] }))
       stream.send(concat([hello, ...Array.from({ length: 2000 }, () => request)]))
       await waitUntil(
@@ -171,8 +171,8 @@ describe('hostile input', () => {
         'a RATE_LIMITED entry in the audit log',
       )
       await waitUntil(async () => (a.mesh.connectedPeers().includes(fuzzer.peerId.toString()) ? undefined : true), 5_000, 'A to drop the flooding peer')
-      await a.workspace.set('positions', 'p2', { qty: 1 })
-      expect(await a.workspace.get('positions', 'p2')).toEqual({ qty: 1 })
+      await a.workspace.set('orders', 'p2', { qty: 1 })
+      expect(await a.workspace.get('orders', 'p2')).toEqual({ qty: 1 })
     } finally {
       await fuzzer.stop()
       await a.stop()

@@ -125,7 +125,7 @@ describe('kitsync peer start', () => {
       ['other', 1, undefined],
     ])
     expect(list.every((c) => c.bytes > 0)).toBe(true)
-    expect(listText).toMatch(/^COLLECTION\s+RECORDS\s+BYTES\nnotes\s+1\s+\d+\nother\s+1\s+\d+\n$/)
+    expect(listText).toMatch(/^COLLECTION\s+RECORDS\s+BYTES\s+KIND\s+POLICY\nnotes\s+1\s+\d+\s+generic\s+merge\nother\s+1\s+\d+\s+generic\s+merge\n$/)
 
     const exported = JSON.parse(exportText) as Record<string, unknown>
     expect(exported).toMatchObject({

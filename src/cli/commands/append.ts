@@ -1,0 +1,23 @@
+import type { Command } from 'commander'
+import { parseJson } from '../../core/json.js'
+import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+
+export function register(program: Command, io: CliIO): void {
+  example(
+    program
+      .command('append')
+      .description('append an entry: a new record keyed by clock (journal), one record per command and session (history), or with --key and --field an entry of a record\'s list (issue notes)')
+      .argument('<collection>', 'collection name')
+      .argument('<json>', 'the entry as JSON, or - for stdin')
+      .option('--key <key>', 'record key (with --field: the record to append to)')
+      .option('--field <name>', 'append-only list field of the record, e.g. notes'),
+    `kitsync append journal '{"text":"bought AAPL","tags":["swing"]}'`,
+    `kitsync append history '{"command":"git status","session":"laptop-1","cwd":"/src"}'`,
+    `kitsync append issues '"reproduced on 0.3"' --key KIT-12 --field notes`,
+  ).action(async (collection: string, json: string, options: { key?: string; field?: string }, cmd: Command) => {
+    const opts = globals(cmd)
+    const value = parseJson(json === '-' ? await io.readStdin() : json, 'the entry')
+    const r = await withWorkspace(io, opts, (ws) => ws.append(collection, value, options))
+    print(io, opts, { collection, key: r.key }, () => `${r.key}\n`)
+  })
+}
