@@ -9,12 +9,25 @@ import './polyfill.js'
 
 export { openWorkspace, type OpenWorkspaceOptions } from './api/open-workspace.js'
 export { startPeer, type PeerOptions } from './api/start-peer.js'
+export { resolveWith, type ConflictResolver, type ResolverOptions } from './api/conflict-resolver.js'
+export { KINDS, KIND_NAMES, CONFLICT_POLICIES, type KindName } from './core/kinds.js'
+export { BUILTIN_SECRET_RULES, type SecretRule } from './core/secrets.js'
 export { KitsyncError, ERROR_CODES, isKitsyncError, type ErrorCode } from './core/errors.js'
 export type { JsonValue, JsonObject, JsonPrimitive } from './core/json.js'
 export type {
+  AppendOptions,
   ChangeEvent,
   ChangesOptions,
+  CollectionChange,
   CollectionInfo,
+  CollectionSettingsView,
+  ConflictEvent,
+  ConflictPolicy,
+  ConflictVersion,
+  ConflictView,
+  ResolveChoice,
+  ResolveResult,
+  SyncProgressEvent,
   DeviceView,
   NetworkStatus,
   SyncOfflineEvent,

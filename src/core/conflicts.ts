@@ -75,5 +75,6 @@ export function resolveConflict(collection: RecordCollection, id: string, choice
     collection.clearConflict(open.id, origin)
   }, origin)
   collection.collapse(open.key, origin)
+  collection.dropSettledConflicts(origin)
   return { key: open.key, ...(open.field === undefined ? {} : { field: open.field }), value }
 }

@@ -324,9 +324,51 @@ export class RecordCollection {
     }, origin)
   }
 
+  /** Subscribe to conflicts that another device recorded (`ask`), as they arrive. */
+  onConflictRecorded(listener: (conflict: OpenConflict) => void): () => void {
+    const observer = (event: Y.YMapEvent<OpenConflict>, tx: Y.Transaction): void => {
+      if (tx.local) return
+      let settled = false
+      for (const id of event.keysChanged) {
+        const c = this.conflictMap.get(id)
+        if (c === undefined) continue
+        if (this.isSettled(c)) settled = true
+        else listener(c)
+      }
+      // An entry that arrived after its conflict was resolved elsewhere: clean it up (after this transaction).
+      if (settled) queueMicrotask(() => this.dropSettledConflicts('kitsync:settle'))
+    }
+    this.conflictMap.observe(observer)
+    return () => this.conflictMap.unobserve(observer)
+  }
+
   /** Conflicts recorded for `ask` and not resolved yet. */
   openConflicts(): OpenConflict[] {
-    return [...this.conflictMap.values()].sort((a, b) => a.at - b.at || a.id.localeCompare(b.id))
+    return [...this.conflictMap.values()].filter((c) => !this.isSettled(c)).sort((a, b) => a.at - b.at || a.id.localeCompare(b.id))
+  }
+
+  /**
+   * A recorded conflict is settled once its versions no longer stand side by side in the
+   * record (a later write replaced them). Two devices may record the same conflict at once
+   * and one entry can outlive the resolve; such entries are settled, not open.
+   */
+  isSettled(c: OpenConflict): boolean {
+    const stamps = new Set<string>()
+    for (const [f, slots] of this.index.get(c.key) ?? []) {
+      if (c.field !== undefined && f !== c.field) continue
+      if (c.field === undefined && f !== HEADER) continue
+      for (const slot of slots) {
+        const s = this.map.get(flatKey(c.key, f, slot))
+        if (s !== undefined) stamps.add(s.t)
+      }
+    }
+    return c.versions.filter((v) => stamps.has(v.hlc)).length < 2
+  }
+
+  /** Forget recorded conflicts that are settled (see isSettled). */
+  dropSettledConflicts(origin: unknown): void {
+    const settled = [...this.conflictMap.values()].filter((c) => this.isSettled(c))
+    if (settled.length > 0) this.doc.transact(() => settled.forEach((c) => this.conflictMap.delete(c.id)), origin)
   }
 
   recordConflict(conflict: OpenConflict, origin: unknown): void {

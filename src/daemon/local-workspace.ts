@@ -107,6 +107,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /** The hybrid logical clock that stamps every write of this device. */
   readonly clock: Hlc
   private settingsWatch: Promise<void> | undefined
+  /** Ids of the conflicts already announced to subscribers. */
+  private readonly conflictsSeen = new Set<string>()
 
   private constructor(store: DocStore, info: WorkspaceInfo, known: string[], options: { maxRecordBytes?: number; socket: string; now?: () => number }) {
     this.store = store
@@ -438,6 +440,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
       if (this.closed) return
       for (const c of found) {
         const event = settleConflict(collection, c, LOCAL_ORIGIN, this.infoValue.deviceId, Date.now())
+        if (this.conflictsSeen.has(event.id)) continue
+        this.conflictsSeen.add(event.id)
         this.emitter.emit('sync:conflict', event)
         void this.audit('conflict', `${event.policy} ${event.resolution}: ${name}/${c.key}${c.field === undefined ? '' : `.${c.field}`} (${event.versions.length} versions, id ${event.id})`).catch(() => undefined)
       }
@@ -798,7 +802,16 @@ export class LocalWorkspace implements Workspace, SyncHost {
       fieldTypes: { ...rules.kind.fieldTypes },
       ...(limit === undefined ? {} : { maxRecordBytes: limit }),
     })
-    if (!internal) collection.onConflict((found) => this.onConflicts(name, collection, found))
+    if (!internal) {
+      collection.onConflict((found) => this.onConflicts(name, collection, found))
+      collection.onConflictRecorded((open) => {
+        // Recorded by another device: tell this device's subscribers once.
+        if (this.conflictsSeen.has(open.id)) return
+        this.conflictsSeen.add(open.id)
+        const { detectedBy: _by, ...rest } = open
+        this.emitter.emit('sync:conflict', { ...rest, collection: name, policy: collection.policy, resolution: 'open' })
+      })
+    }
     const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
     doc.on('update', (update: Uint8Array) => {
       const write = log.append(update)
