@@ -103,6 +103,8 @@ export interface DeviceRecord {
   addedBy: string
   addedAt: number
   state: 'trusted' | 'revoked'
+  /** `untrusted`: a storage/relay peer (the VPS): transport only, never the workspace keys. */
+  role: 'trusted' | 'untrusted'
   revokedBy?: string
   revokedAt?: number
   /** Last time the running peer saw it (absent without a running peer). */

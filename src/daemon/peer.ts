@@ -90,13 +90,13 @@ export class Peer {
       // rotation (and passed on by whoever receives a newer epoch).
       const keys = workspace.keys
       const keyHolder: KeyHolder = {
-        isTrusted: (id) => workspace.isMember(id),
+        isTrusted: (id) => workspace.isTrusted(id),
         epoch: () => keys?.epoch ?? 0,
         keysAfter: (epoch) => keys?.export(epoch) ?? {},
         receive: async (received, from) => {
           if (keys === undefined || !(await keys.merge(received))) return
           await workspace.audit('key-rotated', `workspace key epoch ${keys.epoch}, received from …${from.slice(-8)}`)
-          for (const id of mesh.connectedPeers()) if (id !== from) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+          for (const id of mesh.connectedPeers()) if (id !== from && !workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
         },
       }
       const mesh: Mesh = await Mesh.create({
@@ -121,10 +121,14 @@ export class Peer {
       workspace.on('device:revoked', ({ peerId, by }) => {
         void mesh.hangUp(peerId).then(() => {
           if (by !== self || keys === undefined) return
-          for (const id of mesh.connectedPeers()) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+          for (const id of mesh.connectedPeers()) if (!workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
         })
       })
-      mesh.on('connected', ({ peerId }) => void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined))
+      mesh.on('connected', ({ peerId }) => {
+        // Keys are pulled from trusted members only, and an untrusted peer (the VPS) pulls none.
+        if (workspace.isUntrusted(peerId) || workspace.isUntrusted(self)) return
+        void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined)
+      })
       const lastRefusal = new Map<string, number>()
       mesh.on('refused', ({ peerId, reason }) => {
         const now = Date.now()
@@ -168,13 +172,18 @@ export class Peer {
     return this.mesh.listenAddresses().map((a) => a.replace(/\/p2p\/[^/]+$/, ''))
   }
 
-  async createInvite(ttlMs?: number, options: { confirm?: boolean } = {}): Promise<Invite> {
+  async createInvite(ttlMs?: number, options: { confirm?: boolean; untrusted?: boolean } = {}): Promise<Invite> {
     // The device that invites first founds the membership with itself in it.
     await this.workspace.keys?.ensure()
     if (!(await this.workspace.isMember(this.deviceId))) {
       await this.workspace.addMember(this.deviceId, { name: hostname(), addedBy: this.deviceId, addedAt: Date.now() })
     }
-    return this.invites.create({ addresses: this.shareableAddresses(), ...(ttlMs === undefined ? {} : { ttlMs }), ...(options.confirm === true ? { confirm: true } : {}) })
+    return this.invites.create({
+      addresses: this.shareableAddresses(),
+      ...(ttlMs === undefined ? {} : { ttlMs }),
+      ...(options.confirm === true ? { confirm: true } : {}),
+      ...(options.untrusted === true ? { untrusted: true } : {}),
+    })
   }
 
   /** Join the workspace of a token: pair with the inviter, adopt the workspace, copy it. */
