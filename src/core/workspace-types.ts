@@ -173,6 +173,13 @@ export interface NetworkStatus {
   /** Epoch of the current workspace key (0: none yet; +1 at each revocation). */
   keyEpoch: number
   devices: DeviceView[]
+  /**
+   * The encrypted store: on an untrusted peer (the VPS) its figures, on a trusted device its
+   * sessions with stores (cursor: last entry applied).
+   */
+  blindStore?:
+    | { role: 'store'; storeId: string; head: number; snapshotSeq: number; sinceCount: number; sinceBytes: number; sessions: number }
+    | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number }[]; lastError?: { peerId: string; code: string; message: string } }
 }
 
 export interface WorkspaceStatus {

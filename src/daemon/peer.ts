@@ -9,6 +9,8 @@ import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
 import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
 import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from '../net/key-exchange.js'
 import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
+import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
+import { BlindWiring } from './blind-wiring.js'
 import { homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
@@ -28,6 +30,8 @@ export interface PeerOptions {
   control?: boolean
   /** Limits of the sync protocol per peer (defaults in DEFAULT_SYNC_LIMITS). */
   syncLimits?: Partial<SyncLimits>
+  /** Serve as a circuit relay v2 for members (`peer start --relay`, on the VPS). */
+  relay?: boolean
   /** Workspace event listeners attached before the network starts, so no event is missed. */
   listeners?: { [K in keyof WorkspaceEvents]?: (payload: WorkspaceEvents[K]) => void }
 }
@@ -55,6 +59,7 @@ export class Peer {
     readonly paths: HomePaths,
     readonly startedAt: number,
     readonly bootstrap: string[],
+    readonly blind: BlindWiring,
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -99,6 +104,8 @@ export class Peer {
           for (const id of mesh.connectedPeers()) if (id !== from && !workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
         },
       }
+      // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
+      const blind = new BlindWiring(workspace, self)
       const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
@@ -107,12 +114,17 @@ export class Peer {
         bootstrap,
         mdns: options.mdns ?? true,
         discoveryKeys: () => keys?.all() ?? [],
+        relay: options.relay ?? false,
+        members: async () => Object.keys(await workspace.members()),
         handlers: {
+          [BLIND_PROTOCOL_ID]: blind.handler,
           [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self),
           [KEYS_PROTOCOL_ID]: (stream, connection) => handleKeys(stream, connection, keyHolder),
         },
       })
       cleanup.unshift(() => mesh.stop())
+      cleanup.unshift(() => blind.stop())
+      blind.attach(mesh)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
@@ -154,7 +166,7 @@ export class Peer {
       const startedAt = Date.now()
       await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
       workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
-      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap)
+      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind)
       control?.setPeer(peer)
       return peer
     } catch (err) {
@@ -234,6 +246,7 @@ export class Peer {
       refusedConnections: this.mesh.refusedCount,
       keyEpoch: this.workspace.keys?.epoch ?? 0,
       devices: await this.devices(),
+      blindStore: await this.blind.status(),
     }
   }
 
@@ -260,6 +273,7 @@ export class Peer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await this.control?.close()
+      await this.blind.stop().catch(() => undefined)
       await this.mesh.stop().catch(() => undefined)
       await this.workspace.close()
       await rm(this.paths.pid, { force: true })
