@@ -175,11 +175,11 @@ export interface NetworkStatus {
   devices: DeviceView[]
   /**
    * The encrypted store: on an untrusted peer (the VPS) its figures, on a trusted device its
-   * sessions with stores (cursor: last entry applied).
+   * sessions with stores (cursor: last entry applied; pending: changes not yet acknowledged).
    */
   blindStore?:
     | { role: 'store'; storeId: string; head: number; snapshotSeq: number; sinceCount: number; sinceBytes: number; sessions: number }
-    | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number }[]; lastError?: { peerId: string; code: string; message: string } }
+    | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]; lastError?: { peerId: string; code: string; message: string } }
 }
 
 export interface WorkspaceStatus {

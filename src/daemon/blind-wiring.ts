@@ -9,7 +9,7 @@ import type { LocalWorkspace } from './local-workspace.js'
 /** What `status` shows of the blind store: the store's figures on the VPS, the sessions on a device. */
 export type BlindStatus =
   | { role: 'store'; storeId: string; head: number; snapshotSeq: number; sinceCount: number; sinceBytes: number; sessions: number }
-  | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number }[]; lastError?: { peerId: string; code: string; message: string } }
+  | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]; lastError?: { peerId: string; code: string; message: string } }
 
 const MAX_RETRY_MS = 30_000
 
@@ -119,7 +119,7 @@ export class BlindWiring {
       const server = await this.storeServer()
       return { role: 'store', ...server.storage.state(), sessions: server.liveSessions() }
     }
-    const stores = this.client.sessions().map((s) => ({ peerId: s.peerId, live: s.live, cursor: s.cursor }))
+    const stores = this.client.sessions().map((s) => ({ peerId: s.peerId, live: s.live, cursor: s.cursor, pending: this.client.pending(s) }))
     return this.lastError === undefined ? { role: 'device', stores } : { role: 'device', stores, lastError: this.lastError }
   }
 

@@ -118,6 +118,8 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
   /** Collections changed since the last flush, and whether a change was made here (not merged from a peer). */
   private readonly changed = new Map<string, boolean>()
   private flushScheduled = false
+  /** Collections changed here while no store session was live (deletes leave no trace in a state vector). */
+  private readonly offline = new Set<string>()
 
   constructor(
     readonly host: BlindClientHost,
@@ -150,6 +152,8 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
   /** Start a session with a store over a new link; it says hello at once. */
   async attach(link: PeerLink): Promise<BlindClientSession> {
     const record = await this.load(link.peerId)
+    record.dirty = [...new Set([...record.dirty, ...this.offline])]
+    this.offline.clear()
     const session = new BlindClientSession(this, link, record)
     this.active.add(session)
     session.start()
@@ -158,6 +162,11 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
 
   sessions(): BlindClientSession[] {
     return [...this.active]
+  }
+
+  /** Whether changes are waiting to go to this session's store (not yet acknowledged). */
+  pending(session: BlindClientSession): boolean {
+    return this.flushScheduled || this.changed.size > 0 || session.unacknowledged
   }
 
   /** Close every session; resolves once each one's cursor and state vectors are saved. */
@@ -190,6 +199,7 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
       this.flushScheduled = false
       const changed = new Map(this.changed)
       this.changed.clear()
+      if (![...this.active].some((s) => s.live)) for (const [name, local] of changed) if (local) this.offline.add(name)
       for (const s of this.active) s.noteChanges(changed)
     })
   }
@@ -209,6 +219,8 @@ export class BlindClientSession {
   private snapshotting = false
   private uploading: Promise<void> = Promise.resolve()
   private saveTimer = false
+  /** Uploads asked for and not yet acknowledged (or found to have nothing to send). */
+  private outstanding = 0
   /** Settles when the last save of this session's state is done. */
   saved: Promise<void> = Promise.resolve()
 
@@ -223,6 +235,11 @@ export class BlindClientSession {
 
   get cursor(): number {
     return this.record.cursor
+  }
+
+  /** Uploads in flight, or local changes the store has not acknowledged. */
+  get unacknowledged(): boolean {
+    return this.outstanding > 0 || this.dirty.size > 0 || this.pending.length > 0
   }
 
   start(): void {
@@ -321,6 +338,7 @@ export class BlindClientSession {
           this.record.sv[name] = b64(mergeVector(old === undefined ? undefined : unb64(old), Y.decodeStateVector(vector)))
         }
         if (done.kind === 'put') {
+          this.outstanding = Math.max(0, this.outstanding - 1)
           this.record.cursor = Math.max(this.record.cursor, frame.seq)
           this.sinceCount++
         } else {
@@ -397,6 +415,8 @@ export class BlindClientSession {
 
   /** Upload, as one encrypted entry, what the store lacks of these collections. */
   private upload(names: string[], changed: Map<string, boolean>): void {
+    this.outstanding++
+    let sent = false
     this.uploading = this.uploading.then(async () => {
       if (this.closed || !this.live) return
       const current = this.client.host.currentKey()
@@ -420,7 +440,12 @@ export class BlindClientSession {
       this.pending.push({ kind: 'put', vectors })
       this.send({ type: BlindType.PUT, epoch: current.epoch, ciphertext })
       this.sinceBytes += ciphertext.byteLength
-    }).catch((err: unknown) => this.close(toKitsyncError(err)))
+      sent = true
+    })
+      .catch((err: unknown) => this.close(toKitsyncError(err)))
+      .finally(() => {
+        if (!sent) this.outstanding = Math.max(0, this.outstanding - 1)
+      })
   }
 
   /** Past the thresholds, and with nothing in flight: replace what the store holds by one snapshot. */
