@@ -11,6 +11,7 @@ import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from
 import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
 import { BlindWiring } from './blind-wiring.js'
+import type { SnapshotPolicy } from '../sync/blind-client.js'
 import { homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
@@ -32,6 +33,8 @@ export interface PeerOptions {
   syncLimits?: Partial<SyncLimits>
   /** Serve as a circuit relay v2 for members (`peer start --relay`, on the VPS). */
   relay?: boolean
+  /** When this device uploads a snapshot to a VPS store (default DEFAULT_SNAPSHOT_POLICY; benchmarks change it). */
+  snapshotPolicy?: SnapshotPolicy
   /** Workspace event listeners attached before the network starts, so no event is missed. */
   listeners?: { [K in keyof WorkspaceEvents]?: (payload: WorkspaceEvents[K]) => void }
 }
@@ -105,7 +108,7 @@ export class Peer {
         },
       }
       // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
-      const blind = new BlindWiring(workspace, self)
+      const blind = new BlindWiring(workspace, self, options.snapshotPolicy)
       const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
