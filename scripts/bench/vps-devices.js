@@ -8,12 +8,14 @@ const peers = []
 
 const commands = {
   async start({ homes, tokens, bootstrap }) {
-    for (let i = 0; i < homes.length; i++) {
-      const peer = await Peer.start({ home: homes[i], listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, mdns: false, control: false })
-      peers.push(peer)
-      await peer.join(tokens[i], `dev${i}`, { waitMs: 30_000 })
+    const started = await Promise.all(homes.map((home) => Peer.start({ home, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, mdns: false, control: false })))
+    peers.push(...started)
+    // Four joins at a time: twenty at once overwhelm the inviter's pairing handler.
+    const joined = []
+    for (let i = 0; i < started.length; i += 4) {
+      joined.push(...(await Promise.all(started.slice(i, i + 4).map((peer, k) => peer.join(tokens[i + k], `dev${i + k}`, { waitMs: 20_000 })))))
     }
-    return { peers: peers.length }
+    return { peers: peers.length, caughtUp: joined.filter((j) => j.caughtUp).length }
   },
   /** `count` writes on every device. */
   async write({ collection, count }) {
@@ -30,7 +32,6 @@ const commands = {
   },
   async stop() {
     for (const p of peers.splice(0)) await p.stop().catch(() => undefined)
-    setImmediate(() => process.exit(0))
     return {}
   },
 }
@@ -41,5 +42,9 @@ process.on('message', async ({ id, cmd, args }) => {
   } catch (err) {
     process.send({ id, error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) })
   }
+})
+// The parent disconnects after `stop`: nothing is left to keep this process alive.
+process.on('disconnect', () => {
+  for (const p of peers.splice(0)) void p.stop().catch(() => undefined)
 })
 process.send({ event: 'ready' })

@@ -140,7 +140,8 @@ export async function run(ctx) {
       tokens.push((await a.request('invite')).token)
     }
     fleet = await Fleet.fork()
-    await fleet.request('start', { homes, tokens, bootstrap: [vAddr] }, 300_000)
+    const fleetStart = await fleet.request('start', { homes, tokens, bootstrap: [vAddr] }, 300_000)
+    log(`  fleet: ${fleetStart.peers} devices started, ${fleetStart.caughtUp} caught up when joining`)
     await waitFor('every device live with the store', async () => ((await fleet.request('live')).live >= FLEET.devices ? true : undefined), 120_000)
     await fleet.request('write', { collection: 'fleet', count: FLEET.writes }, 300_000)
     await waitFor('A has every device\'s writes', async () => ((await a.request('blind', { collection: 'fleet' })).records >= FLEET.devices * FLEET.writes ? true : undefined), 120_000)
@@ -216,6 +217,7 @@ class Fleet {
   async close() {
     if (this.child.exitCode !== null) return
     await this.request('stop', {}, 60_000).catch(() => this.child.kill('SIGKILL'))
+    if (this.child.connected) this.child.disconnect()
     await withTimeout(this.exited, 10_000, 'fleet did not exit').catch(() => this.child.kill('SIGKILL'))
   }
 }
