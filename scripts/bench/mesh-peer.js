@@ -20,12 +20,12 @@ const remoteKeys = (keys) => {
   for (const w of [...watchers]) w(keys)
 }
 
-async function startKitsync({ home, listen, bootstrap }) {
+async function startKitsync({ home, listen, bootstrap, relay = false, snapshotPolicy }) {
   const t0 = now()
   const { Peer } = await import('../../dist/daemon/peer.js')
   const importMs = now() - t0
   const t1 = now()
-  const peer = await Peer.start({ home, listen, bootstrap, mdns: false, control: false })
+  const peer = await Peer.start({ home, listen, bootstrap, mdns: false, control: false, relay, ...(snapshotPolicy === undefined ? {} : { snapshotPolicy }) })
   const startMs = now() - t1
   const events = { connected: [], caughtUp: [] }
   peer.engine.on('connected', (e) => events.connected.push({ peerId: e.peerId, t: now() }))
@@ -148,8 +148,8 @@ const commands = {
   'kitsync-start': startKitsync,
   'ws-start': startWebsocket,
 
-  async invite() {
-    const invite = await node.peer.createInvite()
+  async invite({ untrusted = false } = {}) {
+    const invite = await node.peer.createInvite(undefined, { untrusted })
     return { token: invite.token, addresses: invite.addresses }
   },
 
@@ -174,6 +174,13 @@ const commands = {
       helloAt: node.events.connected.map((e) => e.t - t0),
       caughtUpAt: node.events.caughtUp.map((e) => e.t - t0),
     }
+  },
+
+  /** The blind store as this peer sees it (vps section), and its records in one collection. */
+  async blind({ collection } = {}) {
+    const records = collection === undefined ? 0 : await node.getAll(collection).then((r) => Object.keys(r).length, () => 0)
+    const net = await node.peer.networkStatus()
+    return { blindStore: net.blindStore, records, devices: net.devices.map((d) => ({ peerId: d.peerId, state: d.state, address: d.address })) }
   },
 
   /** A kitsync peer's connected sessions, and which members it has. */

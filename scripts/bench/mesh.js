@@ -549,7 +549,7 @@ async function idleMemory(tmp) {
 // Processes
 
 /** A mesh-peer.js child: request/reply over IPC, plus a buffer of the events it sends. */
-class BenchNode {
+export class BenchNode {
   static async fork(name) {
     const profile = process.env.BENCH_CPU_PROF
     const execArgv = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(resolve(profile), name)}`]

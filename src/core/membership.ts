@@ -11,7 +11,18 @@ export interface Member {
   name: string
   addedBy: string
   addedAt: number
+  /**
+   * `untrusted`: a storage/relay peer (the VPS, `kitsync pair --untrusted`). It is a member for
+   * transport (it may connect, relay and keep the encrypted store) but never receives the
+   * workspace keys nor any collection except TRANSPORT_COLLECTIONS. Absent: trusted.
+   */
+  role?: MemberRole
 }
+
+export type MemberRole = 'trusted' | 'untrusted'
+
+/** The only collections exchanged with (or by) an untrusted peer: what it needs to gate transport. */
+export const TRANSPORT_COLLECTIONS: ReadonlySet<string> = new Set(['_members', '_revoked'])
 
 export function isInternalCollection(name: string): boolean {
   return name.startsWith('_')
@@ -19,9 +30,9 @@ export function isInternalCollection(name: string): boolean {
 
 export function toMember(value: JsonValue | undefined): Member | undefined {
   if (!isJsonObject(value)) return undefined
-  const { name, addedBy, addedAt } = value
+  const { name, addedBy, addedAt, role } = value
   if (typeof name !== 'string' || typeof addedBy !== 'string' || typeof addedAt !== 'number') return undefined
-  return { name, addedBy, addedAt }
+  return role === 'untrusted' ? { name, addedBy, addedAt, role } : { name, addedBy, addedAt }
 }
 
 /**

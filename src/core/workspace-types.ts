@@ -107,6 +107,8 @@ export interface DeviceRecord {
   addedBy: string
   addedAt: number
   state: 'trusted' | 'revoked'
+  /** `untrusted`: a storage/relay peer (the VPS): transport only, never the workspace keys. */
+  role: 'trusted' | 'untrusted'
   revokedBy?: string
   revokedAt?: number
   /** Last time the running peer saw it (absent without a running peer). */
@@ -235,6 +237,13 @@ export interface NetworkStatus {
   /** Epoch of the current workspace key (0: none yet; +1 at each revocation). */
   keyEpoch: number
   devices: DeviceView[]
+  /**
+   * The encrypted store: on an untrusted peer (the VPS) its figures, on a trusted device its
+   * sessions with stores (cursor: last entry applied; pending: changes not yet acknowledged).
+   */
+  blindStore?:
+    | { role: 'store'; storeId: string; head: number; snapshotSeq: number; sinceCount: number; sinceBytes: number; sessions: number }
+    | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]; lastError?: { peerId: string; code: string; message: string } }
 }
 
 export interface WorkspaceStatus {

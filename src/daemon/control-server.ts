@@ -21,7 +21,7 @@ import {
  */
 /** What the running peer adds to the control API (absent when only the store is served). */
 export interface PeerControl {
-  createInvite(ttlMs?: number, options?: { confirm?: boolean }): Promise<Invite>
+  createInvite(ttlMs?: number, options?: { confirm?: boolean; untrusted?: boolean }): Promise<Invite>
   readonly invites: { approve(tokenId: string, accept: boolean): boolean }
   join(token: string, name: string, options?: { waitMs?: number }): Promise<unknown>
   networkStatus(): Promise<NetworkStatus>
@@ -197,7 +197,7 @@ export class ControlServer {
       case 'pair': {
         const ttl = p.ttlMs
         if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl > 0))) throw new KitsyncError('INVALID_ARGUMENT', 'ttlMs must be a positive number')
-        return this.requirePeer().createInvite(ttl as number | undefined, { confirm: p.confirm === true })
+        return this.requirePeer().createInvite(ttl as number | undefined, { confirm: p.confirm === true, untrusted: p.untrusted === true })
       }
       case 'approve': {
         if (typeof p.accept !== 'boolean') throw new KitsyncError('INVALID_ARGUMENT', 'accept must be true or false')

@@ -3,7 +3,7 @@ import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { isJsonObject } from '../core/json.js'
 import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
-import { encodeToken, TOKEN_FLAG_CONFIRM, TOKEN_SECRET_BYTES, tokenId } from '../protocol/pair-token.js'
+import { encodeToken, TOKEN_FLAG_CONFIRM, TOKEN_FLAG_UNTRUSTED, TOKEN_SECRET_BYTES, tokenId } from '../protocol/pair-token.js'
 import type { PairingAuthority, Welcome } from '../net/pairing.js'
 import { readJsonFile, writeJsonFile } from '../store/json-file.js'
 import type { LocalWorkspace } from './local-workspace.js'
@@ -18,6 +18,8 @@ interface InviteRecord {
   usedBy?: string
   /** The inviter approves the joiner after comparing confirmation codes. */
   confirm?: boolean
+  /** The joiner becomes an untrusted storage/relay member: no keys, system collections only. */
+  untrusted?: boolean
 }
 
 export interface PendingJoin {
@@ -68,14 +70,21 @@ export class Invites
     return new Invites(file, workspace, self, records, maxDevices)
   }
 
-  async create(options: { addresses: string[]; ttlMs?: number; confirm?: boolean }): Promise<Invite> {
+  async create(options: { addresses: string[]; ttlMs?: number; confirm?: boolean; untrusted?: boolean }): Promise<Invite> {
     const secret = randomBytes(TOKEN_SECRET_BYTES)
     const id = tokenId(secret)
     const now = Date.now()
     const expiresAt = now + (options.ttlMs ?? DEFAULT_TOKEN_TTL_MS)
-    this.records.set(id, { secret: secret.toString('hex'), createdAt: now, expiresAt, ...(options.confirm === true ? { confirm: true } : {}) })
+    this.records.set(id, {
+      secret: secret.toString('hex'),
+      createdAt: now,
+      expiresAt,
+      ...(options.confirm === true ? { confirm: true } : {}),
+      ...(options.untrusted === true ? { untrusted: true } : {}),
+    })
     await this.save()
-    const token = encodeToken({ workspaceId: this.workspace.workspaceId, inviter: this.self, addresses: options.addresses, secret, expiresAt, flags: options.confirm === true ? TOKEN_FLAG_CONFIRM : 0 })
+    const flags = (options.confirm === true ? TOKEN_FLAG_CONFIRM : 0) | (options.untrusted === true ? TOKEN_FLAG_UNTRUSTED : 0)
+    const token = encodeToken({ workspaceId: this.workspace.workspaceId, inviter: this.self, addresses: options.addresses, secret, expiresAt, flags })
     return { token, tokenId: id, expiresAt: Math.ceil(expiresAt / 1000) * 1000, addresses: options.addresses }
   }
 
@@ -127,10 +136,13 @@ export class Invites
     r.usedAt = Date.now()
     r.usedBy = joiner.deviceId
     await this.save()
-    await this.workspace.addMember(joiner.deviceId, { name: joiner.name, addedBy: this.self, addedAt: Date.now() })
+    const untrusted = r.untrusted === true
+    await this.workspace.addMember(joiner.deviceId, { name: joiner.name, addedBy: this.self, addedAt: Date.now(), ...(untrusted ? { role: 'untrusted' as const } : {}) })
     this.emit('used', { tokenId: id, deviceId: joiner.deviceId, name: joiner.name })
     const info = await this.workspace.info()
-    return { workspaceId: info.workspaceId, name: info.name, members: await this.workspace.encodeCollection(MEMBERS_COLLECTION), keys: this.workspace.keys?.export(0) ?? {} }
+    // An untrusted (storage/relay) member gets the membership, never a workspace key.
+    const keys = untrusted ? {} : (this.workspace.keys?.export(0) ?? {})
+    return { workspaceId: info.workspaceId, name: info.name, members: await this.workspace.encodeCollection(MEMBERS_COLLECTION), keys }
   }
 
   refused(reason: KitsyncError, joiner: string): void {

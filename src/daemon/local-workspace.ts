@@ -12,6 +12,7 @@ import {
   toAuditEntry,
   toMember,
   toRevocation,
+  TRANSPORT_COLLECTIONS,
   type AuditEntry,
   type AuditType,
   type Member,
@@ -102,6 +103,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly closeHooks: (() => Promise<void>)[] = []
   private readonly stickyRevoked = new Set<string>()
   private revocationWatch: Promise<void> | undefined
+  /** Members with role `untrusted` (kept in step with `_members`, for the synchronous `shares`). */
+  private readonly untrusted = new Set<string>()
   /** What `status` says about the peer; the peer process sets it. */
   peerState: PeerState
   /** The hybrid logical clock that stamps every write of this device. */
@@ -550,7 +553,32 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return out
   }
 
-  /** A trusted member: added to the workspace and never revoked. */
+  /**
+   * SyncHost: an untrusted peer (the VPS), and this device if it is one, exchange only the
+   * collections that gate transport (`_members`, `_revoked`); everything else stays apart.
+   */
+  shares(peerId: string, collection: string): boolean {
+    if (this.untrusted.has(peerId) || this.untrusted.has(this.infoValue.deviceId)) return TRANSPORT_COLLECTIONS.has(collection)
+    return true
+  }
+
+  /** SyncHost: nothing an untrusted peer sends is applied (it could otherwise rewrite the membership). */
+  accepts(peerId: string): boolean {
+    return !this.untrusted.has(peerId)
+  }
+
+  /** A member that may hold the workspace keys and content: not revoked, not `untrusted`. */
+  async isTrusted(deviceId: string): Promise<boolean> {
+    await this.watchRevocations()
+    return (await this.isMember(deviceId)) && !this.untrusted.has(deviceId)
+  }
+
+  /** Whether a device is a member with role `untrusted` (known once the membership is loaded). */
+  isUntrusted(deviceId: string): boolean {
+    return this.untrusted.has(deviceId)
+  }
+
+  /** A member (trusted or untrusted): added to the workspace and never revoked. */
   async isMember(deviceId: string): Promise<boolean> {
     if (await this.isRevoked(deviceId)) return false
     return toMember((await this.load(MEMBERS_COLLECTION)).collection.get(deviceId)) !== undefined
@@ -574,6 +602,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
         addedBy: m?.addedBy ?? '',
         addedAt: m?.addedAt ?? 0,
         state: r === undefined && !this.stickyRevoked.has(id) ? 'trusted' : 'revoked',
+        role: m?.role ?? 'trusted',
         self: id === this.infoValue.deviceId,
       }
       if (r !== undefined) {
@@ -646,6 +675,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       const revoked = (await this.load(REVOKED_COLLECTION)).collection
       const members = (await this.load(MEMBERS_COLLECTION)).collection
       for (const id of revoked.keys()) if (!this.stickyRevoked.has(id)) await this.rememberRevoked(id)
+      for (const [id, value] of Object.entries(members.entries())) if (toMember(value)?.role === 'untrusted') this.untrusted.add(id)
       revoked.onChange((changes) => {
         for (const c of changes) {
           const r = toRevocation(c.value)
@@ -664,6 +694,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
       members.onChange((changes) => {
         for (const c of changes) {
           const m = toMember(c.value)
+          if (m?.role === 'untrusted') this.untrusted.add(c.key)
+          else if (m !== undefined) this.untrusted.delete(c.key)
           if (m !== undefined && c.origin !== LOCAL_ORIGIN && c.key !== this.infoValue.deviceId) this.emitter.emit('device:joined', { peerId: c.key, name: m.name, by: m.addedBy })
         }
       })

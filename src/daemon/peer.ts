@@ -9,6 +9,9 @@ import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
 import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
 import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from '../net/key-exchange.js'
 import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
+import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
+import { BlindWiring } from './blind-wiring.js'
+import type { SnapshotPolicy } from '../sync/blind-client.js'
 import { homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
@@ -28,6 +31,10 @@ export interface PeerOptions {
   control?: boolean
   /** Limits of the sync protocol per peer (defaults in DEFAULT_SYNC_LIMITS). */
   syncLimits?: Partial<SyncLimits>
+  /** Serve as a circuit relay v2 for members (`peer start --relay`, on the VPS). */
+  relay?: boolean
+  /** When this device uploads a snapshot to a VPS store (default DEFAULT_SNAPSHOT_POLICY; benchmarks change it). */
+  snapshotPolicy?: SnapshotPolicy
   /** Workspace event listeners attached before the network starts, so no event is missed. */
   listeners?: { [K in keyof WorkspaceEvents]?: (payload: WorkspaceEvents[K]) => void }
 }
@@ -55,6 +62,7 @@ export class Peer {
     readonly paths: HomePaths,
     readonly startedAt: number,
     readonly bootstrap: string[],
+    readonly blind: BlindWiring,
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -90,15 +98,17 @@ export class Peer {
       // rotation (and passed on by whoever receives a newer epoch).
       const keys = workspace.keys
       const keyHolder: KeyHolder = {
-        isTrusted: (id) => workspace.isMember(id),
+        isTrusted: (id) => workspace.isTrusted(id),
         epoch: () => keys?.epoch ?? 0,
         keysAfter: (epoch) => keys?.export(epoch) ?? {},
         receive: async (received, from) => {
           if (keys === undefined || !(await keys.merge(received))) return
           await workspace.audit('key-rotated', `workspace key epoch ${keys.epoch}, received from …${from.slice(-8)}`)
-          for (const id of mesh.connectedPeers()) if (id !== from) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+          for (const id of mesh.connectedPeers()) if (id !== from && !workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
         },
       }
+      // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
+      const blind = new BlindWiring(workspace, self, options.snapshotPolicy)
       const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
@@ -107,12 +117,17 @@ export class Peer {
         bootstrap,
         mdns: options.mdns ?? true,
         discoveryKeys: () => keys?.all() ?? [],
+        relay: options.relay ?? false,
+        members: async () => Object.keys(await workspace.members()),
         handlers: {
+          [BLIND_PROTOCOL_ID]: blind.handler,
           [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self),
           [KEYS_PROTOCOL_ID]: (stream, connection) => handleKeys(stream, connection, keyHolder),
         },
       })
       cleanup.unshift(() => mesh.stop())
+      cleanup.unshift(() => blind.stop())
+      blind.attach(mesh)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
@@ -121,10 +136,14 @@ export class Peer {
       workspace.on('device:revoked', ({ peerId, by }) => {
         void mesh.hangUp(peerId).then(() => {
           if (by !== self || keys === undefined) return
-          for (const id of mesh.connectedPeers()) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+          for (const id of mesh.connectedPeers()) if (!workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
         })
       })
-      mesh.on('connected', ({ peerId }) => void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined))
+      mesh.on('connected', ({ peerId }) => {
+        // Keys are pulled from trusted members only, and an untrusted peer (the VPS) pulls none.
+        if (workspace.isUntrusted(peerId) || workspace.isUntrusted(self)) return
+        void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined)
+      })
       const lastRefusal = new Map<string, number>()
       mesh.on('refused', ({ peerId, reason }) => {
         const now = Date.now()
@@ -150,7 +169,7 @@ export class Peer {
       const startedAt = Date.now()
       await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
       workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
-      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap)
+      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind)
       control?.setPeer(peer)
       return peer
     } catch (err) {
@@ -168,13 +187,18 @@ export class Peer {
     return this.mesh.listenAddresses().map((a) => a.replace(/\/p2p\/[^/]+$/, ''))
   }
 
-  async createInvite(ttlMs?: number, options: { confirm?: boolean } = {}): Promise<Invite> {
+  async createInvite(ttlMs?: number, options: { confirm?: boolean; untrusted?: boolean } = {}): Promise<Invite> {
     // The device that invites first founds the membership with itself in it.
     await this.workspace.keys?.ensure()
     if (!(await this.workspace.isMember(this.deviceId))) {
       await this.workspace.addMember(this.deviceId, { name: hostname(), addedBy: this.deviceId, addedAt: Date.now() })
     }
-    return this.invites.create({ addresses: this.shareableAddresses(), ...(ttlMs === undefined ? {} : { ttlMs }), ...(options.confirm === true ? { confirm: true } : {}) })
+    return this.invites.create({
+      addresses: this.shareableAddresses(),
+      ...(ttlMs === undefined ? {} : { ttlMs }),
+      ...(options.confirm === true ? { confirm: true } : {}),
+      ...(options.untrusted === true ? { untrusted: true } : {}),
+    })
   }
 
   /** Join the workspace of a token: pair with the inviter, adopt the workspace, copy it. */
@@ -225,6 +249,7 @@ export class Peer {
       refusedConnections: this.mesh.refusedCount,
       keyEpoch: this.workspace.keys?.epoch ?? 0,
       devices: await this.devices(),
+      blindStore: await this.blind.status(),
     }
   }
 
@@ -251,6 +276,7 @@ export class Peer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await this.control?.close()
+      await this.blind.stop().catch(() => undefined)
       await this.mesh.stop().catch(() => undefined)
       await this.workspace.close()
       await rm(this.paths.pid, { force: true })

@@ -63,7 +63,7 @@ export async function handleKeys(stream: Stream, connection: Connection, holder:
 
 /** Ask a trusted member for the keys newer than ours. */
 export async function pullKeys(node: Libp2p, peerId: string, holder: KeyHolder): Promise<void> {
-  const stream = await node.dialProtocol(peerIdFromString(peerId), KEYS_PROTOCOL_ID, { signal: AbortSignal.timeout(TIMEOUT_MS) })
+  const stream = await node.dialProtocol(peerIdFromString(peerId), KEYS_PROTOCOL_ID, { signal: AbortSignal.timeout(TIMEOUT_MS), runOnLimitedConnection: true })
   const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE })
   const signal = AbortSignal.timeout(TIMEOUT_MS)
   try {
@@ -78,7 +78,7 @@ export async function pullKeys(node: Libp2p, peerId: string, holder: KeyHolder):
 
 /** Give a trusted member keys it may not have yet (after a rotation). */
 export async function pushKeys(node: Libp2p, peerId: string, keys: Record<string, string>): Promise<void> {
-  const stream = await node.dialProtocol(peerIdFromString(peerId), KEYS_PROTOCOL_ID, { signal: AbortSignal.timeout(TIMEOUT_MS) })
+  const stream = await node.dialProtocol(peerIdFromString(peerId), KEYS_PROTOCOL_ID, { signal: AbortSignal.timeout(TIMEOUT_MS), runOnLimitedConnection: true })
   const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE })
   try {
     await lp.write(json({ t: 'push', keys }), { signal: AbortSignal.timeout(TIMEOUT_MS) })

@@ -1,5 +1,7 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { identify } from '@libp2p/identify'
 import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -31,7 +33,19 @@ export interface MeshOptions {
   discoveryKeys?: () => Uint8Array[]
   /** Extra protocol handlers (pairing). */
   handlers?: Record<string, (stream: Stream, connection: Connection) => void | Promise<void>>
+  /** Serve as a circuit relay v2 for members (the VPS, `peer start --relay`). */
+  relay?: boolean
+  /** Every member's device id: dialled through a relay when there is no direct connection. */
+  members?: () => Promise<string[]>
 }
+
+/**
+ * Limits of a relayed connection on a kitsync relay: enough for sync (a large catch-up, hours of
+ * live updates), unlike libp2p's 128 KiB / 2 minutes. Past them the relay cuts the connection and
+ * the devices dial again. The relay reads the duration in milliseconds (the client in seconds).
+ */
+export const RELAY_LIMITS = { durationMs: 60 * 60 * 1000, dataBytes: 1n << 30n, maxReservations: 128 } as const
+const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 
 export type DiscoveryState = { mdns: 'off' } | { mdns: 'on' } | { mdns: 'unavailable'; reason: string }
 
@@ -69,6 +83,9 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private stopped = false
   private lan: PrivateMdns | undefined
   private readonly discoveryKeys: () => Uint8Array[]
+  private readonly members: () => Promise<string[]>
+  /** Relays (members that serve circuit relay v2) by peer id: their direct address. */
+  private readonly relays = new Map<string, string>()
   refusedCount = 0
 
   private constructor(node: Libp2p, options: MeshOptions, discovery: DiscoveryState) {
@@ -80,6 +97,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.bootstrapAddrs = (options.bootstrap ?? []).map((a) => multiaddr(a))
     this.listen = options.listen ?? DEFAULT_LISTEN
     this.discoveryKeys = options.discoveryKeys ?? (() => [])
+    this.members = options.members ?? (async () => [])
   }
 
   /**
@@ -92,23 +110,46 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       const reason = await multicastUnavailable()
       discovery = reason === undefined ? { mdns: 'on' } : { mdns: 'unavailable', reason: `${reason}; peers can still be reached with --bootstrap` }
     }
+    const isMember = options.isMember
+    // A device also listens through any relay it connects to (`/p2p-circuit`: reservations are
+    // made on members that serve circuit relay, e.g. the VPS), and upgrades a relayed connection
+    // to a direct one by hole punching (DCUtR) when the networks allow it.
+    const listen = [...(options.listen ?? DEFAULT_LISTEN), ...(options.relay === true ? [] : ['/p2p-circuit'])]
     const node = await createLibp2p({
       start: false,
       privateKey: options.privateKey,
-      addresses: { listen: options.listen ?? DEFAULT_LISTEN },
-      transports: [tcp()],
+      addresses: { listen },
+      transports: [tcp(), circuitRelayTransport()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       peerDiscovery: [],
-      services: { identify: identify(), ping: ping() },
+      // Only members get a reservation on our relay (and only if we are one).
+      connectionGater: { denyInboundRelayReservation: async (peer) => !(await isMember(peer.toString()).catch(() => false)) },
+      services: {
+        identify: identify(),
+        ping: ping(),
+        dcutr: dcutr(),
+        ...(options.relay === true
+          ? { relay: circuitRelayServer({ reservations: { maxReservations: RELAY_LIMITS.maxReservations, defaultDurationLimit: RELAY_LIMITS.durationMs, defaultDataLimit: RELAY_LIMITS.dataBytes } }) }
+          : {}),
+      },
     })
     const mesh = new Mesh(node, options, discovery)
-    await node.handle(SYNC_PROTOCOL_ID, (stream, connection) => mesh.inbound(stream, connection), { maxInboundStreams: 4, maxOutboundStreams: 4 })
+    // Every kitsync protocol may run over a relayed (limited) connection.
+    await node.handle(SYNC_PROTOCOL_ID, (stream, connection) => mesh.inbound(stream, connection), { maxInboundStreams: 4, maxOutboundStreams: 4, runOnLimitedConnection: true })
     for (const [protocol, handler] of Object.entries(options.handlers ?? {})) {
-      await node.handle(protocol, async (stream, connection) => {
-        await handler(stream, connection)
-      })
+      await node.handle(
+        protocol,
+        async (stream, connection) => {
+          await handler(stream, connection)
+        },
+        { runOnLimitedConnection: true },
+      )
     }
+    node.addEventListener('peer:identify', (evt) => {
+      if (!evt.detail.protocols.includes(HOP_PROTOCOL) || evt.detail.connection.remoteAddr.toString().includes('/p2p-circuit')) return
+      void mesh.foundRelay(evt.detail.peerId.toString(), evt.detail.connection.remoteAddr.toString())
+    })
     node.addEventListener('peer:connect', (evt) => void mesh.onConnect(evt.detail))
     node.addEventListener('peer:disconnect', (evt) => mesh.onDisconnect(evt.detail))
     node.addEventListener('peer:discovery', (evt) => void mesh.onDiscovery(evt.detail.id))
@@ -193,6 +234,34 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     await this.node.stop()
   }
 
+  /** A member that relays: reach every member we are not connected to through it. */
+  private async foundRelay(relay: string, address: string): Promise<void> {
+    if (this.stopped || !(await this.isMember(relay).catch(() => false))) return
+    this.relays.set(relay, address.replace(/\/p2p\/[^/]+$/, ''))
+    for (const id of await this.members().catch(() => [])) this.dialThroughRelays(id)
+  }
+
+  /** Dial a member through the relays we know (until a connection to it exists). */
+  private dialThroughRelays(id: string): void {
+    if (this.stopped || id === this.peerId || this.relays.has(id) || this.relays.size === 0) return
+    const peer = peerIdFromString(id)
+    if (this.node.getConnections(peer).length > 0) return
+    const dial = async (): Promise<void> => {
+      if (this.node.getConnections(peer).length > 0) return
+      let last: unknown
+      for (const [relay, address] of this.relays) {
+        try {
+          await this.node.dial(multiaddr(`${address}/p2p/${relay}/p2p-circuit/p2p/${id}`))
+          return
+        } catch (err) {
+          last = err
+        }
+      }
+      throw last
+    }
+    dial().catch(() => this.scheduleRedial(`relay:${id}`, dial))
+  }
+
   private async onConnect(peer: PeerId): Promise<void> {
     const id = peer.toString()
     this.redials.delete(id)
@@ -207,7 +276,10 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.touch(id, 'disconnected')
     if (this.stopped) return
     void this.isMember(id).then((member) => {
-      if (member) this.scheduleRedial(id, () => this.node.dial(peer))
+      if (!member) return
+      if (this.relays.has(id)) this.relays.delete(id)
+      else if (this.relays.size > 0) this.dialThroughRelays(id)
+      this.scheduleRedial(id, () => this.node.dial(peer))
     }, () => undefined)
   }
 
@@ -256,7 +328,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   private async openSync(peer: PeerId): Promise<void> {
-    const stream = await this.node.dialProtocol(peer, SYNC_PROTOCOL_ID)
+    const stream = await this.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true })
     this.attach(stream, peer.toString(), this.peerId)
   }
 

@@ -117,7 +117,7 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
   await node.peerStore.merge(inviter, { multiaddrs: addrs })
   let stream: Stream
   try {
-    stream = await node.dialProtocol(inviter, PAIR_PROTOCOL_ID, { signal: AbortSignal.timeout(PAIR_TIMEOUT_MS) })
+    stream = await node.dialProtocol(inviter, PAIR_PROTOCOL_ID, { signal: AbortSignal.timeout(PAIR_TIMEOUT_MS), runOnLimitedConnection: true })
   } catch (err) {
     throw new KitsyncError('PEER_UNREACHABLE', `cannot reach the inviting device at ${token.addresses.join(', ') || '(no address)'}: ${(err as Error).message}`, { cause: err })
   }

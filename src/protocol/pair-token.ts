@@ -87,6 +87,8 @@ export function pairingProof(secret: Uint8Array, parts: { tokenId: string; invit
 
 /** Token flag: the inviter approves the joiner after both compare the confirmation code. */
 export const TOKEN_FLAG_CONFIRM = 1
+/** Token flag: the joiner is an untrusted storage/relay peer (membership, never the keys). */
+export const TOKEN_FLAG_UNTRUSTED = 2
 
 /**
  * The short code both screens show during pairing: 6 digits derived from the secret, the

@@ -30,6 +30,12 @@ export interface SyncHost {
    * untrusted peers are kept apart.
    */
   shares?(peerId: string, collection: string): boolean
+  /**
+   * Whether updates this peer sends for a shared collection are applied (optional; default
+   * yes). Lets a device send the membership to an untrusted peer without ever taking a change
+   * to it from that peer.
+   */
+  accepts?(peerId: string, collection: string): boolean
 }
 
 /** One connection to a peer, seen from the engine. */
@@ -307,6 +313,10 @@ export class SyncSession {
     }
     if (this.engine.host.hasCollection?.(frame.collection) === false && isEmptyUpdate(frame.payload)) {
       // The peer has nothing for a collection we do not have either: nothing to create.
+      if (frame.step === SyncStep.STEP2 && this.awaiting.delete(frame.collection)) this.checkCaughtUp()
+      return
+    }
+    if (frame.step !== SyncStep.STEP1 && this.engine.host.accepts?.(this.peerId, frame.collection) === false) {
       if (frame.step === SyncStep.STEP2 && this.awaiting.delete(frame.collection)) this.checkCaughtUp()
       return
     }

@@ -13,11 +13,13 @@ export function register(program: Command, io: CliIO): void {
         .description('show a one-time token (and QR code) that lets a new device join this workspace')
         .option('--ttl <minutes>', 'minutes until the token expires', '10')
         .option('--png <file>', 'also write the QR code as a PNG image')
-        .option('--confirm', 'approve the new device here after comparing the code both screens show'),
+        .option('--confirm', 'approve the new device here after comparing the code both screens show')
+        .option('--untrusted', 'a token for a storage/relay peer (a VPS): a member for transport that never receives the workspace keys or content'),
     ),
     'kitsync pair',
     'kitsync pair --json --ttl 5',
-  ).action(async (options: NetworkFlags & { ttl: string; png?: string; confirm?: boolean }, cmd: Command) => {
+    'kitsync pair --untrusted --json     # then on the VPS: kitsync join TOKEN && kitsync peer start --headless --relay',
+  ).action(async (options: NetworkFlags & { ttl: string; png?: string; confirm?: boolean; untrusted?: boolean }, cmd: Command) => {
     const opts = globals(cmd)
     const minutes = Number(options.ttl)
     if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 7 * 24 * 60) throw new KitsyncError('INVALID_ARGUMENT', '--ttl must be a number of minutes between 0 and 10080')
@@ -27,7 +29,7 @@ export function register(program: Command, io: CliIO): void {
     if (client !== undefined) {
       // The running peer issues the token and admits the new device.
       try {
-        const invite = (await client.request('pair', { ttlMs, confirm: options.confirm === true })) as Invite
+        const invite = (await client.request('pair', { ttlMs, confirm: options.confirm === true, untrusted: options.untrusted === true })) as Invite
         await show(io, opts.json === true, invite, options.png)
         if (options.confirm === true) {
           const pending = new Promise<PendingJoin>((resolve, reject) => {
@@ -50,7 +52,7 @@ export function register(program: Command, io: CliIO): void {
     // No peer runs: run one here until the token is used, expires, or Ctrl-C.
     const peer = await (await import('../../daemon/peer.js')).Peer.start({ home, ...peerOptionsFrom(options) })
     try {
-      const invite = await peer.createInvite(ttlMs, { confirm: options.confirm === true })
+      const invite = await peer.createInvite(ttlMs, { confirm: options.confirm === true, untrusted: options.untrusted === true })
       await show(io, opts.json === true, invite, options.png)
       peer.invites.on('pending', (join) => {
         if (join.tokenId !== invite.tokenId) return

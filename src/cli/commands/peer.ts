@@ -9,12 +9,16 @@ export function register(program: Command, io: CliIO): void {
       peer
         .command('start')
         .description('run the peer in the foreground: owns the store, syncs with the other devices, serves the control socket; Ctrl-C or SIGTERM stops it cleanly')
-        .option('--name <name>', 'name of the workspace if the home folder has none yet'),
+        .option('--name <name>', 'name of the workspace if the home folder has none yet')
+        .option('--headless', 'run without a terminal (a server, systemd): JSON log lines on stdout, see docs/vps.md')
+        .option('--relay', 'also serve as a circuit relay v2 for the members of the workspace (the VPS)'),
     ),
     'kitsync peer start',
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
-  ).action(async (options: NetworkFlags & { name?: string }, cmd: Command) => {
+    'kitsync peer start --headless --relay --no-mdns     # on a VPS',
+  ).action(async (options: NetworkFlags & { name?: string; headless?: boolean; relay?: boolean }, cmd: Command) => {
     const opts = globals(cmd)
+    if (options.headless === true) return runHeadless(io, opts.home, options)
     const json = opts.json === true
     // Events can come as soon as the network starts, before the started line is printed:
     // hold them until then, so the output is in order and nothing is lost.
@@ -28,6 +32,7 @@ export function register(program: Command, io: CliIO): void {
       home: resolveHome(opts.home, io.env),
       ...(options.name === undefined ? {} : { name: options.name }),
       ...peerOptionsFrom(options),
+      ...(options.relay === true ? { relay: true } : {}),
       listeners: {
         'sync:connected': (e) => emit(line('sync:connected', e, `connected ${e.peerId}`)),
         'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
@@ -63,4 +68,41 @@ export function register(program: Command, io: CliIO): void {
     if (opts.json === true) io.out(JSON.stringify({ event: 'stopped', signal }) + '\n')
     else io.out(`kitsync peer stopped (${signal})\n`)
   })
+}
+
+/** `peer start --headless`: JSON log lines (pino) on stdout; SIGTERM stops cleanly with exit 0. */
+async function runHeadless(io: CliIO, home: string | undefined, options: NetworkFlags & { name?: string; relay?: boolean }): Promise<void> {
+  const log = (await import('../headless-log.js')).headlessLog()
+  const running = await (await import('../../daemon/peer.js')).Peer.start({
+    home: resolveHome(home, io.env),
+    ...(options.name === undefined ? {} : { name: options.name }),
+    ...peerOptionsFrom(options),
+    ...(options.relay === true ? { relay: true } : {}),
+    listeners: {
+      'sync:connected': (e) => log.event('sync:connected', e),
+      'sync:offline': (e) => log.event('sync:offline', e),
+      'device:joined': (e) => log.event('device:joined', e),
+      'device:revoked': (e) => log.event('device:revoked', e),
+    },
+  })
+  running.invites.on('refused', (e) => log.event('pairing:refused', e, 'warn'))
+  running.mesh.on('refused', (e) => log.event('connection:refused', e, 'warn'))
+  running.blind.client.on('live', (e) => log.event('blind:live', e))
+  running.blind.client.on('closed', (e) => log.event('blind:closed', e.error === undefined ? { peerId: e.peerId } : { peerId: e.peerId, code: e.error.code, message: e.error.message }))
+  const info = await running.workspace.info()
+  const net = await running.networkStatus()
+  const self = net.devices.find((d) => d.peerId === info.deviceId)
+  log.event('started', {
+    socket: running.paths.socket,
+    ...info,
+    listen: net.listen,
+    discovery: net.discovery,
+    relay: options.relay === true,
+    role: running.workspace.isUntrusted(info.deviceId) ? 'untrusted' : self === undefined ? 'not a member yet' : 'trusted',
+  })
+  const signal = await io.interrupted()
+  log.event('stopping', { signal })
+  await running.stop()
+  log.event('stopped', { signal })
+  log.flush()
 }

@@ -1,0 +1,50 @@
+// Many kitsync devices in one process, for the "vps" section's memory figure: each joins the
+// workspace with its own token, keeps the VPS as bootstrap (relay + blind store), and writes.
+// Parent -> child over IPC: { id, cmd, args }; child -> parent: { id, result } or { id, error }.
+import '../../dist/polyfill.js'
+
+const { Peer } = await import('../../dist/daemon/peer.js')
+const peers = []
+
+const commands = {
+  async start({ homes, tokens, bootstrap }) {
+    const started = await Promise.all(homes.map((home) => Peer.start({ home, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, mdns: false, control: false })))
+    peers.push(...started)
+    // Four joins at a time: twenty at once overwhelm the inviter's pairing handler.
+    const joined = []
+    for (let i = 0; i < started.length; i += 4) {
+      joined.push(...(await Promise.all(started.slice(i, i + 4).map((peer, k) => peer.join(tokens[i + k], `dev${i + k}`, { waitMs: 20_000 })))))
+    }
+    return { peers: peers.length, caughtUp: joined.filter((j) => j.caughtUp).length }
+  },
+  /** `count` writes on every device. */
+  async write({ collection, count }) {
+    await Promise.all(peers.map(async (p, i) => {
+      for (let k = 0; k < count; k++) await p.workspace.set(collection, `d${i}-${k}`, { i, k, s: 'x'.repeat(64) })
+    }))
+    return {}
+  },
+  /** Devices whose blind store session is live. */
+  async live() {
+    let live = 0
+    for (const p of peers) if ((await p.blind.status()).stores?.some((s) => s.live)) live++
+    return { live }
+  },
+  async stop() {
+    for (const p of peers.splice(0)) await p.stop().catch(() => undefined)
+    return {}
+  },
+}
+
+process.on('message', async ({ id, cmd, args }) => {
+  try {
+    process.send({ id, result: await commands[cmd](args ?? {}) })
+  } catch (err) {
+    process.send({ id, error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) })
+  }
+})
+// The parent disconnects after `stop`: nothing is left to keep this process alive.
+process.on('disconnect', () => {
+  for (const p of peers.splice(0)) void p.stop().catch(() => undefined)
+})
+process.send({ event: 'ready' })

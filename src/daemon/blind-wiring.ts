@@ -1,0 +1,132 @@
+import { setImmediate } from 'node:timers'
+import { openBlind, serveBlind, type StreamHandler } from '../net/blind-link.js'
+import type { Mesh } from '../net/mesh.js'
+import { LevelBlindStorage } from '../store/blind-store.js'
+import { BlindClient, type SnapshotPolicy } from '../sync/blind-client.js'
+import { BlindServer } from '../sync/blind-server.js'
+import type { LocalWorkspace } from './local-workspace.js'
+
+/** What `status` shows of the blind store: the store's figures on the VPS, the sessions on a device. */
+export type BlindStatus =
+  | { role: 'store'; storeId: string; head: number; snapshotSeq: number; sinceCount: number; sinceBytes: number; sessions: number }
+  | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]; lastError?: { peerId: string; code: string; message: string } }
+
+const MAX_RETRY_MS = 30_000
+
+/**
+ * Wires the blind store into a peer. On an untrusted peer (the VPS) it serves
+ * `/kitsync/blind/1.0.0` from its LevelDB to trusted members; on a trusted device it opens a
+ * session with every untrusted member it connects to, uploads what the store lacks and
+ * downloads what it missed.
+ */
+export class BlindWiring {
+  readonly client: BlindClient
+  private server: Promise<BlindServer> | undefined
+  private mesh: Mesh | undefined
+  private stopped = false
+  private readonly retries = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
+  private lastError: { peerId: string; code: string; message: string } | undefined
+  private serverValue: BlindServer | undefined
+
+  constructor(
+    private readonly workspace: LocalWorkspace,
+    private readonly self: string,
+    policy?: SnapshotPolicy,
+  ) {
+    const keys = (): LocalWorkspace['keys'] => workspace.keys
+    this.client = new BlindClient(
+      {
+        get workspaceId() {
+          return workspace.workspaceId
+        },
+        collectionNames: () => workspace.collectionNames(),
+        openDoc: (name) => workspace.openDoc(name),
+        flushDoc: (name) => workspace.flushDoc(name),
+        getLocal: (key) => workspace.store.getLocal(key),
+        putLocal: (key, value) => workspace.store.putLocal(key, value),
+        currentKey: () => {
+          const k = keys()
+          const key = k?.key()
+          return k === undefined || key === undefined ? undefined : { epoch: k.epoch, key }
+        },
+        key: (epoch) => keys()?.key(epoch),
+      },
+      { schedule: (fn) => setImmediate(fn), ...(policy === undefined ? {} : { policy }) },
+    )
+    workspace.onDocLoaded(({ name, doc }) => this.client.track(name, doc))
+    this.client.on('live', ({ peerId }) => this.retries.delete(peerId))
+    this.client.on('closed', ({ peerId, error }) => {
+      if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }
+      this.retry(peerId)
+    })
+    this.client.on('skipped', ({ peerId, seq, reason }) => void workspace.audit('sync-error', `blind store entry ${seq} skipped: ${reason}`, peerId).catch(() => undefined))
+    // A revoked device loses its store sessions at once (the mesh also hangs up on it).
+    workspace.on('device:revoked', ({ peerId }) => this.serverValue?.disconnect(peerId))
+  }
+
+  /** The protocol handler (every peer has it; only an untrusted one serves, to trusted members). */
+  readonly handler: StreamHandler = (stream, connection) => {
+    void this.storeServer().then(
+      (server) => serveBlind(server)(stream, connection),
+      () => stream.abort(new Error('blind store unavailable')),
+    )
+  }
+
+  attach(mesh: Mesh): void {
+    this.mesh = mesh
+    mesh.on('connected', ({ peerId }) => this.connect(peerId))
+  }
+
+  /** Open a session with a store peer if this device is trusted and the peer is an untrusted member. */
+  connect(peerId: string): void {
+    const mesh = this.mesh
+    if (this.stopped || mesh === undefined) return
+    if (!this.workspace.isUntrusted(peerId) || this.workspace.isUntrusted(this.self) || (this.workspace.keys?.epoch ?? 0) === 0) return
+    if (this.client.sessions().some((s) => s.peerId === peerId)) return
+    openBlind(mesh.node, peerId, this.client).catch((err: Error) => {
+      this.lastError = { peerId, code: 'PEER_UNREACHABLE', message: err.message }
+      this.retry(peerId)
+    })
+  }
+
+  private retry(peerId: string): void {
+    if (this.stopped || !(this.mesh?.connectedPeers().includes(peerId) ?? false)) return
+    const state = this.retries.get(peerId) ?? { attempt: 0 }
+    if (state.timer !== undefined) return
+    const delay = Math.min(MAX_RETRY_MS, 1000 * 2 ** state.attempt)
+    state.attempt++
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      this.connect(peerId)
+    }, delay)
+    state.timer.unref()
+    this.retries.set(peerId, state)
+  }
+
+  private storeServer(): Promise<BlindServer> {
+    this.server ??= LevelBlindStorage.open(this.workspace.store.db).then((storage) => {
+      this.serverValue = new BlindServer(storage, {
+        workspaceId: () => this.workspace.workspaceId,
+        authorize: async (peerId) => this.workspace.isUntrusted(this.self) && (await this.workspace.isTrusted(peerId)),
+      })
+      return this.serverValue
+    })
+    return this.server
+  }
+
+  async status(): Promise<BlindStatus> {
+    if (this.workspace.isUntrusted(this.self)) {
+      const server = await this.storeServer()
+      return { role: 'store', ...server.storage.state(), sessions: server.liveSessions() }
+    }
+    const stores = this.client.sessions().map((s) => ({ peerId: s.peerId, live: s.live, cursor: s.cursor, pending: this.client.pending(s) }))
+    return this.lastError === undefined ? { role: 'device', stores } : { role: 'device', stores, lastError: this.lastError }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const r of this.retries.values()) clearTimeout(r.timer)
+    this.serverValue?.closeAll()
+    await this.client.closeAll()
+  }
+}

@@ -1,0 +1,494 @@
+import * as Y from 'yjs'
+import { TypedEmitter } from '../core/emitter.js'
+import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from '../protocol/blind-frames.js'
+import { open, seal, type EnvelopeItem } from './blind-envelope.js'
+import { SyncSession, type PeerLink } from './sync-engine.js'
+
+/**
+ * A trusted device's side of the blind store (pure: the workspace and the transport plug in).
+ *
+ * Per store (one untrusted peer), the device keeps on its own (never synced): the store's id,
+ * its cursor (the last seq it has applied), and per collection the state vector the store
+ * holds as far as it knows (advanced by what it uploads and what it downloads). It uploads
+ * `Y.encodeStateAsUpdate(doc, thatStateVector)`: what the store lacks, nothing more; live
+ * changes are batched per tick. Downloads are decrypted, merged, made durable, and only then
+ * does the cursor move. Once the store holds more than the thresholds below since its last
+ * snapshot, a device that is caught up uploads a compacted snapshot covering its cursor.
+ */
+
+export interface BlindClientHost {
+  readonly workspaceId: string
+  collectionNames(): string[]
+  openDoc(name: string): Promise<Y.Doc>
+  flushDoc?(name: string): Promise<void>
+  /** Device-local JSON values (LocalWorkspace getLocal/putLocal). */
+  getLocal(key: string): Promise<unknown>
+  putLocal(key: string, value: unknown): Promise<void>
+  /** The newest workspace key, or undefined before the device has one. */
+  currentKey(): { epoch: number; key: Uint8Array } | undefined
+  key(epoch: number): Uint8Array | undefined
+}
+
+export interface SnapshotPolicy {
+  /** Upload a snapshot once the store holds this many entries since the last one... */
+  entries: number
+  /** ...or this many ciphertext bytes. */
+  bytes: number
+}
+
+export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = { entries: 1000, bytes: 8 * 1024 * 1024 }
+
+export interface BlindClientEvents {
+  /** Catch-up with a store finished: everything it held up to `head` is applied. */
+  live: { peerId: string; head: number }
+  /** Entries from the store were merged. */
+  applied: { peerId: string; entries: number; cursor: number }
+  /** The store acknowledged an upload. */
+  uploaded: { peerId: string; seq: number }
+  /** A session with a store ended. */
+  closed: { peerId: string; error?: KitsyncError }
+  /** An entry that does not decrypt (damaged, or not made by a member): skipped. */
+  skipped: { peerId: string; seq: number; reason: string }
+}
+
+interface StoreRecord {
+  storeId: string
+  cursor: number
+  /** Base64 state vectors by collection. */
+  sv: Record<string, string>
+  /** Collections with local changes (deletes too) not yet acknowledged by this store. */
+  dirty: string[]
+}
+
+const EMPTY_SV = new Uint8Array([0])
+
+/** What an update holds, per client: the clock after its last struct (skips ignored). */
+export function updateClocks(update: Uint8Array): Map<number, number> {
+  const out = new Map<number, number>()
+  for (const s of Y.decodeUpdate(update).structs) {
+    if (s.constructor.name === 'Skip') continue
+    const end = s.id.clock + s.length
+    if ((out.get(s.id.client) ?? 0) < end) out.set(s.id.client, end)
+  }
+  return out
+}
+
+function mergeVector(sv: Uint8Array | undefined, clocks: Map<number, number>): Uint8Array {
+  const merged = sv === undefined ? new Map<number, number>() : Y.decodeStateVector(sv)
+  for (const [client, clock] of clocks) if ((merged.get(client) ?? 0) < clock) merged.set(client, clock)
+  return encodeVector(merged)
+}
+
+function encodeVector(map: Map<number, number>): Uint8Array {
+  // A state vector is varuint count, then (client, clock) varuint pairs: same as Y.encodeStateVector.
+  const bytes: number[] = []
+  const varuint = (n: number): void => {
+    while (n > 0x7f) {
+      bytes.push((n & 0x7f) | 0x80)
+      n = Math.floor(n / 128)
+    }
+    bytes.push(n)
+  }
+  varuint(map.size)
+  for (const [client, clock] of map) {
+    varuint(client)
+    varuint(clock)
+  }
+  return new Uint8Array(bytes)
+}
+
+/** Does `sv` (what the store has) reach every clock of `docSv`? */
+function covers(sv: Uint8Array | undefined, docSv: Uint8Array): boolean {
+  const have = sv === undefined ? new Map<number, number>() : Y.decodeStateVector(sv)
+  for (const [client, clock] of Y.decodeStateVector(docSv)) if ((have.get(client) ?? 0) < clock) return false
+  return true
+}
+
+const b64 = (bytes: Uint8Array): string => {
+  let s = ''
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
+  return btoa(s)
+}
+const unb64 = (text: string): Uint8Array => Uint8Array.from(atob(text), (c) => c.charCodeAt(0))
+
+export class BlindClient extends TypedEmitter<BlindClientEvents> {
+  private readonly docs = new Map<string, Y.Doc>()
+  private readonly active = new Set<BlindClientSession>()
+  /** Collections changed since the last flush, and whether a change was made here (not merged from a peer). */
+  private readonly changed = new Map<string, boolean>()
+  private flushScheduled = false
+  /** Collections changed here while no store session was live (deletes leave no trace in a state vector). */
+  private readonly offline = new Set<string>()
+
+  constructor(
+    readonly host: BlindClientHost,
+    readonly options: { schedule?: (fn: () => void) => void; policy?: SnapshotPolicy } = {},
+  ) {
+    super()
+  }
+
+  get policy(): SnapshotPolicy {
+    return this.options.policy ?? DEFAULT_SNAPSHOT_POLICY
+  }
+
+  /** Watch a collection's document for changes to upload. Idempotent. */
+  track(name: string, doc: Y.Doc): void {
+    if (this.docs.get(name) === doc) return
+    this.docs.set(name, doc)
+    doc.on('update', (_update: Uint8Array, origin: unknown) => {
+      if (origin instanceof BlindClientSession) return
+      this.changed.set(name, (this.changed.get(name) ?? false) || !(origin instanceof SyncSession))
+      this.scheduleFlush()
+    })
+  }
+
+  async doc(name: string): Promise<Y.Doc> {
+    const doc = await this.host.openDoc(name)
+    this.track(name, doc)
+    return doc
+  }
+
+  /** Start a session with a store over a new link; it says hello at once. */
+  async attach(link: PeerLink): Promise<BlindClientSession> {
+    const record = await this.load(link.peerId)
+    record.dirty = [...new Set([...record.dirty, ...this.offline])]
+    this.offline.clear()
+    const session = new BlindClientSession(this, link, record)
+    this.active.add(session)
+    session.start()
+    return session
+  }
+
+  sessions(): BlindClientSession[] {
+    return [...this.active]
+  }
+
+  /** Whether changes are waiting to go to this session's store (not yet acknowledged). */
+  pending(session: BlindClientSession): boolean {
+    return this.flushScheduled || this.changed.size > 0 || session.unacknowledged
+  }
+
+  /** Close every session; resolves once each one's cursor and state vectors are saved. */
+  async closeAll(): Promise<void> {
+    const sessions = [...this.active]
+    for (const s of sessions) s.close()
+    await Promise.all(sessions.map((s) => s.saved.catch(() => undefined)))
+  }
+
+  /** @internal */
+  removed(session: BlindClientSession, error?: KitsyncError): void {
+    if (this.active.delete(session)) this.emit('closed', error === undefined ? { peerId: session.peerId } : { peerId: session.peerId, error })
+  }
+
+  /** @internal */
+  async load(peerId: string): Promise<StoreRecord> {
+    const raw = (await this.host.getLocal(`blind:${peerId}`)) as Partial<StoreRecord> | undefined
+    return {
+      storeId: typeof raw?.storeId === 'string' ? raw.storeId : '',
+      cursor: typeof raw?.cursor === 'number' ? raw.cursor : 0,
+      sv: typeof raw?.sv === 'object' && raw.sv !== null ? raw.sv : {},
+      dirty: Array.isArray(raw?.dirty) ? raw.dirty.filter((d): d is string => typeof d === 'string') : [],
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    ;(this.options.schedule ?? queueMicrotask)(() => {
+      this.flushScheduled = false
+      const changed = new Map(this.changed)
+      this.changed.clear()
+      if (![...this.active].some((s) => s.live)) for (const [name, local] of changed) if (local) this.offline.add(name)
+      for (const s of this.active) s.noteChanges(changed)
+    })
+  }
+}
+
+export class BlindClientSession {
+  readonly peerId: string
+  live = false
+  private closed = false
+  private inbox: Promise<void> = Promise.resolve()
+  private queue: BlindFrame[] = []
+  private draining = false
+  private readonly pending: { kind: 'put' | 'snapshot'; vectors: Map<string, Uint8Array> }[] = []
+  private readonly dirty: Set<string>
+  private sinceCount = 0
+  private sinceBytes = 0
+  private snapshotting = false
+  private uploading: Promise<void> = Promise.resolve()
+  private saveTimer = false
+  /** Uploads asked for and not yet acknowledged (or found to have nothing to send). */
+  private outstanding = 0
+  /** Settles when the last save of this session's state is done. */
+  saved: Promise<void> = Promise.resolve()
+
+  constructor(
+    private readonly client: BlindClient,
+    private readonly link: PeerLink,
+    private readonly record: StoreRecord,
+  ) {
+    this.peerId = link.peerId
+    this.dirty = new Set(record.dirty)
+  }
+
+  get cursor(): number {
+    return this.record.cursor
+  }
+
+  /** Uploads in flight, or local changes the store has not acknowledged. */
+  get unacknowledged(): boolean {
+    return this.outstanding > 0 || this.dirty.size > 0 || this.pending.length > 0
+  }
+
+  start(): void {
+    this.send({ type: BlindType.HELLO, version: BLIND_PROTOCOL_VERSION, workspaceId: this.client.host.workspaceId, storeId: this.record.storeId, cursor: this.record.cursor })
+  }
+
+  receive(bytes: Uint8Array): void {
+    if (this.closed) return
+    try {
+      this.queue.push(decodeBlindFrame(bytes))
+    } catch (err) {
+      this.close(toKitsyncError(err))
+      return
+    }
+    if (!this.draining) {
+      this.draining = true
+      this.inbox = this.inbox.then(() => this.drain()).catch((err: unknown) => this.close(toKitsyncError(err)))
+    }
+  }
+
+  idle(): Promise<void> {
+    return this.inbox
+  }
+
+  close(error?: KitsyncError): void {
+    if (this.closed) return
+    this.closed = true
+    this.live = false
+    this.link.close(error)
+    // Uploads not acknowledged: the next session sends them again.
+    for (const p of this.pending.splice(0)) for (const name of p.vectors.keys()) if (p.kind === 'put') this.dirty.add(name)
+    void this.save()
+    this.client.removed(this, error)
+  }
+
+  /** @internal Collections changed (true: changed here); uploaded now if live. */
+  noteChanges(changed: Map<string, boolean>): void {
+    for (const [name, local] of changed) if (local) this.dirty.add(name)
+    if (this.live) this.upload([...changed.keys()], changed)
+  }
+
+  private send(frame: BlindFrame): void {
+    if (!this.closed) this.link.send(encodeBlindFrame(frame))
+  }
+
+  /** Handle every frame queued so far, the entries in one batch (decrypted in parallel, merged per collection). */
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.closed) {
+      const frames = this.queue
+      this.queue = []
+      let batch: (BlindFrame & { type: 5 | 7 })[] = []
+      for (const frame of frames) {
+        if (frame.type === BlindType.ENTRY || frame.type === BlindType.SNAPSHOT) {
+          batch.push(frame)
+          continue
+        }
+        if (batch.length > 0) await this.apply(batch)
+        batch = []
+        await this.handle(frame)
+      }
+      if (batch.length > 0) await this.apply(batch)
+    }
+    this.draining = false
+  }
+
+  private async handle(frame: BlindFrame): Promise<void> {
+    if (this.closed) return
+    switch (frame.type) {
+      case BlindType.ERROR:
+        this.close()
+        return
+      case BlindType.WELCOME:
+        if (frame.storeId !== this.record.storeId) {
+          // A store we never saw (or one that lost its data): start from zero with it.
+          this.record.storeId = frame.storeId
+          this.record.cursor = 0
+          this.record.sv = {}
+        }
+        this.sinceCount = frame.sinceCount
+        this.sinceBytes = frame.sinceBytes
+        return
+      case BlindType.LIVE:
+        this.live = true
+        await this.save()
+        this.client.emit('live', { peerId: this.peerId, head: frame.head })
+        // Upload whatever the store lacks: every collection whose state is ahead, and local changes.
+        this.upload([...new Set([...this.client.host.collectionNames(), ...this.dirty])], new Map())
+        await this.uploading
+        this.maybeSnapshot()
+        return
+      case BlindType.ACK: {
+        const done = this.pending.shift()
+        if (done === undefined) throw new KitsyncError('PROTOCOL_ERROR', 'acknowledgement of nothing')
+        for (const [name, vector] of done.vectors) {
+          const old = this.record.sv[name]
+          this.record.sv[name] = b64(mergeVector(old === undefined ? undefined : unb64(old), Y.decodeStateVector(vector)))
+        }
+        if (done.kind === 'put') {
+          this.outstanding = Math.max(0, this.outstanding - 1)
+          this.record.cursor = Math.max(this.record.cursor, frame.seq)
+          this.sinceCount++
+        } else {
+          this.sinceCount = 0
+          this.sinceBytes = 0
+          this.snapshotting = false
+        }
+        this.record.dirty = [...this.dirty]
+        this.scheduleSave()
+        this.client.emit('uploaded', { peerId: this.peerId, seq: frame.seq })
+        this.maybeSnapshot()
+        return
+      }
+      default:
+        throw new KitsyncError('PROTOCOL_ERROR', `unexpected blind frame type ${frame.type} from the store`)
+    }
+  }
+
+  /** Decrypt a batch of entries (and a snapshot), merge them, make them durable, move the cursor. */
+  private async apply(frames: (BlindFrame & { type: 5 | 7 })[]): Promise<void> {
+    const host = this.client.host
+    const opened = await Promise.all(
+      frames.map(async (f) => {
+        const seq = f.type === BlindType.ENTRY ? f.seq : f.covers
+        const key = host.key(f.epoch)
+        // Without the key of that epoch the device cannot go on: stop here, the cursor stays
+        // before it, and a later session (after a key pull) takes it from there.
+        if (key === undefined) return { seq, missingKey: f.epoch, items: [] as EnvelopeItem[] }
+        try {
+          return { seq, items: await open(key, { workspaceId: host.workspaceId, epoch: f.epoch, kind: f.type === BlindType.ENTRY ? 'entry' : 'snapshot' }, f.ciphertext) }
+        } catch (err) {
+          this.client.emit('skipped', { peerId: this.peerId, seq, reason: toKitsyncError(err).message })
+          return { seq, items: [] as EnvelopeItem[] }
+        }
+      }),
+    )
+    const byCollection = new Map<string, Uint8Array[]>()
+    let cursor = this.record.cursor
+    let missing: number | undefined
+    for (const o of opened) {
+      if ('missingKey' in o && o.missingKey !== undefined) {
+        missing = o.missingKey
+        break
+      }
+      for (const item of o.items) {
+        let list = byCollection.get(item.collection)
+        if (list === undefined) byCollection.set(item.collection, (list = []))
+        list.push(item.update)
+      }
+      cursor = Math.max(cursor, o.seq)
+      if (this.live) this.sinceCount++
+    }
+    if (this.live) for (const f of frames) this.sinceBytes += f.ciphertext.byteLength
+    for (const [name, updates] of byCollection) {
+      if (!/^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) continue
+      const doc = await this.client.doc(name)
+      const clocks = new Map<number, number>()
+      doc.transact(() => {
+        for (const u of updates) {
+          Y.applyUpdate(doc, u)
+          for (const [c, k] of updateClocks(u)) if ((clocks.get(c) ?? 0) < k) clocks.set(c, k)
+        }
+      }, this)
+      const old = this.record.sv[name]
+      this.record.sv[name] = b64(mergeVector(old === undefined ? undefined : unb64(old), clocks))
+    }
+    for (const name of byCollection.keys()) await host.flushDoc?.(name)
+    this.record.cursor = cursor
+    this.scheduleSave()
+    this.client.emit('applied', { peerId: this.peerId, entries: opened.length, cursor })
+    if (missing !== undefined) this.close(new KitsyncError('NOT_FOUND', `no workspace key of epoch ${missing} on this device yet`))
+    else this.maybeSnapshot()
+  }
+
+  /** Upload, as one encrypted entry, what the store lacks of these collections. */
+  private upload(names: string[], changed: Map<string, boolean>): void {
+    this.outstanding++
+    let sent = false
+    this.uploading = this.uploading.then(async () => {
+      if (this.closed || !this.live) return
+      const current = this.client.host.currentKey()
+      if (current === undefined) return
+      const items: EnvelopeItem[] = []
+      const vectors = new Map<string, Uint8Array>()
+      for (const name of names) {
+        const doc = this.client.host.collectionNames().includes(name) || this.dirty.has(name) ? await this.client.doc(name) : undefined
+        if (doc === undefined) continue
+        const stored = this.record.sv[name]
+        const sv = stored === undefined ? undefined : unb64(stored)
+        const docSv = Y.encodeStateVector(doc)
+        // Nothing new for the store: only a change merged from a peer that it already has.
+        if (!this.dirty.has(name) && changed.get(name) !== true && covers(sv, docSv)) continue
+        items.push({ collection: name, update: Y.encodeStateAsUpdate(doc, sv ?? EMPTY_SV) })
+        vectors.set(name, docSv)
+        this.dirty.delete(name)
+      }
+      if (items.length === 0 || this.closed) return
+      const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'entry' }, items)
+      this.pending.push({ kind: 'put', vectors })
+      this.send({ type: BlindType.PUT, epoch: current.epoch, ciphertext })
+      this.sinceBytes += ciphertext.byteLength
+      sent = true
+    })
+      .catch((err: unknown) => this.close(toKitsyncError(err)))
+      .finally(() => {
+        if (!sent) this.outstanding = Math.max(0, this.outstanding - 1)
+      })
+  }
+
+  /** Past the thresholds, and with nothing in flight: replace what the store holds by one snapshot. */
+  private maybeSnapshot(): void {
+    const policy = this.client.policy
+    if (!this.live || this.snapshotting || this.pending.length > 0) return
+    if (this.sinceCount < policy.entries && this.sinceBytes < policy.bytes) return
+    this.snapshotting = true
+    this.uploading = this.uploading.then(async () => {
+      const current = this.client.host.currentKey()
+      if (current === undefined || this.closed) return
+      const coversSeq = this.record.cursor
+      const items: EnvelopeItem[] = []
+      const vectors = new Map<string, Uint8Array>()
+      for (const name of this.client.host.collectionNames()) {
+        const doc = await this.client.doc(name)
+        items.push({ collection: name, update: Y.encodeStateAsUpdate(doc) })
+        vectors.set(name, Y.encodeStateVector(doc))
+      }
+      const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'snapshot' }, items)
+      this.pending.push({ kind: 'snapshot', vectors })
+      this.send({ type: BlindType.SNAPSHOT_PUT, covers: coversSeq, epoch: current.epoch, ciphertext })
+    }).catch((err: unknown) => this.close(toKitsyncError(err)))
+  }
+
+  private scheduleSave(): void {
+    if (this.saveTimer) return
+    this.saveTimer = true
+    void Promise.resolve().then(async () => {
+      this.saveTimer = false
+      await this.save()
+    })
+  }
+
+  /** Saves run one after the other (the last one wins); a failed save is retried by the next. */
+  private save(): Promise<void> {
+    this.saved = this.saved
+      .catch(() => undefined)
+      .then(() => {
+        this.record.dirty = [...this.dirty]
+        return this.client.host.putLocal(`blind:${this.peerId}`, { ...this.record, sv: { ...this.record.sv } })
+      })
+    this.saved.catch(() => undefined)
+    return this.saved
+  }
+}

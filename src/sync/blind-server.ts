@@ -1,0 +1,246 @@
+import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from '../protocol/blind-frames.js'
+import type { PeerLink } from './sync-engine.js'
+
+/**
+ * The untrusted storage peer's side of the blind store (pure: storage and transport plug in).
+ * It keeps opaque entries {seq, epoch, ciphertext} numbered with its own increasing sequence,
+ * plus at most one snapshot that replaces every entry up to the seq it covers. It cannot read
+ * any of it: it only knows who may talk to it (members, from the synced `_members`/`_revoked`).
+ * All operations of all sessions run one at a time, so every device sees the seqs in order.
+ */
+
+export interface BlindEntry {
+  seq: number
+  epoch: number
+  ciphertext: Uint8Array
+}
+
+export interface BlindSnapshot {
+  covers: number
+  epoch: number
+  ciphertext: Uint8Array
+}
+
+export interface BlindStoreState {
+  /** Random id of this store; a device that knew another one starts again from zero. */
+  storeId: string
+  /** Seq of the newest entry (0: none yet). */
+  head: number
+  /** Seq the snapshot covers (0: no snapshot). */
+  snapshotSeq: number
+  /** Entries and ciphertext bytes added since the snapshot (devices decide when to compact). */
+  sinceCount: number
+  sinceBytes: number
+}
+
+/** What the server needs from storage (LevelDB on the VPS, a Map in tests). */
+export interface BlindStorage {
+  state(): BlindStoreState
+  append(epoch: number, ciphertext: Uint8Array): Promise<number>
+  snapshot(): Promise<BlindSnapshot | undefined>
+  /** Entries with seq > `after`, in order. */
+  entriesAfter(after: number): AsyncIterable<BlindEntry>
+  /** Store the snapshot and delete every entry it covers, atomically. */
+  replaceWithSnapshot(snapshot: BlindSnapshot): Promise<void>
+}
+
+export interface BlindServerOptions {
+  workspaceId: () => string
+  /** May this device use the store? (a trusted member, not revoked). Checked on hello and on every write. */
+  authorize: (peerId: string) => Promise<boolean>
+  /** Largest ciphertext accepted (default 32 MiB). */
+  maxEntryBytes?: number
+}
+
+export class BlindServer {
+  private readonly sessions = new Set<BlindServerSession>()
+  private chain: Promise<void> = Promise.resolve()
+
+  constructor(
+    readonly storage: BlindStorage,
+    readonly options: BlindServerOptions,
+  ) {}
+
+  attach(link: PeerLink): BlindServerSession {
+    const session = new BlindServerSession(this, link)
+    this.sessions.add(session)
+    return session
+  }
+
+  /** Close every session of a device (it was revoked). */
+  disconnect(peerId: string): void {
+    for (const s of [...this.sessions]) if (s.peerId === peerId) s.close(new KitsyncError('NOT_A_MEMBER', 'this device is no longer a member'))
+  }
+
+  closeAll(): void {
+    for (const s of [...this.sessions]) s.close()
+  }
+
+  liveSessions(): number {
+    return [...this.sessions].filter((s) => s.live).length
+  }
+
+  /** @internal Run one operation after every earlier one. */
+  serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(fn)
+    this.chain = next.catch(() => undefined)
+    return next
+  }
+
+  /** @internal */
+  removed(session: BlindServerSession): void {
+    this.sessions.delete(session)
+  }
+
+  /** @internal A new entry: every other live session gets it. */
+  broadcast(from: BlindServerSession, entry: BlindEntry): void {
+    for (const s of this.sessions) if (s !== from && s.live) s.send({ type: BlindType.ENTRY, ...entry })
+  }
+}
+
+export class BlindServerSession {
+  readonly peerId: string
+  live = false
+  private hello = false
+  private closed = false
+
+  constructor(
+    private readonly server: BlindServer,
+    private readonly link: PeerLink,
+  ) {
+    this.peerId = link.peerId
+  }
+
+  receive(bytes: Uint8Array): void {
+    if (this.closed) return
+    let frame: BlindFrame
+    try {
+      frame = decodeBlindFrame(bytes)
+    } catch (err) {
+      this.close(toKitsyncError(err))
+      return
+    }
+    void this.server.serial(() => this.handle(frame)).catch((err: unknown) => this.close(toKitsyncError(err)))
+  }
+
+  send(frame: BlindFrame): void {
+    if (!this.closed) this.link.send(encodeBlindFrame(frame))
+  }
+
+  close(error?: KitsyncError): void {
+    if (this.closed) return
+    this.closed = true
+    this.live = false
+    this.link.close(error)
+    this.server.removed(this)
+  }
+
+  private async handle(frame: BlindFrame): Promise<void> {
+    if (this.closed) return
+    const { storage, options } = this.server
+    if (frame.type === BlindType.ERROR) return this.close()
+    if (frame.type === BlindType.HELLO) {
+      if (this.hello) throw new KitsyncError('PROTOCOL_ERROR', 'second hello')
+      this.hello = true
+      if (frame.version !== BLIND_PROTOCOL_VERSION) throw new KitsyncError('PROTOCOL_ERROR', `blind store protocol version ${frame.version} is not supported`)
+      if (frame.workspaceId !== options.workspaceId()) throw new KitsyncError('WORKSPACE_MISMATCH', 'this store belongs to another workspace')
+      await this.authorize()
+      const state = storage.state()
+      this.send({ type: BlindType.WELCOME, storeId: state.storeId, snapshotSeq: state.snapshotSeq, head: state.head, sinceCount: state.sinceCount, sinceBytes: state.sinceBytes })
+      let from = frame.storeId === state.storeId ? Math.min(frame.cursor, state.head) : 0
+      if (from < state.snapshotSeq) {
+        const snap = await storage.snapshot()
+        if (snap !== undefined) this.send({ type: BlindType.SNAPSHOT, ...snap })
+        from = state.snapshotSeq
+      }
+      for await (const entry of storage.entriesAfter(from)) {
+        if (this.closed) return
+        this.send({ type: BlindType.ENTRY, ...entry })
+      }
+      this.send({ type: BlindType.LIVE, head: storage.state().head })
+      this.live = true
+      return
+    }
+    if (!this.live) throw new KitsyncError('PROTOCOL_ERROR', 'blind frame before hello')
+    const max = options.maxEntryBytes ?? 32 * 1024 * 1024
+    if (frame.type === BlindType.PUT) {
+      if (frame.ciphertext.byteLength > max) throw new KitsyncError('PROTOCOL_ERROR', `entry of ${frame.ciphertext.byteLength} bytes is over ${max}`)
+      await this.authorize()
+      const seq = await storage.append(frame.epoch, frame.ciphertext)
+      this.send({ type: BlindType.ACK, seq })
+      this.server.broadcast(this, { seq, epoch: frame.epoch, ciphertext: frame.ciphertext })
+      return
+    }
+    if (frame.type === BlindType.SNAPSHOT_PUT) {
+      if (frame.ciphertext.byteLength > 2 * max) throw new KitsyncError('PROTOCOL_ERROR', `snapshot of ${frame.ciphertext.byteLength} bytes is over ${2 * max}`)
+      await this.authorize()
+      const state = storage.state()
+      // An older snapshot than the one held (another device was faster) is dropped.
+      if (frame.covers > state.snapshotSeq && frame.covers <= state.head) {
+        await storage.replaceWithSnapshot({ covers: frame.covers, epoch: frame.epoch, ciphertext: frame.ciphertext })
+      }
+      this.send({ type: BlindType.ACK, seq: frame.covers })
+      return
+    }
+    throw new KitsyncError('PROTOCOL_ERROR', `unexpected blind frame type ${frame.type} from a device`)
+  }
+
+  private async authorize(): Promise<void> {
+    if (!(await this.server.options.authorize(this.peerId).catch(() => false))) {
+      throw new KitsyncError('NOT_A_MEMBER', 'only trusted members of the workspace may use this store')
+    }
+  }
+}
+
+/** Storage in memory (unit tests, benchmarks of the logic). */
+export class MemoryBlindStorage implements BlindStorage {
+  private readonly entries = new Map<number, BlindEntry>()
+  private snap: BlindSnapshot | undefined
+  private readonly s: BlindStoreState
+
+  constructor(storeId = 'memory') {
+    this.s = { storeId, head: 0, snapshotSeq: 0, sinceCount: 0, sinceBytes: 0 }
+  }
+
+  state(): BlindStoreState {
+    return { ...this.s }
+  }
+
+  async append(epoch: number, ciphertext: Uint8Array): Promise<number> {
+    const seq = ++this.s.head
+    this.entries.set(seq, { seq, epoch, ciphertext })
+    this.s.sinceCount++
+    this.s.sinceBytes += ciphertext.byteLength
+    return seq
+  }
+
+  async snapshot(): Promise<BlindSnapshot | undefined> {
+    return this.snap
+  }
+
+  async *entriesAfter(after: number): AsyncIterable<BlindEntry> {
+    for (const [seq, e] of [...this.entries].sort((a, b) => a[0] - b[0])) if (seq > after) yield e
+  }
+
+  async replaceWithSnapshot(snapshot: BlindSnapshot): Promise<void> {
+    this.snap = snapshot
+    let bytes = 0
+    let count = 0
+    for (const [seq, e] of [...this.entries]) {
+      if (seq <= snapshot.covers) this.entries.delete(seq)
+      else {
+        count++
+        bytes += e.ciphertext.byteLength
+      }
+    }
+    this.s.snapshotSeq = snapshot.covers
+    this.s.sinceCount = count
+    this.s.sinceBytes = bytes
+  }
+
+  /** Entries held (for tests). */
+  get size(): number {
+    return this.entries.size
+  }
+}

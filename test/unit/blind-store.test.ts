@@ -1,0 +1,245 @@
+import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { isKitsyncError, type KitsyncError } from '../../src/core/errors.js'
+import { decodeBlindFrame, encodeBlindFrame, BlindType } from '../../src/protocol/blind-frames.js'
+import { BlindClient, type BlindClientHost } from '../../src/sync/blind-client.js'
+import { open, seal } from '../../src/sync/blind-envelope.js'
+import { BlindServer, MemoryBlindStorage } from '../../src/sync/blind-server.js'
+import type { PeerLink } from '../../src/sync/sync-engine.js'
+
+const KEY1 = new Uint8Array(32).fill(7)
+const KEY2 = new Uint8Array(32).fill(9)
+const text = new TextDecoder()
+
+describe('blind envelope (AES-256-GCM)', () => {
+  const ctx = { workspaceId: 'ws1', epoch: 1, kind: 'entry' as const }
+  const items = [{ collection: 'notes', update: new TextEncoder().encode('MARKER-PLAINTEXT') }]
+
+  it('round-trips, and hides the collection name and the content', async () => {
+    const blob = await seal(KEY1, ctx, items)
+    expect(text.decode(blob)).not.toContain('MARKER')
+    expect(text.decode(blob)).not.toContain('notes')
+    expect(await open(KEY1, ctx, blob)).toEqual(items)
+    // A fresh nonce each time: the same plaintext never gives the same ciphertext.
+    expect(await seal(KEY1, ctx, items)).not.toEqual(blob)
+  })
+
+  it('refuses another key, another workspace, another epoch, another kind, and any flipped bit', async () => {
+    const blob = await seal(KEY1, ctx, items)
+    for (const [key, c] of [
+      [KEY2, ctx],
+      [KEY1, { ...ctx, workspaceId: 'ws2' }],
+      [KEY1, { ...ctx, epoch: 2 }],
+      [KEY1, { ...ctx, kind: 'snapshot' as const }],
+    ] as const) {
+      await expect(open(key, c, blob)).rejects.toSatisfy((e: unknown) => isKitsyncError(e, 'DATA_CORRUPTION'))
+    }
+    const flipped = blob.slice()
+    flipped[20] = (flipped[20] as number) ^ 1
+    await expect(open(KEY1, ctx, flipped)).rejects.toSatisfy((e: unknown) => isKitsyncError(e, 'DATA_CORRUPTION'))
+  })
+
+  it('frames round-trip and reject trailing bytes', () => {
+    const f = { type: BlindType.ENTRY, seq: 42, epoch: 3, ciphertext: new Uint8Array([1, 2, 3]) } as const
+    expect(decodeBlindFrame(encodeBlindFrame(f))).toEqual(f)
+    const bad = new Uint8Array([...encodeBlindFrame(f), 0])
+    expect(() => decodeBlindFrame(bad)).toThrow(/trailing/)
+  })
+})
+
+/** A pair of in-memory links; frames are delivered in order, asynchronously. */
+function linkPair(a: string, b: string): [PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void }, PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void }] {
+  type L = PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void; other?: L; closed: boolean }
+  const make = (peerId: string): L => ({
+    peerId,
+    bufferedBytes: 0,
+    closed: false,
+    send(frame: Uint8Array) {
+      if (this.closed) return
+      const other = this.other as L
+      queueMicrotask(() => !other.closed && other.onFrame?.(frame))
+    },
+    close(_error?: KitsyncError) {
+      if (this.closed) return
+      this.closed = true
+      const other = this.other as L
+      queueMicrotask(() => {
+        if (other.closed) return
+        other.closed = true
+        other.onClose?.()
+      })
+    },
+  })
+  // Each side's link is named after the peer at the other end.
+  const la = make(b)
+  const lb = make(a)
+  la.other = lb
+  lb.other = la
+  return [la, lb]
+}
+
+class Device implements BlindClientHost {
+  readonly docs = new Map<string, Y.Doc>()
+  readonly local = new Map<string, unknown>()
+  readonly client: BlindClient
+  keys: Record<number, Uint8Array> = { 1: KEY1 }
+  constructor(
+    readonly id: string,
+    readonly workspaceId = 'ws',
+  ) {
+    this.client = new BlindClient(this, { policy: { entries: 5, bytes: 1 << 30 } })
+  }
+  collectionNames(): string[] {
+    return [...this.docs.keys()]
+  }
+  async openDoc(name: string): Promise<Y.Doc> {
+    let doc = this.docs.get(name)
+    if (doc === undefined) {
+      this.docs.set(name, (doc = new Y.Doc()))
+      this.client.track(name, doc)
+    }
+    return doc
+  }
+  async getLocal(key: string): Promise<unknown> {
+    return structuredClone(this.local.get(key))
+  }
+  async putLocal(key: string, value: unknown): Promise<void> {
+    this.local.set(key, structuredClone(value))
+  }
+  currentKey(): { epoch: number; key: Uint8Array } | undefined {
+    const epoch = Math.max(...Object.keys(this.keys).map(Number))
+    const key = this.keys[epoch]
+    return key === undefined ? undefined : { epoch, key }
+  }
+  key(epoch: number): Uint8Array | undefined {
+    return this.keys[epoch]
+  }
+  async set(collection: string, key: string, value: string): Promise<void> {
+    ;(await this.openDoc(collection)).getMap('m').set(key, value)
+  }
+  get(collection: string, key: string): unknown {
+    return this.docs.get(collection)?.getMap('m').get(key)
+  }
+  /** Connect to the store; resolves once the catch-up is done (LIVE). */
+  async connect(server: BlindServer): Promise<() => void> {
+    const [mine, theirs] = linkPair(this.id, 'vps')
+    const serverSession = server.attach(theirs)
+    theirs.onFrame = (f) => serverSession.receive(f)
+    theirs.onClose = () => serverSession.close()
+    const live = new Promise<void>((resolve, reject) => {
+      const offLive = this.client.on('live', () => {
+        offLive()
+        offClosed()
+        resolve()
+      })
+      const offClosed = this.client.on('closed', (e) => {
+        offLive()
+        offClosed()
+        reject(e.error ?? new Error('closed'))
+      })
+    })
+    const session = await this.client.attach(mine)
+    mine.onFrame = (f) => session.receive(f)
+    mine.onClose = () => session.close()
+    await live
+    return () => session.close()
+  }
+}
+
+/** Wait for a condition driven by microtasks and timers, with a deadline. */
+async function until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 2))
+  }
+}
+
+describe('blind store (client and server in memory)', () => {
+  const members = new Set(['A', 'B', 'C'])
+  const newServer = (storage = new MemoryBlindStorage('s1')): BlindServer => new BlindServer(storage, { workspaceId: () => 'ws', authorize: async (id) => members.has(id) })
+
+  it('a device that comes later gets everything another wrote while it was away, and the store holds no plaintext', async () => {
+    const storage = new MemoryBlindStorage('s1')
+    const server = newServer(storage)
+    const a = new Device('A')
+    await a.set('notes', 'n1', 'MARKER-ONE')
+    const closeA = await a.connect(server)
+    await until(() => storage.state().head >= 1, 'the first upload')
+    await a.set('notes', 'n2', 'MARKER-TWO')
+    await a.set('todo', 't1', 'MARKER-THREE')
+    await until(() => (a.local.get('blind:vps') as { dirty: string[]; sv: Record<string, string> } | undefined)?.sv.todo !== undefined, 'the live upload acknowledged')
+    closeA()
+
+    const b = new Device('B')
+    await b.connect(server)
+    expect(b.get('notes', 'n1')).toBe('MARKER-ONE')
+    expect(b.get('notes', 'n2')).toBe('MARKER-TWO')
+    expect(b.get('todo', 't1')).toBe('MARKER-THREE')
+    for await (const e of storage.entriesAfter(0)) expect(text.decode(e.ciphertext)).not.toMatch(/MARKER|notes|todo/)
+    // B uploads nothing back: the store already has all of it.
+    const head = storage.state().head
+    await b.set('notes', 'n3', 'from B')
+    await until(() => storage.state().head === head + 1, 'the upload of B')
+    expect(a.get('notes', 'n3')).toBeUndefined()
+  })
+
+  it('live: an entry uploaded by one device reaches the other connected one', async () => {
+    const server = newServer()
+    const [a, b] = [new Device('A'), new Device('B')]
+    await a.connect(server)
+    await b.connect(server)
+    await a.set('notes', 'live', 'hello')
+    await until(() => b.get('notes', 'live') === 'hello', 'the live entry at B')
+  })
+
+  it('snapshots bound the store, and a new device catches up from the snapshot and the entries after it', async () => {
+    const storage = new MemoryBlindStorage('s1')
+    const server = newServer(storage)
+    const a = new Device('A')
+    await a.connect(server)
+    for (let i = 0; i < 30; i++) {
+      await a.set('notes', `k${i}`, `v${i}`)
+      await new Promise((r) => setTimeout(r, 0))
+    }
+    await until(() => storage.state().snapshotSeq > 0, 'a snapshot')
+    await until(() => storage.size < 10, 'entries replaced by the snapshot')
+    const c = new Device('C')
+    await c.connect(server)
+    await until(() => c.get('notes', 'k29') === 'v29', 'C up to date')
+    for (let i = 0; i < 30; i++) expect(c.get('notes', `k${i}`)).toBe(`v${i}`)
+  })
+
+  it('refuses a device that is not (or no longer) a member, on hello and on every write', async () => {
+    const server = newServer()
+    const x = new Device('X')
+    await expect(x.connect(server)).rejects.toSatisfy((e: unknown) => isKitsyncError(e, 'NOT_A_MEMBER') || (e as Error).message === 'closed')
+    const b = new Device('B')
+    await b.connect(server)
+    members.delete('B')
+    try {
+      const closed = new Promise<void>((resolve) => b.client.on('closed', () => resolve()))
+      await b.set('notes', 'after', 'x')
+      await closed
+      expect(server.liveSessions()).toBe(0)
+    } finally {
+      members.add('B')
+    }
+  })
+
+  it('a device without the key of an entry stops before it and keeps its cursor', async () => {
+    const storage = new MemoryBlindStorage('s1')
+    const server = newServer(storage)
+    const a = new Device('A')
+    a.keys = { 1: KEY1, 2: KEY2 }
+    await a.connect(server)
+    await a.set('notes', 'secret', 'epoch two')
+    await until(() => storage.state().head >= 1, 'the upload')
+    const b = new Device('B') // knows epoch 1 only
+    const closed = new Promise<KitsyncError | undefined>((resolve) => b.client.on('closed', (e) => resolve(e.error)))
+    await b.connect(server).catch(() => undefined)
+    expect((await closed)?.code).toBe('NOT_FOUND')
+    expect(b.get('notes', 'secret')).toBeUndefined()
+    expect((b.local.get('blind:vps') as { cursor: number } | undefined)?.cursor ?? 0).toBe(0)
+  })
+})
