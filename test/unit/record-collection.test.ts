@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { isKitsyncError } from '../../src/core/errors.js'
+import { Hlc } from '../../src/core/hlc.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
 
 const LOCAL = Symbol('local')
@@ -13,10 +14,11 @@ function exchange(a: RecordCollection, b: RecordCollection): void {
   Y.applyUpdate(a.doc, ub, 'remote')
 }
 
-function device(clientID: number): RecordCollection {
+/** A device whose clock stands still (ties between devices then go by node tag, deterministically). */
+function device(clientID: number, now = 1_000): RecordCollection {
   const doc = new Y.Doc()
   doc.clientID = clientID
-  return new RecordCollection('c', doc)
+  return new RecordCollection('c', doc, { clock: new Hlc(`n${clientID}`, () => now) })
 }
 
 describe('RecordCollection', () => {
@@ -108,6 +110,17 @@ describe('RecordCollection', () => {
       results.add(values[0] as string)
     }
     expect(results.size).toBe(1)
+  })
+
+  it('lets the later write by clock win, whatever the Yjs client ids', () => {
+    for (const [early, late] of [[1, 2], [2, 1]] as const) {
+      const a = device(early, 1_000)
+      const b = device(late, 2_000)
+      b.set('r', 'later', LOCAL, 'f')
+      a.set('r', 'earlier', LOCAL, 'f')
+      exchange(a, b)
+      expect([a.get('r'), b.get('r')]).toEqual([{ f: 'later' }, { f: 'later' }])
+    }
   })
 
   it('refuses a record over the size limit and writes nothing', () => {
