@@ -17,6 +17,11 @@ import { register as registerPeers } from './commands/peers.js'
 import { register as registerSet } from './commands/set.js'
 import { register as registerStatus } from './commands/status.js'
 import { register as registerWatch } from './commands/watch.js'
+import { register as registerItems } from './commands/items.js'
+import { register as registerFetch } from './commands/fetch.js'
+import { register as registerSync } from './commands/sync.js'
+import { register as registerStats } from './commands/stats.js'
+import { register as registerReset } from './commands/reset.js'
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('kitsync')
@@ -31,7 +36,7 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  for (const register of [registerInit, registerSet, registerGet, registerDel, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog]) {
+  for (const register of [registerInit, registerSet, registerGet, registerDel, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog, registerItems, registerFetch, registerSync, registerStats, registerReset]) {
     register(program, io)
   }
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')

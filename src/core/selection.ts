@@ -178,6 +178,8 @@ export function applyItemsChange(current: SelectionSettings, change: ItemsChange
       if (items === undefined && [...remove].some((p) => !isOnDemandPattern(p))) {
         throw new KitsyncError('INVALID_ARGUMENT', 'this device syncs every collection: set the items it should sync (kitsync items set a,b) or make collections local-only (--local-only)')
       }
+      const missing = [...remove].filter((p) => !(items ?? []).includes(p))
+      if (missing.length > 0) throw new KitsyncError('NOT_FOUND', `not among the items: ${missing.join(', ')}`)
       items = (items ?? []).filter((p) => !remove.has(p))
     }
   }
@@ -187,6 +189,8 @@ export function applyItemsChange(current: SelectionSettings, change: ItemsChange
     if (change.localOnly.add !== undefined) localOnly = [...localOnly, ...change.localOnly.add]
     if (change.localOnly.remove !== undefined) {
       const remove = new Set(change.localOnly.remove)
+      const missing = [...remove].filter((p) => !localOnly.includes(p))
+      if (missing.length > 0) throw new KitsyncError('NOT_FOUND', `not among the local-only collections: ${missing.join(', ')}`)
       localOnly = localOnly.filter((p) => !remove.has(p))
     }
   }

@@ -41,6 +41,9 @@ import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspa
 import { openLevel } from '../store/level.js'
 import { WriteAheadFile } from '../store/wal.js'
 import { WorkspaceKeys } from '../store/key-file.js'
+import type { InterestRule, ItemsChange } from '../core/selection.js'
+import type { FetchResult, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
+import { WorkspaceSync } from './workspace-sync.js'
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
@@ -84,6 +87,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private revocationWatch: Promise<void> | undefined
   /** What `status` says about the peer; the peer process sets it. */
   peerState: PeerState
+  /** Selective sync settings, sync counters, and (with a running peer) sync now / fetch / reset. */
+  readonly sync: WorkspaceSync = new WorkspaceSync(this)
 
   private constructor(store: DocStore, info: WorkspaceInfo, known: string[], options: { maxRecordBytes?: number; socket: string }) {
     this.store = store
@@ -122,6 +127,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       })
       ws.paths = paths
       ws.keys = await WorkspaceKeys.load(paths.keys)
+      ws.sync.configure(selectionSettings(config, paths.workspace))
       return ws
     } catch (err) {
       wal.close()
@@ -253,6 +259,46 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /** SyncHost: does the collection exist (stored, or loaded in this process)? */
   hasCollection(name: string): boolean {
     return this.known.has(name) || this.loaded.has(name)
+  }
+
+  /** SyncHost: selective sync decides what is exchanged (the same for every trusted peer). */
+  shares(_peerId: string, collection: string): boolean {
+    return this.sync.selection.syncs(collection, this.hasCollection(collection))
+  }
+
+  /** SyncHost: what this device asks peers for (sent as INTEREST). */
+  interest(): InterestRule[] {
+    return this.sync.selection.rules(new Set([...this.known, ...this.loaded.keys()]))
+  }
+
+  async items(): Promise<ItemsView> {
+    this.assertOpen()
+    return this.sync.items()
+  }
+
+  setItems(change: ItemsChange): Promise<ItemsView> {
+    this.assertOpen()
+    return this.sync.setItems(change)
+  }
+
+  fetch(collection: string, options?: { timeoutMs?: number }): Promise<FetchResult> {
+    this.assertOpen()
+    return this.sync.fetch(collection, options)
+  }
+
+  syncNow(options?: { timeoutMs?: number }): Promise<SyncNowReport> {
+    this.assertOpen()
+    return this.sync.syncNow(options)
+  }
+
+  stats(): Promise<SyncStatsView> {
+    this.assertOpen()
+    return this.sync.stats()
+  }
+
+  resetSync(): Promise<ResetReport> {
+    this.assertOpen()
+    return this.sync.reset()
   }
 
   /** SyncHost: resolves when every update of this collection so far is durable. */
@@ -557,4 +603,18 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private tick(): void {
     for (const p of this.loaded.values()) void p.then((entry) => entry.log.tick(), () => undefined)
   }
+}
+
+/** The selective sync settings of workspace.json, checked (a hand-edited file may be wrong). */
+function selectionSettings(config: { items?: unknown; localOnly?: unknown }, file: string): { items?: string[]; localOnly?: string[] } {
+  const list = (value: unknown, name: string): string[] | undefined => {
+    if (value === undefined || value === null) return undefined
+    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
+      throw new KitsyncError('INVALID_ARGUMENT', `${file}: ${name} must be a list of collection names or patterns`)
+    }
+    return value as string[]
+  }
+  const items = list(config.items, 'items')
+  const localOnly = list(config.localOnly, 'localOnly')
+  return { ...(items === undefined ? {} : { items }), ...(localOnly === undefined ? {} : { localOnly }) }
 }

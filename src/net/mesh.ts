@@ -65,7 +65,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private readonly book = new Map<string, KnownPeer>()
   private readonly bootstrapAddrs: Multiaddr[]
   private readonly listen: string[]
-  private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
+  private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout; dial?: () => Promise<unknown> }>()
   private stopped = false
   private lan: PrivateMdns | undefined
   private readonly discoveryKeys: () => Uint8Array[]
@@ -175,6 +175,29 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     }
   }
 
+  /** Dial every address and device waiting for a redial now, skipping the backoff (sync now, reset). */
+  redialNow(): void {
+    if (this.stopped) return
+    for (const [key, state] of this.redials) {
+      const dial = state.dial
+      if (dial === undefined) continue
+      clearTimeout(state.timer)
+      state.timer = undefined
+      state.attempt = 0
+      dial().then(
+        () => this.redials.delete(key),
+        () => this.scheduleRedial(key, dial),
+      )
+    }
+  }
+
+  /** Forget last seen, last sync and addresses of peers, and the redial backoff (kitsync reset). */
+  forgetPeers(): void {
+    this.book.clear()
+    for (const id of this.sessions.keys()) this.touch(id, 'connected')
+    this.redialNow()
+  }
+
   /** Drop a device at once: close its sync session and every connection to it. */
   async hangUp(peerId: string): Promise<void> {
     const entry = this.sessions.get(peerId)
@@ -229,6 +252,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private scheduleRedial(key: string, dial: () => Promise<unknown>): void {
     if (this.stopped) return
     const state = this.redials.get(key) ?? { attempt: 0 }
+    state.dial = dial
     if (state.timer !== undefined) return
     const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** state.attempt) * (0.75 + Math.random() * 0.5)
     state.attempt++

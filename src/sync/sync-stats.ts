@@ -3,39 +3,9 @@
  * snapshot in the local store so `kitsync stats` survives a restart).
  */
 
-export interface SyncCounters {
-  /** Sync sessions opened (connections that said hello). */
-  sessions: number
-  /** Completed state-vector exchanges: per peer, whole catch-ups and `sync now` rounds; per collection, one per answer received. */
-  syncs: number
-  framesIn: number
-  framesOut: number
-  bytesIn: number
-  bytesOut: number
-  /** Updates received that changed something here. */
-  updatesApplied: number
-  /** Updates received for a collection this device does not sync (dropped, nothing stored). */
-  updatesDropped: number
-  /** Conflicts the workspace reported (sync:conflict events). */
-  conflicts: number
-  /** Last time data moved either way. */
-  lastSyncAt?: number
-}
+import type { PeerCounters, SyncCounters, SyncStatsSnapshot } from '../core/sync-types.js'
 
-export interface PeerCounters extends SyncCounters {
-  /** Last time a frame came from this peer. */
-  lastSeenAt?: number
-}
-
-export interface SyncStatsSnapshot {
-  format: 'kitsync-sync-stats'
-  formatVersion: 1
-  /** When counting started (first start, or the last reset). */
-  since: number
-  totals: SyncCounters
-  peers: Record<string, PeerCounters>
-  collections: Record<string, SyncCounters>
-}
+export type { PeerCounters, SyncCounters, SyncStatsSnapshot }
 
 function zero(): SyncCounters {
   return { sessions: 0, syncs: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, updatesApplied: 0, updatesDropped: 0, conflicts: 0 }

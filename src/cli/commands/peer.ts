@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
+import { splitList } from './items.js'
 
 export function register(program: Command, io: CliIO): void {
   const peer = example(program.command('peer').description('run the peer of this device'), 'kitsync peer start --json')
@@ -9,11 +10,14 @@ export function register(program: Command, io: CliIO): void {
       peer
         .command('start')
         .description('run the peer in the foreground: owns the store, syncs with the other devices, serves the control socket; Ctrl-C or SIGTERM stops it cleanly')
-        .option('--name <name>', 'name of the workspace if the home folder has none yet'),
+        .option('--name <name>', 'name of the workspace if the home folder has none yet')
+        .option('--items <names>', 'sync only these collections (comma-separated names or patterns; saved in workspace.json, see kitsync items)')
+        .option('--local-only <names>', 'never send nor accept these collections (comma-separated; saved in workspace.json)'),
     ),
     'kitsync peer start',
+    'kitsync peer start --items watchlists,alerts --local-only scratch',
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
-  ).action(async (options: NetworkFlags & { name?: string }, cmd: Command) => {
+  ).action(async (options: NetworkFlags & { name?: string; items?: string; localOnly?: string }, cmd: Command) => {
     const opts = globals(cmd)
     const json = opts.json === true
     // Events can come as soon as the network starts, before the started line is printed:
@@ -28,6 +32,8 @@ export function register(program: Command, io: CliIO): void {
       home: resolveHome(opts.home, io.env),
       ...(options.name === undefined ? {} : { name: options.name }),
       ...peerOptionsFrom(options),
+      ...(options.items === undefined ? {} : { items: splitList(options.items) }),
+      ...(options.localOnly === undefined ? {} : { localOnly: splitList(options.localOnly) }),
       listeners: {
         'sync:connected': (e) => emit(line('sync:connected', e, `connected ${e.peerId}`)),
         'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
