@@ -168,7 +168,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   /** Force a fresh exchange with every connected member: close sessions and open new ones. */
   async resync(): Promise<void> {
-    for (const [id, { session }] of this.sessions) {
+    // A copy: reopening adds to the map, and a live iteration would visit the new sessions too.
+    for (const [id, { session }] of [...this.sessions]) {
       session.close()
       this.sessions.delete(id)
       await this.openSync(peerIdFromString(id)).catch(() => undefined)
