@@ -143,6 +143,21 @@ describe('selective sync in the engine', () => {
     expect(stats.collections.journal).toBeUndefined()
   })
 
+  it('a device relays only what it holds: A - B - C with B not syncing alerts', async () => {
+    const net = new MemoryNetwork(prng(18))
+    net.record = true
+    const [a, b, c] = ['a', 'b', 'c'].map((id) => new MemoryPeer(id)) as [MemoryPeer, MemoryPeer, MemoryPeer]
+    await b.select({ items: ['watchlists'] })
+    net.connect(a, b)
+    net.connect(b, c)
+    a.collection('alerts').set('x', 1, 'local')
+    a.collection('watchlists').set('w', 1, 'local')
+    await net.settle()
+    expect(c.collection('watchlists').get('w')).toBe(1)
+    expect(c.docs.has('alerts')).toBe(false)
+    expect(named(net, 'b', 'c').sync).not.toContain('alerts')
+  })
+
   it('emits progress while catching up, ending at every collection done; counts syncs, bytes and updates', async () => {
     const net = new MemoryNetwork(prng(17))
     const a = new MemoryPeer('a')
