@@ -21,6 +21,8 @@ import type {
   WorkspaceStatus,
 } from '../core/workspace-types.js'
 import { WORKSPACE_EVENTS } from '../core/workspace-types.js'
+import type { ItemsChange } from '../core/selection.js'
+import type { FetchResult, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import type { ControlClient } from './control-client.js'
 
 /** A workspace reached through the control socket of the peer that owns the store. */
@@ -114,6 +116,30 @@ export class RemoteWorkspace implements Workspace {
 
   status(): Promise<WorkspaceStatus> {
     return this.client.request('status') as Promise<WorkspaceStatus>
+  }
+
+  items(): Promise<ItemsView> {
+    return this.client.request('items') as Promise<ItemsView>
+  }
+
+  setItems(change: ItemsChange): Promise<ItemsView> {
+    return this.client.request('setItems', { ...change }) as Promise<ItemsView>
+  }
+
+  fetch(collection: string, options: { timeoutMs?: number } = {}): Promise<FetchResult> {
+    return this.client.request('fetch', { collection, ...options }) as Promise<FetchResult>
+  }
+
+  syncNow(options: { timeoutMs?: number } = {}): Promise<SyncNowReport> {
+    return this.client.request('syncNow', { ...options }) as Promise<SyncNowReport>
+  }
+
+  stats(): Promise<SyncStatsView> {
+    return this.client.request('stats') as Promise<SyncStatsView>
+  }
+
+  resetSync(): Promise<ResetReport> {
+    return this.client.request('reset') as Promise<ResetReport>
   }
 
   on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void {

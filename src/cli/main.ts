@@ -21,6 +21,11 @@ import { register as registerSetOps } from './commands/set-ops.js'
 import { register as registerAppend } from './commands/append.js'
 import { register as registerCollection } from './commands/collection.js'
 import { register as registerConflicts } from './commands/conflicts.js'
+import { register as registerItems } from './commands/items.js'
+import { register as registerFetch } from './commands/fetch.js'
+import { register as registerSync } from './commands/sync.js'
+import { register as registerStats } from './commands/stats.js'
+import { register as registerReset } from './commands/reset.js'
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('kitsync')
@@ -35,7 +40,7 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  for (const register of [registerInit, registerSet, registerGet, registerDel, registerSetOps, registerAppend, registerCollection, registerConflicts, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog]) {
+  for (const register of [registerInit, registerSet, registerGet, registerDel, registerSetOps, registerAppend, registerCollection, registerConflicts, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog, registerItems, registerFetch, registerSync, registerStats, registerReset]) {
     register(program, io)
   }
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')

@@ -2,6 +2,7 @@ import { KitsyncError } from './errors.js'
 import { isJsonObject, type JsonObject, type JsonValue } from './json.js'
 import type { FieldType } from './record-collection.js'
 import { findSecret, type SecretRule } from './secrets.js'
+import { ON_DEMAND_PREFIXES } from './selection.js'
 import type { ConflictPolicy } from './workspace-types.js'
 
 /**
@@ -303,14 +304,12 @@ const BY_NAME: Record<string, KindName> = {
   issues: 'issues',
 }
 
-/** Collections named `drawings.<chart>` hold one chart's drawings and are synced on demand. */
-export const ON_DEMAND_PREFIXES = ['drawings.'] as const
-
 /** The kind a collection has when its settings do not name one. */
 export function defaultKindFor(collection: string): KindName {
   const exact = BY_NAME[collection]
   if (exact !== undefined) return exact
-  if (collection.startsWith('drawings.')) return 'drawings'
+  // Collections named `drawings.<chart>` hold one chart's drawings and are synced on demand.
+  if (ON_DEMAND_PREFIXES.some((p) => collection.startsWith(p))) return 'drawings'
   return 'generic'
 }
 

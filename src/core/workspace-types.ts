@@ -1,4 +1,5 @@
 import type { JsonValue } from './json.js'
+import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from './sync-types.js'
 
 /** The shape shared by every way of reaching a workspace: in-process or through a running peer. */
 
@@ -309,5 +310,17 @@ export interface Workspace {
   resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult>
   /** Changes as an async iterable, until `signal` aborts or the workspace closes. */
   changes(options?: ChangesOptions): AsyncIterable<ChangeEvent>
+  /** What this device syncs (selective sync), and why for each collection it has. */
+  items(): Promise<ItemsView>
+  /** Change the items or local-only patterns; kept in workspace.json, applied at once by a running peer. */
+  setItems(change: ItemsChange): Promise<ItemsView>
+  /** Add a collection (e.g. an on-demand `drawings.*` one) to the items and pull it from the connected peers. */
+  fetch(collection: string, options?: { timeoutMs?: number }): Promise<FetchResult>
+  /** Exchange with every reachable device now (needs the running peer: PEER_NOT_RUNNING otherwise). */
+  syncNow(options?: { timeoutMs?: number }): Promise<SyncNowReport>
+  /** Sync counters per peer and per collection (live from the peer, else as last saved). */
+  stats(): Promise<SyncStatsView>
+  /** Clear sync state (counters, last seen, backoff); never data, keys or identity. */
+  resetSync(): Promise<ResetReport>
   close(): Promise<void>
 }

@@ -39,7 +39,8 @@ export class BlindWiring {
         get workspaceId() {
           return workspace.workspaceId
         },
-        collectionNames: () => workspace.collectionNames(),
+        // Local-only collections never leave the device, not even encrypted.
+        collectionNames: () => workspace.collectionNames().filter((name) => !workspace.sync.selection.localOnly(name)),
         openDoc: (name) => workspace.openDoc(name),
         flushDoc: (name) => workspace.flushDoc(name),
         getLocal: (key) => workspace.store.getLocal(key),
@@ -53,7 +54,9 @@ export class BlindWiring {
       },
       { schedule: (fn) => setImmediate(fn), ...(policy === undefined ? {} : { policy }) },
     )
-    workspace.onDocLoaded(({ name, doc }) => this.client.track(name, doc))
+    workspace.onDocLoaded(({ name, doc }) => {
+      if (!workspace.sync.selection.localOnly(name)) this.client.track(name, doc)
+    })
     this.client.on('live', ({ peerId }) => this.retries.delete(peerId))
     this.client.on('closed', ({ peerId, error }) => {
       if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }

@@ -5,6 +5,7 @@ import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { WORKSPACE_EVENTS, type CollectionChange, type NetworkStatus, type ResolveChoice, type Workspace } from '../core/workspace-types.js'
 import type { Invite } from './invites.js'
+import type { PatternChange } from '../core/selection.js'
 import {
   CONTROL_PROTOCOL,
   encodeMessage,
@@ -253,6 +254,21 @@ export class ControlServer {
         if (choice === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'resolve needs take (a device or stamp) or value')
         return ws.resolve(requireString(p, 'collection'), requireString(p, 'id'), choice)
       }
+      case 'items':
+        return ws.items()
+      case 'setItems':
+        return ws.setItems({
+          ...(p.items === undefined ? {} : { items: patternChange(p.items, 'items') }),
+          ...(p.localOnly === undefined ? {} : { localOnly: patternChange(p.localOnly, 'localOnly') }),
+        })
+      case 'fetch':
+        return ws.fetch(requireString(p, 'collection'), optionalTimeout(p))
+      case 'syncNow':
+        return ws.syncNow(optionalTimeout(p))
+      case 'stats':
+        return ws.stats()
+      case 'reset':
+        return ws.resetSync()
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }
@@ -269,6 +285,28 @@ function requireStringArray(params: Record<string, unknown>, name: string): stri
   const v = params[name]
   if (!Array.isArray(v) || v.some((e) => typeof e !== 'string')) throw new KitsyncError('INVALID_ARGUMENT', `${name} must be an array of strings`)
   return v as string[]
+}
+
+/** `{set?: [..] | null, add?: [..], remove?: [..]}` of a setItems request. */
+function patternChange(value: unknown, name: string): PatternChange {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new KitsyncError('INVALID_ARGUMENT', `${name} must be an object with set, add or remove`)
+  const v = value as Record<string, unknown>
+  const list = (x: unknown, key: string): string[] => {
+    if (!Array.isArray(x) || !x.every((s) => typeof s === 'string')) throw new KitsyncError('INVALID_ARGUMENT', `${name}.${key} must be a list of strings`)
+    return x as string[]
+  }
+  return {
+    ...(v.set === undefined ? {} : { set: v.set === null ? null : list(v.set, 'set') }),
+    ...(v.add === undefined ? {} : { add: list(v.add, 'add') }),
+    ...(v.remove === undefined ? {} : { remove: list(v.remove, 'remove') }),
+  }
+}
+
+function optionalTimeout(params: Record<string, unknown>): { timeoutMs?: number } {
+  const t = params.timeoutMs
+  if (t === undefined) return {}
+  if (typeof t !== 'number' || !(t > 0) || t > 3_600_000) throw new KitsyncError('INVALID_ARGUMENT', 'timeoutMs must be a number of milliseconds between 1 and 3600000')
+  return { timeoutMs: t }
 }
 
 function optionalString(params: Record<string, unknown> | undefined, name: string): string | undefined {

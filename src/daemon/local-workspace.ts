@@ -62,6 +62,9 @@ import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspa
 import { openLevel } from '../store/level.js'
 import { WriteAheadFile } from '../store/wal.js'
 import { WorkspaceKeys } from '../store/key-file.js'
+import type { InterestRule, ItemsChange } from '../core/selection.js'
+import type { FetchResult, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
+import { WorkspaceSync } from './workspace-sync.js'
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
@@ -112,6 +115,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private settingsWatch: Promise<void> | undefined
   /** Ids of the conflicts already announced to subscribers. */
   private readonly conflictsSeen = new Set<string>()
+  /** Selective sync settings, sync counters, and (with a running peer) sync now / fetch / reset. */
+  readonly sync: WorkspaceSync = new WorkspaceSync(this)
 
   private constructor(store: DocStore, info: WorkspaceInfo, known: string[], options: { maxRecordBytes?: number; socket: string; now?: () => number }) {
     this.store = store
@@ -151,6 +156,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       })
       ws.paths = paths
       ws.keys = await WorkspaceKeys.load(paths.keys)
+      ws.sync.configure(selectionSettings(config, paths.workspace))
       return ws
     } catch (err) {
       wal.close()
@@ -525,6 +531,42 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return this.known.has(name) || this.loaded.has(name)
   }
 
+
+  /** SyncHost: what this device asks peers for (sent as INTEREST). */
+  interest(): InterestRule[] {
+    return this.sync.selection.rules(new Set([...this.known, ...this.loaded.keys()]))
+  }
+
+  async items(): Promise<ItemsView> {
+    this.assertOpen()
+    return this.sync.items()
+  }
+
+  setItems(change: ItemsChange): Promise<ItemsView> {
+    this.assertOpen()
+    return this.sync.setItems(change)
+  }
+
+  fetch(collection: string, options?: { timeoutMs?: number }): Promise<FetchResult> {
+    this.assertOpen()
+    return this.sync.fetch(collection, options)
+  }
+
+  syncNow(options?: { timeoutMs?: number }): Promise<SyncNowReport> {
+    this.assertOpen()
+    return this.sync.syncNow(options)
+  }
+
+  stats(): Promise<SyncStatsView> {
+    this.assertOpen()
+    return this.sync.stats()
+  }
+
+  resetSync(): Promise<ResetReport> {
+    this.assertOpen()
+    return this.sync.reset()
+  }
+
   /** SyncHost: resolves when every update of this collection so far is durable. */
   async flushDoc(name: string): Promise<void> {
     const entry = await this.loaded.get(name)
@@ -556,10 +598,11 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /**
    * SyncHost: an untrusted peer (the VPS), and this device if it is one, exchange only the
    * collections that gate transport (`_members`, `_revoked`); everything else stays apart.
+   * Between trusted devices, selective sync decides (items and local-only collections).
    */
   shares(peerId: string, collection: string): boolean {
     if (this.untrusted.has(peerId) || this.untrusted.has(this.infoValue.deviceId)) return TRANSPORT_COLLECTIONS.has(collection)
-    return true
+    return this.sync.selection.syncs(collection, this.hasCollection(collection))
   }
 
   /** SyncHost: nothing an untrusted peer sends is applied (it could otherwise rewrite the membership). */
@@ -873,4 +916,18 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private tick(): void {
     for (const p of this.loaded.values()) void p.then((entry) => entry.log.tick(), () => undefined)
   }
+}
+
+/** The selective sync settings of workspace.json, checked (a hand-edited file may be wrong). */
+function selectionSettings(config: { items?: unknown; localOnly?: unknown }, file: string): { items?: string[]; localOnly?: string[] } {
+  const list = (value: unknown, name: string): string[] | undefined => {
+    if (value === undefined || value === null) return undefined
+    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
+      throw new KitsyncError('INVALID_ARGUMENT', `${file}: ${name} must be a list of collection names or patterns`)
+    }
+    return value as string[]
+  }
+  const items = list(config.items, 'items')
+  const localOnly = list(config.localOnly, 'localOnly')
+  return { ...(items === undefined ? {} : { items }), ...(localOnly === undefined ? {} : { localOnly }) }
 }

@@ -17,6 +17,7 @@ import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
+import { PeerSync } from './peer-sync.js'
 
 export interface PeerOptions {
   home: string
@@ -35,6 +36,10 @@ export interface PeerOptions {
   relay?: boolean
   /** When this device uploads a snapshot to a VPS store (default DEFAULT_SNAPSHOT_POLICY; benchmarks change it). */
   snapshotPolicy?: SnapshotPolicy
+  /** Selective sync: the items this device syncs (saved in workspace.json; null: everything). */
+  items?: string[] | null
+  /** Collections never sent to nor accepted from other devices (saved in workspace.json). */
+  localOnly?: string[]
   /** Workspace event listeners attached before the network starts, so no event is missed. */
   listeners?: { [K in keyof WorkspaceEvents]?: (payload: WorkspaceEvents[K]) => void }
 }
@@ -86,6 +91,12 @@ export class Peer {
     }
     const cleanup: (() => Promise<void>)[] = [() => workspace.close()]
     try {
+      if (options.items !== undefined || options.localOnly !== undefined) {
+        await workspace.setItems({
+          ...(options.items === undefined ? {} : { items: { set: options.items } }),
+          ...(options.localOnly === undefined ? {} : { localOnly: { set: options.localOnly } }),
+        })
+      }
       const identity = await loadOrCreateIdentity(paths.identity)
       const self = identity.deviceId
       const config = await rememberBootstrap(paths, options.bootstrap ?? [])
@@ -128,6 +139,7 @@ export class Peer {
       cleanup.unshift(() => mesh.stop())
       cleanup.unshift(() => blind.stop())
       blind.attach(mesh)
+      await PeerSync.attach(workspace, engine, mesh, self)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))

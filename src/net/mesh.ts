@@ -79,7 +79,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private readonly book = new Map<string, KnownPeer>()
   private readonly bootstrapAddrs: Multiaddr[]
   private readonly listen: string[]
-  private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
+  private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout; dial?: () => Promise<unknown> }>()
   private stopped = false
   private lan: PrivateMdns | undefined
   private readonly discoveryKeys: () => Uint8Array[]
@@ -209,11 +209,35 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   /** Force a fresh exchange with every connected member: close sessions and open new ones. */
   async resync(): Promise<void> {
-    for (const [id, { session }] of this.sessions) {
+    // A copy: reopening adds to the map, and a live iteration would visit the new sessions too.
+    for (const [id, { session }] of [...this.sessions]) {
       session.close()
       this.sessions.delete(id)
       await this.openSync(peerIdFromString(id)).catch(() => undefined)
     }
+  }
+
+  /** Dial every address and device waiting for a redial now, skipping the backoff (sync now, reset). */
+  redialNow(): void {
+    if (this.stopped) return
+    for (const [key, state] of this.redials) {
+      const dial = state.dial
+      if (dial === undefined) continue
+      clearTimeout(state.timer)
+      state.timer = undefined
+      state.attempt = 0
+      dial().then(
+        () => this.redials.delete(key),
+        () => this.scheduleRedial(key, dial),
+      )
+    }
+  }
+
+  /** Forget last seen, last sync and addresses of peers, and the redial backoff (kitsync reset). */
+  forgetPeers(): void {
+    this.book.clear()
+    for (const id of this.sessions.keys()) this.touch(id, 'connected')
+    this.redialNow()
   }
 
   /** Drop a device at once: close its sync session and every connection to it. */
@@ -301,6 +325,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private scheduleRedial(key: string, dial: () => Promise<unknown>): void {
     if (this.stopped) return
     const state = this.redials.get(key) ?? { attempt: 0 }
+    state.dial = dial
     if (state.timer !== undefined) return
     const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** state.attempt) * (0.75 + Math.random() * 0.5)
     state.attempt++

@@ -1,6 +1,7 @@
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import { KitsyncError } from '../core/errors.js'
+import type { InterestRule } from '../core/selection.js'
 
 /**
  * Frames of the sync protocol /kitsync/sync/1.0.0 (see docs/PROTOCOL.md). Each frame is one
@@ -13,6 +14,7 @@ export const FrameType = {
   HELLO: 0,
   SYNC: 1,
   ERROR: 2,
+  INTEREST: 3,
 } as const
 
 /** y-protocols message types carried inside a SYNC frame. */
@@ -26,8 +28,10 @@ export type Frame =
   | { type: typeof FrameType.HELLO; version: number; workspaceId: string; collections: string[] }
   | { type: typeof FrameType.SYNC; collection: string; step: number; payload: Uint8Array }
   | { type: typeof FrameType.ERROR; code: string; message: string }
+  | { type: typeof FrameType.INTEREST; rules: InterestRule[] }
 
 export const MAX_COLLECTIONS_IN_HELLO = 100_000
+export const MAX_INTEREST_RULES = 10_000
 const MAX_NAME = 256
 
 export function encodeFrame(frame: Frame): Uint8Array {
@@ -48,6 +52,13 @@ export function encodeFrame(frame: Frame): Uint8Array {
     case FrameType.ERROR:
       encoding.writeVarString(e, frame.code)
       encoding.writeVarString(e, frame.message)
+      break
+    case FrameType.INTEREST:
+      encoding.writeVarUint(e, frame.rules.length)
+      for (const rule of frame.rules) {
+        encoding.writeVarUint(e, rule.include ? 1 : 0)
+        encoding.writeVarString(e, rule.pattern)
+      }
       break
   }
   return encoding.toUint8Array(e)
@@ -80,6 +91,20 @@ export function decodeFrame(bytes: Uint8Array): Frame {
       case FrameType.ERROR:
         frame = { type, code: readName(d), message: decoding.readVarString(d).slice(0, 1000) }
         break
+      case FrameType.INTEREST: {
+        const n = decoding.readVarUint(d)
+        if (n > MAX_INTEREST_RULES) throw new Error('too many interest rules')
+        const rules: InterestRule[] = []
+        for (let i = 0; i < n; i++) {
+          const flag = decoding.readVarUint(d)
+          if (flag > 1) throw new Error(`interest rule flag ${flag}`)
+          const pattern = readName(d)
+          if (!/^[A-Za-z0-9._*?-]{1,64}$/.test(pattern)) throw new Error(`invalid interest pattern ${JSON.stringify(pattern)}`)
+          rules.push({ include: flag === 1, pattern })
+        }
+        frame = { type, rules }
+        break
+      }
       default:
         throw new Error(`unknown frame type ${type}`)
     }

@@ -105,6 +105,10 @@ export interface WorkspaceConfig {
   bootstrap?: string[]
   /** Most trusted devices a join may bring the workspace to (default 5). */
   maxDevices?: number
+  /** Selective sync: names or patterns of the collections this device syncs (absent: all). */
+  items?: string[]
+  /** Names or patterns of collections never sent to nor accepted from any device. */
+  localOnly?: string[]
 }
 
 export async function readWorkspaceConfig(paths: HomePaths): Promise<WorkspaceConfig | undefined> {

@@ -1,7 +1,9 @@
 import * as Y from 'yjs'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { Interest, type InterestRule } from '../core/selection.js'
 import { decodeFrame, encodeFrame, FrameType, SYNC_PROTOCOL_VERSION, SyncStep, type Frame } from '../protocol/sync-frames.js'
+import { SyncStats } from './sync-stats.js'
 
 /**
  * The sync engine of one device: pure, no I/O. It keeps one session per connected peer and,
@@ -36,6 +38,11 @@ export interface SyncHost {
    * to it from that peer.
    */
   accepts?(peerId: string, collection: string): boolean
+  /**
+   * What this device wants from peers (optional): sent as an INTEREST frame before the hello,
+   * and again after `SyncEngine.refreshInterest()`. Undefined: everything, and no INTEREST.
+   */
+  interest?(): InterestRule[] | undefined
 }
 
 /** One connection to a peer, seen from the engine. */
@@ -77,7 +84,20 @@ export interface SyncEvents {
   'caught-up': { peerId: string }
   /** The session ended. */
   offline: { peerId: string; error?: KitsyncError }
+  /** An exchange with a peer advanced: collections answered so far out of all asked, bytes received meanwhile. */
+  progress: { peerId: string; collectionsDone: number; collectionsTotal: number; bytesIn: number }
 }
+
+/** The outcome of one state-vector exchange with a peer (see SyncSession.resync). */
+export interface RoundResult {
+  /** Every collection asked for was answered. */
+  complete: boolean
+  collections: number
+  collectionsDone: number
+}
+
+/** Throttle of progress events within one exchange (the first and the last are always sent). */
+const PROGRESS_INTERVAL_MS = 200
 
 export interface SessionStats {
   peerId: string
@@ -120,6 +140,8 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
   private readonly buckets = new Map<string, { tokens: number; at: number }>()
   /** Totals over all sessions, for status and tests. */
   readonly totals = { framesIn: 0, sessionsFailed: 0 }
+  /** Counters per peer and per collection (kitsync stats). */
+  readonly stats: SyncStats
 
   constructor(host: SyncHost, options: SyncEngineOptions = {}) {
     super()
@@ -127,6 +149,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     this.limits = { ...DEFAULT_SYNC_LIMITS, ...options.limits }
     this.schedule = options.schedule ?? queueMicrotask
     this.now = options.now ?? Date.now
+    this.stats = new SyncStats(this.now)
   }
 
   /** Start a session over a new link; it says hello at once. */
@@ -146,7 +169,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
     doc.on('update', (update: Uint8Array, origin: unknown) => {
-      for (const session of this.active) if (session !== origin && this.shares(session.peerId, name)) session.enqueue(name, update)
+      for (const session of this.active) if (session !== origin && session.shares(name)) session.enqueue(name, update)
     })
   }
 
@@ -173,6 +196,14 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     return true
   }
 
+  /**
+   * The host's selection changed: tell every peer the new interest, and ask for what this
+   * device now syncs and has not exchanged on that session yet.
+   */
+  async refreshInterest(): Promise<void> {
+    await Promise.all([...this.active].map((s) => s.interestChanged()))
+  }
+
   /** Close every session (the engine stays usable). */
   closeAll(): void {
     for (const session of [...this.active]) session.close()
@@ -184,6 +215,17 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     if (error !== undefined) this.totals.sessionsFailed++
     this.emit('offline', error === undefined ? { peerId: session.peerId } : { peerId: session.peerId, error })
   }
+}
+
+interface Round {
+  /** Collection -> how many answers for it must have arrived. */
+  waiting: Map<string, number>
+  total: number
+  done: number
+  bytesInAtStart: number
+  progress: boolean
+  lastProgressAt: number
+  resolve: (result: RoundResult) => void
 }
 
 export class SyncSession {
@@ -199,6 +241,18 @@ export class SyncSession {
   private pendingBytes = 0
   private flushScheduled = false
   private readonly stats = { connectedAt: 0, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, lastSyncAt: undefined as number | undefined }
+  /** What the peer asked for in its INTEREST (undefined: it sent none, so everything). */
+  private peerInterest: Interest | undefined
+  /** Collections the peer named (in its hello or by asking with STEP1): it may have data for them. */
+  private readonly peerNamed = new Set<string>()
+  /** Collections this side asked for (STEP1 sent) on this session. */
+  private readonly exchanged = new Set<string>()
+  /** STEP1 sent and STEP2 received, per collection: answers come in order, so counts match them up. */
+  private readonly asked = new Map<string, number>()
+  private readonly answered = new Map<string, number>()
+  private readonly rounds = new Set<Round>()
+  private readonly readyWaiters: (() => void)[] = []
+  private interestSent: string | undefined
 
   constructor(engine: SyncEngine, link: PeerLink) {
     this.engine = engine
@@ -208,7 +262,16 @@ export class SyncSession {
   }
 
   start(): void {
+    // The interest goes first, so the peer knows what to send before it answers the hello.
+    const rules = this.engine.host.interest?.()
+    if (rules !== undefined) this.sendInterest(rules)
     this.send({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: this.engine.host.workspaceId, collections: this.sharedNames(this.engine.host.collectionNames()) })
+  }
+
+  /** Whether a collection is exchanged on this session: this device syncs it, and the peer's interest wants it. */
+  shares(collection: string): boolean {
+    if (!this.engine.shares(this.peerId, collection)) return false
+    return this.peerInterest === undefined || this.peerInterest.wants(collection)
   }
 
   /** Feed one frame received from the peer. Frames are handled strictly in order. */
@@ -217,6 +280,7 @@ export class SyncSession {
     this.stats.bytesIn += bytes.byteLength
     this.stats.framesIn++
     this.engine.totals.framesIn++
+    this.engine.stats.frameIn(this.peerId, bytes.byteLength)
     if (!this.engine.takeFrameToken(this.peerId)) {
       this.close(new KitsyncError('RATE_LIMITED', `peer ${this.peerId} sent more than ${this.engine.limits.framesPerSecond} frames per second`))
       return
@@ -237,6 +301,45 @@ export class SyncSession {
     return this.caughtUp
   }
 
+  get isReady(): boolean {
+    return this.ready
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Resolves once the peer's hello has arrived (at once if it has), or the session closed. */
+  whenReady(): Promise<void> {
+    if (this.ready || this.closed) return Promise.resolve()
+    return new Promise((resolve) => this.readyWaiters.push(resolve))
+  }
+
+  /**
+   * Run the state-vector exchange again for `collections` (default: every collection shared on
+   * this session) and resolve once the peer has answered each one, or the session closed.
+   */
+  async resync(collections?: readonly string[], options: { progress?: boolean } = {}): Promise<RoundResult> {
+    if (this.closed) return { complete: false, collections: 0, collectionsDone: 0 }
+    await this.whenReady()
+    const names = collections === undefined ? this.sharedNames([...new Set([...this.engine.host.collectionNames(), ...this.peerNamed])]) : [...collections]
+    const round = this.openRound(options.progress ?? false)
+    for (const name of [...new Set(names)].sort()) {
+      if (this.closed) break
+      await this.request(name, round)
+    }
+    return this.closeRoundSetup(round)
+  }
+
+  /** @internal The host's selection changed (see SyncEngine.refreshInterest). */
+  async interestChanged(): Promise<void> {
+    if (this.closed) return
+    const rules = this.engine.host.interest?.()
+    if (rules !== undefined) this.sendInterest(rules)
+    if (!this.ready) return
+    await this.requestNewlyShared()
+  }
+
   /** End the session; with an error, the peer is told the reason first. */
   close(error?: KitsyncError): void {
     if (this.closed) return
@@ -244,6 +347,9 @@ export class SyncSession {
     this.pending.clear()
     this.pendingBytes = 0
     this.link.close(error)
+    for (const round of this.rounds) round.resolve({ complete: false, collections: round.total, collectionsDone: round.done })
+    this.rounds.clear()
+    for (const resolve of this.readyWaiters.splice(0)) resolve()
     this.engine.removed(this, error)
   }
 
@@ -273,8 +379,11 @@ export class SyncSession {
     this.flushScheduled = false
     if (this.closed) return
     for (const [collection, updates] of this.pending) {
+      // Held since before the peer's interest arrived (or since it narrowed): not wanted now.
+      if (!this.shares(collection)) continue
       const payload = mergeInGroups(updates)
       this.sendUpdate(collection, SyncStep.UPDATE, payload)
+      this.engine.stats.sent(this.peerId, collection)
     }
     this.pending.clear()
     this.pendingBytes = 0
@@ -295,13 +404,31 @@ export class SyncSession {
       await this.hello(frame)
       return
     }
+    if (frame.type === FrameType.INTEREST) {
+      this.peerInterest = new Interest(frame.rules)
+      // Before the hello nothing was exchanged yet; the hello takes the interest into account.
+      if (this.ready) await this.requestNewlyShared()
+      return
+    }
     if (!this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'sync frame before hello')
     if (!COLLECTION.test(frame.collection)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(frame.collection)}`)
-    if (!this.engine.shares(this.peerId, frame.collection)) {
+    this.engine.stats.collectionIn(frame.collection, bytes.byteLength)
+    if (frame.step === SyncStep.STEP1) this.peerNamed.add(frame.collection)
+    try {
+      await this.sync(frame)
+    } finally {
+      if (frame.step === SyncStep.STEP2) this.answer(frame.collection)
+    }
+  }
+
+  private async sync(frame: Extract<Frame, { type: 1 }>): Promise<void> {
+    if (!this.shares(frame.collection)) {
       // Not exchanged with this peer: answer a request as if we had nothing, drop any data.
       if (frame.step === SyncStep.STEP1) {
         Y.decodeStateVector(frame.payload)
         this.sendUpdate(frame.collection, SyncStep.STEP2, EMPTY_UPDATE)
+      } else if (!isEmptyUpdate(frame.payload)) {
+        this.engine.stats.dropped(this.peerId, frame.collection)
       }
       return
     }
@@ -309,6 +436,8 @@ export class SyncSession {
       // Nothing here: say so without creating (and holding in memory) an empty collection.
       Y.decodeStateVector(frame.payload)
       this.sendUpdate(frame.collection, SyncStep.STEP2, EMPTY_UPDATE)
+      // The peer has it and we sync it but never asked (it was newly wanted): ask now.
+      if (!this.exchanged.has(frame.collection)) await this.request(frame.collection)
       return
     }
     if (this.engine.host.hasCollection?.(frame.collection) === false && isEmptyUpdate(frame.payload)) {
@@ -330,14 +459,24 @@ export class SyncSession {
         throw new KitsyncError('PROTOCOL_ERROR', `malformed state vector for ${frame.collection}`, { cause: err })
       }
       this.sendUpdate(frame.collection, SyncStep.STEP2, diff)
+      if (!isEmptyUpdate(diff)) this.engine.stats.sent(this.peerId, frame.collection)
+      if (!this.exchanged.has(frame.collection)) await this.request(frame.collection)
       return
     }
+    let changed = false
+    const onUpdate = (): void => {
+      changed = true
+    }
+    doc.on('update', onUpdate)
     try {
       Y.applyUpdate(doc, frame.payload, this)
     } catch (err) {
       throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${frame.collection}`, { cause: err })
+    } finally {
+      doc.off('update', onUpdate)
     }
     this.stats.lastSyncAt = this.engine.now()
+    if (changed) this.engine.stats.applied(this.peerId, frame.collection)
     this.engine.emit('update', { peerId: this.peerId, collection: frame.collection, bytes: frame.payload.byteLength })
     if (frame.step === SyncStep.STEP2 && this.awaiting.delete(frame.collection)) {
       // Caught up means stored, not just merged in memory (join reports it to the user).
@@ -357,32 +496,123 @@ export class SyncSession {
     for (const name of frame.collections) {
       if (!COLLECTION.test(name)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(name)}`)
     }
+    for (const name of frame.collections) this.peerNamed.add(name)
     this.ready = true
+    for (const resolve of this.readyWaiters.splice(0)) resolve()
+    this.engine.stats.session(this.peerId)
     this.awaiting = new Set(this.sharedNames(frame.collections))
     const names = new Set(this.sharedNames([...this.engine.host.collectionNames(), ...frame.collections]))
     this.engine.emit('connected', { peerId: this.peerId })
+    // The catch-up is one round: progress events while it runs, one sync counted when it completes.
+    const round = this.openRound(true)
     for (const name of [...names].sort()) {
-      if (this.engine.host.hasCollection?.(name) === false) {
-        // Ask for a collection we lack without creating it: it is created when data comes.
-        this.sendUpdate(name, SyncStep.STEP1, EMPTY_STATE_VECTOR)
-        continue
-      }
-      const doc = await this.engine.doc(name)
+      await this.request(name, round)
       if (this.closed) return
-      this.sendUpdate(name, SyncStep.STEP1, Y.encodeStateVector(doc))
     }
+    void this.closeRoundSetup(round)
     this.scheduleFlush()
     this.checkCaughtUp()
   }
 
+  /** Ask the peer for a collection: send our state vector (empty if we do not have it). */
+  private async request(name: string, round?: Round): Promise<void> {
+    let vector: Uint8Array = EMPTY_STATE_VECTOR
+    if (this.engine.host.hasCollection?.(name) !== false) {
+      const doc = await this.engine.doc(name)
+      if (this.closed) return
+      vector = Y.encodeStateVector(doc)
+    }
+    this.exchanged.add(name)
+    const asked = (this.asked.get(name) ?? 0) + 1
+    this.asked.set(name, asked)
+    if (round !== undefined && !round.waiting.has(name)) {
+      round.waiting.set(name, asked)
+      round.total++
+    }
+    this.sendUpdate(name, SyncStep.STEP1, vector)
+  }
+
+  /** Ask for every collection shared on this session that was not exchanged yet. */
+  private async requestNewlyShared(): Promise<void> {
+    const names = this.sharedNames([...new Set([...this.engine.host.collectionNames(), ...this.peerNamed])]).filter((n) => !this.exchanged.has(n))
+    for (const name of names.sort()) {
+      if (this.closed) return
+      await this.request(name)
+    }
+  }
+
+  private openRound(progress: boolean): Round {
+    const round: Round = { waiting: new Map(), total: 0, done: 0, bytesInAtStart: this.stats.bytesIn, progress, lastProgressAt: -Infinity, resolve: () => undefined }
+    return round
+  }
+
+  /** Every request of the round is sent: wait for the answers (some may be in already). */
+  private closeRoundSetup(round: Round): Promise<RoundResult> {
+    return new Promise<RoundResult>((resolve) => {
+      round.resolve = resolve
+      if (this.closed) {
+        resolve({ complete: false, collections: round.total, collectionsDone: round.done })
+        return
+      }
+      // Answers may have arrived while requests were still being sent.
+      for (const [name, needed] of round.waiting) {
+        if ((this.answered.get(name) ?? 0) >= needed) {
+          round.waiting.delete(name)
+          round.done++
+        }
+      }
+      this.rounds.add(round)
+      this.emitProgress(round, true)
+      this.finishRound(round)
+    })
+  }
+
+  private answer(name: string): void {
+    const answered = (this.answered.get(name) ?? 0) + 1
+    this.answered.set(name, answered)
+    this.engine.stats.collectionSynced(name)
+    for (const round of this.rounds) {
+      const needed = round.waiting.get(name)
+      if (needed === undefined || answered < needed) continue
+      round.waiting.delete(name)
+      round.done++
+      this.emitProgress(round, false)
+      this.finishRound(round)
+    }
+  }
+
+  private finishRound(round: Round): void {
+    if (round.waiting.size > 0 || !this.rounds.has(round)) return
+    this.rounds.delete(round)
+    this.engine.stats.synced(this.peerId)
+    round.resolve({ complete: true, collections: round.total, collectionsDone: round.done })
+  }
+
+  private emitProgress(round: Round, first: boolean): void {
+    if (!round.progress || round.total === 0) return
+    const now = this.engine.now()
+    const last = round.done === round.total
+    if (!first && !last && now - round.lastProgressAt < PROGRESS_INTERVAL_MS) return
+    round.lastProgressAt = now
+    this.engine.emit('progress', { peerId: this.peerId, collectionsDone: round.done, collectionsTotal: round.total, bytesIn: this.stats.bytesIn - round.bytesInAtStart })
+  }
+
   private sharedNames(names: string[]): string[] {
-    return names.filter((name) => this.engine.shares(this.peerId, name))
+    return names.filter((name) => this.shares(name))
   }
 
   private checkCaughtUp(): void {
     if (this.caughtUp || this.awaiting.size > 0) return
     this.caughtUp = true
     this.engine.emit('caught-up', { peerId: this.peerId })
+  }
+
+  /** Send our interest if it differs from the last one sent on this session. */
+  private sendInterest(rules: InterestRule[]): void {
+    const key = JSON.stringify(rules)
+    if (key === this.interestSent) return
+    this.interestSent = key
+    this.send({ type: FrameType.INTEREST, rules })
   }
 
   private sendUpdate(collection: string, step: number, payload: Uint8Array): void {
@@ -398,6 +628,7 @@ export class SyncSession {
     }
     this.stats.bytesOut += bytes.byteLength
     this.stats.framesOut++
+    this.engine.stats.frameOut(this.peerId, bytes.byteLength, frame.type === FrameType.SYNC ? frame.collection : undefined)
     this.link.send(bytes)
   }
 }

@@ -1,6 +1,7 @@
 import * as Y from 'yjs'
 import type { KitsyncError } from '../../src/core/errors.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
+import { isOnDemand, ItemSelection, type InterestRule, type SelectionSettings } from '../../src/core/selection.js'
 import { SyncEngine, type PeerLink, type SyncHost, type SyncSession } from '../../src/sync/sync-engine.js'
 
 /** Small seeded PRNG (mulberry32) so a failing run can be replayed from its seed. */
@@ -22,6 +23,10 @@ export class MemoryPeer implements SyncHost {
   readonly engine: SyncEngine
   /** Optional SyncHost.shares rule for tests of what goes to whom. */
   shareRule: ((peerId: string, collection: string) => boolean) | undefined
+  /** Selective sync (as a real device): set with select(). */
+  selection: ItemSelection | undefined
+  /** Set by select(): a request for a collection this peer lacks does not create it. */
+  hasCollection: ((name: string) => boolean) | undefined
   constructor(
     readonly id: string,
     readonly workspaceId = 'ws',
@@ -32,7 +37,17 @@ export class MemoryPeer implements SyncHost {
     return [...this.docs.keys()]
   }
   shares(peerId: string, collection: string): boolean {
+    if (this.selection !== undefined && !this.selection.syncs(collection, this.docs.has(collection))) return false
     return this.shareRule?.(peerId, collection) ?? true
+  }
+  interest(): InterestRule[] | undefined {
+    return this.selection?.rules(this.docs.keys())
+  }
+  /** Sync only what these settings select (and tell peers at once if connected). */
+  async select(settings: SelectionSettings): Promise<void> {
+    this.selection = new ItemSelection(settings)
+    this.hasCollection = (name) => this.docs.has(name)
+    await this.engine.refreshInterest()
   }
   async openDoc(name: string): Promise<Y.Doc> {
     return this.collection(name).doc
@@ -45,6 +60,8 @@ export class MemoryPeer implements SyncHost {
       this.docs.set(name, doc)
       this.collections.set(name, c)
       this.engine.track(name, doc)
+      // Holding a new on-demand collection widens what this device wants.
+      if (this.selection !== undefined && isOnDemand(name)) void this.engine.refreshInterest()
     }
     return c
   }
@@ -62,6 +79,9 @@ export class MemoryPeer implements SyncHost {
 export class MemoryNetwork {
   private readonly queues: { from: MemoryPeer; to: MemoryPeer; session: () => SyncSession | undefined; frames: Uint8Array[]; open: boolean }[] = []
   readonly links = new Map<string, { a: SyncSession; b: SyncSession; close: () => void }>()
+  /** Every frame delivered, when `record` is set (for tests that assert on frames). */
+  record = false
+  readonly delivered: { from: string; to: string; frame: Uint8Array }[] = []
   constructor(private readonly random: () => number) {}
 
   connect(a: MemoryPeer, b: MemoryPeer): void {
@@ -108,6 +128,7 @@ export class MemoryNetwork {
     const q = busy[Math.floor(this.random() * busy.length)] as (typeof busy)[number]
     const frame = q.frames.shift() as Uint8Array
     const session = q.session()
+    if (this.record) this.delivered.push({ from: q.from.id, to: q.to.id, frame })
     if (session !== undefined) {
       session.receive(frame)
       await session.idle()

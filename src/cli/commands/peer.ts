@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
+import { splitList } from './items.js'
 
 export function register(program: Command, io: CliIO): void {
   const peer = example(program.command('peer').description('run the peer of this device'), 'kitsync peer start --json')
@@ -11,12 +12,15 @@ export function register(program: Command, io: CliIO): void {
         .description('run the peer in the foreground: owns the store, syncs with the other devices, serves the control socket; Ctrl-C or SIGTERM stops it cleanly')
         .option('--name <name>', 'name of the workspace if the home folder has none yet')
         .option('--headless', 'run without a terminal (a server, systemd): JSON log lines on stdout, see docs/vps.md')
-        .option('--relay', 'also serve as a circuit relay v2 for the members of the workspace (the VPS)'),
+        .option('--relay', 'also serve as a circuit relay v2 for the members of the workspace (the VPS)')
+        .option('--items <names>', 'sync only these collections (comma-separated names or patterns; saved in workspace.json, see kitsync items)')
+        .option('--local-only <names>', 'never send nor accept these collections (comma-separated; saved in workspace.json)'),
     ),
     'kitsync peer start',
+    'kitsync peer start --items watchlists,alerts --local-only scratch',
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
     'kitsync peer start --headless --relay --no-mdns     # on a VPS',
-  ).action(async (options: NetworkFlags & { name?: string; headless?: boolean; relay?: boolean }, cmd: Command) => {
+  ).action(async (options: NetworkFlags & { name?: string; headless?: boolean; relay?: boolean; items?: string; localOnly?: string }, cmd: Command) => {
     const opts = globals(cmd)
     if (options.headless === true) return runHeadless(io, opts.home, options)
     const json = opts.json === true
@@ -33,6 +37,8 @@ export function register(program: Command, io: CliIO): void {
       ...(options.name === undefined ? {} : { name: options.name }),
       ...peerOptionsFrom(options),
       ...(options.relay === true ? { relay: true } : {}),
+      ...(options.items === undefined ? {} : { items: splitList(options.items) }),
+      ...(options.localOnly === undefined ? {} : { localOnly: splitList(options.localOnly) }),
       listeners: {
         'sync:connected': (e) => emit(line('sync:connected', e, `connected ${e.peerId}`)),
         'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
@@ -71,13 +77,15 @@ export function register(program: Command, io: CliIO): void {
 }
 
 /** `peer start --headless`: JSON log lines (pino) on stdout; SIGTERM stops cleanly with exit 0. */
-async function runHeadless(io: CliIO, home: string | undefined, options: NetworkFlags & { name?: string; relay?: boolean }): Promise<void> {
+async function runHeadless(io: CliIO, home: string | undefined, options: NetworkFlags & { name?: string; relay?: boolean; items?: string; localOnly?: string }): Promise<void> {
   const log = (await import('../headless-log.js')).headlessLog()
   const running = await (await import('../../daemon/peer.js')).Peer.start({
     home: resolveHome(home, io.env),
     ...(options.name === undefined ? {} : { name: options.name }),
     ...peerOptionsFrom(options),
     ...(options.relay === true ? { relay: true } : {}),
+    ...(options.items === undefined ? {} : { items: splitList(options.items) }),
+    ...(options.localOnly === undefined ? {} : { localOnly: splitList(options.localOnly) }),
     listeners: {
       'sync:connected': (e) => log.event('sync:connected', e),
       'sync:offline': (e) => log.event('sync:offline', e),

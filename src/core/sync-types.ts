@@ -1,0 +1,97 @@
+import type { ItemsChange, SyncReason } from './selection.js'
+
+/** What `kitsync items`, `stats`, `sync now`, `fetch` and `reset` return (library and control API alike). */
+
+export type { ItemsChange }
+
+export interface ItemsView {
+  /** Items this device syncs; null: every collection (on-demand ones only when held). */
+  items: string[] | null
+  localOnly: string[]
+  /** Name prefixes of on-demand collections. */
+  onDemand: string[]
+  /** The collections this device has, and whether each syncs. */
+  collections: { name: string; syncs: boolean; reason: SyncReason }[]
+}
+
+export interface SyncCounters {
+  /** Sync sessions opened (connections that said hello). */
+  sessions: number
+  /** Completed exchanges: per peer, catch-ups and `sync now` rounds; per collection, answers received. */
+  syncs: number
+  framesIn: number
+  framesOut: number
+  bytesIn: number
+  bytesOut: number
+  /** Updates received that changed something here. */
+  updatesApplied: number
+  /** Updates received for a collection this device does not sync (dropped). */
+  updatesDropped: number
+  /** Conflicts the workspace reported (sync:conflict events). */
+  conflicts: number
+  /** Last time data moved either way. */
+  lastSyncAt?: number
+}
+
+export interface PeerCounters extends SyncCounters {
+  /** Last time a frame came from this peer. */
+  lastSeenAt?: number
+}
+
+export interface SyncStatsSnapshot {
+  format: 'kitsync-sync-stats'
+  formatVersion: 1
+  /** When counting started (first start, or the last reset). */
+  since: number
+  totals: SyncCounters
+  peers: Record<string, PeerCounters>
+  collections: Record<string, SyncCounters>
+}
+
+export interface SyncStatsView extends SyncStatsSnapshot {
+  /** True when read from the running peer; false: the totals it saved when it last ran. */
+  live: boolean
+  /** Device names by id, from the membership. */
+  names: Record<string, string>
+}
+
+export interface SyncNowPeer {
+  peerId: string
+  name: string
+  /** A sync session with it was open (or opened) and answered. */
+  reached: boolean
+  error?: { code: string; message: string }
+  /** Collections exchanged, and whether every one was answered before the deadline. */
+  collections: number
+  complete: boolean
+  bytesIn: number
+  bytesOut: number
+  updatesApplied: number
+  ms: number
+}
+
+export interface SyncNowReport {
+  startedAt: number
+  ms: number
+  peers: SyncNowPeer[]
+}
+
+export interface FetchResult {
+  collection: string
+  /** It was not among the items before (and now is). */
+  added: boolean
+  /** The collection is here now, with this many records. */
+  present: boolean
+  records: number
+  /** The peers asked, and whether each answered in time. */
+  peers: { peerId: string; complete: boolean }[]
+  /** Set when nothing could be asked (no running peer, no connected peer). */
+  note?: string
+}
+
+export interface ResetReport {
+  /** What was cleared. */
+  cleared: string[]
+  /** Sync sessions closed and reopened with a full exchange (running peer only). */
+  sessionsRestarted: number
+}

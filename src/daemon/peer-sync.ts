@@ -1,0 +1,170 @@
+import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { isOnDemand } from '../core/selection.js'
+import type { SyncNowPeer, SyncNowReport } from '../core/sync-types.js'
+import type { DeviceRecord, WorkspaceEvents } from '../core/workspace-types.js'
+import type { Mesh } from '../net/mesh.js'
+import type { SyncEngine, SyncSession } from '../sync/sync-engine.js'
+import type { RunningSync, WorkspaceSync } from './workspace-sync.js'
+
+/** How often the running peer saves its sync counters (and always when it stops). */
+export const STATS_SAVE_INTERVAL_MS = 30_000
+
+/** What PeerSync needs from the workspace. */
+export interface PeerSyncWorkspace {
+  readonly sync: WorkspaceSync
+  devices(): Promise<DeviceRecord[]>
+  flushDoc(name: string): Promise<void>
+  emitEvent<K extends keyof WorkspaceEvents>(event: K, payload: WorkspaceEvents[K]): void
+  on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void
+  onDocLoaded(listener: (e: { name: string }) => void): () => void
+  onClose(hook: () => Promise<void>): void
+}
+
+/**
+ * The running peer's side of `sync now`, `fetch` and `reset`, and the wiring of the engine's
+ * counters and progress into the workspace (saved periodically and on stop).
+ */
+export class PeerSync implements RunningSync {
+  private constructor(
+    private readonly workspace: PeerSyncWorkspace,
+    readonly engine: SyncEngine,
+    private readonly mesh: Mesh,
+    private readonly self: string,
+  ) {}
+
+  /** Wire into a starting peer, before its network starts (so no event is missed). */
+  static async attach(workspace: PeerSyncWorkspace, engine: SyncEngine, mesh: Mesh, self: string): Promise<PeerSync> {
+    const peerSync = new PeerSync(workspace, engine, mesh, self)
+    await workspace.sync.restore(engine.stats)
+    workspace.sync.running = peerSync
+    engine.on('progress', (e) => workspace.emitEvent('sync:progress', e))
+    workspace.on('sync:conflict', (e) => {
+      const others = [...new Set(e.versions.map((v) => v.device).filter((d) => d !== self))]
+      engine.stats.conflict(e.collection, others)
+    })
+    // An on-demand collection held from now on (drawn here, or fetched) widens what we want.
+    workspace.onDocLoaded(({ name }) => {
+      if (isOnDemand(name)) void engine.refreshInterest()
+    })
+    const timer = setInterval(() => void workspace.sync.persist(), STATS_SAVE_INTERVAL_MS)
+    timer.unref()
+    workspace.onClose(async () => {
+      clearInterval(timer)
+      await workspace.sync.persist()
+      workspace.sync.running = undefined
+    })
+    return peerSync
+  }
+
+  async syncNow(timeoutMs: number): Promise<SyncNowReport> {
+    const startedAt = Date.now()
+    const deadline = startedAt + timeoutMs
+    const devices = (await this.workspace.devices()).filter((d) => !d.self && d.state === 'trusted' && d.peerId !== this.self)
+    // Addresses waiting for a redial (bootstrap, lost peers) are dialed now, not after the backoff.
+    this.mesh.redialNow()
+    const peers = await Promise.all(devices.map((d) => this.syncPeer(d, deadline)))
+    return { startedAt, ms: Date.now() - startedAt, peers }
+  }
+
+  private async syncPeer(device: DeviceRecord, deadline: number): Promise<SyncNowPeer> {
+    const started = Date.now()
+    const before = this.engine.stats.peerCounters(device.peerId)
+    const result = (reached: boolean, collections: number, complete: boolean, error?: KitsyncError): SyncNowPeer => {
+      const after = this.engine.stats.peerCounters(device.peerId)
+      return {
+        peerId: device.peerId,
+        name: device.name,
+        reached,
+        ...(error === undefined ? {} : { error: { code: error.code, message: error.message } }),
+        collections,
+        complete,
+        bytesIn: after.bytesIn - before.bytesIn,
+        bytesOut: after.bytesOut - before.bytesOut,
+        updatesApplied: after.updatesApplied - before.updatesApplied,
+        ms: Date.now() - started,
+      }
+    }
+    let session: SyncSession | undefined
+    try {
+      session = await this.sessionWith(device.peerId, deadline)
+    } catch (err) {
+      const e = toKitsyncError(err)
+      return result(false, 0, false, e.code === 'INTERNAL' ? new KitsyncError('PEER_UNREACHABLE', e.message) : e)
+    }
+    const round = await beforeDeadline(session.resync(undefined, { progress: true }), deadline)
+    if (round === undefined) return result(true, 0, false, new KitsyncError('ABORTED', 'the exchange did not finish before the deadline'))
+    if (!round.complete && session.isClosed) return result(true, round.collectionsDone, false, new KitsyncError('CONNECTION_CLOSED', 'the session closed during the exchange'))
+    // What was merged is on disk before the report says it moved.
+    await this.workspace.sync.persist()
+    return result(true, round.collections, round.complete)
+  }
+
+  /** A ready sync session with a device: the open one, or a new one dialed now. */
+  private async sessionWith(peerId: string, deadline: number): Promise<SyncSession> {
+    let session = this.find(peerId)
+    if (session === undefined) {
+      const opened = await beforeDeadline(
+        this.mesh.openSyncTo(peerId).then(
+          () => undefined,
+          (err: unknown) => toKitsyncError(err),
+        ),
+        deadline,
+      )
+      if (opened instanceof KitsyncError) throw new KitsyncError('PEER_UNREACHABLE', `cannot reach ${peerId}: ${opened.message}`)
+      session = this.find(peerId)
+      if (session === undefined) throw new KitsyncError('PEER_UNREACHABLE', `no sync session with ${peerId} before the deadline`)
+    }
+    await beforeDeadline(session.whenReady(), deadline)
+    if (!session.isReady || session.isClosed) {
+      // Both sides opened a stream at once and the other one won: use that.
+      const other = this.find(peerId)
+      if (other !== undefined && other !== session) await beforeDeadline(other.whenReady(), deadline)
+      if (other === undefined || !other.isReady) throw new KitsyncError('PEER_UNREACHABLE', `no sync session with ${peerId} before the deadline`)
+      session = other
+    }
+    return session
+  }
+
+  private find(peerId: string): SyncSession | undefined {
+    const open = this.engine.sessions().filter((s) => s.peerId === peerId && !s.isClosed)
+    return open.find((s) => s.isReady) ?? open[0]
+  }
+
+  async pull(collection: string, timeoutMs: number): Promise<{ peerId: string; complete: boolean }[]> {
+    const deadline = Date.now() + timeoutMs
+    const sessions = this.engine.sessions().filter((s) => s.isReady && !s.isClosed)
+    const results = await Promise.all(
+      sessions.map(async (s) => {
+        const round = await beforeDeadline(s.resync([collection]), deadline)
+        return { peerId: s.peerId, complete: round?.complete === true }
+      }),
+    )
+    await this.workspace.flushDoc(collection)
+    return results
+  }
+
+  async reset(): Promise<number> {
+    const sessions = this.mesh.connectedPeers().length
+    this.mesh.forgetPeers()
+    await this.mesh.resync()
+    await this.workspace.sync.persist()
+    return sessions
+  }
+}
+
+/** The promise's value, or undefined once the deadline passes. */
+function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()))
+    promise.then(
+      (v) => {
+        clearTimeout(timer)
+        resolve(v)
+      },
+      (err: unknown) => {
+        clearTimeout(timer)
+        reject(err)
+      },
+    )
+  })
+}
