@@ -48,12 +48,12 @@ describe('selective sync between real peers', () => {
     const a = await client(ha)
     const b = await client(hb)
     await a.set('watchlists', 'tech', { symbols: ['AAPL'] })
-    await a.set('alerts', 'btc', { above: 100000 })
+    await a.set('alerts', 'btc', { symbol: 'X', above: 100000 })
     await a.set('journal', 'd1', 'bought AAPL')
     await a.set('drawings.AAPL-1D', 'line1', { from: 1, to: 2 })
     await until(b, 'watchlists', 'tech', { symbols: ['AAPL'] })
     // a later write to a collection B does not hold, then one it holds: only the latter arrives
-    await a.set('alerts', 'eth', { above: 5000 })
+    await a.set('alerts', 'eth', { symbol: 'X', above: 5000 })
     await a.set('watchlists', 'energy', { symbols: ['XOM'] })
     await until(b, 'watchlists', 'energy', { symbols: ['XOM'] })
     expect((await b.list()).map((c) => c.name)).toEqual(['watchlists'])
@@ -63,8 +63,8 @@ describe('selective sync between real peers', () => {
 
     // at run time, through the running peer
     await kitsyncOk(hb, ['items', 'add', 'alerts'])
-    await until(b, 'alerts', 'eth', { above: 5000 })
-    expect(await b.getAll('alerts')).toEqual({ btc: { above: 100000 }, eth: { above: 5000 } })
+    await until(b, 'alerts', 'eth', { symbol: 'X', above: 5000 })
+    expect(await b.getAll('alerts')).toEqual({ btc: { symbol: 'X', above: 100000 }, eth: { symbol: 'X', above: 5000 } })
     expect((await b.list()).map((c) => c.name)).toEqual(['alerts', 'watchlists'])
 
     const fetched = await kitsyncJson<{ present: boolean; records: number; added: boolean; peers: { complete: boolean }[] }>(hb, ['fetch', 'drawings.AAPL-1D'])
@@ -132,12 +132,12 @@ describe('selective sync between real peers', () => {
     // with a running peer: reset restarts the sessions, and sync goes on
     await peer(hb)
     const b2 = await client(hb)
-    await a.set('alerts', 'ada', { above: 1 })
-    await until(b2, 'alerts', 'ada', { above: 1 }) // the session with A is up
+    await a.set('alerts', 'ada', { symbol: 'X', above: 1 })
+    await until(b2, 'alerts', 'ada', { symbol: 'X', above: 1 }) // the session with A is up
     const r = await kitsyncJson<{ sessionsRestarted: number }>(hb, ['reset', '--yes'])
     expect(r.sessionsRestarted).toBe(1)
-    await a.set('alerts', 'sol', { above: 200 })
-    await until(b2, 'alerts', 'sol', { above: 200 })
+    await a.set('alerts', 'sol', { symbol: 'X', above: 200 })
+    await until(b2, 'alerts', 'sol', { symbol: 'X', above: 200 })
     const afterReset = await kitsyncJson<Stats>(hb, ['stats'])
     expect(afterReset.since).toBeGreaterThan(cleared.since)
     expect(afterReset.peers[deviceA]?.sessions).toBe(1) // counted from zero again: the reopened session
