@@ -115,6 +115,9 @@ describe('collection kinds through the CLI', () => {
     await waitUntil(async () => ((await kitsyncJson<unknown[]>(ha, ['conflicts', '--json'])).length === 0 ? true : undefined), SYNC_TIMEOUT, 'the conflict to clear on A')
     // Whichever device found it, A's library got the event (found here, or recorded by B and synced).
     expect(events.filter((e) => e.collection === 'alerts' && e.key === 'x' && e.resolution === 'open').map((e) => e.id)).toEqual([conflict.id])
+    // stats counts it for the collection on A (found there, or recorded by B and synced).
+    const stats = await kitsyncJson<{ collections: Record<string, { conflicts: number }> }>(ha, ['stats', '--json'])
+    expect(stats.collections.alerts?.conflicts).toBe(1)
     const log = (await kitsyncOk(ha, ['log', '--json'])).trim().split('\n').map((l) => JSON.parse(l) as { type: string; reason: string })
     expect(log.some((e) => e.type === 'conflict' && e.reason.includes('alerts/x'))).toBe(true)
   })
