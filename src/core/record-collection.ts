@@ -86,9 +86,11 @@ export class RecordCollection {
   readonly doc: Y.Doc
   readonly maxRecordBytes: number
   readonly clock: Hlc
-  fieldTypes: Record<string, FieldType>
-  policy: ConflictPolicy
+  private fieldTypesValue: Record<string, FieldType>
+  private policyValue: ConflictPolicy
   private readonly map: Y.Map<Slot>
+  /** Keys of the records that exist now (not deleted), kept in step by the observer. */
+  private readonly live = new Set<string>()
   readonly conflictMap: Y.Map<OpenConflict>
   /** record key -> field -> slots present, kept in step with the map by the observer. */
   private readonly index = new Map<string, RecordIndex>()
@@ -100,11 +102,12 @@ export class RecordCollection {
     this.doc = doc
     this.maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
     this.clock = options.clock ?? new Hlc(Math.random().toString(36).slice(2, 10).replace(/[^a-z0-9]/g, '') || 'anon')
-    this.fieldTypes = options.fieldTypes ?? {}
-    this.policy = options.policy ?? 'merge'
+    this.fieldTypesValue = options.fieldTypes ?? {}
+    this.policyValue = options.policy ?? 'merge'
     this.map = doc.getMap<Slot>(RECORDS_MAP)
     this.conflictMap = doc.getMap<OpenConflict>(CONFLICTS_MAP)
     for (const flat of this.map.keys()) this.indexKey(flat, true)
+    this.refreshLive()
     this.map.observe((event, tx) => {
       const touched = new Map<string, Set<string>>()
       const remote = !tx.local
@@ -122,6 +125,7 @@ export class RecordCollection {
           if (remote) this.clock.observe((this.map.get(flat) as Slot).t)
         }
       }
+      for (const key of touched.keys()) this.refreshLive(key)
       if (remote && this.conflictListeners.size > 0) {
         const found: DetectedConflict[] = []
         for (const [key, added] of touched) {
@@ -146,6 +150,31 @@ export class RecordCollection {
     })
   }
 
+  get policy(): ConflictPolicy {
+    return this.policyValue
+  }
+
+  get fieldTypes(): Record<string, FieldType> {
+    return this.fieldTypesValue
+  }
+
+  /** Change the rules records are read by (when the collection's settings change). */
+  configure(options: { policy?: ConflictPolicy; fieldTypes?: Record<string, FieldType> }): void {
+    if (options.policy !== undefined) this.policyValue = options.policy
+    if (options.fieldTypes !== undefined) this.fieldTypesValue = options.fieldTypes
+    this.refreshLive()
+  }
+
+  private refreshLive(key?: string): void {
+    const keys = key === undefined ? [...this.index.keys()] : [key]
+    if (key === undefined) this.live.clear()
+    for (const k of keys) {
+      const rec = this.index.get(k)
+      if (rec !== undefined && this.resolve(k, rec, true) !== undefined) this.live.add(k)
+      else this.live.delete(k)
+    }
+  }
+
   /** Subscribe to record changes, one call per transaction. Returns the unsubscribe function. */
   onChange(listener: (changes: RecordChange[]) => void): () => void {
     this.listeners.add(listener)
@@ -159,8 +188,12 @@ export class RecordCollection {
   }
 
   has(key: string): boolean {
-    const rec = this.index.get(key)
-    return rec !== undefined && this.resolve(key, rec, true) !== undefined
+    // Inside a transaction of this collection the observer has not run yet: work it out.
+    if (this.doc._transaction !== null) {
+      const rec = this.index.get(key)
+      return rec !== undefined && this.resolve(key, rec, true) !== undefined
+    }
+    return this.live.has(key)
   }
 
   get(key: string): JsonValue | undefined {
@@ -170,15 +203,11 @@ export class RecordCollection {
 
   /** Keys of the records that exist (deleted ones left out), sorted. */
   keys(): string[] {
-    const out: string[] = []
-    for (const [key, rec] of this.index) if (this.resolve(key, rec, true) !== undefined) out.push(key)
-    return out.sort()
+    return [...this.live].sort()
   }
 
   get size(): number {
-    let n = 0
-    for (const [key, rec] of this.index) if (this.resolve(key, rec, true) !== undefined) n++
-    return n
+    return this.live.size
   }
 
   entries(): Record<string, JsonValue> {
@@ -207,8 +236,13 @@ export class RecordCollection {
     const t = this.clock.now()
     this.doc.transact(() => {
       const rec = this.index.get(key)
+      // With `merge`, a record's fields say that it exists: a header is written only where the
+      // fields cannot say it (an empty object, a non-object value, a delete), which keeps an
+      // update small. Record-level policies need the header of every full write (its stamp hides
+      // the fields of older versions).
+      const recordLevel = this.policyValue !== 'merge'
       if (field !== undefined) {
-        if (current === undefined || !isJsonObject(current)) this.writeHeader(key, { t })
+        if (recordLevel && (current === undefined || !isJsonObject(current))) this.writeHeader(key, { t })
         this.writeField(key, field, value, t, current)
         return
       }
@@ -217,7 +251,7 @@ export class RecordCollection {
         for (const f of [...(rec?.keys() ?? [])]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
         return
       }
-      this.writeHeader(key, { t, f: 1 })
+      if (recordLevel || Object.keys(value).length === 0 || (current !== undefined && !isJsonObject(current))) this.writeHeader(key, { t, f: 1 })
       for (const [f, v] of Object.entries(value)) this.writeField(key, f, v, t, current)
       for (const f of [...(rec?.keys() ?? [])]) {
         if (f !== HEADER && !Object.hasOwn(value, f) && this.typeOf(f) === 'register') this.clearField(key, f)

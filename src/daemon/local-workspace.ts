@@ -113,6 +113,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /** The hybrid logical clock that stamps every write of this device. */
   readonly clock: Hlc
   private settingsWatch: Promise<void> | undefined
+  /** Settings of each collection as `_collections` says now. */
+  private readonly settingsCache = new Map<string, EffectiveSettings>()
   /** Ids of the conflicts already announced to subscribers. */
   private readonly conflictsSeen = new Set<string>()
   /** Selective sync settings, sync counters, and (with a running peer) sync now / fetch / reset. */
@@ -351,6 +353,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     }
     store.collection.set(name, JSON.parse(JSON.stringify(next)) as JsonValue, LOCAL_ORIGIN)
     await store.lastWrite
+    this.settingsCache.delete(name)
     this.applySettings(name)
     return this.settingsView(name, effectiveSettings(next))
   }
@@ -415,9 +418,17 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   /** Settings of a collection from `_collections` (kind by name when it has none). */
   private async settingsOf(name: string): Promise<EffectiveSettings> {
-    if (isInternalCollection(name)) return effectiveSettings({ kind: 'generic' })
-    await this.watchSettings()
-    return effectiveSettings(toCollectionSettings(name, (await this.load(COLLECTIONS_COLLECTION)).collection.get(name)))
+    const cached = this.settingsCache.get(name)
+    if (cached !== undefined) return cached
+    let rules: EffectiveSettings
+    if (isInternalCollection(name)) rules = effectiveSettings({ kind: 'generic' })
+    else {
+      await this.watchSettings()
+      rules = effectiveSettings(toCollectionSettings(name, (await this.load(COLLECTIONS_COLLECTION)).collection.get(name)))
+    }
+    // Dropped whenever `_collections` changes (see watchSettings).
+    this.settingsCache.set(name, rules)
+    return rules
   }
 
   /** Keep loaded collections in step with `_collections`, whichever device changed it. */
@@ -425,7 +436,10 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.settingsWatch ??= (async () => {
       const store = (await this.load(COLLECTIONS_COLLECTION)).collection
       store.onChange((changes) => {
-        for (const c of changes) this.applySettings(c.key)
+        for (const c of changes) {
+          this.settingsCache.delete(c.key)
+          this.applySettings(c.key)
+        }
       })
     })()
     return this.settingsWatch
@@ -437,8 +451,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     if (p === undefined || store === undefined) return
     void Promise.all([p, store]).then(([entry, settings]) => {
       const rules = effectiveSettings(toCollectionSettings(name, settings.collection.get(name)))
-      entry.collection.policy = rules.policy
-      entry.collection.fieldTypes = { ...rules.kind.fieldTypes }
+      entry.collection.configure({ policy: rules.policy, fieldTypes: { ...rules.kind.fieldTypes } })
     }, () => undefined)
   }
 
