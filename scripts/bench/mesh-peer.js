@@ -6,6 +6,7 @@
 // unsolicited { event, ... } messages from watchers. Times are CLOCK_MONOTONIC milliseconds
 // (process.hrtime), which all processes of the machine share, so a time taken here compares
 // with one taken in another process.
+import { pathToFileURL } from 'node:url'
 import '../../dist/polyfill.js'
 import { jsonRecord } from './mesh-data.js'
 
@@ -299,4 +300,9 @@ process.on('message', async ({ id, cmd, args }) => {
 process.on('disconnect', () => {
   void commands.stop().catch(() => undefined)
 })
+// Commands of another section: `fork(mesh-peer.js, [module])` adds what module.commands(ctx) returns.
+if (process.argv[2] !== undefined) {
+  const extension = await import(pathToFileURL(process.argv[2]).href)
+  Object.assign(commands, extension.commands({ node: () => node, now, send: (msg) => process.send(msg) }))
+}
 process.send({ event: 'ready' })
