@@ -21,12 +21,12 @@ const remoteKeys = (keys) => {
   for (const w of [...watchers]) w(keys)
 }
 
-async function startKitsync({ home, listen, bootstrap }) {
+async function startKitsync({ home, listen, bootstrap, control = false }) {
   const t0 = now()
   const { Peer } = await import('../../dist/daemon/peer.js')
   const importMs = now() - t0
   const t1 = now()
-  const peer = await Peer.start({ home, listen, bootstrap, mdns: false, control: false })
+  const peer = await Peer.start({ home, listen, bootstrap, mdns: false, control })
   const startMs = now() - t1
   const events = { connected: [], caughtUp: [] }
   peer.engine.on('connected', (e) => events.connected.push({ peerId: e.peerId, t: now() }))

@@ -62,8 +62,14 @@ export function journalEntry(i, at) {
 
 /** Counts of what a trading workspace holds (the check of a complete copy). */
 async function counts(ws) {
-  const has = async (collection) => (await ws.list()).some((c) => c.name === collection)
-  const all = async (collection) => ((await has(collection)) ? ws.getAll(collection) : {})
+  const all = async (collection) => {
+    try {
+      return await ws.getAll(collection)
+    } catch (err) {
+      if (err?.code === 'UNKNOWN_COLLECTION') return {}
+      throw err
+    }
+  }
   const lists = Object.values(await all('watchlists'))
   const sizes = lists.map((l) => (Array.isArray(l?.symbols) ? l.symbols.length : 0))
   const s = (await all('settings')).ui
@@ -142,8 +148,11 @@ export function commands({ node, now, send }) {
       const joinedAt = now()
       let c
       let polls = 0
+      let readMs
       for (;;) {
+        const r0 = now()
         c = await counts(ws())
+        readMs ??= now() - r0
         polls++
         if (complete(c, expect)) break
         if (now() - t0 > timeoutMs) throw new Error(`not complete after ${timeoutMs / 1000} s: ${JSON.stringify(c)}`)
@@ -152,7 +161,7 @@ export function commands({ node, now, send }) {
       const t1 = now()
       const net = await peer().networkStatus()
       const from = net.devices.find((d) => d.peerId === result.inviter)
-      return { t0, joinMs: joinedAt - t0, totalMs: t1 - t0, caughtUp: result.caughtUp, polls, counts: c, bytesIn: from?.bytesIn, bytesOut: from?.bytesOut }
+      return { t0, joinMs: joinedAt - t0, firstReadMs: readMs, totalMs: t1 - t0, caughtUp: result.caughtUp, polls, counts: c, bytesIn: from?.bytesIn, bytesOut: from?.bytesOut }
     },
 
     /** Per connected device: bytes in and out of its sync session. */
@@ -243,6 +252,30 @@ export function commands({ node, now, send }) {
         }
       })
       return {}
+    },
+
+    /**
+     * The import from another process: open the workspace of `home` through its running peer
+     * (control socket) and append `count` entries, `batch` at a time, each batch awaited.
+     */
+    async importViaSocket({ home, count, batch, offset = 0 }) {
+      const { openWorkspace } = await import('../../dist/index.js')
+      const w = await openWorkspace({ home, mode: 'peer' })
+      try {
+        const t0 = now()
+        const start = Date.now()
+        const batchMs = []
+        for (let i = 0; i < count; i += batch) {
+          const b0 = now()
+          const n = Math.min(batch, count - i)
+          await Promise.all(Array.from({ length: n }, (_, k) => w.append('journal', journalEntry(offset + i + k, start + i + k))))
+          batchMs.push(now() - b0)
+        }
+        const t1 = now()
+        return { t0, t1, ms: t1 - t0, batchMs }
+      } finally {
+        await w.close()
+      }
     },
 
     /** Append `count` journal entries, `batch` at a time (each batch awaited), as fast as they are accepted. */

@@ -32,11 +32,11 @@ export async function run(ctx) {
   const { measure, note, tmp, log } = ctx
   const nodes = new Set()
   const homes = {}
-  const kitsyncNode = async (name, bootstrap = []) => {
+  const kitsyncNode = async (name, { control = false } = {}) => {
     const node = await BenchNode.fork(name, { extension: EXTENSION })
     nodes.add(node)
     homes[name] = await tmp.make(`workload-${name}`)
-    node.info = await node.request('kitsync-start', { home: homes[name], listen: LISTEN, bootstrap })
+    node.info = await node.request('kitsync-start', { home: homes[name], listen: LISTEN, bootstrap: [], control })
     return node
   }
   const expect = { watchlists: TRADING.watchlists, symbols: TRADING.symbols, alerts: TRADING.alerts, settingsFields: TRADING.settingsFields, journal: TRADING.journal }
@@ -55,7 +55,7 @@ export async function run(ctx) {
     // -------------------------------------------------------------------------------------
     // 1. Catch-up of a trading workspace.
     log(`  A fills ${TRADING.watchlists} watchlists × ${TRADING.symbols} symbols, ${TRADING.alerts} alerts, settings, ${TRADING.journal.toLocaleString('en-US')} journal entries; B joins`)
-    const a = await kitsyncNode('A')
+    const a = await kitsyncNode('A', { control: true }) // control socket: the importer of part 2 goes through it
     let fill
     await measure(
       {
@@ -108,7 +108,7 @@ export async function run(ctx) {
         const { token } = await a.request('invite')
         joined = await b.request('joinVerify', { token, name: 'B', expect }, LONG)
         if (!joined.caughtUp) throw new Error('B did not report caught up')
-        return { value: round(joined.totalMs, 0), details: { joinMs: round(joined.joinMs), caughtUp: joined.caughtUp, countPolls: joined.polls, counts: joined.counts } }
+        return { value: round(joined.totalMs, 0), details: { joinMs: round(joined.joinMs), firstReadMs: round(joined.firstReadMs), caughtUp: joined.caughtUp, countPolls: joined.polls, counts: joined.counts } }
       },
     )
     if (joined === undefined) throw new Error('B did not join: no latency run')
@@ -149,8 +149,11 @@ export async function run(ctx) {
     }
 
     // -------------------------------------------------------------------------------------
-    // 2. Alert latency on a mesh of 3 while A imports journal entries.
-    log(`  C joins (A, B, C all connected); A changes ${LOAD.alertKey} every ${LOAD.intervalMs} ms; ${LOAD.rounds} rounds of ${LOAD.baselineMs / 1000} s without load, then during an import of ${LOAD.entries.toLocaleString('en-US')} journal entries on A`)
+    // 2. Alert latency on a mesh of 3 while a journal import runs on A.
+    log(
+      `  C joins (A, B, C all connected); A changes ${LOAD.alertKey} every ${LOAD.intervalMs} ms; ${LOAD.rounds} rounds of ${LOAD.baselineMs / 1000} s without load, ` +
+        `then during an import of ${LOAD.entries.toLocaleString('en-US')} journal entries into A from another process; then one round with the import in A's process`,
+    )
     const c = await kitsyncNode('C')
     const { token } = await a.request('invite')
     const joinedC = await c.request('joinVerify', { token, name: 'C', expect }, LONG)
@@ -163,82 +166,144 @@ export async function run(ctx) {
         unit: 'ms',
         method: 'As catchUp.ms, with a token from A (B online, connected to A). C connects to B after this.',
       },
-      async () => ({ value: round(joinedC.totalMs, 0), details: { joinMs: round(joinedC.joinMs), bytesInFromA: joinedC.bytesIn, counts: joinedC.counts, connectedPerPeer: connected } }),
+      async () => ({ value: round(joinedC.totalMs, 0), details: { joinMs: round(joinedC.joinMs), firstReadMs: round(joinedC.firstReadMs), bytesInFromA: joinedC.bytesIn, counts: joinedC.counts, connectedPerPeer: connected } }),
     )
+
+    const mesh = { A: a, B: b, C: c }
+    const names = new Map(Object.entries(mesh).map(([name, node]) => [node.info.peerId, name]))
+    /** Session bytes of every peer: { A: { B: { in, out }, C: ... }, ... }. */
+    const traffic = async () => {
+      const out = {}
+      for (const [name, node] of Object.entries(mesh)) {
+        out[name] = {}
+        for (const s of await node.request('sessionBytes')) out[name][names.get(s.peerId) ?? s.peerId] = { in: s.bytesIn, out: s.bytesOut }
+      }
+      return out
+    }
+    /** Wait until no sync bytes move for 3 polls in a row (relays and echoes done). */
+    const settle = async () => {
+      const deadline = performance.now() + 30_000
+      let last = ''
+      let same = 0
+      while (same < 3 && performance.now() < deadline) {
+        const now = JSON.stringify(await traffic())
+        same = now === last ? same + 1 : 0
+        last = now
+        await sleep(200)
+      }
+    }
+    const importer = await BenchNode.fork('importer', { extension: EXTENSION })
+    nodes.add(importer)
 
     await c.request('watchAlert', { key: LOAD.alertKey })
     const baseline = []
-    const loaded = []
-    const imports = []
-    for (let r = 0; r < LOAD.rounds; r++) {
-      // Without load.
+    const rounds = []
+    const modes = [...Array.from({ length: LOAD.rounds }, () => 'socket'), 'in-process']
+    for (const [r, mode] of modes.entries()) {
+      await settle()
       await a.request('startAlerts', { key: LOAD.alertKey, intervalMs: LOAD.intervalMs })
       await sleep(LOAD.baselineMs)
       const idle = await a.request('stopAlerts')
       baseline.push(alertSamples(idle, await drainSeen(c, idle.sent.length - 1)))
-      // During an import on A.
+      await settle()
+      const before = await traffic()
       const tag = `import${r}`
       await c.request('watchJournal', { tag, count: LOAD.entries })
       const reached = c.nextEvent((e) => e.event === 'journalReached' && e.tag === tag, 300_000, `C did not get the ${LOAD.entries} imported entries of round ${r + 1}`)
       reached.catch(() => undefined)
       await a.request('startAlerts', { key: LOAD.alertKey, intervalMs: LOAD.intervalMs })
-      const imp = await a.request('importJournal', { count: LOAD.entries, batch: LOAD.batch, offset: TRADING.journal + r * LOAD.entries }, LONG)
+      const args = { count: LOAD.entries, batch: LOAD.batch, offset: TRADING.journal + r * LOAD.entries }
+      const imp = mode === 'socket' ? await importer.request('importViaSocket', { home: homes.A, ...args }, LONG) : await a.request('importJournal', args, LONG)
       const alerts = await a.request('stopAlerts')
       const seenAll = await reached
-      loaded.push(alertSamples(alerts, await drainSeen(c, alerts.sent.length - 1)))
-      imports.push({ ms: imp.ms, onCMs: seenAll.t - imp.t0, firstOnCMs: seenAll.first - imp.t0, batchMsMedian: median(imp.batchMs), batchMsMax: Math.max(...imp.batchMs) })
-      log(`    round ${r + 1}: import ${round(imp.ms, 0)} ms (all on C after ${round(seenAll.t - imp.t0, 0)} ms); alert p99 ${round(percentile(baseline[r].samples, 99), 1)} ms idle, ${round(percentile(loaded[r].samples, 99), 1)} ms loaded`)
+      const samples = alertSamples(alerts, await drainSeen(c, alerts.sent.length - 1))
+      await settle()
+      const after = await traffic()
+      const moved = {}
+      for (const [name, peers] of Object.entries(after)) {
+        moved[name] = {}
+        for (const [other, t] of Object.entries(peers)) moved[name][other] = { in: t.in - (before[name]?.[other]?.in ?? 0), out: t.out - (before[name]?.[other]?.out ?? 0) }
+      }
+      rounds.push({ mode, samples, ms: imp.ms, onCMs: seenAll.t - imp.t0, firstOnCMs: seenAll.first - imp.t0, batchMsMedian: median(imp.batchMs), batchMsMax: Math.max(...imp.batchMs), bytes: moved })
+      log(
+        `    round ${r + 1} (${mode}): import ${round(imp.ms, 0)} ms (all on C after ${round(seenAll.t - imp.t0, 0)} ms); alert p99 ${round(percentile(baseline[r].samples, 99), 1)} ms idle, ` +
+          `${round(percentile(samples.samples, 99), 1)} ms during the import (${samples.samples.length} changes)`,
+      )
     }
-    const pooled = (runs) => runs.flatMap((x) => x.samples)
-    const alertMethod = (loadedPhase) =>
-      `Mesh A, B, C (each its own process, all three connected). A process runs a timer that every ${LOAD.intervalMs} ms (setTimeout chain) notes hrtime t0 and calls ` +
+    const socketRounds = rounds.filter((x) => x.mode === 'socket')
+    const inProcess = rounds.find((x) => x.mode === 'in-process')
+    const alertMethod = (phase) =>
+      `Mesh A, B, C (each its own process, all three connected). In A's process a timer every ${LOAD.intervalMs} ms (setTimeout chain) notes hrtime t0 and calls ` +
       `workspace.set('alerts', '${LOAD.alertKey}', { symbol, price, active, seq }) without awaiting. C notes hrtime at each remote 'change' event of that alert with its seq. ` +
       'Latency of change seq = first time C showed seq or a later one (a change overtaken inside one merged update counts as visible then) - t0. ' +
-      (loadedPhase
-        ? `Samples: the changes made while A imports ${LOAD.entries.toLocaleString('en-US')} journal entries in the same process (workspace.append, batches of ${LOAD.batch} issued at once, each batch awaited), ${LOAD.rounds} rounds pooled. `
-        : `Samples: ${LOAD.rounds} windows of ${LOAD.baselineMs / 1000} s with no other writes, one before each import round, pooled. `) +
-      'Details: n, max, per-round p99, how many changes C saw as their own event, and the achieved write interval on A.'
-    for (const [phase, runs] of [
-      ['baseline', baseline],
-      ['load', loaded],
-    ]) {
-      const samples = pooled(runs)
-      const name = phase === 'baseline' ? 'no other writes' : `during a ${LOAD.entries.toLocaleString('en-US')}-entry journal import on A`
-      await measure({ id: `alert.${phase}.p50`, title: `Alert change on A visible on C, ${name}: median`, unit: 'ms', method: alertMethod(phase === 'load') }, async () => ({
-        value: round(percentile(samples, 50), 2),
-        details: {
-          n: samples.length,
-          p90: round(percentile(samples, 90), 2),
-          p99: round(percentile(samples, 99), 2),
-          max: round(Math.max(...samples), 2),
-          perRound: runs.map((x) => ({ n: x.samples.length, p50: round(percentile(x.samples, 50), 2), p99: round(percentile(x.samples, 99), 2), max: round(Math.max(...x.samples), 2), seenAsOwnEvent: x.direct, writeIntervalMedianMs: round(x.intervalMedian, 2), writeIntervalMaxMs: round(x.intervalMax, 1), writeErrors: x.errors })),
-        },
-      }))
-      await measure({ id: `alert.${phase}.p99`, title: `Same, 99th percentile`, unit: 'ms', method: `The samples of alert.${phase}.p50, nearest rank` }, async () => ({
-        value: round(percentile(samples, 99), 2),
-        details: { n: samples.length, max: round(Math.max(...samples), 2) },
-      }))
+      {
+        baseline: `Samples: ${modes.length} windows of ${LOAD.baselineMs / 1000} s with no other writes (one before each import round, after all sync traffic settled), pooled. `,
+        load:
+          `Samples: the changes made while another process (the importer, its own child) imports ${LOAD.entries.toLocaleString('en-US')} journal entries into A through A's control socket ` +
+          `(openWorkspace({ home, mode: 'peer' }), workspace.append, batches of ${LOAD.batch} issued at once, each batch awaited), ${socketRounds.length} rounds pooled. `,
+        inProcess:
+          `Samples: the changes made while A's own process imports ${LOAD.entries.toLocaleString('en-US')} journal entries (LocalWorkspace.append, batches of ${LOAD.batch} issued at once, each awaited), one round. `,
+      }[phase] +
+      'Details: n, max, per-round figures, how many changes C saw as their own event, and the write interval A achieved.'
+    const phases = [
+      ['baseline', 'with no other writes', baseline],
+      ['load', `during a ${LOAD.entries.toLocaleString('en-US')}-entry journal import into A from another process`, socketRounds.map((x) => x.samples)],
+      ['inProcess', `diagnostic: during a ${LOAD.entries.toLocaleString('en-US')}-entry journal import in A's own process`, inProcess === undefined ? [] : [inProcess.samples]],
+    ]
+    for (const [phase, what, runs] of phases) {
+      const samples = runs.flatMap((x) => x.samples)
+      await measure({ id: `alert.${phase}.p50`, title: `Alert change on A visible on C, ${what}: median`, unit: 'ms', method: alertMethod(phase) }, async () => {
+        if (samples.length === 0) throw new Error('no samples')
+        return {
+          value: round(percentile(samples, 50), 2),
+          details: {
+            n: samples.length,
+            p90: round(percentile(samples, 90), 2),
+            p99: round(percentile(samples, 99), 2),
+            max: round(Math.max(...samples), 2),
+            perRound: runs.map((x) => ({
+              n: x.samples.length,
+              p50: round(percentile(x.samples, 50), 2),
+              p99: round(percentile(x.samples, 99), 2),
+              max: round(Math.max(...x.samples), 2),
+              seenAsOwnEvent: x.direct,
+              writeIntervalMedianMs: round(x.intervalMedian, 2),
+              writeIntervalMaxMs: round(x.intervalMax, 1),
+              writeErrors: x.errors,
+            })),
+          },
+        }
+      })
+      await measure({ id: `alert.${phase}.p99`, title: 'Same, 99th percentile', unit: 'ms', method: `The samples of alert.${phase}.p50, nearest rank` }, async () => {
+        if (samples.length === 0) throw new Error('no samples')
+        return { value: round(percentile(samples, 99), 2), details: { n: samples.length, max: round(Math.max(...samples), 2) } }
+      })
     }
+    const perRound = (x) => ({
+      mode: x.mode,
+      importMs: round(x.ms, 0),
+      entriesPerSecond: round(LOAD.entries / (x.ms / 1000), 0),
+      allOnCMs: round(x.onCMs, 0),
+      firstOnCMs: round(x.firstOnCMs, 1),
+      visibleOnCPerSecond: round(LOAD.entries / (x.onCMs / 1000), 0),
+      batchMsMedian: round(x.batchMsMedian, 1),
+      batchMsMax: round(x.batchMsMax, 1),
+      syncBytesByPeer: x.bytes,
+    })
     await measure(
       {
         id: 'import.rate',
-        title: `Journal import on A during the alert run (${LOAD.entries.toLocaleString('en-US')} entries)`,
+        title: `Journal import into A from another process during the alert run (${LOAD.entries.toLocaleString('en-US')} entries)`,
         unit: 'entries/s',
         method:
-          `${LOAD.entries.toLocaleString('en-US')} workspace.append('journal', ...) on A in batches of ${LOAD.batch} (each batch issued at once and awaited: durable), in A's process, ` +
-          `with the alert timer running and the journal already holding ${TRADING.journal.toLocaleString('en-US')}+ entries. Value = entries / import time on A, median of ${LOAD.rounds} rounds. ` +
-          "Details per round: import ms, ms until C had received all of them (remote 'change' events counted on C), batch times.",
+          `${LOAD.entries.toLocaleString('en-US')} workspace.append('journal', ...) from the importer process through A's control socket, batches of ${LOAD.batch} (each batch issued at once and awaited: ` +
+          `acknowledged durable by A), with the alert timer running on A and the journal already holding ${TRADING.journal.toLocaleString('en-US')}+ entries. Value = entries / import time, median of ` +
+          `${socketRounds.length} rounds. Details per round (the in-process round too): import ms, ms until C had them all (remote 'change' events counted on C), batch times, and the sync bytes ` +
+          'each peer received from / sent to each other peer during the round (from sync-session stats, after traffic settled).',
       },
       async () => {
-        const rates = imports.map((x) => LOAD.entries / (x.ms / 1000))
-        return {
-          value: round(median(rates), 0),
-          details: {
-            ratesPerSecond: rates.map((x) => round(x, 0)),
-            perRound: imports.map((x) => ({ importMs: round(x.ms, 0), allOnCMs: round(x.onCMs, 0), firstOnCMs: round(x.firstOnCMs, 1), batchMsMedian: round(x.batchMsMedian, 1), batchMsMax: round(x.batchMsMax, 1) })),
-            visibleOnCPerSecond: imports.map((x) => round(LOAD.entries / (x.onCMs / 1000), 0)),
-          },
-        }
+        const rates = socketRounds.map((x) => LOAD.entries / (x.ms / 1000))
+        return { value: round(median(rates), 0), details: { ratesPerSecond: rates.map((x) => round(x, 0)), perRound: rounds.map(perRound) } }
       },
     )
   } catch (err) {
