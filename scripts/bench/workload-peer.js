@@ -182,6 +182,11 @@ export function commands({ node, now, send }) {
       return { connected: mesh.connectedPeers().length }
     },
 
+    /** Sync errors in the audit log (a session that ended with an error). */
+    async syncErrors() {
+      return { entries: (await ws().log()).filter((e) => e.type === 'sync-error') }
+    },
+
     async flush() {
       await ws().flush()
       return {}

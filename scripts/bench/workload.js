@@ -222,7 +222,11 @@ export async function run(ctx) {
       const moved = {}
       for (const [name, peers] of Object.entries(after)) {
         moved[name] = {}
-        for (const [other, t] of Object.entries(peers)) moved[name][other] = { in: t.in - (before[name]?.[other]?.in ?? 0), out: t.out - (before[name]?.[other]?.out ?? 0) }
+        for (const [other, t] of Object.entries(peers)) {
+          const was = before[name]?.[other]
+          // Counters belong to a session: lower than before means the session was replaced.
+          moved[name][other] = was === undefined || t.in < was.in || t.out < was.out ? { newSession: true, in: t.in, out: t.out } : { in: t.in - was.in, out: t.out - was.out }
+        }
       }
       rounds.push({ mode, samples, ms: imp.ms, onCMs: seenAll.t - imp.t0, firstOnCMs: seenAll.first - imp.t0, batchMsMedian: median(imp.batchMs), batchMsMax: Math.max(...imp.batchMs), bytes: moved })
       log(
@@ -303,7 +307,9 @@ export async function run(ctx) {
       },
       async () => {
         const rates = socketRounds.map((x) => LOAD.entries / (x.ms / 1000))
-        return { value: round(median(rates), 0), details: { ratesPerSecond: rates.map((x) => round(x, 0)), perRound: rounds.map(perRound) } }
+        const syncErrors = {}
+        for (const [name, node] of Object.entries(mesh)) syncErrors[name] = (await node.request('syncErrors')).entries.map((e) => `${e.reason} (peer …${String(e.peer).slice(-6)})`)
+        return { value: round(median(rates), 0), details: { ratesPerSecond: rates.map((x) => round(x, 0)), perRound: rounds.map(perRound), syncErrorsInAuditLog: syncErrors } }
       },
     )
   } catch (err) {
