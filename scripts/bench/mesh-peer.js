@@ -6,6 +6,7 @@
 // unsolicited { event, ... } messages from watchers. Times are CLOCK_MONOTONIC milliseconds
 // (process.hrtime), which all processes of the machine share, so a time taken here compares
 // with one taken in another process.
+import { pathToFileURL } from 'node:url'
 import '../../dist/polyfill.js'
 import { jsonRecord } from './mesh-data.js'
 
@@ -20,12 +21,12 @@ const remoteKeys = (keys) => {
   for (const w of [...watchers]) w(keys)
 }
 
-async function startKitsync({ home, listen, bootstrap, relay = false, snapshotPolicy }) {
+async function startKitsync({ home, listen, bootstrap, relay = false, snapshotPolicy, control = false }) {
   const t0 = now()
   const { Peer } = await import('../../dist/daemon/peer.js')
   const importMs = now() - t0
   const t1 = now()
-  const peer = await Peer.start({ home, listen, bootstrap, mdns: false, control: false, relay, ...(snapshotPolicy === undefined ? {} : { snapshotPolicy }) })
+  const peer = await Peer.start({ home, listen, bootstrap, mdns: false, control, relay, ...(snapshotPolicy === undefined ? {} : { snapshotPolicy }) })
   const startMs = now() - t1
   const events = { connected: [], caughtUp: [] }
   peer.engine.on('connected', (e) => events.connected.push({ peerId: e.peerId, t: now() }))
@@ -306,4 +307,9 @@ process.on('message', async ({ id, cmd, args }) => {
 process.on('disconnect', () => {
   void commands.stop().catch(() => undefined)
 })
+// Commands of another section: `fork(mesh-peer.js, [module])` adds what module.commands(ctx) returns.
+if (process.argv[2] !== undefined) {
+  const extension = await import(pathToFileURL(process.argv[2]).href)
+  Object.assign(commands, extension.commands({ node: () => node, now, send: (msg) => process.send(msg) }))
+}
 process.send({ event: 'ready' })

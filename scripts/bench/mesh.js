@@ -548,12 +548,15 @@ async function idleMemory(tmp) {
 // -----------------------------------------------------------------------------------------
 // Processes
 
-/** A mesh-peer.js child: request/reply over IPC, plus a buffer of the events it sends. */
+/**
+ * A mesh-peer.js child: request/reply over IPC, plus a buffer of the events it sends.
+ * `extension`: path of a module whose `commands(ctx)` adds commands to the child (other sections).
+ */
 export class BenchNode {
-  static async fork(name) {
+  static async fork(name, { extension } = {}) {
     const profile = process.env.BENCH_CPU_PROF
     const execArgv = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(resolve(profile), name)}`]
-    const child = fork(MESH_PEER, [], { cwd: ROOT, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+    const child = fork(MESH_PEER, extension === undefined ? [] : [extension], { cwd: ROOT, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     const node = new BenchNode(name, child)
     await withTimeout(node.nextEvent((e) => e.event === 'ready', 15_000), 15_000, `${name} did not start`)
     return node
