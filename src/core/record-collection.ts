@@ -13,9 +13,12 @@ import type { ConflictPolicy, ConflictVersion } from './workspace-types.js'
  * concurrently merge field by field, and every value carries the hybrid-logical-clock stamp
  * (`t`) of its write, so "latest" means latest by clock, not by device id:
  *
- *   `<key>\0\0=<writer>`       record header of one writer: `{t, f?: 1 (full write), d?: 1 (delete), $?: value (non-object record)}`
- *   `<key>\0<field>\0=<writer>` register field: `{t, v}`. A write replaces the slots it has seen, so
- *                              two slots exist only after concurrent writes: the larger `t` wins
+ *   `<key>\0\0=<writer>`       record header of one writer: `{t, f?: 1 (full write), d?: 1 (delete),
+ *                              $?: value (non-object record), r?: {field: value} (the plain fields of a full write)}`
+ *   `<key>\0<field>\0=<writer>` one field written on its own: `{t, v}`
+ *                              A field's value is the one with the largest `t` among the field slots and
+ *                              the headers' `r`. A write replaces the slots it has seen, so two values
+ *                              of a field exist only after concurrent writes.
  *   `<key>\0<field>\0+<elem>`  set field element: `{t}`; add and remove merge (a concurrent add wins)
  *   `<key>\0<field>\0#<t>`     log field entry: `{t, v}`; entries are never lost to a concurrent append
  *
@@ -34,10 +37,22 @@ export type FieldType = 'register' | 'set' | 'growset' | 'log'
 
 interface Slot {
   t: string
+  /** Field slot: the stamp of the value it replaced (what its writer saw), if any. */
+  b?: string
   v?: JsonValue
   f?: 1
   d?: 1
   $?: JsonValue
+  r?: JsonObject
+}
+
+/** One value of a plain field: from a field slot (`=writer`) or from a header's `r` (`h=writer`). */
+interface Candidate {
+  source: string
+  writer: string
+  t: string
+  b?: string
+  v: JsonValue | undefined
 }
 
 export type RecordChange = {
@@ -236,10 +251,6 @@ export class RecordCollection {
     const t = this.clock.now()
     this.doc.transact(() => {
       const rec = this.index.get(key)
-      // With `merge`, a record's fields say that it exists: a header is written only where the
-      // fields cannot say it (an empty object, a non-object value, a delete), which keeps an
-      // update small. Record-level policies need the header of every full write (its stamp hides
-      // the fields of older versions).
       const recordLevel = this.policyValue !== 'merge'
       if (field !== undefined) {
         if (recordLevel && (current === undefined || !isJsonObject(current))) this.writeHeader(key, { t })
@@ -251,11 +262,12 @@ export class RecordCollection {
         for (const f of [...(rec?.keys() ?? [])]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
         return
       }
-      if (recordLevel || Object.keys(value).length === 0 || (current !== undefined && !isJsonObject(current))) this.writeHeader(key, { t, f: 1 })
-      for (const [f, v] of Object.entries(value)) this.writeField(key, f, v, t, current)
-      for (const f of [...(rec?.keys() ?? [])]) {
-        if (f !== HEADER && !Object.hasOwn(value, f) && this.typeOf(f) === 'register') this.clearField(key, f)
-      }
+      // One header holds the plain fields of a whole-record write: one item per record.
+      const r: JsonObject = {}
+      for (const [f, v] of Object.entries(value)) if (this.typeOf(f) === 'register') r[f] = v
+      this.writeHeader(key, { t, f: 1, r })
+      for (const f of [...(rec?.keys() ?? [])]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
+      for (const [f, v] of Object.entries(value)) if (this.typeOf(f) !== 'register') this.writeField(key, f, v, t, current)
     }, origin)
   }
 
@@ -329,27 +341,22 @@ export class RecordCollection {
     if (rec === undefined) return
     const floors = this.floors(key, rec)
     const drop: string[] = []
+    // Headers stay if they set a floor or hold a field's winning value.
+    const keep = new Set([floors.maxSlot, floors.fullSlot, floors.deleteSlot])
+    for (const cands of this.candidates(key, rec, floors.fieldFloor).values()) {
+      const best = bestOf(cands)
+      if (best?.source.startsWith('h') === true) keep.add(best.source.slice(1))
+    }
+    for (const slot of rec.get(HEADER) ?? []) if (!keep.has(slot)) drop.push(flatKey(key, HEADER, slot))
     for (const [f, slots] of rec) {
-      if (f === HEADER) {
-        const keep = new Set([floors.maxSlot, floors.fullSlot, floors.deleteSlot])
-        for (const slot of slots) if (!keep.has(slot)) drop.push(flatKey(key, f, slot))
-        continue
-      }
+      if (f === HEADER) continue
       const type = this.typeOf(f)
       const floor = type === 'register' ? floors.fieldFloor : floors.deleteFloor
-      let best: string | undefined
-      let bestT = ''
+      const best = type === 'register' ? bestOf(this.candidates(key, rec, floor).get(f) ?? []) : undefined
       for (const slot of slots) {
         const s = this.map.get(flatKey(key, f, slot))
         if (s === undefined) continue
-        if (s.t < floor) drop.push(flatKey(key, f, slot))
-        else if (type === 'register') {
-          if (best === undefined || s.t > bestT) {
-            if (best !== undefined) drop.push(flatKey(key, f, best))
-            best = slot
-            bestT = s.t
-          } else drop.push(flatKey(key, f, slot))
-        }
+        if (s.t < floor || (type === 'register' && best?.source !== slot)) drop.push(flatKey(key, f, slot))
       }
     }
     if (drop.length === 0) return
@@ -389,7 +396,7 @@ export class RecordCollection {
   isSettled(c: OpenConflict): boolean {
     const stamps = new Set<string>()
     for (const [f, slots] of this.index.get(c.key) ?? []) {
-      if (c.field !== undefined && f !== c.field) continue
+      if (c.field !== undefined && f !== c.field && f !== HEADER) continue
       if (c.field === undefined && f !== HEADER) continue
       for (const slot of slots) {
         const s = this.map.get(flatKey(c.key, f, slot))
@@ -469,11 +476,14 @@ export class RecordCollection {
     if (max === undefined && fields.length === 0) return undefined
     if (existsOnly) return true
     const out: JsonObject = {}
-    for (const [f, type, live] of fields.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    // Plain fields: the latest value among the field slots and the headers' `r`.
+    for (const [f, cands] of this.candidates(key, rec, fieldFloor)) {
+      const best = bestOf(cands)
+      if (best?.v !== undefined) out[f] = best.v
+    }
+    for (const [f, type, live] of fields) {
       if (type === 'register') {
-        let best = live[0] as Slot
-        for (const s of live) if (s.t > best.t) best = s
-        if (best.v !== undefined) out[f] = best.v
+        continue
       } else if (type === 'log') {
         out[f] = live.sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0)).map((s) => s.v ?? null)
       } else {
@@ -483,6 +493,29 @@ export class RecordCollection {
           if (s !== undefined && s.t >= deleteFloor) elements.push(slot.slice(1))
         }
         out[f] = elements.sort()
+      }
+    }
+    return sortKeys(out)
+  }
+
+  /** Every value of each plain field at or above `floor`: field slots and headers' `r`. */
+  private candidates(key: string, rec: RecordIndex, floor: string): Map<string, Candidate[]> {
+    const out = new Map<string, Candidate[]>()
+    const add = (f: string, c: Candidate): void => {
+      const list = out.get(f)
+      if (list === undefined) out.set(f, [c])
+      else list.push(c)
+    }
+    for (const slot of rec.get(HEADER) ?? []) {
+      const s = this.map.get(flatKey(key, HEADER, slot))
+      if (s?.r === undefined || s.t < floor) continue
+      for (const [f, v] of Object.entries(s.r)) if (this.typeOf(f) === 'register') add(f, { source: 'h' + slot, writer: slot.slice(1), t: s.t, v })
+    }
+    for (const [f, slots] of rec) {
+      if (f === HEADER || this.typeOf(f) !== 'register') continue
+      for (const slot of slots) {
+        const s = this.map.get(flatKey(key, f, slot))
+        if (s !== undefined && s.t >= floor) add(f, { source: slot, writer: slot.slice(1), t: s.t, ...(s.b === undefined ? {} : { b: s.b }), v: s.v })
       }
     }
     return out
@@ -503,13 +536,12 @@ export class RecordCollection {
       versions.sort((a, b) => (a.hlc < b.hlc ? 1 : -1))
       return { key, versions, winner: versions[0] as ConflictVersion }
     }
-    for (const [f, slots] of rec) {
-      if (f === HEADER || this.typeOf(f) !== 'register' || slots.size < 2 || !involves(f, slots)) continue
-      const versions: ConflictVersion[] = []
-      for (const slot of slots) {
-        const s = this.map.get(flatKey(key, f, slot))
-        if (s !== undefined) versions.push({ device: slot.slice(1), hlc: s.t, ...(s.v === undefined ? {} : { value: s.v }) })
-      }
+    for (const [f, all] of this.candidates(key, rec, this.floors(key, rec).fieldFloor)) {
+      // A value another one was written over (knowingly) is not in conflict with it.
+      const cands = all.filter((c) => !all.some((d) => d !== c && d.b !== undefined && d.b >= c.t))
+      if (cands.length < 2 || new Set(cands.map((c) => c.writer)).size < 2) continue
+      if (!cands.some((c) => added.has(c.source.startsWith('h') ? flatKey(key, HEADER, c.source.slice(1)) : flatKey(key, f, c.source)))) continue
+      const versions: ConflictVersion[] = cands.map((c) => ({ device: c.writer, hlc: c.t, ...(c.v === undefined ? {} : { value: c.v }) }))
       if (new Set(versions.map((v) => JSON.stringify(v.value ?? null))).size < 2) continue
       versions.sort((a, b) => (a.hlc < b.hlc ? 1 : -1))
       return { key, field: f, versions, winner: versions[0] as ConflictVersion }
@@ -522,13 +554,13 @@ export class RecordCollection {
     const v: ConflictVersion = { device: writer, hlc: header.t }
     if (header.d === 1) return v
     if (Object.hasOwn(header, '$')) return { ...v, value: header.$ as JsonValue }
-    const out: JsonObject = {}
+    const out: JsonObject = { ...(header.r ?? {}) }
     for (const [f, slots] of rec) {
       if (f === HEADER || this.typeOf(f) !== 'register' || !slots.has('=' + writer)) continue
       const s = this.map.get(flatKey(key, f, '=' + writer))
-      if (s?.v !== undefined) out[f] = s.v
+      if (s?.v !== undefined && s.t >= header.t) out[f] = s.v
     }
-    return { ...v, value: out }
+    return { ...v, value: sortKeys(out) }
   }
 
   // ---- writing ------------------------------------------------------------------------------
@@ -545,8 +577,10 @@ export class RecordCollection {
       const own = '=' + this.clock.node
       const slots = this.index.get(key)?.get(field)
       if (this.policy === 'merge' && slots?.size === 1 && slots.has(own) && jsonEqual(this.map.get(flatKey(key, field, own))?.v, value)) return
+      const rec = this.index.get(key)
+      const seen = rec === undefined ? undefined : bestOf(this.candidates(key, rec, '').get(field) ?? [])
       for (const s of [...(slots ?? [])]) if (s !== own) this.map.delete(flatKey(key, field, s))
-      this.map.set(flatKey(key, field, own), { t, v: value })
+      this.map.set(flatKey(key, field, own), seen === undefined ? { t, v: value } : { t, b: seen.t, v: value })
       return
     }
     const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
@@ -630,6 +664,18 @@ export class RecordCollection {
     }
     return key
   }
+}
+
+function bestOf(cands: Candidate[]): Candidate | undefined {
+  let best: Candidate | undefined
+  for (const c of cands) if (best === undefined || c.t > best.t || (c.t === best.t && c.source > best.source)) best = c
+  return best
+}
+
+function sortKeys(o: JsonObject): JsonObject {
+  const out: JsonObject = {}
+  for (const k of Object.keys(o).sort()) out[k] = o[k] as JsonValue
+  return out
 }
 
 function flatKey(key: string, field: string, slot: string): string {
