@@ -253,6 +253,26 @@ describe('alerts, templates, drawings, positions: latest version wins whole, wit
     expect(new Set([...a.conflicts, ...b.conflicts].map((c) => `${c.key}: ${c.resolution}`))).toEqual(new Set(['x: latest']))
   })
 
+  it.each([
+    ['alerts', { symbol: 'AAPL', price: 1 }],
+    ['templates', { layout: 'grid' }],
+    ['drawings.AAPL-1D', { type: 'line' }],
+    ['positions', { symbol: 'AAPL', quantity: 10 }],
+  ] as const)('%s: of three concurrent offline versions the latest by clock wins whole, on all three devices', async (name, base) => {
+    const [a, b, c] = await Promise.all([device('a'), device('b'), device('c')])
+    await a.ws.set(name, 'k', { ...base })
+    await sync(a, b, c)
+    a.time.now += 3000
+    await a.ws.set(name, 'k', { ...base, from: 'a', extra: true })
+    b.time.now += 1000
+    await b.ws.set(name, 'k', { ...base, from: 'b', other: 1 })
+    c.time.now += 2000
+    await c.ws.set(name, 'k', { ...base, from: 'c' })
+    await c.ws.set(name, 'k2', { ...base })
+    await sync(a, b, c)
+    expect(await same(name, a, b, c)).toEqual({ k: { ...base, from: 'a', extra: true }, k2: { ...base } })
+  })
+
   it('enforces 500 alerts, 50 templates, 100 drawings per chart; refuses and writes nothing', async () => {
     const a = await device('a')
     for (let i = 0; i < 500; i++) await a.ws.set('alerts', `a${i}`, { symbol: 'X', price: i })
