@@ -47,6 +47,16 @@ export interface MeshOptions {
 export const RELAY_LIMITS = { durationMs: 60 * 60 * 1000, dataBytes: 1n << 30n, maxReservations: 128 } as const
 const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 
+/**
+ * Inbound connection limits. libp2p's defaults (5 new connections a second per IP address, 10
+ * in their handshake at once) refuse the sixth device that pairs or connects in the same second
+ * from one address: devices behind one NAT reaching the VPS, several devices joining at once
+ * (on loopback they all share 127.0.0.1). The socket is reset and the joiner saw
+ * 'cannot reach the inviting device: read ECONNRESET'. These are still bounded: one host may
+ * open 32 connections a second, 64 may be in their handshake (each has libp2p's 10 s deadline).
+ */
+export const INBOUND_LIMITS = { inboundConnectionThreshold: 32, maxIncomingPendingConnections: 64 } as const
+
 export type DiscoveryState = { mdns: 'off' } | { mdns: 'on' } | { mdns: 'unavailable'; reason: string }
 
 export interface KnownPeer {
@@ -122,6 +132,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       transports: [tcp(), circuitRelayTransport()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
+      connectionManager: { ...INBOUND_LIMITS },
       peerDiscovery: [],
       // Only members get a reservation on our relay (and only if we are one).
       connectionGater: { denyInboundRelayReservation: async (peer) => !(await isMember(peer.toString()).catch(() => false)) },
