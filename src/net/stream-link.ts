@@ -4,6 +4,9 @@ import type { KitsyncError } from '../core/errors.js'
 import { encodeFrame, FrameType } from '../protocol/sync-frames.js'
 import type { PeerLink } from '../sync/sync-engine.js'
 
+/** Frames queued together are written together, up to this many bytes. */
+const WRITE_BATCH_BYTES = 256 * 1024
+
 /**
  * A PeerLink over one libp2p stream with length-prefixed frames. Writes are queued and
  * written one at a time (lpStream waits for 'drain'), and the queue size is reported as
@@ -73,9 +76,16 @@ export class StreamLink implements PeerLink {
     this.writing = true
     try {
       while (this.queue.length > 0) {
-        const frame = this.queue.shift() as Uint8Array
-        this.queued -= frame.byteLength
-        await this.lp.write(frame)
+        // Every frame queued so far (up to WRITE_BATCH_BYTES) in one write: one muxer frame,
+        // one Noise message and one window update from the reader per batch instead of per
+        // frame (a store sending 10,000 small entries spent more time in those than in them).
+        let n = 0
+        let bytes = 0
+        while (n < this.queue.length && (n === 0 || bytes + (this.queue[n] as Uint8Array).byteLength <= WRITE_BATCH_BYTES)) bytes += (this.queue[n++] as Uint8Array).byteLength
+        const batch = this.queue.splice(0, n)
+        this.queued -= bytes
+        if (batch.length === 1) await this.lp.write(batch[0] as Uint8Array)
+        else await this.lp.writeV(batch)
       }
     } catch (err) {
       this.closed = true
