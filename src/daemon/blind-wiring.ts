@@ -39,8 +39,10 @@ export class BlindWiring {
         get workspaceId() {
           return workspace.workspaceId
         },
-        // Local-only collections never leave the device, not even encrypted.
+        // Local-only collections never leave the device, not even encrypted (checked again at
+        // each upload: a collection can become local-only while the peer runs).
         collectionNames: () => workspace.collectionNames().filter((name) => !workspace.sync.selection.localOnly(name)),
+        shares: (name) => !workspace.sync.selection.localOnly(name),
         openDoc: (name) => workspace.openDoc(name),
         flushDoc: (name) => workspace.flushDoc(name),
         getLocal: (key) => workspace.store.getLocal(key),
@@ -54,9 +56,9 @@ export class BlindWiring {
       },
       { schedule: (fn) => setImmediate(fn), ...(policy === undefined ? {} : { policy }) },
     )
-    workspace.onDocLoaded(({ name, doc }) => {
-      if (!workspace.sync.selection.localOnly(name)) this.client.track(name, doc)
-    })
+    // Every document is tracked: whether its changes go to the store is decided when they are
+    // uploaded (shares), so a collection that stops being local-only is uploaded again.
+    workspace.onDocLoaded(({ name, doc }) => this.client.track(name, doc))
     this.client.on('live', ({ peerId }) => this.retries.delete(peerId))
     this.client.on('closed', ({ peerId, error }) => {
       if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }
