@@ -141,6 +141,7 @@ export class Peer {
       blind.attach(mesh)
       await PeerSync.attach(workspace, engine, mesh, self)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
+      workspace.on('device:joined', ({ peerId }) => mesh.memberAdded(peerId))
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
       // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
@@ -225,8 +226,11 @@ export class Peer {
     }
     const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
-    await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
+    // The keys first: learning the members opens sessions at once (with a VPS already
+    // connected, the blind store session too, which needs a key).
     await this.workspace.keys?.merge(welcome.keys)
+    await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
+    for (const id of this.mesh.connectedPeers()) this.blind.connect(id)
     // Remember the inviter's addresses, so this device finds it again after a restart.
     await rememberBootstrap(this.paths, token.addresses.map((a) => `${a}/p2p/${token.inviter}`))
     const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000)

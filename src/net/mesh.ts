@@ -352,6 +352,24 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.redials.set(key, state)
   }
 
+  /**
+   * A device became a member (it joined, or this device joined and learnt the others): if a
+   * connection to it is already open without a sync session, open one now. Such a connection
+   * was made before either side knew (a device dials its bootstrap VPS, then joins; the VPS
+   * hears of the new member from another device later): nothing else would open the session
+   * until the connection dropped. The other side may still refuse; it opens one itself when
+   * it learns of the membership.
+   */
+  memberAdded(peerId: string): void {
+    if (this.stopped || peerId === this.peerId || this.sessions.has(peerId)) return
+    const peer = peerIdFromString(peerId)
+    if (this.node.getConnections(peer).length === 0) return
+    void this.isMember(peerId).then(
+      (member) => (member && !this.sessions.has(peerId) ? this.openSync(peer) : undefined),
+      () => undefined,
+    ).catch(() => undefined)
+  }
+
   /** Open the sync session with a member now (after it became one, e.g. on joining). */
   async openSyncTo(peerId: string): Promise<void> {
     if (this.sessions.has(peerId)) {
