@@ -17,6 +17,8 @@ export class StreamLink implements PeerLink {
   private queued = 0
   private writing = false
   private closed = false
+  /** whenBelow() callers, woken after each write and when the link closes. */
+  private waiters: (() => void)[] = []
   private readonly lp
 
   constructor(
@@ -30,6 +32,12 @@ export class StreamLink implements PeerLink {
 
   get bufferedBytes(): number {
     return this.queued + this.stream.writeBufferLength
+  }
+
+  async whenBelow(bytes: number): Promise<void> {
+    // Our queue only: drain() writes from it as fast as the stream takes data (it waits for
+    // the stream's 'drain' when the stream is full), and wakes the waiters after each write.
+    while (!this.closed && this.queued > bytes) await new Promise<void>((resolve) => this.waiters.push(resolve))
   }
 
   /** Read frames until the stream ends; resolves with the error that ended it, if any. */
@@ -53,6 +61,7 @@ export class StreamLink implements PeerLink {
 
   close(error?: KitsyncError): void {
     if (this.closed) return
+    queueMicrotask(() => this.wake())
     if (error !== undefined) {
       // Tell the peer why, then reset the stream (its read side too): a misbehaving peer
       // gets no more of our time, and never more than 2 s to take the error frame.
@@ -86,6 +95,7 @@ export class StreamLink implements PeerLink {
         this.queued -= bytes
         if (batch.length === 1) await this.lp.write(batch[0] as Uint8Array)
         else await this.lp.writeV(batch)
+        this.wake()
       }
     } catch (err) {
       this.closed = true
@@ -94,6 +104,11 @@ export class StreamLink implements PeerLink {
       this.stream.abort(err as Error)
     } finally {
       this.writing = false
+      this.wake()
     }
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w()
   }
 }

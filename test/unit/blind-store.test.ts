@@ -4,7 +4,7 @@ import { isKitsyncError, type KitsyncError } from '../../src/core/errors.js'
 import { decodeBlindFrame, encodeBlindFrame, BlindType } from '../../src/protocol/blind-frames.js'
 import { BlindClient, type BlindClientHost } from '../../src/sync/blind-client.js'
 import { open, open as openEnvelope, seal } from '../../src/sync/blind-envelope.js'
-import { BlindServer, MemoryBlindStorage } from '../../src/sync/blind-server.js'
+import { BlindServer, MemoryBlindStorage, type BlindEntry } from '../../src/sync/blind-server.js'
 import type { PeerLink } from '../../src/sync/sync-engine.js'
 
 const KEY1 = new Uint8Array(32).fill(7)
@@ -331,5 +331,54 @@ describe('blind store (client and server in memory)', () => {
     c.localOnly.add('notes')
     await c.connect(server)
     expect(c.get('notes', 'n1')).toBeUndefined()
+  })
+  it('a catch-up runs beside other devices\' writes and a compaction, and the device still gets everything in order', async () => {
+    let release = (): void => undefined
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    let paused = (): void => undefined
+    const atGate = new Promise<void>((resolve) => (paused = resolve))
+    let gated = false
+    const storage = new (class extends MemoryBlindStorage {
+      override async *entriesAfter(after: number): AsyncIterable<BlindEntry> {
+        let first = true
+        for await (const e of super.entriesAfter(after)) {
+          yield e
+          // The first catch-up stops after its first entry until the test lets it go on.
+          if (first && !gated && after === 0) {
+            gated = true
+            paused()
+            await gate
+          }
+          first = false
+        }
+      }
+    })('s1')
+    const server = newServer(storage)
+    const a = new Device('A', 'ws', { entries: 1e9, bytes: 1 << 30 })
+    await a.connect(server)
+    for (let i = 0; i < 10; i++) {
+      await a.set('notes', `k${i}`, `v${i}`)
+      await new Promise((r) => setTimeout(r, 0))
+    }
+    await until(() => a.client.sessions().every((s) => !a.client.pending(s)), 'A uploaded')
+    const b = new Device('B')
+    const bLive = b.connect(server)
+    await atGate
+    // While B's catch-up waits: A writes more (stored, not yet for B) and the store compacts.
+    for (let i = 10; i < 15; i++) {
+      await a.set('notes', `k${i}`, `v${i}`)
+      await new Promise((r) => setTimeout(r, 0))
+    }
+    await until(() => storage.state().head >= 15 && a.client.sessions().every((s) => !a.client.pending(s)), 'A uploaded more while B catches up')
+    const doc = a.docs.get('notes') as Y.Doc
+    const ciphertext = await seal(KEY1, { workspaceId: 'ws', epoch: 1, kind: 'snapshot' }, [{ collection: 'notes', update: Y.encodeStateAsUpdate(doc) }])
+    await server.serial(() => storage.replaceWithSnapshot({ covers: 12, epoch: 1, ciphertext }))
+    release()
+    await bLive
+    for (let i = 0; i < 15; i++) expect(b.get('notes', `k${i}`)).toBe(`v${i}`)
+    expect((b.local.get('blind:vps') as { cursor: number } | undefined)?.cursor).toBe(storage.state().head)
+    // And live from there on.
+    await a.set('notes', 'after', 'live')
+    await until(() => b.get('notes', 'after') === 'live', 'the live entry at B')
   })
 })
