@@ -41,9 +41,17 @@ export interface SnapshotPolicy {
   entries: number
   /** ...or this many ciphertext bytes. */
   bytes: number
+  /**
+   * Wait a random time up to this many milliseconds once past a threshold, then check again
+   * (absent: 0). Devices do not hear of each other's snapshots: when many come live together
+   * on a store past its thresholds (a VPS restart, a fleet joining), each would upload a whole
+   * snapshot at the same moment (20 devices: ~130 MB more on the VPS); spread out, the store
+   * takes one at a time and drops the older ones.
+   */
+  jitterMs?: number
 }
 
-export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = { entries: 1000, bytes: 8 * 1024 * 1024 }
+export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = { entries: 1000, bytes: 8 * 1024 * 1024, jitterMs: 5000 }
 
 export interface BlindClientEvents {
   /** Catch-up with a store finished: everything it held up to `head` is applied. */
@@ -235,6 +243,8 @@ export class BlindClientSession {
   private sinceCount = 0
   private sinceBytes = 0
   private snapshotting = false
+  /** The random wait before a snapshot (policy.jitterMs): running, or over. */
+  private snapshotWait: { timer?: ReturnType<typeof setTimeout>; over: boolean } | undefined
   private uploading: Promise<void> = Promise.resolve()
   private saveTimer = false
   /** Uploads asked for and not yet acknowledged (or found to have nothing to send). */
@@ -285,6 +295,7 @@ export class BlindClientSession {
   close(error?: KitsyncError): void {
     if (this.closed) return
     this.closed = true
+    clearTimeout(this.snapshotWait?.timer)
     this.live = false
     this.link.close(error)
     // Uploads not acknowledged: the next session sends them again.
@@ -502,6 +513,20 @@ export class BlindClientSession {
     const policy = this.client.policy
     if (!this.live || this.snapshotting || this.pending.length > 0) return
     if (this.sinceCount < policy.entries && this.sinceBytes < policy.bytes) return
+    const jitter = policy.jitterMs ?? 0
+    if (jitter > 0 && this.snapshotWait?.over !== true) {
+      if (this.snapshotWait === undefined) {
+        const wait: { timer?: ReturnType<typeof setTimeout>; over: boolean } = { over: false }
+        wait.timer = setTimeout(() => {
+          wait.over = true
+          this.maybeSnapshot()
+        }, Math.random() * jitter)
+        wait.timer.unref?.()
+        this.snapshotWait = wait
+      }
+      return
+    }
+    this.snapshotWait = undefined
     this.snapshotting = true
     this.uploading = this.uploading.then(async () => {
       const current = this.client.host.currentKey()
