@@ -9,8 +9,8 @@ const { Peer } = await import('../../dist/daemon/peer.js')
 const peers = []
 
 const commands = {
-  async start({ homes, tokens, bootstrap }) {
-    const started = await Promise.all(homes.map((home) => Peer.start({ home, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, mdns: false, control: false })))
+  async start({ homes, tokens, bootstrap, snapshotPolicy }) {
+    const started = await Promise.all(homes.map((home) => Peer.start({ home, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, mdns: false, control: false, ...(snapshotPolicy === undefined ? {} : { snapshotPolicy }) })))
     peers.push(...started)
     // All at once: the inviter pairs them concurrently (each with its own token).
     const joined = await Promise.all(started.map((peer, i) => peer.join(tokens[i], `dev${i}`, { waitMs: 30_000 })))
