@@ -86,6 +86,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private readonly engine: SyncEngine
   private readonly isMember: (id: string) => Promise<boolean>
   private readonly sessions = new Map<string, { session: SyncSession; initiator: string }>()
+  /** Peers a sync stream is being opened to. */
+  private readonly opening = new Set<string>()
   private readonly book = new Map<string, KnownPeer>()
   private readonly bootstrapAddrs: Multiaddr[]
   private readonly listen: string[]
@@ -361,7 +363,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
    * it learns of the membership.
    */
   memberAdded(peerId: string): void {
-    if (this.stopped || peerId === this.peerId || this.sessions.has(peerId)) return
+    if (this.stopped || peerId === this.peerId || this.sessions.has(peerId) || this.opening.has(peerId)) return
     const peer = peerIdFromString(peerId)
     if (this.node.getConnections(peer).length === 0) return
     void this.isMember(peerId).then(
@@ -382,8 +384,14 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   private async openSync(peer: PeerId): Promise<void> {
-    const stream = await this.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true })
-    this.attach(stream, peer.toString(), this.peerId)
+    const id = peer.toString()
+    this.opening.add(id)
+    try {
+      const stream = await this.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true })
+      this.attach(stream, id, this.peerId)
+    } finally {
+      this.opening.delete(id)
+    }
   }
 
   private async inbound(stream: Stream, connection: Connection): Promise<void> {
