@@ -25,6 +25,8 @@ export class BlindWiring {
   private mesh: Mesh | undefined
   private stopped = false
   private readonly retries = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
+  /** Stores a session is being opened with. */
+  private readonly opening = new Set<string>()
   private lastError: { peerId: string; code: string; message: string } | undefined
   private serverValue: BlindServer | undefined
 
@@ -87,11 +89,16 @@ export class BlindWiring {
     const mesh = this.mesh
     if (this.stopped || mesh === undefined) return
     if (!this.workspace.isUntrusted(peerId) || this.workspace.isUntrusted(this.self) || (this.workspace.keys?.epoch ?? 0) === 0) return
-    if (this.client.sessions().some((s) => s.peerId === peerId)) return
-    openBlind(mesh.node, peerId, this.client).catch((err: Error) => {
-      this.lastError = { peerId, code: 'PEER_UNREACHABLE', message: err.message }
-      this.retry(peerId)
-    })
+    // One session per store: a second connect() while the first is still opening (the mesh's
+    // connected event and a join both ask) would make a second session and a second catch-up.
+    if (this.opening.has(peerId) || this.client.sessions().some((s) => s.peerId === peerId)) return
+    this.opening.add(peerId)
+    openBlind(mesh.node, peerId, this.client)
+      .catch((err: Error) => {
+        this.lastError = { peerId, code: 'PEER_UNREACHABLE', message: err.message }
+        this.retry(peerId)
+      })
+      .finally(() => this.opening.delete(peerId))
   }
 
   private retry(peerId: string): void {
