@@ -29,6 +29,10 @@ const commands = {
     for (const p of peers) if ((await p.blind.status()).stores?.some((s) => s.live)) live++
     return { live }
   },
+  /** Each device's sessions with the store (for diagnostics when one does not come live). */
+  async status() {
+    return Promise.all(peers.map(async (p) => ({ id: p.deviceId.slice(-6), blind: await p.blind.status(), connected: p.mesh.connectedPeers().map((x) => x.slice(-6)), relayed: p.mesh.node.getConnections().filter((c) => c.remoteAddr.toString().includes('p2p-circuit')).length })))
+  },
   async stop() {
     for (const p of peers.splice(0)) await p.stop().catch(() => undefined)
     return {}
