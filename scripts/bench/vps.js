@@ -146,7 +146,9 @@ export async function run(ctx) {
     fleet = await Fleet.fork()
     const fleetStart = await fleet.request('start', { homes, tokens, bootstrap: [vAddr] }, 300_000)
     log(`  fleet: ${fleetStart.peers} devices started and joined at once, ${fleetStart.caughtUp} caught up when joining`)
-    await waitFor('every device live with the store', async () => ((await fleet.request('live')).live >= FLEET.devices ? true : undefined), 120_000)
+    await waitFor('every device live with the store', async () => ((await fleet.request('live')).live >= FLEET.devices ? true : undefined), 120_000).catch(async (err) => {
+      throw new Error(`${err.message}; devices: ${JSON.stringify(await fleet.request('status').catch(() => 'unknown'))}`)
+    })
     const idleMem = await processMemory(v.child.pid)
     // The VPS's RSS sampled every 100 ms while every device writes and until A has it all.
     const samples = []
@@ -166,6 +168,10 @@ export async function run(ctx) {
     }
     const mem = await processMemory(v.child.pid)
     const vs = (await v.request('blind')).blindStore
+    // Devices that know a relay dial every other member through it: n(n-1)/2 circuits on the VPS.
+    const fleetStatus = await fleet.request('status')
+    const relayedEnds = fleetStatus.reduce((sum, d) => sum + d.relayed, 0)
+    const syncPeers = fleetStatus.map((d) => d.connected.length)
     const mb = (b) => round(b / 1024 / 1024, 1)
     await measure(
       {
@@ -177,7 +183,7 @@ export async function run(ctx) {
       },
       () => ({
         value: mb(Math.max(...samples, mem.rss)),
-        details: { idleConnectedMB: mb(idleMem.rss), afterMB: mb(mem.rss), medianSampleMB: mb(percentile(samples, 50)), peakHwmMB: mb(mem.hwm), storeSessions: vs.sessions, storeHead: vs.head },
+        details: { relayedConnectionEnds: relayedEnds, syncPeersPerDeviceMedian: percentile(syncPeers, 50), idleConnectedMB: mb(idleMem.rss), afterMB: mb(mem.rss), medianSampleMB: mb(percentile(samples, 50)), peakHwmMB: mb(mem.hwm), storeSessions: vs.sessions, storeHead: vs.head },
       }),
     )
     note('vps: the relay and direct latencies run on loopback in the same run; on loopback DCUtR has no public address to punch to, so the relayed connection stays relayed.')
