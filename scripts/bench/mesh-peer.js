@@ -178,8 +178,14 @@ const commands = {
   },
 
   /** The blind store as this peer sees it (vps section), and its records in one collection. */
-  async blind({ collection } = {}) {
-    const records = collection === undefined ? 0 : await node.getAll(collection).then((r) => Object.keys(r).length, () => 0)
+  async blind({ collection, count = false } = {}) {
+    // count: the collection's record count only (cheap: no read of every record).
+    const records =
+      collection === undefined
+        ? 0
+        : count
+          ? ((await node.peer.workspace.list()).find((c) => c.name === collection)?.records ?? 0)
+          : await node.getAll(collection).then((r) => Object.keys(r).length, () => 0)
     const net = await node.peer.networkStatus()
     return { blindStore: net.blindStore, records, devices: net.devices.map((d) => ({ peerId: d.peerId, state: d.state, address: d.address })) }
   },

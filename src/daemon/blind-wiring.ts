@@ -25,6 +25,8 @@ export class BlindWiring {
   private mesh: Mesh | undefined
   private stopped = false
   private readonly retries = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
+  /** Stores a session is being opened with. */
+  private readonly opening = new Set<string>()
   private lastError: { peerId: string; code: string; message: string } | undefined
   private serverValue: BlindServer | undefined
 
@@ -39,8 +41,10 @@ export class BlindWiring {
         get workspaceId() {
           return workspace.workspaceId
         },
-        // Local-only collections never leave the device, not even encrypted.
+        // Local-only collections never leave the device, not even encrypted (checked again at
+        // each upload: a collection can become local-only while the peer runs).
         collectionNames: () => workspace.collectionNames().filter((name) => !workspace.sync.selection.localOnly(name)),
+        shares: (name) => !workspace.sync.selection.localOnly(name),
         openDoc: (name) => workspace.openDoc(name),
         flushDoc: (name) => workspace.flushDoc(name),
         getLocal: (key) => workspace.store.getLocal(key),
@@ -54,9 +58,9 @@ export class BlindWiring {
       },
       { schedule: (fn) => setImmediate(fn), ...(policy === undefined ? {} : { policy }) },
     )
-    workspace.onDocLoaded(({ name, doc }) => {
-      if (!workspace.sync.selection.localOnly(name)) this.client.track(name, doc)
-    })
+    // Every document is tracked: whether its changes go to the store is decided when they are
+    // uploaded (shares), so a collection that stops being local-only is uploaded again.
+    workspace.onDocLoaded(({ name, doc }) => this.client.track(name, doc))
     this.client.on('live', ({ peerId }) => this.retries.delete(peerId))
     this.client.on('closed', ({ peerId, error }) => {
       if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }
@@ -85,11 +89,16 @@ export class BlindWiring {
     const mesh = this.mesh
     if (this.stopped || mesh === undefined) return
     if (!this.workspace.isUntrusted(peerId) || this.workspace.isUntrusted(this.self) || (this.workspace.keys?.epoch ?? 0) === 0) return
-    if (this.client.sessions().some((s) => s.peerId === peerId)) return
-    openBlind(mesh.node, peerId, this.client).catch((err: Error) => {
-      this.lastError = { peerId, code: 'PEER_UNREACHABLE', message: err.message }
-      this.retry(peerId)
-    })
+    // One session per store: a second connect() while the first is still opening (the mesh's
+    // connected event and a join both ask) would make a second session and a second catch-up.
+    if (this.opening.has(peerId) || this.client.sessions().some((s) => s.peerId === peerId)) return
+    this.opening.add(peerId)
+    openBlind(mesh.node, peerId, this.client)
+      .catch((err: Error) => {
+        this.lastError = { peerId, code: 'PEER_UNREACHABLE', message: err.message }
+        this.retry(peerId)
+      })
+      .finally(() => this.opening.delete(peerId))
   }
 
   private retry(peerId: string): void {

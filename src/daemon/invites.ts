@@ -48,6 +48,8 @@ export class Invites
   implements PairingAuthority
 {
   private readonly decisions = new Map<string, (accept: boolean) => void>()
+  /** Changes to the tokens, the file and the membership run one at a time (see exclusive). */
+  private chain: Promise<unknown> = Promise.resolve()
 
   private constructor(
     private readonly file: string,
@@ -75,14 +77,21 @@ export class Invites
     const id = tokenId(secret)
     const now = Date.now()
     const expiresAt = now + (options.ttlMs ?? DEFAULT_TOKEN_TTL_MS)
-    this.records.set(id, {
-      secret: secret.toString('hex'),
-      createdAt: now,
-      expiresAt,
-      ...(options.confirm === true ? { confirm: true } : {}),
-      ...(options.untrusted === true ? { untrusted: true } : {}),
+    await this.exclusive(async () => {
+      this.records.set(id, {
+        secret: secret.toString('hex'),
+        createdAt: now,
+        expiresAt,
+        ...(options.confirm === true ? { confirm: true } : {}),
+        ...(options.untrusted === true ? { untrusted: true } : {}),
+      })
+      try {
+        await this.save()
+      } catch (err) {
+        this.records.delete(id)
+        throw err
+      }
     })
-    await this.save()
     const flags = (options.confirm === true ? TOKEN_FLAG_CONFIRM : 0) | (options.untrusted === true ? TOKEN_FLAG_UNTRUSTED : 0)
     const token = encodeToken({ workspaceId: this.workspace.workspaceId, inviter: this.self, addresses: options.addresses, secret, expiresAt, flags })
     return { token, tokenId: id, expiresAt: Math.ceil(expiresAt / 1000) * 1000, addresses: options.addresses }
@@ -109,17 +118,13 @@ export class Invites
   }
 
   async admit(id: string, joiner: { deviceId: string; name: string; code: string }): Promise<Welcome> {
-    this.secretFor(id) // still valid? (a concurrent join may have used it meanwhile)
-    if (await this.workspace.isRevoked(joiner.deviceId)) {
-      throw new KitsyncError('DEVICE_REVOKED', 'this device was revoked; it can come back only with a new identity (a new home folder) and a new pairing')
-    }
-    const trusted = (await this.workspace.devices()).filter((d) => d.state === 'trusted' && d.peerId !== joiner.deviceId)
-    const limit = this.maxDevices()
-    if (trusted.length >= limit) {
-      throw new KitsyncError('DEVICE_LIMIT_EXCEEDED', `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise maxDevices in workspace.json`)
-    }
-    const r = this.records.get(id) as InviteRecord
+    // Several devices may pair at the same moment (each with its own token): every check and
+    // change of the tokens, invites.json and the membership runs in one exclusive section, so
+    // a token is used once, the device limit holds and the file is written by one save at a time.
+    const r = await this.exclusive(() => this.check(id, joiner.deviceId))
     if (r.confirm === true) {
+      // The approval is awaited outside the exclusive section (other pairings go on meanwhile);
+      // the token is held by this joiner until it is decided.
       if (this.decisions.has(id)) throw new KitsyncError('TOKEN_USED', 'another device is already waiting for approval with this token')
       const accepted = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), APPROVAL_TIMEOUT_MS)
@@ -131,18 +136,48 @@ export class Invites
       })
       this.decisions.delete(id)
       if (!accepted) throw new KitsyncError('TOKEN_REFUSED', 'the inviting device did not approve this device')
-      this.secretFor(id)
     }
-    r.usedAt = Date.now()
-    r.usedBy = joiner.deviceId
-    await this.save()
-    const untrusted = r.untrusted === true
-    await this.workspace.addMember(joiner.deviceId, { name: joiner.name, addedBy: this.self, addedAt: Date.now(), ...(untrusted ? { role: 'untrusted' as const } : {}) })
+    const untrusted = await this.exclusive(async () => {
+      const record = await this.check(id, joiner.deviceId) // still valid, and still room for it
+      record.usedAt = Date.now()
+      record.usedBy = joiner.deviceId
+      try {
+        await this.save()
+      } catch (err) {
+        delete record.usedAt
+        delete record.usedBy
+        throw err
+      }
+      const untrusted = record.untrusted === true
+      await this.workspace.addMember(joiner.deviceId, { name: joiner.name, addedBy: this.self, addedAt: Date.now(), ...(untrusted ? { role: 'untrusted' as const } : {}) })
+      return untrusted
+    })
     this.emit('used', { tokenId: id, deviceId: joiner.deviceId, name: joiner.name })
     const info = await this.workspace.info()
     // An untrusted (storage/relay) member gets the membership, never a workspace key.
     const keys = untrusted ? {} : (this.workspace.keys?.export(0) ?? {})
     return { workspaceId: info.workspaceId, name: info.name, members: await this.workspace.encodeCollection(MEMBERS_COLLECTION), keys }
+  }
+
+  /** The token is valid, the joiner is not revoked, and the workspace has room for it. */
+  private async check(id: string, deviceId: string): Promise<InviteRecord> {
+    this.secretFor(id)
+    if (await this.workspace.isRevoked(deviceId)) {
+      throw new KitsyncError('DEVICE_REVOKED', 'this device was revoked; it can come back only with a new identity (a new home folder) and a new pairing')
+    }
+    const trusted = (await this.workspace.devices()).filter((d) => d.state === 'trusted' && d.peerId !== deviceId)
+    const limit = this.maxDevices()
+    if (trusted.length >= limit) {
+      throw new KitsyncError('DEVICE_LIMIT_EXCEEDED', `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise maxDevices in workspace.json`)
+    }
+    return this.records.get(id) as InviteRecord
+  }
+
+  /** Run `fn` after every earlier exclusive section has settled. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn)
+    this.chain = run.catch(() => undefined)
+    return run
   }
 
   refused(reason: KitsyncError, joiner: string): void {

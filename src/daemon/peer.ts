@@ -68,6 +68,8 @@ export class Peer {
     readonly startedAt: number,
     readonly bootstrap: string[],
     readonly blind: BlindWiring,
+    /** The inviter of a join in progress (join() opens that session itself). */
+    private readonly joining: { inviter?: string },
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -120,6 +122,7 @@ export class Peer {
       }
       // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
       const blind = new BlindWiring(workspace, self, options.snapshotPolicy)
+      const joining: { inviter?: string } = {}
       const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
@@ -141,6 +144,11 @@ export class Peer {
       blind.attach(mesh)
       await PeerSync.attach(workspace, engine, mesh, self)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
+      // A member added here (this device invited it) opens its session itself once welcomed;
+      // the inviter of a join in progress is synced with by join() (syncWith).
+      workspace.on('device:joined', ({ peerId, by }) => {
+        if (by !== self && peerId !== joining.inviter) mesh.memberAdded(peerId)
+      })
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
       // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
@@ -181,7 +189,7 @@ export class Peer {
       const startedAt = Date.now()
       await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
       workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
-      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind)
+      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining)
       control?.setPeer(peer)
       return peer
     } catch (err) {
@@ -225,8 +233,16 @@ export class Peer {
     }
     const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
-    await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
+    // The keys first: learning the members opens sessions at once (with a VPS already
+    // connected, the blind store session too, which needs a key).
     await this.workspace.keys?.merge(welcome.keys)
+    this.joining.inviter = token.inviter
+    try {
+      await this.workspace.applyInternalUpdate(MEMBERS_COLLECTION, welcome.members, 'pairing')
+    } finally {
+      this.joining.inviter = undefined
+    }
+    for (const id of this.mesh.connectedPeers()) this.blind.connect(id)
     // Remember the inviter's addresses, so this device finds it again after a restart.
     await rememberBootstrap(this.paths, token.addresses.map((a) => `${a}/p2p/${token.inviter}`))
     const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000)

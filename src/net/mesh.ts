@@ -47,6 +47,16 @@ export interface MeshOptions {
 export const RELAY_LIMITS = { durationMs: 60 * 60 * 1000, dataBytes: 1n << 30n, maxReservations: 128 } as const
 const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 
+/**
+ * Inbound connection limits. libp2p's defaults (5 new connections a second per IP address, 10
+ * in their handshake at once) refuse the sixth device that pairs or connects in the same second
+ * from one address: devices behind one NAT reaching the VPS, several devices joining at once
+ * (on loopback they all share 127.0.0.1). The socket is reset and the joiner saw
+ * 'cannot reach the inviting device: read ECONNRESET'. These are still bounded: one host may
+ * open 32 connections a second, 64 may be in their handshake (each has libp2p's 10 s deadline).
+ */
+export const INBOUND_LIMITS = { inboundConnectionThreshold: 32, maxIncomingPendingConnections: 64 } as const
+
 export type DiscoveryState = { mdns: 'off' } | { mdns: 'on' } | { mdns: 'unavailable'; reason: string }
 
 export interface KnownPeer {
@@ -76,6 +86,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private readonly engine: SyncEngine
   private readonly isMember: (id: string) => Promise<boolean>
   private readonly sessions = new Map<string, { session: SyncSession; initiator: string }>()
+  /** Peers a sync stream is being opened to. */
+  private readonly opening = new Set<string>()
   private readonly book = new Map<string, KnownPeer>()
   private readonly bootstrapAddrs: Multiaddr[]
   private readonly listen: string[]
@@ -122,6 +134,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       transports: [tcp(), circuitRelayTransport()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
+      connectionManager: { ...INBOUND_LIMITS },
       peerDiscovery: [],
       // Only members get a reservation on our relay (and only if we are one).
       connectionGater: { denyInboundRelayReservation: async (peer) => !(await isMember(peer.toString()).catch(() => false)) },
@@ -341,6 +354,24 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.redials.set(key, state)
   }
 
+  /**
+   * A device became a member (it joined, or this device joined and learnt the others): if a
+   * connection to it is already open without a sync session, open one now. Such a connection
+   * was made before either side knew (a device dials its bootstrap VPS, then joins; the VPS
+   * hears of the new member from another device later): nothing else would open the session
+   * until the connection dropped. The other side may still refuse; it opens one itself when
+   * it learns of the membership.
+   */
+  memberAdded(peerId: string): void {
+    if (this.stopped || peerId === this.peerId || this.sessions.has(peerId) || this.opening.has(peerId)) return
+    const peer = peerIdFromString(peerId)
+    if (this.node.getConnections(peer).length === 0) return
+    void this.isMember(peerId).then(
+      (member) => (member && !this.sessions.has(peerId) ? this.openSync(peer) : undefined),
+      () => undefined,
+    ).catch(() => undefined)
+  }
+
   /** Open the sync session with a member now (after it became one, e.g. on joining). */
   async openSyncTo(peerId: string): Promise<void> {
     if (this.sessions.has(peerId)) {
@@ -353,8 +384,14 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   private async openSync(peer: PeerId): Promise<void> {
-    const stream = await this.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true })
-    this.attach(stream, peer.toString(), this.peerId)
+    const id = peer.toString()
+    this.opening.add(id)
+    try {
+      const stream = await this.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true })
+      this.attach(stream, id, this.peerId)
+    } finally {
+      this.opening.delete(id)
+    }
   }
 
   private async inbound(stream: Stream, connection: Connection): Promise<void> {

@@ -22,6 +22,8 @@ const MAX_PAIR_MESSAGE = 4 * 1024 * 1024
 const PAIR_TIMEOUT_MS = 15_000
 /** How long a joiner waits for the inviter's person to compare codes and approve. */
 const CONFIRM_TIMEOUT_MS = 120_000
+/** Dial errors of an inviter that reset the connection (busy), worth another attempt. */
+const RESET = /ECONNRESET|EPIPE|socket hang up|stream ended|connection (was )?closed/i
 
 export interface Welcome {
   workspaceId: string
@@ -116,10 +118,20 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
   const addrs = token.addresses.map((a) => multiaddr(a))
   await node.peerStore.merge(inviter, { multiaddrs: addrs })
   let stream: Stream
-  try {
-    stream = await node.dialProtocol(inviter, PAIR_PROTOCOL_ID, { signal: AbortSignal.timeout(PAIR_TIMEOUT_MS), runOnLimitedConnection: true })
-  } catch (err) {
-    throw new KitsyncError('PEER_UNREACHABLE', `cannot reach the inviting device at ${token.addresses.join(', ') || '(no address)'}: ${(err as Error).message}`, { cause: err })
+  const deadline = AbortSignal.timeout(PAIR_TIMEOUT_MS)
+  for (let attempt = 0; ; attempt++) {
+    try {
+      stream = await node.dialProtocol(inviter, PAIR_PROTOCOL_ID, { signal: deadline, runOnLimitedConnection: true })
+      break
+    } catch (err) {
+      // An inviter that accepted the TCP connection and reset it is busy (its limit of new
+      // connections a second per address): try again shortly, within the same deadline.
+      if (!deadline.aborted && RESET.test((err as Error).message) && attempt < 8) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random())))
+        if (!deadline.aborted) continue
+      }
+      throw new KitsyncError('PEER_UNREACHABLE', `cannot reach the inviting device at ${token.addresses.join(', ') || '(no address)'}: ${(err as Error).message}`, { cause: err })
+    }
   }
   const ch = channel(stream)
   const id = computeTokenId(token.secret)

@@ -4,6 +4,9 @@ import type { KitsyncError } from '../core/errors.js'
 import { encodeFrame, FrameType } from '../protocol/sync-frames.js'
 import type { PeerLink } from '../sync/sync-engine.js'
 
+/** Frames queued together are written together, up to this many bytes. */
+const WRITE_BATCH_BYTES = 256 * 1024
+
 /**
  * A PeerLink over one libp2p stream with length-prefixed frames. Writes are queued and
  * written one at a time (lpStream waits for 'drain'), and the queue size is reported as
@@ -14,6 +17,8 @@ export class StreamLink implements PeerLink {
   private queued = 0
   private writing = false
   private closed = false
+  /** whenBelow() callers, woken after each write and when the link closes. */
+  private waiters: (() => void)[] = []
   private readonly lp
 
   constructor(
@@ -27,6 +32,12 @@ export class StreamLink implements PeerLink {
 
   get bufferedBytes(): number {
     return this.queued + this.stream.writeBufferLength
+  }
+
+  async whenBelow(bytes: number): Promise<void> {
+    // Our queue only: drain() writes from it as fast as the stream takes data (it waits for
+    // the stream's 'drain' when the stream is full), and wakes the waiters after each write.
+    while (!this.closed && this.queued > bytes) await new Promise<void>((resolve) => this.waiters.push(resolve))
   }
 
   /** Read frames until the stream ends; resolves with the error that ended it, if any. */
@@ -50,6 +61,7 @@ export class StreamLink implements PeerLink {
 
   close(error?: KitsyncError): void {
     if (this.closed) return
+    queueMicrotask(() => this.wake())
     if (error !== undefined) {
       // Tell the peer why, then reset the stream (its read side too): a misbehaving peer
       // gets no more of our time, and never more than 2 s to take the error frame.
@@ -73,9 +85,17 @@ export class StreamLink implements PeerLink {
     this.writing = true
     try {
       while (this.queue.length > 0) {
-        const frame = this.queue.shift() as Uint8Array
-        this.queued -= frame.byteLength
-        await this.lp.write(frame)
+        // Every frame queued so far (up to WRITE_BATCH_BYTES) in one write: one muxer frame,
+        // one Noise message and one window update from the reader per batch instead of per
+        // frame (a store sending 10,000 small entries spent more time in those than in them).
+        let n = 0
+        let bytes = 0
+        while (n < this.queue.length && (n === 0 || bytes + (this.queue[n] as Uint8Array).byteLength <= WRITE_BATCH_BYTES)) bytes += (this.queue[n++] as Uint8Array).byteLength
+        const batch = this.queue.splice(0, n)
+        this.queued -= bytes
+        if (batch.length === 1) await this.lp.write(batch[0] as Uint8Array)
+        else await this.lp.writeV(batch)
+        this.wake()
       }
     } catch (err) {
       this.closed = true
@@ -84,6 +104,11 @@ export class StreamLink implements PeerLink {
       this.stream.abort(err as Error)
     } finally {
       this.writing = false
+      this.wake()
     }
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w()
   }
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { KitsyncError } from '../core/errors.js'
 
@@ -17,9 +18,13 @@ export async function readJsonFile(file: string): Promise<unknown> {
   }
 }
 
-/** Replace a JSON file atomically with mode 0600 (temporary file, then rename). */
+/**
+ * Replace a JSON file atomically with mode 0600 (temporary file, then rename). Each call has its
+ * own temporary file: two writes in the same millisecond must not share one (the second rename
+ * would fail, or the file would get the bytes of both); the last rename wins.
+ */
 export async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
   try {
     await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 })
     await rename(tmp, file)

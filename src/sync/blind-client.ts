@@ -20,6 +20,12 @@ import { SyncSession, type PeerLink } from './sync-engine.js'
 export interface BlindClientHost {
   readonly workspaceId: string
   collectionNames(): string[]
+  /**
+   * May this collection go to the store, and be taken from it? (false for local-only ones.)
+   * Asked at each upload and download, so a collection made local-only while the device runs
+   * stops at once, also with changes noted before. Absent: every collection.
+   */
+  shares?(name: string): boolean
   openDoc(name: string): Promise<Y.Doc>
   flushDoc?(name: string): Promise<void>
   /** Device-local JSON values (LocalWorkspace getLocal/putLocal). */
@@ -35,9 +41,17 @@ export interface SnapshotPolicy {
   entries: number
   /** ...or this many ciphertext bytes. */
   bytes: number
+  /**
+   * Wait a random time up to this many milliseconds once past a threshold, then check again
+   * (absent: 0). Devices do not hear of each other's snapshots: when many come live together
+   * on a store past its thresholds (a VPS restart, a fleet joining), each would upload a whole
+   * snapshot at the same moment (20 devices: ~130 MB more on the VPS); spread out, the store
+   * takes one at a time and drops the older ones.
+   */
+  jitterMs?: number
 }
 
-export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = { entries: 1000, bytes: 8 * 1024 * 1024 }
+export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = { entries: 1000, bytes: 8 * 1024 * 1024, jitterMs: 5000 }
 
 export interface BlindClientEvents {
   /** Catch-up with a store finished: everything it held up to `head` is applied. */
@@ -71,6 +85,13 @@ export function updateClocks(update: Uint8Array): Map<number, number> {
     const end = s.id.clock + s.length
     if ((out.get(s.id.client) ?? 0) < end) out.set(s.id.client, end)
   }
+  return out
+}
+
+/** The clients whose clock moved from `before` to `after`, with their new clock. */
+function gained(before: Map<number, number>, after: Map<number, number>): Map<number, number> {
+  const out = new Map<number, number>()
+  for (const [client, clock] of after) if ((before.get(client) ?? 0) < clock) out.set(client, clock)
   return out
 }
 
@@ -128,6 +149,11 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
     super()
   }
 
+  /** @internal Whether a collection goes to (and comes from) the store. */
+  shares(name: string): boolean {
+    return this.host.shares?.(name) ?? true
+  }
+
   get policy(): SnapshotPolicy {
     return this.options.policy ?? DEFAULT_SNAPSHOT_POLICY
   }
@@ -137,7 +163,7 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
     doc.on('update', (_update: Uint8Array, origin: unknown) => {
-      if (origin instanceof BlindClientSession) return
+      if (origin instanceof BlindClientSession || !this.shares(name)) return
       this.changed.set(name, (this.changed.get(name) ?? false) || !(origin instanceof SyncSession))
       this.scheduleFlush()
     })
@@ -217,6 +243,8 @@ export class BlindClientSession {
   private sinceCount = 0
   private sinceBytes = 0
   private snapshotting = false
+  /** The random wait before a snapshot (policy.jitterMs): running, or over. */
+  private snapshotWait: { timer?: ReturnType<typeof setTimeout>; over: boolean } | undefined
   private uploading: Promise<void> = Promise.resolve()
   private saveTimer = false
   /** Uploads asked for and not yet acknowledged (or found to have nothing to send). */
@@ -267,6 +295,7 @@ export class BlindClientSession {
   close(error?: KitsyncError): void {
     if (this.closed) return
     this.closed = true
+    clearTimeout(this.snapshotWait?.timer)
     this.live = false
     this.link.close(error)
     // Uploads not acknowledged: the next session sends them again.
@@ -393,15 +422,24 @@ export class BlindClientSession {
     }
     if (this.live) for (const f of frames) this.sinceBytes += f.ciphertext.byteLength
     for (const [name, updates] of byCollection) {
-      if (!/^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) continue
+      // A local-only collection takes nothing from the store either (as from a peer).
+      if (!/^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name) || !this.client.shares(name)) continue
       const doc = await this.client.doc(name)
-      const clocks = new Map<number, number>()
+      // What the store holds, learnt from what it sent. Without structs waiting for missing ones
+      // in the document, everything the document gains in this transaction comes from these
+      // updates: its state vector before and after tells their clocks, without decoding each
+      // update a second time (that was a third of the catch-up). Otherwise (a peer's update
+      // might be completed by these and is not the store's), the clocks of each update.
+      const clean = doc.store.pendingStructs === null && doc.store.pendingDs === null
+      const before = clean ? Y.decodeStateVector(Y.encodeStateVector(doc)) : undefined
+      let clocks = new Map<number, number>()
       doc.transact(() => {
         for (const u of updates) {
           Y.applyUpdate(doc, u)
-          for (const [c, k] of updateClocks(u)) if ((clocks.get(c) ?? 0) < k) clocks.set(c, k)
+          if (before === undefined) for (const [c, k] of updateClocks(u)) if ((clocks.get(c) ?? 0) < k) clocks.set(c, k)
         }
       }, this)
+      if (before !== undefined) clocks = gained(before, Y.decodeStateVector(Y.encodeStateVector(doc)))
       const old = this.record.sv[name]
       this.record.sv[name] = b64(mergeVector(old === undefined ? undefined : unb64(old), clocks))
     }
@@ -424,10 +462,14 @@ export class BlindClientSession {
       const items: EnvelopeItem[] = []
       const vectors = new Map<string, Uint8Array>()
       for (const name of names) {
+        if (!this.client.shares(name)) {
+          // Local-only (perhaps since a change was noted): never uploaded, not even encrypted.
+          this.dirty.delete(name)
+          continue
+        }
         const doc = this.client.host.collectionNames().includes(name) || this.dirty.has(name) ? await this.client.doc(name) : undefined
         if (doc === undefined) continue
-        const stored = this.record.sv[name]
-        const sv = stored === undefined ? undefined : unb64(stored)
+        const sv = this.inFlightVector(name)
         const docSv = Y.encodeStateVector(doc)
         // Nothing new for the store: only a change merged from a peer that it already has.
         if (!this.dirty.has(name) && changed.get(name) !== true && covers(sv, docSv)) continue
@@ -448,11 +490,43 @@ export class BlindClientSession {
       })
   }
 
+  /**
+   * What the store will hold of a collection once the uploads in flight are stored: the state
+   * vector it acknowledged, merged with the vectors of the PUTs sent and not yet acknowledged
+   * (the store handles them in order, or the session breaks: then they go again, see close).
+   * Uploading the difference to this, not to the acknowledged vector alone, keeps each entry to
+   * what is new: against the acknowledged vector, every PUT sent while others were in flight
+   * carried all of them again (10,000 quick writes made 9.5-56 MB of entries instead of ~1 MB).
+   */
+  private inFlightVector(name: string): Uint8Array | undefined {
+    const stored = this.record.sv[name]
+    let sv = stored === undefined ? undefined : unb64(stored)
+    for (const p of this.pending) {
+      const v = p.kind === 'put' ? p.vectors.get(name) : undefined
+      if (v !== undefined) sv = mergeVector(sv, Y.decodeStateVector(v))
+    }
+    return sv
+  }
+
   /** Past the thresholds, and with nothing in flight: replace what the store holds by one snapshot. */
   private maybeSnapshot(): void {
     const policy = this.client.policy
     if (!this.live || this.snapshotting || this.pending.length > 0) return
     if (this.sinceCount < policy.entries && this.sinceBytes < policy.bytes) return
+    const jitter = policy.jitterMs ?? 0
+    if (jitter > 0 && this.snapshotWait?.over !== true) {
+      if (this.snapshotWait === undefined) {
+        const wait: { timer?: ReturnType<typeof setTimeout>; over: boolean } = { over: false }
+        wait.timer = setTimeout(() => {
+          wait.over = true
+          this.maybeSnapshot()
+        }, Math.random() * jitter)
+        wait.timer.unref?.()
+        this.snapshotWait = wait
+      }
+      return
+    }
+    this.snapshotWait = undefined
     this.snapshotting = true
     this.uploading = this.uploading.then(async () => {
       const current = this.client.host.currentKey()
@@ -461,6 +535,7 @@ export class BlindClientSession {
       const items: EnvelopeItem[] = []
       const vectors = new Map<string, Uint8Array>()
       for (const name of this.client.host.collectionNames()) {
+        if (!this.client.shares(name)) continue
         const doc = await this.client.doc(name)
         items.push({ collection: name, update: Y.encodeStateAsUpdate(doc) })
         vectors.set(name, Y.encodeStateVector(doc))

@@ -54,6 +54,11 @@ export interface PeerLink {
   close(error?: KitsyncError): void
   /** Bytes queued in the transport and not yet written. */
   readonly bufferedBytes: number
+  /**
+   * Resolves once at most `bytes` are queued (or the link closed): lets a sender of many frames
+   * (the blind store's catch-up) go at the reader's pace. Absent: the sender does not wait.
+   */
+  whenBelow?(bytes: number): Promise<void>
 }
 
 export interface SyncLimits {
