@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { isDeepStrictEqual, promisify } from 'node:util'
+import { isDeepStrictEqual } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI, cleanup, COMMAND_TIMEOUT_MS, makeHome, Proc, START_TIMEOUT_MS, stopProc, waitUntil, type CliResult, type StartedEvent } from '../helpers/cli.js'
+import { ip, Namespaces, requireRootAndIp, run } from '../helpers/netns.js'
 
 /**
  * mDNS discovery between real `kitsync peer start` processes, each in a network namespace this
@@ -13,59 +13,17 @@ import { CLI, cleanup, COMMAND_TIMEOUT_MS, makeHome, Proc, START_TIMEOUT_MS, sto
  * fail (they do not skip), since a skipped test would read as a pass.
  */
 
-const run = promisify(execFile)
+const FILE = 'test/e2e/mdns.test.ts'
 const SYNC_TIMEOUT = 20_000
 /** Namespaces and interfaces of this run: unique per test process, found again if it crashed. */
-const TAG = `ksm${process.pid}`
+const namespaces = new Namespaces('ksm')
+const TAG = namespaces.name('')
 const NS = { a: `${TAG}a`, b: `${TAG}b`, c: `${TAG}c` }
 const ADDR = { a: '10.213.1.1', b: '10.213.1.2', c: '10.213.2.1' }
 /** libp2p:mdns logs "peer found" at debug level: kept in the transcript shown on failure. */
 const PEER_ENV = { DEBUG: 'libp2p:mdns,libp2p:mdns:error' }
 
-const created: string[] = []
 const peers: Proc[] = []
-
-async function ip(...args: string[]): Promise<string> {
-  try {
-    return (await run('ip', args, { timeout: 10_000 })).stdout
-  } catch (err) {
-    const e = err as Error & { stderr?: string }
-    throw new Error(`ip ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`)
-  }
-}
-
-async function addNamespace(name: string): Promise<void> {
-  await ip('netns', 'add', name)
-  created.push(name)
-  await ip('-n', name, 'link', 'set', 'lo', 'up')
-}
-
-/** Fail, not skip, when this machine cannot run the test. */
-async function requireRootAndIp(): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    throw new Error(`test/e2e/mdns.test.ts needs root (it creates network namespaces with 'ip netns add'); running as uid ${process.getuid?.() ?? '?'}`)
-  }
-  try {
-    await run('ip', ['-V'])
-  } catch (err) {
-    throw new Error(`test/e2e/mdns.test.ts needs the 'ip' command (iproute2) on PATH: ${(err as Error).message}`)
-  }
-}
-
-/** Namespaces left by an earlier run of this file whose process is gone (killed before afterAll). */
-async function removeStaleNamespaces(): Promise<void> {
-  for (const line of (await ip('netns', 'list')).split('\n')) {
-    const m = /^(ksm(\d+)[abc])\b/.exec(line)
-    if (m === null || Number(m[2]) === process.pid) continue
-    let alive = true
-    try {
-      process.kill(Number(m[2]), 0)
-    } catch {
-      alive = false
-    }
-    if (!alive) await ip('netns', 'del', m[1] as string).catch(() => undefined)
-  }
-}
 
 /** `ip netns exec NS node bin/kitsync.js --home HOME ...args` (ip execs node: the pid is node's). */
 function kitsyncIn(ns: string, home: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
@@ -127,7 +85,7 @@ function withTranscripts(err: Error): never {
 
 beforeAll(async () => {
   // Each test checks the environment itself, so that it fails rather than being skipped.
-  await requireRootAndIp().then(removeStaleNamespaces, () => undefined)
+  await requireRootAndIp(FILE).then(() => namespaces.removeStale(), () => undefined)
 })
 
 afterAll(async () => {
@@ -135,16 +93,16 @@ afterAll(async () => {
     for (const p of peers.splice(0)) await stopProc(p).catch(() => undefined)
     await cleanup()
   } finally {
-    for (const ns of created.splice(0)) await ip('netns', 'del', ns).catch(() => undefined)
+    await namespaces.removeAll()
   }
 })
 
 describe('mDNS discovery inside network namespaces', () => {
   it('two devices on one link find each other by mDNS alone and sync both ways', async () => {
-    await requireRootAndIp()
+    await requireRootAndIp(FILE)
     // A and B joined by a veth pair, each with a multicast route on its end.
-    await addNamespace(NS.a)
-    await addNamespace(NS.b)
+    await namespaces.add(NS.a)
+    await namespaces.add(NS.b)
     const [va, vb] = [`${TAG}va`, `${TAG}vb`]
     await ip('link', 'add', va, 'netns', NS.a, 'type', 'veth', 'peer', 'name', vb, 'netns', NS.b)
     for (const [ns, dev, addr] of [[NS.a, va, ADDR.a], [NS.b, vb, ADDR.b]] as const) {
@@ -207,11 +165,11 @@ describe('mDNS discovery inside network namespaces', () => {
   })
 
   it('reports mDNS as unavailable, with a reason, where there is no multicast route', async () => {
-    await requireRootAndIp()
+    await requireRootAndIp(FILE)
     // An interface with an address but no route to 224.0.0.0/4 and no default route: a host
     // whose LAN is down. (Not a namespace with only `lo`: there multicast-dns sends through
     // 127.0.0.1 and mDNS does work.) A veth pair with both ends in the namespace.
-    await addNamespace(NS.c)
+    await namespaces.add(NS.c)
     const [v0, v1] = [`${TAG}c0`, `${TAG}c1`]
     await ip('-n', NS.c, 'link', 'add', v0, 'type', 'veth', 'peer', 'name', v1)
     await ip('-n', NS.c, 'addr', 'add', `${ADDR.c}/24`, 'dev', v0)

@@ -1,11 +1,11 @@
-import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { isDeepStrictEqual, promisify } from 'node:util'
+import { isDeepStrictEqual } from 'node:util'
 import { ClassicLevel } from 'classic-level'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI, cleanup, COMMAND_TIMEOUT_MS, makeHome, Proc, START_TIMEOUT_MS, stopProc, waitUntil, type CliResult } from '../helpers/cli.js'
+import { ip, Namespaces, requireRootAndIp, run } from '../helpers/netns.js'
 
 /**
  * The always-on VPS peer, in network namespaces this file creates: two "home networks" (A, B)
@@ -15,44 +15,14 @@ import { CLI, cleanup, COMMAND_TIMEOUT_MS, makeHome, Proc, START_TIMEOUT_MS, sto
  * do not skip). The scenarios build on each other and run in order.
  */
 
-const run = promisify(execFile)
+const FILE = 'test/e2e/vps.test.ts'
 const WAIT = 30_000
-const TAG = `ksv${process.pid}`
+const namespaces = new Namespaces('ksv')
+const TAG = namespaces.name('')
 const NS = { a: `${TAG}a`, b: `${TAG}b`, v: `${TAG}v` }
 const ADDR = { a: '10.214.1.1', va: '10.214.1.2', b: '10.214.2.1', vb: '10.214.2.2' }
 const VPS_PORT = 4771
-const created: string[] = []
 const procs: Proc[] = []
-
-async function ip(...args: string[]): Promise<string> {
-  try {
-    return (await run('ip', args, { timeout: 10_000 })).stdout
-  } catch (err) {
-    const e = err as Error & { stderr?: string }
-    throw new Error(`ip ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`)
-  }
-}
-
-async function requireRootAndIp(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error(`test/e2e/vps.test.ts needs root (it creates network namespaces); running as uid ${process.getuid?.() ?? '?'}`)
-  await run('ip', ['-V']).catch((err: Error) => {
-    throw new Error(`test/e2e/vps.test.ts needs the 'ip' command (iproute2): ${err.message}`)
-  })
-}
-
-async function removeStaleNamespaces(): Promise<void> {
-  for (const line of (await ip('netns', 'list')).split('\n')) {
-    const m = /^(ksv(\d+)[abv])\b/.exec(line)
-    if (m === null || Number(m[2]) === process.pid) continue
-    let alive = true
-    try {
-      process.kill(Number(m[2]), 0)
-    } catch {
-      alive = false
-    }
-    if (!alive) await ip('netns', 'del', m[1] as string).catch(() => undefined)
-  }
-}
 
 function kitsyncIn(ns: string, home: string, args: string[]): Proc {
   return new Proc('ip', ['netns', 'exec', ns, process.execPath, CLI, '--home', home, ...args])
@@ -160,7 +130,7 @@ const V: Device = { ns: NS.v, home: '', id: '', args: [] }
 const MARK = `mk${process.pid}x`
 
 beforeAll(async () => {
-  await requireRootAndIp().then(removeStaleNamespaces, () => undefined)
+  await requireRootAndIp(FILE).then(() => namespaces.removeStale(), () => undefined)
 })
 
 afterAll(async () => {
@@ -168,17 +138,15 @@ afterAll(async () => {
     for (const p of procs.splice(0)) await stopProc(p).catch(() => undefined)
     await cleanup()
   } finally {
-    for (const ns of created.splice(0)) await ip('netns', 'del', ns).catch(() => undefined)
+    await namespaces.removeAll()
   }
 })
 
 describe('the VPS peer: relay and blind store, two home networks without a route between them', () => {
   it('setup: A pairs the VPS as untrusted, B joins through the relay', async () => {
-    await requireRootAndIp()
+    await requireRootAndIp(FILE)
     for (const ns of Object.values(NS)) {
-      await ip('netns', 'add', ns)
-      created.push(ns)
-      await ip('-n', ns, 'link', 'set', 'lo', 'up')
+      await namespaces.add(ns)
     }
     for (const [home, vps, h, v] of [[NS.a, NS.v, ADDR.a, ADDR.va], [NS.b, NS.v, ADDR.b, ADDR.vb]] as const) {
       const [ih, iv] = [`${home}h`, `${home}v`]
