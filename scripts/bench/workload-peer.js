@@ -97,6 +97,20 @@ function complete(c, expect) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export function commands({ node, now, send }) {
+  /** Append `count` journal entries to `w`, `batch` at a time (each batch awaited), as fast as they are accepted. */
+  const importInto = async (w, { count, batch, offset }) => {
+    const t0 = now()
+    const start = Date.now()
+    const batchMs = []
+    for (let i = 0; i < count; i += batch) {
+      const b0 = now()
+      const n = Math.min(batch, count - i)
+      await Promise.all(Array.from({ length: n }, (_, k) => w.append('journal', journalEntry(offset + i + k, start + i + k))))
+      batchMs.push(now() - b0)
+    }
+    const t1 = now()
+    return { t0, t1, ms: t1 - t0, batchMs }
+  }
   const peer = () => node().peer
   const ws = () => peer().workspace
   let ticker
@@ -267,17 +281,7 @@ export function commands({ node, now, send }) {
       const { openWorkspace } = await import('../../dist/index.js')
       const w = await openWorkspace({ home, mode: 'peer' })
       try {
-        const t0 = now()
-        const start = Date.now()
-        const batchMs = []
-        for (let i = 0; i < count; i += batch) {
-          const b0 = now()
-          const n = Math.min(batch, count - i)
-          await Promise.all(Array.from({ length: n }, (_, k) => w.append('journal', journalEntry(offset + i + k, start + i + k))))
-          batchMs.push(now() - b0)
-        }
-        const t1 = now()
-        return { t0, t1, ms: t1 - t0, batchMs }
+        return await importInto(w, { count, batch, offset })
       } finally {
         await w.close()
       }
@@ -285,17 +289,7 @@ export function commands({ node, now, send }) {
 
     /** Append `count` journal entries, `batch` at a time (each batch awaited), as fast as they are accepted. */
     async importJournal({ count, batch, offset = 0 }) {
-      const w = ws()
-      const t0 = now()
-      const start = Date.now()
-      const batchMs = []
-      for (let i = 0; i < count; i += batch) {
-        const b0 = now()
-        const n = Math.min(batch, count - i)
-        await Promise.all(Array.from({ length: n }, (_, k) => w.append('journal', journalEntry(offset + i + k, start + i + k))))
-        batchMs.push(now() - b0)
-      }
-      return { t0, t1: now(), ms: now() - t0, batchMs }
+      return importInto(ws(), { count, batch, offset })
     },
   }
 }

@@ -215,11 +215,16 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const entry = await this.load(collection)
     const rules = await this.settingsOf(collection)
     const c = entry.collection
-    const current = c.get(key)
-    if (rules.kind.appendOnly === true && current !== undefined) {
+    if (rules.kind.appendOnly === true && c.has(key)) {
       throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, { details: { collection } })
     }
-    const whole = options.field === undefined ? value : { ...(isJsonObject(current) ? current : {}), [options.field]: value }
+    // Only a field write needs the record as it is (the kind checks the whole record); a whole
+    // write is checked as given, and the collection works out the current value itself.
+    let whole = value
+    if (options.field !== undefined) {
+      const current = c.get(key)
+      whole = { ...(isJsonObject(current) ? current : {}), [options.field]: value }
+    }
     const checked = rules.kind.validate(whole, { collection, secretRules: rules.secretRules, now: Date.now() })
     this.checkLimits(c, rules, key, checked)
     if (options.field === undefined) c.set(key, checked, LOCAL_ORIGIN)

@@ -20,7 +20,7 @@ export function register(program: Command, io: CliIO): void {
     'kitsync peer start --items watchlists,alerts --local-only scratch',
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
     'kitsync peer start --headless --relay --no-mdns     # on a VPS',
-  ).action(async (options: NetworkFlags & { name?: string; headless?: boolean; relay?: boolean; items?: string; localOnly?: string }, cmd: Command) => {
+  ).action(async (options: StartFlags, cmd: Command) => {
     const opts = globals(cmd)
     if (options.headless === true) return runHeadless(io, opts.home, options)
     const json = opts.json === true
@@ -33,12 +33,7 @@ export function register(program: Command, io: CliIO): void {
     }
     const line = (event: string, payload: object, human: string): string => (json ? JSON.stringify({ event, ...payload }) + '\n' : human + '\n')
     const running = await (await import('../../daemon/peer.js')).Peer.start({
-      home: resolveHome(opts.home, io.env),
-      ...(options.name === undefined ? {} : { name: options.name }),
-      ...peerOptionsFrom(options),
-      ...(options.relay === true ? { relay: true } : {}),
-      ...(options.items === undefined ? {} : { items: splitList(options.items) }),
-      ...(options.localOnly === undefined ? {} : { localOnly: splitList(options.localOnly) }),
+      ...startOptions(io, opts.home, options),
       listeners: {
         'sync:connected': (e) => emit(line('sync:connected', e, `connected ${e.peerId}`)),
         'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
@@ -77,15 +72,24 @@ export function register(program: Command, io: CliIO): void {
 }
 
 /** `peer start --headless`: JSON log lines (pino) on stdout; SIGTERM stops cleanly with exit 0. */
-async function runHeadless(io: CliIO, home: string | undefined, options: NetworkFlags & { name?: string; relay?: boolean; items?: string; localOnly?: string }): Promise<void> {
-  const log = (await import('../headless-log.js')).headlessLog()
-  const running = await (await import('../../daemon/peer.js')).Peer.start({
+type StartFlags = NetworkFlags & { name?: string; headless?: boolean; relay?: boolean; items?: string; localOnly?: string }
+
+/** The `peer start` flags as Peer.start options (the same for both modes). */
+function startOptions(io: CliIO, home: string | undefined, options: StartFlags) {
+  return {
     home: resolveHome(home, io.env),
     ...(options.name === undefined ? {} : { name: options.name }),
     ...peerOptionsFrom(options),
     ...(options.relay === true ? { relay: true } : {}),
     ...(options.items === undefined ? {} : { items: splitList(options.items) }),
     ...(options.localOnly === undefined ? {} : { localOnly: splitList(options.localOnly) }),
+  }
+}
+
+async function runHeadless(io: CliIO, home: string | undefined, options: StartFlags): Promise<void> {
+  const log = (await import('../headless-log.js')).headlessLog()
+  const running = await (await import('../../daemon/peer.js')).Peer.start({
+    ...startOptions(io, home, options),
     listeners: {
       'sync:connected': (e) => log.event('sync:connected', e),
       'sync:offline': (e) => log.event('sync:offline', e),
