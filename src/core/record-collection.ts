@@ -96,6 +96,18 @@ export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 
 type RecordIndex = Map<string, Set<string>>
 
+/** What a record's headers say: the newest header, the last full write and the last delete. */
+interface Floors {
+  max: Slot | undefined
+  maxSlot: string | undefined
+  fullSlot: string | undefined
+  deleteSlot: string | undefined
+  /** Plain fields older than this are hidden (the last delete; with a record-level policy, the last full write). */
+  fieldFloor: string
+  /** Set and log entries older than this are hidden. */
+  deleteFloor: string
+}
+
 export class RecordCollection {
   readonly name: string
   readonly doc: Y.Doc
@@ -181,13 +193,35 @@ export class RecordCollection {
   }
 
   private refreshLive(key?: string): void {
-    const keys = key === undefined ? [...this.index.keys()] : [key]
-    if (key === undefined) this.live.clear()
-    for (const k of keys) {
-      const rec = this.index.get(k)
-      if (rec !== undefined && this.resolve(k, rec, true) !== undefined) this.live.add(k)
-      else this.live.delete(k)
+    if (key !== undefined) {
+      if (this.exists(key)) this.live.add(key)
+      else this.live.delete(key)
+      return
     }
+    this.live.clear()
+    for (const k of this.index.keys()) if (this.exists(k)) this.live.add(k)
+  }
+
+  /** Whether a record exists, worked out from its slots (not from `live`). */
+  private exists(key: string): boolean {
+    const rec = this.index.get(key)
+    if (rec === undefined) return false
+    const only = this.onlyHeader(key, rec)
+    if (only !== undefined) return only !== null && only.d !== 1
+    return this.resolve(key, rec, true) !== undefined
+  }
+
+  /**
+   * The common case of a record held by one header slot and nothing else (one writer's whole
+   * write, or its delete): that slot, or null when it is missing from the map. Undefined when
+   * the record has more slots than that.
+   */
+  private onlyHeader(key: string, rec: RecordIndex): Slot | null | undefined {
+    if (rec.size !== 1) return undefined
+    const slots = rec.get(HEADER)
+    if (slots === undefined || slots.size !== 1) return undefined
+    for (const slot of slots) return this.map.get(key + SEP + HEADER + SEP + slot) ?? null
+    return undefined
   }
 
   /** Subscribe to record changes, one call per transaction. Returns the unsubscribe function. */
@@ -204,16 +238,30 @@ export class RecordCollection {
 
   has(key: string): boolean {
     // Inside a transaction of this collection the observer has not run yet: work it out.
-    if (this.doc._transaction !== null) {
-      const rec = this.index.get(key)
-      return rec !== undefined && this.resolve(key, rec, true) !== undefined
-    }
+    if (this.doc._transaction !== null) return this.exists(key)
     return this.live.has(key)
   }
 
   get(key: string): JsonValue | undefined {
     const rec = this.index.get(key)
-    return rec === undefined ? undefined : this.resolve(key, rec)
+    if (rec === undefined) return undefined
+    const only = this.onlyHeader(key, rec)
+    if (only === undefined) return this.resolve(key, rec)
+    if (only === null || only.d === 1) return undefined
+    if (Object.hasOwn(only, '$')) return only.$ as JsonValue
+    return this.plainFields(only.r)
+  }
+
+  /** The register fields of a header's `r`, sorted by name (a copy: callers may change it). */
+  private plainFields(r: JsonObject | undefined): JsonObject {
+    const out: JsonObject = {}
+    if (r === undefined) return out
+    const names = Object.keys(r)
+    let sorted = true
+    for (let i = 1; i < names.length; i++) if ((names[i - 1] as string) > (names[i] as string)) sorted = false
+    if (!sorted) names.sort()
+    for (const f of names) if (this.typeOf(f) === 'register') out[f] = r[f] as JsonValue
+    return out
   }
 
   /** Keys of the records that exist (deleted ones left out), sorted. */
@@ -249,7 +297,7 @@ export class RecordCollection {
     if (field !== undefined) this.checkField(field, value, current)
     else if (isJsonObject(value)) for (const [f, v] of Object.entries(value)) this.checkField(f, v, current)
     const t = this.clock.now()
-    this.doc.transact(() => {
+    this.write(key, origin, () => {
       const rec = this.index.get(key)
       const recordLevel = this.policyValue !== 'merge'
       if (field !== undefined) {
@@ -268,7 +316,7 @@ export class RecordCollection {
       this.writeHeader(key, { t, f: 1, r })
       for (const f of [...(rec?.keys() ?? [])]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
       for (const [f, v] of Object.entries(value)) if (this.typeOf(f) !== 'register') this.writeField(key, f, v, t, current)
-    }, origin)
+    })
   }
 
   /** Delete a record. Returns false when there was none. */
@@ -276,13 +324,13 @@ export class RecordCollection {
     assertRecordKey(key)
     if (!this.has(key)) return false
     const t = this.clock.now()
-    this.doc.transact(() => {
+    this.write(key, origin, () => {
       for (const [f, slots] of [...(this.index.get(key) ?? [])]) {
         if (f === HEADER) continue
-        for (const slot of [...slots]) this.map.delete(flatKey(key, f, slot))
+        for (const slot of [...slots]) this.remove(flatKey(key, f, slot))
       }
       this.writeHeader(key, { t, d: 1 })
-    }, origin)
+    })
     return true
   }
 
@@ -292,10 +340,10 @@ export class RecordCollection {
     this.assertSetField(field)
     for (const e of elements) assertElement(e)
     const t = this.clock.now()
-    this.doc.transact(() => {
+    this.write(key, origin, () => {
       if (!this.has(key)) this.writeHeader(key, { t })
-      for (const e of elements) if (!this.map.has(flatKey(key, field, '+' + e))) this.map.set(flatKey(key, field, '+' + e), { t })
-    }, origin)
+      for (const e of elements) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(flatKey(key, field, '+' + e), { t })
+    })
   }
 
   /** Remove elements from a set field. */
@@ -303,9 +351,9 @@ export class RecordCollection {
     assertRecordKey(key)
     this.assertSetField(field)
     if (this.typeOf(field) === 'growset') throw new KitsyncError('APPEND_ONLY', `${field} in ${this.name} is append-only: elements cannot be removed`)
-    this.doc.transact(() => {
-      for (const e of elements) this.map.delete(flatKey(key, field, '+' + e))
-    }, origin)
+    this.write(key, origin, () => {
+      for (const e of elements) this.remove(flatKey(key, field, '+' + e))
+    })
   }
 
   /** Append an entry to a log field (creating the record if needed). Returns the entry's stamp. */
@@ -313,10 +361,10 @@ export class RecordCollection {
     assertRecordKey(key)
     if (this.typeOf(field) !== 'log') throw new KitsyncError('INVALID_ARGUMENT', `${field} is not an append-only list in ${this.name}`)
     const t = this.clock.now()
-    this.doc.transact(() => {
+    this.write(key, origin, () => {
       if (!this.has(key)) this.writeHeader(key, { t })
-      this.map.set(flatKey(key, field, '#' + t), { t, v: value })
-    }, origin)
+      this.put(flatKey(key, field, '#' + t), { t, v: value })
+    })
     return t
   }
 
@@ -360,9 +408,9 @@ export class RecordCollection {
       }
     }
     if (drop.length === 0) return
-    this.doc.transact(() => {
-      for (const flat of drop) this.map.delete(flat)
-    }, origin)
+    this.write(key, origin, () => {
+      for (const flat of drop) this.remove(flat)
+    })
   }
 
   /** Subscribe to conflicts that another device recorded (`ask`), as they arrive. */
@@ -423,31 +471,27 @@ export class RecordCollection {
 
   // ---- reading ------------------------------------------------------------------------------
 
-  private floors(key: string, rec: RecordIndex): { max?: Slot; maxSlot?: string; fullSlot?: string; deleteSlot?: string; fieldFloor: string; deleteFloor: string } {
-    let max: Slot | undefined
-    let maxSlot: string | undefined
+  private floors(key: string, rec: RecordIndex): Floors {
+    const out: Floors = { max: undefined, maxSlot: undefined, fullSlot: undefined, deleteSlot: undefined, fieldFloor: '', deleteFloor: '' }
     let full = ''
-    let fullSlot: string | undefined
-    let del = ''
-    let deleteSlot: string | undefined
     for (const slot of rec.get(HEADER) ?? []) {
-      const s = this.map.get(flatKey(key, HEADER, slot))
+      const s = this.map.get(key + SEP + HEADER + SEP + slot)
       if (s === undefined) continue
-      if (max === undefined || s.t > max.t) {
-        max = s
-        maxSlot = slot
+      if (out.max === undefined || s.t > out.max.t) {
+        out.max = s
+        out.maxSlot = slot
       }
       if ((s.f === 1 || s.d === 1) && s.t > full) {
         full = s.t
-        fullSlot = slot
+        out.fullSlot = slot
       }
-      if (s.d === 1 && s.t > del) {
-        del = s.t
-        deleteSlot = slot
+      if (s.d === 1 && s.t > out.deleteFloor) {
+        out.deleteFloor = s.t
+        out.deleteSlot = slot
       }
     }
-    const recordLevel = this.policy !== 'merge'
-    return { ...(max === undefined ? {} : { max }), ...(maxSlot === undefined ? {} : { maxSlot }), ...(fullSlot === undefined ? {} : { fullSlot }), ...(deleteSlot === undefined ? {} : { deleteSlot }), fieldFloor: recordLevel ? full : del, deleteFloor: del }
+    out.fieldFloor = this.policy !== 'merge' ? full : out.deleteFloor
+    return out
   }
 
   /** The value of a record from its slots; with `existsOnly`, any non-undefined value when it exists. */
@@ -524,7 +568,7 @@ export class RecordCollection {
   /** Concurrent writes in a record after a remote transaction that added the slots `added`. */
   private detect(key: string, added: Set<string>): DetectedConflict | undefined {
     const rec = this.index.get(key)
-    if (rec === undefined) return undefined
+    if (rec === undefined || singleWriter(rec)) return undefined
     const involves = (f: string, slots: Set<string>): boolean => [...slots].some((slot) => added.has(flatKey(key, f, slot)))
     const headers = [...(rec.get(HEADER) ?? [])].map((slot) => ({ slot, s: this.map.get(flatKey(key, HEADER, slot)) })).filter((h): h is { slot: string; s: Slot } => h.s !== undefined && (h.s.f === 1 || h.s.d === 1))
     const headerSlots = new Set(headers.map((h) => h.slot))
@@ -567,8 +611,8 @@ export class RecordCollection {
 
   private writeHeader(key: string, slot: Slot): void {
     const own = '=' + this.clock.node
-    for (const s of [...(this.index.get(key)?.get(HEADER) ?? [])]) if (s !== own) this.map.delete(flatKey(key, HEADER, s))
-    this.map.set(flatKey(key, HEADER, own), slot)
+    for (const s of [...(this.index.get(key)?.get(HEADER) ?? [])]) if (s !== own) this.remove(flatKey(key, HEADER, s))
+    this.put(flatKey(key, HEADER, own), slot)
   }
 
   private writeField(key: string, field: string, value: JsonValue, t: string, current: JsonValue | undefined): void {
@@ -579,8 +623,8 @@ export class RecordCollection {
       if (this.policy === 'merge' && slots?.size === 1 && slots.has(own) && jsonEqual(this.map.get(flatKey(key, field, own))?.v, value)) return
       const rec = this.index.get(key)
       const seen = rec === undefined ? undefined : bestOf(this.candidates(key, rec, '').get(field) ?? [])
-      for (const s of [...(slots ?? [])]) if (s !== own) this.map.delete(flatKey(key, field, s))
-      this.map.set(flatKey(key, field, own), seen === undefined ? { t, v: value } : { t, b: seen.t, v: value })
+      for (const s of [...(slots ?? [])]) if (s !== own) this.remove(flatKey(key, field, s))
+      this.put(flatKey(key, field, own), seen === undefined ? { t, v: value } : { t, b: seen.t, v: value })
       return
     }
     const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
@@ -588,14 +632,14 @@ export class RecordCollection {
     if (type === 'log') {
       value.slice(before.length).forEach((v, i) => {
         const stamp = i === 0 ? t : this.clock.now()
-        this.map.set(flatKey(key, field, '#' + stamp), { t: stamp, v })
+        this.put(flatKey(key, field, '#' + stamp), { t: stamp, v })
       })
       return
     }
     const next = new Set(value as string[])
     const removed = before.filter((e) => typeof e === 'string' && !next.has(e)) as string[]
-    for (const e of removed) this.map.delete(flatKey(key, field, '+' + e))
-    for (const e of next) if (!this.map.has(flatKey(key, field, '+' + e))) this.map.set(flatKey(key, field, '+' + e), { t })
+    for (const e of removed) this.remove(flatKey(key, field, '+' + e))
+    for (const e of next) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(flatKey(key, field, '+' + e), { t })
   }
 
   /** Throws what writing `value` to `field` would violate (set and log fields only). */
@@ -621,7 +665,7 @@ export class RecordCollection {
   }
 
   private clearField(key: string, field: string): void {
-    for (const s of [...(this.index.get(key)?.get(field) ?? [])]) this.map.delete(flatKey(key, field, s))
+    for (const s of [...(this.index.get(key)?.get(field) ?? [])]) this.remove(flatKey(key, field, s))
   }
 
   private typeOf(field: string): FieldType {
@@ -640,6 +684,26 @@ export class RecordCollection {
         details: { collection: this.name, size, limit: this.maxRecordBytes },
       })
     }
+  }
+
+  /** Run the writes of `fn` for one record in a transaction, then bring `live` up to date for it. */
+  private write(key: string, origin: unknown, fn: () => void): void {
+    this.doc.transact(fn, origin)
+    this.refreshLive(key)
+  }
+
+  /**
+   * Write one slot. The index follows at once, not only in the observer, so reads inside a
+   * larger transaction (a batch of writes) see the writes made before them.
+   */
+  private put(flat: string, slot: Slot): void {
+    this.map.set(flat, slot)
+    this.indexKey(flat, true)
+  }
+
+  private remove(flat: string): void {
+    this.map.delete(flat)
+    this.indexKey(flat, false)
   }
 
   /** Keep the index in step with one flat map key; returns the record key. */
@@ -664,6 +728,19 @@ export class RecordCollection {
     }
     return key
   }
+}
+
+/** Whether every header and field slot of a record comes from one writer (then nothing in it conflicts). */
+function singleWriter(rec: RecordIndex): boolean {
+  let writer: string | undefined
+  for (const slots of rec.values()) {
+    for (const slot of slots) {
+      if (slot.charCodeAt(0) !== 61 /* '=' */) continue
+      if (writer === undefined) writer = slot
+      else if (slot !== writer) return false
+    }
+  }
+  return true
 }
 
 function bestOf(cands: Candidate[]): Candidate | undefined {

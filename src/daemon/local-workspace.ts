@@ -35,6 +35,7 @@ import {
 import { secretRuleError } from '../core/secrets.js'
 import { resolveConflict, settleConflict } from '../core/conflicts.js'
 import { KITSYNC_VERSION } from '../core/version.js'
+import { WriteQueue } from './write-queue.js'
 import type {
   AppendOptions,
   CollectionChange,
@@ -100,6 +101,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly maxRecordBytes: number | undefined
   private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined; 'doc-loaded': { name: string; doc: Y.Doc } }>()
   private readonly loaded = new Map<string, Promise<LoadedCollection>>()
+  /** The collections of `loaded` whose load finished, for the synchronous path of the write queue. */
+  private readonly ready = new Map<string, LoadedCollection>()
   private readonly known = new Set<string>()
   private readonly timer: NodeJS.Timeout
   private closed = false
@@ -119,6 +122,23 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly conflictsSeen = new Set<string>()
   /** Selective sync settings, sync counters, and (with a running peer) sync now / fetch / reset. */
   readonly sync: WorkspaceSync = new WorkspaceSync(this)
+  /** Local writes, in call order, group-committed per collection. */
+  private readonly writes = new WriteQueue<{ entry: LoadedCollection; rules: EffectiveSettings }>({
+    ready: (name) => {
+      const entry = this.ready.get(name)
+      const rules = this.settingsCache.get(name)
+      return entry === undefined || rules === undefined ? undefined : { entry, rules }
+    },
+    load: async (name, mustExist) => {
+      const entry = mustExist ? await this.existing(name) : await this.load(name)
+      return { entry, rules: await this.settingsOf(name) }
+    },
+    // Writes accepted before close() still run: close waits for the queue.
+    commit: ({ entry }, body) => {
+      entry.collection.doc.transact(body, LOCAL_ORIGIN)
+      return entry.lastWrite
+    },
+  })
 
   private constructor(store: DocStore, info: WorkspaceInfo, known: string[], options: { maxRecordBytes?: number; socket: string; now?: () => number }) {
     this.store = store
@@ -212,107 +232,98 @@ export class LocalWorkspace implements Workspace, SyncHost {
     assertRecordKey(key)
     assertJsonValue(value)
     if (options.field !== undefined) assertFieldName(options.field)
-    const entry = await this.load(collection)
-    const rules = await this.settingsOf(collection)
-    const c = entry.collection
-    if (rules.kind.appendOnly === true && c.has(key)) {
-      throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, { details: { collection } })
-    }
-    // Only a field write needs the record as it is (the kind checks the whole record); a whole
-    // write is checked as given, and the collection works out the current value itself.
-    let whole = value
-    if (options.field !== undefined) {
-      const current = c.get(key)
-      whole = { ...(isJsonObject(current) ? current : {}), [options.field]: value }
-    }
-    const checked = rules.kind.validate(whole, { collection, secretRules: rules.secretRules, now: Date.now() })
-    this.checkLimits(c, rules, key, checked)
-    if (options.field === undefined) c.set(key, checked, LOCAL_ORIGIN)
-    else c.set(key, isJsonObject(checked) ? (checked[options.field] ?? value) : value, LOCAL_ORIGIN, options.field)
-    await entry.lastWrite
+    return this.writes.push(collection, false, ({ entry, rules }) => {
+      const c = entry.collection
+      if (rules.kind.appendOnly === true && c.has(key)) {
+        throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, { details: { collection } })
+      }
+      // Only a field write needs the record as it is (the kind checks the whole record); a whole
+      // write is checked as given, and the collection works out the current value itself.
+      let whole = value
+      if (options.field !== undefined) {
+        const current = c.get(key)
+        whole = { ...(isJsonObject(current) ? current : {}), [options.field]: value }
+      }
+      const checked = rules.kind.validate(whole, { collection, secretRules: rules.secretRules, now: Date.now() })
+      this.checkLimits(c, rules, key, checked)
+      if (options.field === undefined) c.set(key, checked, LOCAL_ORIGIN)
+      else c.set(key, isJsonObject(checked) ? (checked[options.field] ?? value) : value, LOCAL_ORIGIN, options.field)
+    })
   }
 
   async delete(collection: string, key: string): Promise<boolean> {
-    const entry = await this.existing(collection)
-    const rules = await this.settingsOf(collection)
-    if (rules.kind.appendOnly === true && entry.collection.has(key)) {
-      throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): records cannot be deleted`, { details: { collection } })
-    }
-    const deleted = entry.collection.delete(key, LOCAL_ORIGIN)
-    await entry.lastWrite
-    return deleted
+    this.assertOpen()
+    assertCollectionName(collection)
+    return this.writes.push(collection, true, ({ entry, rules }) => {
+      if (rules.kind.appendOnly === true && entry.collection.has(key)) {
+        throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): records cannot be deleted`, { details: { collection } })
+      }
+      return entry.collection.delete(key, LOCAL_ORIGIN)
+    })
   }
 
   async add(collection: string, key: string, field: string, elements: string[]): Promise<void> {
     this.assertOpen()
     assertCollectionName(collection)
     assertRecordKey(key)
-    const entry = await this.load(collection)
-    const rules = await this.settingsOf(collection)
-    if (rules.kind.appendOnly === true && entry.collection.has(key)) throw new KitsyncError('APPEND_ONLY', `${collection} is append-only: record ${JSON.stringify(key)} cannot be changed`, { details: { collection } })
-    const current = entry.collection.get(key)
-    const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
-    const next = [...new Set([...before, ...elements])]
-    if (!entry.collection.has(key)) this.checkLimits(entry.collection, rules, key, { [field]: next })
-    else this.checkSetSize(collection, rules, field, next.length)
-    entry.collection.addToSet(key, field, elements, LOCAL_ORIGIN)
-    await entry.lastWrite
+    return this.writes.push(collection, false, ({ entry, rules }) => {
+      if (rules.kind.appendOnly === true && entry.collection.has(key)) throw new KitsyncError('APPEND_ONLY', `${collection} is append-only: record ${JSON.stringify(key)} cannot be changed`, { details: { collection } })
+      const current = entry.collection.get(key)
+      const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
+      const next = [...new Set([...before, ...elements])]
+      if (!entry.collection.has(key)) this.checkLimits(entry.collection, rules, key, { [field]: next })
+      else this.checkSetSize(collection, rules, field, next.length)
+      entry.collection.addToSet(key, field, elements, LOCAL_ORIGIN)
+    })
   }
 
   async remove(collection: string, key: string, field: string, elements: string[]): Promise<void> {
-    const entry = await this.existing(collection)
-    await this.settingsOf(collection)
-    entry.collection.removeFromSet(key, field, elements, LOCAL_ORIGIN)
-    await entry.lastWrite
+    this.assertOpen()
+    assertCollectionName(collection)
+    return this.writes.push(collection, true, ({ entry }) => entry.collection.removeFromSet(key, field, elements, LOCAL_ORIGIN))
   }
 
   async append(collection: string, value: JsonValue, options: AppendOptions = {}): Promise<{ key: string }> {
     this.assertOpen()
     assertCollectionName(collection)
     assertJsonValue(value)
-    const entry = await this.load(collection)
-    const rules = await this.settingsOf(collection)
-    const c = entry.collection
-    const ctx = { collection, secretRules: rules.secretRules, now: Date.now() }
-    if (options.field !== undefined) {
-      const key = options.key
-      if (key === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'appending to a field needs the record key')
-      assertRecordKey(key)
-      if (c.fieldTypes[options.field] !== 'log') throw new KitsyncError('INVALID_ARGUMENT', `${options.field} is not an append-only list in ${collection} (${rules.kind.name})`, { details: { collection } })
-      if (!c.has(key)) this.checkLimits(c, rules, key, {})
-      c.appendToLog(key, options.field, value, LOCAL_ORIGIN)
-      await entry.lastWrite
-      return { key }
-    }
-    const checked = rules.kind.validate(value, ctx)
-    if (rules.kind.keyOf !== undefined && isJsonObject(checked)) {
-      // A record per distinct entry (history: command + session); a repeat updates its counters.
-      const key = options.key ?? rules.kind.keyOf(checked)
-      const current = c.get(key)
-      const at = typeof checked.at === 'number' ? checked.at : ctx.now
-      if (isJsonObject(current)) {
-        const count = typeof current.count === 'number' ? current.count + 1 : 2
-        c.doc.transact(() => {
+    if (options.key !== undefined) assertRecordKey(options.key)
+    return this.writes.push(collection, false, ({ entry, rules }) => {
+      const c = entry.collection
+      const ctx = { collection, secretRules: rules.secretRules, now: Date.now() }
+      if (options.field !== undefined) {
+        const key = options.key
+        if (key === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'appending to a field needs the record key')
+        if (c.fieldTypes[options.field] !== 'log') throw new KitsyncError('INVALID_ARGUMENT', `${options.field} is not an append-only list in ${collection} (${rules.kind.name})`, { details: { collection } })
+        if (!c.has(key)) this.checkLimits(c, rules, key, {})
+        c.appendToLog(key, options.field, value, LOCAL_ORIGIN)
+        return { key }
+      }
+      const checked = rules.kind.validate(value, ctx)
+      if (rules.kind.keyOf !== undefined && isJsonObject(checked)) {
+        // A record per distinct entry (history: command + session); a repeat updates its counters.
+        const key = options.key ?? rules.kind.keyOf(checked)
+        const current = c.get(key)
+        const at = typeof checked.at === 'number' ? checked.at : ctx.now
+        if (isJsonObject(current)) {
+          const count = typeof current.count === 'number' ? current.count + 1 : 2
           c.set(key, count, LOCAL_ORIGIN, 'count')
           c.set(key, Math.max(at, typeof current.lastAt === 'number' ? current.lastAt : 0), LOCAL_ORIGIN, 'lastAt')
           for (const f of ['cwd', 'exitCode'] as const) if (checked[f] !== undefined) c.set(key, checked[f] as JsonValue, LOCAL_ORIGIN, f)
-        }, LOCAL_ORIGIN)
-      } else {
-        const { at: _at, ...rest } = checked
-        const record = { ...rest, firstAt: at, lastAt: at, count: 1 }
-        this.checkLimits(c, rules, key, record)
-        c.set(key, record, LOCAL_ORIGIN)
+        } else {
+          const { at: _at, ...rest } = checked
+          const record = { ...rest, firstAt: at, lastAt: at, count: 1 }
+          this.checkLimits(c, rules, key, record)
+          c.set(key, record, LOCAL_ORIGIN)
+        }
+        return { key }
       }
-      await entry.lastWrite
+      const key = options.key ?? c.clock.now()
+      if (c.has(key)) throw new KitsyncError('APPEND_ONLY', `${collection} already has a record ${JSON.stringify(key)}`, { details: { collection } })
+      this.checkLimits(c, rules, key, checked)
+      c.set(key, checked, LOCAL_ORIGIN)
       return { key }
-    }
-    const key = options.key ?? c.clock.now()
-    assertRecordKey(key)
-    if (c.has(key)) throw new KitsyncError('APPEND_ONLY', `${collection} already has a record ${JSON.stringify(key)}`, { details: { collection } })
-    this.checkLimits(c, rules, key, checked)
-    c.set(key, checked, LOCAL_ORIGIN)
-    await entry.lastWrite
-    return { key }
+    })
   }
 
   async collection(name: string): Promise<CollectionSettingsView> {
@@ -832,6 +843,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    await this.writes.idle()
     clearInterval(this.timer)
     for (const hook of this.closeHooks.splice(0)) await hook()
     this.emitter.emit('closed', undefined)
@@ -913,10 +925,12 @@ export class LocalWorkspace implements Workspace, SyncHost {
       // The document is now ahead of the disk: drop it so the next use reloads what is stored.
       write.catch(() => {
         if (this.loaded.get(name) !== undefined) this.loaded.delete(name)
+        if (this.ready.get(name) === entry) this.ready.delete(name)
       })
     })
     if (!isInternalCollection(name)) collection.onChange((changes) => this.emitChanges(name, changes))
     this.emitter.emit('doc-loaded', { name, doc })
+    this.ready.set(name, entry)
     return entry
   }
 
