@@ -133,7 +133,14 @@ export class RecordCollection {
     this.policyValue = options.policy ?? 'merge'
     this.map = doc.getMap<Slot>(RECORDS_MAP)
     this.conflictMap = doc.getMap<OpenConflict>(CONFLICTS_MAP)
-    for (const flat of this.map.keys()) this.indexKey(flat, true)
+    // The clock moves past every stamp already in the document (loaded from disk or adopted
+    // from a peer), as it does for stamps that arrive later: a new write must be the newest.
+    let newest = ''
+    for (const [flat, slot] of this.map.entries()) {
+      this.indexKey(flat, true)
+      if (typeof slot.t === 'string' && slot.t > newest) newest = slot.t
+    }
+    if (newest !== '') this.clock.observe(newest)
     this.refreshLive()
     this.map.observe((event, tx) => {
       const touched = new Map<string, Set<string>>()

@@ -60,7 +60,7 @@ export class BlindWiring {
     )
     // Every document is tracked: whether its changes go to the store is decided when they are
     // uploaded (shares), so a collection that stops being local-only is uploaded again.
-    workspace.onDocLoaded(({ name, doc }) => this.client.track(name, doc))
+    workspace.onDocLoaded(({ name, doc, adopted }) => this.client.track(name, doc, adopted === true))
     this.client.on('live', ({ peerId }) => this.retries.delete(peerId))
     this.client.on('closed', ({ peerId, error }) => {
       if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }

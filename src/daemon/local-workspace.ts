@@ -69,6 +69,15 @@ import { WorkspaceSync } from './workspace-sync.js'
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
+/** Origin of the change events of a collection adopted from a peer (see adopt). */
+const ADOPTED_ORIGIN = Symbol('kitsync:adopted')
+
+/** A collection document was loaded; `adopted`: it was created from a peer's copy, which no update event announced. */
+export interface DocLoaded {
+  name: string
+  doc: Y.Doc
+  adopted?: true
+}
 
 export interface LocalWorkspaceOptions {
   home: string
@@ -99,7 +108,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   keys: WorkspaceKeys | undefined
   private readonly infoValue: WorkspaceInfo
   private readonly maxRecordBytes: number | undefined
-  private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined; 'doc-loaded': { name: string; doc: Y.Doc } }>()
+  private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined; 'doc-loaded': DocLoaded }>()
   private readonly loaded = new Map<string, Promise<LoadedCollection>>()
   /** The collections of `loaded` whose load finished, for the synchronous path of the write queue. */
   private readonly ready = new Map<string, LoadedCollection>()
@@ -603,8 +612,12 @@ export class LocalWorkspace implements Workspace, SyncHost {
     await (this.store.wal === undefined ? entry?.log.flush() : entry?.lastWrite)
   }
 
-  /** Called with every collection document when it is loaded (the sync engine tracks them). */
-  onDocLoaded(listener: (e: { name: string; doc: Y.Doc }) => void): () => void {
+  /**
+   * Called with every collection document when it is loaded (the sync engine tracks them).
+   * A listener must not change the document synchronously: the store subscribes to its
+   * updates right after the listeners run.
+   */
+  onDocLoaded(listener: (e: DocLoaded) => void): () => void {
     for (const p of this.loaded.values()) void p.then((entry) => listener({ name: entry.collection.name, doc: entry.collection.doc }), () => undefined)
     return this.emitter.on('doc-loaded', listener)
   }
@@ -882,9 +895,25 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return p
   }
 
-  private async loadFromStore(name: string): Promise<LoadedCollection> {
+  /**
+   * SyncHost: a collection this device does not hold yet, created from a peer's copy (the
+   * first sync of a new device). The copy is applied before anything listens to the document
+   * and stored as it came, so it is neither re-encoded nor observed record by record; change
+   * events are still emitted for its records. Undefined when the collection exists or is being
+   * loaded: the caller then applies the update as any other.
+   */
+  async adopt(name: string, update: Uint8Array): Promise<Y.Doc | undefined> {
+    this.assertOpen()
+    if (this.known.has(name) || this.loaded.has(name)) return undefined
+    const p = this.loadFromStore(name, update)
+    this.loaded.set(name, p)
+    p.catch(() => this.loaded.delete(name))
+    return (await p).collection.doc
+  }
+
+  private async loadFromStore(name: string, adopted?: Uint8Array): Promise<LoadedCollection> {
     const doc = new Y.Doc({ gc: true })
-    const { log, loaded } = await this.store.open(name, () => ({ update: Y.encodeStateAsUpdate(doc), vector: Y.encodeStateVector(doc) }))
+    const { log, loaded } = await this.store.open(name, () => Y.encodeStateAsUpdate(doc))
     try {
       // One transaction for the snapshot and the log: observers run once, and this is far
       // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.
@@ -896,6 +925,13 @@ export class LocalWorkspace implements Workspace, SyncHost {
         details: { collection: name },
         cause: err,
       })
+    }
+    if (adopted !== undefined) {
+      try {
+        Y.applyUpdate(doc, adopted)
+      } catch (err) {
+        throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${name}`, { details: { collection: name }, cause: err })
+      }
     }
     // The workspace's record limit is for app data; kitsync's own collections keep the default.
     const internal = isInternalCollection(name)
@@ -918,6 +954,19 @@ export class LocalWorkspace implements Workspace, SyncHost {
       })
     }
     const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
+    // The sync engine (a doc-loaded listener) subscribes to the document's updates first, so
+    // peers are sent an update before this device writes it to disk: the network round trip
+    // does not wait for the write-ahead file and LevelDB. A write is still confirmed to its
+    // caller only once it is durable here.
+    this.emitter.emit('doc-loaded', { name, doc, ...(adopted === undefined ? {} : { adopted: true }) })
+    if (adopted !== undefined) {
+      entry.lastWrite = log.append(adopted)
+      this.known.add(name)
+      entry.lastWrite.catch(() => {
+        if (this.loaded.get(name) !== undefined) this.loaded.delete(name)
+        if (this.ready.get(name) === entry) this.ready.delete(name)
+      })
+    }
     doc.on('update', (update: Uint8Array) => {
       const write = log.append(update)
       entry.lastWrite = write
@@ -928,8 +977,13 @@ export class LocalWorkspace implements Workspace, SyncHost {
         if (this.ready.get(name) === entry) this.ready.delete(name)
       })
     })
-    if (!isInternalCollection(name)) collection.onChange((changes) => this.emitChanges(name, changes))
-    this.emitter.emit('doc-loaded', { name, doc })
+    if (!isInternalCollection(name)) {
+      collection.onChange((changes) => this.emitChanges(name, changes))
+      if (adopted !== undefined) {
+        const changes: RecordChange[] = collection.keys().map((key) => ({ key, origin: ADOPTED_ORIGIN, get value() { return collection.get(key) } }))
+        if (changes.length > 0) this.emitChanges(name, changes)
+      }
+    }
     this.ready.set(name, entry)
     return entry
   }

@@ -1,5 +1,4 @@
 import type { AbstractLevel } from 'abstract-level'
-import { encodeStateVectorFromUpdate } from 'yjs'
 import { DEFAULT_COMPACTION, shouldCompact, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { frame, unframe } from './framing.js'
@@ -13,7 +12,7 @@ export type BinaryLevel = AbstractLevel<any, string, Uint8Array>
  * Key layout (collection names never contain '!', so prefixes do not overlap):
  *   m!<name>             collection metadata (JSON), written with its first update
  *   s!<name>             snapshot: one Yjs update holding everything compacted so far
- *   v!<name>             state vector of that snapshot
+ *   v!<name>             no longer written (a state vector of the snapshot that nothing read; compaction deletes it)
  *   u!<name>!<seq:16hex> one Yjs update written after the snapshot
  *   l!<key>              a value of this device only (e.g. the revoked ids it has seen)
  * Appends and compactions are atomic batches, so a crash leaves either the old or the new state.
@@ -107,9 +106,9 @@ export class DocStore {
 
   /**
    * Open the log of one collection. `snapshot` must return the full current state as one
-   * update (Y.encodeStateAsUpdate) and its state vector; the log calls it when it compacts.
+   * update (Y.encodeStateAsUpdate); the log calls it when it compacts.
    */
-  async open(name: string, snapshot: () => { update: Uint8Array; vector: Uint8Array }): Promise<{ log: CollectionLog; loaded: LoadedLog }> {
+  async open(name: string, snapshot: () => Uint8Array): Promise<{ log: CollectionLog; loaded: LoadedLog }> {
     const corrupt = (what: string, cause?: unknown): KitsyncError =>
       new KitsyncError('DATA_CORRUPTION', `collection ${name}: ${what}; the stored data was left as it is`, {
         details: { collection: name },
@@ -176,7 +175,7 @@ interface PendingAppend {
 export class CollectionLog {
   readonly name: string
   private readonly store: DocStore
-  private readonly snapshot: () => { update: Uint8Array; vector: Uint8Array }
+  private readonly snapshot: () => Uint8Array
   private exists: boolean
   private lastSeq: number
   private readonly state: LogState
@@ -188,7 +187,7 @@ export class CollectionLog {
   constructor(
     store: DocStore,
     name: string,
-    snapshot: () => { update: Uint8Array; vector: Uint8Array },
+    snapshot: () => Uint8Array,
     init: { exists: boolean; lastSeq: number; state: LogState },
   ) {
     this.store = store
@@ -295,7 +294,6 @@ export class CollectionLog {
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
       const snap = frame(only)
       ops.push({ type: 'put', key: snapshotKey(this.name), value: snap })
-      ops.push({ type: 'put', key: vectorKey(this.name), value: frame(encodeStateVectorFromUpdate(only)) })
       await this.store.db.batch(ops)
       this.store.wal?.settled(1)
       this.exists = true
@@ -320,14 +318,14 @@ export class CollectionLog {
 
   private async writeCompaction(): Promise<void> {
     if (this.state.logEntries === 0) return
-    const { update, vector } = this.snapshot()
+    const update = this.snapshot()
     const snap = frame(update)
     // Sequence numbers are contiguous, so the log entries this snapshot covers are known
     // without a scan, and the whole swap is one atomic batch.
     const first = this.lastSeq - this.state.logEntries + 1
     const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [
       { type: 'put', key: snapshotKey(this.name), value: snap },
-      { type: 'put', key: vectorKey(this.name), value: frame(vector) },
+      { type: 'del', key: vectorKey(this.name) },
     ]
     for (let seq = first; seq <= this.lastSeq; seq++) ops.push({ type: 'del', key: updateKey(this.name, seq) })
     await this.store.db.batch(ops)

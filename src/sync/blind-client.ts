@@ -158,10 +158,17 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
     return this.options.policy ?? DEFAULT_SNAPSHOT_POLICY
   }
 
-  /** Watch a collection's document for changes to upload. Idempotent. */
-  track(name: string, doc: Y.Doc): void {
+  /**
+   * Watch a collection's document for changes to upload. Idempotent. `adopted`: the document
+   * was just created from a peer's copy, a change no update event announced.
+   */
+  track(name: string, doc: Y.Doc, adopted = false): void {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
+    if (adopted && this.shares(name)) {
+      this.changed.set(name, this.changed.get(name) ?? false)
+      this.scheduleFlush()
+    }
     doc.on('update', (_update: Uint8Array, origin: unknown) => {
       if (origin instanceof BlindClientSession || !this.shares(name)) return
       this.changed.set(name, (this.changed.get(name) ?? false) || !(origin instanceof SyncSession))

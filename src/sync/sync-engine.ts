@@ -43,6 +43,14 @@ export interface SyncHost {
    * and again after `SyncEngine.refreshInterest()`. Undefined: everything, and no INTEREST.
    */
   interest?(): InterestRule[] | undefined
+  /**
+   * Create a collection this device does not have from a peer's update (optional): the host
+   * takes the update as the collection's first state without announcing it as a document
+   * update, which spares re-encoding a whole workspace on a new device. Resolves with the new
+   * document, or undefined if the collection appeared meanwhile (the engine then applies the
+   * update as usual).
+   */
+  adopt?(name: string, update: Uint8Array): Promise<Y.Doc | undefined>
 }
 
 /** One connection to a peer, seen from the engine. */
@@ -176,6 +184,11 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
       for (const session of this.active) if (session !== origin && session.shares(name)) session.enqueue(name, update, tr.beforeState)
     })
+  }
+
+  /** Queue an update for every session but `from` that exchanges the collection. */
+  forward(name: string, update: Uint8Array, from: SyncSession | undefined): void {
+    for (const session of this.active) if (session !== from && session.shares(name)) session.enqueue(name, update)
   }
 
   /** The document of a tracked collection, if loaded. */
@@ -377,6 +390,14 @@ export class SyncSession {
       this.close(new KitsyncError('RATE_LIMITED', `peer ${this.peerId} does not keep up: over ${this.engine.limits.maxBufferedBytes} unsent bytes`))
       return
     }
+    // The first update of a tick on an idle session goes out at once; the ones that follow in
+    // the same tick (or while the link is still writing) are merged and sent at its end.
+    if (this.ready && !this.flushScheduled && this.pending.size === 1 && list.updates.length === 1 && this.link.bufferedBytes === 0) {
+      this.flush()
+      this.flushScheduled = true
+      this.engine.schedule(() => this.flush())
+      return
+    }
     this.scheduleFlush()
   }
 
@@ -466,6 +487,16 @@ export class SyncSession {
       if (frame.step === SyncStep.STEP2 && this.awaiting.delete(frame.collection)) this.checkCaughtUp()
       return
     }
+    if (frame.step !== SyncStep.STEP1 && this.engine.host.adopt !== undefined && this.engine.host.hasCollection?.(frame.collection) === false) {
+      const adopted = await this.engine.host.adopt(frame.collection, frame.payload)
+      if (adopted !== undefined) {
+        this.engine.track(frame.collection, adopted)
+        // No update event announced it: pass it on here, as the event would have.
+        this.engine.forward(frame.collection, frame.payload, this)
+        await this.applied(frame, true)
+        return
+      }
+    }
     const doc = await this.engine.doc(frame.collection)
     if (this.closed) return
     if (frame.step === SyncStep.STEP1) {
@@ -492,6 +523,11 @@ export class SyncSession {
     } finally {
       doc.off('update', onUpdate)
     }
+    await this.applied(frame, changed)
+  }
+
+  /** After an update from the peer was merged: stats, events, and the catch-up state. */
+  private async applied(frame: Extract<Frame, { type: 1 }>, changed: boolean): Promise<void> {
     this.stats.lastSyncAt = this.engine.now()
     if (changed) this.engine.stats.applied(this.peerId, frame.collection)
     this.engine.emit('update', { peerId: this.peerId, collection: frame.collection, bytes: frame.payload.byteLength })

@@ -105,7 +105,7 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       const db = await fixture.create()
       const store = new DocStore(db, { policy: { minBytes: 1e9, maxAgeMs: 500 }, now: () => now })
       const doc = new Y.Doc()
-      const { log } = await store.open('aged', () => ({ update: Y.encodeStateAsUpdate(doc), vector: Y.encodeStateVector(doc) }))
+      const { log } = await store.open('aged', () => Y.encodeStateAsUpdate(doc))
       doc.on('update', (u: Uint8Array) => void log.append(u))
       doc.getMap('records').set('a', 1)
       await log.flush()

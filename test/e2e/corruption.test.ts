@@ -4,7 +4,7 @@
  * is deleted or rewritten behind the user's back.
  *
  * The store is damaged directly in LevelDB (see src/store/doc-store.ts for the key layout:
- * `m!<name>` metadata, `s!<name>` snapshot, `v!<name>` its state vector, `u!<name>!<seq>` log).
+ * `m!<name>` metadata, `s!<name>` snapshot, `u!<name>!<seq>` log).
  */
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'

@@ -27,11 +27,29 @@ export class MemoryPeer implements SyncHost {
   selection: ItemSelection | undefined
   /** Set by select(): a request for a collection this peer lacks does not create it. */
   hasCollection: ((name: string) => boolean) | undefined
+  /** Set by the `adopts` option: a new collection arriving from a peer is created from its update (as LocalWorkspace does). */
+  adopt: ((name: string, update: Uint8Array) => Promise<Y.Doc | undefined>) | undefined
+  /** Collections this peer adopted, in order. */
+  readonly adopted: string[] = []
   constructor(
     readonly id: string,
     readonly workspaceId = 'ws',
+    options: { adopts?: boolean } = {},
   ) {
     this.engine = new SyncEngine(this)
+    if (options.adopts === true) {
+      this.hasCollection = (name) => this.docs.has(name)
+      this.adopt = async (name, update) => {
+        if (this.docs.has(name)) return undefined
+        const doc = new Y.Doc()
+        Y.applyUpdate(doc, update)
+        const c = new RecordCollection(name, doc)
+        this.docs.set(name, doc)
+        this.collections.set(name, c)
+        this.adopted.push(name)
+        return doc
+      }
+    }
   }
   collectionNames(): string[] {
     return [...this.docs.keys()]

@@ -54,6 +54,24 @@ describe('sync engine over an in-memory network', () => {
     expect(framesAtA).toBe(0)
   })
 
+  it('a peer adopts a collection it lacks from the first update and passes it on (line A - B - C)', async () => {
+    const net = new MemoryNetwork(prng(3))
+    const [a, b, c] = ['a', 'b', 'c'].map((id) => new MemoryPeer(id, 'ws', { adopts: true })) as [MemoryPeer, MemoryPeer, MemoryPeer]
+    net.connect(a, b)
+    net.connect(b, c)
+    await net.settle()
+    a.collection('notes').set('n1', { text: 'one' }, 'local')
+    await net.settle()
+    expect(b.adopted).toEqual(['notes'])
+    expect(c.adopted).toEqual(['notes'])
+    expect(c.snapshot()).toEqual({ notes: { n1: { text: 'one' } } })
+    // From then on updates are applied as usual (nothing adopted twice), both ways.
+    c.collection('notes').set('n2', { text: 'two' }, 'local')
+    await net.settle()
+    expect(a.snapshot()).toEqual({ notes: { n1: { text: 'one' }, n2: { text: 'two' } } })
+    expect(b.adopted).toEqual(['notes'])
+  })
+
   it('merges a burst of transactions into few frames', async () => {
     const net = new MemoryNetwork(prng(3))
     const a = new MemoryPeer('a')
@@ -62,10 +80,15 @@ describe('sync engine over an in-memory network', () => {
     await net.settle()
     const session = net.links.get('a|b')?.a
     const before = session?.getStats().framesOut ?? 0
-    for (let i = 0; i < 1000; i++) a.collection('burst').set(`k${i}`, i, 'local')
+    a.collection('burst').set('k0', 0, 'local')
+    // The first update of a tick on an idle session is sent at once, not at the end of the tick.
+    expect((session?.getStats().framesOut ?? 0) - before).toBe(1)
+    for (let i = 1; i < 1000; i++) a.collection('burst').set(`k${i}`, i, 'local')
+    // The rest of the tick is held and merged into one frame.
+    expect((session?.getStats().framesOut ?? 0) - before).toBe(1)
     await net.settle()
     expect(b.collection('burst').size).toBe(1000)
-    expect((session?.getStats().framesOut ?? 0) - before).toBeLessThanOrEqual(2)
+    expect((session?.getStats().framesOut ?? 0) - before).toBe(2)
   })
 
   it('refuses a peer of another workspace and closes on a malformed frame', async () => {
@@ -94,10 +117,12 @@ describe('sync engine over an in-memory network', () => {
   })
 
   it('converges 5 peers after thousands of random edits, partitions and reconnects', async () => {
-    for (const seed of [11, 12, 13]) {
+    // Seeds 14-16: hosts that adopt a collection they lack from the first update a peer sends.
+    let adoptions = 0
+    for (const seed of [11, 12, 13, 14, 15, 16]) {
       const random = prng(seed)
       const net = new MemoryNetwork(random)
-      const peers = ['p0', 'p1', 'p2', 'p3', 'p4'].map((id) => new MemoryPeer(id))
+      const peers = ['p0', 'p1', 'p2', 'p3', 'p4'].map((id) => new MemoryPeer(id, 'ws', { adopts: seed >= 14 }))
       const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)] as T
       for (let i = 0; i < 3000; i++) {
         const r = random()
@@ -129,7 +154,9 @@ describe('sync engine over an in-memory network', () => {
         }
       }
       expect(Object.keys(first.snapshot()).length).toBe(3)
+      if (seed >= 14) adoptions += peers.reduce((n, p) => n + p.adopted.length, 0)
     }
+    expect(adoptions).toBeGreaterThan(0)
   })
 })
 
