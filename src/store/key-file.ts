@@ -16,6 +16,9 @@ export interface KeyRing {
 export const KEY_BYTES = 32
 
 export class WorkspaceKeys {
+  /** Changes run one at a time: each starts from the ring the one before it wrote. */
+  private changes: Promise<unknown> = Promise.resolve()
+
   private constructor(
     private readonly file: string,
     private ring: KeyRing | undefined,
@@ -55,12 +58,18 @@ export class WorkspaceKeys {
   }
 
   /** Create the first key if there is none (the founding device). */
-  async ensure(): Promise<void> {
-    if (this.ring === undefined) await this.rotate()
+  ensure(): Promise<void> {
+    return this.serial(async () => {
+      if (this.ring === undefined) await this.rotateNow()
+    })
   }
 
   /** Start a new epoch with a fresh random key. */
-  async rotate(): Promise<number> {
+  rotate(): Promise<number> {
+    return this.serial(() => this.rotateNow())
+  }
+
+  private async rotateNow(): Promise<number> {
     const next = this.epoch + 1
     const ring: KeyRing = { current: next, keys: { ...(this.ring?.keys ?? {}), [String(next)]: randomBytes(KEY_BYTES).toString('hex') } }
     await writeJsonFile(this.file, ring)
@@ -69,7 +78,11 @@ export class WorkspaceKeys {
   }
 
   /** Take keys from a trusted member; returns true if this moved to a newer epoch. */
-  async merge(keys: Record<string, string>): Promise<boolean> {
+  merge(keys: Record<string, string>): Promise<boolean> {
+    return this.serial(() => this.mergeNow(keys))
+  }
+
+  private async mergeNow(keys: Record<string, string>): Promise<boolean> {
     const merged: Record<string, string> = { ...(this.ring?.keys ?? {}) }
     let current = this.epoch
     for (const [epoch, key] of Object.entries(keys)) {
@@ -84,5 +97,11 @@ export class WorkspaceKeys {
     await writeJsonFile(this.file, ring)
     this.ring = ring
     return moved
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.changes.then(fn, fn)
+    this.changes = run.catch(() => undefined)
+    return run
   }
 }
