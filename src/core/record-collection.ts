@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import { KitsyncError } from './errors.js'
 import { Hlc } from './hlc.js'
-import { isJsonObject, jsonByteLength, type JsonObject, type JsonValue } from './json.js'
+import { isJsonObject, utf8Length, type JsonObject, type JsonValue } from './json.js'
 import { assertFieldName, assertRecordKey } from './names.js'
 import type { ConflictPolicy, ConflictVersion } from './workspace-types.js'
 
@@ -116,10 +116,10 @@ export class RecordCollection {
   private fieldTypesValue: Record<string, FieldType>
   private policyValue: ConflictPolicy
   private readonly map: Y.Map<Slot>
-  /** Keys of the records that exist now (not deleted), kept in step by the observer. */
+  /** Keys of the records that exist now (not deleted), kept in step by the writes and the observer. */
   private readonly live = new Set<string>()
   readonly conflictMap: Y.Map<OpenConflict>
-  /** record key -> field -> slots present, kept in step with the map by the observer. */
+  /** record key -> field -> slots present, kept in step with the map by the writes and the observer. */
   private readonly index = new Map<string, RecordIndex>()
   private readonly listeners = new Set<(changes: RecordChange[]) => void>()
   private readonly conflictListeners = new Set<(conflicts: DetectedConflict[], origin: unknown) => void>()
@@ -147,6 +147,8 @@ export class RecordCollection {
       const remote = !tx.local
       // keysChanged is a plain set; event.changes.keys would work out an action per key, which
       // costs more than applying the update when a whole collection arrives at once.
+      // Writes made through this class kept the index and `live` in step already; doing it
+      // again costs little, and keeps this the one place that sees every change.
       for (const flat of event.keysChanged) {
         if (flat === null) continue
         const present = this.map.has(flat)
@@ -685,7 +687,10 @@ export class RecordCollection {
   }
 
   private checkSize(key: string, next: JsonValue): void {
-    const size = jsonByteLength({ [key]: next })
+    const text = JSON.stringify({ [key]: next })
+    // A UTF-8 character takes at most 3 bytes per UTF-16 unit: most records are far below.
+    if (text.length * 3 <= this.maxRecordBytes) return
+    const size = utf8Length(text)
     if (size > this.maxRecordBytes) {
       throw new KitsyncError('RECORD_TOO_LARGE', `record ${JSON.stringify(key)} in ${this.name} is ${size} bytes, over the limit of ${this.maxRecordBytes}`, {
         details: { collection: this.name, size, limit: this.maxRecordBytes },

@@ -190,6 +190,23 @@ describe('blind store (client and server in memory)', () => {
     expect(a.get('notes', 'n3')).toBeUndefined()
   })
 
+  it('entries from the store are applied as remote changes (applyUpdate makes its transaction non-local), so clocks and conflict checks see them', async () => {
+    const server = newServer()
+    const a = new Device('A')
+    await a.set('notes', 'n1', 'one')
+    const closeA = await a.connect(server)
+    await until(() => (a.local.get('blind:vps') as { sv: Record<string, string> } | undefined)?.sv.notes !== undefined, 'the upload acknowledged')
+    closeA()
+    const b = new Device('B')
+    const doc = await b.openDoc('notes')
+    const local: boolean[] = []
+    doc.on('afterTransaction', (tr: Y.Transaction) => local.push(tr.local))
+    await b.connect(server)
+    expect(b.get('notes', 'n1')).toBe('one')
+    expect(local.length).toBeGreaterThan(0)
+    expect(local.every((l) => !l)).toBe(true)
+  })
+
   it('live: an entry uploaded by one device reaches the other connected one', async () => {
     const server = newServer()
     const [a, b] = [new Device('A'), new Device('B')]
