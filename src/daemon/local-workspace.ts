@@ -606,6 +606,10 @@ export class LocalWorkspace implements Workspace, SyncHost {
   }
 
   /** SyncHost: resolves when every update of this collection so far is durable. */
+  loadedDoc(name: string): Y.Doc | undefined {
+    return this.ready.get(name)?.collection.doc
+  }
+
   async flushDoc(name: string): Promise<void> {
     const entry = await this.loaded.get(name)
     // Durable once acknowledged (the write-ahead file); without one, once LevelDB has it.

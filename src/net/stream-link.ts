@@ -1,15 +1,22 @@
 import type { Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
+import { LengthPrefixedDecoder } from '@libp2p/utils'
+import * as varint from 'uint8-varint'
 import type { KitsyncError } from '../core/errors.js'
 import { encodeFrame, FrameType } from '../protocol/sync-frames.js'
 import type { PeerLink } from '../sync/sync-engine.js'
 
 /** Frames queued together are written together, up to this many bytes. */
 const WRITE_BATCH_BYTES = 256 * 1024
+/** Frames up to this size are copied behind their length prefix (one send); larger ones go as two sends. */
+const COPY_BELOW_BYTES = 64 * 1024
 
 /**
- * A PeerLink over one libp2p stream with length-prefixed frames. Writes are queued and
- * written one at a time (lpStream waits for 'drain'), and the queue size is reported as
+ * A PeerLink over one libp2p stream with varint-length-prefixed frames.
+ *
+ * Frames are read from the stream's 'message' events as they arrive, in the same turn of the
+ * event loop: an update is merged before the muxer answers with a window update, so a small
+ * update's trip does not wait for that write. Writes are queued and sent in batches (waiting
+ * for the stream's 'drain' when its buffer is full), and the queue size is reported as
  * bufferedBytes so the engine can drop a peer that does not read.
  */
 export class StreamLink implements PeerLink {
@@ -19,7 +26,7 @@ export class StreamLink implements PeerLink {
   private closed = false
   /** whenBelow() callers, woken after each write and when the link closes. */
   private waiters: (() => void)[] = []
-  private readonly lp
+  private readonly decoder: LengthPrefixedDecoder
 
   constructor(
     readonly stream: Stream,
@@ -27,7 +34,7 @@ export class StreamLink implements PeerLink {
     maxFrameBytes: number,
   ) {
     // The read buffer must hold one whole frame; it is also the per-stream memory cap.
-    this.lp = lpStream(stream, { maxDataLength: maxFrameBytes, maxBufferSize: maxFrameBytes + 16 })
+    this.decoder = new LengthPrefixedDecoder({ maxDataLength: maxFrameBytes, maxBufferSize: maxFrameBytes + 16 })
   }
 
   get bufferedBytes(): number {
@@ -40,16 +47,41 @@ export class StreamLink implements PeerLink {
     while (!this.closed && this.queued > bytes) await new Promise<void>((resolve) => this.waiters.push(resolve))
   }
 
-  /** Read frames until the stream ends; resolves with the error that ended it, if any. */
-  async readLoop(onFrame: (frame: Uint8Array) => void): Promise<Error | undefined> {
-    try {
-      for (;;) {
-        const msg = await this.lp.read()
-        onFrame(msg.subarray())
+  /**
+   * Hand every frame to `onFrame` until the stream ends; resolves then, with the error that
+   * ended it (undefined for a clean end). A malformed length prefix aborts the stream with an
+   * error whose name starts with "Invalid".
+   */
+  readLoop(onFrame: (frame: Uint8Array) => void): Promise<Error | undefined> {
+    return new Promise((resolve) => {
+      let ended = false
+      const end = (err: Error | undefined): void => {
+        if (ended) return
+        ended = true
+        this.stream.removeEventListener('message', onMessage)
+        this.stream.removeEventListener('close', onClose)
+        this.stream.removeEventListener('remoteCloseWrite', onRemoteEnd)
+        resolve(err)
       }
-    } catch (err) {
-      return err as Error
-    }
+      const onMessage = (evt: { data: Uint8Array | { subarray(): Uint8Array } }): void => {
+        if (ended) return
+        try {
+          for (const frame of this.decoder.decode(evt.data as Uint8Array)) {
+            onFrame(frame.subarray())
+            if (ended) return
+          }
+        } catch (err) {
+          this.stream.abort(err as Error)
+          end(err as Error)
+        }
+      }
+      const onClose = (evt: { error?: Error }): void => end(evt.error)
+      const onRemoteEnd = (): void => end(undefined)
+      this.stream.addEventListener('message', onMessage)
+      this.stream.addEventListener('close', onClose)
+      this.stream.addEventListener('remoteCloseWrite', onRemoteEnd)
+      if (this.stream.status !== 'open') end(undefined)
+    })
   }
 
   send(frame: Uint8Array): void {
@@ -85,7 +117,7 @@ export class StreamLink implements PeerLink {
     this.writing = true
     try {
       while (this.queue.length > 0) {
-        // Every frame queued so far (up to WRITE_BATCH_BYTES) in one write: one muxer frame,
+        // Every frame queued so far (up to WRITE_BATCH_BYTES) in one send: one muxer frame,
         // one Noise message and one window update from the reader per batch instead of per
         // frame (a store sending 10,000 small entries spent more time in those than in them).
         let n = 0
@@ -93,8 +125,9 @@ export class StreamLink implements PeerLink {
         while (n < this.queue.length && (n === 0 || bytes + (this.queue[n] as Uint8Array).byteLength <= WRITE_BATCH_BYTES)) bytes += (this.queue[n++] as Uint8Array).byteLength
         const batch = this.queue.splice(0, n)
         this.queued -= bytes
-        if (batch.length === 1) await this.lp.write(batch[0] as Uint8Array)
-        else await this.lp.writeV(batch)
+        for (const chunk of lengthPrefixed(batch)) {
+          if (!this.stream.send(chunk)) await this.whenDrained()
+        }
         this.wake()
       }
     } catch (err) {
@@ -108,7 +141,62 @@ export class StreamLink implements PeerLink {
     }
   }
 
+  /** Resolves at the stream's next 'drain'; rejects if it closes first. */
+  private whenDrained(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        this.stream.removeEventListener('drain', onDrain)
+        this.stream.removeEventListener('close', onClose)
+      }
+      const onDrain = (): void => {
+        done()
+        resolve()
+      }
+      const onClose = (): void => {
+        done()
+        reject(new Error('the stream closed while writing'))
+      }
+      this.stream.addEventListener('drain', onDrain)
+      this.stream.addEventListener('close', onClose)
+    })
+  }
+
   private wake(): void {
     for (const w of this.waiters.splice(0)) w()
   }
+}
+
+/**
+ * The frames with their varint length prefixes, in as few buffers as possible: small frames
+ * are copied into one buffer, a large frame goes as its prefix and itself (not copied).
+ */
+function lengthPrefixed(frames: Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = []
+  let small: Uint8Array[] = []
+  let smallBytes = 0
+  const flushSmall = (): void => {
+    if (small.length === 0) return
+    const buf = new Uint8Array(smallBytes)
+    let at = 0
+    for (const f of small) {
+      varint.encode(f.byteLength, buf, at)
+      at += varint.encodingLength(f.byteLength)
+      buf.set(f, at)
+      at += f.byteLength
+    }
+    out.push(buf)
+    small = []
+    smallBytes = 0
+  }
+  for (const f of frames) {
+    if (f.byteLength < COPY_BELOW_BYTES) {
+      small.push(f)
+      smallBytes += varint.encodingLength(f.byteLength) + f.byteLength
+      continue
+    }
+    flushSmall()
+    out.push(varint.encode(f.byteLength), f)
+  }
+  flushSmall()
+  return out
 }

@@ -21,6 +21,8 @@ export interface SyncHost {
   collectionNames(): string[]
   /** The document of a collection, loaded or created; the host persists its updates. */
   openDoc(name: string): Promise<Y.Doc>
+  /** The document of a collection if it is loaded now (optional): lets a frame be handled without waiting a turn. */
+  loadedDoc?(name: string): Y.Doc | undefined
   /** Resolves when what was applied to a collection so far is durable (optional). */
   flushDoc?(name: string): Promise<void>
   /** Whether the collection exists here; a state-vector request for one that does not is answered without creating it. */
@@ -196,6 +198,13 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     return this.docs.get(name)
   }
 
+  /** The host's document of a collection if it is loaded now (tracked), else undefined. */
+  readyDoc(name: string): Y.Doc | undefined {
+    const doc = this.host.loadedDoc?.(name)
+    if (doc !== undefined) this.track(name, doc)
+    return doc
+  }
+
   async doc(name: string): Promise<Y.Doc> {
     const doc = await this.host.openDoc(name)
     this.track(name, doc)
@@ -260,6 +269,8 @@ export class SyncSession {
   private awaiting = new Set<string>()
   private caughtUp = false
   private inbox: Promise<void> = Promise.resolve()
+  /** Frames received and not yet handled to the end (the one in hand included). */
+  private handling = 0
   /** Updates waiting for the next flush, per collection, with the document's state before the first of them. */
   private readonly pending = new Map<string, { updates: Uint8Array[]; before: Map<number, number> | undefined }>()
   private pendingBytes = 0
@@ -309,7 +320,12 @@ export class SyncSession {
       this.close(new KitsyncError('RATE_LIMITED', `peer ${this.peerId} sent more than ${this.engine.limits.framesPerSecond} frames per second`))
       return
     }
-    this.inbox = this.inbox.then(() => this.handle(bytes)).catch((err: unknown) => this.close(toKitsyncError(err)))
+    // An idle session handles the frame at once, in the transport's event: a small update is
+    // merged (and its change events fired) before the transport does anything else, such as
+    // answering with a window update. Otherwise it waits its turn behind the earlier frames.
+    this.handling++
+    const run = this.handling === 1 ? this.handle(bytes) : this.inbox.then(() => this.handle(bytes))
+    this.inbox = run.catch((err: unknown) => this.close(toKitsyncError(err))).finally(() => this.handling--)
   }
 
   /** Resolves when every frame received so far has been handled. */
@@ -497,7 +513,7 @@ export class SyncSession {
         return
       }
     }
-    const doc = await this.engine.doc(frame.collection)
+    const doc = this.engine.readyDoc(frame.collection) ?? (await this.engine.doc(frame.collection))
     if (this.closed) return
     if (frame.step === SyncStep.STEP1) {
       let diff: Uint8Array
