@@ -23,6 +23,8 @@ export class Hlc {
   private ms = 0
   private counter = 0
   private readonly clock: () => number
+  private msText: string | undefined
+  private msTextOf = -1
 
   constructor(node: string, clock: () => number = Date.now) {
     if (!/^[A-Za-z0-9]{1,16}$/.test(node)) throw new Error(`invalid clock node tag ${JSON.stringify(node)}`)
@@ -42,7 +44,12 @@ export class Hlc {
       this.ms++
       this.counter = 0
     }
-    return formatHlc({ ms: this.ms, counter: this.counter, node: this.node })
+    // Most stamps of a burst share their millisecond: its digits are formatted once.
+    if (this.msText === undefined || this.msTextOf !== this.ms) {
+      this.msTextOf = this.ms
+      this.msText = this.ms.toString(36).padStart(9, '0')
+    }
+    return `${this.msText}.${this.counter.toString(36).padStart(4, '0')}.${this.node}`
   }
 
   /** Move past a stamp seen from another device. */

@@ -687,10 +687,10 @@ export class RecordCollection {
   }
 
   private checkSize(key: string, next: JsonValue): void {
-    const text = JSON.stringify({ [key]: next })
-    // A UTF-8 character takes at most 3 bytes per UTF-16 unit: most records are far below.
-    if (text.length * 3 <= this.maxRecordBytes) return
-    const size = utf8Length(text)
+    // Most records are far below the limit: a bound on their JSON length settles it without
+    // writing them out (a UTF-8 character takes at most 3 bytes per UTF-16 unit).
+    if ((jsonLengthBound(next) + 6 * key.length + 4) * 3 <= this.maxRecordBytes) return
+    const size = utf8Length(JSON.stringify({ [key]: next }))
     if (size > this.maxRecordBytes) {
       throw new KitsyncError('RECORD_TOO_LARGE', `record ${JSON.stringify(key)} in ${this.name} is ${size} bytes, over the limit of ${this.maxRecordBytes}`, {
         details: { collection: this.name, size, limit: this.maxRecordBytes },
@@ -753,6 +753,19 @@ function singleWriter(rec: RecordIndex): boolean {
     }
   }
   return true
+}
+
+/** An upper bound on the length of JSON.stringify(value), in UTF-16 units (every character escaped as \uXXXX). */
+function jsonLengthBound(value: JsonValue): number {
+  if (typeof value === 'string') return 6 * value.length + 2
+  if (typeof value !== 'object' || value === null) return 24
+  let n = 2
+  if (Array.isArray(value)) {
+    for (const v of value) n += jsonLengthBound(v) + 1
+    return n
+  }
+  for (const k in value) n += 6 * k.length + 4 + jsonLengthBound(value[k] as JsonValue)
+  return n
 }
 
 function bestOf(cands: Candidate[]): Candidate | undefined {
