@@ -20,9 +20,10 @@
  * heap, i.e. from the command line, which `node bin/kitsync.js`, `npx kitsync` and the
  * `#!/usr/bin/env node` line cannot carry. The growth factor is read at every growth decision,
  * so `v8.setFlagsFromString` at the start of the process takes effect. Verified on Node 20
- * (V8 11.3); a V8 that ignores it keeps its default sizing, nothing else changes. Whoever sizes
- * the young generation themselves (a semi-space flag in the node arguments or NODE_OPTIONS)
- * keeps their setting.
+ * (V8 11.3). The flag still exists in V8 13, whose flag definitions declare 2 as its minimum:
+ * there it may have no effect (V8's default sizing, nothing else changes); check memory.idle3
+ * when moving to a newer Node. Whoever sizes the young generation themselves (a semi-space flag
+ * in the node arguments or NODE_OPTIONS) keeps their setting.
  */
 export const YOUNG_GENERATION_FLAG = '--semi-space-growth-factor=1'
 
