@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import type { Workspace } from '../core/workspace-types.js'
-import { openWorkspace, type OpenWorkspaceOptions } from '../api/open-workspace.js'
+import type { OpenWorkspaceOptions } from '../api/open-workspace.js'
 
 export interface CliIO {
   out: (text: string) => void
@@ -34,6 +34,8 @@ export async function withWorkspace<T>(
   fn: (ws: Workspace) => Promise<T>,
   extra: OpenWorkspaceOptions = {},
 ): Promise<T> {
+  // Loaded here, not at start-up: `peer start` never opens a workspace this way.
+  const { openWorkspace } = await import('../api/open-workspace.js')
   const ws = await openWorkspace({ serve: false, ...extra, ...(opts.home === undefined ? {} : { home: opts.home }) })
   try {
     return await fn(ws)

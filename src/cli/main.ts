@@ -2,32 +2,54 @@ import { Command, CommanderError } from 'commander'
 import { exitCodeFor, KitsyncError, toKitsyncError } from '../core/errors.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import type { CliIO } from './context.js'
-import { register as registerDel } from './commands/del.js'
-import { register as registerDevices } from './commands/devices.js'
-import { register as registerLog } from './commands/log.js'
-import { register as registerRevoke } from './commands/revoke.js'
-import { register as registerExport } from './commands/export.js'
-import { register as registerGet } from './commands/get.js'
-import { register as registerInit } from './commands/init.js'
-import { register as registerList } from './commands/list.js'
-import { register as registerJoin } from './commands/join.js'
-import { register as registerPair } from './commands/pair.js'
-import { register as registerPeer } from './commands/peer.js'
-import { register as registerPeers } from './commands/peers.js'
-import { register as registerSet } from './commands/set.js'
-import { register as registerStatus } from './commands/status.js'
-import { register as registerWatch } from './commands/watch.js'
-import { register as registerSetOps } from './commands/set-ops.js'
-import { register as registerAppend } from './commands/append.js'
-import { register as registerCollection } from './commands/collection.js'
-import { register as registerConflicts } from './commands/conflicts.js'
-import { register as registerItems } from './commands/items.js'
-import { register as registerFetch } from './commands/fetch.js'
-import { register as registerSync } from './commands/sync.js'
-import { register as registerStats } from './commands/stats.js'
-import { register as registerReset } from './commands/reset.js'
 
-export function buildProgram(io: CliIO): Command {
+type Register = (program: Command, io: CliIO) => void
+
+/**
+ * Every command module, in the order of `kitsync --help`, with the top-level commands it
+ * registers. A run loads only the module of its command (a peer never loads the other 23, nor
+ * what they import); help, a bare `kitsync` and an unknown command load them all.
+ */
+export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () => Promise<{ register: Register }> }[] = [
+  { commands: ['init'], load: () => import('./commands/init.js') },
+  { commands: ['set'], load: () => import('./commands/set.js') },
+  { commands: ['get'], load: () => import('./commands/get.js') },
+  { commands: ['del'], load: () => import('./commands/del.js') },
+  { commands: ['add', 'remove'], load: () => import('./commands/set-ops.js') },
+  { commands: ['append'], load: () => import('./commands/append.js') },
+  { commands: ['collection', 'kinds'], load: () => import('./commands/collection.js') },
+  { commands: ['conflicts', 'resolve'], load: () => import('./commands/conflicts.js') },
+  { commands: ['list'], load: () => import('./commands/list.js') },
+  { commands: ['watch'], load: () => import('./commands/watch.js') },
+  { commands: ['export'], load: () => import('./commands/export.js') },
+  { commands: ['status'], load: () => import('./commands/status.js') },
+  { commands: ['peer'], load: () => import('./commands/peer.js') },
+  { commands: ['pair'], load: () => import('./commands/pair.js') },
+  { commands: ['join'], load: () => import('./commands/join.js') },
+  { commands: ['peers'], load: () => import('./commands/peers.js') },
+  { commands: ['devices'], load: () => import('./commands/devices.js') },
+  { commands: ['revoke'], load: () => import('./commands/revoke.js') },
+  { commands: ['log'], load: () => import('./commands/log.js') },
+  { commands: ['items'], load: () => import('./commands/items.js') },
+  { commands: ['fetch'], load: () => import('./commands/fetch.js') },
+  { commands: ['sync'], load: () => import('./commands/sync.js') },
+  { commands: ['stats'], load: () => import('./commands/stats.js') },
+  { commands: ['reset'], load: () => import('./commands/reset.js') },
+]
+
+/** The command an argument list runs (its first word that is not a global option), if any. */
+export function commandOf(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    if (arg === '--home') i++
+    else if (arg === '--') return argv[i + 1]
+    else if (!arg.startsWith('-')) return arg
+  }
+  return undefined
+}
+
+/** The program with the commands of `argv` (every command if argv is omitted or names none). */
+export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise<Command> {
   const program = new Command('kitsync')
     .description('peer-to-peer sync of structured app data between your devices')
     .version(KITSYNC_VERSION, '-V, --version')
@@ -40,16 +62,16 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  for (const register of [registerInit, registerSet, registerGet, registerDel, registerSetOps, registerAppend, registerCollection, registerConflicts, registerList, registerWatch, registerExport, registerStatus, registerPeer, registerPair, registerJoin, registerPeers, registerDevices, registerRevoke, registerLog, registerItems, registerFetch, registerSync, registerStats, registerReset]) {
-    register(program, io)
-  }
+  const name = argv === undefined ? undefined : commandOf(argv)
+  const one = COMMAND_MODULES.filter((m) => name !== undefined && m.commands.includes(name))
+  for (const module of one.length > 0 ? one : COMMAND_MODULES) (await module.load()).register(program, io)
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')
   return program
 }
 
 /** Run the CLI; returns the exit status. Never calls process.exit (bin/ does). */
 export async function runCli(argv: string[], io: CliIO): Promise<number> {
-  const program = buildProgram(io)
+  const program = await buildProgram(io, argv)
   let json = argv.includes('--json')
   try {
     await program.parseAsync(argv, { from: 'user' })

@@ -1,9 +1,8 @@
 import { setImmediate } from 'node:timers'
 import { openBlind, serveBlind, type StreamHandler } from '../net/blind-link.js'
 import type { Mesh } from '../net/mesh.js'
-import { LevelBlindStorage } from '../store/blind-store.js'
 import { BlindClient, type SnapshotPolicy } from '../sync/blind-client.js'
-import { BlindServer } from '../sync/blind-server.js'
+import type { BlindServer } from '../sync/blind-server.js'
 import type { LocalWorkspace } from './local-workspace.js'
 
 /** What `status` shows of the blind store: the store's figures on the VPS, the sessions on a device. */
@@ -115,14 +114,17 @@ export class BlindWiring {
     this.retries.set(peerId, state)
   }
 
+  /** The store (on the VPS only: its modules load the first time a device opens a session). */
   private storeServer(): Promise<BlindServer> {
-    this.server ??= LevelBlindStorage.open(this.workspace.store.db).then((storage) => {
+    this.server ??= (async () => {
+      const [{ LevelBlindStorage }, { BlindServer }] = await Promise.all([import('../store/blind-store.js'), import('../sync/blind-server.js')])
+      const storage = await LevelBlindStorage.open(this.workspace.store.db)
       this.serverValue = new BlindServer(storage, {
         workspaceId: () => this.workspace.workspaceId,
         authorize: async (peerId) => this.workspace.isUntrusted(this.self) && (await this.workspace.isTrusted(peerId)),
       })
       return this.serverValue
-    })
+    })()
     return this.server
   }
 

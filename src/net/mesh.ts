@@ -13,8 +13,7 @@ import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SessionStats, SyncEngine, SyncSession } from '../sync/sync-engine.js'
-import { multicastUnavailable } from './multicast-route.js'
-import { PrivateMdns } from './private-mdns.js'
+import type { PrivateMdns } from './private-mdns.js'
 import { StreamLink } from './stream-link.js'
 
 /** The TCP port a peer listens on unless told otherwise. */
@@ -119,6 +118,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   static async create(options: MeshOptions): Promise<Mesh> {
     let discovery: DiscoveryState = { mdns: 'off' }
     if (options.mdns ?? true) {
+      // mDNS modules (multicast-dns, dgram) load only when mDNS is on (not with --no-mdns, the VPS).
+      const { multicastUnavailable } = await import('./multicast-route.js')
       const reason = await multicastUnavailable()
       discovery = reason === undefined ? { mdns: 'on' } : { mdns: 'unavailable', reason: `${reason}; peers can still be reached with --bootstrap` }
     }
@@ -178,6 +179,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     }
     for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
     if (this.discovery.mdns === 'on') {
+      const { PrivateMdns } = await import('./private-mdns.js')
+      if (this.stopped) return
       this.lan = new PrivateMdns({
         keys: this.discoveryKeys,
         self: () => ({ peerId: this.peerId, addresses: this.listenAddresses().map((a) => a.replace(/\/p2p\/[^/]+$/, '')) }),

@@ -1,0 +1,36 @@
+/**
+ * The V8 young generation of a kitsync CLI process (applied by bin/kitsync.js before the CLI's
+ * modules load; the library never changes V8 settings of the process that imports it).
+ *
+ * V8 starts the young generation at 1 MiB per semi-space and doubles it, up to 16 MiB (Node 20,
+ * 64-bit), whenever much survives a scavenge. Loading the ~700 ES modules of a peer (libp2p,
+ * Yjs, ...) makes Node's module loader allocate some 35 MB (URLs, sources, module records), long
+ * enough lived to survive, so every peer grew it to the maximum during start-up and then sat
+ * idle with 16-24 MiB of it resident: V8's memory reducer gives it back only 8-16 s later, and
+ * it grows again at the next burst. memory.idle3 (scripts/bench/mesh.js): ~100 MB -> ~85 MB.
+ *
+ * So the CLI keeps the young generation at its initial size: `--semi-space-growth-factor=1`.
+ * Trade-off: objects that outlive two 1 MiB scavenges are promoted to the old generation
+ * sooner, so major GCs collect more of the short-lived data. For kitsync's allocations (small
+ * Yjs updates, stream frames) this cost nothing measurable: with every peer of the mesh
+ * benchmarks so configured, latency, bursts, line of five and the 10 MiB catch-up stayed within
+ * their (large) noise, and a catch-up joiner peaked at 175-226 MB RSS instead of 231-242 MB.
+ *
+ * Why this flag and not `--max-semi-space-size`: V8 reads that one only when it sets up the
+ * heap, i.e. from the command line, which `node bin/kitsync.js`, `npx kitsync` and the
+ * `#!/usr/bin/env node` line cannot carry. The growth factor is read at every growth decision,
+ * so `v8.setFlagsFromString` at the start of the process takes effect. Verified on Node 20
+ * (V8 11.3). The flag still exists in V8 13, whose flag definitions declare 2 as its minimum:
+ * there it may have no effect (V8's default sizing, nothing else changes); check memory.idle3
+ * when moving to a newer Node. Whoever sizes the young generation themselves (a semi-space flag
+ * in the node arguments or NODE_OPTIONS) keeps their setting.
+ */
+export const YOUNG_GENERATION_FLAG = '--semi-space-growth-factor=1'
+
+const USER_SIZED = /^--(?:(?:max|min)[-_]semi[-_]space[-_]size|semi[-_]space[-_]growth[-_]factor)(?:=|$)/
+
+/** The V8 flag to set, or undefined when the user sized the young generation already. */
+export function youngGenerationFlag(execArgv: readonly string[], nodeOptions: string | undefined): string | undefined {
+  const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)]
+  return given.some((arg) => USER_SIZED.test(arg)) ? undefined : YOUNG_GENERATION_FLAG
+}
