@@ -20,9 +20,35 @@ export function parseJson(text: string, what = 'value'): JsonValue {
 
 /**
  * Check that a value is plain JSON (what JSON.parse could have produced): no undefined,
- * functions, NaN, class instances or cycles. Library callers can pass anything.
+ * functions, NaN, class instances or cycles. Library callers can pass anything. The check
+ * allocates nothing for a valid value; the path of a bad part is worked out only to name it.
  */
-export function assertJsonValue(value: unknown, path = 'value', seen = new Set<object>()): asserts value is JsonValue {
+export function assertJsonValue(value: unknown, path = 'value'): asserts value is JsonValue {
+  if (isPlainJson(value, [])) return
+  describeBadJson(value, path, new Set())
+  throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a JSON value`)
+}
+
+function isPlainJson(value: unknown, parents: object[]): boolean {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return true
+  if (typeof value === 'number') return Number.isFinite(value)
+  if (typeof value !== 'object') return false
+  if (parents.includes(value)) return false
+  parents.push(value)
+  let ok = true
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length && ok; i++) ok = isPlainJson(value[i], parents)
+  } else {
+    const proto = Object.getPrototypeOf(value) as unknown
+    if (proto !== Object.prototype && proto !== null) ok = false
+    else for (const k in value) if (ok && Object.hasOwn(value, k)) ok = isPlainJson((value as Record<string, unknown>)[k], parents)
+  }
+  parents.pop()
+  return ok
+}
+
+/** Throws the INVALID_ARGUMENT error that names the first part of `value` that is not JSON. */
+function describeBadJson(value: unknown, path: string, seen: Set<object>): void {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a finite number`)
@@ -32,13 +58,13 @@ export function assertJsonValue(value: unknown, path = 'value', seen = new Set<o
   if (seen.has(value)) throw new KitsyncError('INVALID_ARGUMENT', `${path} contains a cycle`)
   seen.add(value)
   if (Array.isArray(value)) {
-    value.forEach((item, i) => assertJsonValue(item, `${path}[${i}]`, seen))
+    value.forEach((item, i) => describeBadJson(item, `${path}[${i}]`, seen))
   } else {
     const proto = Object.getPrototypeOf(value) as unknown
     if (proto !== Object.prototype && proto !== null) {
       throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a plain object`)
     }
-    for (const [k, v] of Object.entries(value)) assertJsonValue(v, `${path}.${k}`, seen)
+    for (const [k, v] of Object.entries(value)) describeBadJson(v, `${path}.${k}`, seen)
   }
   seen.delete(value)
 }

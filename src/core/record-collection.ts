@@ -123,12 +123,15 @@ export class RecordCollection {
   private readonly index = new Map<string, RecordIndex>()
   private readonly listeners = new Set<(changes: RecordChange[]) => void>()
   private readonly conflictListeners = new Set<(conflicts: DetectedConflict[], origin: unknown) => void>()
+  /** This device's writer slot name (`=` + its clock's node tag). */
+  private readonly ownSlot: string
 
   constructor(name: string, doc: Y.Doc = new Y.Doc(), options: RecordCollectionOptions = {}) {
     this.name = name
     this.doc = doc
     this.maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
     this.clock = options.clock ?? new Hlc(Math.random().toString(36).slice(2, 10).replace(/[^a-z0-9]/g, '') || 'anon')
+    this.ownSlot = '=' + this.clock.node
     this.fieldTypesValue = options.fieldTypes ?? {}
     this.policyValue = options.policy ?? 'merge'
     this.map = doc.getMap<Slot>(RECORDS_MAP)
@@ -298,13 +301,18 @@ export class RecordCollection {
     const current = this.get(key)
     const next = field === undefined ? value : { ...(isJsonObject(current) ? current : {}), [field]: value }
     this.checkSize(key, next)
-    if (field === undefined && isJsonObject(value)) for (const f of Object.keys(value)) assertFieldName(f)
     // Rewriting what is already there would only leave deleted items behind. (With a
     // record-level policy a rewrite still counts: it makes this version the latest.)
     if (this.policy === 'merge' && current !== undefined && jsonEqual(current, next)) return
     // Check every field before writing any: a transaction cannot be rolled back.
+    let typed = false
     if (field !== undefined) this.checkField(field, value, current)
-    else if (isJsonObject(value)) for (const [f, v] of Object.entries(value)) this.checkField(f, v, current)
+    else if (isJsonObject(value)) {
+      for (const f in value) {
+        this.checkField(f, value[f] as JsonValue, current)
+        if (this.typeOf(f) !== 'register') typed = true
+      }
+    }
     const t = this.clock.now()
     this.write(key, origin, () => {
       const rec = this.index.get(key)
@@ -314,17 +322,23 @@ export class RecordCollection {
         this.writeField(key, field, value, t, current)
         return
       }
+      // Field slots of the record (a whole write replaces its plain fields).
+      const clear = rec !== undefined && (rec.size > 1 || !rec.has(HEADER))
       if (!isJsonObject(value)) {
         this.writeHeader(key, { t, f: 1, $: value })
-        for (const f of [...(rec?.keys() ?? [])]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
+        if (clear) for (const f of [...rec.keys()]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
         return
       }
       // One header holds the plain fields of a whole-record write: one item per record.
-      const r: JsonObject = {}
-      for (const [f, v] of Object.entries(value)) if (this.typeOf(f) === 'register') r[f] = v
+      let r: JsonObject
+      if (!typed) r = { ...value }
+      else {
+        r = {}
+        for (const f in value) if (this.typeOf(f) === 'register') r[f] = value[f] as JsonValue
+      }
       this.writeHeader(key, { t, f: 1, r })
-      for (const f of [...(rec?.keys() ?? [])]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
-      for (const [f, v] of Object.entries(value)) if (this.typeOf(f) !== 'register') this.writeField(key, f, v, t, current)
+      if (clear) for (const f of [...rec.keys()]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
+      if (typed) for (const f in value) if (this.typeOf(f) !== 'register') this.writeField(key, f, value[f] as JsonValue, t, current)
     })
   }
 
@@ -351,7 +365,7 @@ export class RecordCollection {
     const t = this.clock.now()
     this.write(key, origin, () => {
       if (!this.has(key)) this.writeHeader(key, { t })
-      for (const e of elements) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(flatKey(key, field, '+' + e), { t })
+      for (const e of elements) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(key, field, '+' + e, { t })
     })
   }
 
@@ -372,7 +386,7 @@ export class RecordCollection {
     const t = this.clock.now()
     this.write(key, origin, () => {
       if (!this.has(key)) this.writeHeader(key, { t })
-      this.put(flatKey(key, field, '#' + t), { t, v: value })
+      this.put(key, field, '#' + t, { t, v: value })
     })
     return t
   }
@@ -619,21 +633,22 @@ export class RecordCollection {
   // ---- writing ------------------------------------------------------------------------------
 
   private writeHeader(key: string, slot: Slot): void {
-    const own = '=' + this.clock.node
-    for (const s of [...(this.index.get(key)?.get(HEADER) ?? [])]) if (s !== own) this.remove(flatKey(key, HEADER, s))
-    this.put(flatKey(key, HEADER, own), slot)
+    const own = this.ownSlot
+    const headers = this.index.get(key)?.get(HEADER)
+    if (headers !== undefined && (headers.size > 1 || !headers.has(own))) for (const s of [...headers]) if (s !== own) this.remove(flatKey(key, HEADER, s))
+    this.put(key, HEADER, own, slot)
   }
 
   private writeField(key: string, field: string, value: JsonValue, t: string, current: JsonValue | undefined): void {
     const type = this.typeOf(field)
     if (type === 'register') {
-      const own = '=' + this.clock.node
+      const own = this.ownSlot
       const slots = this.index.get(key)?.get(field)
       if (this.policy === 'merge' && slots?.size === 1 && slots.has(own) && jsonEqual(this.map.get(flatKey(key, field, own))?.v, value)) return
       const rec = this.index.get(key)
       const seen = rec === undefined ? undefined : bestOf(this.candidates(key, rec, '').get(field) ?? [])
       for (const s of [...(slots ?? [])]) if (s !== own) this.remove(flatKey(key, field, s))
-      this.put(flatKey(key, field, own), seen === undefined ? { t, v: value } : { t, b: seen.t, v: value })
+      this.put(key, field, own, seen === undefined ? { t, v: value } : { t, b: seen.t, v: value })
       return
     }
     const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
@@ -641,14 +656,14 @@ export class RecordCollection {
     if (type === 'log') {
       value.slice(before.length).forEach((v, i) => {
         const stamp = i === 0 ? t : this.clock.now()
-        this.put(flatKey(key, field, '#' + stamp), { t: stamp, v })
+        this.put(key, field, '#' + stamp, { t: stamp, v })
       })
       return
     }
     const next = new Set(value as string[])
     const removed = before.filter((e) => typeof e === 'string' && !next.has(e)) as string[]
     for (const e of removed) this.remove(flatKey(key, field, '+' + e))
-    for (const e of next) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(flatKey(key, field, '+' + e), { t })
+    for (const e of next) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(key, field, '+' + e, { t })
   }
 
   /** Throws what writing `value` to `field` would violate (set and log fields only). */
@@ -708,9 +723,13 @@ export class RecordCollection {
    * Write one slot. The index follows at once, not only in the observer, so reads inside a
    * larger transaction (a batch of writes) see the writes made before them.
    */
-  private put(flat: string, slot: Slot): void {
-    this.map.set(flat, slot)
-    this.indexKey(flat, true)
+  private put(key: string, field: string, slot: string, value: Slot): void {
+    this.map.set(flatKey(key, field, slot), value)
+    let rec = this.index.get(key)
+    if (rec === undefined) this.index.set(key, (rec = new Map()))
+    let slots = rec.get(field)
+    if (slots === undefined) rec.set(field, (slots = new Set()))
+    slots.add(slot)
   }
 
   private remove(flat: string): void {

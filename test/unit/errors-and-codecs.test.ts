@@ -42,6 +42,10 @@ describe('input validation', () => {
     const cyclic: Record<string, unknown> = {}
     cyclic.self = cyclic
     expect(() => assertJsonValue(cyclic)).toThrow(/cycle/)
+    // The error names where the bad part is; a value seen twice (not a cycle) is fine.
+    expect(() => assertJsonValue({ a: [1, { b: () => 1 }] })).toThrow('value.a[1].b is not a JSON value (function)')
+    const shared = { x: 1 }
+    expect(() => assertJsonValue({ p: shared, q: [shared, shared] })).not.toThrow()
   })
 
   it('accepts collection names of letters, digits, dot, dash and underscore', () => {
