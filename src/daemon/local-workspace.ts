@@ -869,6 +869,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     for (const p of [...this.loaded.values()]) {
       const entry = await p.catch(() => undefined)
       if (entry !== undefined && entry.log.failed === undefined && entry.log.stats().logEntries > 0) await entry.log.compactNow().catch(() => undefined)
+      entry?.log.stop()
     }
     await this.store.db.close()
     this.store.wal?.close()

@@ -1,5 +1,5 @@
 import type { AbstractLevel } from 'abstract-level'
-import { DEFAULT_COMPACTION, shouldCompact, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
+import { compactionDue, DEFAULT_COMPACTION, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { frame, unframe } from './framing.js'
 import type { WriteAheadFile } from './wal.js'
@@ -182,6 +182,10 @@ export class CollectionLog {
   private pending: PendingAppend[] = []
   private running: Promise<void> | undefined
   private compactRequested = false
+  /** When the last update was appended (a due compaction waits for a pause). */
+  private lastAppendAt = -Infinity
+  private idleTimer: NodeJS.Timeout | undefined
+  private stopped = false
   private failure: KitsyncError | undefined
 
   constructor(
@@ -205,6 +209,7 @@ export class CollectionLog {
 
   append(update: Uint8Array): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
+    this.lastAppendAt = this.store.now()
     const wal = this.store.wal
     if (wal !== undefined) {
       try {
@@ -226,9 +231,34 @@ export class CollectionLog {
     })
   }
 
-  /** Check the age trigger; called from a timer by the owner. */
+  /** No compaction starts from now on (the owner is closing; it compacts by itself first). */
+  stop(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
+    this.stopped = true
+  }
+
+  /** Check the triggers; called from a timer by the owner. */
   tick(): void {
-    if (shouldCompact(this.store.policy, this.state, this.store.now())) this.requestCompaction()
+    this.checkCompaction()
+  }
+
+  /** Compact if due: at once if urgent, else once no append came for the policy's idleMs. */
+  private checkCompaction(): void {
+    const now = this.store.now()
+    const due = compactionDue(this.store.policy, this.state, now)
+    if (due === undefined) return
+    const quietFor = now - this.lastAppendAt
+    if (due === 'now' || quietFor >= this.store.policy.idleMs) {
+      this.requestCompaction()
+      return
+    }
+    if (this.idleTimer !== undefined) return
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined
+      if (this.failure === undefined && !this.stopped) this.checkCompaction()
+    }, this.store.policy.idleMs - quietFor)
+    this.idleTimer.unref()
   }
 
   /** Compact now, whatever the policy says; resolves when the new snapshot is written. */
@@ -269,7 +299,7 @@ export class CollectionLog {
           this.fail(err, batch)
           return
         }
-        if (shouldCompact(this.store.policy, this.state, this.store.now())) this.compactRequested = true
+        this.checkCompaction()
         continue
       }
       this.compactRequested = false
