@@ -376,14 +376,38 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   /** Open the sync session with a member now (after it became one, e.g. on joining). */
-  async openSyncTo(peerId: string): Promise<void> {
+  async openSyncTo(peerId: string, graceMs = 2000): Promise<void> {
     if (this.sessions.has(peerId)) {
       // Re-run the exchange on a fresh session so the caller can wait for it.
       const existing = this.sessions.get(peerId)
       this.sessions.delete(peerId)
       existing?.session.close()
     }
-    await this.openSync(peerIdFromString(peerId))
+    try {
+      await this.openSync(peerIdFromString(peerId))
+    } catch (err) {
+      // The peer opened a sync stream at the same moment and kept its own (see attach): ours
+      // was reset while it was being negotiated. The peer's session serves as well; it may be
+      // attached a moment after ours failed.
+      if (!(await this.whenSession(peerId, graceMs))) throw err
+    }
+  }
+
+  /** Resolves true once a sync session with the peer exists (at once if one does), false after `ms`. */
+  private whenSession(peerId: string, ms: number): Promise<boolean> {
+    if (this.sessions.has(peerId)) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        off()
+        resolve(this.sessions.has(peerId))
+      }, ms)
+      const off = this.on('connected', (e) => {
+        if (e.peerId !== peerId) return
+        clearTimeout(timer)
+        off()
+        resolve(true)
+      })
+    })
   }
 
   private async openSync(peer: PeerId): Promise<void> {
