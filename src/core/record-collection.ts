@@ -150,12 +150,13 @@ export class RecordCollection {
       const remote = !tx.local
       // keysChanged is a plain set; event.changes.keys would work out an action per key, which
       // costs more than applying the update when a whole collection arrives at once.
-      // Writes made through this class kept the index and `live` in step already; doing it
-      // again costs little, and keeps this the one place that sees every change.
+      // A local transaction holds only writes made through this class (Yjs marks any
+      // transaction that applies an update as not local), which kept the index and `live` in
+      // step as they went; a merged update is indexed here.
       for (const flat of event.keysChanged) {
         if (flat === null) continue
         const present = this.map.has(flat)
-        const key = this.indexKey(flat, present)
+        const key = remote ? this.indexKey(flat, present) : recordKeyOf(flat)
         if (key === undefined) continue
         let set = touched.get(key)
         if (set === undefined) touched.set(key, (set = new Set()))
@@ -164,7 +165,7 @@ export class RecordCollection {
           if (remote) this.clock.observe((this.map.get(flat) as Slot).t)
         }
       }
-      for (const key of touched.keys()) this.refreshLive(key)
+      if (remote) for (const key of touched.keys()) this.refreshLive(key)
       if (remote && this.conflictListeners.size > 0) {
         const found: DetectedConflict[] = []
         for (const [key, added] of touched) {
@@ -772,6 +773,12 @@ function singleWriter(rec: RecordIndex): boolean {
     }
   }
   return true
+}
+
+/** The record key of a flat map key (undefined if it is not one). */
+function recordKeyOf(flat: string): string | undefined {
+  const i = flat.indexOf(SEP)
+  return i < 0 || flat.indexOf(SEP, i + 1) < 0 ? undefined : flat.slice(0, i)
 }
 
 /** An upper bound on the length of JSON.stringify(value), in UTF-16 units (every character escaped as \uXXXX). */
