@@ -76,6 +76,8 @@ export class StreamLink implements PeerLink {
         }
       }
       const onClose = (evt: { error?: Error }): void => end(evt.error)
+      // Yamux sends the peer's close as a frame of its own after its last data, and every
+      // message is handled here as it is dispatched: nothing the peer sent is still unread then.
       const onRemoteEnd = (): void => end(undefined)
       this.stream.addEventListener('message', onMessage)
       this.stream.addEventListener('close', onClose)
