@@ -726,16 +726,20 @@ export class RecordCollection {
    */
   private put(key: string, field: string, slot: string, value: Slot): void {
     this.map.set(flatKey(key, field, slot), value)
-    let rec = this.index.get(key)
-    if (rec === undefined) this.index.set(key, (rec = new Map()))
-    let slots = rec.get(field)
-    if (slots === undefined) rec.set(field, (slots = new Set()))
-    slots.add(slot)
+    this.indexAdd(key, field, slot)
   }
 
   private remove(flat: string): void {
     this.map.delete(flat)
     this.indexKey(flat, false)
+  }
+
+  private indexAdd(key: string, field: string, slot: string): void {
+    let rec = this.index.get(key)
+    if (rec === undefined) this.index.set(key, (rec = new Map()))
+    let slots = rec.get(field)
+    if (slots === undefined) rec.set(field, (slots = new Set()))
+    slots.add(slot)
   }
 
   /** Keep the index in step with one flat map key; returns the record key. */
@@ -746,13 +750,12 @@ export class RecordCollection {
     const key = flat.slice(0, i)
     const field = flat.slice(i + 1, j)
     const slot = flat.slice(j + 1)
-    let rec = this.index.get(key)
     if (present) {
-      if (rec === undefined) this.index.set(key, (rec = new Map()))
-      let slots = rec.get(field)
-      if (slots === undefined) rec.set(field, (slots = new Set()))
-      slots.add(slot)
-    } else if (rec !== undefined) {
+      this.indexAdd(key, field, slot)
+      return key
+    }
+    const rec = this.index.get(key)
+    if (rec !== undefined) {
       const slots = rec.get(field)
       slots?.delete(slot)
       if (slots !== undefined && slots.size === 0) rec.delete(field)

@@ -964,15 +964,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     // does not wait for the write-ahead file and LevelDB. A write is still confirmed to its
     // caller only once it is durable here.
     this.emitter.emit('doc-loaded', { name, doc, ...(adopted === undefined ? {} : { adopted: true }) })
-    if (adopted !== undefined) {
-      entry.lastWrite = log.append(adopted)
-      this.known.add(name)
-      entry.lastWrite.catch(() => {
-        if (this.loaded.get(name) !== undefined) this.loaded.delete(name)
-        if (this.ready.get(name) === entry) this.ready.delete(name)
-      })
-    }
-    doc.on('update', (update: Uint8Array) => {
+    const persist = (update: Uint8Array): void => {
       const write = log.append(update)
       entry.lastWrite = write
       this.known.add(name)
@@ -981,7 +973,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
         if (this.loaded.get(name) !== undefined) this.loaded.delete(name)
         if (this.ready.get(name) === entry) this.ready.delete(name)
       })
-    })
+    }
+    if (adopted !== undefined) persist(adopted)
+    doc.on('update', persist)
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.emitChanges(name, changes))
       if (adopted !== undefined) {
