@@ -605,11 +605,18 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return this.sync.reset()
   }
 
-  /** SyncHost: resolves when every update of this collection so far is durable. */
+  /** SyncHost: the document of a collection if it is loaded now. */
   loadedDoc(name: string): Y.Doc | undefined {
     return this.ready.get(name)?.collection.doc
   }
 
+  /** SyncHost: the collection's stored updates, to send whole to a device that has none of it (see CollectionLog.storedState). */
+  async storedState(name: string): Promise<Uint8Array[] | undefined> {
+    if (!this.hasCollection(name)) return undefined
+    return (await this.load(name)).log.storedState()
+  }
+
+  /** SyncHost: resolves when every update of this collection so far is durable. */
   async flushDoc(name: string): Promise<void> {
     const entry = await this.loaded.get(name)
     // Durable once acknowledged (the write-ahead file); without one, once LevelDB has it.
@@ -918,7 +925,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   private async loadFromStore(name: string, adopted?: Uint8Array): Promise<LoadedCollection> {
     const doc = new Y.Doc({ gc: true })
-    const { log, loaded } = await this.store.open(name, () => Y.encodeStateAsUpdate(doc))
+    const snapshot = (): Uint8Array => Y.encodeStateAsUpdate(doc)
+    // Adopted: a collection this device does not know, so the store holds nothing of it.
+    const { log, loaded } = adopted === undefined ? await this.store.open(name, snapshot) : this.store.create(name, snapshot)
     try {
       // One transaction for the snapshot and the log: observers run once, and this is far
       // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.
@@ -931,12 +940,18 @@ export class LocalWorkspace implements Workspace, SyncHost {
         cause: err,
       })
     }
+    let adoptedWrite: Promise<void> | undefined
     if (adopted !== undefined) {
       try {
         Y.applyUpdate(doc, adopted)
       } catch (err) {
         throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${name}`, { details: { collection: name }, cause: err })
       }
+      // Applied, so well formed: it goes to disk now, and LevelDB writes it on its own thread
+      // while the records are indexed here. (Handled below; the no-op keeps an early failure
+      // from counting as unhandled meanwhile.)
+      adoptedWrite = log.append(adopted)
+      adoptedWrite.catch(() => undefined)
     }
     // The workspace's record limit is for app data; kitsync's own collections keep the default.
     const internal = isInternalCollection(name)
@@ -964,8 +979,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     // does not wait for the write-ahead file and LevelDB. A write is still confirmed to its
     // caller only once it is durable here.
     this.emitter.emit('doc-loaded', { name, doc, ...(adopted === undefined ? {} : { adopted: true }) })
-    const persist = (update: Uint8Array): void => {
-      const write = log.append(update)
+    const track = (write: Promise<void>): void => {
       entry.lastWrite = write
       this.known.add(name)
       // The document is now ahead of the disk: drop it so the next use reloads what is stored.
@@ -974,8 +988,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
         if (this.ready.get(name) === entry) this.ready.delete(name)
       })
     }
-    if (adopted !== undefined) persist(adopted)
-    doc.on('update', persist)
+    if (adoptedWrite !== undefined) track(adoptedWrite)
+    doc.on('update', (update: Uint8Array) => track(log.append(update)))
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.emitChanges(name, changes))
       if (adopted !== undefined) {

@@ -44,11 +44,18 @@ export function encodeFrame(frame: Frame): Uint8Array {
       encoding.writeVarUint(e, frame.collections.length)
       for (const name of frame.collections) encoding.writeVarString(e, name)
       break
-    case FrameType.SYNC:
+    case FrameType.SYNC: {
       encoding.writeVarString(e, frame.collection)
       encoding.writeVarUint(e, frame.step)
-      encoding.writeVarUint8Array(e, frame.payload)
-      break
+      encoding.writeVarUint(e, frame.payload.byteLength)
+      // The payload (megabytes when a collection is sent whole) is copied once, behind the
+      // header, rather than into the encoder's buffers and out again.
+      const head = encoding.toUint8Array(e)
+      const out = new Uint8Array(head.byteLength + frame.payload.byteLength)
+      out.set(head)
+      out.set(frame.payload, head.byteLength)
+      return out
+    }
     case FrameType.ERROR:
       encoding.writeVarString(e, frame.code)
       encoding.writeVarString(e, frame.message)

@@ -44,8 +44,14 @@ export interface DocStoreOptions {
   wal?: WriteAheadFile
 }
 
+function corruption(collection: string, what: string, cause?: unknown): KitsyncError {
+  return new KitsyncError('DATA_CORRUPTION', `collection ${collection}: ${what}; the stored data was left as it is`, { details: { collection }, cause })
+}
+
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
 const MAX_UNWRITTEN = 10_000
+/** A log longer than this is not sent entry by entry (see CollectionLog.storedState). */
+const MAX_STORED_ENTRIES = 256
 
 export class DocStore {
   readonly db: BinaryLevel
@@ -109,11 +115,7 @@ export class DocStore {
    * update (Y.encodeStateAsUpdate); the log calls it when it compacts.
    */
   async open(name: string, snapshot: () => Uint8Array): Promise<{ log: CollectionLog; loaded: LoadedLog }> {
-    const corrupt = (what: string, cause?: unknown): KitsyncError =>
-      new KitsyncError('DATA_CORRUPTION', `collection ${name}: ${what}; the stored data was left as it is`, {
-        details: { collection: name },
-        cause,
-      })
+    const corrupt = (what: string, cause?: unknown): KitsyncError => corruption(name, what, cause)
     let metaRaw: Uint8Array | undefined
     let snapRaw: Uint8Array | undefined
     try {
@@ -131,6 +133,35 @@ export class DocStore {
         throw corrupt('unreadable metadata', err)
       }
     }
+    const { updates, snapshotBytes, lastSeq, logBytes, logEntries } = await this.readUpdates(name, snapRaw, corrupt)
+    const log = new CollectionLog(this, name, snapshot, {
+      exists: meta !== undefined,
+      lastSeq,
+      state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
+    })
+    return { log, loaded: { updates, meta } }
+  }
+
+  /**
+   * The log of a collection this device has no metadata for, without reading the store: the
+   * metadata goes in the same batch as a collection's first updates, so nothing else of it
+   * can be stored either. (A device adopting a collection from a peer skips two reads.)
+   */
+  create(name: string, snapshot: () => Uint8Array): { log: CollectionLog; loaded: LoadedLog } {
+    const log = new CollectionLog(this, name, snapshot, {
+      exists: false,
+      lastSeq: -1,
+      state: { snapshotBytes: 0, logBytes: 0, logEntries: 0, oldestEntryAt: undefined },
+    })
+    return { log, loaded: { updates: [], meta: undefined } }
+  }
+
+  /** The snapshot (as read by the caller) and the log after it, checked entry by entry. */
+  private async readUpdates(
+    name: string,
+    snapRaw: Uint8Array | undefined,
+    corrupt: (what: string) => KitsyncError,
+  ): Promise<{ updates: Uint8Array[]; snapshotBytes: number; lastSeq: number; logBytes: number; logEntries: number }> {
     const updates: Uint8Array[] = []
     let snapshotBytes = 0
     if (snapRaw !== undefined) {
@@ -151,17 +182,19 @@ export class DocStore {
       logBytes += value.byteLength
       logEntries++
     }
-    const log = new CollectionLog(this, name, snapshot, {
-      exists: meta !== undefined,
-      lastSeq,
-      state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
-    })
-    return { log, loaded: { updates, meta } }
+    return { updates, snapshotBytes, lastSeq, logBytes, logEntries }
+  }
+
+  /** @internal What is stored for a collection now: the snapshot, then the log (see CollectionLog.storedState). */
+  async readStored(name: string): Promise<Uint8Array[]> {
+    return (await this.readUpdates(name, await this.db.get(snapshotKey(name)), (what) => corruption(name, what))).updates
   }
 }
 
 interface PendingAppend {
   update: Uint8Array
+  /** It is in the write-ahead file too (settled there once LevelDB has it). */
+  logged: boolean
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -180,6 +213,8 @@ export class CollectionLog {
   private lastSeq: number
   private readonly state: LogState
   private pending: PendingAppend[] = []
+  /** An append that skipped the write-ahead file and is not in LevelDB yet (see append). */
+  private unlogged: Promise<void> | undefined
   private running: Promise<void> | undefined
   private compactRequested = false
   /** When the last update was appended (a due compaction waits for a pause). */
@@ -211,24 +246,69 @@ export class CollectionLog {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     this.lastAppendAt = this.store.now()
     const wal = this.store.wal
-    if (wal !== undefined) {
+    if (wal !== undefined && !this.isWholeState(update)) {
       try {
         wal.append(this.name, update)
       } catch (err) {
         return Promise.reject(err)
       }
       // Durable now; LevelDB follows in a batch. A writer far ahead of LevelDB waits for it.
+      // An update behind one that skipped the write-ahead file is durable only with it.
       const behind = this.pending.length >= MAX_UNWRITTEN
       const written = new Promise<void>((resolve, reject) => {
-        this.pending.push({ update, resolve, reject: behind ? reject : () => undefined })
+        this.pending.push({ update, logged: true, resolve, reject: behind ? reject : () => undefined })
         this.kick()
       })
-      return behind ? written : Promise.resolve()
+      return behind ? written : (this.unlogged ?? Promise.resolve())
     }
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ update, resolve, reject })
+    const written = new Promise<void>((resolve, reject) => {
+      this.pending.push({ update, logged: false, resolve, reject })
       this.kick()
     })
+    if (wal !== undefined) {
+      // The whole state of a new collection goes to LevelDB at once (as its snapshot): writing
+      // it to the write-ahead file first would only copy megabytes twice.
+      this.unlogged = written
+      const clear = (): void => {
+        if (this.unlogged === written) this.unlogged = undefined
+      }
+      written.then(clear, clear)
+    }
+    return written
+  }
+
+  /** The first update of an empty collection, large enough to be stored as its snapshot (see writeAppends). */
+  private isWholeState(update: Uint8Array): boolean {
+    return this.state.snapshotBytes === 0 && this.state.logEntries === 0 && this.pending.length === 0 && this.running === undefined && update.byteLength > this.store.policy.minBytes
+  }
+
+  /**
+   * Everything stored for this collection, the snapshot first, with the appends not yet in
+   * LevelDB after it: together they hold every update the collection's document has taken (its
+   * owner appends each one as it happens). A device that has nothing of the collection can be
+   * sent these as they are instead of a fresh Y.encodeStateAsUpdate of the document, which
+   * costs far more for a large collection. Undefined when the log is long (re-encoding is then
+   * cheaper than sending every entry) or a write failed.
+   */
+  async storedState(): Promise<Uint8Array[] | undefined> {
+    while (this.running !== undefined) await this.running
+    if (this.failure !== undefined || this.state.logEntries + this.pending.length > MAX_STORED_ENTRIES) return undefined
+    // Hold the writer while reading: a compaction between reading the snapshot and the log
+    // would delete entries the old snapshot does not hold.
+    let release = (): void => undefined
+    this.running = new Promise<void>((resolve) => (release = resolve))
+    try {
+      const stored = await this.store.readStored(this.name)
+      for (const p of this.pending) stored.push(p.update)
+      return stored
+    } catch {
+      // The caller encodes the document instead, which holds the same.
+      return undefined
+    } finally {
+      this.running = undefined
+      release()
+      if (this.pending.length > 0 || this.compactRequested) this.kick()
+    }
   }
 
   /** No compaction starts from now on (the owner is closing; it compacts by itself first). */
@@ -325,7 +405,7 @@ export class CollectionLog {
       const snap = frame(only)
       ops.push({ type: 'put', key: snapshotKey(this.name), value: snap })
       await this.store.db.batch(ops)
-      this.store.wal?.settled(1)
+      if ((batch[0] as PendingAppend).logged) this.store.wal?.settled(1)
       this.exists = true
       this.state.snapshotBytes = snap.byteLength
       return
@@ -338,7 +418,8 @@ export class CollectionLog {
       ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
     }
     await this.store.db.batch(ops)
-    this.store.wal?.settled(batch.length)
+    const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)
+    if (logged > 0) this.store.wal?.settled(logged)
     this.exists = true
     this.lastSeq = seq
     if (this.state.logEntries === 0) this.state.oldestEntryAt = this.store.now()

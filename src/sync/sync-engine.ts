@@ -53,6 +53,12 @@ export interface SyncHost {
    * update as usual).
    */
   adopt?(name: string, update: Uint8Array): Promise<Y.Doc | undefined>
+  /**
+   * Updates that together hold everything this device has of a collection, as they are stored
+   * (optional): the answer to a peer that has none of it, sent without re-encoding the
+   * document. Undefined: the engine encodes the document instead.
+   */
+  storedState?(name: string): Promise<Uint8Array[] | undefined>
 }
 
 /** One connection to a peer, seen from the engine. */
@@ -133,6 +139,11 @@ const COLLECTION = /^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** A Yjs update that holds nothing: no structs, empty delete set. */
 const EMPTY_UPDATE = new Uint8Array([0, 0])
 const EMPTY_STATE_VECTOR = new Uint8Array([0])
+
+/** A state vector with no clients: the peer has nothing of the collection. */
+function isEmptyStateVector(vector: Uint8Array): boolean {
+  return vector.byteLength === 1 && vector[0] === 0
+}
 
 function isEmptyUpdate(update: Uint8Array): boolean {
   return update.byteLength === 2 && update[0] === 0 && update[1] === 0
@@ -288,6 +299,8 @@ export class SyncSession {
   private readonly rounds = new Set<Round>()
   private readonly readyWaiters: (() => void)[] = []
   private interestSent: string | undefined
+  /** Stored states being read for collections the peer's hello showed it lacks (it asks for them next). */
+  private readonly prefetched = new Map<string, Promise<Uint8Array[] | undefined>>()
 
   constructor(engine: SyncEngine, link: PeerLink) {
     this.engine = engine
@@ -385,6 +398,7 @@ export class SyncSession {
     if (this.closed) return
     this.closed = true
     this.pending.clear()
+    this.prefetched.clear()
     this.pendingBytes = 0
     this.link.close(error)
     for (const round of this.rounds) round.resolve({ complete: false, collections: round.total, collectionsDone: round.done })
@@ -513,6 +527,10 @@ export class SyncSession {
         return
       }
     }
+    if (frame.step === SyncStep.STEP1 && isEmptyStateVector(frame.payload) && (await this.sendStored(frame.collection))) {
+      if (!this.exchanged.has(frame.collection)) await this.request(frame.collection)
+      return
+    }
     const doc = this.engine.readyDoc(frame.collection) ?? (await this.engine.doc(frame.collection))
     if (this.closed) return
     if (frame.step === SyncStep.STEP1) {
@@ -540,6 +558,26 @@ export class SyncSession {
       doc.off('update', onUpdate)
     }
     await this.applied(frame, changed)
+  }
+
+  /**
+   * Answer a peer that has nothing of a collection with the host's stored updates. The first
+   * (the stored snapshot, usually all there is) goes as it is; any later ones, merged, follow
+   * in the STEP2, so the peer has everything once the answer arrives. False: not available.
+   */
+  private async sendStored(collection: string): Promise<boolean> {
+    const prefetched = this.prefetched.get(collection)
+    this.prefetched.delete(collection)
+    const stored = await (prefetched ?? this.engine.host.storedState?.(collection))
+    if (stored === undefined || stored.length === 0 || this.closed) return false
+    const [first, ...rest] = stored as [Uint8Array, ...Uint8Array[]]
+    if (rest.length === 0) this.sendUpdate(collection, SyncStep.STEP2, first)
+    else {
+      this.sendUpdate(collection, SyncStep.UPDATE, first)
+      this.sendUpdate(collection, SyncStep.STEP2, mergeInGroups(rest))
+    }
+    this.engine.stats.sent(this.peerId, collection)
+    return true
   }
 
   /** After an update from the peer was merged: stats, events, and the catch-up state. */
@@ -571,6 +609,7 @@ export class SyncSession {
     this.engine.stats.session(this.peerId)
     this.awaiting = new Set(this.sharedNames(frame.collections))
     const names = new Set(this.sharedNames([...this.engine.host.collectionNames(), ...frame.collections]))
+    this.prefetch([...names].filter((name) => !this.peerNamed.has(name)))
     this.engine.emit('connected', { peerId: this.peerId })
     // The catch-up is one round: progress events while it runs, one sync counted when it completes.
     const round = this.openRound(true)
@@ -581,6 +620,24 @@ export class SyncSession {
     void this.closeRoundSetup(round)
     this.scheduleFlush()
     this.checkCaughtUp()
+  }
+
+  /**
+   * Start reading the stored state of collections the peer does not have: it asks for each
+   * of them with an empty state vector once it has our hello, and the reads (one LevelDB round
+   * trip each, which would otherwise run one after the other as the requests are handled in
+   * order) are then done or under way. Whatever the stored state misses by the time it is
+   * sent, the session forwards as live updates, as for any answer.
+   */
+  private prefetch(names: string[]): void {
+    const read = this.engine.host.storedState
+    if (read === undefined) return
+    for (const name of names) {
+      if (this.engine.host.hasCollection?.(name) === false) continue
+      const p = read.call(this.engine.host, name)
+      p.catch(() => undefined)
+      this.prefetched.set(name, p)
+    }
   }
 
   /** Ask the peer for a collection: send our state vector (empty if we do not have it). */

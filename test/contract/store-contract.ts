@@ -131,6 +131,33 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       await db.close()
     })
 
+    it('hands out its stored updates as the whole state of a collection, also while it compacts', async () => {
+      const db = await fixture.create()
+      const ws = await open(db, { minBytes: 1 << 30, maxAgeMs: 1e12 })
+      const state = (updates: Uint8Array[] | undefined): Record<string, unknown> => {
+        const doc = new Y.Doc()
+        for (const u of updates ?? []) Y.applyUpdate(doc, u)
+        return new RecordCollection('c', doc).entries()
+      }
+      for (let i = 0; i < 40; i++) await ws.set('c', `k${i}`, { i })
+      await ws.compact('c')
+      for (let i = 0; i < 5; i++) await ws.set('c', `late${i}`, i)
+      const stored = await ws.storedState('c')
+      // The snapshot first, then the five log entries.
+      expect(stored).toHaveLength(6)
+      expect(state(stored)).toEqual(await ws.getAll('c'))
+      // A compaction asked for during the read waits for it: the snapshot read and the log
+      // read belong together.
+      const [during] = await Promise.all([ws.storedState('c'), ws.compact('c')])
+      expect(state(during)).toEqual(await ws.getAll('c'))
+      expect(await ws.storedState('c')).toHaveLength(1)
+      // A long log is not handed out entry by entry, and nothing is for a collection not held.
+      for (let i = 0; i < 300; i++) await ws.set('long', `k${i}`, i)
+      expect(await ws.storedState('long')).toBeUndefined()
+      expect(await ws.storedState('nope')).toBeUndefined()
+      await ws.close()
+    })
+
     it('writes concurrent updates durably in groups', async () => {
       const db = await fixture.create()
       let ws = await open(db)

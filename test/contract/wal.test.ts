@@ -3,6 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { RecordCollection } from '../../src/core/record-collection.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
 import { WriteAheadFile } from '../../src/store/wal.js'
 
@@ -49,6 +51,41 @@ describe('write-ahead file', () => {
     expect(await reopened.getAll('notes')).toEqual({ kept: { v: 1 }, acked: { v: 2 } })
     // Recovered into LevelDB, so the file is empty again.
     expect(statSync(join(h, 'store.wal')).size).toBe(0)
+    await reopened.close()
+  })
+
+  it('a copy of a whole collection goes to LevelDB only, and a write after it waits for it', async () => {
+    const h = await home()
+    const ws = await LocalWorkspace.open({ home: h })
+    const source = new RecordCollection('copied', new Y.Doc())
+    for (let i = 0; i < 400; i++) source.set(`k${i}`, { pad: 'x'.repeat(1000), i }, 'local')
+    const copy = Y.encodeStateAsUpdate(source.doc)
+    // LevelDB takes no write until released.
+    const db = ws.store.db as unknown as { batch: (...args: unknown[]) => Promise<void> }
+    const batch = db.batch.bind(db)
+    let release = (): void => undefined
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    db.batch = async (...args) => {
+      await gate
+      return batch(...args)
+    }
+    await ws.adopt('copied', copy)
+    let acked = false
+    const after = ws.set('copied', 'after', 1).then(() => (acked = true))
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+    // The write is in the write-ahead file, the copy is not: the write is not acknowledged
+    // before the copy it was made on is durable.
+    const walBytes = statSync(join(h, 'store.wal')).size
+    expect(walBytes).toBeGreaterThan(0)
+    expect(walBytes).toBeLessThan(copy.byteLength / 100)
+    expect(acked).toBe(false)
+    release()
+    await after
+    await ws.flush()
+    expect(statSync(join(h, 'store.wal')).size).toBe(0)
+    await ws.close()
+    const reopened = await LocalWorkspace.open({ home: h })
+    expect(Object.keys(await reopened.getAll('copied'))).toHaveLength(401)
     await reopened.close()
   })
 })

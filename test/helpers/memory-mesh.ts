@@ -31,12 +31,28 @@ export class MemoryPeer implements SyncHost {
   adopt: ((name: string, update: Uint8Array) => Promise<Y.Doc | undefined>) | undefined
   /** Collections this peer adopted, in order. */
   readonly adopted: string[] = []
+  /** Set by the `stores` option: every update of each collection in order, as a device's store holds them. */
+  storedState: ((name: string) => Promise<Uint8Array[] | undefined>) | undefined
+  private readonly logs = new Map<string, Uint8Array[]>()
+  /** Peers that asked for a collection were answered from the stored updates this many times. */
+  storedAnswers = 0
   constructor(
     readonly id: string,
     readonly workspaceId = 'ws',
-    options: { adopts?: boolean } = {},
+    options: { adopts?: boolean; stores?: boolean } = {},
   ) {
     this.engine = new SyncEngine(this)
+    if (options.stores === true) {
+      // As LocalWorkspace: the stored updates when the log is short, else undefined (the
+      // engine encodes the document). Answered a turn later, as a read from disk would be.
+      this.storedState = async (name) => {
+        const log = this.logs.get(name)
+        const copy = log === undefined || log.length > 64 ? undefined : [...log]
+        await new Promise((resolve) => setImmediate(resolve))
+        if (copy !== undefined) this.storedAnswers++
+        return copy
+      }
+    }
     if (options.adopts === true) {
       this.hasCollection = (name) => this.docs.has(name)
       this.adopt = async (name, update) => {
@@ -47,6 +63,7 @@ export class MemoryPeer implements SyncHost {
         this.docs.set(name, doc)
         this.collections.set(name, c)
         this.adopted.push(name)
+        this.record(name, doc, update)
         return doc
       }
     }
@@ -78,11 +95,20 @@ export class MemoryPeer implements SyncHost {
       this.docs.set(name, doc)
       this.collections.set(name, c)
       this.engine.track(name, doc)
+      this.record(name, doc)
       // Holding a new on-demand collection widens what this device wants.
       if (this.selection !== undefined && isOnDemand(name)) void this.engine.refreshInterest()
     }
     return c
   }
+  /** Keep every update of the collection (the `stores` option), starting with `first`. */
+  private record(name: string, doc: Y.Doc, first?: Uint8Array): void {
+    if (this.storedState === undefined) return
+    const log = first === undefined ? [] : [first]
+    this.logs.set(name, log)
+    doc.on('update', (u: Uint8Array) => log.push(u))
+  }
+
   snapshot(): Record<string, Record<string, unknown>> {
     const out: Record<string, Record<string, unknown>> = {}
     for (const [name, c] of [...this.collections].sort(([a], [b]) => a.localeCompare(b))) out[name] = c.entries()

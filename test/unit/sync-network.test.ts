@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { encodeFrame, FrameType } from '../../src/protocol/sync-frames.js'
+import { decodeFrame, encodeFrame, FrameType, SyncStep } from '../../src/protocol/sync-frames.js'
 import { MemoryNetwork, MemoryPeer, prng } from '../helpers/memory-mesh.js'
 
 describe('sync engine over an in-memory network', () => {
@@ -72,6 +72,29 @@ describe('sync engine over an in-memory network', () => {
     expect(b.adopted).toEqual(['notes'])
   })
 
+  it('answers a peer that has nothing of a collection with the stored updates, and forwards a write made meanwhile', async () => {
+    const net = new MemoryNetwork(prng(6))
+    const a = new MemoryPeer('a', 'ws', { stores: true })
+    const b = new MemoryPeer('b', 'ws', { adopts: true })
+    for (let i = 0; i < 5; i++) a.collection('notes').set(`n${i}`, { i }, 'local')
+    net.record = true
+    net.connect(a, b)
+    // Deliver until A has B's hello (A starts reading what it stores for B then), and write.
+    while (net.links.get('a|b')?.a.isReady !== true) await net.step()
+    a.collection('notes').set('late', { i: 5 }, 'local')
+    await net.settle()
+    expect(b.snapshot()).toEqual(a.snapshot())
+    expect(Object.keys(b.collection('notes').entries())).toHaveLength(6)
+    expect(a.storedAnswers).toBe(1)
+    expect(b.adopted).toEqual(['notes'])
+    const toB = net.delivered.filter((d) => d.to === 'b').map((d) => decodeFrame(d.frame))
+    const steps = toB.flatMap((f) => (f.type === FrameType.SYNC && f.collection === 'notes' ? [f.step] : []))
+    // A's own request, the late write (live), then the answer: the first stored update as it
+    // is and the four after it merged into the STEP2.
+    expect(steps).toEqual([SyncStep.STEP1, SyncStep.UPDATE, SyncStep.UPDATE, SyncStep.STEP2])
+    expect(net.links.get('a|b')?.b.isCaughtUp).toBe(true)
+  })
+
   it('merges a burst of transactions into few frames', async () => {
     const net = new MemoryNetwork(prng(3))
     const a = new MemoryPeer('a')
@@ -118,11 +141,13 @@ describe('sync engine over an in-memory network', () => {
 
   it('converges 5 peers after thousands of random edits, partitions and reconnects', async () => {
     // Seeds 14-16: hosts that adopt a collection they lack from the first update a peer sends.
+    // Seeds 17-18: they also answer a peer that lacks a collection with its stored updates.
     let adoptions = 0
-    for (const seed of [11, 12, 13, 14, 15, 16]) {
+    let storedAnswers = 0
+    for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
       const random = prng(seed)
       const net = new MemoryNetwork(random)
-      const peers = ['p0', 'p1', 'p2', 'p3', 'p4'].map((id) => new MemoryPeer(id, 'ws', { adopts: seed >= 14 }))
+      const peers = ['p0', 'p1', 'p2', 'p3', 'p4'].map((id) => new MemoryPeer(id, 'ws', { adopts: seed >= 14, stores: seed >= 17 }))
       const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)] as T
       for (let i = 0; i < 3000; i++) {
         const r = random()
@@ -155,8 +180,10 @@ describe('sync engine over an in-memory network', () => {
       }
       expect(Object.keys(first.snapshot()).length).toBe(3)
       if (seed >= 14) adoptions += peers.reduce((n, p) => n + p.adopted.length, 0)
+      storedAnswers += peers.reduce((n, p) => n + p.storedAnswers, 0)
     }
     expect(adoptions).toBeGreaterThan(0)
+    expect(storedAnswers).toBeGreaterThan(0)
   })
 })
 
