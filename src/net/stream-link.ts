@@ -9,6 +9,8 @@ import type { PeerLink } from '../sync/sync-engine.js'
 const WRITE_BATCH_BYTES = 256 * 1024
 /** Frames up to this size are copied behind their length prefix (one send); larger ones go as two sends. */
 const COPY_BELOW_BYTES = 64 * 1024
+/** A large frame is handed to the stream in slices of this size. */
+const SEND_SLICE_BYTES = 256 * 1024
 
 /**
  * A PeerLink over one libp2p stream with varint-length-prefixed frames.
@@ -170,7 +172,7 @@ export class StreamLink implements PeerLink {
 
 /**
  * The frames with their varint length prefixes, in as few buffers as possible: small frames
- * are copied into one buffer, a large frame goes as its prefix and itself (not copied).
+ * are copied into one buffer, a large frame goes as its prefix and itself in slices (not copied).
  */
 function lengthPrefixed(frames: Uint8Array[]): Uint8Array[] {
   const out: Uint8Array[] = []
@@ -197,7 +199,11 @@ function lengthPrefixed(frames: Uint8Array[]): Uint8Array[] {
       continue
     }
     flushSmall()
-    out.push(varint.encode(f.byteLength), f)
+    out.push(varint.encode(f.byteLength))
+    // In slices (views, not copies): each is encrypted and on the socket before the next is
+    // taken, so the peer starts reading a large frame at once rather than once megabytes of
+    // it are encrypted.
+    for (let at = 0; at < f.byteLength; at += SEND_SLICE_BYTES) out.push(f.subarray(at, Math.min(f.byteLength, at + SEND_SLICE_BYTES)))
   }
   flushSmall()
   return out

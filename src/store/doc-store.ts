@@ -50,6 +50,8 @@ function corruption(collection: string, what: string, cause?: unknown): KitsyncE
 
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
 const MAX_UNWRITTEN = 10_000
+/** How long appends already in the write-ahead file wait for others before going to LevelDB. */
+const WRITE_BEHIND_MS = 10
 /** A log longer than this is not sent entry by entry (see CollectionLog.storedState). */
 const MAX_STORED_ENTRIES = 256
 
@@ -213,6 +215,8 @@ export class CollectionLog {
   private lastSeq: number
   private readonly state: LogState
   private pending: PendingAppend[] = []
+  /** Set while appends in the write-ahead file wait to be written to LevelDB together (see kickSoon). */
+  private behindTimer: NodeJS.Timeout | undefined
   /** An append that skipped the write-ahead file and is not in LevelDB yet (see append). */
   private unlogged: Promise<void> | undefined
   private running: Promise<void> | undefined
@@ -257,7 +261,8 @@ export class CollectionLog {
       const behind = this.pending.length >= MAX_UNWRITTEN
       const written = new Promise<void>((resolve, reject) => {
         this.pending.push({ update, logged: true, resolve, reject: behind ? reject : () => undefined })
-        this.kick()
+        if (behind) this.kick()
+        else this.kickSoon()
       })
       return behind ? written : (this.unlogged ?? Promise.resolve())
     }
@@ -311,10 +316,12 @@ export class CollectionLog {
     }
   }
 
-  /** No compaction starts from now on (the owner is closing; it compacts by itself first). */
+  /** No compaction or deferred write starts from now on (the owner is closing; it flushes and compacts by itself first). */
   stop(): void {
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
+    if (this.behindTimer !== undefined) clearTimeout(this.behindTimer)
     this.idleTimer = undefined
+    this.behindTimer = undefined
     this.stopped = true
   }
 
@@ -349,6 +356,7 @@ export class CollectionLog {
 
   /** Resolves when everything queued so far is written. */
   async flush(): Promise<void> {
+    if (this.behindTimer !== undefined) this.kick()
     while (this.running !== undefined) await this.running
   }
 
@@ -357,7 +365,21 @@ export class CollectionLog {
     this.kick()
   }
 
+  /**
+   * Write what the write-ahead file holds to LevelDB a little later, together with whatever
+   * comes meanwhile. It is durable already, and a writer of one update every millisecond or so
+   * (an app typing, a mesh relaying) would otherwise cost a LevelDB batch and an emptying of
+   * the file per update, on the main thread, in the gaps a peer's next update needs.
+   */
+  private kickSoon(): void {
+    if (this.running !== undefined || this.behindTimer !== undefined) return
+    this.behindTimer = setTimeout(() => this.kick(), WRITE_BEHIND_MS)
+    this.behindTimer.unref()
+  }
+
   private kick(): void {
+    if (this.behindTimer !== undefined) clearTimeout(this.behindTimer)
+    this.behindTimer = undefined
     if (this.running !== undefined) return
     this.running = this.drain().finally(() => {
       this.running = undefined

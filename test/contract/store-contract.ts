@@ -139,7 +139,11 @@ export function storeContract(name: string, fixture: StoreFixture): void {
         for (const u of updates ?? []) Y.applyUpdate(doc, u)
         return new RecordCollection('c', doc).entries()
       }
-      for (let i = 0; i < 40; i++) await ws.set('c', `k${i}`, { i })
+      // A collection under 64 KiB is sent from its document, not from the store.
+      const pad = 'x'.repeat(2000)
+      await ws.set('c', 'k0', { i: 0, pad })
+      expect(await ws.storedState('c')).toBeUndefined()
+      for (let i = 1; i < 40; i++) await ws.set('c', `k${i}`, { i, pad })
       await ws.compact('c')
       for (let i = 0; i < 5; i++) await ws.set('c', `late${i}`, i)
       const stored = await ws.storedState('c')
@@ -152,7 +156,7 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       expect(state(during)).toEqual(await ws.getAll('c'))
       expect(await ws.storedState('c')).toHaveLength(1)
       // A long log is not handed out entry by entry, and nothing is for a collection not held.
-      for (let i = 0; i < 300; i++) await ws.set('long', `k${i}`, i)
+      for (let i = 0; i < 300; i++) await ws.set('long', `k${i}`, { i, pad })
       expect(await ws.storedState('long')).toBeUndefined()
       expect(await ws.storedState('nope')).toBeUndefined()
       await ws.close()

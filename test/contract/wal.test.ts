@@ -54,6 +54,33 @@ describe('write-ahead file', () => {
     await reopened.close()
   })
 
+  it('writes what the file holds to LevelDB a moment later, many updates together, and at once on flush', async () => {
+    const h = await home()
+    const ws = await LocalWorkspace.open({ home: h })
+    await ws.set('notes', 'first', 0)
+    await ws.flush()
+    const db = ws.store.db as unknown as { batch: (...args: unknown[]) => Promise<void> }
+    const batch = db.batch.bind(db)
+    let batches = 0
+    db.batch = (...args) => {
+      batches++
+      return batch(...args)
+    }
+    // One write per turn of the event loop, as an app typing or a peer relaying makes them.
+    for (let i = 0; i < 20; i++) {
+      await ws.set('notes', `k${i}`, i)
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    expect(batches).toBeLessThan(10)
+    expect(statSync(join(h, 'store.wal')).size).toBeGreaterThan(0)
+    await ws.flush()
+    expect(statSync(join(h, 'store.wal')).size).toBe(0)
+    await ws.close()
+    const reopened = await LocalWorkspace.open({ home: h })
+    expect(Object.keys(await reopened.getAll('notes'))).toHaveLength(21)
+    await reopened.close()
+  })
+
   it('a copy of a whole collection goes to LevelDB only, and a write after it waits for it', async () => {
     const h = await home()
     const ws = await LocalWorkspace.open({ home: h })

@@ -6,6 +6,7 @@
  * The store is damaged directly in LevelDB (see src/store/doc-store.ts for the key layout:
  * `m!<name>` metadata, `s!<name>` snapshot, `u!<name>!<seq>` log).
  */
+import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -20,6 +21,7 @@ import {
   runLimited,
   startPeer,
   stopProc,
+  waitUntil,
 } from '../helpers/cli.js'
 
 const GARBAGE = Uint8Array.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0x13, 0x37, 0xff, 0x42, 0x42, 0x42, 0x42])
@@ -148,6 +150,8 @@ describe('a damaged value in the store', () => {
     // killed stays in the update log, so there is a log entry to damage.
     const peer = await startPeer(home)
     await kitsyncOk(home, ['set', 'alpha', 'a0', '{"v":0}'])
+    // Acknowledged from the write-ahead file; it is in LevelDB's log once the file is empty.
+    await waitUntil(async () => (statSync(join(home, 'store.wal')).size === 0 ? true : undefined), 10_000, 'the write-ahead file emptied into LevelDB')
     expect(await stopProc(peer.proc, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' })
     const before = await readStore(home)
     const damaged = await damage(home, (keys) => keys.filter((k) => k.startsWith('u!alpha!')).at(-1), () => GARBAGE)
