@@ -41,7 +41,7 @@ function isPlainJson(value: unknown, parents: object[]): boolean {
   } else {
     const proto = Object.getPrototypeOf(value) as unknown
     if (proto !== Object.prototype && proto !== null) ok = false
-    else for (const k in value) if (ok && Object.hasOwn(value, k)) ok = isPlainJson((value as Record<string, unknown>)[k], parents)
+    else for (const k in value) if (ok && Object.hasOwn(value, k)) ok = k !== '__proto__' && isPlainJson((value as Record<string, unknown>)[k], parents)
   }
   parents.pop()
   return ok
@@ -64,7 +64,11 @@ function describeBadJson(value: unknown, path: string, seen: Set<object>): void 
     if (proto !== Object.prototype && proto !== null) {
       throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a plain object`)
     }
-    for (const [k, v] of Object.entries(value)) describeBadJson(v, `${path}.${k}`, seen)
+    for (const [k, v] of Object.entries(value)) {
+      // Yjs (like any plain object) would take it as the prototype: the value would be lost.
+      if (k === '__proto__') throw new KitsyncError('INVALID_ARGUMENT', `${path} has a key named __proto__, which cannot be stored`)
+      describeBadJson(v, `${path}.${k}`, seen)
+    }
   }
   seen.delete(value)
 }

@@ -30,4 +30,5 @@ export function assertFieldName(field: string): void {
   if (typeof field !== 'string' || field.length === 0) {
     throw new KitsyncError('INVALID_NAME', `invalid field name ${JSON.stringify(field)}: use a non-empty string`)
   }
+  if (field === '__proto__') throw new KitsyncError('INVALID_NAME', 'a field cannot be named __proto__ (it cannot be stored)')
 }

@@ -694,7 +694,8 @@ export class RecordCollection {
   }
 
   private typeOf(field: string): FieldType {
-    return this.fieldTypes[field] ?? 'register'
+    // Own properties only: a field named like an Object.prototype member ("constructor") is a register.
+    return Object.hasOwn(this.fieldTypesValue, field) ? (this.fieldTypesValue[field] as FieldType) : 'register'
   }
 
   private assertSetField(field: string): void {

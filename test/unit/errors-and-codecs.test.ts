@@ -46,6 +46,9 @@ describe('input validation', () => {
     expect(() => assertJsonValue({ a: [1, { b: () => 1 }] })).toThrow('value.a[1].b is not a JSON value (function)')
     const shared = { x: 1 }
     expect(() => assertJsonValue({ p: shared, q: [shared, shared] })).not.toThrow()
+    // A key JSON.parse makes an own property, but no stored object could keep.
+    expect(() => assertJsonValue(JSON.parse('{"a":{"__proto__":{"x":1}}}'))).toThrow('value.a has a key named __proto__, which cannot be stored')
+    expect(() => assertJsonValue({ constructor: 1, toString: 'x' })).not.toThrow()
   })
 
   it('accepts collection names of letters, digits, dot, dash and underscore', () => {

@@ -147,6 +147,18 @@ describe('RecordCollection', () => {
     expect(() => c.set('a', 1, LOCAL, '')).toThrow(/invalid field name/)
   })
 
+  it('keeps fields named like Object.prototype members, and refuses one named __proto__', () => {
+    const a = device(1)
+    const b = device(2)
+    a.set('k', { constructor: 'c', toString: 't', valueOf: 1, plain: 2 }, LOCAL)
+    a.set('k', 'h', LOCAL, 'hasOwnProperty')
+    exchange(a, b)
+    const expected = { constructor: 'c', hasOwnProperty: 'h', plain: 2, toString: 't', valueOf: 1 }
+    expect(a.get('k')).toEqual(expected)
+    expect(b.get('k')).toEqual(expected)
+    expect(() => a.set('k', 1, LOCAL, '__proto__')).toThrow(/__proto__/)
+  })
+
   it('emits one change per touched record with the transaction origin', () => {
     const a = device(1)
     const b = device(2)
