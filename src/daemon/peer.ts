@@ -243,12 +243,9 @@ export class Peer {
       this.joining.inviter = undefined
     }
     for (const id of this.mesh.connectedPeers()) this.blind.connect(id)
-    // Remember the inviter's addresses, so this device finds it again after a restart (written
-    // while the copy comes in: the session does not need them).
-    const [, caughtUp] = await Promise.all([
-      rememberBootstrap(this.paths, token.addresses.map((a) => `${a}/p2p/${token.inviter}`)),
-      this.syncWith(token.inviter, options.waitMs ?? 60_000),
-    ])
+    // Remember the inviter's addresses, so this device finds it again after a restart.
+    await rememberBootstrap(this.paths, token.addresses.map((a) => `${a}/p2p/${token.inviter}`))
+    const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000)
     return { workspaceId: welcome.workspaceId, name: welcome.name, inviter: token.inviter, caughtUp }
   }
 
