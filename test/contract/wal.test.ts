@@ -18,6 +18,26 @@ async function home(): Promise<string> {
   return d
 }
 
+/** Run `hook` (and wait for it) before each LevelDB batch of the workspace's store. */
+function beforeEachBatch(ws: LocalWorkspace, hook: () => void | Promise<void>): void {
+  const db = ws.store.db as unknown as { batch: (...args: unknown[]) => Promise<void> }
+  const batch = db.batch.bind(db)
+  db.batch = async (...args) => {
+    await hook()
+    return batch(...args)
+  }
+}
+
+/** After a flush the write-ahead file is empty (LevelDB has it all); the collection reloads whole. */
+async function expectAllInLevelDb(h: string, ws: LocalWorkspace, collection: string, records: number): Promise<void> {
+  await ws.flush()
+  expect(statSync(join(h, 'store.wal')).size).toBe(0)
+  await ws.close()
+  const reopened = await LocalWorkspace.open({ home: h })
+  expect(Object.keys(await reopened.getAll(collection))).toHaveLength(records)
+  await reopened.close()
+}
+
 describe('write-ahead file', () => {
   it('reads back whole records and drops a torn one at the end', async () => {
     const path = join(await home(), 'x.wal')
@@ -59,13 +79,10 @@ describe('write-ahead file', () => {
     const ws = await LocalWorkspace.open({ home: h })
     await ws.set('notes', 'first', 0)
     await ws.flush()
-    const db = ws.store.db as unknown as { batch: (...args: unknown[]) => Promise<void> }
-    const batch = db.batch.bind(db)
     let batches = 0
-    db.batch = (...args) => {
+    beforeEachBatch(ws, () => {
       batches++
-      return batch(...args)
-    }
+    })
     // One write per turn of the event loop, as an app typing or a peer relaying makes them.
     for (let i = 0; i < 20; i++) {
       await ws.set('notes', `k${i}`, i)
@@ -73,12 +90,7 @@ describe('write-ahead file', () => {
     }
     expect(batches).toBeLessThan(10)
     expect(statSync(join(h, 'store.wal')).size).toBeGreaterThan(0)
-    await ws.flush()
-    expect(statSync(join(h, 'store.wal')).size).toBe(0)
-    await ws.close()
-    const reopened = await LocalWorkspace.open({ home: h })
-    expect(Object.keys(await reopened.getAll('notes'))).toHaveLength(21)
-    await reopened.close()
+    await expectAllInLevelDb(h, ws, 'notes', 21)
   })
 
   it('a copy of a whole collection goes to LevelDB only, and a write after it waits for it', async () => {
@@ -88,14 +100,9 @@ describe('write-ahead file', () => {
     for (let i = 0; i < 400; i++) source.set(`k${i}`, { pad: 'x'.repeat(1000), i }, 'local')
     const copy = Y.encodeStateAsUpdate(source.doc)
     // LevelDB takes no write until released.
-    const db = ws.store.db as unknown as { batch: (...args: unknown[]) => Promise<void> }
-    const batch = db.batch.bind(db)
     let release = (): void => undefined
     const gate = new Promise<void>((resolve) => (release = resolve))
-    db.batch = async (...args) => {
-      await gate
-      return batch(...args)
-    }
+    beforeEachBatch(ws, () => gate)
     await ws.adopt('copied', copy)
     let acked = false
     const after = ws.set('copied', 'after', 1).then(() => (acked = true))
@@ -108,11 +115,6 @@ describe('write-ahead file', () => {
     expect(acked).toBe(false)
     release()
     await after
-    await ws.flush()
-    expect(statSync(join(h, 'store.wal')).size).toBe(0)
-    await ws.close()
-    const reopened = await LocalWorkspace.open({ home: h })
-    expect(Object.keys(await reopened.getAll('copied'))).toHaveLength(401)
-    await reopened.close()
+    await expectAllInLevelDb(h, ws, 'copied', 401)
   })
 })

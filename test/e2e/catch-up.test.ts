@@ -1,8 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { startPeer } from '../../dist/index.js'
+import { cleanup, makeHome as home } from '../helpers/cli.js'
 
 /**
  * A new device copying a large collection from a running peer, over real libp2p (TCP, Noise,
@@ -11,19 +9,12 @@ import { startPeer } from '../../dist/index.js'
  */
 
 type Peer = Awaited<ReturnType<typeof startPeer>>
-const dirs: string[] = []
 const peers: Peer[] = []
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
 afterAll(async () => {
   for (const p of peers) await p.stop().catch(() => undefined)
-  for (const d of dirs) await rm(d, { recursive: true, force: true })
+  await cleanup()
 })
-
-async function home(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'ks-catchup-'))
-  dirs.push(d)
-  return d
-}
 
 async function peer(h: string): Promise<Peer> {
   const p = await startPeer({ home: h, listen: LOOPBACK, mdns: false, control: false })
