@@ -282,9 +282,14 @@ export class CollectionLog {
     return written
   }
 
-  /** The first update of an empty collection, large enough to be stored as its snapshot (see writeAppends). */
+  /** An update that, written now and alone, would become the collection's snapshot (see writeAppends). */
   private isWholeState(update: Uint8Array): boolean {
-    return this.state.snapshotBytes === 0 && this.state.logEntries === 0 && this.pending.length === 0 && this.running === undefined && update.byteLength > this.store.policy.minBytes
+    return this.pending.length === 0 && this.running === undefined && this.storedAsSnapshot(update)
+  }
+
+  /** The first update of an empty collection, large enough to be stored as its snapshot. */
+  private storedAsSnapshot(update: Uint8Array): boolean {
+    return this.state.snapshotBytes === 0 && this.state.logEntries === 0 && update.byteLength > this.store.policy.minBytes
   }
 
   /**
@@ -421,7 +426,7 @@ export class CollectionLog {
       ops.push({ type: 'put', key: metaKey(this.name), value: frame(encoder.encode(JSON.stringify(meta))) })
     }
     const only = batch.length === 1 ? (batch[0] as PendingAppend).update : undefined
-    if (only !== undefined && this.state.snapshotBytes === 0 && this.state.logEntries === 0 && only.byteLength > this.store.policy.minBytes) {
+    if (only !== undefined && this.storedAsSnapshot(only)) {
       // The first, large update of an empty collection (a device copying a workspace) is the
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
       const snap = frame(only)

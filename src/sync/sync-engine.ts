@@ -630,11 +630,11 @@ export class SyncSession {
    * sent, the session forwards as live updates, as for any answer.
    */
   private prefetch(names: string[]): void {
-    const read = this.engine.host.storedState
-    if (read === undefined) return
+    const host = this.engine.host
+    if (host.storedState === undefined) return
     for (const name of names) {
-      if (this.engine.host.hasCollection?.(name) === false) continue
-      const p = read.call(this.engine.host, name)
+      if (host.hasCollection?.(name) === false) continue
+      const p = host.storedState(name)
       p.catch(() => undefined)
       this.prefetched.set(name, p)
     }
