@@ -69,9 +69,6 @@ import { WorkspaceSync } from './workspace-sync.js'
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
-/** A collection stored in fewer bytes is sent to a new device from its document, not its store (see storedState). */
-const STORED_STATE_MIN_BYTES = 64 * 1024
-
 /** Origin of the change events of a collection adopted from a peer (see adopt). */
 const ADOPTED_ORIGIN = Symbol('kitsync:adopted')
 
@@ -613,15 +610,10 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return this.ready.get(name)?.collection.doc
   }
 
-  /**
-   * SyncHost: the collection's stored updates, to send whole to a device that has none of it
-   * (see CollectionLog.storedState). Undefined for a small collection: encoding its document
-   * takes less than a read of the store.
-   */
+  /** SyncHost: the collection's stored updates, to send whole to a device that has none of it (see CollectionLog.storedState). */
   async storedState(name: string): Promise<Uint8Array[] | undefined> {
     if (!this.hasCollection(name)) return undefined
-    const { log } = await this.load(name)
-    return log.stats().bytes < STORED_STATE_MIN_BYTES ? undefined : log.storedState()
+    return (await this.load(name)).log.storedState()
   }
 
   /** SyncHost: resolves when every update of this collection so far is durable. */

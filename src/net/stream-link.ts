@@ -7,7 +7,7 @@ import type { PeerLink } from '../sync/sync-engine.js'
 
 /** Frames queued together are written together, up to this many bytes. */
 const WRITE_BATCH_BYTES = 256 * 1024
-/** Frames up to this size are copied behind their length prefix (one send); larger ones go as two sends. */
+/** Frames up to this size are copied behind their length prefix (one send); larger ones go as the prefix, then in slices. */
 const COPY_BELOW_BYTES = 64 * 1024
 /** A large frame is handed to the stream in slices of this size. */
 const SEND_SLICE_BYTES = 256 * 1024

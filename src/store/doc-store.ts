@@ -52,6 +52,8 @@ function corruption(collection: string, what: string, cause?: unknown): KitsyncE
 const MAX_UNWRITTEN = 10_000
 /** How long appends already in the write-ahead file wait for others before going to LevelDB. */
 const WRITE_BEHIND_MS = 10
+/** A collection stored in fewer bytes is sent from its document, not its store (see CollectionLog.storedState). */
+const STORED_STATE_MIN_BYTES = 64 * 1024
 /** A log longer than this is not sent entry by entry (see CollectionLog.storedState). */
 const MAX_STORED_ENTRIES = 256
 
@@ -297,28 +299,25 @@ export class CollectionLog {
    * LevelDB after it: together they hold every update the collection's document has taken (its
    * owner appends each one as it happens). A device that has nothing of the collection can be
    * sent these as they are instead of a fresh Y.encodeStateAsUpdate of the document, which
-   * costs far more for a large collection. Undefined when the log is long (re-encoding is then
-   * cheaper than sending every entry) or a write failed.
+   * costs far more for a large collection. Undefined when encoding is cheaper (a small
+   * collection, or a long log that would be sent entry by entry) or a write failed.
    */
   async storedState(): Promise<Uint8Array[] | undefined> {
+    if (this.stats().bytes < STORED_STATE_MIN_BYTES) return undefined
     while (this.running !== undefined) await this.running
     if (this.failure !== undefined || this.state.logEntries + this.pending.length > MAX_STORED_ENTRIES) return undefined
-    // Hold the writer while reading: a compaction between reading the snapshot and the log
-    // would delete entries the old snapshot does not hold.
-    let release = (): void => undefined
-    this.running = new Promise<void>((resolve) => (release = resolve))
-    try {
-      const stored = await this.store.readStored(this.name)
-      for (const p of this.pending) stored.push(p.update)
-      return stored
-    } catch {
-      // The caller encodes the document instead, which holds the same.
-      return undefined
-    } finally {
-      this.running = undefined
-      release()
-      if (this.pending.length > 0 || this.compactRequested) this.kick()
-    }
+    // In the writer's place: a compaction between reading the snapshot and the log would
+    // delete entries the old snapshot does not hold.
+    return this.exclusive(async () => {
+      try {
+        const stored = await this.store.readStored(this.name)
+        for (const p of this.pending) stored.push(p.update)
+        return stored
+      } catch {
+        // The caller encodes the document instead, which holds the same.
+        return undefined
+      }
+    })
   }
 
   /** No compaction or deferred write starts from now on (the owner is closing; it flushes and compacts by itself first). */
@@ -386,10 +385,24 @@ export class CollectionLog {
     if (this.behindTimer !== undefined) clearTimeout(this.behindTimer)
     this.behindTimer = undefined
     if (this.running !== undefined) return
-    this.running = this.drain().finally(() => {
+    void this.exclusive(() => this.drain())
+  }
+
+  /**
+   * Run `work` in the writer's place (the caller checked it is free): no batch or compaction
+   * starts until it is done, and whatever was queued meanwhile is written after it.
+   */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = work()
+    this.running = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    void this.running.then(() => {
       this.running = undefined
       if (this.pending.length > 0 || this.compactRequested) this.kick()
     })
+    return result
   }
 
   private async drain(): Promise<void> {
