@@ -151,8 +151,26 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       expect(stored).toHaveLength(6)
       expect(state(stored)).toEqual(await ws.getAll('c'))
       // A compaction asked for during the read waits for it: the snapshot read and the log
-      // read belong together.
+      // read belong together. The snapshot read is held until a batch is written (or 50
+      // turns pass), so a compaction that did not wait would delete the log it reads next.
+      const level = ws.store.db as unknown as { get: (key: string) => Promise<unknown>; batch: (...args: unknown[]) => Promise<void> }
+      const [get, batch] = [level.get.bind(level), level.batch.bind(level)]
+      let batched = (): void => undefined
+      const batchWritten = new Promise<void>((resolve) => (batched = resolve))
+      const turns = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
+      }
+      level.batch = async (...args) => {
+        await batch(...args)
+        batched()
+      }
+      level.get = async (key) => {
+        const value = await get(key)
+        if (key === 's!c') await Promise.race([batchWritten, turns(50)])
+        return value
+      }
       const [during] = await Promise.all([ws.storedState('c'), ws.compact('c')])
+      ;[level.get, level.batch] = [get, batch]
       expect(state(during)).toEqual(await ws.getAll('c'))
       expect(await ws.storedState('c')).toHaveLength(1)
       // A long log is not handed out entry by entry, and nothing is for a collection not held.
