@@ -1,4 +1,3 @@
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
@@ -13,6 +12,7 @@ import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SessionStats, SyncEngine, SyncSession } from '../sync/sync-engine.js'
+import { corkedNoise } from './corked-noise.js'
 import type { PrivateMdns } from './private-mdns.js'
 import { StreamLink } from './stream-link.js'
 
@@ -133,7 +133,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       privateKey: options.privateKey,
       addresses: { listen },
       transports: [tcp(), circuitRelayTransport()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [corkedNoise()],
       streamMuxers: [yamux()],
       connectionManager: { ...INBOUND_LIMITS },
       peerDiscovery: [],

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs'
+import { LengthPrefixedDecoder } from '@libp2p/utils'
+import * as varint from 'uint8-varint'
 import { describe, expect, it } from 'vitest'
 import { shouldCompact, DEFAULT_COMPACTION } from '../../src/core/compaction-policy.js'
 import { ERROR_CODES, exitCodeFor, KitsyncError } from '../../src/core/errors.js'
@@ -6,6 +8,7 @@ import { assertJsonValue, parseJson } from '../../src/core/json.js'
 import { assertCollectionName } from '../../src/core/names.js'
 import { KITSYNC_VERSION } from '../../src/core/version.js'
 import { LineSplitter, parseRequest } from '../../src/protocol/control.js'
+import { decodeLength } from '../../src/net/stream-link.js'
 import { frame, unframe } from '../../src/store/framing.js'
 
 describe('errors', () => {
@@ -105,5 +108,25 @@ describe('utf8Length', () => {
     for (const s of ['', 'abc', 'é', 'ü€', '日本語', '😀', 'a😀b€é', '\u07ff\u0800\uffff']) {
       expect(utf8Length(s)).toBe(new TextEncoder().encode(s).byteLength)
     }
+  })
+})
+
+describe('sync stream framing', () => {
+  it('reads frames whose length prefix and body arrive split at every byte, and refuses an endless prefix', () => {
+    const frames = [new Uint8Array(0x3fff + 5).fill(7), Uint8Array.of(1, 2, 3), new Uint8Array(200).fill(9)]
+    const wire = Buffer.concat(frames.flatMap((f) => [varint.encode(f.byteLength), f]))
+    const decoder = new LengthPrefixedDecoder({ maxDataLength: 1 << 20, lengthDecoder: decodeLength })
+    const out: Uint8Array[] = []
+    // One byte at a time: the prefix of the first frame (3 bytes) is incomplete twice.
+    for (let i = 0; i < wire.byteLength; i++) for (const f of decoder.decode(wire.subarray(i, i + 1))) out.push(f.subarray())
+    expect(out.map((f) => Buffer.from(f))).toEqual(frames.map((f) => Buffer.from(f)))
+    // An incomplete prefix is "wait for more" (a RangeError, which the decoder swallows)...
+    expect(() => decodeLength(Uint8Array.of(0x80, 0x80))).toThrow(RangeError)
+    // ...and so is a prefix that never ends (the varint reader's own error), until the read
+    // buffer's limit refuses the stream.
+    expect(() => decodeLength(new Uint8Array(12).fill(0xff))).toThrow(RangeError)
+    const endless = new LengthPrefixedDecoder({ maxBufferSize: 64, lengthDecoder: decodeLength })
+    expect([...endless.decode(new Uint8Array(60).fill(0xff))]).toEqual([])
+    expect(() => [...endless.decode(new Uint8Array(8).fill(0xff))]).toThrow(/limit/)
   })
 })
