@@ -175,6 +175,8 @@ export class Peer {
         if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch(() => undefined)
       })
       invites.on('pending', (e) => workspace.emitEvent('pairing:pending', e))
+      // A device just admitted asks for everything next: its copy is read while the pairing ends.
+      invites.on('used', ({ deviceId }) => engine.expectNewDevice(deviceId))
       invites.on('refused', ({ deviceId, code, message }) => void workspace.audit('pairing-refused', `${code}: ${message}`, deviceId).catch(() => undefined))
       await workspace.revocations()
       for (const [event, listener] of Object.entries(options.listeners ?? {})) workspace.on(event as keyof WorkspaceEvents, listener as never)

@@ -164,6 +164,10 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
   private readonly docs = new Map<string, Y.Doc>()
   private readonly active = new Set<SyncSession>()
   private readonly buckets = new Map<string, { tokens: number; at: number }>()
+  /** Updates seen per tracked collection, local and remote: a read ahead is used only if none came since it started. */
+  private readonly changes = new Map<string, number>()
+  /** Stored states read for devices just admitted, before their first session (see expectNewDevice). */
+  private readonly readAhead = new Map<string, { reads: Map<string, { read: Promise<Uint8Array[] | undefined>; changes: number }>; timer: ReturnType<typeof setTimeout> }>()
   /** Totals over all sessions, for status and tests. */
   readonly totals = { framesIn: 0, sessionsFailed: 0 }
   /** Counters per peer and per collection (kitsync stats). */
@@ -195,6 +199,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
     doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
+      this.changes.set(name, (this.changes.get(name) ?? 0) + 1)
       for (const session of this.active) if (session !== origin && session.shares(name)) session.enqueue(name, update, tr.beforeState)
     })
   }
@@ -220,6 +225,48 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     const doc = await this.host.openDoc(name)
     this.track(name, doc)
     return doc
+  }
+
+  /**
+   * A device was just admitted to the workspace: it holds nothing yet, and its first session
+   * will ask for every collection it shares. Start reading their stored state now, while the
+   * pairing ends and the device opens its session, instead of once its hello arrives. A read
+   * is kept for READ_AHEAD_MS, and used only if the collection did not change since it
+   * started (a write made before the session existed would not reach the device otherwise).
+   */
+  expectNewDevice(peerId: string): void {
+    const host = this.host
+    if (host.storedState === undefined) return
+    this.dropReadAhead(peerId)
+    const reads = new Map<string, { read: Promise<Uint8Array[] | undefined>; changes: number }>()
+    for (const name of this.docs.keys()) {
+      if (!this.shares(peerId, name)) continue
+      const changes = this.changes.get(name) ?? 0
+      const read = host.storedState(name)
+      read.catch(() => undefined)
+      reads.set(name, { read, changes })
+    }
+    const timer = setTimeout(() => this.readAhead.delete(peerId), READ_AHEAD_MS)
+    timer.unref?.()
+    this.readAhead.set(peerId, { reads, timer })
+  }
+
+  /** @internal The stored state read ahead for this device, if still current; each is handed out once. */
+  takeReadAhead(peerId: string, name: string): Promise<Uint8Array[] | undefined> | undefined {
+    const ahead = this.readAhead.get(peerId)
+    const entry = ahead?.reads.get(name)
+    if (ahead === undefined || entry === undefined) return undefined
+    ahead.reads.delete(name)
+    if (ahead.reads.size === 0) this.dropReadAhead(peerId)
+    return (this.changes.get(name) ?? 0) === entry.changes ? entry.read : undefined
+  }
+
+  /** @internal Forget what was read ahead for this device (its session took what it needed). */
+  dropReadAhead(peerId: string): void {
+    const ahead = this.readAhead.get(peerId)
+    if (ahead === undefined) return
+    clearTimeout(ahead.timer)
+    this.readAhead.delete(peerId)
   }
 
   /** Whether a collection is exchanged with a peer (see SyncHost.shares). */
@@ -626,7 +673,8 @@ export class SyncSession {
    * Start reading the stored state of collections the peer does not have: it asks for each
    * of them with an empty state vector once it has our hello, and the reads (one LevelDB round
    * trip each, which would otherwise run one after the other as the requests are handled in
-   * order) are then done or under way. Whatever the stored state misses by the time it is
+   * order) are then done or under way; for a device just admitted they were started at its
+   * pairing (SyncEngine.expectNewDevice). Whatever the stored state misses by the time it is
    * sent, the session forwards as live updates, as for any answer.
    */
   private prefetch(names: string[]): void {
@@ -634,10 +682,11 @@ export class SyncSession {
     if (host.storedState === undefined) return
     for (const name of names) {
       if (host.hasCollection?.(name) === false) continue
-      const p = host.storedState(name)
+      const p = this.engine.takeReadAhead(this.peerId, name) ?? host.storedState(name)
       p.catch(() => undefined)
       this.prefetched.set(name, p)
     }
+    this.engine.dropReadAhead(this.peerId)
   }
 
   /** Ask the peer for a collection: send our state vector (empty if we do not have it). */
@@ -763,6 +812,9 @@ export class SyncSession {
  * Y.mergeUpdates slows down sharply with the number of inputs (10,000 small updates: over a
  * second); merging in groups of 32, level by level, gives the same update in a tenth of that.
  */
+/** How long a stored state read for a device just admitted waits for its session (see SyncEngine.expectNewDevice). */
+export const READ_AHEAD_MS = 20_000
+
 /** From this many queued updates of one collection, a flush encodes the document's gain instead of merging them. */
 export const DIFF_FROM_DOC_AT = 64
 

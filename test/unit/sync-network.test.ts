@@ -95,6 +95,28 @@ describe('sync engine over an in-memory network', () => {
     expect(net.links.get('a|b')?.b.isCaughtUp).toBe(true)
   })
 
+  it('reads the stored updates for a device just admitted before its session opens, and reads again if a write came between', async () => {
+    for (const writeBetween of [false, true]) {
+      const net = new MemoryNetwork(prng(7))
+      const a = new MemoryPeer('a', 'ws', { stores: true })
+      const b = new MemoryPeer('b', 'ws', { adopts: true })
+      for (let i = 0; i < 5; i++) a.collection('notes').set(`n${i}`, { i }, 'local')
+      a.engine.expectNewDevice('b')
+      // The read is done before any session exists.
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(a.storedAnswers).toBe(1)
+      // A write the read ahead does not hold, made before B's session exists: only a fresh read has it.
+      if (writeBetween) a.collection('notes').set('late', { i: 5 }, 'local')
+      net.connect(a, b)
+      await net.settle()
+      expect(b.snapshot()).toEqual(a.snapshot())
+      expect(Object.keys(b.collection('notes').entries())).toHaveLength(writeBetween ? 6 : 5)
+      // The read ahead answered B (no second read), unless the write made it stale.
+      expect(a.storedAnswers).toBe(writeBetween ? 2 : 1)
+      expect(b.adopted).toEqual(['notes'])
+    }
+  })
+
   it('merges a burst of transactions into few frames', async () => {
     const net = new MemoryNetwork(prng(3))
     const a = new MemoryPeer('a')
