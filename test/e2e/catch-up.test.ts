@@ -1,6 +1,6 @@
-import { afterAll, describe, expect, it } from 'vitest'
-import { startPeer } from '../../dist/index.js'
-import { cleanup, makeHome as home } from '../helpers/cli.js'
+import { describe, expect, it } from 'vitest'
+import { makeHome as home } from '../helpers/cli.js'
+import { loopbackPeers } from '../helpers/loopback-peers.js'
 
 /**
  * A new device copying a large collection from a running peer, over real libp2p (TCP, Noise,
@@ -8,23 +8,11 @@ import { cleanup, makeHome as home } from '../helpers/cli.js'
  * snapshot, then its log merged), and the joiner keeps that copy as its own snapshot.
  */
 
-type Peer = Awaited<ReturnType<typeof startPeer>>
-const peers: Peer[] = []
-const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
-afterAll(async () => {
-  for (const p of peers) await p.stop().catch(() => undefined)
-  await cleanup()
-})
-
-async function peer(h: string): Promise<Peer> {
-  const p = await startPeer({ home: h, listen: LOOPBACK, mdns: false, control: false })
-  peers.push(p)
-  return p
-}
+const peers = loopbackPeers()
 
 describe('catch-up of a new device', () => {
   it('copies a collection of megabytes from the snapshot and log the inviter stores, and keeps it', async () => {
-    const a = await peer(await home())
+    const a = await peers.start()
     const text = 'lorem ipsum dolor sit amet '.repeat(200)
     await Promise.all(Array.from({ length: 600 }, (_, i) => a.workspace.set('journal', `e${String(i).padStart(4, '0')}`, { i, text })))
     await a.workspace.compact('journal')
@@ -39,7 +27,7 @@ describe('catch-up of a new device', () => {
     }
 
     const jHome = await home()
-    const j = await peer(jHome)
+    const j = await peers.start(jHome)
     const invite = await a.createInvite()
     const result = await j.join(invite.token, 'joiner')
     expect(result.caughtUp).toBe(true)
@@ -53,9 +41,8 @@ describe('catch-up of a new device', () => {
     expect((served[0] as Uint8Array[])[0]?.byteLength).toBeGreaterThan(3_000_000)
     // The copy is the joiner's snapshot, and it survives a restart.
     expect((await j.workspace.storageStats('journal')).snapshotBytes).toBeGreaterThan(3_000_000)
-    await j.stop()
-    peers.splice(peers.indexOf(j), 1)
-    const again = await peer(jHome)
+    await peers.stop(j)
+    const again = await peers.start(jHome)
     expect(await again.workspace.getAll('journal')).toEqual(expected)
   })
 })

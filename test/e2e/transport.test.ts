@@ -1,7 +1,6 @@
 import { Socket } from 'node:net'
-import { afterAll, describe, expect, it } from 'vitest'
-import { startPeer } from '../../dist/index.js'
-import { cleanup, makeHome as home } from '../helpers/cli.js'
+import { describe, expect, it } from 'vitest'
+import { loopbackPeers } from '../helpers/loopback-peers.js'
 
 /**
  * What small updates cost on the wire between two real peers (TCP, Noise, yamux on loopback):
@@ -10,19 +9,7 @@ import { cleanup, makeHome as home } from '../helpers/cli.js'
  * most of an update's CPU.
  */
 
-type Peer = Awaited<ReturnType<typeof startPeer>>
-const peers: Peer[] = []
-const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
-afterAll(async () => {
-  for (const p of peers) await p.stop().catch(() => undefined)
-  await cleanup()
-})
-
-async function peer(): Promise<Peer> {
-  const p = await startPeer({ home: await home(), listen: LOOPBACK, mdns: false, control: false })
-  peers.push(p)
-  return p
-}
+const peers = loopbackPeers()
 
 /** Counts the system calls that write to TCP sockets of this process (one per `_writeGeneric`, whether one buffer or a writev). */
 function countSocketWrites(): { count: () => number; stop: () => void } {
@@ -38,8 +25,8 @@ function countSocketWrites(): { count: () => number; stop: () => void } {
 
 describe('the wire between two peers', () => {
   it('sends a small update in one socket write, and the reader sends no window update for it', async () => {
-    const a = await peer()
-    const b = await peer()
+    const a = await peers.start()
+    const b = await peers.start()
     const invite = await a.createInvite()
     expect((await b.join(invite.token, 'b')).caughtUp).toBe(true)
     const seen = (key: string): Promise<void> =>
@@ -71,8 +58,8 @@ describe('the wire between two peers', () => {
   })
 
   it('a collection larger than the window still arrives whole, as the reader grants more window at half', async () => {
-    const a = await peer()
-    const b = await peer()
+    const a = await peers.start()
+    const b = await peers.start()
     const invite = await a.createInvite()
     expect((await b.join(invite.token, 'b')).caughtUp).toBe(true)
     const text = 'x'.repeat(4000)
