@@ -136,6 +136,9 @@ export interface SessionStats {
 }
 
 const COLLECTION = /^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** How long a stored state read for a device just admitted waits for its session (see SyncEngine.expectNewDevice). */
+export const READ_AHEAD_MS = 20_000
+
 /** A Yjs update that holds nothing: no structs, empty delete set. */
 const EMPTY_UPDATE = new Uint8Array([0, 0])
 const EMPTY_STATE_VECTOR = new Uint8Array([0])
@@ -812,9 +815,6 @@ export class SyncSession {
  * Y.mergeUpdates slows down sharply with the number of inputs (10,000 small updates: over a
  * second); merging in groups of 32, level by level, gives the same update in a tenth of that.
  */
-/** How long a stored state read for a device just admitted waits for its session (see SyncEngine.expectNewDevice). */
-export const READ_AHEAD_MS = 20_000
-
 /** From this many queued updates of one collection, a flush encodes the document's gain instead of merging them. */
 export const DIFF_FROM_DOC_AT = 64
 
