@@ -20,7 +20,7 @@ const SCALE = process.env.BENCH_QUICK === '1' ? 0.1 : 1
 const n = (count) => Math.max(1, Math.round(count * SCALE))
 
 const LATENCY = { warmup: n(100), count: n(1_000), rounds: 10 }
-const BURST = { count: n(10_000), warmup: n(1_000), trials: 3 }
+const BURST = { count: n(10_000), warmup: n(1_000), trials: 5 }
 const LINE = { peers: 5, count: n(10_000), trials: 3 }
 const BIG = { bytes: Math.round(10 * 1024 * 1024 * SCALE), joiners: 3 }
 const IDLE = { peers: 3, settleMs: 3_000 }
