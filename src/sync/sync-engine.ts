@@ -167,10 +167,8 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
   private readonly docs = new Map<string, Y.Doc>()
   private readonly active = new Set<SyncSession>()
   private readonly buckets = new Map<string, { tokens: number; at: number }>()
-  /** Updates seen per tracked collection, local and remote: a read ahead is used only if none came since it started. */
-  private readonly changes = new Map<string, number>()
-  /** Stored states read for devices just admitted, before their first session (see expectNewDevice). */
-  private readonly readAhead = new Map<string, { reads: Map<string, { read: Promise<Uint8Array[] | undefined>; changes: number }>; timer: ReturnType<typeof setTimeout> }>()
+  /** Stored states read for devices just admitted, before their first session (see expectNewDevice); a change to a collection drops its reads. */
+  private readonly readAhead = new Map<string, { reads: Map<string, Promise<Uint8Array[] | undefined>>; timer: ReturnType<typeof setTimeout> }>()
   /** Totals over all sessions, for status and tests. */
   readonly totals = { framesIn: 0, sessionsFailed: 0 }
   /** Counters per peer and per collection (kitsync stats). */
@@ -202,7 +200,8 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
     doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
-      this.changes.set(name, (this.changes.get(name) ?? 0) + 1)
+      // A read started before this update does not hold it, and the device has no session yet to send it on.
+      if (this.readAhead.size > 0) for (const ahead of this.readAhead.values()) ahead.reads.delete(name)
       for (const session of this.active) if (session !== origin && session.shares(name)) session.enqueue(name, update, tr.beforeState)
     })
   }
@@ -234,34 +233,30 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
    * A device was just admitted to the workspace: it holds nothing yet, and its first session
    * will ask for every collection it shares. Start reading their stored state now, while the
    * pairing ends and the device opens its session, instead of once its hello arrives. A read
-   * is kept for READ_AHEAD_MS, and used only if the collection did not change since it
-   * started (a write made before the session existed would not reach the device otherwise).
+   * is kept for READ_AHEAD_MS, and dropped if the collection changes meanwhile (a write made
+   * before the session existed would not reach the device otherwise): the session reads again.
    */
   expectNewDevice(peerId: string): void {
     const host = this.host
     if (host.storedState === undefined) return
     this.dropReadAhead(peerId)
-    const reads = new Map<string, { read: Promise<Uint8Array[] | undefined>; changes: number }>()
+    const reads = new Map<string, Promise<Uint8Array[] | undefined>>()
     for (const name of this.docs.keys()) {
       if (!this.shares(peerId, name)) continue
-      const changes = this.changes.get(name) ?? 0
       const read = host.storedState(name)
       read.catch(() => undefined)
-      reads.set(name, { read, changes })
+      reads.set(name, read)
     }
     const timer = setTimeout(() => this.readAhead.delete(peerId), READ_AHEAD_MS)
     timer.unref?.()
     this.readAhead.set(peerId, { reads, timer })
   }
 
-  /** @internal The stored state read ahead for this device, if still current; each is handed out once. */
+  /** @internal The stored state read ahead for this device, if the collection did not change since; each is handed out once. */
   takeReadAhead(peerId: string, name: string): Promise<Uint8Array[] | undefined> | undefined {
-    const ahead = this.readAhead.get(peerId)
-    const entry = ahead?.reads.get(name)
-    if (ahead === undefined || entry === undefined) return undefined
-    ahead.reads.delete(name)
-    if (ahead.reads.size === 0) this.dropReadAhead(peerId)
-    return (this.changes.get(name) ?? 0) === entry.changes ? entry.read : undefined
+    const read = this.readAhead.get(peerId)?.reads.get(name)
+    this.readAhead.get(peerId)?.reads.delete(name)
+    return read
   }
 
   /** @internal Forget what was read ahead for this device (its session took what it needed). */
