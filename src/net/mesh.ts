@@ -305,9 +305,12 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private async onConnect(peer: PeerId): Promise<void> {
     const id = peer.toString()
     this.redials.delete(id)
+    // Only members are listed as connected. A device that is not one yet (pairing) is listed
+    // once its session opens; a revoked one is not told, keeps redialing, and must not show up
+    // as connected again (its sync streams are refused; no data flows).
+    if (!(await this.isMember(id).catch(() => false))) return
     this.touch(id, 'connected')
     if (this.stopped || this.sessions.has(id)) return
-    if (!(await this.isMember(id).catch(() => false))) return
     await this.openSync(peer).catch(() => undefined)
   }
 

@@ -41,6 +41,14 @@ describe('revocation', () => {
       DEADLINE,
       'A to drop its connection to B',
     )
+    // B is not told and redials A: A refuses its sync stream, and does not list B as connected again.
+    await waitUntil(
+      async () => ((await kitsyncJson<{ network?: { refusedConnections: number } }>(ha, ['status', '--json'])).network?.refusedConnections ?? 0) > 0 ? true : undefined,
+      DEADLINE,
+      'A to refuse B\u2019s redial',
+    )
+    const afterRedial = await kitsyncJson<{ peerId: string; state: string }[]>(ha, ['peers', '--json'])
+    expect(afterRedial.find((d) => d.peerId === bId)?.state).not.toBe('connected')
     // What B writes now reaches nobody; what A writes does not reach B.
     await b.set('notes', 'after', 2)
     await a.set('notes', 'secret-after', 3)
