@@ -239,7 +239,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
   expectNewDevice(peerId: string): void {
     const host = this.host
     if (host.storedState === undefined) return
-    this.dropReadAhead(peerId)
+    this.takeReadAhead(peerId)
     const reads = new Map<string, Promise<Uint8Array[] | undefined>>()
     for (const name of this.docs.keys()) {
       if (!this.shares(peerId, name)) continue
@@ -252,19 +252,13 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     this.readAhead.set(peerId, { reads, timer })
   }
 
-  /** @internal The stored state read ahead for this device, if the collection did not change since; each is handed out once. */
-  takeReadAhead(peerId: string, name: string): Promise<Uint8Array[] | undefined> | undefined {
-    const read = this.readAhead.get(peerId)?.reads.get(name)
-    this.readAhead.get(peerId)?.reads.delete(name)
-    return read
-  }
-
-  /** @internal Forget what was read ahead for this device (its session took what it needed). */
-  dropReadAhead(peerId: string): void {
+  /** @internal The stored states read ahead for this device (of the collections unchanged since), handed out once. */
+  takeReadAhead(peerId: string): Map<string, Promise<Uint8Array[] | undefined>> | undefined {
     const ahead = this.readAhead.get(peerId)
-    if (ahead === undefined) return
+    if (ahead === undefined) return undefined
     clearTimeout(ahead.timer)
     this.readAhead.delete(peerId)
+    return ahead.reads
   }
 
   /** Whether a collection is exchanged with a peer (see SyncHost.shares). */
@@ -678,13 +672,13 @@ export class SyncSession {
   private prefetch(names: string[]): void {
     const host = this.engine.host
     if (host.storedState === undefined) return
+    const ahead = this.engine.takeReadAhead(this.peerId)
     for (const name of names) {
       if (host.hasCollection?.(name) === false) continue
-      const p = this.engine.takeReadAhead(this.peerId, name) ?? host.storedState(name)
+      const p = ahead?.get(name) ?? host.storedState(name)
       p.catch(() => undefined)
       this.prefetched.set(name, p)
     }
-    this.engine.dropReadAhead(this.peerId)
   }
 
   /** Ask the peer for a collection: send our state vector (empty if we do not have it). */
