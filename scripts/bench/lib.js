@@ -4,7 +4,7 @@
 // `ctx.measure(spec, fn)`, which never throws: a failing figure is recorded with its error and
 // the section goes on with the next one.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -278,6 +278,16 @@ export async function startPeer(home, args = LOOPBACK_PEER_ARGS) {
     throw err
   }
   return { child, pid: child.pid, started: event, startMs: performance.now() - started, stop }
+}
+
+/**
+ * Change settings in a stopped peer's workspace.json (e.g. `{ maxDevices: 40 }`, which has no
+ * command-line option); the peer reads them when it starts.
+ */
+export async function editWorkspaceConfig(home, changes) {
+  const file = join(home, 'workspace.json')
+  const config = JSON.parse(await readFile(file, 'utf8'))
+  await writeFile(file, JSON.stringify({ ...config, ...changes }, null, 2) + '\n')
 }
 
 /** VmRSS and VmHWM (peak) of a process, in bytes, from /proc/PID/status (Linux). */

@@ -10,7 +10,7 @@
 import { fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
-import { BIN, LOOPBACK_PEER_ARGS, median, percentile, processMemory, ROOT, round, startPeer, summary, withTimeout } from './lib.js'
+import { BIN, editWorkspaceConfig, LOOPBACK_PEER_ARGS, median, percentile, processMemory, ROOT, round, startPeer, summary, withTimeout } from './lib.js'
 
 export const id = 'mesh'
 export const title = 'Mesh: sync between peers on loopback, against y-websocket'
@@ -22,7 +22,7 @@ const n = (count) => Math.max(1, Math.round(count * SCALE))
 const LATENCY = { warmup: n(100), count: n(1_000), rounds: 10 }
 const BURST = { count: n(10_000), warmup: n(1_000), trials: 5 }
 const LINE = { peers: 5, count: n(10_000), trials: 3 }
-const BIG = { bytes: Math.round(10 * 1024 * 1024 * SCALE), joiners: 3 }
+const BIG = { bytes: Math.round(10 * 1024 * 1024 * SCALE), joiners: 5 }
 const IDLE = { peers: 3, settleMs: 3_000 }
 const LISTEN = ['/ip4/127.0.0.1/tcp/0']
 const MESH_PEER = join(ROOT, 'scripts', 'bench', 'mesh-peer.js')
@@ -41,9 +41,9 @@ export async function run(ctx) {
     nodes.delete(node)
     return node.close()
   }
-  const kitsyncNode = async (name, bootstrap = []) => {
+  const kitsyncNode = async (name, bootstrap = [], home = undefined) => {
     const node = await spawnNode(name)
-    node.info = await node.request('kitsync-start', { home: await tmp.make(`mesh-${name}`), listen: LISTEN, bootstrap })
+    node.info = await node.request('kitsync-start', { home: home ?? (await tmp.make(`mesh-${name}`)), listen: LISTEN, bootstrap })
     return node
   }
   const wsNode = async (name, url, rooms, args = {}) => {
@@ -153,7 +153,7 @@ export async function run(ctx) {
     // -------------------------------------------------------------------------------------
     // 4. A new device joins a workspace of 10 MB (and a new client joins a 10 MB room).
     log(`  catch-up: ${round(BIG.bytes / MB)} MiB of records; ${BIG.joiners} kitsync joiners and ${BIG.joiners} y-websocket clients, interleaved`)
-    const catchUp = await interleavedCatchUp({ kitsyncNode, wsNode, pair, closeNode, url, serverPid: server.pid })
+    const catchUp = await interleavedCatchUp({ kitsyncNode, wsNode, pair, closeNode, url, serverPid: server.pid, tmp })
     figures.catchUp = await measure(
       {
         id: 'catchUp.10MB',
@@ -380,7 +380,7 @@ function burstFigure(result) {
  * the same records, then BIG.joiners rounds of one new kitsync device and one new client.
  * Returns functions that give each system's figure (or throw its error).
  */
-async function interleavedCatchUp({ kitsyncNode, wsNode, pair, closeNode, url, serverPid }) {
+async function interleavedCatchUp({ kitsyncNode, wsNode, pair, closeNode, url, serverPid, tmp }) {
   const state = { kitsync: { runs: [] }, ws: { runs: [] } }
   const guard = async (name, fn) => {
     if (state[name].error !== undefined) return
@@ -395,7 +395,12 @@ async function interleavedCatchUp({ kitsyncNode, wsNode, pair, closeNode, url, s
   const result = { kitsyncRssMB: {} }
   try {
     await guard('kitsync', async () => {
-      host = await kitsyncNode('A2')
+      // The joiners stay members after their run: the host needs a device limit above the
+      // default of 5, which only workspace.json sets (so: start once, stop, set it, start again).
+      const home = await tmp.make('mesh-A2')
+      await closeNode(await kitsyncNode('A2', [], home))
+      await editWorkspaceConfig(home, { maxDevices: BIG.joiners + 1 })
+      host = await kitsyncNode('A2', [], home)
       state.kitsync.fill = await host.request('fill', { collection: 'big', bytes: BIG.bytes }, { timeoutMs: 120_000 })
     })
     await guard('ws', async () => {

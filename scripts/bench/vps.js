@@ -6,10 +6,9 @@
 // The VPS and every device run in their own processes (scripts/bench/mesh-peer.js, and 20
 // devices in one scripts/bench/vps-devices.js process), driven over IPC.
 import { fork } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BenchNode } from './mesh.js'
-import { percentile, processMemory, ROOT, round, summary, withTimeout } from './lib.js'
+import { editWorkspaceConfig, percentile, processMemory, ROOT, round, summary, withTimeout } from './lib.js'
 
 export const id = 'vps'
 export const title = 'VPS peer: relay latency, catch-up from the encrypted store, VPS memory'
@@ -55,7 +54,7 @@ export async function run(ctx) {
     await v.request('join', { token: vpsToken, name: 'vps' }, { timeoutMs: 60_000 })
     const vAddr = v.info.listen[0]
     await close(a)
-    await setMaxDevices(homeA, 40)
+    await editWorkspaceConfig(homeA, { maxDevices: 40 })
     a = await kitsync('A', homeA, { bootstrap: [vAddr] })
     await waitFor('A live with the store', async () => ((await a.request('blind')).blindStore?.stores?.some((s) => s.live) ? true : undefined))
     // B joins (directly, on loopback), then restarts knowing only the VPS: A and B meet through the relay.
@@ -64,7 +63,7 @@ export async function run(ctx) {
     const { token } = await a.request('invite')
     await b.request('join', { token, name: 'B' }, { timeoutMs: 60_000 })
     await close(b)
-    await forgetBootstrap(homeB, [vAddr])
+    await editWorkspaceConfig(homeB, { bootstrap: [vAddr] })
     b = await kitsync('B', homeB, { bootstrap: [vAddr] })
     const viaRelay = await waitFor('A and B connected through the relay', async () => {
       const d = (await b.request('blind')).devices.find((x) => x.peerId === a.info.peerId)
@@ -206,18 +205,6 @@ async function latency(writer, reader, tag) {
   }
   await reader.request('unwatch')
   return samples
-}
-
-async function setMaxDevices(home, max) {
-  const file = join(home, 'workspace.json')
-  const config = JSON.parse(await readFile(file, 'utf8'))
-  await writeFile(file, JSON.stringify({ ...config, maxDevices: max }, null, 2) + '\n')
-}
-
-async function forgetBootstrap(home, keep) {
-  const file = join(home, 'workspace.json')
-  const config = JSON.parse(await readFile(file, 'utf8'))
-  await writeFile(file, JSON.stringify({ ...config, bootstrap: keep }, null, 2) + '\n')
 }
 
 class Fleet {
