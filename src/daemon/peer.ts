@@ -251,7 +251,17 @@ export class Peer {
     return { workspaceId: welcome.workspaceId, name: welcome.name, inviter: token.inviter, caughtUp }
   }
 
-  /** Open a sync session with a member and wait until every collection it has was exchanged once. */
+  /**
+   * Open a sync session with a member and wait until every collection it has was exchanged
+   * once; false when that did not happen within `waitMs`.
+   *
+   * The member may open a session at the same moment (an inviter that saw this device's
+   * connection only after admitting it, or `kitsync pair` in the foreground): of two streams
+   * opened at once one is closed, and the session on the other carries the exchange, however
+   * long it takes to open under load. So a stream of ours that failed is not the end: the
+   * exchange is waited for on whichever session the two keep, or on the next connection. A
+   * session still in its first exchange is waited for too, not closed and opened again.
+   */
   async syncWith(peerId: string, waitMs: number): Promise<boolean> {
     const done = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
@@ -265,7 +275,8 @@ export class Peer {
         resolve(true)
       })
     })
-    await this.mesh.openSyncTo(peerId)
+    const current = this.engine.sessions().find((s) => s.peerId === peerId && !s.isClosed)
+    if (current === undefined || current.isCaughtUp) await this.mesh.openSyncTo(peerId).catch(() => undefined)
     return done
   }
 

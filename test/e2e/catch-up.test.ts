@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { makeHome as home } from '../helpers/cli.js'
+import { SYNC_PROTOCOL_ID } from '../../dist/protocol/sync-frames.js'
+import { makeHome as home, waitUntil } from '../helpers/cli.js'
 import { loopbackPeers } from '../helpers/loopback-peers.js'
 
 /**
@@ -44,5 +45,55 @@ describe('catch-up of a new device', () => {
     await peers.stop(j)
     const again = await peers.start(jHome)
     expect(await again.workspace.getAll('journal')).toEqual(expected)
+  })
+
+  it('a joiner whose own sync stream fails still catches up on the session the inviter opens', async () => {
+    // Both devices may open a sync stream at the same moment (an inviter that sees the new
+    // device's connection only after admitting it, or `kitsync pair` in the foreground): one of
+    // the two streams is closed, and under load the other can take longer to open than the
+    // joiner waited for it (2 s). The join then failed with the closed stream's error (with no
+    // code), although the device was a member and its session was on its way.
+    const a = await peers.start()
+    await a.workspace.set('notes', 'n1', { text: 'before the join' })
+    const j = await peers.start()
+    // Here the joiner's streams fail for sure: the inviter does not take the sync protocol
+    // during the join. It opens its own session to the joiner 2.5 s after admitting it.
+    await a.mesh.node.unhandle(SYNC_PROTOCOL_ID)
+    let opened: Promise<void> | undefined
+    a.invites.on('used', ({ deviceId }) => {
+      opened = new Promise((resolve) => setTimeout(resolve, 2_500)).then(() => a.mesh.openSyncTo(deviceId))
+    })
+    const invite = await a.createInvite()
+    const result = await j.join(invite.token, 'joiner')
+    expect(opened).toBeDefined()
+    await opened
+    expect(result.caughtUp).toBe(true)
+    expect(await j.workspace.get('notes', 'n1')).toEqual({ text: 'before the join' })
+  })
+
+  it('syncing with a device whose session is in its first exchange waits for that session instead of opening another', async () => {
+    const a = await peers.start()
+    await a.workspace.set('notes', 'n1', { text: 'before the join' })
+    // The inviter answers the new device's first exchange only after a second.
+    const storedState = a.workspace.storedState.bind(a.workspace)
+    a.workspace.storedState = async (name: string) => {
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      return storedState(name)
+    }
+    const j = await peers.start()
+    let sessionsOnA = 0
+    a.mesh.on('connected', (e) => {
+      if (e.peerId === j.deviceId) sessionsOnA++
+    })
+    const invite = await a.createInvite()
+    const joined = j.join(invite.token, 'joiner')
+    const first = await waitUntil(async () => j.engine.sessions().find((s) => s.peerId === a.deviceId), 10_000, "the joiner's session with the inviter")
+    expect(first.isCaughtUp).toBe(false)
+    // A second sync with the inviter while the first exchange runs (e.g. \`kitsync sync\` during a join).
+    expect(await j.syncWith(a.deviceId, 10_000)).toBe(true)
+    expect((await joined).caughtUp).toBe(true)
+    expect(first.isClosed).toBe(false)
+    expect(sessionsOnA).toBe(1)
+    expect(await j.workspace.get('notes', 'n1')).toEqual({ text: 'before the join' })
   })
 })

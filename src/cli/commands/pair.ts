@@ -66,7 +66,10 @@ export function register(program: Command, io: CliIO): void {
           clearTimeout(timer)
           io.out(opts.json === true ? JSON.stringify({ event: 'device:joined', ...e }) + '\n' : `${e.name} (${e.deviceId}) joined\n`)
           // Stay a moment so the new device can copy the workspace before this peer goes.
-          void peer.syncWith(e.deviceId, 60_000).then(() => resolve('joined'))
+          void peer.syncWith(e.deviceId, 60_000).then(
+            () => resolve('joined'),
+            () => resolve('joined'),
+          )
         })
         void io.interrupted().then((s) => {
           clearTimeout(timer)
