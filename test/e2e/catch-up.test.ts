@@ -89,7 +89,8 @@ describe('catch-up of a new device', () => {
     const joined = j.join(invite.token, 'joiner')
     const first = await waitUntil(async () => j.engine.sessions().find((s) => s.peerId === a.deviceId), 10_000, "the joiner's session with the inviter")
     expect(first.isCaughtUp).toBe(false)
-    // A second sync with the inviter while the first exchange runs (e.g. \`kitsync sync\` during a join).
+    // A sync with the inviter while a session's first exchange runs (as when the inviter opened
+    // that session before the join got to open its own).
     expect(await j.syncWith(a.deviceId, 10_000)).toBe(true)
     expect((await joined).caughtUp).toBe(true)
     expect(first.isClosed).toBe(false)
