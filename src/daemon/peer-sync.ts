@@ -126,7 +126,7 @@ export class PeerSync implements RunningSync {
   }
 
   private find(peerId: string): SyncSession | undefined {
-    const open = this.engine.sessions().filter((s) => s.peerId === peerId && !s.isClosed)
+    const open = this.engine.sessionsWith(peerId)
     return open.find((s) => s.isReady) ?? open[0]
   }
 

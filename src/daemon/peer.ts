@@ -275,7 +275,7 @@ export class Peer {
         resolve(true)
       })
     })
-    const current = this.engine.sessions().find((s) => s.peerId === peerId && !s.isClosed)
+    const current = this.engine.sessionsWith(peerId)[0]
     if (current === undefined || current.isCaughtUp) await this.mesh.openSyncTo(peerId).catch(() => undefined)
     return done
   }

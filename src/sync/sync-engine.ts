@@ -195,6 +195,11 @@ export class SyncEngine extends TypedEmitter<SyncEvents> {
     return [...this.active]
   }
 
+  /** The open sessions with one peer (two only while a simultaneous open is being settled). */
+  sessionsWith(peerId: string): SyncSession[] {
+    return [...this.active].filter((s) => s.peerId === peerId && !s.isClosed)
+  }
+
   /** Forward this document's updates to peers. Idempotent; the host calls it for every loaded doc. */
   track(name: string, doc: Y.Doc): void {
     if (this.docs.get(name) === doc) return
