@@ -283,7 +283,7 @@ export async function run(ctx) {
   note(
     'Processes: every kitsync peer and every y-websocket client of this section runs in its own child process (scripts/bench/mesh-peer.js, forked and driven over IPC); ' +
       'the y-websocket server is its own process too. The machine has 2 cores, which the processes share. All addresses are 127.0.0.1 and mDNS is off. ' +
-      'BENCH_CPU_PROF=DIR writes a V8 CPU profile of each of these child processes under DIR/<node name>/.',
+      'BENCH_CPU_PROF=DIR writes a V8 CPU profile of each of these child processes under DIR/<node name>/ (sampled every BENCH_CPU_INTERVAL µs, default 1000).',
   )
   note(
     'Compared workloads: on the kitsync side every write goes through LocalWorkspace.set and is also appended to LevelDB on both peers (not awaited in the latency run); ' +
@@ -560,7 +560,7 @@ async function idleMemory(tmp) {
 export class BenchNode {
   static async fork(name, { extension } = {}) {
     const profile = process.env.BENCH_CPU_PROF
-    const execArgv = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(resolve(profile), name)}`]
+    const execArgv = profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-interval', process.env.BENCH_CPU_INTERVAL ?? '1000', `--cpu-prof-dir=${join(resolve(profile), name)}`]
     const child = fork(MESH_PEER, extension === undefined ? [] : [extension], { cwd: ROOT, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     const node = new BenchNode(name, child)
     await withTimeout(node.nextEvent((e) => e.event === 'ready', 15_000), 15_000, `${name} did not start`)

@@ -1,5 +1,7 @@
 import { Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
+import { IDENTIFY_DELAY_MS } from '../../dist/net/mesh.js'
+import { SYNC_PROTOCOL_ID } from '../../dist/protocol/sync-frames.js'
 import { loopbackPeers } from '../helpers/loopback-peers.js'
 
 /**
@@ -79,5 +81,32 @@ describe('the wire between two peers', () => {
       check()
     })
     expect(await b.workspace.getAll('notes')).toEqual(await a.workspace.getAll('notes'))
+  })
+
+  it('identifies the other device a moment after connecting, not during the join', async () => {
+    const a = await peers.start()
+    const b = await peers.start()
+    // Each side's identify of the other: when it completed, what it learnt, and when the
+    // connection it ran on had opened.
+    const identified = (self: typeof a, other: typeof b): Promise<{ at: number; openedAt: number; protocols: string[] }> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${self.deviceId} did not identify ${other.deviceId} within 10 s`)), 10_000)
+        self.mesh.node.addEventListener('peer:identify', (evt) => {
+          if (evt.detail.peerId.toString() !== other.deviceId) return
+          clearTimeout(timer)
+          resolve({ at: Date.now(), openedAt: evt.detail.connection.timeline.open, protocols: evt.detail.protocols })
+        })
+      })
+    const onA = identified(a, b)
+    const onB = identified(b, a)
+    const invite = await a.createInvite()
+    expect((await b.join(invite.token, 'b')).caughtUp).toBe(true)
+    for (const seen of await Promise.all([onA, onB])) {
+      // Identify ran (what relays and hole punching rely on) and worked...
+      expect(seen.protocols).toContain(SYNC_PROTOCOL_ID)
+      // ...but not while the connection was new (libp2p's default runs it at once). Half the
+      // delay: a timer may fire a little early against Date.now (libuv's cached loop time).
+      expect(seen.at - seen.openedAt).toBeGreaterThanOrEqual(IDENTIFY_DELAY_MS / 2)
+    }
   })
 })
