@@ -12,7 +12,7 @@ import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SessionStats, SyncEngine, SyncSession } from '../sync/sync-engine.js'
-import { corkedNoise } from './corked-noise.js'
+import { tunedNoise } from './tuned-noise.js'
 import type { PrivateMdns } from './private-mdns.js'
 import { StreamLink } from './stream-link.js'
 
@@ -140,7 +140,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       privateKey: options.privateKey,
       addresses: { listen },
       transports: [tcp(), circuitRelayTransport()],
-      connectionEncrypters: [corkedNoise()],
+      connectionEncrypters: [tunedNoise()],
       streamMuxers: [yamux()],
       connectionManager: { ...INBOUND_LIMITS },
       peerDiscovery: [],

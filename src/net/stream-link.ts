@@ -4,6 +4,7 @@ import * as varint from 'uint8-varint'
 import type { KitsyncError } from '../core/errors.js'
 import { encodeFrame, FrameType } from '../protocol/sync-frames.js'
 import type { PeerLink } from '../sync/sync-engine.js'
+import { varintLength } from './length-prefix.js'
 import { halfWindowUpdates } from './yamux-window.js'
 
 /** Frames queued together are written together, up to this many bytes. */
@@ -38,7 +39,7 @@ export class StreamLink implements PeerLink {
   ) {
     halfWindowUpdates(stream)
     // The read buffer must hold one whole frame; it is also the per-stream memory cap.
-    this.decoder = new LengthPrefixedDecoder({ maxDataLength: maxFrameBytes, maxBufferSize: maxFrameBytes + 16, lengthDecoder: decodeLength })
+    this.decoder = new LengthPrefixedDecoder({ maxDataLength: maxFrameBytes, maxBufferSize: maxFrameBytes + 16, lengthDecoder: varintLength })
   }
 
   get bufferedBytes(): number {
@@ -170,23 +171,6 @@ export class StreamLink implements PeerLink {
   private wake(): void {
     for (const w of this.waiters.splice(0)) w()
   }
-}
-
-/** Thrown when the bytes read so far do not hold a whole length prefix: the decoder waits for more. */
-const INCOMPLETE_PREFIX = new RangeError('incomplete length prefix')
-
-/**
- * The varint length prefix at the start of `buf`. The decoder tries to read one after every
- * frame, so most calls find no bytes left: they throw one shared RangeError (which the decoder
- * takes as "wait for more") instead of the varint reader's new one, whose stack trace cost more
- * than reading a small frame. Ten or more bytes without an end are left to the varint reader.
- * @internal exported for tests
- */
-export function decodeLength(buf: Parameters<typeof varint.decode>[0]): number {
-  const end = Math.min(buf.byteLength, 10)
-  for (let i = 0; i < end; i++) if (((buf instanceof Uint8Array ? buf[i] : buf.get(i)) as number) < 0x80) return varint.decode(buf)
-  if (end === 10) return varint.decode(buf)
-  throw INCOMPLETE_PREFIX
 }
 
 /**

@@ -8,7 +8,7 @@ import { assertJsonValue, parseJson } from '../../src/core/json.js'
 import { assertCollectionName } from '../../src/core/names.js'
 import { KITSYNC_VERSION } from '../../src/core/version.js'
 import { LineSplitter, parseRequest } from '../../src/protocol/control.js'
-import { decodeLength } from '../../src/net/stream-link.js'
+import { uint16Length, varintLength } from '../../src/net/length-prefix.js'
 import { frame, unframe } from '../../src/store/framing.js'
 
 describe('errors', () => {
@@ -111,22 +111,38 @@ describe('utf8Length', () => {
   })
 })
 
-describe('sync stream framing', () => {
-  it('reads frames whose length prefix and body arrive split at every byte, and refuses an endless prefix', () => {
+describe('length prefixes', () => {
+  /** Every frame of `wire`, fed to `decoder` one byte at a time. */
+  const byteByByte = (decoder: LengthPrefixedDecoder, wire: Uint8Array): Buffer[] => {
+    const out: Buffer[] = []
+    for (let i = 0; i < wire.byteLength; i++) for (const f of decoder.decode(wire.subarray(i, i + 1))) out.push(Buffer.from(f.subarray()))
+    return out
+  }
+
+  it('reads varint-prefixed frames split at every byte, without an exception for a prefix not yet whole, and refuses an endless prefix', () => {
     const frames = [new Uint8Array(0x3fff + 5).fill(7), Uint8Array.of(1, 2, 3), new Uint8Array(200).fill(9)]
     const wire = Buffer.concat(frames.flatMap((f) => [varint.encode(f.byteLength), f]))
-    const decoder = new LengthPrefixedDecoder({ maxDataLength: 1 << 20, lengthDecoder: decodeLength })
-    const out: Uint8Array[] = []
-    // One byte at a time: the prefix of the first frame (3 bytes) is incomplete twice.
-    for (let i = 0; i < wire.byteLength; i++) for (const f of decoder.decode(wire.subarray(i, i + 1))) out.push(f.subarray())
-    expect(out.map((f) => Buffer.from(f))).toEqual(frames.map((f) => Buffer.from(f)))
-    // An incomplete prefix is "wait for more" (a RangeError, which the decoder swallows)...
-    expect(() => decodeLength(Uint8Array.of(0x80, 0x80))).toThrow(RangeError)
-    // ...and so is a prefix that never ends (the varint reader's own error), until the read
-    // buffer's limit refuses the stream.
-    expect(() => decodeLength(new Uint8Array(12).fill(0xff))).toThrow(RangeError)
-    const endless = new LengthPrefixedDecoder({ maxBufferSize: 64, lengthDecoder: decodeLength })
+    // The prefix of the first frame (3 bytes) is incomplete twice.
+    expect(byteByByte(new LengthPrefixedDecoder({ maxDataLength: 1 << 20, lengthDecoder: varintLength }), wire)).toEqual(frames.map((f) => Buffer.from(f)))
+    // (The decoder hands the readers its Uint8ArrayList.) "Not yet": the bytes held, so that
+    // prefix plus data is more than the decoder holds.
+    expect(varintLength(new Uint8Array(0))).toBe(0)
+    expect(varintLength(Uint8Array.of(0x80, 0x80))).toBe(2)
+    // A prefix that never ends is the varint reader's RangeError (the decoder waits), until
+    // the read buffer's limit refuses the stream.
+    expect(() => varintLength(new Uint8Array(12).fill(0xff))).toThrow(RangeError)
+    const endless = new LengthPrefixedDecoder({ maxBufferSize: 64, lengthDecoder: varintLength })
     expect([...endless.decode(new Uint8Array(60).fill(0xff))]).toEqual([])
     expect(() => [...endless.decode(new Uint8Array(8).fill(0xff))]).toThrow(/limit/)
+  })
+
+  it("reads Noise's 2-byte prefixes split at every byte, without an exception", () => {
+    const frames = [new Uint8Array(0xffff).fill(5), Uint8Array.of(1), new Uint8Array(300).fill(8), new Uint8Array(0x100).fill(3)]
+    const wire = Buffer.concat(frames.flatMap((f) => [Uint8Array.of(f.byteLength >> 8, f.byteLength & 0xff), f]))
+    const decoder = new LengthPrefixedDecoder({ maxDataLength: 0xffff, maxBufferSize: 1 << 20, lengthDecoder: uint16Length, encodingLength: () => 2 })
+    expect(byteByByte(decoder, wire)).toEqual(frames.map((f) => Buffer.from(f)))
+    expect(uint16Length(new Uint8Array(0))).toBe(0)
+    expect(uint16Length(Uint8Array.of(0x12))).toBe(1)
+    expect(uint16Length(Uint8Array.of(0x12, 0x34, 0x56))).toBe(0x1234)
   })
 })
