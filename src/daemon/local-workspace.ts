@@ -928,6 +928,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const snapshot = (): Uint8Array => Y.encodeStateAsUpdate(doc)
     // Adopted: a collection this device does not know, so the store holds nothing of it.
     const { log, loaded } = adopted === undefined ? await this.store.open(name, snapshot) : this.store.create(name, snapshot)
+    // Read while the updates are applied (awaited below; the no-op keeps an early failure from counting as unhandled).
+    const settings = this.settingsOf(name)
+    settings.catch(() => undefined)
     try {
       // One transaction for the snapshot and the log: observers run once, and this is far
       // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.
@@ -942,21 +945,23 @@ export class LocalWorkspace implements Workspace, SyncHost {
     }
     let adoptedWrite: Promise<void> | undefined
     if (adopted !== undefined) {
+      // LevelDB writes the copy on its own thread while it is applied here; it becomes the
+      // collection on disk only if it applies (a malformed copy is removed again).
+      const adoption = log.adopt(adopted)
       try {
         Y.applyUpdate(doc, adopted)
       } catch (err) {
+        adoption.drop()
         throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${name}`, { details: { collection: name }, cause: err })
       }
-      // Applied, so well formed: it goes to disk now, and LevelDB writes it on its own thread
-      // while the records are indexed here. (Handled below; the no-op keeps an early failure
-      // from counting as unhandled meanwhile.)
-      adoptedWrite = log.append(adopted)
+      // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
+      adoptedWrite = adoption.keep()
       adoptedWrite.catch(() => undefined)
     }
     // The workspace's record limit is for app data; kitsync's own collections keep the default.
     const internal = isInternalCollection(name)
     const limit = internal ? undefined : this.maxRecordBytes
-    const rules = await this.settingsOf(name)
+    const rules = await settings
     const collection = new RecordCollection(name, doc, {
       clock: this.clock,
       policy: rules.policy,

@@ -11,7 +11,8 @@ export type BinaryLevel = AbstractLevel<any, string, Uint8Array>
 /**
  * Key layout (collection names never contain '!', so prefixes do not overlap):
  *   m!<name>             collection metadata (JSON), written with its first update
- *   s!<name>             snapshot: one Yjs update holding everything compacted so far
+ *   s!<name>             snapshot: one Yjs update holding everything compacted so far (ignored without m!<name>:
+ *                        a peer's copy whose adoption was interrupted, see CollectionLog.adopt)
  *   v!<name>             no longer written (a state vector of the snapshot that nothing read; compaction deletes it)
  *   u!<name>!<seq:16hex> one Yjs update written after the snapshot
  *   l!<key>              a value of this device only (e.g. the revoked ids it has seen)
@@ -85,9 +86,10 @@ export class DocStore {
       const prefix = updatePrefix(name)
       let lastSeq = -1
       for await (const key of this.db.keys({ gte: prefix, lt: prefix.slice(0, -1) + '"', reverse: true, limit: 1 })) lastSeq = parseInt(key.slice(prefix.length), 16)
-      const ops: { type: 'put'; key: string; value: Uint8Array }[] = []
+      const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = []
       if ((await this.db.get(metaKey(name))) === undefined) {
         ops.push({ type: 'put', key: metaKey(name), value: frame(encoder.encode(JSON.stringify({ kind: 'records', createdAt: this.now() }))) })
+        ops.push({ type: 'del', key: snapshotKey(name) })
       }
       for (const u of updates) ops.push({ type: 'put', key: updateKey(name, ++lastSeq), value: frame(u) })
       await this.db.batch(ops)
@@ -137,7 +139,8 @@ export class DocStore {
         throw corrupt('unreadable metadata', err)
       }
     }
-    const { updates, snapshotBytes, lastSeq, logBytes, logEntries } = await this.readUpdates(name, snapRaw, corrupt)
+    // A snapshot without metadata is a copy whose adoption was interrupted (see CollectionLog.adopt): not part of the collection.
+    const { updates, snapshotBytes, lastSeq, logBytes, logEntries } = await this.readUpdates(name, meta === undefined ? undefined : snapRaw, corrupt)
     const log = new CollectionLog(this, name, snapshot, {
       exists: meta !== undefined,
       lastSeq,
@@ -199,8 +202,18 @@ interface PendingAppend {
   update: Uint8Array
   /** It is in the write-ahead file too (settled there once LevelDB has it). */
   logged: boolean
+  /** A copy being adopted (see CollectionLog.adopt): whether its owner kept it. */
+  kept?: Promise<boolean>
   resolve: () => void
   reject: (err: unknown) => void
+}
+
+/** The first copy of a collection, stored while its owner checks it (see CollectionLog.adopt). */
+export interface Adoption {
+  /** The copy is good: it becomes the collection. Resolves once it is stored. */
+  keep(): Promise<void>
+  /** The copy is not good: what was written of it is removed. */
+  drop(): void
 }
 
 /**
@@ -268,11 +281,44 @@ export class CollectionLog {
       })
       return behind ? written : (this.unlogged ?? Promise.resolve())
     }
+    return this.writeUnlogged(update)
+  }
+
+  /**
+   * Store the first copy of a collection, taken from a peer, while the caller checks it (by
+   * applying it): LevelDB writes the megabytes of a large copy on its own thread meanwhile.
+   * The copy is written as the snapshot at once, but the metadata that makes it a collection
+   * (see DocStore.open) only once the caller keeps it; dropped, it is removed. Only for a
+   * collection nothing is stored of; a copy too small to be a snapshot is appended when kept.
+   */
+  adopt(update: Uint8Array): Adoption {
+    if (this.failure !== undefined || this.exists || !this.isWholeState(update)) {
+      return { keep: () => this.append(update), drop: () => undefined }
+    }
+    this.lastAppendAt = this.store.now()
+    let decide: (keep: boolean) => void = () => undefined
+    const kept = new Promise<boolean>((resolve) => {
+      decide = resolve
+    })
+    const written = this.writeUnlogged(update, kept)
+    // Handled by whoever keeps it; a dropped copy's failure is expected.
+    written.catch(() => undefined)
+    return {
+      keep: () => {
+        decide(true)
+        return written
+      },
+      drop: () => decide(false),
+    }
+  }
+
+  /** An append that skips the write-ahead file: LevelDB gets it in a batch of its own, at once. */
+  private writeUnlogged(update: Uint8Array, kept?: Promise<boolean>): Promise<void> {
     const written = new Promise<void>((resolve, reject) => {
-      this.pending.push({ update, logged: false, resolve, reject })
+      this.pending.push({ update, logged: false, resolve, reject, ...(kept === undefined ? {} : { kept }) })
       this.kick()
     })
-    if (wal !== undefined) {
+    if (this.store.wal !== undefined) {
       // The whole state of a new collection goes to LevelDB at once (as its snapshot): writing
       // it to the write-ahead file first would only copy megabytes twice.
       this.unlogged = written
@@ -433,19 +479,31 @@ export class CollectionLog {
   }
 
   private async writeAppends(batch: PendingAppend[]): Promise<void> {
-    const ops: { type: 'put'; key: string; value: Uint8Array }[] = []
+    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = []
     if (!this.exists) {
       const meta: CollectionMeta = { kind: 'records', createdAt: this.store.now() }
       ops.push({ type: 'put', key: metaKey(this.name), value: frame(encoder.encode(JSON.stringify(meta))) })
+      // A snapshot without metadata is what an interrupted adoption left (see adopt): not this collection's.
+      ops.push({ type: 'del', key: snapshotKey(this.name) })
     }
-    const only = batch.length === 1 ? (batch[0] as PendingAppend).update : undefined
-    if (only !== undefined && this.storedAsSnapshot(only)) {
+    const only = batch.length === 1 ? (batch[0] as PendingAppend) : undefined
+    if (only !== undefined && this.storedAsSnapshot(only.update)) {
       // The first, large update of an empty collection (a device copying a workspace) is the
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
-      const snap = frame(only)
-      ops.push({ type: 'put', key: snapshotKey(this.name), value: snap })
-      await this.store.db.batch(ops)
-      if ((batch[0] as PendingAppend).logged) this.store.wal?.settled(1)
+      const snap = frame(only.update)
+      const key = snapshotKey(this.name)
+      if (only.kept !== undefined) {
+        // An adopted copy: the snapshot now, the metadata once the owner keeps it (see adopt).
+        await this.store.db.put(key, snap)
+        if (!(await only.kept)) {
+          await this.store.db.del(key)
+          throw new KitsyncError('PROTOCOL_ERROR', `collection ${this.name}: the copy taken from a peer was not kept`, { details: { collection: this.name } })
+        }
+        await this.store.db.batch(ops.filter((op) => op.type === 'put'))
+      } else {
+        await this.store.db.batch([...ops.filter((op) => op.type === 'put'), { type: 'put', key, value: snap }])
+      }
+      if (only.logged) this.store.wal?.settled(1)
       this.exists = true
       this.state.snapshotBytes = snap.byteLength
       return

@@ -6,6 +6,7 @@ import { isKitsyncError } from '../../src/core/errors.js'
 import type { WorkspaceInfo } from '../../src/core/workspace-types.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
 import { DocStore, type BinaryLevel } from '../../src/store/doc-store.js'
+import { frame as frameForTest } from '../../src/store/framing.js'
 
 export interface StoreFixture {
   /** A fresh, open, empty database. */
@@ -108,6 +109,50 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       await ws.close()
       ws = await open(await fixture.reopen(db))
       expect(Object.keys(await ws.getAll('copied'))).toHaveLength(200)
+      await ws.close()
+    })
+
+    it('adopts a large copy from a peer: written while it is checked, a collection only once kept', async () => {
+      const db = await fixture.create()
+      const source = new Y.Doc()
+      const records = new RecordCollection('copied', source)
+      for (let i = 0; i < 200; i++) records.set(`k${i}`, { pad: 'x'.repeat(50), i }, 'local')
+      const copy = Y.encodeStateAsUpdate(source)
+      let ws = await open(db, { minBytes: 1000 })
+      // A copy that does not apply: whatever was written of it is removed, no collection is left.
+      const broken = copy.slice(0, copy.byteLength - 40)
+      await expect(ws.adopt('broken', broken)).rejects.toMatchObject({ code: 'PROTOCOL_ERROR' })
+      await ws.flush()
+      expect(await db.get('s!broken')).toBeUndefined()
+      expect(await db.get('m!broken')).toBeUndefined()
+      expect(ws.collectionNames()).not.toContain('broken')
+      // A good copy is the collection's snapshot, with its metadata, once adopt resolves and it is flushed.
+      expect(await ws.adopt('copied', copy)).toBeDefined()
+      await ws.flushDoc('copied')
+      expect(await db.get('m!copied')).toBeDefined()
+      expect((await ws.storageStats('copied')).snapshotBytes).toBeGreaterThan(copy.byteLength)
+      await ws.close()
+      ws = await open(await fixture.reopen(db))
+      expect(await ws.getAll('copied')).toEqual(records.entries())
+      await ws.close()
+    })
+
+    it('ignores the copy an interrupted adoption left without metadata, and removes it on the first write', async () => {
+      const db = await fixture.create()
+      const source = new Y.Doc()
+      new RecordCollection('c', source).set('stale', { from: 'an adoption that did not finish' }, 'local')
+      // What a process killed between writing an adopted copy and keeping it leaves behind.
+      await db.put('s!c', frameForTest(Y.encodeStateAsUpdate(source)))
+      let ws = await open(db)
+      expect(ws.collectionNames()).not.toContain('c')
+      // A new collection of that name starts empty, and its first write removes the copy.
+      await ws.set('c', 'fresh', 1)
+      await ws.flush()
+      expect(await db.get('s!c')).toBeUndefined()
+      expect(await ws.getAll('c')).toEqual({ fresh: 1 })
+      await ws.close()
+      ws = await open(await fixture.reopen(db))
+      expect(await ws.getAll('c')).toEqual({ fresh: 1 })
       await ws.close()
     })
 
