@@ -61,6 +61,7 @@ import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-sto
 import type { SyncHost } from '../sync/sync-engine.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { openLevel } from '../store/level.js'
+import { SnapshotFiles } from '../store/snapshot-files.js'
 import { WriteAheadFile } from '../store/wal.js'
 import { WorkspaceKeys } from '../store/key-file.js'
 import type { InterestRule, ItemsChange } from '../core/selection.js'
@@ -184,6 +185,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
         socket: paths.socket,
         wal,
         recover: entries,
+        snapshotFiles: new SnapshotFiles(paths.snapshots),
       })
       ws.paths = paths
       ws.keys = await WorkspaceKeys.load(paths.keys)
@@ -206,6 +208,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
       socket?: string
       wal?: WriteAheadFile
       recover?: { collection: string; update: Uint8Array }[]
+      /** Where large snapshots are kept as files (without: in LevelDB). */
+      snapshotFiles?: SnapshotFiles
       /** Wall clock of the hybrid logical clock (tests). */
       now?: () => number
     } = {},
@@ -213,8 +217,10 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const store = new DocStore(db, {
       ...(options.compaction === undefined ? {} : { policy: options.compaction }),
       ...(options.wal === undefined ? {} : { wal: options.wal }),
+      ...(options.snapshotFiles === undefined ? {} : { snapshotFiles: options.snapshotFiles }),
     })
     if (options.recover !== undefined && options.recover.length > 0) await store.recover(options.recover)
+    await store.sweepSnapshotFiles()
     const known = await store.collectionNames()
     return new LocalWorkspace(store, info, known, {
       ...(options.maxRecordBytes === undefined ? {} : { maxRecordBytes: options.maxRecordBytes }),
@@ -945,13 +951,13 @@ export class LocalWorkspace implements Workspace, SyncHost {
     }
     let adoptedWrite: Promise<void> | undefined
     if (adopted !== undefined) {
-      // LevelDB writes the copy on its own thread while it is applied here; it becomes the
-      // collection on disk only if it applies (a malformed copy is removed again).
-      const adoption = log.adopt(adopted)
+      // The copy is written on another thread while it is applied here (a snapshot file, or
+      // LevelDB); it becomes the collection on disk only if it applies (else it is removed).
+      const adoption = await log.adopt(adopted)
       try {
         Y.applyUpdate(doc, adopted)
       } catch (err) {
-        adoption.drop()
+        await adoption.drop()
         throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${name}`, { details: { collection: name }, cause: err })
       }
       // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)

@@ -1,7 +1,8 @@
 import type { AbstractLevel } from 'abstract-level'
 import { compactionDue, DEFAULT_COMPACTION, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
-import { frame, unframe } from './framing.js'
+import { FILE_REF_FORMAT, frame, unframe } from './framing.js'
+import type { SnapshotFileRef, SnapshotFiles } from './snapshot-files.js'
 import type { WriteAheadFile } from './wal.js'
 
 /** Any abstract-level database with string keys and binary values (classic-level, memory-level). */
@@ -11,8 +12,9 @@ export type BinaryLevel = AbstractLevel<any, string, Uint8Array>
 /**
  * Key layout (collection names never contain '!', so prefixes do not overlap):
  *   m!<name>             collection metadata (JSON), written with its first update
- *   s!<name>             snapshot: one Yjs update holding everything compacted so far (ignored without m!<name>:
- *                        a peer's copy whose adoption was interrupted, see CollectionLog.adopt)
+ *   s!<name>             snapshot: one Yjs update holding everything compacted so far, or (format 2) a
+ *                        reference to the file that holds it (see SnapshotFiles); ignored without
+ *                        m!<name> (a peer's copy whose adoption was interrupted, see CollectionLog.adopt)
  *   v!<name>             no longer written (a state vector of the snapshot that nothing read; compaction deletes it)
  *   u!<name>!<seq:16hex> one Yjs update written after the snapshot
  *   l!<key>              a value of this device only (e.g. the revoked ids it has seen)
@@ -43,6 +45,40 @@ export interface DocStoreOptions {
   now?: () => number
   /** Acknowledge appends once they are in this file; LevelDB is written behind it in batches. */
   wal?: WriteAheadFile
+  /** Keep large snapshots as files here, LevelDB holding a reference to each. */
+  snapshotFiles?: SnapshotFiles
+}
+
+/** A snapshot as LevelDB stores it: the framed update, or a reference to the file written with it. */
+interface StoredSnapshot {
+  value: Uint8Array
+  file?: SnapshotFileRef
+  /** What the snapshot counts for in the collection's size. */
+  bytes: number
+}
+
+/** A snapshot file being written: its reference, and when it is on disk. */
+interface FileWrite {
+  ref: SnapshotFileRef
+  done: Promise<void>
+}
+
+const FRAME_HEADER = 5
+
+/** The reference a format-2 snapshot value holds, or undefined if it is not one (or damaged). */
+function fileRefOf(value: Uint8Array): SnapshotFileRef | undefined {
+  const payload = unframe(value, FILE_REF_FORMAT)
+  if (payload === undefined) return undefined
+  try {
+    const ref = JSON.parse(decoder.decode(payload)) as Partial<SnapshotFileRef>
+    return typeof ref.file === 'string' && typeof ref.bytes === 'number' && typeof ref.crc === 'number' ? { file: ref.file, bytes: ref.bytes, crc: ref.crc } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function storedFile(ref: SnapshotFileRef): StoredSnapshot {
+  return { value: frame(encoder.encode(JSON.stringify(ref)), FILE_REF_FORMAT), file: ref, bytes: ref.bytes + FRAME_HEADER }
 }
 
 function corruption(collection: string, what: string, cause?: unknown): KitsyncError {
@@ -63,12 +99,46 @@ export class DocStore {
   readonly policy: CompactionPolicy
   readonly now: () => number
   readonly wal: WriteAheadFile | undefined
+  readonly files: SnapshotFiles | undefined
 
   constructor(db: BinaryLevel, options: DocStoreOptions = {}) {
     this.db = db
     this.policy = { ...DEFAULT_COMPACTION, ...options.policy }
     this.now = options.now ?? Date.now
     this.wal = options.wal
+    this.files = options.snapshotFiles
+  }
+
+  /**
+   * Remove snapshot files nothing refers to: written by a process that died before it stored
+   * the reference (or before it removed the file a new one replaced). Run before any write.
+   */
+  async sweepSnapshotFiles(): Promise<void> {
+    if (this.files === undefined) return
+    for (const [name, files] of await this.files.list()) {
+      const [metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
+      const keep = metaRaw !== undefined && snapRaw !== undefined ? fileRefOf(snapRaw)?.file : undefined
+      for (const file of files) if (file !== keep) await this.files.remove(file)
+    }
+  }
+
+  /** @internal How to store `update` as the snapshot of `name`: framed, or (large) written to a file first. */
+  async snapshotValue(name: string, update: Uint8Array): Promise<StoredSnapshot> {
+    if (this.files?.wants(name, update.byteLength) !== true) return { value: frame(update), bytes: update.byteLength + FRAME_HEADER }
+    const write = await this.beginFile(name, update)
+    await write.done
+    return storedFile(write.ref)
+  }
+
+  /** @internal Start writing `update` as a snapshot file; resolves once the write is under way. */
+  async beginFile(name: string, update: Uint8Array): Promise<FileWrite> {
+    try {
+      const write = await (this.files as SnapshotFiles).begin(name, update)
+      write.done.catch(() => undefined) // awaited by the caller; not unhandled meanwhile
+      return write
+    } catch (err) {
+      throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot write its snapshot file: ${(err as Error).message}`, { cause: err, details: { collection: name } })
+    }
   }
 
   /**
@@ -140,9 +210,10 @@ export class DocStore {
       }
     }
     // A snapshot without metadata is a copy whose adoption was interrupted (see CollectionLog.adopt): not part of the collection.
-    const { updates, snapshotBytes, lastSeq, logBytes, logEntries } = await this.readUpdates(name, meta === undefined ? undefined : snapRaw, corrupt)
+    const { updates, snapshotBytes, snapshotFile, lastSeq, logBytes, logEntries } = await this.readUpdates(name, meta === undefined ? undefined : snapRaw, corrupt)
     const log = new CollectionLog(this, name, snapshot, {
       exists: meta !== undefined,
+      ...(snapshotFile === undefined ? {} : { snapshotFile }),
       lastSeq,
       state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
     })
@@ -168,10 +239,24 @@ export class DocStore {
     name: string,
     snapRaw: Uint8Array | undefined,
     corrupt: (what: string) => KitsyncError,
-  ): Promise<{ updates: Uint8Array[]; snapshotBytes: number; lastSeq: number; logBytes: number; logEntries: number }> {
+  ): Promise<{ updates: Uint8Array[]; snapshotBytes: number; snapshotFile?: string; lastSeq: number; logBytes: number; logEntries: number }> {
     const updates: Uint8Array[] = []
     let snapshotBytes = 0
-    if (snapRaw !== undefined) {
+    let snapshotFile: string | undefined
+    if (snapRaw !== undefined && snapRaw[0] === FILE_REF_FORMAT) {
+      const ref = fileRefOf(snapRaw)
+      if (ref === undefined || this.files === undefined) throw corrupt('damaged snapshot reference')
+      let payload: Uint8Array | undefined
+      try {
+        payload = await this.files.read(ref)
+      } catch (err) {
+        throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot read its snapshot file: ${(err as Error).message}`, { cause: err, details: { collection: name } })
+      }
+      if (payload === undefined) throw corrupt(`snapshot file ${ref.file} is missing or damaged`)
+      updates.push(payload)
+      snapshotBytes = storedFile(ref).bytes
+      snapshotFile = ref.file
+    } else if (snapRaw !== undefined) {
       const payload = unframe(snapRaw)
       if (payload === undefined) throw corrupt('damaged snapshot')
       updates.push(payload)
@@ -189,7 +274,7 @@ export class DocStore {
       logBytes += value.byteLength
       logEntries++
     }
-    return { updates, snapshotBytes, lastSeq, logBytes, logEntries }
+    return { updates, snapshotBytes, ...(snapshotFile === undefined ? {} : { snapshotFile }), lastSeq, logBytes, logEntries }
   }
 
   /** @internal What is stored for a collection now: the snapshot, then the log (see CollectionLog.storedState). */
@@ -204,6 +289,8 @@ interface PendingAppend {
   logged: boolean
   /** A copy being adopted (see CollectionLog.adopt): whether its owner kept it. */
   kept?: Promise<boolean>
+  /** Its snapshot file, already being written (see CollectionLog.adopt). */
+  file?: FileWrite
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -212,8 +299,8 @@ interface PendingAppend {
 export interface Adoption {
   /** The copy is good: it becomes the collection. Resolves once it is stored. */
   keep(): Promise<void>
-  /** The copy is not good: what was written of it is removed. */
-  drop(): void
+  /** The copy is not good: what was written of it is removed. Resolves once it is. */
+  drop(): Promise<void>
 }
 
 /**
@@ -227,6 +314,8 @@ export class CollectionLog {
   private readonly store: DocStore
   private readonly snapshot: () => Uint8Array
   private exists: boolean
+  /** The file the stored snapshot is in, if it is in one (see SnapshotFiles). */
+  private snapshotFile: string | undefined
   private lastSeq: number
   private readonly state: LogState
   private pending: PendingAppend[] = []
@@ -246,12 +335,13 @@ export class CollectionLog {
     store: DocStore,
     name: string,
     snapshot: () => Uint8Array,
-    init: { exists: boolean; lastSeq: number; state: LogState },
+    init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState },
   ) {
     this.store = store
     this.name = name
     this.snapshot = snapshot
     this.exists = init.exists
+    this.snapshotFile = init.snapshotFile
     this.lastSeq = init.lastSeq
     this.state = init.state
   }
@@ -286,21 +376,27 @@ export class CollectionLog {
 
   /**
    * Store the first copy of a collection, taken from a peer, while the caller checks it (by
-   * applying it): LevelDB writes the megabytes of a large copy on its own thread meanwhile.
-   * The copy is written as the snapshot at once, but the metadata that makes it a collection
-   * (see DocStore.open) only once the caller keeps it; dropped, it is removed. Only for a
-   * collection nothing is stored of; a copy too small to be a snapshot is appended when kept.
+   * applying it): the system (a snapshot file) or LevelDB writes the megabytes of a large
+   * copy on another thread meanwhile. Resolves once that write is under way. The metadata
+   * that makes the copy a collection (see DocStore.open) is written only once the caller
+   * keeps it; dropped, what was written of it is removed. Only for a collection nothing is
+   * stored of; a copy too small to be a snapshot is appended when kept.
    */
-  adopt(update: Uint8Array): Adoption {
-    if (this.failure !== undefined || this.exists || !this.isWholeState(update)) {
-      return { keep: () => this.append(update), drop: () => undefined }
+  async adopt(update: Uint8Array): Promise<Adoption> {
+    const fallback: Adoption = { keep: () => this.append(update), drop: async () => undefined }
+    if (this.failure !== undefined || this.exists || !this.isWholeState(update)) return fallback
+    const file = this.store.files?.wants(this.name, update.byteLength) === true ? await this.store.beginFile(this.name, update) : undefined
+    // Nothing else can have been queued meanwhile: the log is new and only its owner has it.
+    if (!this.isWholeState(update)) {
+      if (file !== undefined) void file.done.then(() => this.store.files?.remove(file.ref.file)).catch(() => undefined)
+      return fallback
     }
     this.lastAppendAt = this.store.now()
     let decide: (keep: boolean) => void = () => undefined
     const kept = new Promise<boolean>((resolve) => {
       decide = resolve
     })
-    const written = this.writeUnlogged(update, kept)
+    const written = this.writeUnlogged(update, kept, file)
     // Handled by whoever keeps it; a dropped copy's failure is expected.
     written.catch(() => undefined)
     return {
@@ -308,14 +404,20 @@ export class CollectionLog {
         decide(true)
         return written
       },
-      drop: () => decide(false),
+      drop: () => {
+        decide(false)
+        return written.then(
+          () => undefined,
+          () => undefined,
+        )
+      },
     }
   }
 
   /** An append that skips the write-ahead file: LevelDB gets it in a batch of its own, at once. */
-  private writeUnlogged(update: Uint8Array, kept?: Promise<boolean>): Promise<void> {
+  private writeUnlogged(update: Uint8Array, kept?: Promise<boolean>, file?: FileWrite): Promise<void> {
     const written = new Promise<void>((resolve, reject) => {
-      this.pending.push({ update, logged: false, resolve, reject, ...(kept === undefined ? {} : { kept }) })
+      this.pending.push({ update, logged: false, resolve, reject, ...(kept === undefined ? {} : { kept }), ...(file === undefined ? {} : { file }) })
       this.kick()
     })
     if (this.store.wal !== undefined) {
@@ -490,22 +592,13 @@ export class CollectionLog {
     if (only !== undefined && this.storedAsSnapshot(only.update)) {
       // The first, large update of an empty collection (a device copying a workspace) is the
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
-      const snap = frame(only.update)
-      const key = snapshotKey(this.name)
-      if (only.kept !== undefined) {
-        // An adopted copy: the snapshot now, the metadata once the owner keeps it (see adopt).
-        await this.store.db.put(key, snap)
-        if (!(await only.kept)) {
-          await this.store.db.del(key)
-          throw new KitsyncError('PROTOCOL_ERROR', `collection ${this.name}: the copy taken from a peer was not kept`, { details: { collection: this.name } })
-        }
-        await this.store.db.batch(ops.filter((op) => op.type === 'put'))
-      } else {
-        await this.store.db.batch([...ops.filter((op) => op.type === 'put'), { type: 'put', key, value: snap }])
-      }
+      const meta = ops.filter((op) => op.type === 'put')
+      const snap = only.kept === undefined ? await this.store.snapshotValue(this.name, only.update) : await this.writeAdopted(only, meta)
+      if (only.kept === undefined) await this.store.db.batch([...meta, { type: 'put', key: snapshotKey(this.name), value: snap.value }])
       if (only.logged) this.store.wal?.settled(1)
       this.exists = true
-      this.state.snapshotBytes = snap.byteLength
+      this.snapshotFile = snap.file?.file
+      this.state.snapshotBytes = snap.bytes
       return
     }
     let seq = this.lastSeq
@@ -525,24 +618,66 @@ export class CollectionLog {
     this.state.logBytes += bytes
   }
 
+  /**
+   * Store an adopted copy (see adopt) as the snapshot once its owner keeps it, with `meta`:
+   * its file (already being written) is referenced, or its framed bytes were put before.
+   */
+  private async writeAdopted(entry: PendingAppend, meta: { type: 'put'; key: string; value: Uint8Array }[]): Promise<StoredSnapshot> {
+    const key = snapshotKey(this.name)
+    const notKept = (): KitsyncError =>
+      new KitsyncError('PROTOCOL_ERROR', `collection ${this.name}: the copy taken from a peer was not kept`, { details: { collection: this.name } })
+    if (entry.file !== undefined) {
+      const { ref, done } = entry.file
+      try {
+        await done
+        if (!(await entry.kept)) throw notKept()
+      } catch (err) {
+        await this.store.files?.remove(ref.file).catch(() => undefined)
+        throw err
+      }
+      const snap = storedFile(ref)
+      await this.store.db.batch([...meta, { type: 'put', key, value: snap.value }])
+      return snap
+    }
+    const value = frame(entry.update)
+    await this.store.db.put(key, value)
+    if (!(await entry.kept)) {
+      await this.store.db.del(key)
+      throw notKept()
+    }
+    await this.store.db.batch(meta)
+    return { value, bytes: value.byteLength }
+  }
+
   private async writeCompaction(): Promise<void> {
     if (this.state.logEntries === 0) return
     const update = this.snapshot()
-    const snap = frame(update)
+    const snap = await this.store.snapshotValue(this.name, update)
     // Sequence numbers are contiguous, so the log entries this snapshot covers are known
     // without a scan, and the whole swap is one atomic batch.
     const first = this.lastSeq - this.state.logEntries + 1
     const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [
-      { type: 'put', key: snapshotKey(this.name), value: snap },
+      { type: 'put', key: snapshotKey(this.name), value: snap.value },
       { type: 'del', key: vectorKey(this.name) },
     ]
     for (let seq = first; seq <= this.lastSeq; seq++) ops.push({ type: 'del', key: updateKey(this.name, seq) })
-    await this.store.db.batch(ops)
+    const replaced = this.snapshotFile
+    // A file the old snapshot is in goes only once LevelDB has the new one on disk (synced): a
+    // power cut must not leave the old reference pointing at nothing.
+    try {
+      // (`sync` is classic-level's option; abstract-level's types do not list it, memory-level ignores it.)
+      await this.store.db.batch(ops, (replaced === undefined ? {} : { sync: true }) as object)
+    } catch (err) {
+      if (snap.file !== undefined) await this.store.files?.remove(snap.file.file).catch(() => undefined)
+      throw err
+    }
+    this.snapshotFile = snap.file?.file
+    if (replaced !== undefined && replaced !== this.snapshotFile) await this.store.files?.remove(replaced).catch(() => undefined)
     // Let LevelDB drop the deleted entries from its files now rather than whenever its own
     // compaction gets there, so the store stays close to the size of the snapshot.
     const db = this.store.db as BinaryLevel & { compactRange?: (start: string, end: string) => Promise<void> }
     if (typeof db.compactRange === 'function') void db.compactRange(updatePrefix(this.name), updateKey(this.name, this.lastSeq)).catch(() => undefined)
-    this.state.snapshotBytes = snap.byteLength
+    this.state.snapshotBytes = snap.bytes
     this.state.logBytes = 0
     this.state.logEntries = 0
     this.state.oldestEntryAt = undefined

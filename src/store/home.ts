@@ -23,6 +23,8 @@ export interface HomePaths {
   identity: string
   workspace: string
   store: string
+  /** Large collection snapshots, as files LevelDB refers to (see SnapshotFiles). */
+  snapshots: string
   socket: string
   pid: string
   /** Pending and used pairing tokens (secrets: 0600). */
@@ -60,6 +62,7 @@ export function homePaths(home: string): HomePaths {
     identity: join(home, 'identity.key'),
     workspace: join(home, 'workspace.json'),
     store: join(home, 'store'),
+    snapshots: join(home, 'snapshots'),
     socket,
     pid: join(home, 'peer.pid'),
     invites: join(home, 'invites.json'),

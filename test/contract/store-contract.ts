@@ -7,22 +7,27 @@ import type { WorkspaceInfo } from '../../src/core/workspace-types.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
 import { DocStore, type BinaryLevel } from '../../src/store/doc-store.js'
 import { frame as frameForTest } from '../../src/store/framing.js'
+import type { SnapshotFiles } from '../../src/store/snapshot-files.js'
 
 export interface StoreFixture {
   /** A fresh, open, empty database. */
   create(): Promise<BinaryLevel>
   /** The same database reopened after close (data kept). */
   reopen(db: BinaryLevel): Promise<BinaryLevel>
+  /** Where the database keeps snapshots as files, if it does. */
+  snapshotFiles?(db: BinaryLevel): SnapshotFiles
 }
 
 const info: WorkspaceInfo = { home: '/nowhere', deviceId: 'device', workspaceId: 'ws', name: 'test', version: '0' }
 
-async function open(db: BinaryLevel, compaction?: Partial<CompactionPolicy>): Promise<LocalWorkspace> {
-  return LocalWorkspace.fromDatabase(db, info, compaction === undefined ? {} : { compaction })
-}
-
 /** The acceptance suite every store adapter must pass (memory-level and LevelDB). */
 export function storeContract(name: string, fixture: StoreFixture): void {
+  const open = (db: BinaryLevel, compaction?: Partial<CompactionPolicy>): Promise<LocalWorkspace> =>
+    LocalWorkspace.fromDatabase(db, info, {
+      ...(compaction === undefined ? {} : { compaction }),
+      ...(fixture.snapshotFiles === undefined ? {} : { snapshotFiles: fixture.snapshotFiles(db) }),
+    })
+
   describe(`store contract: ${name}`, () => {
     it('reloads exactly the state that was written', async () => {
       const db = await fixture.create()

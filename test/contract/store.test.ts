@@ -5,6 +5,7 @@ import { afterAll } from 'vitest'
 import { MemoryLevel } from 'memory-level'
 import type { BinaryLevel } from '../../src/store/doc-store.js'
 import { openLevel } from '../../src/store/level.js'
+import { SnapshotFiles } from '../../src/store/snapshot-files.js'
 import { storeContract } from './store-contract.js'
 
 storeContract('memory-level', {
@@ -41,4 +42,23 @@ storeContract('LevelDB', {
     dirOf.set(again, dir)
     return again
   },
+})
+
+// The home folder's layout: snapshots as files beside LevelDB (here every one, whatever its size).
+storeContract('LevelDB with snapshot files', {
+  async create() {
+    const dir = await mkdtemp(join(tmpdir(), 'kitsync-store-'))
+    dirs.push(dir)
+    const db = await openLevel(join(dir, 'db'))
+    dirOf.set(db, dir)
+    return db
+  },
+  async reopen(db) {
+    const dir = dirOf.get(db) as string
+    if (db.status !== 'closed') await db.close()
+    const again = await openLevel(join(dir, 'db'))
+    dirOf.set(again, dir)
+    return again
+  },
+  snapshotFiles: (db) => new SnapshotFiles(join(dirOf.get(db) as string, 'snapshots'), 1),
 })
