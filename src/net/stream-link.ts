@@ -23,8 +23,13 @@ const SEND_SLICE_BYTES = 256 * 1024
  * for the stream's 'drain' when its buffer is full), and the queue size is reported as
  * bufferedBytes so the engine can drop a peer that does not read.
  */
+/** A frame as one buffer, or as its parts back to back. */
+type QueuedFrame = Uint8Array | readonly Uint8Array[]
+
+const frameBytes = (f: QueuedFrame): number => (f instanceof Uint8Array ? f.byteLength : f.reduce((n, p) => n + p.byteLength, 0))
+
 export class StreamLink implements PeerLink {
-  private queue: Uint8Array[] = []
+  private queue: QueuedFrame[] = []
   private queued = 0
   private writing = false
   private closed = false
@@ -91,10 +96,10 @@ export class StreamLink implements PeerLink {
     })
   }
 
-  send(frame: Uint8Array): void {
+  send(frame: QueuedFrame): void {
     if (this.closed) return
     this.queue.push(frame)
-    this.queued += frame.byteLength
+    this.queued += frameBytes(frame)
     if (!this.writing) void this.drain()
   }
 
@@ -129,7 +134,7 @@ export class StreamLink implements PeerLink {
         // frame (a store sending 10,000 small entries spent more time in those than in them).
         let n = 0
         let bytes = 0
-        while (n < this.queue.length && (n === 0 || bytes + (this.queue[n] as Uint8Array).byteLength <= WRITE_BATCH_BYTES)) bytes += (this.queue[n++] as Uint8Array).byteLength
+        while (n < this.queue.length && (n === 0 || bytes + frameBytes(this.queue[n] as QueuedFrame) <= WRITE_BATCH_BYTES)) bytes += frameBytes(this.queue[n++] as QueuedFrame)
         const batch = this.queue.splice(0, n)
         this.queued -= bytes
         for (const chunk of lengthPrefixed(batch)) {
@@ -175,9 +180,9 @@ export class StreamLink implements PeerLink {
 
 /**
  * The frames with their varint length prefixes, in as few buffers as possible: small frames
- * are copied into one buffer, a large frame goes as its prefix and itself in slices (not copied).
+ * are copied into one buffer, a large frame goes as its prefix and its parts in slices (not copied).
  */
-function lengthPrefixed(frames: Uint8Array[]): Uint8Array[] {
+function lengthPrefixed(frames: readonly QueuedFrame[]): Uint8Array[] {
   const out: Uint8Array[] = []
   let small: Uint8Array[] = []
   let smallBytes = 0
@@ -196,18 +201,32 @@ function lengthPrefixed(frames: Uint8Array[]): Uint8Array[] {
     smallBytes = 0
   }
   for (const f of frames) {
-    if (f.byteLength < COPY_BELOW_BYTES) {
-      small.push(f)
-      smallBytes += varint.encodingLength(f.byteLength) + f.byteLength
+    const total = frameBytes(f)
+    if (total < COPY_BELOW_BYTES) {
+      small.push(f instanceof Uint8Array ? f : joined(f, total))
+      smallBytes += varint.encodingLength(total) + total
       continue
     }
     flushSmall()
-    out.push(varint.encode(f.byteLength))
+    out.push(varint.encode(total))
     // In slices (views, not copies): each is encrypted and on the socket before the next is
     // taken, so the peer starts reading a large frame at once rather than once megabytes of
     // it are encrypted.
-    for (let at = 0; at < f.byteLength; at += SEND_SLICE_BYTES) out.push(f.subarray(at, Math.min(f.byteLength, at + SEND_SLICE_BYTES)))
+    for (const part of f instanceof Uint8Array ? [f] : f) {
+      for (let at = 0; at < part.byteLength; at += SEND_SLICE_BYTES) out.push(part.subarray(at, Math.min(part.byteLength, at + SEND_SLICE_BYTES)))
+    }
   }
   flushSmall()
+  return out
+}
+
+/** The parts of a small frame as one buffer. */
+function joined(parts: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
   return out
 }

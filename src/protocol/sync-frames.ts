@@ -34,6 +34,21 @@ export const MAX_COLLECTIONS_IN_HELLO = 100_000
 export const MAX_INTEREST_RULES = 10_000
 const MAX_NAME = 256
 
+/**
+ * A frame as the buffers that make it up, back to back: a SYNC frame as its header and its
+ * payload, not copied together (a collection sent whole is megabytes, and copying them into
+ * fresh memory was a tenth of a new device's catch-up on the sender); others as one buffer.
+ */
+export function encodeFrameParts(frame: Frame): Uint8Array[] {
+  if (frame.type !== FrameType.SYNC) return [encodeFrame(frame)]
+  const e = encoding.createEncoder()
+  encoding.writeVarUint(e, frame.type)
+  encoding.writeVarString(e, frame.collection)
+  encoding.writeVarUint(e, frame.step)
+  encoding.writeVarUint(e, frame.payload.byteLength)
+  return [encoding.toUint8Array(e), frame.payload]
+}
+
 export function encodeFrame(frame: Frame): Uint8Array {
   const e = encoding.createEncoder()
   encoding.writeVarUint(e, frame.type)

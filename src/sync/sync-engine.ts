@@ -2,7 +2,7 @@ import * as Y from 'yjs'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { Interest, type InterestRule } from '../core/selection.js'
-import { decodeFrame, encodeFrame, FrameType, SYNC_PROTOCOL_VERSION, SyncStep, type Frame } from '../protocol/sync-frames.js'
+import { decodeFrame, encodeFrame, encodeFrameParts, FrameType, SYNC_PROTOCOL_VERSION, SyncStep, type Frame } from '../protocol/sync-frames.js'
 import { SyncStats } from './sync-stats.js'
 
 /**
@@ -64,8 +64,8 @@ export interface SyncHost {
 /** One connection to a peer, seen from the engine. */
 export interface PeerLink {
   readonly peerId: string
-  /** Queue one frame; never blocks. */
-  send(frame: Uint8Array): void
+  /** Queue one frame, as one buffer or as the parts it is made of (sent back to back); never blocks. */
+  send(frame: Uint8Array | readonly Uint8Array[]): void
   /** Close the link, telling the peer why when there is a reason. */
   close(error?: KitsyncError): void
   /** Bytes queued in the transport and not yet written. */
@@ -793,15 +793,19 @@ export class SyncSession {
 
   private send(frame: Frame): void {
     if (this.closed) return
-    const bytes = encodeFrame(frame)
-    if (bytes.byteLength > this.engine.limits.maxFrameBytes) {
-      this.close(new KitsyncError('PROTOCOL_ERROR', `a frame for ${'collection' in frame ? frame.collection : 'hello'} would be ${bytes.byteLength} bytes, over the limit`))
+    // A large payload goes behind its header uncopied; a small frame is one buffer (the link
+    // copies small frames together anyway).
+    const large = frame.type === FrameType.SYNC && frame.payload.byteLength >= LARGE_PAYLOAD_BYTES
+    const parts = large ? encodeFrameParts(frame) : [encodeFrame(frame)]
+    const bytes = parts.reduce((n, p) => n + p.byteLength, 0)
+    if (bytes > this.engine.limits.maxFrameBytes) {
+      this.close(new KitsyncError('PROTOCOL_ERROR', `a frame for ${'collection' in frame ? frame.collection : 'hello'} would be ${bytes} bytes, over the limit`))
       return
     }
-    this.stats.bytesOut += bytes.byteLength
+    this.stats.bytesOut += bytes
     this.stats.framesOut++
-    this.engine.stats.frameOut(this.peerId, bytes.byteLength, frame.type === FrameType.SYNC ? frame.collection : undefined)
-    this.link.send(bytes)
+    this.engine.stats.frameOut(this.peerId, bytes, frame.type === FrameType.SYNC ? frame.collection : undefined)
+    this.link.send(large ? parts : (parts[0] as Uint8Array))
   }
 }
 
@@ -811,6 +815,9 @@ export class SyncSession {
  */
 /** From this many queued updates of one collection, a flush encodes the document's gain instead of merging them. */
 export const DIFF_FROM_DOC_AT = 64
+
+/** A SYNC payload of this size or more is handed to the link uncopied, as a part of its frame. */
+const LARGE_PAYLOAD_BYTES = 64 * 1024
 
 export function mergeInGroups(updates: Uint8Array[]): Uint8Array {
   let level = updates

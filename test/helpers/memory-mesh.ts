@@ -147,7 +147,7 @@ export class MemoryNetwork {
       peerId,
       bufferedBytes: 0,
       send: (frame) => {
-        if (q.open) q.frames.push(frame)
+        if (q.open) q.frames.push(frame instanceof Uint8Array ? frame : Buffer.concat(frame))
       },
       close: (_err?: KitsyncError) => close(),
     })

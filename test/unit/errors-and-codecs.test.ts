@@ -10,6 +10,7 @@ import { KITSYNC_VERSION } from '../../src/core/version.js'
 import { LineSplitter, parseRequest } from '../../src/protocol/control.js'
 import { uint16Length, varintLength } from '../../src/net/length-prefix.js'
 import { frame, unframe } from '../../src/store/framing.js'
+import { decodeFrame, encodeFrame, encodeFrameParts, FrameType, SyncStep } from '../../src/protocol/sync-frames.js'
 
 describe('errors', () => {
   it('maps every code to a non-zero exit status and survives a JSON round trip', () => {
@@ -83,6 +84,21 @@ describe('store framing', () => {
       expect(unframe(damaged)).toBeUndefined()
     }
     expect(unframe(new Uint8Array([1, 0]))).toBeUndefined()
+  })
+})
+
+describe('sync frames as parts', () => {
+  it('gives a SYNC frame as its header and its payload itself, which together are the frame', () => {
+    const payload = new Uint8Array(300_000).fill(7)
+    const f = { type: FrameType.SYNC, collection: 'notes', step: SyncStep.STEP2, payload } as const
+    const parts = encodeFrameParts(f)
+    expect(parts).toHaveLength(2)
+    // Not a copy: the payload goes to the link as it is.
+    expect(parts[1]).toBe(payload)
+    expect(Buffer.concat(parts)).toEqual(Buffer.from(encodeFrame(f)))
+    expect(decodeFrame(Buffer.concat(parts))).toMatchObject({ type: FrameType.SYNC, collection: 'notes', step: SyncStep.STEP2 })
+    const hello = { type: FrameType.HELLO, version: 1, workspaceId: 'w', collections: ['a'] } as const
+    expect(encodeFrameParts(hello)).toEqual([encodeFrame(hello)])
   })
 })
 
