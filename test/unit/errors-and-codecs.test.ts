@@ -10,7 +10,7 @@ import { KITSYNC_VERSION } from '../../src/core/version.js'
 import { LineSplitter, parseRequest } from '../../src/protocol/control.js'
 import { uint16Length, varintLength } from '../../src/net/length-prefix.js'
 import { frame, unframe } from '../../src/store/framing.js'
-import { decodeFrame, encodeFrame, encodeFrameParts, FrameType, SyncStep } from '../../src/protocol/sync-frames.js'
+import { decodeFrame, encodeFrame, encodeFrameParts, FrameType, SyncStep, type Frame } from '../../src/protocol/sync-frames.js'
 
 describe('errors', () => {
   it('maps every code to a non-zero exit status and survives a JSON round trip', () => {
@@ -97,7 +97,7 @@ describe('sync frames as parts', () => {
     expect(parts[1]).toBe(payload)
     expect(Buffer.concat(parts)).toEqual(Buffer.from(encodeFrame(f)))
     expect(decodeFrame(Buffer.concat(parts))).toMatchObject({ type: FrameType.SYNC, collection: 'notes', step: SyncStep.STEP2 })
-    const hello = { type: FrameType.HELLO, version: 1, workspaceId: 'w', collections: ['a'] } as const
+    const hello: Frame = { type: FrameType.HELLO, version: 1, workspaceId: 'w', collections: ['a'] }
     expect(encodeFrameParts(hello)).toEqual([encodeFrame(hello)])
   })
 })
