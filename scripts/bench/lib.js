@@ -143,6 +143,20 @@ export function createTempDirs() {
   }
 }
 
+/** What a home folder's store takes on disk: LevelDB (`store/`) and the snapshot files beside it (`snapshots/`). */
+export async function storeSize(home) {
+  const level = await dirSize(join(home, 'store'))
+  let snapshots = { bytes: 0, files: {} }
+  try {
+    snapshots = await dirSize(join(home, 'snapshots'))
+  } catch {
+    // no snapshot kept as a file
+  }
+  const files = { ...level.files }
+  for (const [name, size] of Object.entries(snapshots.files)) files[`../snapshots/${name}`] = size
+  return { bytes: level.bytes + snapshots.bytes, files, snapshotFileBytes: snapshots.bytes }
+}
+
 /** Sum of the sizes of the files under `dir` (recursively), and the files by name. */
 export async function dirSize(dir) {
   let bytes = 0

@@ -12,7 +12,7 @@
 // Times are process.hrtime (CLOCK_MONOTONIC, shared by all processes of the machine).
 import { join } from 'node:path'
 import { BenchNode } from './mesh.js'
-import { dirSize, median, percentile, ROOT, round } from './lib.js'
+import { dirSize, median, percentile, ROOT, round, storeSize as homeStoreSize } from './lib.js'
 
 export const id = 'workload'
 export const title = 'Workload: a trading workspace synced to a new device; alert latency during a journal import'
@@ -41,7 +41,7 @@ export async function run(ctx) {
   }
   const expect = { watchlists: TRADING.watchlists, symbols: TRADING.symbols, alerts: TRADING.alerts, settingsFields: TRADING.settingsFields, journal: TRADING.journal }
   const storeSize = async (name) => {
-    const { bytes, files } = await dirSize(join(homes[name], 'store'))
+    const { bytes, files } = await homeStoreSize(homes[name])
     let wal = 0
     try {
       wal = (await dirSize(homes[name])).files['store.wal'] ?? 0
@@ -141,7 +141,7 @@ export async function run(ctx) {
           title: `${name}'s store on disk after the catch-up${name === 'A' ? ' (the device that filled it)' : ''}`,
           unit: 'MiB',
           method:
-            `Sum of the sizes of the files under ${name}'s home store/ (LevelDB: log, tables, manifest) after workspace.flush(), peers running. ` +
+            `Sum of the sizes of the files under ${name}'s home store/ (LevelDB: log, tables, manifest) and snapshots/ (snapshots of 1 MiB and more) after workspace.flush(), peers running. ` +
             'Details: the write-ahead file store.wal beside it, and the JSON size of the workspace.',
         },
         async () => ({ value: round(stores[name].bytes / MB, 2), details: { bytes: stores[name].bytes, files: stores[name].files, storeWalBytes: stores[name].walBytes, workspaceJsonBytes: fill.jsonBytes } }),
