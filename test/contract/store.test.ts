@@ -6,7 +6,7 @@ import { MemoryLevel } from 'memory-level'
 import type { BinaryLevel } from '../../src/store/doc-store.js'
 import { openLevel } from '../../src/store/level.js'
 import { SnapshotFiles } from '../../src/store/snapshot-files.js'
-import { storeContract } from './store-contract.js'
+import { storeContract, type StoreFixture } from './store-contract.js'
 
 storeContract('memory-level', {
   async create() {
@@ -27,7 +27,8 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true })
 })
 
-storeContract('LevelDB', {
+/** LevelDB in a temp folder (reopened from the same folder). */
+const leveldb: StoreFixture = {
   async create() {
     const dir = await mkdtemp(join(tmpdir(), 'kitsync-store-'))
     dirs.push(dir)
@@ -42,23 +43,12 @@ storeContract('LevelDB', {
     dirOf.set(again, dir)
     return again
   },
-})
+}
+
+storeContract('LevelDB', leveldb)
 
 // The home folder's layout: snapshots as files beside LevelDB (here every one, whatever its size).
 storeContract('LevelDB with snapshot files', {
-  async create() {
-    const dir = await mkdtemp(join(tmpdir(), 'kitsync-store-'))
-    dirs.push(dir)
-    const db = await openLevel(join(dir, 'db'))
-    dirOf.set(db, dir)
-    return db
-  },
-  async reopen(db) {
-    const dir = dirOf.get(db) as string
-    if (db.status !== 'closed') await db.close()
-    const again = await openLevel(join(dir, 'db'))
-    dirOf.set(again, dir)
-    return again
-  },
+  ...leveldb,
   snapshotFiles: (db) => new SnapshotFiles(join(dirOf.get(db) as string, 'snapshots'), 1),
 })
