@@ -203,7 +203,7 @@ function lengthPrefixed(frames: readonly QueuedFrame[]): Uint8Array[] {
   for (const f of frames) {
     const total = frameBytes(f)
     if (total < COPY_BELOW_BYTES) {
-      small.push(f instanceof Uint8Array ? f : joined(f, total))
+      small.push(f instanceof Uint8Array ? f : Buffer.concat(f, total))
       smallBytes += varint.encodingLength(total) + total
       continue
     }
@@ -217,16 +217,5 @@ function lengthPrefixed(frames: readonly QueuedFrame[]): Uint8Array[] {
     }
   }
   flushSmall()
-  return out
-}
-
-/** The parts of a small frame as one buffer. */
-function joined(parts: readonly Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
   return out
 }

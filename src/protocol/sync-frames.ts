@@ -40,16 +40,29 @@ const MAX_NAME = 256
  * fresh memory was a tenth of a new device's catch-up on the sender); others as one buffer.
  */
 export function encodeFrameParts(frame: Frame): Uint8Array[] {
-  if (frame.type !== FrameType.SYNC) return [encodeFrame(frame)]
+  return frame.type === FrameType.SYNC ? [syncHeader(frame), frame.payload] : [encodeFrame(frame)]
+}
+
+/** A SYNC frame up to its payload: type, collection, step, payload length. */
+function syncHeader(frame: Extract<Frame, { type: typeof FrameType.SYNC }>): Uint8Array {
   const e = encoding.createEncoder()
   encoding.writeVarUint(e, frame.type)
   encoding.writeVarString(e, frame.collection)
   encoding.writeVarUint(e, frame.step)
   encoding.writeVarUint(e, frame.payload.byteLength)
-  return [encoding.toUint8Array(e), frame.payload]
+  return encoding.toUint8Array(e)
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {
+  if (frame.type === FrameType.SYNC) {
+    // The payload (megabytes when a collection is sent whole) is copied once, behind the
+    // header, rather than into the encoder's buffers and out again.
+    const head = syncHeader(frame)
+    const out = new Uint8Array(head.byteLength + frame.payload.byteLength)
+    out.set(head)
+    out.set(frame.payload, head.byteLength)
+    return out
+  }
   const e = encoding.createEncoder()
   encoding.writeVarUint(e, frame.type)
   switch (frame.type) {
@@ -59,18 +72,6 @@ export function encodeFrame(frame: Frame): Uint8Array {
       encoding.writeVarUint(e, frame.collections.length)
       for (const name of frame.collections) encoding.writeVarString(e, name)
       break
-    case FrameType.SYNC: {
-      encoding.writeVarString(e, frame.collection)
-      encoding.writeVarUint(e, frame.step)
-      encoding.writeVarUint(e, frame.payload.byteLength)
-      // The payload (megabytes when a collection is sent whole) is copied once, behind the
-      // header, rather than into the encoder's buffers and out again.
-      const head = encoding.toUint8Array(e)
-      const out = new Uint8Array(head.byteLength + frame.payload.byteLength)
-      out.set(head)
-      out.set(frame.payload, head.byteLength)
-      return out
-    }
     case FrameType.ERROR:
       encoding.writeVarString(e, frame.code)
       encoding.writeVarString(e, frame.message)

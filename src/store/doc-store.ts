@@ -1,7 +1,7 @@
 import type { AbstractLevel } from 'abstract-level'
 import { compactionDue, DEFAULT_COMPACTION, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
-import { FILE_REF_FORMAT, frame, unframe } from './framing.js'
+import { FILE_REF_FORMAT, FRAME_HEADER_BYTES, frame, unframe } from './framing.js'
 import type { SnapshotFileRef, SnapshotFiles } from './snapshot-files.js'
 import type { WriteAheadFile } from './wal.js'
 
@@ -63,8 +63,6 @@ interface FileWrite {
   done: Promise<void>
 }
 
-const FRAME_HEADER = 5
-
 /** The reference a format-2 snapshot value holds, or undefined if it is not one (or damaged). */
 function fileRefOf(value: Uint8Array): SnapshotFileRef | undefined {
   const payload = unframe(value, FILE_REF_FORMAT)
@@ -78,7 +76,7 @@ function fileRefOf(value: Uint8Array): SnapshotFileRef | undefined {
 }
 
 function storedFile(ref: SnapshotFileRef): StoredSnapshot {
-  return { value: frame(encoder.encode(JSON.stringify(ref)), FILE_REF_FORMAT), file: ref, bytes: ref.bytes + FRAME_HEADER }
+  return { value: frame(encoder.encode(JSON.stringify(ref)), FILE_REF_FORMAT), file: ref, bytes: ref.bytes + FRAME_HEADER_BYTES }
 }
 
 function corruption(collection: string, what: string, cause?: unknown): KitsyncError {
@@ -124,7 +122,10 @@ export class DocStore {
 
   /** @internal How to store `update` as the snapshot of `name`: framed, or (large) written to a file first. */
   async snapshotValue(name: string, update: Uint8Array): Promise<StoredSnapshot> {
-    if (this.files?.wants(name, update.byteLength) !== true) return { value: frame(update), bytes: update.byteLength + FRAME_HEADER }
+    if (this.files?.wants(name, update.byteLength) !== true) {
+      const value = frame(update)
+      return { value, bytes: value.byteLength }
+    }
     const write = await this.beginFile(name, update)
     await write.done
     return storedFile(write.ref)

@@ -10,6 +10,8 @@ const FORMAT = 1
 /** The payload is a reference to a file that holds the value (see snapshot-files.ts). */
 export const FILE_REF_FORMAT = 2
 const HEADER = 5
+/** What framing adds to a payload. */
+export const FRAME_HEADER_BYTES = HEADER
 
 export function frame(payload: Uint8Array, format = FORMAT): Uint8Array {
   const out = new Uint8Array(HEADER + payload.byteLength)
