@@ -108,6 +108,26 @@ interface Floors {
   deleteFloor: string
 }
 
+/**
+ * The changes of one transaction, each value read only when asked for (most changes have no
+ * one watching them).
+ *
+ * Built outside the observer on purpose: a closure made inside it shares the observer call's
+ * context, which holds the Yjs transaction, so each change kept the whole transaction (state
+ * vectors, delete set, events) reachable. With a 'change' listener subscribed, some 2 MB of
+ * each ~12 MB a writing process allocated survived every scavenge, and scavenges took 2-7 ms;
+ * built here, 0.15-0.25 MB and about 1 ms (node --trace-gc-nvp, 12,000 sequential writes).
+ */
+function lazyChanges(collection: RecordCollection, keys: string[], origin: unknown): RecordChange[] {
+  return keys.map((key) => ({
+    key,
+    origin,
+    get value() {
+      return collection.get(key)
+    },
+  }))
+}
+
 export class RecordCollection {
   readonly name: string
   readonly doc: Y.Doc
@@ -175,17 +195,7 @@ export class RecordCollection {
         if (found.length > 0) for (const l of this.conflictListeners) l(found, tx.origin)
       }
       if (this.listeners.size === 0) return
-      // Values are computed only when asked for: most changes have no one watching them.
-      const changes = [...touched.keys()].map((key) => {
-        const get = (): JsonValue | undefined => this.get(key)
-        return {
-          key,
-          origin: tx.origin,
-          get value() {
-            return get()
-          },
-        }
-      })
+      const changes = lazyChanges(this, [...touched.keys()], tx.origin)
       for (const listener of this.listeners) listener(changes)
     })
   }
