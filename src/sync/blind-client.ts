@@ -171,7 +171,14 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> {
     }
     doc.on('update', (_update: Uint8Array, origin: unknown) => {
       if (origin instanceof BlindClientSession || !this.shares(name)) return
-      this.changed.set(name, (this.changed.get(name) ?? false) || !(origin instanceof SyncSession))
+      const local = !(origin instanceof SyncSession)
+      if (this.active.size === 0) {
+        // No store session (no VPS peer, or none connected): what the flush would conclude,
+        // without a flush per update on a device that has no store at all.
+        if (local) this.offline.add(name)
+        return
+      }
+      this.changed.set(name, (this.changed.get(name) ?? false) || local)
       this.scheduleFlush()
     })
   }
