@@ -90,7 +90,7 @@ export async function run(ctx) {
         unit: 'ms',
         target: { op: '<=', value: 2 },
         method:
-          'Two kitsync peers (Peer.start: LevelDB home, TCP+Noise+Yamux on 127.0.0.1, no mDNS, no control socket), each in its own child process, paired by createInvite/join. ' +
+          'Two kitsync peers (Peer.start: LevelDB home, TCP+Noise+Yamux on 127.0.0.1, no mDNS, no control socket), each in its own child process with the V8 setting of `kitsync peer start` (src/cli/young-generation.ts), paired by createInvite/join. ' +
           `A calls workspace.set('lat', 'lat', { i, s: 'x' }) (durability not awaited); B's workspace emits 'change' with source 'remote'. ` +
           `Latency = hrtime on B at that event - hrtime on A just before set (CLOCK_MONOTONIC, shared by both processes). Each update waits for the previous one to be seen. ` +
           `Phases: the first ${LATENCY.cold.toLocaleString('en-US')} updates after the peers connected (latency.cold.p50), ${LATENCY.warmup.toLocaleString('en-US')} more not recorded, ` +

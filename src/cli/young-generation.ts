@@ -11,10 +11,18 @@
  *
  * So the CLI keeps the young generation at its initial size: `--semi-space-growth-factor=1`.
  * Trade-off: objects that outlive two 1 MiB scavenges are promoted to the old generation
- * sooner, so major GCs collect more of the short-lived data. For kitsync's allocations (small
- * Yjs updates, stream frames) this cost nothing measurable: with every peer of the mesh
- * benchmarks so configured, latency, bursts, line of five and the 10 MiB catch-up stayed within
- * their (large) noise, and a catch-up joiner peaked at 175-226 MB RSS instead of 231-242 MB.
+ * sooner, so major GCs collect more of the short-lived data. Measured with the benchmark peers
+ * (scripts/bench/mesh-peer.js sets the same flag since 2026-12-04; before, they ran with V8's
+ * default sizing, unlike `kitsync peer start`):
+ * - small updates one at a time: scavenges take 0.2-0.4 ms instead of ~1 ms, more often; no
+ *   clear difference in latency (p99 ratio to y-websocket 0.82-0.86 in 4 runs, 0.79-0.86 in 3).
+ * - 10,000 separate transactions at once (burst.unawaited): 217-263 ms against 190-210 ms. The
+ *   writes waiting in the queue, and the index entries of 10,000 new records, outlive 1 MiB
+ *   scavenges and are promoted.
+ * - a catch-up joiner peaks at 175-226 MB RSS instead of 231-242 MB.
+ * Letting V8 grow it again once the peer has started (growth factor back to 2) gave bursts of
+ * 197-207 ms but a p99 ratio of 0.91-0.98 and a line of five of 829-857 ms instead of 626-683 (2
+ * runs), so the setting stays for the life of the process.
  *
  * Why this flag and not `--max-semi-space-size`: V8 reads that one only when it sets up the
  * heap, i.e. from the command line, which `node bin/kitsync.js`, `npx kitsync` and the
