@@ -166,8 +166,11 @@ export class RecordCollection {
     if (newest !== '') this.clock.observe(newest)
     this.refreshLive()
     this.map.observe((event, tx) => {
-      const touched = new Map<string, Set<string>>()
       const remote = !tx.local
+      // Record key -> the slots the transaction added to it. Only a remote transaction's slots
+      // are kept (conflicts are looked for in what arrived); a local one needs its keys alone,
+      // and a Set per record of a 1,000-record write was garbage the writer made for nothing.
+      const touched = new Map<string, Set<string> | undefined>()
       // keysChanged is a plain set; event.changes.keys would work out an action per key, which
       // costs more than applying the update when a whole collection arrives at once.
       // A local transaction holds only writes made through this class (Yjs marks any
@@ -175,21 +178,26 @@ export class RecordCollection {
       // step as they went; a merged update is indexed here.
       for (const flat of event.keysChanged) {
         if (flat === null) continue
+        if (!remote) {
+          const key = recordKeyOf(flat)
+          if (key !== undefined) touched.set(key, undefined)
+          continue
+        }
         const present = this.map.has(flat)
-        const key = remote ? this.indexKey(flat, present) : recordKeyOf(flat)
+        const key = this.indexKey(flat, present)
         if (key === undefined) continue
         let set = touched.get(key)
         if (set === undefined) touched.set(key, (set = new Set()))
         if (present) {
           set.add(flat)
-          if (remote) this.clock.observe((this.map.get(flat) as Slot).t)
+          this.clock.observe((this.map.get(flat) as Slot).t)
         }
       }
       if (remote) for (const key of touched.keys()) this.refreshLive(key)
       if (remote && this.conflictListeners.size > 0) {
         const found: DetectedConflict[] = []
         for (const [key, added] of touched) {
-          const c = this.detect(key, added)
+          const c = this.detect(key, added ?? new Set())
           if (c !== undefined) found.push(c)
         }
         if (found.length > 0) for (const l of this.conflictListeners) l(found, tx.origin)
