@@ -207,6 +207,26 @@ describe('blind store (client and server in memory)', () => {
     expect(local.every((l) => !l)).toBe(true)
   })
 
+  it('a delete made while no store session exists reaches the store at the next one (a delete moves no state vector)', async () => {
+    const server = newServer()
+    const a = new Device('A')
+    await a.set('notes', 'gone', 'x')
+    await a.set('notes', 'kept', 'y')
+    const closeA = await a.connect(server)
+    await until(() => (a.local.get('blind:vps') as { sv: Record<string, string> } | undefined)?.sv.notes !== undefined, 'the upload acknowledged')
+    closeA()
+    // No session now: the client has none at all, and marks the collection at once.
+    expect(a.client.sessions()).toHaveLength(0)
+    ;(await a.openDoc('notes')).getMap('m').delete('gone')
+    const vps = (): { dirty: string[] } | undefined => a.local.get('blind:vps') as { dirty: string[] } | undefined
+    await a.connect(server)
+    await until(() => vps()?.dirty.length === 0, 'the delete uploaded and acknowledged')
+    const b = new Device('B')
+    await b.connect(server)
+    expect(b.get('notes', 'kept')).toBe('y')
+    expect(b.get('notes', 'gone')).toBeUndefined()
+  })
+
   it('live: an entry uploaded by one device reaches the other connected one', async () => {
     const server = newServer()
     const [a, b] = [new Device('A'), new Device('B')]
