@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { isKitsyncError } from '../../src/core/errors.js'
 import { Hlc } from '../../src/core/hlc.js'
-import { RecordCollection } from '../../src/core/record-collection.js'
+import { RecordCollection, type RecordChange } from '../../src/core/record-collection.js'
 
 const LOCAL = Symbol('local')
 
@@ -182,5 +182,29 @@ describe('RecordCollection', () => {
     c.set('a', { x: 1, y: 'same' }, LOCAL)
     expect(updates).toBe(0)
     expect(Y.encodeStateAsUpdate(c.doc).byteLength).toBe(size)
+  })
+})
+
+describe('change events and memory', () => {
+  it('a change kept by a listener does not keep its Yjs transaction alive', async () => {
+    // Forcing a full collection from a test: V8 exposes gc() to code compiled after the flag.
+    const { setFlagsFromString } = await import('node:v8')
+    const { runInNewContext } = await import('node:vm')
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const c = new RecordCollection('notes')
+    const kept: RecordChange[][] = []
+    c.onChange((changes) => kept.push(changes))
+    let transaction: WeakRef<Y.Transaction> | undefined
+    c.doc.on('afterTransaction', (tr: Y.Transaction) => {
+      transaction = new WeakRef(tr)
+    })
+    c.doc.transact(() => c.set('a', { v: 1 }, LOCAL), LOCAL)
+    // A WeakRef holds its target until the job that made it has ended.
+    await new Promise((resolve) => setTimeout(resolve, 0))
+    gc()
+    expect(kept).toHaveLength(1)
+    expect(kept[0]?.[0]?.value).toEqual({ v: 1 })
+    expect(transaction?.deref()).toBeUndefined()
   })
 })
