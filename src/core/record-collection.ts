@@ -95,6 +95,13 @@ export interface RecordCollectionOptions {
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 
 type RecordIndex = Map<string, Set<string>>
+/**
+ * A record's entry in the index: its slots by field, or, for a record held by one header slot
+ * and nothing else (one writer's whole writes: most records), just that slot's name. The map
+ * and set cost some 350 bytes per record, 40% of a small record's memory, and all of it was
+ * copied by the garbage collector when a burst or a catch-up created thousands of records.
+ */
+type IndexEntry = RecordIndex | string
 
 /** What a record's headers say: the newest header, the last full write and the last delete. */
 interface Floors {
@@ -140,7 +147,7 @@ export class RecordCollection {
   private readonly live = new Set<string>()
   readonly conflictMap: Y.Map<OpenConflict>
   /** record key -> field -> slots present, kept in step with the map by the writes and the observer. */
-  private readonly index = new Map<string, RecordIndex>()
+  private readonly index = new Map<string, IndexEntry>()
   private readonly listeners = new Set<(changes: RecordChange[]) => void>()
   private readonly conflictListeners = new Set<(conflicts: DetectedConflict[], origin: unknown) => void>()
   /** This device's writer slot name (`=` + its clock's node tag). */
@@ -239,15 +246,16 @@ export class RecordCollection {
     if (rec === undefined) return false
     const only = this.onlyHeader(key, rec)
     if (only !== undefined) return only !== null && only.d !== 1
-    return this.resolve(key, rec, true) !== undefined
+    return this.resolve(key, rec as RecordIndex, true) !== undefined
   }
 
   /**
    * The common case of a record held by one header slot and nothing else (one writer's whole
    * write, or its delete): that slot, or null when it is missing from the map. Undefined when
-   * the record has more slots than that.
+   * the record has more slots than that (then `rec` is a map).
    */
-  private onlyHeader(key: string, rec: RecordIndex): Slot | null | undefined {
+  private onlyHeader(key: string, rec: IndexEntry): Slot | null | undefined {
+    if (typeof rec === 'string') return this.map.get(key + SEP + HEADER + SEP + rec) ?? null
     if (rec.size !== 1) return undefined
     const slots = rec.get(HEADER)
     if (slots === undefined || slots.size !== 1) return undefined
@@ -277,7 +285,7 @@ export class RecordCollection {
     const rec = this.index.get(key)
     if (rec === undefined) return undefined
     const only = this.onlyHeader(key, rec)
-    if (only === undefined) return this.resolve(key, rec)
+    if (only === undefined) return this.resolve(key, rec as RecordIndex)
     if (only === null || only.d === 1) return undefined
     if (Object.hasOwn(only, '$')) return only.$ as JsonValue
     return this.plainFields(only.r)
@@ -335,17 +343,17 @@ export class RecordCollection {
     const t = this.clock.now()
     this.write(key, origin, () => {
       const rec = this.index.get(key)
+      // The fields a whole write clears: none for a record held by its header alone.
+      const others = rec === undefined || typeof rec === 'string' || (rec.size === 1 && rec.has(HEADER)) ? undefined : [...rec.keys()]
       const recordLevel = this.policyValue !== 'merge'
       if (field !== undefined) {
         if (recordLevel && (current === undefined || !isJsonObject(current))) this.writeHeader(key, { t })
         this.writeField(key, field, value, t, current)
         return
       }
-      // Field slots of the record (a whole write replaces its plain fields).
-      const clear = rec !== undefined && (rec.size > 1 || !rec.has(HEADER))
       if (!isJsonObject(value)) {
         this.writeHeader(key, { t, f: 1, $: value })
-        if (clear) for (const f of [...rec.keys()]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
+        if (others !== undefined) for (const f of others) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
         return
       }
       // One header holds the plain fields of a whole-record write: one item per record.
@@ -356,7 +364,7 @@ export class RecordCollection {
         for (const f in value) if (this.typeOf(f) === 'register') r[f] = value[f] as JsonValue
       }
       this.writeHeader(key, { t, f: 1, r })
-      if (clear) for (const f of [...rec.keys()]) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
+      if (others !== undefined) for (const f of others) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
       if (typed) for (const f in value) if (this.typeOf(f) !== 'register') this.writeField(key, f, value[f] as JsonValue, t, current)
     })
   }
@@ -367,7 +375,7 @@ export class RecordCollection {
     if (!this.has(key)) return false
     const t = this.clock.now()
     this.write(key, origin, () => {
-      for (const [f, slots] of [...(this.index.get(key) ?? [])]) {
+      for (const [f, slots] of [...this.fieldsOf(key)]) {
         if (f === HEADER) continue
         for (const slot of [...slots]) this.remove(flatKey(key, f, slot))
       }
@@ -413,7 +421,7 @@ export class RecordCollection {
   /** Every stamp of a record (its newest write), for callers that need "when". */
   lastWrite(key: string): string | undefined {
     let max: string | undefined
-    for (const [f, slots] of this.index.get(key) ?? []) {
+    for (const [f, slots] of this.fieldsOf(key)) {
       for (const slot of slots) {
         const s = this.map.get(flatKey(key, f, slot))
         if (s !== undefined && (max === undefined || s.t > max)) max = s.t
@@ -428,7 +436,8 @@ export class RecordCollection {
    */
   collapse(key: string, origin: unknown): void {
     const rec = this.index.get(key)
-    if (rec === undefined) return
+    // One header slot: nothing to collapse.
+    if (rec === undefined || typeof rec === 'string') return
     const floors = this.floors(key, rec)
     const drop: string[] = []
     // Headers stay if they set a floor or hold a field's winning value.
@@ -485,7 +494,7 @@ export class RecordCollection {
    */
   isSettled(c: OpenConflict): boolean {
     const stamps = new Set<string>()
-    for (const [f, slots] of this.index.get(c.key) ?? []) {
+    for (const [f, slots] of this.fieldsOf(c.key)) {
       if (c.field !== undefined && f !== c.field && f !== HEADER) continue
       if (c.field === undefined && f !== HEADER) continue
       for (const slot of slots) {
@@ -610,7 +619,7 @@ export class RecordCollection {
   /** Concurrent writes in a record after a remote transaction that added the slots `added`. */
   private detect(key: string, added: Set<string>): DetectedConflict | undefined {
     const rec = this.index.get(key)
-    if (rec === undefined || singleWriter(rec)) return undefined
+    if (rec === undefined || typeof rec === 'string' || singleWriter(rec)) return undefined
     const involves = (f: string, slots: Set<string>): boolean => [...slots].some((slot) => added.has(flatKey(key, f, slot)))
     const headers = [...(rec.get(HEADER) ?? [])].map((slot) => ({ slot, s: this.map.get(flatKey(key, HEADER, slot)) })).filter((h): h is { slot: string; s: Slot } => h.s !== undefined && (h.s.f === 1 || h.s.d === 1))
     const headerSlots = new Set(headers.map((h) => h.slot))
@@ -653,8 +662,13 @@ export class RecordCollection {
 
   private writeHeader(key: string, slot: Slot): void {
     const own = this.ownSlot
-    const headers = this.index.get(key)?.get(HEADER)
-    if (headers !== undefined && (headers.size > 1 || !headers.has(own))) for (const s of [...headers]) if (s !== own) this.remove(flatKey(key, HEADER, s))
+    const rec = this.index.get(key)
+    if (typeof rec === 'string') {
+      if (rec !== own) this.remove(flatKey(key, HEADER, rec))
+    } else {
+      const headers = rec?.get(HEADER)
+      if (headers !== undefined && (headers.size > 1 || !headers.has(own))) for (const s of [...headers]) if (s !== own) this.remove(flatKey(key, HEADER, s))
+    }
     this.put(key, HEADER, own, slot)
   }
 
@@ -662,9 +676,9 @@ export class RecordCollection {
     const type = this.typeOf(field)
     if (type === 'register') {
       const own = this.ownSlot
-      const slots = this.index.get(key)?.get(field)
+      const rec = this.slotsOf(key)
+      const slots = rec?.get(field)
       if (this.policy === 'merge' && slots?.size === 1 && slots.has(own) && jsonEqual(this.map.get(flatKey(key, field, own))?.v, value)) return
-      const rec = this.index.get(key)
       const seen = rec === undefined ? undefined : bestOf(this.candidates(key, rec, '').get(field) ?? [])
       for (const s of [...(slots ?? [])]) if (s !== own) this.remove(flatKey(key, field, s))
       this.put(key, field, own, seen === undefined ? { t, v: value } : { t, b: seen.t, v: value })
@@ -708,7 +722,7 @@ export class RecordCollection {
   }
 
   private clearField(key: string, field: string): void {
-    for (const s of [...(this.index.get(key)?.get(field) ?? [])]) this.remove(flatKey(key, field, s))
+    for (const [f, slots] of [...this.fieldsOf(key)]) if (f === field) for (const s of [...slots]) this.remove(flatKey(key, field, s))
   }
 
   private typeOf(field: string): FieldType {
@@ -753,8 +767,29 @@ export class RecordCollection {
     this.indexKey(flat, false)
   }
 
+  /** A record's slots as a map; a record in the compact form gets one (kept: it is about to get more slots). */
+  private slotsOf(key: string): RecordIndex | undefined {
+    const entry = this.index.get(key)
+    if (typeof entry !== 'string') return entry
+    const rec: RecordIndex = new Map([[HEADER, new Set([entry])]])
+    this.index.set(key, rec)
+    return rec
+  }
+
+  /** A record's slots by field, to read: the compact form is not turned into a map. */
+  private fieldsOf(key: string): Iterable<[string, Iterable<string>]> {
+    const entry = this.index.get(key)
+    if (entry === undefined) return []
+    return typeof entry === 'string' ? [[HEADER, [entry]]] : entry
+  }
+
   private indexAdd(key: string, field: string, slot: string): void {
-    let rec = this.index.get(key)
+    const entry = this.index.get(key)
+    if (field === HEADER && (entry === undefined || entry === slot)) {
+      this.index.set(key, slot)
+      return
+    }
+    let rec = this.slotsOf(key)
     if (rec === undefined) this.index.set(key, (rec = new Map()))
     let slots = rec.get(field)
     if (slots === undefined) rec.set(field, (slots = new Set()))
@@ -774,7 +809,9 @@ export class RecordCollection {
       return key
     }
     const rec = this.index.get(key)
-    if (rec !== undefined) {
+    if (typeof rec === 'string') {
+      if (field === HEADER && slot === rec) this.index.delete(key)
+    } else if (rec !== undefined) {
       const slots = rec.get(field)
       slots?.delete(slot)
       if (slots !== undefined && slots.size === 0) rec.delete(field)
