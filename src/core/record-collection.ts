@@ -146,7 +146,7 @@ export class RecordCollection {
   /** Keys of the records that exist now (not deleted), kept in step by the writes and the observer. */
   private readonly live = new Set<string>()
   readonly conflictMap: Y.Map<OpenConflict>
-  /** record key -> field -> slots present, kept in step with the map by the writes and the observer. */
+  /** record key -> its slots present (see IndexEntry), kept in step with the map by the writes and the observer. */
   private readonly index = new Map<string, IndexEntry>()
   private readonly listeners = new Set<(changes: RecordChange[]) => void>()
   private readonly conflictListeners = new Set<(conflicts: DetectedConflict[], origin: unknown) => void>()
