@@ -1,11 +1,9 @@
 #!/usr/bin/env node
 // Entry point of the kitsync CLI. The only place that calls process.exit.
-import { setFlagsFromString } from 'node:v8'
-import { youngGenerationFlag } from '../dist/cli/young-generation.js'
+import { applyYoungGeneration } from '../dist/cli/young-generation.js'
 
 // Before the CLI's modules load: keep V8's young generation small (see young-generation.ts).
-const flag = youngGenerationFlag(process.execArgv, process.env.NODE_OPTIONS)
-if (flag !== undefined) setFlagsFromString(flag)
+applyYoungGeneration()
 
 await import('../dist/polyfill.js')
 const { runCli } = await import('../dist/cli/main.js')

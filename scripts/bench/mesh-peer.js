@@ -7,7 +7,6 @@
 // (process.hrtime), which all processes of the machine share, so a time taken here compares
 // with one taken in another process.
 import { pathToFileURL } from 'node:url'
-import { setFlagsFromString } from 'node:v8'
 import '../../dist/polyfill.js'
 import { jsonRecord } from './mesh-data.js'
 
@@ -26,9 +25,8 @@ async function startKitsync({ home, listen, bootstrap, relay = false, snapshotPo
   const t0 = now()
   // The V8 setting `kitsync peer start` runs a peer with (bin/kitsync.js: the young generation
   // kept small, see src/cli/young-generation.ts), set before the peer's modules load, as there.
-  const { youngGenerationFlag } = await import('../../dist/cli/young-generation.js')
-  const flag = youngGenerationFlag(process.execArgv, process.env.NODE_OPTIONS)
-  if (flag !== undefined) setFlagsFromString(flag)
+  const { applyYoungGeneration } = await import('../../dist/cli/young-generation.js')
+  applyYoungGeneration()
   const { Peer } = await import('../../dist/daemon/peer.js')
   const importMs = now() - t0
   const t1 = now()

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8'
+
 /**
  * The V8 young generation of a kitsync CLI process (applied by bin/kitsync.js before the CLI's
  * modules load; the library never changes V8 settings of the process that imports it).
@@ -41,4 +43,10 @@ const USER_SIZED = /^--(?:(?:max|min)[-_]semi[-_]space[-_]size|semi[-_]space[-_]
 export function youngGenerationFlag(execArgv: readonly string[], nodeOptions: string | undefined): string | undefined {
   const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)]
   return given.some((arg) => USER_SIZED.test(arg)) ? undefined : YOUNG_GENERATION_FLAG
+}
+
+/** Set the flag in this process unless its user sized the young generation (bin/kitsync.js; the benchmark's peers). */
+export function applyYoungGeneration(): void {
+  const flag = youngGenerationFlag(process.execArgv, process.env.NODE_OPTIONS)
+  if (flag !== undefined) setFlagsFromString(flag)
 }

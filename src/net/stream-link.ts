@@ -14,6 +14,11 @@ const COPY_BELOW_BYTES = 64 * 1024
 /** A large frame is handed to the stream in slices of this size. */
 const SEND_SLICE_BYTES = 256 * 1024
 
+/** A frame as one buffer, or as its parts back to back. */
+type QueuedFrame = Uint8Array | readonly Uint8Array[]
+
+const frameBytes = (f: QueuedFrame): number => (f instanceof Uint8Array ? f.byteLength : f.reduce((n, p) => n + p.byteLength, 0))
+
 /**
  * A PeerLink over one libp2p stream with varint-length-prefixed frames.
  *
@@ -23,11 +28,6 @@ const SEND_SLICE_BYTES = 256 * 1024
  * for the stream's 'drain' when its buffer is full), and the queue size is reported as
  * bufferedBytes so the engine can drop a peer that does not read.
  */
-/** A frame as one buffer, or as its parts back to back. */
-type QueuedFrame = Uint8Array | readonly Uint8Array[]
-
-const frameBytes = (f: QueuedFrame): number => (f instanceof Uint8Array ? f.byteLength : f.reduce((n, p) => n + p.byteLength, 0))
-
 export class StreamLink implements PeerLink {
   private queue: QueuedFrame[] = []
   private queued = 0
