@@ -24,9 +24,42 @@ export function parseJson(text: string, what = 'value'): JsonValue {
  * allocates nothing for a valid value; the path of a bad part is worked out only to name it.
  */
 export function assertJsonValue(value: unknown, path = 'value'): asserts value is JsonValue {
-  if (isPlainJson(value, [])) return
+  const shallow = isShallowJson(value, 0)
+  if (shallow === true || (shallow === TOO_DEEP && isPlainJson(value, []))) return
   describeBadJson(value, path, new Set())
   throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a JSON value`)
+}
+
+/**
+ * Nesting depth checked without keeping track of the parents (a cycle is infinitely deep, so it
+ * goes past this): the check of the usual record allocates nothing, where a parents array was
+ * the largest garbage of a queued write.
+ */
+const SHALLOW_DEPTH = 32
+const TOO_DEEP = 'too-deep'
+
+/** isPlainJson for values up to SHALLOW_DEPTH deep; TOO_DEEP when it would have to go deeper. */
+function isShallowJson(value: unknown, depth: number): boolean | typeof TOO_DEEP {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return true
+  if (typeof value === 'number') return Number.isFinite(value)
+  if (typeof value !== 'object') return false
+  if (depth === SHALLOW_DEPTH) return TOO_DEEP
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const ok = isShallowJson(value[i], depth + 1)
+      if (ok !== true) return ok
+    }
+    return true
+  }
+  const proto = Object.getPrototypeOf(value) as unknown
+  if (proto !== Object.prototype && proto !== null) return false
+  for (const k in value) {
+    if (!Object.hasOwn(value, k)) continue
+    if (k === '__proto__') return false
+    const ok = isShallowJson((value as Record<string, unknown>)[k], depth + 1)
+    if (ok !== true) return ok
+  }
+  return true
 }
 
 function isPlainJson(value: unknown, parents: object[]): boolean {

@@ -55,6 +55,21 @@ describe('input validation', () => {
     expect(() => assertJsonValue({ constructor: 1, toString: 'x' })).not.toThrow()
   })
 
+  it('checks values nested deeper than its allocation-free pass, cycles and bad parts included', () => {
+    const nest = (depth: number, leaf: unknown): unknown => {
+      let v = leaf
+      for (let i = 0; i < depth; i++) v = i % 2 === 0 ? { d: v } : [v]
+      return v
+    }
+    expect(() => assertJsonValue(nest(200, 'ok'))).not.toThrow()
+    expect(() => assertJsonValue(nest(200, undefined))).toThrow(/not a JSON value/)
+    expect(() => assertJsonValue(nest(31, new Map()))).toThrow(/plain object/)
+    expect(() => assertJsonValue(nest(40, new Map()))).toThrow(/plain object/)
+    const deepCycle: Record<string, unknown> = {}
+    deepCycle.down = nest(50, deepCycle)
+    expect(() => assertJsonValue(deepCycle)).toThrow(/cycle/)
+  })
+
   it('accepts collection names of letters, digits, dot, dash and underscore', () => {
     for (const ok of ['a', 'watchlists', 'ssh-profiles', 'v1.2_x']) expect(() => assertCollectionName(ok)).not.toThrow()
     for (const bad of ['', '-a', 'a/b', 'a!b', 'x'.repeat(65), 'ä']) expect(() => assertCollectionName(bad)).toThrow(/invalid collection name/)
