@@ -28,6 +28,22 @@ interface QueuedWrite<C> {
   reject: (err: unknown) => void
 }
 
+/** Placeholder resolvers of a write, until its promise's executor has run (synchronously, in push). */
+const settleLater = (): void => undefined
+let capturing: QueuedWrite<unknown> | undefined
+/**
+ * The executor of every write's promise: one shared function, which hands the resolvers to the
+ * write being queued, instead of a new closure per write (what Promise.withResolvers does, which
+ * Node 20 lacks). A queued write lives until its group has run: ten thousand un-awaited sets
+ * keep ten thousand of them.
+ */
+function captureResolvers(resolve: (value: never) => void, reject: (err: unknown) => void): void {
+  const write = capturing as QueuedWrite<unknown>
+  capturing = undefined
+  write.resolve = resolve as (value: unknown) => void
+  write.reject = reject
+}
+
 /** Writes in one transaction at most: bounds the time the event loop is held. */
 export const MAX_GROUP = 1000
 
@@ -44,13 +60,15 @@ export class WriteQueue<C> {
 
   /** Queue a write; resolves with what `op` returned once its transaction is durable. */
   push<T>(collection: string, mustExist: boolean, op: (target: C) => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ collection, mustExist, op, resolve: resolve as (value: unknown) => void, reject })
-      if (!this.draining) {
-        this.draining = true
-        queueMicrotask(() => void this.drain())
-      }
-    })
+    const write: QueuedWrite<C> = { collection, mustExist, op, resolve: settleLater, reject: settleLater }
+    capturing = write as QueuedWrite<unknown>
+    const promise = new Promise<T>(captureResolvers)
+    this.queue.push(write)
+    if (!this.draining) {
+      this.draining = true
+      queueMicrotask(() => void this.drain())
+    }
+    return promise
   }
 
   /** Resolves once every write queued so far has run (not necessarily durable yet). */
@@ -91,15 +109,18 @@ export class WriteQueue<C> {
   }
 
   private runGroup(target: C, group: QueuedWrite<C>[]): void {
-    const results: { ok: boolean; value: unknown }[] = new Array(group.length)
+    // What each write returned, or what it threw (failed[i] = 1).
+    const values: unknown[] = new Array(group.length)
+    const failed = new Uint8Array(group.length)
     let durable: Promise<void>
     try {
       durable = this.target.commit(target, () => {
         for (let i = 0; i < group.length; i++) {
           try {
-            results[i] = { ok: true, value: (group[i] as QueuedWrite<C>).op(target) }
+            values[i] = (group[i] as QueuedWrite<C>).op(target)
           } catch (err) {
-            results[i] = { ok: false, value: err }
+            values[i] = err
+            failed[i] = 1
           }
         }
       })
@@ -108,11 +129,16 @@ export class WriteQueue<C> {
       for (const w of group) w.reject(err)
       return
     }
-    for (let i = 0; i < group.length; i++) {
-      const w = group[i] as QueuedWrite<C>
-      const r = results[i] as { ok: boolean; value: unknown }
-      if (r.ok) w.resolve(durable.then(() => r.value))
-      else w.reject(r.value)
-    }
+    for (let i = 0; i < group.length; i++) if (failed[i] === 1) (group[i] as QueuedWrite<C>).reject(values[i])
+    // One reaction for the group, not a promise per write: the writes of a group wait for its
+    // durability together, and settle in the order they were queued.
+    durable.then(
+      () => {
+        for (let i = 0; i < group.length; i++) if (failed[i] === 0) (group[i] as QueuedWrite<C>).resolve(values[i])
+      },
+      (err: unknown) => {
+        for (let i = 0; i < group.length; i++) if (failed[i] === 0) (group[i] as QueuedWrite<C>).reject(err)
+      },
+    )
   }
 }
