@@ -5,30 +5,32 @@
 export type Listener<T> = (payload: T) => void
 
 export class TypedEmitter<Events extends object> {
-  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>()
+  /**
+   * The listeners of each event, as arrays that are replaced, never changed: `emit` calls the
+   * array it found, so a listener added or removed meanwhile takes effect from the next event,
+   * without a copy per event (a transaction of ten thousand records emits ten thousand).
+   */
+  private readonly listeners = new Map<keyof Events, readonly Listener<never>[]>()
 
   on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
-    let set = this.listeners.get(event)
-    if (set === undefined) {
-      set = new Set()
-      this.listeners.set(event, set)
-    }
-    set.add(listener as Listener<never>)
+    const list = this.listeners.get(event) ?? []
+    if (!list.includes(listener as Listener<never>)) this.listeners.set(event, [...list, listener as Listener<never>])
     return () => this.off(event, listener)
   }
 
   off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): void {
-    this.listeners.get(event)?.delete(listener as Listener<never>)
+    const list = this.listeners.get(event)
+    if (list?.includes(listener as Listener<never>) === true) this.listeners.set(event, list.filter((l) => l !== listener))
   }
 
   emit<K extends keyof Events>(event: K, payload: Events[K]): void {
-    const set = this.listeners.get(event)
-    if (set === undefined) return
-    for (const listener of [...set]) (listener as Listener<Events[K]>)(payload)
+    const list = this.listeners.get(event)
+    if (list === undefined) return
+    for (const listener of list) (listener as Listener<Events[K]>)(payload)
   }
 
   listenerCount(event: keyof Events): number {
-    return this.listeners.get(event)?.size ?? 0
+    return this.listeners.get(event)?.length ?? 0
   }
 
   /**

@@ -52,14 +52,26 @@ export class Hlc {
     return `${this.msText}.${this.counter.toString(36).padStart(4, '0')}.${this.node}`
   }
 
-  /** Move past a stamp seen from another device. */
-  observe(stamp: string): void {
+  /** Move past a stamp seen from another device. False when it is ignored: not a stamp, or from too far ahead. */
+  observe(stamp: string): boolean {
     const p = parseHlc(stamp)
-    if (p === undefined || p.ms > this.clock() + MAX_DRIFT_MS) return
+    if (p === undefined || p.ms > this.clock() + MAX_DRIFT_MS) return false
     if (p.ms > this.ms || (p.ms === this.ms && p.counter > this.counter)) {
       this.ms = p.ms
       this.counter = p.counter
     }
+    return true
+  }
+
+  /**
+   * Move past every stamp of `stamps` (a merged update's thousands): as stamps sort like the
+   * clock, observing the greatest is enough, unless it is one this clock ignores; then each.
+   */
+  observeAll(stamps: readonly string[]): void {
+    let newest: string | undefined
+    for (const s of stamps) if (newest === undefined || s > newest) newest = s
+    if (newest === undefined || this.observe(newest)) return
+    for (const s of stamps) this.observe(s)
   }
 }
 

@@ -165,19 +165,21 @@ export class RecordCollection {
     this.conflictMap = doc.getMap<OpenConflict>(CONFLICTS_MAP)
     // The clock moves past every stamp already in the document (loaded from disk or adopted
     // from a peer), as it does for stamps that arrive later: a new write must be the newest.
-    let newest = ''
+    const stamps: string[] = []
     for (const [flat, slot] of this.map.entries()) {
       this.indexKey(flat, true)
-      if (typeof slot.t === 'string' && slot.t > newest) newest = slot.t
+      if (typeof slot.t === 'string') stamps.push(slot.t)
     }
-    if (newest !== '') this.clock.observe(newest)
+    this.clock.observeAll(stamps)
     this.refreshLive()
     this.map.observe((event, tx) => {
       const remote = !tx.local
       // Record key -> the slots the transaction added to it. Only a remote transaction's slots
       // are kept (conflicts are looked for in what arrived); a local one needs its keys alone,
       // and a Set per record of a 1,000-record write was garbage the writer made for nothing.
-      const touched = new Map<string, Set<string> | undefined>()
+      // A remote record's one new slot is kept as its flat key, a Set only for a second one.
+      const touched = new Map<string, Set<string> | string | undefined>()
+      const stamps: string[] = []
       // keysChanged is a plain set; event.changes.keys would work out an action per key, which
       // costs more than applying the update when a whole collection arrives at once.
       // A local transaction holds only writes made through this class (Yjs marks any
@@ -193,18 +195,23 @@ export class RecordCollection {
         const present = this.map.has(flat)
         const key = this.indexKey(flat, present)
         if (key === undefined) continue
-        let set = touched.get(key)
-        if (set === undefined) touched.set(key, (set = new Set()))
-        if (present) {
-          set.add(flat)
-          this.clock.observe((this.map.get(flat) as Slot).t)
+        const added = touched.get(key)
+        if (!present) {
+          if (added === undefined) touched.set(key, undefined)
+          continue
         }
+        if (added === undefined) touched.set(key, flat)
+        else if (typeof added === 'string') touched.set(key, new Set([added, flat]))
+        else added.add(flat)
+        const t = (this.map.get(flat) as Slot).t
+        if (typeof t === 'string') stamps.push(t)
       }
+      if (remote) this.clock.observeAll(stamps)
       if (remote) for (const key of touched.keys()) this.refreshLive(key)
       if (remote && this.conflictListeners.size > 0) {
         const found: DetectedConflict[] = []
         for (const [key, added] of touched) {
-          const c = this.detect(key, added ?? new Set())
+          const c = this.detect(key, added)
           if (c !== undefined) found.push(c)
         }
         if (found.length > 0) for (const l of this.conflictListeners) l(found, tx.origin)
@@ -283,7 +290,11 @@ export class RecordCollection {
 
   get(key: string): JsonValue | undefined {
     const rec = this.index.get(key)
-    if (rec === undefined) return undefined
+    return rec === undefined ? undefined : this.valueOf(key, rec)
+  }
+
+  /** The value of a record from its index entry. */
+  private valueOf(key: string, rec: IndexEntry): JsonValue | undefined {
     const only = this.onlyHeader(key, rec)
     if (only === undefined) return this.resolve(key, rec as RecordIndex)
     if (only === null || only.d === 1) return undefined
@@ -325,7 +336,8 @@ export class RecordCollection {
   set(key: string, value: JsonValue, origin: unknown, field?: string): void {
     assertRecordKey(key)
     if (field !== undefined) assertFieldName(field)
-    const current = this.get(key)
+    const rec = this.index.get(key)
+    const current = rec === undefined ? undefined : this.valueOf(key, rec)
     const next = field === undefined ? value : { ...(isJsonObject(current) ? current : {}), [field]: value }
     this.checkSize(key, next)
     // Rewriting what is already there would only leave deleted items behind. (With a
@@ -342,7 +354,6 @@ export class RecordCollection {
     }
     const t = this.clock.now()
     this.write(key, origin, () => {
-      const rec = this.index.get(key)
       // The fields a whole write clears: none for a record held by its header alone.
       const others = rec === undefined || typeof rec === 'string' || (rec.size === 1 && rec.has(HEADER)) ? undefined : [...rec.keys()]
       const recordLevel = this.policyValue !== 'merge'
@@ -352,7 +363,7 @@ export class RecordCollection {
         return
       }
       if (!isJsonObject(value)) {
-        this.writeHeader(key, { t, f: 1, $: value })
+        this.writeHeader(key, { t, f: 1, $: value }, rec)
         if (others !== undefined) for (const f of others) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
         return
       }
@@ -363,10 +374,10 @@ export class RecordCollection {
         r = {}
         for (const f in value) if (this.typeOf(f) === 'register') r[f] = value[f] as JsonValue
       }
-      this.writeHeader(key, { t, f: 1, r })
+      this.writeHeader(key, { t, f: 1, r }, rec)
       if (others !== undefined) for (const f of others) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
       if (typed) for (const f in value) if (this.typeOf(f) !== 'register') this.writeField(key, f, value[f] as JsonValue, t, current)
-    })
+    }, field === undefined ? true : undefined)
   }
 
   /** Delete a record. Returns false when there was none. */
@@ -617,9 +628,11 @@ export class RecordCollection {
   }
 
   /** Concurrent writes in a record after a remote transaction that added the slots `added`. */
-  private detect(key: string, added: Set<string>): DetectedConflict | undefined {
+  /** A conflict of a record, among the versions that include one of the slots `added` (flat keys) just brought. */
+  private detect(key: string, addedSlots: Set<string> | string | undefined): DetectedConflict | undefined {
     const rec = this.index.get(key)
     if (rec === undefined || typeof rec === 'string' || singleWriter(rec)) return undefined
+    const added = typeof addedSlots === 'string' ? new Set([addedSlots]) : (addedSlots ?? new Set<string>())
     const involves = (f: string, slots: Set<string>): boolean => [...slots].some((slot) => added.has(flatKey(key, f, slot)))
     const headers = [...(rec.get(HEADER) ?? [])].map((slot) => ({ slot, s: this.map.get(flatKey(key, HEADER, slot)) })).filter((h): h is { slot: string; s: Slot } => h.s !== undefined && (h.s.f === 1 || h.s.d === 1))
     const headerSlots = new Set(headers.map((h) => h.slot))
@@ -660,9 +673,16 @@ export class RecordCollection {
 
   // ---- writing ------------------------------------------------------------------------------
 
-  private writeHeader(key: string, slot: Slot): void {
+  /** Write this device's header slot of a record; `rec` is its index entry, if the caller has it at hand. */
+  private writeHeader(key: string, slot: Slot, rec: IndexEntry | undefined = this.index.get(key)): void {
     const own = this.ownSlot
-    const rec = this.index.get(key)
+    if (rec === undefined || rec === own) {
+      // A new record, or one that only this device's header holds: nothing to clear, and the
+      // index entry is the header slot.
+      this.map.set(flatKey(key, HEADER, own), slot)
+      this.index.set(key, own)
+      return
+    }
     if (typeof rec === 'string') {
       if (rec !== own) this.remove(flatKey(key, HEADER, rec))
     } else {
@@ -748,9 +768,12 @@ export class RecordCollection {
   }
 
   /** Run the writes of `fn` for one record in a transaction, then bring `live` up to date for it. */
-  private write(key: string, origin: unknown, fn: () => void): void {
+  private write(key: string, origin: unknown, fn: () => void, exists?: true): void {
     this.doc.transact(fn, origin)
-    this.refreshLive(key)
+    // A whole write leaves the record there, whatever it held (its header is the newest): no
+    // need to work it out from the slots again.
+    if (exists === true) this.live.add(key)
+    else this.refreshLive(key)
   }
 
   /**
