@@ -88,6 +88,12 @@ export interface LocalWorkspaceOptions {
   compaction?: Partial<CompactionPolicy>
 }
 
+/** What a queued write runs against: the loaded collection and its settings. */
+interface WriteTarget {
+  entry: LoadedCollection
+  rules: EffectiveSettings
+}
+
 interface LoadedCollection {
   collection: RecordCollection
   log: CollectionLog
@@ -133,7 +139,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /** Selective sync settings, sync counters, and (with a running peer) sync now / fetch / reset. */
   readonly sync: WorkspaceSync = new WorkspaceSync(this)
   /** Local writes, in call order, group-committed per collection. */
-  private readonly writes = new WriteQueue<{ entry: LoadedCollection; rules: EffectiveSettings }>({
+  private readonly writes = new WriteQueue<WriteTarget>({
     ready: (name) => {
       const entry = this.ready.get(name)
       const rules = this.settingsCache.get(name)
@@ -244,33 +250,45 @@ export class LocalWorkspace implements Workspace, SyncHost {
   // The write methods are not async: an async method that returns the queue's promise adds a
   // promise of its own and a job to resolve it through the queue's, per write, which ten thousand
   // un-awaited sets kept alive until their group ran. Their argument checks reject instead of throwing.
-  set(collection: string, key: string, value: JsonValue, options: SetOptions = {}): Promise<void> {
+  set(collection: string, key: string, value: JsonValue, options?: SetOptions): Promise<void> {
+    const field = options?.field
     try {
       this.assertOpen()
       assertCollectionName(collection)
       assertRecordKey(key)
       assertJsonValue(value)
-      if (options.field !== undefined) assertFieldName(options.field)
+      if (field !== undefined) assertFieldName(field)
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.writes.push(collection, false, ({ entry, rules }) => {
-      const c = entry.collection
-      if (rules.kind.appendOnly === true && c.has(key)) {
-        throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, { details: { collection } })
-      }
-      // Only a field write needs the record as it is (the kind checks the whole record); a whole
-      // write is checked as given, and the collection works out the current value itself.
-      let whole = value
-      if (options.field !== undefined) {
-        const current = c.get(key)
-        whole = { ...(isJsonObject(current) ? current : {}), [options.field]: value }
-      }
-      const checked = rules.kind.validate(whole, { collection, secretRules: rules.secretRules, now: Date.now() })
-      this.checkLimits(c, rules, key, checked)
-      if (options.field === undefined) c.set(key, checked, LOCAL_ORIGIN)
-      else c.set(key, isJsonObject(checked) ? (checked[options.field] ?? value) : value, LOCAL_ORIGIN, options.field)
-    })
+    if (field === undefined) return this.writes.push(collection, false, this.setRecord, key, value)
+    return this.writes.push(collection, false, (target) => this.setField(target, key, field, value))
+  }
+
+  /** A whole-record set, run in its group's transaction: one function for all of them (see WriteOp). */
+  private readonly setRecord = ({ entry, rules }: WriteTarget, key: string, value: JsonValue): void => {
+    const c = entry.collection
+    this.assertNotAppendOnly(c, rules, key)
+    const checked = rules.kind.validate(value, { collection: c.name, secretRules: rules.secretRules, now: Date.now() })
+    this.checkLimits(c, rules, key, checked)
+    c.set(key, checked, LOCAL_ORIGIN)
+  }
+
+  /** A set of one field: the kind checks the record as the field leaves it. */
+  private setField({ entry, rules }: WriteTarget, key: string, field: string, value: JsonValue): void {
+    const c = entry.collection
+    this.assertNotAppendOnly(c, rules, key)
+    const current = c.get(key)
+    const whole = { ...(isJsonObject(current) ? current : {}), [field]: value }
+    const checked = rules.kind.validate(whole, { collection: c.name, secretRules: rules.secretRules, now: Date.now() })
+    this.checkLimits(c, rules, key, checked)
+    c.set(key, isJsonObject(checked) ? (checked[field] ?? value) : value, LOCAL_ORIGIN, field)
+  }
+
+  private assertNotAppendOnly(c: RecordCollection, rules: EffectiveSettings, key: string): void {
+    if (rules.kind.appendOnly === true && c.has(key)) {
+      throw new KitsyncError('APPEND_ONLY', `${c.name} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, { details: { collection: c.name } })
+    }
   }
 
   delete(collection: string, key: string): Promise<boolean> {
@@ -280,12 +298,15 @@ export class LocalWorkspace implements Workspace, SyncHost {
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.writes.push(collection, true, ({ entry, rules }) => {
-      if (rules.kind.appendOnly === true && entry.collection.has(key)) {
-        throw new KitsyncError('APPEND_ONLY', `${collection} is append-only (${rules.kind.name}): records cannot be deleted`, { details: { collection } })
-      }
-      return entry.collection.delete(key, LOCAL_ORIGIN)
-    })
+    return this.writes.push(collection, true, this.deleteRecord, key)
+  }
+
+  private readonly deleteRecord = ({ entry, rules }: WriteTarget, key: string): boolean => {
+    const c = entry.collection
+    if (rules.kind.appendOnly === true && c.has(key)) {
+      throw new KitsyncError('APPEND_ONLY', `${c.name} is append-only (${rules.kind.name}): records cannot be deleted`, { details: { collection: c.name } })
+    }
+    return c.delete(key, LOCAL_ORIGIN)
   }
 
   add(collection: string, key: string, field: string, elements: string[]): Promise<void> {

@@ -20,10 +20,19 @@ export interface WriteTarget<C> {
   commit(target: C, body: () => void): Promise<void>
 }
 
+/**
+ * What a write does, given the collection and the two arguments it was queued with. Passing
+ * them, rather than a closure that holds them, lets a method share one function among all its
+ * writes: a closure and its context per write were a third of what a queued write kept alive.
+ */
+export type WriteOp<C, A, B, T> = (target: C, a: A, b: B) => T
+
 interface QueuedWrite<C> {
   collection: string
   mustExist: boolean
-  op: (target: C) => unknown
+  op: WriteOp<C, unknown, unknown, unknown>
+  a: unknown
+  b: unknown
   resolve: (value: unknown) => void
   reject: (err: unknown) => void
 }
@@ -58,9 +67,9 @@ export class WriteQueue<C> {
     private readonly yieldTurn: () => Promise<void> = () => new Promise((resolve) => setImmediate(resolve)),
   ) {}
 
-  /** Queue a write; resolves with what `op` returned once its transaction is durable. */
-  push<T>(collection: string, mustExist: boolean, op: (target: C) => T): Promise<T> {
-    const write: QueuedWrite<C> = { collection, mustExist, op, resolve: settleLater, reject: settleLater }
+  /** Queue a write; resolves with what `op(target, a, b)` returned once its transaction is durable. */
+  push<T, A = undefined, B = undefined>(collection: string, mustExist: boolean, op: WriteOp<C, A, B, T>, a?: A, b?: B): Promise<T> {
+    const write: QueuedWrite<C> = { collection, mustExist, op: op as WriteOp<C, unknown, unknown, unknown>, a, b, resolve: settleLater, reject: settleLater }
     capturing = write as QueuedWrite<unknown>
     const promise = new Promise<T>(captureResolvers)
     this.queue.push(write)
@@ -117,7 +126,8 @@ export class WriteQueue<C> {
       durable = this.target.commit(target, () => {
         for (let i = 0; i < group.length; i++) {
           try {
-            values[i] = (group[i] as QueuedWrite<C>).op(target)
+            const w = group[i] as QueuedWrite<C>
+            values[i] = w.op(target, w.a, w.b)
           } catch (err) {
             values[i] = err
             failed[i] = 1
