@@ -769,7 +769,10 @@ export class RecordCollection {
 
   /** Run the writes of `fn` for one record in a transaction, then bring `live` up to date for it. */
   private write(key: string, origin: unknown, fn: () => void, exists?: true): void {
-    this.doc.transact(fn, origin)
+    // Inside a transaction already (a group of queued writes): its origin stands, and a nested
+    // doc.transact would only add its bookkeeping per record.
+    if (this.doc._transaction !== null) fn()
+    else this.doc.transact(fn, origin)
     // A whole write leaves the record there, whatever it held (its header is the newest): no
     // need to work it out from the slots again.
     if (exists === true) this.live.add(key)

@@ -477,7 +477,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
       throw new KitsyncError('LIMIT_EXCEEDED', `${c.name} holds ${c.size} records, the limit for ${rules.kind.name} is ${max}`, { details: { collection: c.name, limit: 'maxRecords', max } })
     }
     if (isJsonObject(value)) {
-      for (const [field, type] of Object.entries(c.fieldTypes)) {
+      const types = c.fieldTypes
+      for (const field in types) {
+        const type = types[field]
         const v = value[field]
         if ((type === 'set' || type === 'growset') && Array.isArray(v)) this.checkSetSize(c.name, rules, field, new Set(v).size)
       }
