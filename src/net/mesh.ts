@@ -98,6 +98,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private readonly bootstrapAddrs: Multiaddr[]
   private readonly listen: string[]
   private readonly redials = new Map<string, { attempt: number; timer?: NodeJS.Timeout; dial?: () => Promise<unknown> }>()
+  /** Sync sessions to open again on a connection that stays open (see retrySession), by peer id. */
+  private readonly sessionRetries = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>()
   private stopped = false
   private lan: PrivateMdns | undefined
   private readonly discoveryKeys: () => Uint8Array[]
@@ -271,6 +273,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.sessions.delete(peerId)
     entry?.session.close()
     this.redials.delete(peerId)
+    this.forgetSessionRetry(peerId)
     await this.node.hangUp(peerIdFromString(peerId)).catch(() => undefined)
   }
 
@@ -278,6 +281,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.stopped = true
     this.lan?.stop()
     for (const r of this.redials.values()) clearTimeout(r.timer)
+    for (const r of this.sessionRetries.values()) clearTimeout(r.timer)
     for (const { session } of this.sessions.values()) session.close()
     this.sessions.clear()
     await this.node.stop()
@@ -338,12 +342,14 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     if (!(await this.isMember(id).catch(() => false))) return
     this.touch(id, 'connected')
     if (this.stopped || this.sessions.has(id)) return
-    await this.openSync(peer).catch(() => undefined)
+    await this.openSync(peer).catch(() => this.retrySession(id))
   }
 
   private onDisconnect(peer: PeerId): void {
     const id = peer.toString()
     this.touch(id, 'disconnected')
+    // No connection left to open a session on: the redial below takes over.
+    this.forgetSessionRetry(id)
     if (this.stopped) return
     void this.isMember(id).then((member) => {
       if (!member) return
@@ -402,7 +408,42 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     void this.isMember(peerId).then(
       (member) => (member && !this.sessions.has(peerId) ? this.openSync(peer) : undefined),
       () => undefined,
-    ).catch(() => undefined)
+    ).catch(() => this.retrySession(peerId))
+  }
+
+  /**
+   * Open the sync session again, with the redial backoff, when it could not open or it ended
+   * while a connection to the member stays open. The connection may outlive the session: the
+   * relay, the blind store or a pairing use it too, so no disconnect comes to redial after. A
+   * device that joined, say, was refused by the VPS that had not heard of it yet, and, if the
+   * VPS's own attempt later failed as well, stayed without a session (nor a store session)
+   * for as long as the connection lasted. Stops once a session exists (opened by either side),
+   * the connection closes (the redial takes over) or the peer is no longer a member.
+   */
+  private retrySession(peerId: string): void {
+    if (this.stopped) return
+    const state = this.sessionRetries.get(peerId) ?? { attempt: 0 }
+    if (state.timer !== undefined) return
+    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** state.attempt) * (0.75 + Math.random() * 0.5)
+    state.attempt++
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      void this.reopenSession(peerId)
+    }, delay)
+    state.timer.unref()
+    this.sessionRetries.set(peerId, state)
+  }
+
+  private async reopenSession(peerId: string): Promise<void> {
+    const peer = peerIdFromString(peerId)
+    if (this.stopped || this.sessions.has(peerId) || this.opening.has(peerId) || this.node.getConnections(peer).length === 0) return
+    if (!(await this.isMember(peerId).catch(() => false))) return
+    await this.openSync(peer).catch(() => this.retrySession(peerId))
+  }
+
+  private forgetSessionRetry(peerId: string): void {
+    clearTimeout(this.sessionRetries.get(peerId)?.timer)
+    this.sessionRetries.delete(peerId)
   }
 
   /** Open the sync session with a member now (after it became one, e.g. on joining). */
@@ -484,7 +525,16 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.sessions.set(peerId, entry)
     this.touch(peerId, 'connected')
     if (existing === undefined) this.emit('connected', { peerId })
-    void link.readLoop((frame) => session.receive(frame)).then(async (err) => {
+    let heard = false
+    void link.readLoop((frame) => {
+      // The peer answered: this session is one it accepted, and the next retry starts from
+      // the shortest wait again (a peer that refuses sends nothing at all).
+      if (!heard) {
+        heard = true
+        this.forgetSessionRetry(peerId)
+      }
+      session.receive(frame)
+    }).then(async (err) => {
       // Frames that arrived before the end are still handled (a peer may send and then close).
       await session.idle()
       // A length prefix over the limit (or a malformed one) is a protocol error like any other.
@@ -495,6 +545,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       this.touch(peerId, this.node.getConnections(peerIdFromString(peerId)).length > 0 ? 'connected' : 'disconnected')
       const reason = err !== undefined && err.name !== 'UnexpectedEOFError' ? { code: 'CONNECTION_CLOSED', message: err.message } : undefined
       this.emit('offline', reason === undefined ? { peerId } : { peerId, reason })
+      if (!this.stopped && this.node.getConnections(peerIdFromString(peerId)).length > 0) this.retrySession(peerId)
     })
   }
 
