@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { isKitsyncError, type KitsyncError } from '../../src/core/errors.js'
 import { decodeBlindFrame, encodeBlindFrame, BlindType } from '../../src/protocol/blind-frames.js'
-import { BlindClient, type BlindClientHost } from '../../src/sync/blind-client.js'
+import { BlindClient, type BlindClientHost, type BlindClientSession } from '../../src/sync/blind-client.js'
 import { open, open as openEnvelope, seal } from '../../src/sync/blind-envelope.js'
 import { BlindServer, MemoryBlindStorage, type BlindEntry } from '../../src/sync/blind-server.js'
 import type { PeerLink } from '../../src/sync/sync-engine.js'
@@ -225,6 +225,34 @@ describe('blind store (client and server in memory)', () => {
     await b.connect(server)
     expect(b.get('notes', 'kept')).toBe('y')
     expect(b.get('notes', 'gone')).toBeUndefined()
+  })
+
+  it('a device that already has what the store sends (from a peer) learns that the store holds it, and uploads none of it back', async () => {
+    const storage = new MemoryBlindStorage('s1')
+    const server = newServer(storage)
+    const a = new Device('A')
+    for (let i = 0; i < 20; i++) await a.set('notes', `k${i}`, `v${i}`)
+    const closeA = await a.connect(server)
+    await until(() => !a.client.pending(a.client.sessions()[0] as BlindClientSession), 'the upload of A acknowledged')
+    closeA()
+    const head = storage.state().head
+    // B got the same from A directly, as a joining device adopts each collection from its
+    // inviter, before it reaches the store.
+    const b = new Device('B')
+    const copy = new Y.Doc()
+    Y.applyUpdate(copy, Y.encodeStateAsUpdate(a.docs.get('notes') as Y.Doc))
+    b.docs.set('notes', copy)
+    b.client.track('notes', copy, true)
+    await b.connect(server)
+    await until(() => !b.client.pending(b.client.sessions()[0] as BlindClientSession), 'B settled with the store')
+    expect(storage.state().head).toBe(head)
+    // What B writes itself still goes up, and only that.
+    await b.set('notes', 'mine', 'from B')
+    await until(() => storage.state().head === head + 1, 'the upload of B')
+    const c = new Device('C')
+    await c.connect(server)
+    expect(c.get('notes', 'mine')).toBe('from B')
+    expect(c.get('notes', 'k19')).toBe('v19')
   })
 
   it('live: an entry uploaded by one device reaches the other connected one', async () => {
