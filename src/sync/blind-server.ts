@@ -55,6 +55,13 @@ export interface BlindServerOptions {
 
 /** At most this many bytes queued for one device during its catch-up. */
 const CATCH_UP_QUEUE_BYTES = 256 * 1024
+/**
+ * A live device with more than this queued (frames not yet taken by the stream, and the
+ * stream's own buffer) gets no more entries pushed: it catches up from storage instead, at its
+ * own pace, then is live again. Entries pushed to a device that reads slower than others write
+ * were the VPS's memory that nothing bounded.
+ */
+export const LIVE_QUEUE_BYTES = 1024 * 1024
 
 export class BlindServer {
   private readonly sessions = new Set<BlindServerSession>()
@@ -98,7 +105,7 @@ export class BlindServer {
 
   /** @internal A new entry: every other live session gets it. */
   broadcast(from: BlindServerSession, entry: BlindEntry): void {
-    for (const s of this.sessions) if (s !== from && s.live) s.send({ type: BlindType.ENTRY, ...entry })
+    for (const s of this.sessions) if (s !== from) s.deliver(entry)
   }
 }
 
@@ -107,6 +114,10 @@ export class BlindServerSession {
   live = false
   private hello = false
   private closed = false
+  /** Every entry up to this seq has been sent to the device (or a snapshot covering it). */
+  private sentSeq = 0
+  /** Live, but catching up from storage again (it fell behind): entries are not pushed meanwhile. */
+  private behind = false
 
   constructor(
     private readonly server: BlindServer,
@@ -129,6 +140,19 @@ export class BlindServerSession {
 
   send(frame: BlindFrame): void {
     if (!this.closed) this.link.send(encodeBlindFrame(frame))
+  }
+
+  /** @internal A new entry of another device: pushed to a live device that keeps up. */
+  deliver(entry: BlindEntry): void {
+    if (!this.live || this.behind || this.closed) return
+    if (this.link.bufferedBytes > LIVE_QUEUE_BYTES) {
+      // This entry is stored already: the catch-up reads it with the others.
+      this.behind = true
+      void this.catchUp(this.sentSeq, false).catch((err: unknown) => this.close(toKitsyncError(err)))
+      return
+    }
+    this.send({ type: BlindType.ENTRY, ...entry })
+    this.sentSeq = entry.seq
   }
 
   close(error?: KitsyncError): void {
@@ -154,7 +178,7 @@ export class BlindServerSession {
       const from = frame.storeId === state.storeId ? Math.min(frame.cursor, state.head) : 0
       // The catch-up goes at the device's pace, outside the one-at-a-time section: other
       // devices' writes go on meanwhile, and a device that reads slowly holds up nobody.
-      void this.catchUp(from).catch((err: unknown) => this.close(toKitsyncError(err)))
+      void this.catchUp(from, true).catch((err: unknown) => this.close(toKitsyncError(err)))
       return
     }
     if (!this.live) throw new KitsyncError('PROTOCOL_ERROR', 'blind frame before hello')
@@ -163,6 +187,8 @@ export class BlindServerSession {
       if (frame.ciphertext.byteLength > max) throw new KitsyncError('PROTOCOL_ERROR', `entry of ${frame.ciphertext.byteLength} bytes is over ${max}`)
       await this.authorize()
       const seq = await storage.append(frame.epoch, frame.ciphertext)
+      // Its own entry: the device has it (and, pushed to in order, every one before it).
+      if (this.live && !this.behind) this.sentSeq = seq
       this.send({ type: BlindType.ACK, seq })
       this.server.broadcast(this, { seq, epoch: frame.epoch, ciphertext: frame.ciphertext })
       return
@@ -188,9 +214,10 @@ export class BlindServerSession {
    * iterates a snapshot of the entries (LevelDB iterators read from one): a compaction meanwhile
    * does not take entries away under it. Then, one at a time with every other operation, what
    * was added (or compacted into a new snapshot) meanwhile, and LIVE: from there on this session
-   * gets each new entry as it is stored.
+   * gets each new entry as it is stored, unless it falls behind (LIVE_QUEUE_BYTES): then this
+   * runs again from the last entry it was sent, without a second LIVE.
    */
-  private async catchUp(from: number): Promise<void> {
+  private async catchUp(from: number, announce: boolean): Promise<void> {
     const { storage } = this.server
     let sent = from
     // `sent`: the device has everything up to it (entries are numbered without gaps after the
@@ -217,8 +244,11 @@ export class BlindServerSession {
       if (this.closed) return
       await sendFrom(storage.state(), false)
       if (this.closed) return
-      this.send({ type: BlindType.LIVE, head: storage.state().head })
+      this.sentSeq = sent
+      // A device that fell behind is live already: it only gets the entries, no second LIVE.
+      if (announce) this.send({ type: BlindType.LIVE, head: storage.state().head })
       this.live = true
+      this.behind = false
     })
   }
 

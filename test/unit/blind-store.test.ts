@@ -4,7 +4,7 @@ import { isKitsyncError, type KitsyncError } from '../../src/core/errors.js'
 import { decodeBlindFrame, encodeBlindFrame, BlindType } from '../../src/protocol/blind-frames.js'
 import { BlindClient, type BlindClientHost, type BlindClientSession } from '../../src/sync/blind-client.js'
 import { open, open as openEnvelope, seal } from '../../src/sync/blind-envelope.js'
-import { BlindServer, MemoryBlindStorage, type BlindEntry } from '../../src/sync/blind-server.js'
+import { BlindServer, LIVE_QUEUE_BYTES, MemoryBlindStorage, type BlindEntry } from '../../src/sync/blind-server.js'
 import type { PeerLink } from '../../src/sync/sync-engine.js'
 
 const KEY1 = new Uint8Array(32).fill(7)
@@ -126,9 +126,10 @@ class Device implements BlindClientHost {
   get(collection: string, key: string): unknown {
     return this.docs.get(collection)?.getMap('m').get(key)
   }
-  /** Connect to the store; resolves once the catch-up is done (LIVE). */
-  async connect(server: BlindServer): Promise<() => void> {
+  /** Connect to the store; resolves once the catch-up is done (LIVE). `tune` may change the server's side of the link. */
+  async connect(server: BlindServer, tune?: (serverSide: PeerLink) => void): Promise<() => void> {
     const [mine, theirs] = linkPair(this.id, 'vps')
+    tune?.(theirs)
     const serverSession = server.attach(theirs)
     theirs.onFrame = (f) => serverSession.receive(f)
     theirs.onClose = () => serverSession.close()
@@ -253,6 +254,53 @@ describe('blind store (client and server in memory)', () => {
     await c.connect(server)
     expect(c.get('notes', 'mine')).toBe('from B')
     expect(c.get('notes', 'k19')).toBe('v19')
+  })
+
+  it('a live device that falls behind gets no more entries pushed, catches up from the store at its pace, and misses none', async () => {
+    const storage = new MemoryBlindStorage('s1')
+    const server = newServer(storage)
+    const a = new Device('A')
+    await a.connect(server)
+    const b = new Device('B')
+    // What the server has queued for B, as the test says; a catch-up waits until it is low.
+    let queued = 0
+    const waiting: (() => void)[] = []
+    await b.connect(server, (serverSide) => {
+      Object.defineProperty(serverSide, 'bufferedBytes', { get: () => queued })
+      serverSide.whenBelow = async (bytes) => {
+        while (queued > bytes) await new Promise<void>((resolve) => waiting.push(resolve))
+      }
+    })
+    let lives = 0
+    b.client.on('live', () => lives++)
+    const write = async (key: string): Promise<void> => {
+      const head = storage.state().head
+      await a.set('notes', key, `v-${key}`)
+      await until(() => storage.state().head === head + 1, `the upload of ${key}`)
+    }
+    await write('k0')
+    await until(() => b.get('notes', 'k0') === 'v-k0', 'k0 pushed to B')
+    // B reads slowly: more than LIVE_QUEUE_BYTES wait for it.
+    queued = LIVE_QUEUE_BYTES + 1
+    for (const key of ['k1', 'k2', 'k3']) await write(key)
+    // The first of them went out with the catch-up, which then waits: nothing more is pushed.
+    await until(() => b.get('notes', 'k1') === 'v-k1', 'k1 at B')
+    expect(b.get('notes', 'k2')).toBeUndefined()
+    expect(b.get('notes', 'k3')).toBeUndefined()
+    // B may still write meanwhile.
+    const head = storage.state().head
+    await b.set('notes', 'fromB', 'x')
+    await until(() => storage.state().head === head + 1 && a.get('notes', 'fromB') === 'x', 'the write of B at A')
+    // B catches up, in order, and is pushed entries again.
+    queued = 0
+    for (const wake of waiting.splice(0)) wake()
+    await until(() => b.get('notes', 'k3') === 'v-k3', 'k2 and k3 at B')
+    expect(b.get('notes', 'k2')).toBe('v-k2')
+    await write('k4')
+    await until(() => b.get('notes', 'k4') === 'v-k4', 'k4 pushed to B')
+    expect(lives).toBe(0)
+    const session = b.client.sessions()[0] as BlindClientSession
+    await until(() => session.cursor === storage.state().head, 'B at the head')
   })
 
   it('live: an entry uploaded by one device reaches the other connected one', async () => {
