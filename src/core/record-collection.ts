@@ -206,15 +206,17 @@ export class RecordCollection {
         const t = (this.map.get(flat) as Slot).t
         if (typeof t === 'string') stamps.push(t)
       }
-      if (remote) this.clock.observeAll(stamps)
-      if (remote) for (const key of touched.keys()) this.refreshLive(key)
-      if (remote && this.conflictListeners.size > 0) {
-        const found: DetectedConflict[] = []
-        for (const [key, added] of touched) {
-          const c = this.detect(key, added)
-          if (c !== undefined) found.push(c)
+      if (remote) {
+        this.clock.observeAll(stamps)
+        for (const key of touched.keys()) this.refreshLive(key)
+        if (this.conflictListeners.size > 0) {
+          const found: DetectedConflict[] = []
+          for (const [key, added] of touched) {
+            const c = this.detect(key, added)
+            if (c !== undefined) found.push(c)
+          }
+          if (found.length > 0) for (const l of this.conflictListeners) l(found, tx.origin)
         }
-        if (found.length > 0) for (const l of this.conflictListeners) l(found, tx.origin)
       }
       if (this.listeners.size === 0) return
       const changes = lazyChanges(this, [...touched.keys()], tx.origin)
@@ -627,7 +629,6 @@ export class RecordCollection {
     return out
   }
 
-  /** Concurrent writes in a record after a remote transaction that added the slots `added`. */
   /** A conflict of a record, among the versions that include one of the slots `added` (flat keys) just brought. */
   private detect(key: string, addedSlots: Set<string> | string | undefined): DetectedConflict | undefined {
     const rec = this.index.get(key)
@@ -683,10 +684,9 @@ export class RecordCollection {
       this.index.set(key, own)
       return
     }
-    if (typeof rec === 'string') {
-      if (rec !== own) this.remove(flatKey(key, HEADER, rec))
-    } else {
-      const headers = rec?.get(HEADER)
+    if (typeof rec === 'string') this.remove(flatKey(key, HEADER, rec))
+    else {
+      const headers = rec.get(HEADER)
       if (headers !== undefined && (headers.size > 1 || !headers.has(own))) for (const s of [...headers]) if (s !== own) this.remove(flatKey(key, HEADER, s))
     }
     this.put(key, HEADER, own, slot)

@@ -75,6 +75,11 @@ export interface MeshEvents {
 
 const MAX_BACKOFF_MS = 30_000
 
+/** Wait before the attempt-th retry of a dial or a session: doubling from 0.5 s up to MAX_BACKOFF_MS, jittered by ±25%. */
+function backoffMs(attempt: number): number {
+  return Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5)
+}
+
 /**
  * How long after a direct connection opens its peer is identified (see Mesh.identifyLater).
  * Long enough for a join or a first sync exchange to be under way without it; short enough
@@ -379,7 +384,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     const state = this.redials.get(key) ?? { attempt: 0 }
     state.dial = dial
     if (state.timer !== undefined) return
-    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** state.attempt) * (0.75 + Math.random() * 0.5)
+    const delay = backoffMs(state.attempt)
     state.attempt++
     state.timer = setTimeout(() => {
       state.timer = undefined
@@ -424,7 +429,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     if (this.stopped) return
     const state = this.sessionRetries.get(peerId) ?? { attempt: 0 }
     if (state.timer !== undefined) return
-    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** state.attempt) * (0.75 + Math.random() * 0.5)
+    const delay = backoffMs(state.attempt)
     state.attempt++
     state.timer = setTimeout(() => {
       state.timer = undefined

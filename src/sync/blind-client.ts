@@ -88,13 +88,6 @@ export function updateClocks(update: Uint8Array): Map<number, number> {
   return out
 }
 
-/** The clients whose clock moved from `before` to `after`, with their new clock. */
-function gained(before: Map<number, number>, after: Map<number, number>): Map<number, number> {
-  const out = new Map<number, number>()
-  for (const [client, clock] of after) if ((before.get(client) ?? 0) < clock) out.set(client, clock)
-  return out
-}
-
 function mergeVector(sv: Uint8Array | undefined, clocks: Map<number, number>): Uint8Array {
   const merged = sv === undefined ? new Map<number, number>() : Y.decodeStateVector(sv)
   for (const [client, clock] of clocks) if ((merged.get(client) ?? 0) < clock) merged.set(client, clock)
@@ -440,23 +433,22 @@ export class BlindClientSession {
       if (!/^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name) || !this.client.shares(name)) continue
       const doc = await this.client.doc(name)
       // What the store holds, learnt from what it sent. When the document held nothing before
-      // (and no structs wait for missing ones), everything it gains in this transaction comes
-      // from these updates and all of them: its state vector before and after tells their
-      // clocks, without decoding each update a second time (that was a third of a catch-up).
+      // (and no structs wait for missing ones), everything it holds after this transaction came
+      // from these updates and all of them: its state vector tells their clocks, without
+      // decoding each update a second time (that was a third of a catch-up).
       // Otherwise, the clocks of each update: what the document already had (from a peer, the
       // usual case: devices get each change from each other and from the store) is in the store
       // too, and a device that learnt only what it gained uploaded it all back (each of twenty
       // devices that joined re-uploaded two 820 KB collections, sent on to the nineteen others).
-      const clean = doc.store.pendingStructs === null && doc.store.pendingDs === null && doc.store.clients.size === 0
-      const before = clean ? Y.decodeStateVector(Y.encodeStateVector(doc)) : undefined
+      const empty = doc.store.pendingStructs === null && doc.store.pendingDs === null && doc.store.clients.size === 0
       let clocks = new Map<number, number>()
       doc.transact(() => {
         for (const u of updates) {
           Y.applyUpdate(doc, u)
-          if (before === undefined) for (const [c, k] of updateClocks(u)) if ((clocks.get(c) ?? 0) < k) clocks.set(c, k)
+          if (!empty) for (const [c, k] of updateClocks(u)) if ((clocks.get(c) ?? 0) < k) clocks.set(c, k)
         }
       }, this)
-      if (before !== undefined) clocks = gained(before, Y.decodeStateVector(Y.encodeStateVector(doc)))
+      if (empty) clocks = Y.decodeStateVector(Y.encodeStateVector(doc))
       const old = this.record.sv[name]
       this.record.sv[name] = b64(mergeVector(old === undefined ? undefined : unb64(old), clocks))
     }
