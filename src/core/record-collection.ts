@@ -686,10 +686,26 @@ export class RecordCollection {
     }
     if (typeof rec === 'string') this.remove(flatKey(key, HEADER, rec))
     else {
+      // The floors go with the headers this write replaces: what they hide goes first, or it would show again.
+      this.removeHidden(key, rec)
       const headers = rec.get(HEADER)
       if (headers !== undefined && (headers.size > 1 || !headers.has(own))) for (const s of [...headers]) if (s !== own) this.remove(flatKey(key, HEADER, s))
     }
     this.put(key, HEADER, own, slot)
+  }
+
+  /** Remove the field, element and entry slots that the record's floors hide (older than its last delete or, with a record-level policy, its last full write). */
+  private removeHidden(key: string, rec: RecordIndex): void {
+    const { fieldFloor, deleteFloor } = this.floors(key, rec)
+    if (fieldFloor === '' && deleteFloor === '') return
+    for (const [f, slots] of [...rec]) {
+      if (f === HEADER) continue
+      const floor = this.typeOf(f) === 'register' ? fieldFloor : deleteFloor
+      for (const slot of [...slots]) {
+        const s = this.map.get(flatKey(key, f, slot))
+        if (s !== undefined && s.t < floor) this.remove(flatKey(key, f, slot))
+      }
+    }
   }
 
   private writeField(key: string, field: string, value: JsonValue, t: string, current: JsonValue | undefined): void {
