@@ -405,7 +405,7 @@ export class RecordCollection {
     const t = this.clock.now()
     this.write(key, origin, () => {
       if (!this.has(key)) this.writeHeader(key, { t })
-      for (const e of elements) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(key, field, '+' + e, { t })
+      for (const e of elements) if (!this.hasElement(key, flatKey(key, field, '+' + e))) this.put(key, field, '+' + e, { t })
     })
   }
 
@@ -732,7 +732,15 @@ export class RecordCollection {
     const next = new Set(value as string[])
     const removed = before.filter((e) => typeof e === 'string' && !next.has(e)) as string[]
     for (const e of removed) this.remove(flatKey(key, field, '+' + e))
-    for (const e of next) if (!this.map.has(flatKey(key, field, '+' + e))) this.put(key, field, '+' + e, { t })
+    for (const e of next) if (!this.hasElement(key, flatKey(key, field, '+' + e))) this.put(key, field, '+' + e, { t })
+  }
+
+  /** Whether a set element's slot is there and not hidden by the record's last delete (else an add writes it anew). */
+  private hasElement(key: string, flat: string): boolean {
+    const s = this.map.get(flat)
+    if (s === undefined) return false
+    const rec = this.index.get(key)
+    return rec === undefined || typeof rec === 'string' || s.t >= this.floors(key, rec).deleteFloor
   }
 
   /** Throws what writing `value` to `field` would violate (set and log fields only). */
