@@ -227,11 +227,18 @@ export class Peer {
   async join(tokenText: string, name: string, options: { waitMs?: number; onCode?: (code: string) => void } = {}): Promise<JoinResult> {
     const token = decodeToken(tokenText)
     if (token.inviter === this.deviceId) throw new KitsyncError('TOKEN_REFUSED', 'this token was issued by this device')
-    // Memberships merge like any collection: a device that already shares a workspace with
-    // others would carry them into the new one. It needs a fresh home folder instead.
-    const others = Object.keys(await this.workspace.members()).filter((id) => id !== this.deviceId)
-    if (others.length > 0 && token.workspaceId !== this.workspace.workspaceId) {
-      throw new KitsyncError('TOKEN_REFUSED', `this device already shares workspace ${this.workspace.workspaceId} with ${others.length} other device(s); join from a new home folder (--home)`)
+    // Collections and memberships merge like any data: a home that holds records of its own,
+    // or shares its workspace with others, would carry them into the new one and to every
+    // member. It needs a fresh home folder, or `join --replace` (a backup export, then a clean home).
+    if (token.workspaceId !== this.workspace.workspaceId) {
+      const held = await heldData(this.workspace, this.deviceId)
+      if (held.records > 0 || held.devices > 0) {
+        const { name, workspaceId } = await this.workspace.info()
+        throw new KitsyncError(
+          'WORKSPACE_EXISTS',
+          `${this.paths.home} already holds workspace ${name} (${workspaceId}) with ${held.records} record(s) and ${held.devices} other device(s); joining would merge them into the new workspace and send them to its members. Join from a fresh home folder (--home DIR), or use join --replace to keep a backup export of it in the home folder and join in its place`,
+        )
+      }
     }
     const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
@@ -333,4 +340,16 @@ async function readPid(file: string): Promise<number | undefined> {
   } catch {
     return undefined
   }
+}
+
+/**
+ * What a home's workspace holds that a join would carry into another workspace: records of its
+ * collections, and devices other than `self` in its membership. A home made by a plain command
+ * (`status`, `init`, `list`) holds neither and may join.
+ */
+export async function heldData(workspace: LocalWorkspace, self: string): Promise<{ records: number; devices: number }> {
+  const devices = Object.keys(await workspace.members()).filter((id) => id !== self).length
+  // A collection that cannot be read counts as holding data: it cannot be shown to be empty.
+  const records = (await workspace.list()).reduce((n, c) => n + (c.error === undefined ? c.records : 1), 0)
+  return { records, devices }
 }
