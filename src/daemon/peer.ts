@@ -12,7 +12,7 @@ import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.j
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
 import { BlindWiring } from './blind-wiring.js'
 import type { SnapshotPolicy } from '../sync/blind-client.js'
-import { homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
+import { checkControlSocket, homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
@@ -80,7 +80,8 @@ export class Peer {
     } catch (err) {
       if (isKitsyncError(err, 'STORE_LOCKED')) {
         const pid = await readPid(paths.pid)
-        const serving = await socketAnswers(paths.socket)
+        // Another user's socket is not asked (checkControlSocket refuses it): not ours, not serving.
+        const serving = await checkControlSocket(paths.socket).then((ours) => ours && socketAnswers(paths.socket), () => false)
         throw new KitsyncError(
           'PEER_ALREADY_RUNNING',
           serving

@@ -120,10 +120,14 @@ describe.skipIf(SKIP)('a second unix user', () => {
     await kitsyncOk(home, ['set', 'notes', 'pin', '{"pin":"SECRET-4242"}'])
     const peer = await startPeer(home)
     await kitsyncOk(home, ['set', 'notes', 'pin2', '{"pin":"SECRET-4343"}'])
-    await stopProc(peer.proc)
+    // Snapshot files too: a collection over 1 MiB, compacted by the peer.
+    const big = JSON.stringify({ pin: 'SECRET-4444', pad: 'x'.repeat(300_000) })
+    for (let i = 0; i < 5; i++) await kitsyncOk(home, ['set', 'big', `r${i}`, '-'], { input: big })
     const paths = homePaths(home)
+    await stopProc(peer.proc)
     const entries = await walk(home)
-    for (const must of [paths.store, paths.workspace, paths.wal, paths.identity]) expect(entries).toContain(must)
+    for (const must of [paths.store, paths.snapshots, paths.workspace, paths.wal, paths.identity]) expect(entries).toContain(must)
+    expect(entries.some((p) => p.endsWith('.snap'))).toBe(true)
     expect(entries.some((p) => p.endsWith('.ldb') || p.endsWith('.log'))).toBe(true)
     for (const path of entries) {
       const st = await lstat(path)
