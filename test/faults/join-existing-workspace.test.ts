@@ -63,6 +63,7 @@ describe('join into a home folder that holds another workspace', () => {
     const [ha, hb] = [await makeHome(), await makeHome()]
     await kitsyncOk(ha, ['set', 'notes', 'a', '{"from":"a"}'])
     await kitsyncOk(hb, ['set', 'private', 'diary', '{"text":"b only"}'])
+    const identity = await readFile(join(hb, 'identity.key'))
     const pa = await peer(ha)
     const out = await kitsyncJson<Info & { backup?: string }>(hb, ['join', await invite(ha), '--replace', '--name', 'b', ...NET], { timeoutMs: JOIN_TIMEOUT_MS })
     expect(out.workspaceId).toBe(pa.started.workspaceId)
@@ -77,6 +78,9 @@ describe('join into a home folder that holds another workspace', () => {
     expectCliError(await kitsync(hb, ['get', 'private', 'diary']), 'UNKNOWN_COLLECTION', 3)
     expectCliError(await kitsync(ha, ['get', 'private', 'diary']), 'UNKNOWN_COLLECTION', 3)
     expect((await kitsyncJson<{ name: string }[]>(ha, ['peers', '--json'])).map((d) => d.name)).toContain('b')
+    // A new device identity: the old workspace's members trusted the old one. Nothing else is left over.
+    expect(await readFile(join(hb, 'identity.key'))).not.toEqual(identity)
+    expect((await names(hb)).filter((n) => n.startsWith('.replaced-'))).toEqual([])
   })
 
   it('a home made by an earlier plain command, with no data, still joins', async () => {
@@ -118,5 +122,23 @@ describe('a failed join', () => {
     expect(r2.code).toBe(exit)
     expect(await names(used)).toEqual(before)
     expect(await readFile(join(used, 'workspace.json'), 'utf8')).toBe(config)
+  })
+
+  it('with --replace puts the old workspace back, next to its backup', async () => {
+    const [ha, hb] = [await makeHome(), await makeHome()]
+    await kitsyncOk(hb, ['set', 'private', 'diary', '{"text":"b only"}'])
+    const before = await names(hb)
+    const config = await readFile(join(hb, 'workspace.json'), 'utf8')
+    const identity = await readFile(join(hb, 'identity.key'))
+    await peer(ha)
+    const real = decodeToken(await invite(ha))
+    const forged = encodeToken({ ...real, secret: new Uint8Array(32).fill(7) })
+    expectCliError(await kitsync(hb, ['join', forged, '--replace', ...NET], { timeoutMs: JOIN_TIMEOUT_MS }), 'TOKEN_REFUSED', 8)
+    const after = await names(hb)
+    expect(after.filter((n) => !n.startsWith('backup-'))).toEqual(before)
+    expect(after.filter((n) => n.startsWith('backup-'))).toHaveLength(1)
+    expect(await readFile(join(hb, 'workspace.json'), 'utf8')).toBe(config)
+    expect(await readFile(join(hb, 'identity.key'))).toEqual(identity)
+    expect(await kitsyncJson(hb, ['get', 'private', 'diary'])).toEqual({ text: 'b only' })
   })
 })
