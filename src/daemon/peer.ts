@@ -233,13 +233,7 @@ export class Peer {
     // member. It needs a fresh home folder, or `join --replace` (a backup export, then a clean home).
     if (token.workspaceId !== this.workspace.workspaceId) {
       const held = await heldData(this.workspace, this.deviceId)
-      if (held.records > 0 || held.devices > 0) {
-        const { name, workspaceId } = await this.workspace.info()
-        throw new KitsyncError(
-          'WORKSPACE_EXISTS',
-          `${this.paths.home} already holds workspace ${name} (${workspaceId}) with ${held.records} record(s) and ${held.devices} other device(s); joining would merge them into the new workspace and send them to its members. Join from a fresh home folder (--home DIR), or use join --replace to keep a backup export of it in the home folder and join in its place`,
-        )
-      }
+      if (held.records > 0 || held.devices > 0) throw workspaceExists(this.paths.home, await this.workspace.info(), held)
     }
     const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
@@ -353,4 +347,12 @@ export async function heldData(workspace: LocalWorkspace, self: string): Promise
   // A collection that cannot be read counts as holding data: it cannot be shown to be empty.
   const records = (await workspace.list()).reduce((n, c) => n + (c.error === undefined ? c.records : 1), 0)
   return { records, devices }
+}
+
+/** The refusal of a join into a home that holds another workspace (see heldData), with the ways on. */
+export function workspaceExists(home: string, info: { name: string; workspaceId: string }, held: { records: number; devices: number }): KitsyncError {
+  return new KitsyncError(
+    'WORKSPACE_EXISTS',
+    `${home} already holds workspace ${info.name} (${info.workspaceId}) with ${held.records} record(s) and ${held.devices} other device(s); joining would merge them into the new workspace and send them to its members. Join from a fresh home folder (--home DIR), or use join --replace to keep a backup export of it in the home folder and join in its place`,
+  )
 }

@@ -84,7 +84,8 @@ async function readToken(io: CliIO, arg: string | undefined, file: string | unde
  */
 async function joinHere(home: string, token: string, workspaceId: string, options: JoinFlags, onCode: ((code: string) => void) | undefined): Promise<JoinResult & { backup?: string }> {
   const before = await entriesOf(home)
-  const replaced = options.replace === true ? await setAside(home, workspaceId) : undefined
+  // Refused before any peer starts here; Peer.join checks again (and alone, through a running peer).
+  const replaced = await existingWorkspace(home, workspaceId, options.replace === true)
   let started = false
   let result: JoinResult
   try {
@@ -96,8 +97,10 @@ async function joinHere(home: string, token: string, workspaceId: string, option
       await peer.stop()
     }
   } catch (err) {
-    // A store held by another process is that process's: nothing here was made by this join.
-    if (started || !(isKitsyncError(err, 'STORE_LOCKED') || isKitsyncError(err, 'PEER_ALREADY_RUNNING'))) await undo(home, before, replaced)
+    // A store held by another process is that process's: nothing here was made by this join
+    // (but a workspace this join set aside goes back in any case).
+    const locked = isKitsyncError(err, 'STORE_LOCKED') || isKitsyncError(err, 'PEER_ALREADY_RUNNING')
+    if (started || !locked || replaced !== undefined) await undo(home, before, replaced)
     throw err
   }
   if (replaced === undefined) return result
@@ -131,23 +134,26 @@ async function undo(home: string, before: string[] | undefined, replaced: { asid
 }
 
 /**
- * --replace: if the home holds data of a workspace other than the token's, export it to
- * `backup-TIME.json` (0600) in the home and move the workspace's files into a private folder,
- * to be removed once the join succeeded (or moved back if it fails). The device gets a new
- * identity too: the old workspace's members trusted the old one.
+ * If the home holds data of a workspace other than the token's (see heldData): without
+ * --replace, WORKSPACE_EXISTS. With it, export the workspace to `backup-TIME.json` (0600) in
+ * the home and move its files into a private folder, to be removed once the join succeeded
+ * (or moved back if it fails). The device gets a new identity too: the old workspace's members
+ * trusted the old one.
  */
-async function setAside(home: string, workspaceId: string): Promise<{ aside: string; backup: string; moved: string[] } | undefined> {
+async function existingWorkspace(home: string, workspaceId: string, replace: boolean): Promise<{ aside: string; backup: string; moved: string[] } | undefined> {
   const paths = homePaths(home)
-  const config = await readWorkspaceConfig(paths).catch(() => undefined)
+  const config = await readWorkspaceConfig(paths).catch(() => undefined) // unreadable: Peer.start says why
   if (config === undefined || config.id === workspaceId) return undefined
   const { LocalWorkspace } = await import('../../daemon/local-workspace.js')
-  const { heldData } = await import('../../daemon/peer.js')
+  const { heldData, workspaceExists } = await import('../../daemon/peer.js')
   const ws = await LocalWorkspace.open({ home })
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
   const backup = join(home, `backup-${stamp}.json`)
   try {
-    const held = await heldData(ws, (await ws.info()).deviceId)
+    const info = await ws.info()
+    const held = await heldData(ws, info.deviceId)
     if (held.records === 0 && held.devices === 0) return undefined
+    if (!replace) throw workspaceExists(home, info, held)
     const data = await ws.export()
     if (data.unreadable.length > 0) {
       throw new KitsyncError('DATA_CORRUPTION', `cannot back up the workspace of ${home}: ${data.unreadable.map((u) => u.collection).join(', ')} cannot be read; nothing was changed (join from a fresh home folder with --home instead)`)
