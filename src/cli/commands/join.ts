@@ -159,8 +159,13 @@ async function existingWorkspace(home: string, workspaceId: string, replace: boo
       throw new KitsyncError('DATA_CORRUPTION', `cannot back up the workspace of ${home}: ${data.unreadable.map((u) => u.collection).join(', ')} cannot be read; nothing was changed (join from a fresh home folder with --home instead)`)
     }
     const tmp = `${backup}.${process.pid}.tmp`
-    await writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: 0o600, flush: true })
-    await rename(tmp, backup)
+    try {
+      await writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: 0o600, flush: true })
+      await rename(tmp, backup)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw new KitsyncError('STORAGE_FAILED', `cannot write the backup ${backup}: ${(err as Error).message}; nothing was changed`, { cause: err })
+    }
   } finally {
     await ws.close()
   }
@@ -168,7 +173,8 @@ async function existingWorkspace(home: string, workspaceId: string, replace: boo
   await mkdir(aside, { mode: 0o700 })
   const moved: string[] = []
   for (const name of (await entriesOf(home)) ?? []) {
-    if (name.startsWith('backup-') || join(home, name) === aside) continue
+    // Backups, and a workspace set aside by an earlier --replace that did not finish, stay.
+    if (name.startsWith('backup-') || name.startsWith('.replaced-')) continue
     await rename(join(home, name), join(aside, name))
     moved.push(name)
   }
