@@ -1,6 +1,7 @@
 import { createConnection, type Socket } from 'node:net'
 import { KitsyncError } from '../core/errors.js'
 import { KITSYNC_VERSION } from '../core/version.js'
+import { checkControlSocket } from '../store/home.js'
 import {
   CONTROL_PROTOCOL,
   encodeMessage,
@@ -39,9 +40,11 @@ export class ControlClient {
 
   /**
    * Connect and say hello. Resolves undefined when nothing listens on the socket (no peer
-   * runs); fails with VERSION_MISMATCH when the peer is another kitsync version.
+   * runs); fails with VERSION_MISMATCH when the peer is another kitsync version, and with
+   * PERMISSION_DENIED, before sending anything, when the socket or its folder is another user's.
    */
   static async connect(path: string): Promise<ControlClient | undefined> {
+    if (!(await checkControlSocket(path))) return undefined
     const socket = await new Promise<Socket | undefined>((resolve) => {
       const s = createConnection(path)
       s.once('connect', () => resolve(s))

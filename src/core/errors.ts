@@ -19,6 +19,10 @@ export const ERROR_CODES = {
   PEER_NOT_RUNNING: 4,
   STORE_LOCKED: 4,
   VERSION_MISMATCH: 4,
+  /** The home folder or control socket belongs to another user, or is not private. */
+  PERMISSION_DENIED: 4,
+  /** `join` into a home folder that holds another workspace's data. */
+  WORKSPACE_EXISTS: 4,
   // stored data: exit 5
   DATA_CORRUPTION: 5,
   STORAGE_FAILED: 5,

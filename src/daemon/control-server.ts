@@ -3,6 +3,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
+import { checkControlSocket } from '../store/home.js'
 import { WORKSPACE_EVENTS, type CollectionChange, type NetworkStatus, type ResolveChoice, type Workspace } from '../core/workspace-types.js'
 import type { Invite } from './invites.js'
 import type { PatternChange } from '../core/selection.js'
@@ -46,7 +47,8 @@ export class ControlServer {
    */
   static async listen(workspace: Workspace, path: string): Promise<ControlServer> {
     const server = new ControlServer(workspace, path)
-    if (process.platform !== 'win32') {
+    // Another user's socket (or folder) is neither served nor removed: PERMISSION_DENIED.
+    if (process.platform !== 'win32' && (await checkControlSocket(path, { create: true }))) {
       if (await socketAnswers(path)) {
         throw new KitsyncError('PEER_ALREADY_RUNNING', `another process serves the control socket ${path}`)
       }

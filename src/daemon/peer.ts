@@ -12,7 +12,7 @@ import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.j
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
 import { BlindWiring } from './blind-wiring.js'
 import type { SnapshotPolicy } from '../sync/blind-client.js'
-import { homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
+import { checkControlSocket, homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
@@ -80,7 +80,8 @@ export class Peer {
     } catch (err) {
       if (isKitsyncError(err, 'STORE_LOCKED')) {
         const pid = await readPid(paths.pid)
-        const serving = await socketAnswers(paths.socket)
+        // Another user's socket is not asked (checkControlSocket refuses it): not ours, not serving.
+        const serving = await checkControlSocket(paths.socket).then((ours) => ours && socketAnswers(paths.socket), () => false)
         throw new KitsyncError(
           'PEER_ALREADY_RUNNING',
           serving
@@ -227,11 +228,12 @@ export class Peer {
   async join(tokenText: string, name: string, options: { waitMs?: number; onCode?: (code: string) => void } = {}): Promise<JoinResult> {
     const token = decodeToken(tokenText)
     if (token.inviter === this.deviceId) throw new KitsyncError('TOKEN_REFUSED', 'this token was issued by this device')
-    // Memberships merge like any collection: a device that already shares a workspace with
-    // others would carry them into the new one. It needs a fresh home folder instead.
-    const others = Object.keys(await this.workspace.members()).filter((id) => id !== this.deviceId)
-    if (others.length > 0 && token.workspaceId !== this.workspace.workspaceId) {
-      throw new KitsyncError('TOKEN_REFUSED', `this device already shares workspace ${this.workspace.workspaceId} with ${others.length} other device(s); join from a new home folder (--home)`)
+    // Collections and memberships merge like any data: a home that holds records of its own,
+    // or shares its workspace with others, would carry them into the new one and to every
+    // member. It needs a fresh home folder, or `join --replace` (a backup export, then a clean home).
+    if (token.workspaceId !== this.workspace.workspaceId) {
+      const held = await heldData(this.workspace, this.deviceId)
+      if (held.records > 0 || held.devices > 0) throw workspaceExists(this.paths.home, await this.workspace.info(), held)
     }
     const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
@@ -333,4 +335,24 @@ async function readPid(file: string): Promise<number | undefined> {
   } catch {
     return undefined
   }
+}
+
+/**
+ * What a home's workspace holds that a join would carry into another workspace: records of its
+ * collections, and devices other than `self` in its membership. A home made by a plain command
+ * (`status`, `init`, `list`) holds neither and may join.
+ */
+export async function heldData(workspace: LocalWorkspace, self: string): Promise<{ records: number; devices: number }> {
+  const devices = Object.keys(await workspace.members()).filter((id) => id !== self).length
+  // A collection that cannot be read counts as holding data: it cannot be shown to be empty.
+  const records = (await workspace.list()).reduce((n, c) => n + (c.error === undefined ? c.records : 1), 0)
+  return { records, devices }
+}
+
+/** The refusal of a join into a home that holds another workspace (see heldData), with the ways on. */
+export function workspaceExists(home: string, info: { name: string; workspaceId: string }, held: { records: number; devices: number }): KitsyncError {
+  return new KitsyncError(
+    'WORKSPACE_EXISTS',
+    `${home} already holds workspace ${info.name} (${info.workspaceId}) with ${held.records} record(s) and ${held.devices} other device(s); joining would merge them into the new workspace and send them to its members. Join from a fresh home folder (--home DIR), or use join --replace to keep a backup export of it in the home folder and join in its place`,
+  )
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { access, constants, mkdir, readFile, stat } from 'node:fs/promises'
+import { access, chmod, constants, lstat, mkdir, readFile, stat } from 'node:fs/promises'
 import { homedir, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { KitsyncError } from '../core/errors.js'
 import { isJsonObject } from '../core/json.js'
 import { writeJsonFile } from './json-file.js'
@@ -48,6 +48,9 @@ export function resolveHome(flag: string | undefined, env: NodeJS.ProcessEnv = p
 
 // Unix socket paths are limited to 107 bytes; a deep home folder gets a socket in the
 // temporary folder instead, named by a hash of the home path so every process agrees on it.
+// Not in the temporary folder itself: any local user can compute that name and listen there
+// first (issue 19). In a folder of the user's own, `kitsync-<uid>`, made 0700 by the peer and
+// checked by every client and server (checkSocketFolder).
 const MAX_SOCKET_PATH = 100
 
 export function homePaths(home: string): HomePaths {
@@ -55,7 +58,7 @@ export function homePaths(home: string): HomePaths {
   if (process.platform === 'win32') {
     socket = `\\\\.\\pipe\\kitsync-${createHash('sha256').update(home).digest('hex').slice(0, 16)}`
   } else if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-    socket = join(tmpdir(), `kitsync-${createHash('sha256').update(home).digest('hex').slice(0, 16)}.sock`)
+    socket = join(tmpdir(), `kitsync-${process.getuid?.() ?? 'user'}`, `${createHash('sha256').update(home).digest('hex').slice(0, 16)}.sock`)
   }
   return {
     home,
@@ -71,17 +74,92 @@ export function homePaths(home: string): HomePaths {
   }
 }
 
-/** Create the home folder (0700) if needed and check that this process can use it. */
+/**
+ * Create the home folder (0700) if needed and check that this process can use it. A home
+ * folder of this user that others may enter (a folder made 0755 before kitsync used it) is
+ * made 0700; one of another user is refused, since it could not be kept private.
+ */
 export async function ensureHome(home: string): Promise<void> {
   try {
     await mkdir(home, { recursive: true, mode: 0o700 })
     const st = await stat(home)
     if (!st.isDirectory()) throw new Error('not a directory')
+    await makePrivate(home, st)
     await access(home, constants.R_OK | constants.W_OK | constants.X_OK)
   } catch (err) {
+    if (err instanceof KitsyncError) throw err
     const reason = (err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a directory' : (err as Error).message
     throw new KitsyncError('HOME_UNREADABLE', `cannot use home folder ${home}: ${reason}`, { cause: err })
   }
+}
+
+async function makePrivate(home: string, st: { uid: number; mode: number }): Promise<void> {
+  const uid = process.getuid?.()
+  if (uid === undefined) return // Windows: the folder's ACL decides
+  if (st.uid !== uid) {
+    throw new KitsyncError('PERMISSION_DENIED', `home folder ${home} belongs to uid ${st.uid}, not to this user (uid ${uid}); kitsync keeps its home private to one user: use a folder of your own (--home)`)
+  }
+  if ((st.mode & 0o077) === 0) return
+  try {
+    await chmod(home, 0o700)
+  } catch (err) {
+    throw new KitsyncError('PERMISSION_DENIED', `cannot make home folder ${home} private (chmod 0700): ${(err as Error).message}`, { cause: err })
+  }
+}
+
+function notOurs(what: string, path: string, owner: number, uid: number): KitsyncError {
+  return new KitsyncError(
+    'PERMISSION_DENIED',
+    `${what} ${path} belongs to uid ${owner}, not to this user (uid ${uid}): another user may be impersonating the peer; not using it (remove it, or use a shorter --home)`,
+  )
+}
+
+/**
+ * Check the folder of a control socket before anything connects to or listens on a socket in
+ * it: it must be this user's, and private (no group or other bits), so no one else can place
+ * or swap a socket there. A symlink to it must be this user's too. With `create`, a missing
+ * folder is made (0700) first: the private socket folder of a deep home.
+ */
+export async function checkSocketFolder(socket: string, options: { create?: boolean } = {}): Promise<void> {
+  const uid = process.getuid?.()
+  if (uid === undefined) return // Windows: named pipes
+  const dir = dirname(socket)
+  if (options.create === true) {
+    await mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw new KitsyncError('HOME_UNREADABLE', `cannot create the control socket folder ${dir}: ${err.message}`, { cause: err })
+    })
+  }
+  const link = await lstat(dir)
+  if (link.uid !== uid) throw notOurs('the control socket folder', dir, link.uid, uid)
+  const st = await stat(dir)
+  if (!st.isDirectory()) throw new KitsyncError('PERMISSION_DENIED', `the control socket folder ${dir} is not a folder`)
+  if (st.uid !== uid) throw notOurs('the control socket folder', dir, st.uid, uid)
+  if ((st.mode & 0o077) !== 0) {
+    throw new KitsyncError('PERMISSION_DENIED', `the control socket folder ${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); not using it (chmod 700 it, or remove it)`)
+  }
+}
+
+/**
+ * Whether a control socket exists at `socket` that this user may trust: false when there is
+ * none; PERMISSION_DENIED when it or its folder belongs to another user (checked before any
+ * byte is sent to it, or before a server removes it as stale).
+ */
+export async function checkControlSocket(socket: string, options: { create?: boolean } = {}): Promise<boolean> {
+  const uid = process.getuid?.()
+  if (uid === undefined) return true // Windows: named pipes
+  let st
+  try {
+    st = await lstat(socket)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new KitsyncError('PERMISSION_DENIED', `cannot check the control socket ${socket}: ${(err as Error).message}`, { cause: err })
+    st = undefined
+  }
+  if (st === undefined && options.create !== true) return false
+  await checkSocketFolder(socket, options)
+  if (st === undefined) return false
+  if (st.uid !== uid) throw notOurs('the control socket', socket, st.uid, uid)
+  return true
 }
 
 /** A home folder that does not exist yet is fine (nothing initialised); any other failure is not. */
