@@ -331,7 +331,10 @@ export class RecordCollection {
     const out: Record<string, JsonValue> = {}
     for (const key of this.keys()) {
       const v = this.get(key)
-      if (v !== undefined) out[key] = v
+      if (v === undefined) continue
+      // `out.__proto__ = v` would set the prototype, not add the record `__proto__`.
+      if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true })
+      else out[key] = v
     }
     return out
   }
