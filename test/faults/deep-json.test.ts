@@ -1,4 +1,6 @@
+import { createConnection } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
+import { KITSYNC_VERSION } from '../../src/core/version.js'
 import { openWorkspace } from '../../src/api/open-workspace.js'
 import { isKitsyncError } from '../../src/core/errors.js'
 import { assertJsonValue, MAX_JSON_DEPTH, parseJson } from '../../src/core/json.js'
@@ -77,14 +79,42 @@ describe('the nesting depth of a value', () => {
   })
 })
 
+/** Send request lines to a control socket; resolves with one parsed answer per request. */
+function rawControl(path: string, lines: string[]): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path)
+    const answers: unknown[] = []
+    let buffered = ''
+    const timer = setTimeout(() => reject(new Error(`no answer to ${lines.length} requests within 10 s: ${JSON.stringify(answers)}`)), 10_000)
+    socket.on('error', reject)
+    socket.on('data', (chunk: Buffer) => {
+      const parts = (buffered + chunk.toString('utf8')).split('\n')
+      buffered = parts.pop() ?? ''
+      for (const part of parts) answers.push(JSON.parse(part) as unknown)
+      if (answers.length >= lines.length) {
+        clearTimeout(timer)
+        socket.end()
+        resolve(answers)
+      }
+    })
+    socket.on('connect', () => socket.write(lines.map((l) => l + '\n').join('')))
+  })
+}
+
 describe('the CLI with deep JSON', () => {
-  it('set refuses it with INVALID_ARGUMENT and exit 2, without a peer and through one', async () => {
+  it('set refuses it with INVALID_ARGUMENT and exit 2, without a peer and through one; so does the control socket', async () => {
     const home = await makeHome()
     const deep = '['.repeat(5_000) + ']'.repeat(5_000)
     expect(expectCliError(await kitsync(home, ['set', 'c', 'k', deep]), 'INVALID_ARGUMENT', 2)).toMatch(/nested deeper than 256 levels/)
     // From stdin, as the control socket's client would send it on.
     const peer = await startPeer(home)
     expectCliError(await kitsync(home, ['set', 'c', 'k', '-'], { input: '{"a":'.repeat(200_000) + '1' + '}'.repeat(200_000) }), 'INVALID_ARGUMENT', 2)
+    // A client of the control socket that sends the text as it is (no check on its side).
+    const answers = await rawControl(peer.started.socket, [
+      JSON.stringify({ id: 1, method: 'hello', params: { protocol: 1, version: KITSYNC_VERSION } }),
+      `{"id":2,"method":"set","params":{"collection":"c","key":"k","value":${'['.repeat(50_000) + ']'.repeat(50_000)}}}`,
+    ])
+    expect(answers[1]).toEqual({ id: 2, error: { code: 'INVALID_ARGUMENT', message: expect.stringMatching(/nested deeper than 256 levels/) } })
     await kitsyncOk(home, ['set', 'c', 'ok', '['.repeat(256) + ']'.repeat(256)])
     expect(Object.keys(await kitsyncJson<Record<string, unknown>>(home, ['get', 'c']))).toEqual(['ok'])
     expect(await stopProc(peer.proc)).toEqual({ code: 0, signal: null })
