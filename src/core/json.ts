@@ -8,14 +8,35 @@ export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** Parse user-supplied JSON text, failing with INVALID_JSON and a short reason. */
+/**
+ * Deepest nesting of arrays and objects a value may have (`[]` is 1 level, `[[1]]` 2). The
+ * checks, JSON.stringify and the Yjs encoder recurse: some 10,000 levels overflow the stack.
+ */
+export const MAX_JSON_DEPTH = 256
+
+function tooDeep(what: string): KitsyncError {
+  return new KitsyncError('INVALID_ARGUMENT', `${what} is nested deeper than ${MAX_JSON_DEPTH} levels of arrays and objects`)
+}
+
+/** Parse user-supplied JSON text, failing with INVALID_JSON and a short reason (INVALID_ARGUMENT when nested too deep). */
 export function parseJson(text: string, what = 'value'): JsonValue {
+  let value: JsonValue
   try {
-    return JSON.parse(text) as JsonValue
+    value = JSON.parse(text) as JsonValue
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err)
     throw new KitsyncError('INVALID_JSON', `${what} is not valid JSON: ${reason}`)
   }
+  if (deeperThan(value, MAX_JSON_DEPTH)) throw tooDeep(what)
+  return value
+}
+
+/** Whether a parsed value nests more than `levels` arrays and objects (recurses at most levels + 1 deep). */
+function deeperThan(value: unknown, levels: number): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  if (levels === 0) return true
+  for (const v of Array.isArray(value) ? value : Object.values(value)) if (deeperThan(v, levels - 1)) return true
+  return false
 }
 
 /**
@@ -25,7 +46,12 @@ export function parseJson(text: string, what = 'value'): JsonValue {
  */
 export function assertJsonValue(value: unknown, path = 'value'): asserts value is JsonValue {
   const shallow = isShallowJson(value, 0)
-  if (shallow === true || (shallow === TOO_DEEP && isPlainJson(value, []))) return
+  if (shallow === true) return
+  if (shallow === TOO_DEEP) {
+    const plain = isPlainJson(value, [])
+    if (plain === true) return
+    if (plain === TOO_DEEP) throw tooDeep(path)
+  }
   describeBadJson(value, path, new Set())
   throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a JSON value`)
 }
@@ -62,19 +88,21 @@ function isShallowJson(value: unknown, depth: number): boolean | typeof TOO_DEEP
   return true
 }
 
-function isPlainJson(value: unknown, parents: object[]): boolean {
+/** Whether a value is plain JSON; TOO_DEEP when it nests more than MAX_JSON_DEPTH levels (a cycle is found before). */
+function isPlainJson(value: unknown, parents: object[]): boolean | typeof TOO_DEEP {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return true
   if (typeof value === 'number') return Number.isFinite(value)
   if (typeof value !== 'object') return false
   if (parents.includes(value)) return false
+  if (parents.length === MAX_JSON_DEPTH) return TOO_DEEP
   parents.push(value)
-  let ok = true
+  let ok: boolean | typeof TOO_DEEP = true
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length && ok; i++) ok = isPlainJson(value[i], parents)
+    for (let i = 0; i < value.length && ok === true; i++) ok = isPlainJson(value[i], parents)
   } else {
     const proto = Object.getPrototypeOf(value) as unknown
     if (proto !== Object.prototype && proto !== null) ok = false
-    else for (const k in value) if (ok && Object.hasOwn(value, k)) ok = k !== '__proto__' && isPlainJson((value as Record<string, unknown>)[k], parents)
+    else for (const k in value) if (ok === true && Object.hasOwn(value, k)) ok = k !== '__proto__' && isPlainJson((value as Record<string, unknown>)[k], parents)
   }
   parents.pop()
   return ok
@@ -89,6 +117,8 @@ function describeBadJson(value: unknown, path: string, seen: Set<object>): void 
   }
   if (typeof value !== 'object') throw new KitsyncError('INVALID_ARGUMENT', `${path} is not a JSON value (${typeof value})`)
   if (seen.has(value)) throw new KitsyncError('INVALID_ARGUMENT', `${path} contains a cycle`)
+  // `seen` holds the parents: a bad part deeper than the limit is reported as too deep.
+  if (seen.size === MAX_JSON_DEPTH) throw tooDeep(path)
   seen.add(value)
   if (Array.isArray(value)) {
     value.forEach((item, i) => describeBadJson(item, `${path}[${i}]`, seen))

@@ -27,8 +27,10 @@ export function assertRecordKey(key: string): void {
 }
 
 export function assertFieldName(field: string): void {
-  if (typeof field !== 'string' || field.length === 0) {
-    throw new KitsyncError('INVALID_NAME', `invalid field name ${JSON.stringify(field)}: use a non-empty string`)
+  // NUL separates the parts of the collection's flat keys: a field name must not hold one.
+  // eslint-disable-next-line no-control-regex
+  if (typeof field !== 'string' || field.length === 0 || /[\u0000-\u001f\u007f]/.test(field)) {
+    throw new KitsyncError('INVALID_NAME', `invalid field name ${JSON.stringify(field)}: use a non-empty string without control characters`)
   }
   if (field === '__proto__') throw new KitsyncError('INVALID_NAME', 'a field cannot be named __proto__ (it cannot be stored)')
 }

@@ -32,6 +32,8 @@ export const RECORDS_MAP = 'records'
 export const CONFLICTS_MAP = 'conflicts'
 const SEP = '\u0000'
 const HEADER = ''
+/** Transaction meta key of a write that does not change any record's value (collapse). */
+const HOUSEKEEPING = Symbol('kitsync:housekeeping')
 
 export type FieldType = 'register' | 'set' | 'growset' | 'log'
 
@@ -218,7 +220,7 @@ export class RecordCollection {
           if (found.length > 0) for (const l of this.conflictListeners) l(found, tx.origin)
         }
       }
-      if (this.listeners.size === 0) return
+      if (this.listeners.size === 0 || tx.meta.has(HOUSEKEEPING)) return
       const changes = lazyChanges(this, [...touched.keys()], tx.origin)
       for (const listener of this.listeners) listener(changes)
     })
@@ -329,7 +331,10 @@ export class RecordCollection {
     const out: Record<string, JsonValue> = {}
     for (const key of this.keys()) {
       const v = this.get(key)
-      if (v !== undefined) out[key] = v
+      if (v === undefined) continue
+      // `out.__proto__ = v` would set the prototype, not add the record `__proto__`.
+      if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true })
+      else out[key] = v
     }
     return out
   }
@@ -472,7 +477,12 @@ export class RecordCollection {
       }
     }
     if (drop.length === 0) return
+    // Its own transaction is marked: the value stays what it was, so listeners are not told of
+    // a change (they were, with its true origin, when the slots arrived). Inside a larger
+    // transaction the writes are that transaction's.
+    const own = this.doc._transaction === null
     this.write(key, origin, () => {
+      if (own) this.doc._transaction?.meta.set(HOUSEKEEPING, true)
       for (const flat of drop) this.remove(flat)
     })
   }

@@ -9,6 +9,10 @@ import { readJsonFile, writeJsonFile } from '../store/json-file.js'
 import type { LocalWorkspace } from './local-workspace.js'
 
 export const DEFAULT_TOKEN_TTL_MS = 10 * 60 * 1000
+/** Longest a token may be valid (`kitsync pair --ttl` at most 10080 minutes). */
+export const MAX_TOKEN_TTL_MS = 7 * 24 * 60 * 60 * 1000
+/** How far the clock may step back and a token made before still count as made in the past. */
+const CLOCK_STEP_BACK_MS = 60_000
 
 interface InviteRecord {
   secret: string
@@ -76,7 +80,9 @@ export class Invites
     const secret = randomBytes(TOKEN_SECRET_BYTES)
     const id = tokenId(secret)
     const now = Date.now()
-    const expiresAt = now + (options.ttlMs ?? DEFAULT_TOKEN_TTL_MS)
+    const ttlMs = options.ttlMs ?? DEFAULT_TOKEN_TTL_MS
+    if (!(ttlMs > 0 && ttlMs <= MAX_TOKEN_TTL_MS)) throw new KitsyncError('INVALID_ARGUMENT', `a token's lifetime must be more than 0 and at most ${MAX_TOKEN_TTL_MS / 60_000} minutes (7 days)`)
+    const expiresAt = now + ttlMs
     await this.exclusive(async () => {
       this.records.set(id, {
         secret: secret.toString('hex'),
@@ -105,7 +111,14 @@ export class Invites
     const r = this.records.get(id)
     if (r === undefined) throw new KitsyncError('TOKEN_REFUSED', 'this device did not issue that token')
     if (r.usedAt !== undefined) throw new KitsyncError('TOKEN_USED', 'this token was already used; ask for a new one with kitsync pair')
-    if (Date.now() > Math.ceil(r.expiresAt / 1000) * 1000) throw new KitsyncError('TOKEN_EXPIRED', 'this token has expired; ask for a new one with kitsync pair')
+    const now = Date.now()
+    // Made while this device's clock was ahead (set back since): it would stay valid for as
+    // long as the clock was off, or again when the clock gets there. It expires now, for good.
+    if (r.createdAt > now + CLOCK_STEP_BACK_MS || r.expiresAt > now + MAX_TOKEN_TTL_MS) {
+      r.expiresAt = now - 1000
+      throw new KitsyncError('TOKEN_EXPIRED', "this token was made while this device's clock was ahead, so it is void; ask for a new one with kitsync pair")
+    }
+    if (now > Math.ceil(r.expiresAt / 1000) * 1000) throw new KitsyncError('TOKEN_EXPIRED', 'this token has expired; ask for a new one with kitsync pair')
     return new Uint8Array(Buffer.from(r.secret, 'hex'))
   }
 

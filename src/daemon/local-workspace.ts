@@ -72,6 +72,11 @@ import { WorkspaceSync } from './workspace-sync.js'
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
 /** Origin of the change events of a collection adopted from a peer (see adopt). */
 const ADOPTED_ORIGIN = Symbol('kitsync:adopted')
+/**
+ * Origin of the writes that settle a conflict a merged update brought (keep_both's copies):
+ * made here, but caused by the remote write, so their change events say `remote`.
+ */
+const SETTLE_ORIGIN = Symbol('kitsync:settle')
 
 /** A collection document was loaded; `adopted`: it was created from a peer's copy, which no update event announced. */
 export interface DocLoaded {
@@ -538,7 +543,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     queueMicrotask(() => {
       if (this.closed) return
       for (const c of found) {
-        const event = settleConflict(collection, c, LOCAL_ORIGIN, this.infoValue.deviceId, Date.now())
+        const event = settleConflict(collection, c, SETTLE_ORIGIN, this.infoValue.deviceId, Date.now())
         if (this.conflictsSeen.has(event.id)) continue
         this.conflictsSeen.add(event.id)
         this.emitter.emit('sync:conflict', event)

@@ -434,6 +434,7 @@ export class SyncSession {
     const rules = this.engine.host.interest?.()
     if (rules !== undefined) this.sendInterest(rules)
     if (!this.ready) return
+    this.forgetUnshared()
     await this.requestNewlyShared()
   }
 
@@ -519,7 +520,9 @@ export class SyncSession {
     if (frame.type === FrameType.INTEREST) {
       this.peerInterest = new Interest(frame.rules)
       // Before the hello nothing was exchanged yet; the hello takes the interest into account.
-      if (this.ready) await this.requestNewlyShared()
+      if (!this.ready) return
+      this.forgetUnshared()
+      await this.requestNewlyShared()
       return
     }
     if (!this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'sync frame before hello')
@@ -702,6 +705,14 @@ export class SyncSession {
       round.total++
     }
     this.sendUpdate(name, SyncStep.STEP1, vector)
+  }
+
+  /**
+   * A collection no longer exchanged (either side's selection narrowed) misses what is written
+   * meanwhile: it counts as never asked for, so it is asked for again once it is exchanged again.
+   */
+  private forgetUnshared(): void {
+    for (const name of this.exchanged) if (!this.shares(name)) this.exchanged.delete(name)
   }
 
   /** Ask for every collection shared on this session that was not exchanged yet. */

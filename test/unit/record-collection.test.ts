@@ -173,6 +173,26 @@ describe('RecordCollection', () => {
     expect(local).toEqual([LOCAL])
   })
 
+  it('collapsing a merged conflict is no change: listeners hear of the merge once, with its origin', () => {
+    // Issue 19 item 11: the collapse after a merge was reported as a second, local change.
+    const a = device(1, 1_000)
+    const b = device(2, 2_000)
+    a.set('r', 1, LOCAL, 'x')
+    b.set('r', 2, LOCAL, 'x')
+    const seen: { key: string; value: unknown; origin: unknown }[] = []
+    b.onChange((changes) => seen.push(...changes.map((c) => ({ key: c.key, value: c.value, origin: c.origin }))))
+    const conflicts: unknown[] = []
+    b.onConflict((found) => conflicts.push(...found))
+    Y.applyUpdate(b.doc, Y.encodeStateAsUpdate(a.doc), 'remote')
+    expect(conflicts).toHaveLength(1)
+    b.collapse('r', LOCAL)
+    expect(b.get('r')).toEqual({ x: 2 })
+    expect(seen).toEqual([{ key: 'r', value: { x: 2 }, origin: 'remote' }])
+    // Inside a larger transaction its writes belong to that transaction, which is reported.
+    b.doc.transact(() => b.set('s', 1, LOCAL), LOCAL)
+    expect(seen.at(-1)).toEqual({ key: 's', value: 1, origin: LOCAL })
+  })
+
   it('does not grow the document when a value is rewritten unchanged', () => {
     const c = device(1)
     c.set('a', { x: 1, y: 'same' }, LOCAL)

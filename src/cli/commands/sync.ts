@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { KitsyncError } from '../../core/errors.js'
 import type { SyncNowReport } from '../../core/sync-types.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
 import { parseTimeout } from './fetch.js'
@@ -24,7 +25,7 @@ export function register(program: Command, io: CliIO): void {
   example(
     sync
       .command('now')
-      .description('exchange with every device of the workspace now (dialing the ones not connected) and report what moved; needs the running peer')
+      .description('exchange with every device of the workspace now (dialing the ones not connected) and report what moved; needs the running peer; fails with PEER_UNREACHABLE (exit 7) when no device was reached')
       .option('--timeout <seconds>', 'how long to wait for the devices', '15'),
     'kitsync sync now',
     'kitsync sync now --json --timeout 5',
@@ -32,6 +33,13 @@ export function register(program: Command, io: CliIO): void {
     const opts = globals(cmd)
     const timeoutMs = parseTimeout(options.timeout)
     const report = await withWorkspace(io, opts, (ws) => ws.syncNow({ timeoutMs }), { mode: 'peer' })
+    // Reaching none of the devices is a failure (a script must not take it for a sync); some
+    // of them is a success whose report names the others (`reached: false`).
+    const missed = report.peers.filter((p) => !p.reached)
+    if (report.peers.length > 0 && missed.length === report.peers.length) {
+      const who = missed.map((p) => `${p.name} (${p.error?.code ?? 'PEER_UNREACHABLE'})`).join(', ')
+      throw new KitsyncError('PEER_UNREACHABLE', `none of the ${report.peers.length} device${report.peers.length === 1 ? '' : 's'} was reached in ${report.ms} ms: ${who}; nothing was exchanged`, { details: { peers: report.peers } })
+    }
     print(io, opts, report, () => formatSyncNow(report))
   })
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { KitsyncError } from '../../core/errors.js'
 import { assertCollectionName } from '../../core/names.js'
 import { example, globals, type CliIO } from '../context.js'
 import { openWorkspace } from '../../api/open-workspace.js'
@@ -7,7 +8,7 @@ export function register(program: Command, io: CliIO): void {
   example(
     program
       .command('watch')
-      .description('print one JSON line per record change until interrupted')
+      .description('print one JSON line per record change until interrupted; if the peer stops, exits with CONNECTION_CLOSED (exit 6)')
       .argument('[collection]', 'only changes of this collection'),
     'kitsync watch alerts',
   ).action(async (collection: string | undefined, _options: unknown, cmd: Command) => {
@@ -21,6 +22,14 @@ export function register(program: Command, io: CliIO): void {
     try {
       for await (const change of ws.changes({ signal: stop.signal, ...(collection === undefined ? {} : { collection }) })) {
         io.out(JSON.stringify(change) + '\n')
+      }
+      // Not interrupted: the workspace went away under the watch (the peer stopped). A script
+      // must not take that for a clean end.
+      if (!stop.signal.aborted) {
+        throw new KitsyncError(
+          'CONNECTION_CLOSED',
+          ws.mode === 'peer' ? "the peer stopped (its control connection closed): no more changes; start it again with 'kitsync peer start' and rerun watch" : 'the workspace closed: no more changes',
+        )
       }
     } finally {
       await ws.close()
