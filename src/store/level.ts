@@ -47,7 +47,8 @@ export async function openHomeStore(paths: HomePaths): Promise<BinaryLevel> {
   try {
     db = await openLevel(paths.store, { createIfMissing: !current })
   } catch (err) {
-    // CURRENT went between the check and the open: LevelDB refused without touching anything.
+    // CURRENT went between the check and the open: LevelDB refused to make a new store (it
+    // touched only its LOCK and info log).
     if (current && !(await exists(currentFile))) throw missingStore(paths, await storeSigns(paths))
     throw err
   }
