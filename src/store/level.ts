@@ -19,6 +19,10 @@ export async function openLevel(dir: string, options: { createIfMissing?: boolea
     if (cause?.code === 'LEVEL_LOCKED') {
       throw new KitsyncError('STORE_LOCKED', `the store in ${dir} is open in another process`, { cause: err })
     }
+    // A table or MANIFEST file missing or damaged: LevelDB refuses before it changes any of them.
+    if (cause?.message?.startsWith('Corruption:') === true) {
+      throw new KitsyncError('DATA_CORRUPTION', `the store in ${dir} is damaged (LevelDB: ${cause.message}); kitsync did not open it and changed nothing: restore store/ from a backup, or move the home folder aside and join the workspace again from another device`, { cause: err })
+    }
     throw new KitsyncError('STORAGE_FAILED', `cannot open the store in ${dir}: ${cause?.message ?? (err as Error).message}`, { cause: err })
   }
   return db as unknown as BinaryLevel

@@ -117,6 +117,21 @@ describe('a store whose files are missing is refused, and nothing is deleted', (
     expect(JSON.parse(await kitsyncOk(home, ['get', 'big', 'two'])).tag).toBe('two')
   })
 
+  it('a table file of store/ missing: DATA_CORRUPTION naming it, the other files kept', async () => {
+    const home = await homeWithData()
+    const table = (await readdir(join(home, 'store'))).find((f) => f.endsWith('.ldb'))
+    expect(table, 'store/ holds a table file').toBeDefined()
+    await rm(join(home, 'store', table as string))
+    // LevelDB rewrites its info log (LOG, LOG.old) and takes LOCK at every open, even a refused one.
+    const data = async (): Promise<HomeData> => {
+      const d = await homeData(home)
+      return { ...d, store: Object.fromEntries(Object.entries(d.store).filter(([f]) => !['LOG', 'LOG.old', 'LOCK'].includes(f))) }
+    }
+    const before = await data()
+    expectRefused(await kitsync(home, ['list']), new RegExp(`store/${table as string}`))
+    expect(await data()).toEqual(before)
+  })
+
   it('store/ gone while the home holds snapshot files: refused, snapshots kept', async () => {
     const home = await homeWithData()
     await rm(join(home, 'store'), { recursive: true })
