@@ -3,7 +3,8 @@
  * database and then deletes the table files it does not know. A home that shows it held data
  * (table files in store/, snapshot files, a write-ahead file with updates, or store.marker, which
  * kitsync writes once a store exists) must never be opened that way: kitsync refuses with
- * DATA_CORRUPTION, says what is missing, and leaves every file as it found it.
+ * DATA_CORRUPTION, says what is missing, and leaves every file as it found it. A missing table
+ * file, which LevelDB itself refuses, is DATA_CORRUPTION too.
  *
  * Real CLI processes on real files; the library's openWorkspace too.
  */
