@@ -60,7 +60,7 @@ import { deviceIdOf } from '../net/identity.js'
 import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-store.js'
 import type { SyncHost } from '../sync/sync-engine.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
-import { openLevel } from '../store/level.js'
+import { openHomeStore } from '../store/level.js'
 import { SnapshotFiles } from '../store/snapshot-files.js'
 import { WriteAheadFile } from '../store/wal.js'
 import { WorkspaceKeys } from '../store/key-file.js'
@@ -179,7 +179,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     await ensureHome(paths.home)
     const { config } = await initWorkspace(paths, options.name)
     const deviceId = await deviceIdOf(paths.identity)
-    const db = await openLevel(paths.store)
+    const db = await openHomeStore(paths)
     let wal: WriteAheadFile
     let entries: { collection: string; update: Uint8Array }[]
     try {

@@ -113,7 +113,11 @@ export class DocStore {
    */
   async sweepSnapshotFiles(): Promise<void> {
     if (this.files === undefined) return
-    for (const [name, files] of await this.files.list()) {
+    const listed = await this.files.list()
+    // A store that holds no collection at all did not load the index these files belong to
+    // (a store opened as new, or another store): deleting them would lose the workspace.
+    if (listed.size === 0 || (await this.collectionNames()).length === 0) return
+    for (const [name, files] of listed) {
       const [metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
       const keep = metaRaw !== undefined && snapRaw !== undefined ? fileRefOf(snapRaw)?.file : undefined
       for (const file of files) if (file !== keep) await this.files.remove(file)

@@ -12,6 +12,7 @@ import { writeSecretFile } from './secret-file.js'
  *   identity.key     Ed25519 device key (0600); identity.key.id caches its device id
  *   workspace.json   workspace id, name and settings (0600)
  *   store/           the LevelDB store
+ *   store.marker     written once store/ exists: a store/ without CURRENT is then refused, never made new
  *   store.wal        acknowledged updates on their way into LevelDB (emptied when they are in)
  *   peer.sock        control socket of the running peer (0600)
  *   peer.pid         pid of the running peer
@@ -23,6 +24,8 @@ export interface HomePaths {
   identity: string
   workspace: string
   store: string
+  /** Says that store/ was created (see openHomeStore). */
+  storeMarker: string
   /** Large collection snapshots, as files LevelDB refers to (see SnapshotFiles). */
   snapshots: string
   socket: string
@@ -65,6 +68,7 @@ export function homePaths(home: string): HomePaths {
     identity: join(home, 'identity.key'),
     workspace: join(home, 'workspace.json'),
     store: join(home, 'store'),
+    storeMarker: join(home, 'store.marker'),
     snapshots: join(home, 'snapshots'),
     socket,
     pid: join(home, 'peer.pid'),

@@ -91,6 +91,20 @@ describe('snapshots kept as files', () => {
     expect(Object.keys(await s.ws.getAll('big'))).toHaveLength(50)
   })
 
+  it('a store that holds no collection (it did not load their index) deletes no snapshot file', async () => {
+    const dir = await home()
+    let s = await start(dir)
+    for (let i = 0; i < 50; i++) await s.ws.set('big', `k${i}`, { i, pad })
+    await s.ws.compact()
+    const files = await s.files()
+    expect(files).toHaveLength(1)
+    await stop(s)
+    // The index is gone (a store opened as new, or another store put in its place).
+    await rm(join(dir, 'db'), { recursive: true })
+    s = await start(dir)
+    expect(await s.files()).toEqual(files)
+  })
+
   it('a missing or damaged file is DATA_CORRUPTION of that collection only, and nothing is deleted', async () => {
     const dir = await home()
     let s = await start(dir)
