@@ -8,7 +8,7 @@ import { loadOrCreateIdentity } from '../net/identity.js'
 import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
 import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
 import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from '../net/key-exchange.js'
-import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
+import { joinWithToken, PAIR_PROTOCOL_ID, pairingHandler } from '../net/pairing.js'
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
 import { BlindWiring } from './blind-wiring.js'
 import type { SnapshotPolicy } from '../sync/blind-client.js'
@@ -18,6 +18,7 @@ import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
 import { PeerSync } from './peer-sync.js'
+import { StrangerAudit } from './stranger-audit.js'
 
 export interface PeerOptions {
   home: string
@@ -70,6 +71,8 @@ export class Peer {
     readonly blind: BlindWiring,
     /** The inviter of a join in progress (join() opens that session itself). */
     private readonly joining: { inviter?: string },
+    /** Refusals of strangers, summarised in the audit log. */
+    private readonly strangers: StrangerAudit,
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -123,6 +126,9 @@ export class Peer {
       // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
       const blind = new BlindWiring(workspace, self, options.snapshotPolicy)
       const joining: { inviter?: string } = {}
+      // What strangers cause (refused pairings and connections) reaches `_audit` as summaries.
+      const strangers = new StrangerAudit(workspace)
+      cleanup.unshift(() => strangers.stop())
       const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
@@ -135,7 +141,7 @@ export class Peer {
         members: async () => Object.keys(await workspace.members()),
         handlers: {
           [BLIND_PROTOCOL_ID]: blind.handler,
-          [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self),
+          [PAIR_PROTOCOL_ID]: pairingHandler(invites, self, strangers.guard),
           [KEYS_PROTOCOL_ID]: (stream, connection) => handleKeys(stream, connection, keyHolder),
         },
       })
@@ -152,7 +158,8 @@ export class Peer {
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
       // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
-      // pairing failures and sync errors go to the audit log (refusals once a minute per device).
+      // pairing failures and sync errors go to the audit log (refusals of an address: the first
+      // in a minute, then a summary; see StrangerAudit).
       workspace.on('device:revoked', ({ peerId, by }) => {
         void mesh.hangUp(peerId).then(() => {
           if (by !== self || keys === undefined) return
@@ -164,13 +171,7 @@ export class Peer {
         if (workspace.isUntrusted(peerId) || workspace.isUntrusted(self)) return
         void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined)
       })
-      const lastRefusal = new Map<string, number>()
-      mesh.on('refused', ({ peerId, reason }) => {
-        const now = Date.now()
-        if ((lastRefusal.get(peerId) ?? 0) > now - 60_000) return
-        lastRefusal.set(peerId, now)
-        void workspace.audit('connection-refused', reason, peerId).catch(() => undefined)
-      })
+      mesh.on('refused', ({ peerId, reason, address }) => strangers.connectionRefused(address, peerId, reason))
       engine.on('offline', ({ peerId, error }) => {
         if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch(() => undefined)
       })
@@ -191,7 +192,7 @@ export class Peer {
       const startedAt = Date.now()
       await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
       workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
-      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining)
+      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers)
       control?.setPeer(peer)
       return peer
     } catch (err) {
@@ -319,6 +320,7 @@ export class Peer {
       await this.control?.close()
       await this.blind.stop().catch(() => undefined)
       await this.mesh.stop().catch(() => undefined)
+      await this.strangers.stop()
       await this.workspace.close()
       await rm(this.paths.pid, { force: true })
     })()

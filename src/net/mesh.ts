@@ -70,7 +70,8 @@ export interface KnownPeer {
 export interface MeshEvents {
   connected: { peerId: string }
   offline: { peerId: string; reason?: { code: string; message: string } }
-  refused: { peerId: string; reason: string }
+  /** A sync stream refused; `address` is the connection's remote multiaddr. */
+  refused: { peerId: string; reason: string; address: string }
 }
 
 const MAX_BACKOFF_MS = 30_000
@@ -352,12 +353,18 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private onDisconnect(peer: PeerId): void {
     const id = peer.toString()
-    this.touch(id, 'disconnected')
+    // Only peers listed before (members) are kept in the book: a stranger that connects and
+    // goes, under a new PeerId each time, must not grow it.
+    if (this.book.has(id)) this.touch(id, 'disconnected')
     // No connection left to open a session on: the redial below takes over.
     this.forgetSessionRetry(id)
     if (this.stopped) return
     void this.isMember(id).then((member) => {
-      if (!member) return
+      if (!member) {
+        // Nor libp2p's peer store (it keeps a peer's addresses and protocols for hours).
+        if (this.node.getConnections(peer).length === 0) void this.node.peerStore.delete(peer).catch(() => undefined)
+        return
+      }
       if (this.relays.has(id)) this.relays.delete(id)
       else if (this.relays.size > 0) this.dialThroughRelays(id)
       this.scheduleRedial(id, () => this.node.dial(peer))
@@ -503,7 +510,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       // A stranger gets nothing: not a hello, not an error frame.
       this.refusedCount++
       stream.abort(new Error('not a member'))
-      this.emit('refused', { peerId: id, reason: 'not a trusted member of this workspace' })
+      this.emit('refused', { peerId: id, reason: 'not a trusted member of this workspace', address: connection.remoteAddr.toString() })
       return
     }
     this.attach(stream, id, id)
