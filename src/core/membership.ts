@@ -56,6 +56,20 @@ export function toRevocation(value: JsonValue | undefined): Revocation | undefin
   return typeof reason === 'string' ? { revokedBy, revokedAt, reason } : { revokedBy, revokedAt }
 }
 
+/** Key, in a device's local (never synced) store, of its own revocation once it learned it. */
+export const SELF_REVOKED_KEY = 'revoked-self'
+
+export function toSelfRevocation(value: JsonValue | undefined): SelfRevocationRecord | undefined {
+  const r = toRevocation(value)
+  if (r === undefined || !isJsonObject(value) || typeof value.learnedAt !== 'number') return undefined
+  return { ...r, learnedAt: value.learnedAt, ...(typeof value.toldBy === 'string' ? { toldBy: value.toldBy } : {}) }
+}
+
+export interface SelfRevocationRecord extends Revocation {
+  toldBy?: string
+  learnedAt: number
+}
+
 /** The synced, append-only audit log: one record per event, keyed so keys never collide. */
 export const AUDIT_COLLECTION = '_audit'
 

@@ -94,6 +94,21 @@ export interface AuditEntryView {
   reason: string
 }
 
+/**
+ * This device was revoked, as a member told it (a signed REVOKED answer it verified) or as the
+ * synced `_revoked` says. Kept in the device's local store; from then on it dials no one.
+ */
+export interface SelfRevocation {
+  /** The member that revoked this device, and when (ms since the epoch). */
+  revokedBy: string
+  revokedAt: number
+  reason?: string
+  /** The member whose signed notice told this device; absent when it learned it from `_revoked`. */
+  toldBy?: string
+  /** When this device learned it. */
+  learnedAt: number
+}
+
 export interface DeviceEvent {
   peerId: string
   name: string
@@ -133,11 +148,13 @@ export interface WorkspaceEvents {
   'device:joined': DeviceEvent
   /** A device was revoked (here or on another device). */
   'device:revoked': DeviceEvent
+  /** This device was revoked: the members refuse it; it stops syncing (see SelfRevocation). */
+  'device:revoked-self': SelfRevocation
   /** A device proved a --confirm token and waits for approval (compare the codes). */
   'pairing:pending': { tokenId: string; peerId: string; name: string; code: string }
 }
 
-export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'sync:conflict', 'sync:progress', 'device:joined', 'device:revoked', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
+export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'sync:conflict', 'sync:progress', 'device:joined', 'device:revoked', 'device:revoked-self', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 /** How a collection behaves: its kind, conflict policy and limits (synced to every device). */
 export interface CollectionSettingsView {
@@ -217,7 +234,8 @@ export interface DeviceView {
   name: string
   addedBy: string
   addedAt: number
-  state: 'this device' | 'connected' | 'disconnected' | 'never seen'
+  /** `revoked`: in `_revoked` (this device too, once it knows it was revoked). */
+  state: 'this device' | 'connected' | 'disconnected' | 'never seen' | 'revoked'
   /** Remote address of the connection in use. */
   address?: string
   lastSeen?: number
@@ -253,6 +271,8 @@ export interface WorkspaceStatus {
   collections: CollectionInfo[]
   /** Present when a peer runs: its addresses, discovery and devices. */
   network?: NetworkStatus
+  /** Present when this device knows it was revoked. */
+  revoked?: SelfRevocation
 }
 
 export interface WorkspaceExport {

@@ -6,10 +6,11 @@ import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
 import { decodeToken } from '../protocol/pair-token.js'
 import { loadOrCreateIdentity } from '../net/identity.js'
 import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
-import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
+import type { DeviceView, NetworkStatus, SelfRevocation, WorkspaceEvents } from '../core/workspace-types.js'
 import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from '../net/key-exchange.js'
 import { joinWithToken, PAIR_PROTOCOL_ID, pairingHandler } from '../net/pairing.js'
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
+import { checkRevokedNotice, signRevokedNotice } from '../net/revocation-notice.js'
 import { BlindWiring } from './blind-wiring.js'
 import type { SnapshotPolicy } from '../sync/blind-client.js'
 import { homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
@@ -139,6 +140,13 @@ export class Peer {
         discoveryKeys: () => keys?.all() ?? [],
         relay: options.relay ?? false,
         members: async () => Object.keys(await workspace.members()),
+        // A revoked device that dials is told why, signed by this device (see checkRevokedNotice).
+        refusalNotice: async (id) => {
+          const r = (await workspace.revocations())[id]
+          if (r === undefined) return undefined
+          const statement = { workspaceId: workspace.workspaceId, revoked: id, revokedBy: r.revokedBy, revokedAt: r.revokedAt, reason: (r.reason ?? '').slice(0, 1000), signer: self }
+          return signRevokedNotice(identity.privateKey, statement)
+        },
         handlers: {
           [BLIND_PROTOCOL_ID]: blind.handler,
           [PAIR_PROTOCOL_ID]: pairingHandler(invites, self, strangers.guard),
@@ -157,6 +165,27 @@ export class Peer {
       })
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
+      // This device revoked: a member's signed notice it verified (its own record in `_revoked`,
+      // if sync brought it, changes nothing: the members cut it off, and the first it dials again
+      // tells it). It is kept on record, and from then on the mesh dials no one (also after a restart).
+      const revokedSelf = async (r: SelfRevocation): Promise<void> => {
+        if (!(await workspace.markRevokedSelf(r))) return
+        await workspace.audit('device-revoked', `this device learned it was revoked${r.toldBy === undefined ? '' : ` (told by …${r.toldBy.slice(-8)})`}`, self).catch(() => undefined)
+        mesh.retire(revokedMessage(r))
+      }
+      const known = await workspace.selfRevocation()
+      if (known !== undefined) mesh.retire(revokedMessage(known))
+      engine.on('revoked', ({ peerId, notice }) => {
+        void (async () => {
+          const why = await checkRevokedNotice(notice, { workspaceId: workspace.workspaceId, self, from: peerId, isTrustedMember: (id) => workspace.isTrusted(id) })
+          if (why !== undefined) {
+            await workspace.audit('sync-error', `ignored a REVOKED notice: ${why}`, peerId)
+            return
+          }
+          const reason = notice.reason === '' ? {} : { reason: notice.reason }
+          await revokedSelf({ revokedBy: notice.revokedBy, revokedAt: notice.revokedAt, ...reason, toldBy: peerId, learnedAt: Date.now() })
+        })().catch(() => undefined)
+      })
       // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
       // pairing failures and sync errors go to the audit log (refusals of an address: the first
       // in a minute, then a summary; see StrangerAudit).
@@ -211,6 +240,7 @@ export class Peer {
   }
 
   async createInvite(ttlMs?: number, options: { confirm?: boolean; untrusted?: boolean } = {}): Promise<Invite> {
+    if (this.mesh.retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', this.mesh.retired)
     // The device that invites first founds the membership with itself in it.
     await this.workspace.keys?.ensure()
     if (!(await this.workspace.isMember(this.deviceId))) {
@@ -299,9 +329,12 @@ export class Peer {
   async devices(): Promise<DeviceView[]> {
     const members = await this.workspace.members()
     const known = new Map(this.mesh.knownPeers().map((p) => [p.peerId, p]))
+    const revoked = new Set<string>()
+    for (const id of Object.keys(members)) if (await this.workspace.isRevoked(id)) revoked.add(id)
     return Object.entries(members).map(([id, m]): DeviceView => {
       const k = known.get(id)
-      const view: DeviceView = { peerId: id, ...m, state: id === this.deviceId ? 'this device' : (k?.state ?? 'never seen') }
+      const state = revoked.has(id) ? 'revoked' : id === this.deviceId ? 'this device' : (k?.state ?? 'never seen')
+      const view: DeviceView = { peerId: id, ...m, state }
       if (k?.address !== undefined) view.address = k.address
       if (k?.lastSeen !== undefined) view.lastSeen = k.lastSeen
       if (k?.lastSync !== undefined) view.lastSync = k.lastSync
@@ -326,6 +359,12 @@ export class Peer {
     })()
     return this.stopping
   }
+}
+
+/** What a revoked device says to commands that need the network (DEVICE_REVOKED). */
+function revokedMessage(r: SelfRevocation): string {
+  const reason = r.reason === undefined ? '' : ` (${r.reason})`
+  return `this device was revoked by …${r.revokedBy.slice(-8)} at ${new Date(r.revokedAt).toISOString()}${reason}; the other devices refuse it. It can come back only with a new identity (a new home folder) and a new pairing`
 }
 
 async function readPid(file: string): Promise<number | undefined> {

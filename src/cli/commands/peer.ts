@@ -39,6 +39,7 @@ export function register(program: Command, io: CliIO): void {
         'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
         'device:joined': (e) => emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`)),
         'device:revoked': (e) => emit(line('device:revoked', e, `revoked   ${e.name} ${e.peerId}`)),
+        'device:revoked-self': (e) => emit(line('device:revoked-self', e, `revoked   this device, by ${e.revokedBy}${e.reason === undefined ? '' : ` (${e.reason})`}: the other devices refuse it`)),
       },
     })
     const offRefused = running.invites.on('refused', (e) => emit(line('pairing:refused', e, `refused   ${e.deviceId}: ${e.code}`)))
@@ -95,6 +96,7 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
       'sync:offline': (e) => log.event('sync:offline', e),
       'device:joined': (e) => log.event('device:joined', e),
       'device:revoked': (e) => log.event('device:revoked', e),
+      'device:revoked-self': (e) => log.event('device:revoked-self', e, 'warn'),
     },
   })
   running.invites.on('refused', (e) => log.event('pairing:refused', e, 'warn'))

@@ -33,6 +33,9 @@ export function register(program: Command, io: CliIO): void {
         `peer      ${peer.running ? `running (pid ${peer.pid ?? '?'}, since ${new Date(peer.startedAt ?? 0).toISOString()})` : 'not running'}`,
         `socket    ${peer.socket}`,
         `version   ${info.version}`,
+        ...(status.revoked === undefined
+          ? []
+          : [`membership revoked by ${status.revoked.revokedBy} at ${new Date(status.revoked.revokedAt).toISOString()}${status.revoked.reason === undefined ? '' : ` (${status.revoked.reason})`}: the other devices refuse this device`]),
         ...(status.network === undefined
           ? []
           : [
