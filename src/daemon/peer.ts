@@ -73,7 +73,7 @@ export class Peer {
     /** The inviter of a join in progress (join() opens that session itself). */
     private readonly joining: { inviter?: string },
     /** Refusals of strangers, summarised in the audit log. */
-    private readonly strangers: StrangerAudit,
+    readonly strangers: StrangerAudit,
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -142,6 +142,8 @@ export class Peer {
         members: async () => Object.keys(await workspace.members()),
         // A revoked device that dials is told why, signed by this device (see checkRevokedNotice).
         refusalNotice: async (id) => {
+          // Only a trusted member's notice is believed: an untrusted one (the VPS) sends none.
+          if (workspace.isUntrusted(self)) return undefined
           const r = (await workspace.revocations())[id]
           if (r === undefined) return undefined
           const statement = { workspaceId: workspace.workspaceId, revoked: id, revokedBy: r.revokedBy, revokedAt: r.revokedAt, reason: (r.reason ?? '').slice(0, 1000), signer: self }

@@ -1,3 +1,4 @@
+import { TypedEmitter } from '../core/emitter.js'
 import type { AuditType } from '../core/membership.js'
 import { DEFAULT_REFUSAL_LIMITS, describeSummary, RefusalLedger, sourceAddress, type RefusalLimits } from '../core/refusal-ledger.js'
 import type { PairingGuard } from '../net/pairing.js'
@@ -14,7 +15,7 @@ export interface AuditSink {
  * at the end of the minute (or when the peer stops), so a flood adds a handful of entries to
  * `_audit` on every member instead of one per attempt.
  */
-export class StrangerAudit {
+export class StrangerAudit extends TypedEmitter<{ 'connection-refused': { peerId?: string; reason: string } }> {
   readonly pairing: RefusalLedger
   readonly connections: RefusalLedger
   private readonly writes = new Set<Promise<void>>()
@@ -24,6 +25,7 @@ export class StrangerAudit {
     private readonly sink: AuditSink,
     limits: RefusalLimits = DEFAULT_REFUSAL_LIMITS,
   ) {
+    super()
     this.pairing = new RefusalLedger(limits, (s) => this.record('pairing-refused', describeSummary('pairing attempts', s), s.peers.length === 1 ? s.peers[0] : undefined))
     this.connections = new RefusalLedger(limits, (s) => this.record('connection-refused', describeSummary('connections', s), s.peers.length === 1 ? s.peers[0] : undefined))
     // Summaries are written when a window ends, also when nothing else happens after it.
@@ -49,6 +51,8 @@ export class StrangerAudit {
   }
 
   record(type: AuditType, reason: string, peer?: string): void {
+    // The peer's log says what the audit log says, no more (a flood is not a flood of lines).
+    if (type === 'connection-refused') this.emit('connection-refused', peer === undefined ? { reason } : { peerId: peer, reason })
     const write = this.sink.audit(type, reason, peer).catch(() => {
       // The store is closing or failing: the audit entry is lost, nothing else is at stake.
     })

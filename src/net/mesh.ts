@@ -299,10 +299,9 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   /**
-   * This device was revoked (a member told it so): dial no one any more, end every session,
-   * answer no sync stream. For the life of the process; the peer calls it again at start while
-   * the revocation is on record. Open connections are left to the members, which cut them off
-   * (and count it, see hangUp) as they learn of the revocation.
+   * This device was revoked (a member told it so): dial no one any more, end every session and
+   * connection, answer no sync stream. For the life of the process; the peer calls it again at
+   * start while the revocation is on record.
    */
   retire(why: string): void {
     this.retired = why
@@ -316,6 +315,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.sessions.clear()
     // No member is synced with any more, whatever connection is still open.
     for (const entry of this.book.values()) entry.state = 'disconnected'
+    for (const connection of this.node.getConnections()) void connection.close().catch(() => connection.abort(new Error(why)))
   }
 
   async stop(): Promise<void> {
@@ -563,8 +563,6 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       } catch (err) {
         stream.abort(err as Error)
       }
-      // Told: nothing more to do with this device.
-      await connection.close().catch(() => connection.abort(new Error('revoked')))
       return
     }
     this.attach(stream, id, id)

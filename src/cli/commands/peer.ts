@@ -100,7 +100,7 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
     },
   })
   running.invites.on('refused', (e) => log.event('pairing:refused', e, 'warn'))
-  running.mesh.on('refused', (e) => log.event('connection:refused', e, 'warn'))
+  running.strangers.on('connection-refused', (e) => log.event('connection:refused', e, 'warn'))
   running.blind.client.on('live', (e) => log.event('blind:live', e))
   running.blind.client.on('closed', (e) => log.event('blind:closed', e.error === undefined ? { peerId: e.peerId } : { peerId: e.peerId, code: e.error.code, message: e.error.message }))
   const info = await running.workspace.info()

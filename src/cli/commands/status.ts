@@ -42,7 +42,7 @@ export function register(program: Command, io: CliIO): void {
               ...status.network.listen.map((a, i) => `${i === 0 ? 'listening' : '         '} ${a}`),
               `mDNS      ${status.network.discovery.mdns}${status.network.discovery.reason === undefined ? '' : ` (${status.network.discovery.reason})`}`,
               `keys      epoch ${status.network.keyEpoch}`,
-              `peers     ${status.network.connected} connected, ${status.network.devices.filter((d) => d.state !== 'this device').length} other device(s) in the workspace, ${status.network.refusedConnections} refused connection(s)`,
+              `peers     ${status.network.connected} connected, ${status.network.devices.filter((d) => d.peerId !== info.deviceId).length} other device(s) in the workspace, ${status.network.refusedConnections} refused connection(s)`,
               ...status.network.devices
                 .filter((d) => d.state === 'connected')
                 .map((d) => `          ${d.peerId.slice(-12)} ${d.name}: ${d.unsentBytes ?? 0} bytes unsent`),
