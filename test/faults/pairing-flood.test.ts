@@ -23,6 +23,7 @@ import { devicesOfTest, NET } from '../helpers/devices.js'
 const ATTEMPTS = 2000
 const PARALLEL = 16
 const PAIR_PROTOCOL_ID = '/kitsync/pair/1.0.0'
+const SYNC_PROTOCOL_ID = '/kitsync/sync/1.0.0'
 const { peer, invite, forget } = devicesOfTest()
 
 interface LogEntry {
@@ -104,6 +105,8 @@ describe('pairing flood from a stranger', () => {
       // the minute, or when the peer stops).
       const during = (await auditLog(ha)).slice(auditBefore).filter((e) => e.type === 'pairing-refused')
       expect(during.length, JSON.stringify(during.slice(0, 5))).toBeLessThanOrEqual(2)
+      // Answered fast: after its first refusals, the flooding source is told RATE_LIMITED unread.
+      expect(answers.get('RATE_LIMITED') ?? 0, JSON.stringify(Object.fromEntries(answers))).toBeGreaterThan(ATTEMPTS * 0.9)
 
       // Memory: the flood's 2,000 streams may cost the peer some buffers, not a log that grows
       // with it. Before the fix the audit log alone took RSS from 83 to 185 MB in 5,071 attempts.
@@ -124,6 +127,53 @@ describe('pairing flood from a stranger', () => {
     },
     180_000,
   )
+})
+
+describe('sync-protocol knocks from strangers under new device ids', () => {
+  it('100 strangers, each with its own PeerId: a few audit entries, one summary with the count', async () => {
+    const STRANGERS = 100
+    const ha = await makeHome()
+    const pa = await peer(ha)
+    const address = (pa.started as unknown as { listen: string[] }).listen[0] as string
+    await invite(ha) // founds the membership
+    const auditBefore = (await auditLog(ha)).length
+    let refusedAtPeer = 0
+    // A few at a time: libp2p lets one address open 32 connections a second.
+    for (let i = 0; i < STRANGERS; i += 10) {
+      await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const stranger = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+          try {
+            // libp2p resets a connection over its 32 a second from one address: dial again.
+            let stream
+            for (let attempt = 0; stream === undefined; attempt++) {
+              stream = await stranger.dialProtocol(multiaddr(address), SYNC_PROTOCOL_ID).catch(async (err: unknown) => {
+                if (attempt >= 20) throw err
+                await new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)))
+                return undefined
+              })
+            }
+            // Refused: the stream is reset without a byte.
+            for await (const chunk of stream) expect(chunk).toBeUndefined()
+          } catch {
+            // reset, as expected
+          } finally {
+            await stranger.stop()
+          }
+        }),
+      )
+    }
+    refusedAtPeer = (await kitsyncJson<{ network?: { refusedConnections: number } }>(ha, ['status', '--json'])).network?.refusedConnections ?? 0
+    expect(refusedAtPeer).toBe(STRANGERS)
+    const during = (await auditLog(ha)).slice(auditBefore).filter((e) => e.type === 'connection-refused')
+    expect(during.length, JSON.stringify(during.slice(0, 3))).toBeLessThanOrEqual(1)
+    await stopProc(pa.proc)
+    forget(pa)
+    const added = (await auditLog(ha)).slice(auditBefore).filter((e) => e.type === 'connection-refused')
+    expect(added.length, JSON.stringify(added.slice(0, 3))).toBeLessThanOrEqual(2)
+    const summary = added.find((e) => /^\d+ refused connections from 127\.0\.0\.1 /.test(e.reason))
+    expect(summary?.reason, JSON.stringify(added)).toMatch(new RegExp(`^${STRANGERS} refused connections from 127\\.0\\.0\\.1 .*several device ids`))
+  }, 120_000)
 })
 
 /**
