@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { WorkspaceEvents } from '../../dist/index.js'
-import { expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, stopProc, waitUntil } from '../helpers/cli.js'
+import { expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, spawnKitsync, stopProc, waitUntil } from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
 
 /**
@@ -43,10 +43,25 @@ describe('a revoked device is told', () => {
         resolve(e)
       })
     })
+    const watch = spawnKitsync(hb, ['watch'])
+    // watch is subscribed once it prints a change made after it started.
+    let n = 0
+    await waitUntil(
+      async () => {
+        await b.set('notes', 'watched', ++n)
+        return watch.lines.some((l) => l.includes('"watched"')) ? true : undefined
+      },
+      DEADLINE,
+      'watch to print a change',
+    )
     await kitsyncOk(hc, ['revoke', 'phone', '--reason', 'lost'])
     const event = await told
     expect(event).toMatchObject({ revokedBy: cId, reason: 'lost' })
     await pb.proc.waitForLine((l) => l.includes('"device:revoked-self"'), DEADLINE, 'B\u2019s peer to print the event')
+    const watched = JSON.parse(await watch.waitForLine((l) => l.includes('"device:revoked-self"'), DEADLINE, 'watch to print the event')) as Record<string, unknown>
+    expect(watched).toMatchObject({ event: 'device:revoked-self', revokedBy: cId, reason: 'lost' })
+    await stopProc(watch)
+    const toldAt = pb.proc.lines.findIndex((l) => l.includes('"device:revoked-self"'))
 
     // status and peers on B say so; no member shows as connected.
     const status = await kitsyncJson<{ revoked?: { revokedBy: string; reason?: string } }>(hb, ['status', '--json'])
@@ -71,6 +86,8 @@ describe('a revoked device is told', () => {
     const window = Date.now() + 4000
     await waitUntil(async () => (Date.now() > window ? true : undefined), 6000, 'the observation window')
     expect([await refused(ha), await refused(hc)]).toEqual(before)
+    // and B's peer no longer loops connected / offline.
+    expect(pb.proc.lines.slice(toldAt + 1).filter((l) => l.includes('"sync:connected"'))).toEqual([])
   }, 120_000)
 
   it('a device revoked while it was off is told by the first member it dials, and stays revoked after a restart', async () => {
