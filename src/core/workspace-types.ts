@@ -1,4 +1,5 @@
 import type { JsonValue } from './json.js'
+import type { SelfRevocation } from './membership.js'
 import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from './sync-types.js'
 
 /** The shape shared by every way of reaching a workspace: in-process or through a running peer. */
@@ -94,20 +95,7 @@ export interface AuditEntryView {
   reason: string
 }
 
-/**
- * This device was revoked, as a member told it (a signed REVOKED answer it verified) or as the
- * synced `_revoked` says. Kept in the device's local store; from then on it dials no one.
- */
-export interface SelfRevocation {
-  /** The member that revoked this device, and when (ms since the epoch). */
-  revokedBy: string
-  revokedAt: number
-  reason?: string
-  /** The member whose signed notice told this device; absent when it learned it from `_revoked`. */
-  toldBy?: string
-  /** When this device learned it. */
-  learnedAt: number
-}
+export type { SelfRevocation }
 
 export interface DeviceEvent {
   peerId: string
