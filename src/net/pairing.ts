@@ -25,11 +25,15 @@ const MAX_PAIR_MESSAGE = 4 * 1024 * 1024
  */
 const MAX_JOINER_MESSAGE = 64 * 1024
 /**
- * Pairings the inviter handles at once; more are reset unread (a joiner dials again, see
- * RESET). Each one holds a stream for up to PAIR_TIMEOUT_MS: a stranger that opens streams and
- * sends nothing must not hold an unbounded number of them.
+ * Pairings the inviter handles at once; more are answered RATE_LIMITED unread. Each one holds a
+ * stream until the joiner's next message (JOIN_TIMEOUT_MS for the first): a stranger that opens
+ * streams and sends nothing must not hold an unbounded number of them.
  */
 export const MAX_PAIRINGS_IN_FLIGHT = 64
+/** Of those, from one source address (see PairingGuard.source): one address cannot hold them all. */
+export const MAX_PAIRINGS_IN_FLIGHT_PER_SOURCE = 32
+/** A joiner sends its join as soon as the stream is open; a stream that stays silent is dropped sooner than a step. */
+const JOIN_TIMEOUT_MS = 5_000
 const PAIR_TIMEOUT_MS = 15_000
 /** How long a joiner waits for the inviter's person to compare codes and approve. */
 const CONFIRM_TIMEOUT_MS = 120_000
@@ -109,16 +113,28 @@ function channel(stream: Stream, maxMessage = MAX_PAIR_MESSAGE): { read: (timeou
  */
 export function pairingHandler(authority: PairingAuthority, self: string, guard?: PairingGuard): (stream: Stream, connection: Connection) => Promise<void> {
   let inFlight = 0
+  // At most MAX_PAIRINGS_IN_FLIGHT entries: one per source with a pairing in flight.
+  const bySource = new Map<string, number>()
   return async (stream, connection) => {
-    if (inFlight >= MAX_PAIRINGS_IN_FLIGHT) {
-      stream.abort(new Error('too many pairings at once'))
+    const source = guard?.source(connection.remoteAddr.toString()) ?? ''
+    const fromSource = bySource.get(source) ?? 0
+    if (inFlight >= MAX_PAIRINGS_IN_FLIGHT || fromSource >= MAX_PAIRINGS_IN_FLIGHT_PER_SOURCE) {
+      const busy = { t: 'error', code: 'RATE_LIMITED', message: 'the inviting device is busy with other pairing attempts; try again in a minute' }
+      await channel(stream, MAX_JOINER_MESSAGE).write(busy).then(
+        () => stream.close({ signal: AbortSignal.timeout(1000) }),
+        (err: unknown) => stream.abort(err as Error),
+      ).catch((err: unknown) => stream.abort(err as Error))
       return
     }
     inFlight++
+    bySource.set(source, fromSource + 1)
     try {
       await handlePairing(stream, connection, authority, self, guard)
     } finally {
       inFlight--
+      const left = (bySource.get(source) ?? 1) - 1
+      if (left > 0) bySource.set(source, left)
+      else bySource.delete(source)
     }
   }
 }
@@ -140,7 +156,7 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
   const source = guard?.source(connection.remoteAddr.toString()) ?? ''
   let limited = false
   try {
-    const join = await ch.read()
+    const join = await ch.read(JOIN_TIMEOUT_MS)
     if (guard !== undefined && !pending(authority, join.tokenId) && !guard.allow(source, joiner)) {
       limited = true
       throw new KitsyncError('RATE_LIMITED', 'too many refused pairing attempts from this address; try again in a minute')

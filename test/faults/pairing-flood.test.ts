@@ -129,6 +129,45 @@ describe('pairing flood from a stranger', () => {
   )
 })
 
+describe('silent pairing streams', () => {
+  it('are dropped after 5 s; past 32 at once from one address, the next is answered RATE_LIMITED at once', async () => {
+    const [ha, hb] = [await makeHome(), await makeHome()]
+    const pa = await peer(ha)
+    const target = multiaddr((pa.started as unknown as { listen: string[] }).listen[0] as string)
+    const token = await invite(ha)
+    const node = (): ReturnType<typeof createLibp2p> =>
+      createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+    const [holder, knocker] = [await node(), await node()]
+    try {
+      const opened = Date.now()
+      const silent = await Promise.all(Array.from({ length: 32 }, () => holder.dialProtocol(target, PAIR_PROTOCOL_ID)))
+      // Each silent stream ends with an answer (an error) once the inviter stops waiting for its join.
+      const ended = Promise.all(
+        silent.map(async (stream) => {
+          await lpStream(stream).read({ signal: AbortSignal.timeout(15_000) }).catch(() => undefined)
+          return Date.now() - opened
+        }),
+      )
+      const stream = await knocker.dialProtocol(target, PAIR_PROTOCOL_ID)
+      const lp = lpStream(stream)
+      const asked = Date.now()
+      await lp.write(new TextEncoder().encode(JSON.stringify({ t: 'join', tokenId: 'f'.repeat(32), workspaceId: pa.started.workspaceId })))
+      const answer = JSON.parse(new TextDecoder().decode((await lp.read({ signal: AbortSignal.timeout(5000) })).subarray())) as { code?: string }
+      expect(answer.code).toBe('RATE_LIMITED')
+      expect(Date.now() - asked).toBeLessThan(2000)
+      const times = await ended
+      // 5 s for the join, plus the answer: well under the 15 s of a pairing step.
+      expect(Math.max(...times)).toBeLessThan(10_000)
+      expect(Math.min(...times)).toBeGreaterThanOrEqual(4500)
+    } finally {
+      await holder.stop()
+      await knocker.stop()
+    }
+    // Then a real device pairs.
+    await kitsyncOk(hb, ['join', token, '--name', 'after', ...NET])
+  }, 60_000)
+})
+
 describe('sync-protocol knocks from strangers under new device ids', () => {
   it('100 strangers, each with its own PeerId: a few audit entries, one summary with the count', async () => {
     const STRANGERS = 100
