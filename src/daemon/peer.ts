@@ -130,6 +130,9 @@ export class Peer {
       // What strangers cause (refused pairings and connections) reaches `_audit` as summaries.
       const strangers = new StrangerAudit(workspace)
       cleanup.unshift(() => strangers.stop())
+      // Signed once per revoked device (a revocation never changes): one that keeps dialling
+      // does not cost a signature each time. As many entries as `_revoked` has.
+      const notices = new Map<string, Promise<Uint8Array>>()
       const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
@@ -147,7 +150,10 @@ export class Peer {
           const r = (await workspace.revocations())[id]
           if (r === undefined) return undefined
           const statement = { workspaceId: workspace.workspaceId, revoked: id, revokedBy: r.revokedBy, revokedAt: r.revokedAt, reason: (r.reason ?? '').slice(0, 1000), signer: self }
-          return signRevokedNotice(identity.privateKey, statement)
+          const key = `${statement.workspaceId} ${id}`
+          const notice = notices.get(key) ?? signRevokedNotice(identity.privateKey, statement)
+          notices.set(key, notice)
+          return notice
         },
         handlers: {
           [BLIND_PROTOCOL_ID]: blind.handler,
