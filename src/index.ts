@@ -27,6 +27,7 @@ export type {
   ConflictView,
   ResolveChoice,
   ResolveResult,
+  SelfRevocation,
   SyncProgressEvent,
   DeviceView,
   NetworkStatus,

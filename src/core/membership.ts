@@ -56,6 +56,30 @@ export function toRevocation(value: JsonValue | undefined): Revocation | undefin
   return typeof reason === 'string' ? { revokedBy, revokedAt, reason } : { revokedBy, revokedAt }
 }
 
+/**
+ * This device was revoked, as a trusted member told it (a signed REVOKED answer it verified,
+ * docs/PROTOCOL.md). Kept in the device's local store; from then on it dials no one.
+ */
+export interface SelfRevocation {
+  /** The member that revoked this device, and when (ms since the epoch). */
+  revokedBy: string
+  revokedAt: number
+  reason?: string
+  /** The member whose signed notice told this device. */
+  toldBy?: string
+  /** When this device learned it. */
+  learnedAt: number
+}
+
+/** Key, in a device's local (never synced) store, of its own revocation once it learned it. */
+export const SELF_REVOKED_KEY = 'revoked-self'
+
+export function toSelfRevocation(value: JsonValue | undefined): SelfRevocation | undefined {
+  const r = toRevocation(value)
+  if (r === undefined || !isJsonObject(value) || typeof value.learnedAt !== 'number') return undefined
+  return { ...r, learnedAt: value.learnedAt, ...(typeof value.toldBy === 'string' ? { toldBy: value.toldBy } : {}) }
+}
+
 /** The synced, append-only audit log: one record per event, keyed so keys never collide. */
 export const AUDIT_COLLECTION = '_audit'
 

@@ -1,4 +1,5 @@
 import type { JsonValue } from './json.js'
+import type { SelfRevocation } from './membership.js'
 import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from './sync-types.js'
 
 /** The shape shared by every way of reaching a workspace: in-process or through a running peer. */
@@ -94,6 +95,8 @@ export interface AuditEntryView {
   reason: string
 }
 
+export type { SelfRevocation }
+
 export interface DeviceEvent {
   peerId: string
   name: string
@@ -133,11 +136,13 @@ export interface WorkspaceEvents {
   'device:joined': DeviceEvent
   /** A device was revoked (here or on another device). */
   'device:revoked': DeviceEvent
+  /** This device was revoked: the members refuse it; it stops syncing (see SelfRevocation). */
+  'device:revoked-self': SelfRevocation
   /** A device proved a --confirm token and waits for approval (compare the codes). */
   'pairing:pending': { tokenId: string; peerId: string; name: string; code: string }
 }
 
-export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'sync:conflict', 'sync:progress', 'device:joined', 'device:revoked', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
+export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'sync:conflict', 'sync:progress', 'device:joined', 'device:revoked', 'device:revoked-self', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 /** How a collection behaves: its kind, conflict policy and limits (synced to every device). */
 export interface CollectionSettingsView {
@@ -217,7 +222,8 @@ export interface DeviceView {
   name: string
   addedBy: string
   addedAt: number
-  state: 'this device' | 'connected' | 'disconnected' | 'never seen'
+  /** `revoked`: in `_revoked` (this device too, once it knows it was revoked). */
+  state: 'this device' | 'connected' | 'disconnected' | 'never seen' | 'revoked'
   /** Remote address of the connection in use. */
   address?: string
   lastSeen?: number
@@ -253,6 +259,8 @@ export interface WorkspaceStatus {
   collections: CollectionInfo[]
   /** Present when a peer runs: its addresses, discovery and devices. */
   network?: NetworkStatus
+  /** Present when this device knows it was revoked. */
+  revoked?: SelfRevocation
 }
 
 export interface WorkspaceExport {

@@ -12,6 +12,8 @@ import {
   toAuditEntry,
   toMember,
   toRevocation,
+  toSelfRevocation,
+  SELF_REVOKED_KEY,
   TRANSPORT_COLLECTIONS,
   type AuditEntry,
   type AuditType,
@@ -49,6 +51,7 @@ import type {
   ChangesOptions,
   CollectionInfo,
   PeerState,
+  SelfRevocation,
   SetOptions,
   Workspace,
   WorkspaceEvents,
@@ -129,6 +132,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []
   private readonly stickyRevoked = new Set<string>()
+  private selfRevokedMarked = false
   private revocationWatch: Promise<void> | undefined
   /** Members with role `untrusted` (kept in step with `_members`, for the synchronous `shares`). */
   private readonly untrusted = new Set<string>()
@@ -590,7 +594,23 @@ export class LocalWorkspace implements Workspace, SyncHost {
   }
 
   async status(): Promise<WorkspaceStatus> {
-    return { info: await this.info(), peer: { ...this.peerState }, collections: await this.list() }
+    const revoked = await this.selfRevocation()
+    return { info: await this.info(), peer: { ...this.peerState }, collections: await this.list(), ...(revoked === undefined ? {} : { revoked }) }
+  }
+
+  /** This device's own revocation, once it learned it (local store, never synced). */
+  async selfRevocation(): Promise<SelfRevocation | undefined> {
+    return toSelfRevocation((await this.store.getLocal(SELF_REVOKED_KEY)) as JsonValue | undefined)
+  }
+
+  /** Record, once and durably, that this device was revoked, and tell subscribers; false if it was known. */
+  async markRevokedSelf(r: SelfRevocation): Promise<boolean> {
+    if (this.selfRevokedMarked || (await this.selfRevocation()) !== undefined) return false
+    this.selfRevokedMarked = true
+    await this.store.putLocal(SELF_REVOKED_KEY, { ...r })
+    await this.rememberRevoked(this.infoValue.deviceId)
+    this.emitter.emit('device:revoked-self', r)
+    return true
   }
 
   on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void {

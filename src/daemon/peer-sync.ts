@@ -56,7 +56,13 @@ export class PeerSync implements RunningSync {
     return peerSync
   }
 
+  /** A revoked device exchanges with no one: network commands fail with DEVICE_REVOKED. */
+  private assertNotRevoked(): void {
+    if (this.mesh.retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', this.mesh.retired)
+  }
+
   async syncNow(timeoutMs: number): Promise<SyncNowReport> {
+    this.assertNotRevoked()
     const startedAt = Date.now()
     const deadline = startedAt + timeoutMs
     const devices = (await this.workspace.devices()).filter((d) => !d.self && d.state === 'trusted' && d.peerId !== this.self)
@@ -131,6 +137,7 @@ export class PeerSync implements RunningSync {
   }
 
   async pull(collection: string, timeoutMs: number): Promise<{ peerId: string; complete: boolean }[]> {
+    this.assertNotRevoked()
     const deadline = Date.now() + timeoutMs
     const sessions = this.engine.sessions().filter((s) => s.isReady && !s.isClosed)
     const results = await Promise.all(

@@ -6,10 +6,11 @@ import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
 import { decodeToken } from '../protocol/pair-token.js'
 import { loadOrCreateIdentity } from '../net/identity.js'
 import { DEFAULT_LISTEN, Mesh } from '../net/mesh.js'
-import type { DeviceView, NetworkStatus, WorkspaceEvents } from '../core/workspace-types.js'
+import type { DeviceView, NetworkStatus, SelfRevocation, WorkspaceEvents } from '../core/workspace-types.js'
 import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from '../net/key-exchange.js'
-import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
+import { joinWithToken, PAIR_PROTOCOL_ID, pairingHandler } from '../net/pairing.js'
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
+import { checkRevokedNotice, signRevokedNotice } from '../net/revocation-notice.js'
 import { BlindWiring } from './blind-wiring.js'
 import type { SnapshotPolicy } from '../sync/blind-client.js'
 import { checkControlSocket, homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
@@ -18,6 +19,7 @@ import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
 import { PeerSync } from './peer-sync.js'
+import { StrangerAudit } from './stranger-audit.js'
 
 export interface PeerOptions {
   home: string
@@ -70,6 +72,8 @@ export class Peer {
     readonly blind: BlindWiring,
     /** The inviter of a join in progress (join() opens that session itself). */
     private readonly joining: { inviter?: string },
+    /** Refusals of strangers, summarised in the audit log. */
+    readonly strangers: StrangerAudit,
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -124,6 +128,12 @@ export class Peer {
       // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
       const blind = new BlindWiring(workspace, self, options.snapshotPolicy)
       const joining: { inviter?: string } = {}
+      // What strangers cause (refused pairings and connections) reaches `_audit` as summaries.
+      const strangers = new StrangerAudit(workspace)
+      cleanup.unshift(() => strangers.stop())
+      // Signed once per revoked device (a revocation never changes): one that keeps dialling
+      // does not cost a signature each time. As many entries as `_revoked` has.
+      const notices = new Map<string, Promise<Uint8Array>>()
       const mesh: Mesh = await Mesh.create({
         privateKey: identity.privateKey,
         engine,
@@ -134,9 +144,21 @@ export class Peer {
         discoveryKeys: () => keys?.all() ?? [],
         relay: options.relay ?? false,
         members: async () => Object.keys(await workspace.members()),
+        // A revoked device that dials is told why, signed by this device (see checkRevokedNotice).
+        refusalNotice: async (id) => {
+          // Only a trusted member's notice is believed: an untrusted one (the VPS) sends none.
+          if (workspace.isUntrusted(self)) return undefined
+          const r = (await workspace.revocations())[id]
+          if (r === undefined) return undefined
+          const statement = { workspaceId: workspace.workspaceId, revoked: id, revokedBy: r.revokedBy, revokedAt: r.revokedAt, reason: (r.reason ?? '').slice(0, 1000), signer: self }
+          const key = `${statement.workspaceId} ${id}`
+          const notice = notices.get(key) ?? signRevokedNotice(identity.privateKey, statement)
+          notices.set(key, notice)
+          return notice
+        },
         handlers: {
           [BLIND_PROTOCOL_ID]: blind.handler,
-          [PAIR_PROTOCOL_ID]: (stream, connection) => handlePairing(stream, connection, invites, self),
+          [PAIR_PROTOCOL_ID]: pairingHandler(invites, self, strangers.guard),
           [KEYS_PROTOCOL_ID]: (stream, connection) => handleKeys(stream, connection, keyHolder),
         },
       })
@@ -152,8 +174,30 @@ export class Peer {
       })
       mesh.on('offline', (e) => workspace.emitEvent('sync:offline', e))
       engine.on('update', (e) => workspace.emitEvent('sync:update', e))
+      // This device revoked: a member's signed notice it verified (its own record in `_revoked`,
+      // if sync brought it, changes nothing: the members cut it off, and the first it dials again
+      // tells it). It is kept on record, and from then on the mesh dials no one (also after a restart).
+      const revokedSelf = async (r: SelfRevocation): Promise<void> => {
+        if (!(await workspace.markRevokedSelf(r))) return
+        await workspace.audit('device-revoked', `this device learned it was revoked${r.toldBy === undefined ? '' : ` (told by …${r.toldBy.slice(-8)})`}`, self).catch(() => undefined)
+        mesh.retire(revokedMessage(r))
+      }
+      const known = await workspace.selfRevocation()
+      if (known !== undefined) mesh.retire(revokedMessage(known))
+      engine.on('revoked', ({ peerId, notice }) => {
+        void (async () => {
+          const why = await checkRevokedNotice(notice, { workspaceId: workspace.workspaceId, self, from: peerId, isTrustedMember: (id) => workspace.isTrusted(id) })
+          if (why !== undefined) {
+            await workspace.audit('sync-error', `ignored a REVOKED notice: ${why}`, peerId)
+            return
+          }
+          const reason = notice.reason === '' ? {} : { reason: notice.reason }
+          await revokedSelf({ revokedBy: notice.revokedBy, revokedAt: notice.revokedAt, ...reason, toldBy: peerId, learnedAt: Date.now() })
+        })().catch(() => undefined)
+      })
       // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
-      // pairing failures and sync errors go to the audit log (refusals once a minute per device).
+      // pairing failures and sync errors go to the audit log (refusals of an address: the first
+      // in a minute, then a summary; see StrangerAudit).
       workspace.on('device:revoked', ({ peerId, by }) => {
         void mesh.hangUp(peerId).then(() => {
           if (by !== self || keys === undefined) return
@@ -165,13 +209,7 @@ export class Peer {
         if (workspace.isUntrusted(peerId) || workspace.isUntrusted(self)) return
         void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined)
       })
-      const lastRefusal = new Map<string, number>()
-      mesh.on('refused', ({ peerId, reason }) => {
-        const now = Date.now()
-        if ((lastRefusal.get(peerId) ?? 0) > now - 60_000) return
-        lastRefusal.set(peerId, now)
-        void workspace.audit('connection-refused', reason, peerId).catch(() => undefined)
-      })
+      mesh.on('refused', ({ peerId, reason, address }) => strangers.connectionRefused(address, peerId, reason))
       engine.on('offline', ({ peerId, error }) => {
         if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch(() => undefined)
       })
@@ -192,7 +230,7 @@ export class Peer {
       const startedAt = Date.now()
       await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
       workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
-      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining)
+      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers)
       control?.setPeer(peer)
       return peer
     } catch (err) {
@@ -211,6 +249,7 @@ export class Peer {
   }
 
   async createInvite(ttlMs?: number, options: { confirm?: boolean; untrusted?: boolean } = {}): Promise<Invite> {
+    if (this.mesh.retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', this.mesh.retired)
     // The device that invites first founds the membership with itself in it.
     await this.workspace.keys?.ensure()
     if (!(await this.workspace.isMember(this.deviceId))) {
@@ -300,9 +339,12 @@ export class Peer {
   async devices(): Promise<DeviceView[]> {
     const members = await this.workspace.members()
     const known = new Map(this.mesh.knownPeers().map((p) => [p.peerId, p]))
+    const revoked = new Set<string>()
+    for (const id of Object.keys(members)) if (await this.workspace.isRevoked(id)) revoked.add(id)
     return Object.entries(members).map(([id, m]): DeviceView => {
       const k = known.get(id)
-      const view: DeviceView = { peerId: id, ...m, state: id === this.deviceId ? 'this device' : (k?.state ?? 'never seen') }
+      const state = revoked.has(id) ? 'revoked' : id === this.deviceId ? 'this device' : (k?.state ?? 'never seen')
+      const view: DeviceView = { peerId: id, ...m, state }
       if (k?.address !== undefined) view.address = k.address
       if (k?.lastSeen !== undefined) view.lastSeen = k.lastSeen
       if (k?.lastSync !== undefined) view.lastSync = k.lastSync
@@ -321,11 +363,18 @@ export class Peer {
       await this.control?.close()
       await this.blind.stop().catch(() => undefined)
       await this.mesh.stop().catch(() => undefined)
+      await this.strangers.stop()
       await this.workspace.close()
       await rm(this.paths.pid, { force: true })
     })()
     return this.stopping
   }
+}
+
+/** What a revoked device says to commands that need the network (DEVICE_REVOKED). */
+function revokedMessage(r: SelfRevocation): string {
+  const reason = r.reason === undefined ? '' : ` (${r.reason})`
+  return `this device was revoked by …${r.revokedBy.slice(-8)} at ${new Date(r.revokedAt).toISOString()}${reason}; the other devices refuse it. It can come back only with a new identity (a new home folder) and a new pairing`
 }
 
 async function readPid(file: string): Promise<number | undefined> {

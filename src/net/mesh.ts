@@ -6,6 +6,7 @@ import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/int
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { lpStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { TypedEmitter } from '../core/emitter.js'
@@ -36,7 +37,15 @@ export interface MeshOptions {
   relay?: boolean
   /** Every member's device id: dialled through a relay when there is no direct connection. */
   members?: () => Promise<string[]>
+  /**
+   * What a refused device is told (an encoded sync frame: a signed REVOKED for a device in
+   * `_revoked`), or undefined to tell it nothing (a stranger).
+   */
+  refusalNotice?: (deviceId: string) => Promise<Uint8Array | undefined>
 }
+
+/** How long a refused device gets to read its REVOKED notice before the stream is reset. */
+const NOTICE_TIMEOUT_MS = 5000
 
 /**
  * Limits of a relayed connection on a kitsync relay: enough for sync (a large catch-up, hours of
@@ -70,7 +79,8 @@ export interface KnownPeer {
 export interface MeshEvents {
   connected: { peerId: string }
   offline: { peerId: string; reason?: { code: string; message: string } }
-  refused: { peerId: string; reason: string }
+  /** A sync stream refused; `address` is the connection's remote multiaddr. */
+  refused: { peerId: string; reason: string; address: string }
 }
 
 const MAX_BACKOFF_MS = 30_000
@@ -112,6 +122,9 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   /** Relays (members that serve circuit relay v2) by peer id: their direct address. */
   private readonly relays = new Map<string, string>()
   refusedCount = 0
+  /** Set once this device knows it was revoked: why (see retire). */
+  retired: string | undefined
+  private readonly refusalNotice: (id: string) => Promise<Uint8Array | undefined>
 
   private constructor(node: Libp2p, options: MeshOptions, discovery: DiscoveryState) {
     super()
@@ -123,6 +136,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.listen = options.listen ?? DEFAULT_LISTEN
     this.discoveryKeys = options.discoveryKeys ?? (() => [])
     this.members = options.members ?? (async () => [])
+    this.refusalNotice = options.refusalNotice ?? (async () => undefined)
   }
 
   /**
@@ -193,6 +207,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     } catch (err) {
       throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${this.listen.join(', ')}: ${(err as Error).message}`, { cause: err })
     }
+    if (this.retired !== undefined) return
     for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
     if (this.discovery.mdns === 'on') {
       const { PrivateMdns } = await import('./private-mdns.js')
@@ -251,7 +266,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   /** Dial every address and device waiting for a redial now, skipping the backoff (sync now, reset). */
   redialNow(): void {
-    if (this.stopped) return
+    if (this.stopped || this.retired !== undefined) return
     for (const [key, state] of this.redials) {
       const dial = state.dial
       if (dial === undefined) continue
@@ -272,14 +287,35 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.redialNow()
   }
 
-  /** Drop a device at once: close its sync session and every connection to it. */
+  /** Drop a device at once (it was revoked): close its sync session and every connection to it, counted as refused. */
   async hangUp(peerId: string): Promise<void> {
+    if (this.node.getConnections(peerIdFromString(peerId)).length > 0) this.refusedCount++
     const entry = this.sessions.get(peerId)
     this.sessions.delete(peerId)
     entry?.session.close()
     this.redials.delete(peerId)
     this.forgetSessionRetry(peerId)
     await this.node.hangUp(peerIdFromString(peerId)).catch(() => undefined)
+  }
+
+  /**
+   * This device was revoked (a member told it so): dial no one any more, end every session and
+   * connection, answer no sync stream. For the life of the process; the peer calls it again at
+   * start while the revocation is on record.
+   */
+  retire(why: string): void {
+    this.retired = why
+    this.lan?.stop()
+    this.lan = undefined
+    for (const r of this.redials.values()) clearTimeout(r.timer)
+    this.redials.clear()
+    for (const r of this.sessionRetries.values()) clearTimeout(r.timer)
+    this.sessionRetries.clear()
+    for (const { session } of this.sessions.values()) session.close()
+    this.sessions.clear()
+    // No member is synced with any more, whatever connection is still open.
+    for (const entry of this.book.values()) entry.state = 'disconnected'
+    for (const connection of this.node.getConnections()) void connection.close().catch(() => connection.abort(new Error(why)))
   }
 
   async stop(): Promise<void> {
@@ -294,14 +330,14 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   /** A member that relays: reach every member we are not connected to through it. */
   private async foundRelay(relay: string, address: string): Promise<void> {
-    if (this.stopped || !(await this.isMember(relay).catch(() => false))) return
+    if (this.stopped || this.retired !== undefined || !(await this.isMember(relay).catch(() => false))) return
     this.relays.set(relay, address.replace(/\/p2p\/[^/]+$/, ''))
     for (const id of await this.members().catch(() => [])) this.dialThroughRelays(id)
   }
 
   /** Dial a member through the relays we know (until a connection to it exists). */
   private dialThroughRelays(id: string): void {
-    if (this.stopped || id === this.peerId || this.relays.has(id) || this.relays.size === 0) return
+    if (this.stopped || this.retired !== undefined || id === this.peerId || this.relays.has(id) || this.relays.size === 0) return
     const peer = peerIdFromString(id)
     if (this.node.getConnections(peer).length > 0) return
     const dial = async (): Promise<void> => {
@@ -344,7 +380,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     // Only members are listed as connected. A device that is not one yet (pairing) is listed
     // once its session opens; a revoked one is not told, keeps redialing, and must not show up
     // as connected again (its sync streams are refused; no data flows).
-    if (!(await this.isMember(id).catch(() => false))) return
+    if (this.retired !== undefined || !(await this.isMember(id).catch(() => false))) return
     this.touch(id, 'connected')
     if (this.stopped || this.sessions.has(id)) return
     await this.openSync(peer).catch(() => this.retrySession(id))
@@ -352,12 +388,18 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private onDisconnect(peer: PeerId): void {
     const id = peer.toString()
-    this.touch(id, 'disconnected')
+    // Only peers listed before (members) are kept in the book: a stranger that connects and
+    // goes, under a new PeerId each time, must not grow it.
+    if (this.book.has(id)) this.touch(id, 'disconnected')
     // No connection left to open a session on: the redial below takes over.
     this.forgetSessionRetry(id)
     if (this.stopped) return
     void this.isMember(id).then((member) => {
-      if (!member) return
+      if (!member) {
+        // Nor libp2p's peer store (it keeps a peer's addresses and protocols for hours).
+        if (this.node.getConnections(peer).length === 0) void this.node.peerStore.delete(peer).catch(() => undefined)
+        return
+      }
       if (this.relays.has(id)) this.relays.delete(id)
       else if (this.relays.size > 0) this.dialThroughRelays(id)
       this.scheduleRedial(id, () => this.node.dial(peer))
@@ -366,7 +408,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private async onDiscovery(peer: PeerId): Promise<void> {
     const id = peer.toString()
-    if (this.stopped || this.sessions.has(id) || this.node.getConnections(peer).length > 0) return
+    if (this.stopped || this.retired !== undefined || this.sessions.has(id) || this.node.getConnections(peer).length > 0) return
     if (!(await this.isMember(id).catch(() => false))) return
     await this.node.dial(peer).catch(() => this.scheduleRedial(id, () => this.node.dial(peer)))
   }
@@ -380,7 +422,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   private scheduleRedial(key: string, dial: () => Promise<unknown>): void {
-    if (this.stopped) return
+    if (this.stopped || this.retired !== undefined) return
     const state = this.redials.get(key) ?? { attempt: 0 }
     state.dial = dial
     if (state.timer !== undefined) return
@@ -388,7 +430,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     state.attempt++
     state.timer = setTimeout(() => {
       state.timer = undefined
-      if (this.stopped) return
+      if (this.stopped || this.retired !== undefined) return
       dial().then(
         () => this.redials.delete(key),
         () => this.scheduleRedial(key, dial),
@@ -426,7 +468,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
    * the connection closes (the redial takes over) or the peer is no longer a member.
    */
   private retrySession(peerId: string): void {
-    if (this.stopped) return
+    if (this.stopped || this.retired !== undefined) return
     const state = this.sessionRetries.get(peerId) ?? { attempt: 0 }
     if (state.timer !== undefined) return
     const delay = backoffMs(state.attempt)
@@ -487,6 +529,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   private async openSync(peer: PeerId): Promise<void> {
+    if (this.retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', this.retired)
     const id = peer.toString()
     this.opening.add(id)
     try {
@@ -499,11 +542,27 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private async inbound(stream: Stream, connection: Connection): Promise<void> {
     const id = connection.remotePeer.toString()
+    if (this.retired !== undefined) {
+      stream.abort(new Error(this.retired))
+      return
+    }
     if (!(await this.isMember(id).catch(() => false))) {
-      // A stranger gets nothing: not a hello, not an error frame.
+      // A stranger gets nothing: not a hello, not an error frame. A revoked device is told why
+      // (a signed REVOKED frame), so it stops dialling.
       this.refusedCount++
-      stream.abort(new Error('not a member'))
-      this.emit('refused', { peerId: id, reason: 'not a trusted member of this workspace' })
+      const notice = await this.refusalNotice(id).catch(() => undefined)
+      this.emit('refused', { peerId: id, reason: notice === undefined ? 'not a trusted member of this workspace' : 'a revoked device (sent it a REVOKED notice)', address: connection.remoteAddr.toString() })
+      if (notice === undefined) {
+        stream.abort(new Error('not a member'))
+        return
+      }
+      try {
+        const signal = AbortSignal.timeout(NOTICE_TIMEOUT_MS)
+        await lpStream(stream).write(notice, { signal })
+        await stream.close({ signal })
+      } catch (err) {
+        stream.abort(err as Error)
+      }
       return
     }
     this.attach(stream, id, id)
@@ -514,6 +573,11 @@ export class Mesh extends TypedEmitter<MeshEvents> {
    * by the smaller peer id, so they agree without talking about it.
    */
   private attach(stream: Stream, peerId: string, initiator: string): void {
+    if (this.retired !== undefined) {
+      // Opened just before this device learnt it was revoked.
+      stream.abort(new Error(this.retired))
+      return
+    }
     const existing = this.sessions.get(peerId)
     if (existing !== undefined) {
       const keepExisting = existing.initiator < initiator

@@ -19,6 +19,21 @@ import { confirmationCode, pairingProof, tokenId as computeTokenId, type PairTok
  */
 export const PAIR_PROTOCOL_ID = '/kitsync/pair/1.0.0'
 const MAX_PAIR_MESSAGE = 4 * 1024 * 1024
+/**
+ * What the inviter reads from a joiner: a join or a proof is under 1 KiB. Anyone may open the
+ * protocol, so the inviter does not let a stranger make it buffer 4 MiB per stream.
+ */
+const MAX_JOINER_MESSAGE = 64 * 1024
+/**
+ * Pairings the inviter handles at once; more are answered RATE_LIMITED unread. Each one holds a
+ * stream until the joiner's next message (JOIN_TIMEOUT_MS for the first): a stranger that opens
+ * streams and sends nothing must not hold an unbounded number of them.
+ */
+export const MAX_PAIRINGS_IN_FLIGHT = 64
+/** Of those, from one source address (see PairingGuard.source): one address cannot hold them all. */
+export const MAX_PAIRINGS_IN_FLIGHT_PER_SOURCE = 32
+/** A joiner sends its join as soon as the stream is open; a stream that stays silent is dropped sooner than a step. */
+const JOIN_TIMEOUT_MS = 5_000
 const PAIR_TIMEOUT_MS = 15_000
 /** How long a joiner waits for the inviter's person to compare codes and approve. */
 const CONFIRM_TIMEOUT_MS = 120_000
@@ -49,10 +64,23 @@ export interface PairingAuthority {
   refused(reason: KitsyncError, joiner: string): void
 }
 
+/**
+ * The inviter's limits on attempts that prove nothing (see RefusalLedger): counted per source
+ * address and PeerId; once a source used its budget its attempts are answered RATE_LIMITED
+ * without being looked at, and only some refusals are reported in detail.
+ */
+export interface PairingGuard {
+  allow(address: string, peerId: string): boolean
+  /** Count a refusal; true when it is to be reported in detail (PairingAuthority.refused). */
+  refuse(address: string, peerId: string, rateLimited: boolean): boolean
+  /** The unit a budget is kept for, from the connection's remote address. */
+  source(remoteAddr: string): string
+}
+
 type Message = Record<string, unknown> & { t: string }
 
-function channel(stream: Stream): { read: (timeoutMs?: number) => Promise<Message>; write: (m: Message) => Promise<void> } {
-  const lp = lpStream(stream, { maxDataLength: MAX_PAIR_MESSAGE, maxBufferSize: MAX_PAIR_MESSAGE + 16 })
+function channel(stream: Stream, maxMessage = MAX_PAIR_MESSAGE): { read: (timeoutMs?: number) => Promise<Message>; write: (m: Message) => Promise<void> } {
+  const lp = lpStream(stream, { maxDataLength: maxMessage, maxBufferSize: maxMessage + 16 })
   const signal = AbortSignal.timeout(PAIR_TIMEOUT_MS + CONFIRM_TIMEOUT_MS)
   return {
     read: async (timeoutMs = PAIR_TIMEOUT_MS) => {
@@ -77,12 +105,62 @@ function channel(stream: Stream): { read: (timeoutMs?: number) => Promise<Messag
   }
 }
 
-/** Inviter side: handle one pairing stream. */
-export async function handlePairing(stream: Stream, connection: Connection, authority: PairingAuthority, self: string): Promise<void> {
-  const ch = channel(stream)
-  const joiner = connection.remotePeer.toString()
+/**
+ * Inviter side: a handler of pairing streams. With a guard, attempts that prove nothing are
+ * counted per source and answered RATE_LIMITED once the source used its budget; a join that names
+ * a pending token of this device is always heard (only a token holder knows its id), so a flood
+ * from one address does not lock out a real device, even on the same address.
+ */
+export function pairingHandler(authority: PairingAuthority, self: string, guard?: PairingGuard): (stream: Stream, connection: Connection) => Promise<void> {
+  let inFlight = 0
+  // At most MAX_PAIRINGS_IN_FLIGHT entries: one per source with a pairing in flight.
+  const bySource = new Map<string, number>()
+  return async (stream, connection) => {
+    const source = guard?.source(connection.remoteAddr.toString()) ?? ''
+    const fromSource = bySource.get(source) ?? 0
+    if (inFlight >= MAX_PAIRINGS_IN_FLIGHT || fromSource >= MAX_PAIRINGS_IN_FLIGHT_PER_SOURCE) {
+      const busy = { t: 'error', code: 'RATE_LIMITED', message: 'the inviting device is busy with other pairing attempts; try again in a minute' }
+      await channel(stream, MAX_JOINER_MESSAGE).write(busy).then(
+        () => stream.close({ signal: AbortSignal.timeout(1000) }),
+        (err: unknown) => stream.abort(err as Error),
+      ).catch((err: unknown) => stream.abort(err as Error))
+      return
+    }
+    inFlight++
+    bySource.set(source, fromSource + 1)
+    try {
+      await handlePairing(stream, connection, authority, self, guard)
+    } finally {
+      inFlight--
+      const left = (bySource.get(source) ?? 1) - 1
+      if (left > 0) bySource.set(source, left)
+      else bySource.delete(source)
+    }
+  }
+}
+
+function pending(authority: PairingAuthority, tokenId: unknown): boolean {
+  if (typeof tokenId !== 'string') return false
   try {
-    const join = await ch.read()
+    authority.secretFor(tokenId)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Inviter side: handle one pairing stream. */
+export async function handlePairing(stream: Stream, connection: Connection, authority: PairingAuthority, self: string, guard?: PairingGuard): Promise<void> {
+  const ch = channel(stream, MAX_JOINER_MESSAGE)
+  const joiner = connection.remotePeer.toString()
+  const source = guard?.source(connection.remoteAddr.toString()) ?? ''
+  let limited = false
+  try {
+    const join = await ch.read(JOIN_TIMEOUT_MS)
+    if (guard !== undefined && !pending(authority, join.tokenId) && !guard.allow(source, joiner)) {
+      limited = true
+      throw new KitsyncError('RATE_LIMITED', 'too many refused pairing attempts from this address; try again in a minute')
+    }
     if (join.t !== 'join' || typeof join.tokenId !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a join message')
     const name = typeof join.name === 'string' && join.name.length > 0 ? join.name.slice(0, 100) : joiner.slice(-8)
     if (join.workspaceId !== authority.workspaceId()) throw new KitsyncError('TOKEN_REFUSED', 'this token is for another workspace')
@@ -102,8 +180,8 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     await stream.close()
   } catch (err) {
     const e = toKitsyncError(err)
-    authority.refused(e, joiner)
-    const shown = isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_')) ? e : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
+    if (guard === undefined || guard.refuse(source, joiner, limited)) authority.refused(e, joiner)
+    const shown = isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_') || e.code === 'RATE_LIMITED') ? e : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
     await ch.write({ t: 'error', code: shown.code, message: shown.message }).catch(() => undefined)
     await stream.close().catch(() => stream.abort(e))
   }

@@ -10,6 +10,8 @@ export interface PrivateMdnsOptions {
   intervalMs?: number
 }
 
+const ANSWER_INTERVAL_MS = 1000
+
 /**
  * mDNS discovery that only members can read (see discovery-record.ts). Queries for the
  * kitsync service every interval and answers queries with this device's sealed record under
@@ -18,11 +20,16 @@ export interface PrivateMdnsOptions {
 export class PrivateMdns {
   private readonly mdns: ReturnType<typeof multicastDns>
   private readonly timer: NodeJS.Timeout
+  private lastAnswer = 0
 
   constructor(private readonly options: PrivateMdnsOptions) {
     this.mdns = multicastDns()
     this.mdns.on('query', (query) => {
-      if (query.questions.some((q) => q.name === SERVICE && q.type === 'PTR')) this.announce()
+      // At most one answer a second (RFC 6762 asks no more of a responder): anyone on the LAN
+      // may send queries, and each answer costs a seal and a multicast packet.
+      if (!query.questions.some((q) => q.name === SERVICE && q.type === 'PTR') || Date.now() - this.lastAnswer < ANSWER_INTERVAL_MS) return
+      this.lastAnswer = Date.now()
+      this.announce()
     })
     this.mdns.on('response', (response) => this.onResponse(response.answers.concat(response.additionals ?? [])))
     this.mdns.on('warning', () => undefined)

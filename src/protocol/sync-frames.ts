@@ -15,6 +15,7 @@ export const FrameType = {
   SYNC: 1,
   ERROR: 2,
   INTEREST: 3,
+  REVOKED: 4,
 } as const
 
 /** y-protocols message types carried inside a SYNC frame. */
@@ -29,6 +30,47 @@ export type Frame =
   | { type: typeof FrameType.SYNC; collection: string; step: number; payload: Uint8Array }
   | { type: typeof FrameType.ERROR; code: string; message: string }
   | { type: typeof FrameType.INTEREST; rules: InterestRule[] }
+  | RevokedFrame
+
+/**
+ * A member's answer to a revoked device that opens the sync protocol: why it is refused, signed
+ * with the member's device key (Ed25519, the key of its PeerId) over revokedSignatureInput.
+ */
+export interface RevokedFrame extends RevokedStatement {
+  type: typeof FrameType.REVOKED
+  signature: Uint8Array
+}
+
+/** What a REVOKED frame states: the revocation record of `_revoked`, and who says so. */
+export interface RevokedStatement {
+  workspaceId: string
+  /** The revoked device (the receiver). */
+  revoked: string
+  /** The member that revoked it, and when (ms since the epoch), as `_revoked` records it. */
+  revokedBy: string
+  revokedAt: number
+  /** The reason given, "" for none. */
+  reason: string
+  /** The member that sends and signs the frame. */
+  signer: string
+}
+
+const REVOKED_CONTEXT = 'kitsync-revoked-v1'
+const MAX_REASON = 1000
+const MAX_SIGNATURE = 1024
+
+/** The bytes a REVOKED frame's signature covers: a context string, then the statement's fields, length-prefixed. */
+export function revokedSignatureInput(s: RevokedStatement): Uint8Array {
+  const e = encoding.createEncoder()
+  encoding.writeVarString(e, REVOKED_CONTEXT)
+  encoding.writeVarString(e, s.workspaceId)
+  encoding.writeVarString(e, s.revoked)
+  encoding.writeVarString(e, s.revokedBy)
+  encoding.writeVarUint(e, s.revokedAt)
+  encoding.writeVarString(e, s.reason)
+  encoding.writeVarString(e, s.signer)
+  return encoding.toUint8Array(e)
+}
 
 export const MAX_COLLECTIONS_IN_HELLO = 100_000
 export const MAX_INTEREST_RULES = 10_000
@@ -83,6 +125,15 @@ export function encodeFrame(frame: Frame): Uint8Array {
         encoding.writeVarString(e, rule.pattern)
       }
       break
+    case FrameType.REVOKED:
+      encoding.writeVarString(e, frame.workspaceId)
+      encoding.writeVarString(e, frame.revoked)
+      encoding.writeVarString(e, frame.revokedBy)
+      encoding.writeVarUint(e, frame.revokedAt)
+      encoding.writeVarString(e, frame.reason)
+      encoding.writeVarString(e, frame.signer)
+      encoding.writeVarUint8Array(e, frame.signature)
+      break
   }
   return encoding.toUint8Array(e)
 }
@@ -126,6 +177,19 @@ export function decodeFrame(bytes: Uint8Array): Frame {
           rules.push({ include: flag === 1, pattern })
         }
         frame = { type, rules }
+        break
+      }
+      case FrameType.REVOKED: {
+        const workspaceId = readName(d)
+        const revoked = readName(d)
+        const revokedBy = readName(d)
+        const revokedAt = decoding.readVarUint(d)
+        const reason = decoding.readVarString(d)
+        if (reason.length > MAX_REASON) throw new Error('reason too long')
+        const signer = readName(d)
+        const signature = decoding.readVarUint8Array(d)
+        if (signature.byteLength > MAX_SIGNATURE) throw new Error('signature too long')
+        frame = { type, workspaceId, revoked, revokedBy, revokedAt, reason, signer, signature }
         break
       }
       default:

@@ -2,7 +2,7 @@ import * as Y from 'yjs'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { Interest, type InterestRule } from '../core/selection.js'
-import { decodeFrame, encodeFrame, encodeFrameParts, FrameType, SYNC_PROTOCOL_VERSION, SyncStep, type Frame } from '../protocol/sync-frames.js'
+import { decodeFrame, encodeFrame, encodeFrameParts, FrameType, SYNC_PROTOCOL_VERSION, SyncStep, type Frame, type RevokedFrame } from '../protocol/sync-frames.js'
 import { SyncStats } from './sync-stats.js'
 
 /**
@@ -107,6 +107,8 @@ export interface SyncEvents {
   offline: { peerId: string; error?: KitsyncError }
   /** An exchange with a peer advanced: collections answered so far out of all asked, bytes received meanwhile. */
   progress: { peerId: string; collectionsDone: number; collectionsTotal: number; bytesIn: number }
+  /** The peer refused this device as revoked (a REVOKED frame, not verified here; the session is closed). */
+  revoked: { peerId: string; notice: RevokedFrame }
 }
 
 /** The outcome of one state-vector exchange with a peer (see SyncSession.resync). */
@@ -510,6 +512,12 @@ export class SyncSession {
     }
     const frame = decodeFrame(bytes)
     if (frame.type === FrameType.ERROR) {
+      this.close()
+      return
+    }
+    if (frame.type === FrameType.REVOKED) {
+      // The peer says this device was revoked: the owner checks the signature and decides.
+      this.engine.emit('revoked', { peerId: this.peerId, notice: frame })
       this.close()
       return
     }

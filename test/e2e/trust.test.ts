@@ -41,7 +41,8 @@ describe('revocation', () => {
       DEADLINE,
       'A to drop its connection to B',
     )
-    // B is not told and redials A: A refuses its sync stream, and does not list B as connected again.
+    // A cuts B off (or refuses its redial, telling it it is revoked): counted as a refused
+    // connection, and B is not listed as connected again.
     await waitUntil(
       async () => ((await kitsyncJson<{ network?: { refusedConnections: number } }>(ha, ['status', '--json'])).network?.refusedConnections ?? 0) > 0 ? true : undefined,
       DEADLINE,

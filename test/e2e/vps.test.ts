@@ -42,6 +42,7 @@ async function jsonIn<T>(ns: string, home: string, args: string[]): Promise<T> {
 
 interface Status {
   info: { deviceId: string }
+  revoked?: { revokedBy: string }
   network?: {
     listen: string[]
     keyEpoch: number
@@ -268,6 +269,7 @@ describe('the VPS peer: relay and blind store, two home networks without a route
     await start(A)
     await until('A and B connected', async () => ((await status(A.ns, A.home)).network?.devices.find((d) => d.peerId === B.id)?.state === 'connected' ? true : undefined))
     const epochBefore = (await status(B.ns, B.home)).network?.keyEpoch ?? 0
+    const refusedBefore = [(await status(V.ns, V.home)).network?.refusedConnections ?? 0, (await status(A.ns, A.home)).network?.refusedConnections ?? 0]
     await jsonIn(A.ns, A.home, ['revoke', B.id, '--reason', 'lost'])
     await until('the VPS knows B is revoked', async () => {
       const d = await jsonIn<{ peerId: string; state: string }[]>(V.ns, V.home, ['devices'])
@@ -275,10 +277,11 @@ describe('the VPS peer: relay and blind store, two home networks without a route
     })
     await jsonIn(A.ns, A.home, ['set', 'notes', 's5', JSON.stringify({ text: `${MARK}-s5-after-revoke` })])
     await uploaded(A, V)
-    // B starts again and tries everything it knows: the VPS and A refuse it.
+    // The VPS and A refused B (cut it off, or refused its redial); A told it it is revoked, so
+    // B, started again, knows it and dials no one.
     await stop(B)
-    const refusedBefore = [(await status(V.ns, V.home)).network?.refusedConnections ?? 0, (await status(A.ns, A.home)).network?.refusedConnections ?? 0]
     await start(B)
+    await until('B to know it is revoked', async () => ((await status(B.ns, B.home)).revoked !== undefined ? true : undefined))
     await until('the VPS and A refused B', async () => {
       const [v, a] = [await status(V.ns, V.home), await status(A.ns, A.home)]
       return (v.network?.refusedConnections ?? 0) > (refusedBefore[0] as number) && (a.network?.refusedConnections ?? 0) > (refusedBefore[1] as number) ? true : undefined

@@ -39,6 +39,7 @@ export function register(program: Command, io: CliIO): void {
         'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
         'device:joined': (e) => emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`)),
         'device:revoked': (e) => emit(line('device:revoked', e, `revoked   ${e.name} ${e.peerId}`)),
+        'device:revoked-self': (e) => emit(line('device:revoked-self', e, `revoked   this device, by ${e.revokedBy}${e.reason === undefined ? '' : ` (${e.reason})`}: the other devices refuse it`)),
       },
     })
     const offRefused = running.invites.on('refused', (e) => emit(line('pairing:refused', e, `refused   ${e.deviceId}: ${e.code}`)))
@@ -95,10 +96,11 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
       'sync:offline': (e) => log.event('sync:offline', e),
       'device:joined': (e) => log.event('device:joined', e),
       'device:revoked': (e) => log.event('device:revoked', e),
+      'device:revoked-self': (e) => log.event('device:revoked-self', e, 'warn'),
     },
   })
   running.invites.on('refused', (e) => log.event('pairing:refused', e, 'warn'))
-  running.mesh.on('refused', (e) => log.event('connection:refused', e, 'warn'))
+  running.strangers.on('connection-refused', (e) => log.event('connection:refused', e, 'warn'))
   running.blind.client.on('live', (e) => log.event('blind:live', e))
   running.blind.client.on('closed', (e) => log.event('blind:closed', e.error === undefined ? { peerId: e.peerId } : { peerId: e.peerId, code: e.error.code, message: e.error.message }))
   const info = await running.workspace.info()

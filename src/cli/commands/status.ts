@@ -33,13 +33,16 @@ export function register(program: Command, io: CliIO): void {
         `peer      ${peer.running ? `running (pid ${peer.pid ?? '?'}, since ${new Date(peer.startedAt ?? 0).toISOString()})` : 'not running'}`,
         `socket    ${peer.socket}`,
         `version   ${info.version}`,
+        ...(status.revoked === undefined
+          ? []
+          : [`membership revoked by ${status.revoked.revokedBy} at ${new Date(status.revoked.revokedAt).toISOString()}${status.revoked.reason === undefined ? '' : ` (${status.revoked.reason})`}: the other devices refuse this device`]),
         ...(status.network === undefined
           ? []
           : [
               ...status.network.listen.map((a, i) => `${i === 0 ? 'listening' : '         '} ${a}`),
               `mDNS      ${status.network.discovery.mdns}${status.network.discovery.reason === undefined ? '' : ` (${status.network.discovery.reason})`}`,
               `keys      epoch ${status.network.keyEpoch}`,
-              `peers     ${status.network.connected} connected, ${status.network.devices.filter((d) => d.state !== 'this device').length} other device(s) in the workspace, ${status.network.refusedConnections} refused connection(s)`,
+              `peers     ${status.network.connected} connected, ${status.network.devices.filter((d) => d.peerId !== info.deviceId).length} other device(s) in the workspace, ${status.network.refusedConnections} refused connection(s)`,
               ...status.network.devices
                 .filter((d) => d.state === 'connected')
                 .map((d) => `          ${d.peerId.slice(-12)} ${d.name}: ${d.unsentBytes ?? 0} bytes unsent`),

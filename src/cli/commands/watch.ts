@@ -19,6 +19,8 @@ export function register(program: Command, io: CliIO): void {
     const ws = await openWorkspace({ serve: true, ...(opts.home === undefined ? {} : { home: opts.home }) })
     const stop = new AbortController()
     void io.interrupted().then(() => stop.abort())
+    // This device revoked: said once, as a line with its event type (the changes stop coming).
+    ws.on('device:revoked-self', (e) => io.out(JSON.stringify({ event: 'device:revoked-self', ...e }) + '\n'))
     try {
       for await (const change of ws.changes({ signal: stop.signal, ...(collection === undefined ? {} : { collection }) })) {
         io.out(JSON.stringify(change) + '\n')
