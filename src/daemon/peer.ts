@@ -11,7 +11,7 @@ import { handleKeys, KEYS_PROTOCOL_ID, pullKeys, pushKeys, type KeyHolder } from
 import { handlePairing, joinWithToken, PAIR_PROTOCOL_ID } from '../net/pairing.js'
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
 import { BlindWiring } from './blind-wiring.js'
-import type { SnapshotPolicy } from '../sync/blind-client.js'
+import type { SnapshotPolicy } from '../blind/blind-client.js'
 import { checkControlSocket, homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'
