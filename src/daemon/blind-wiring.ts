@@ -1,8 +1,8 @@
 import { setImmediate } from 'node:timers'
 import { openBlind, serveBlind, type StreamHandler } from '../net/blind-link.js'
 import type { Mesh } from '../net/mesh.js'
-import { BlindClient, type SnapshotPolicy } from '../sync/blind-client.js'
-import type { BlindServer } from '../sync/blind-server.js'
+import { BlindClient, type SnapshotPolicy } from '../blind/blind-client.js'
+import type { BlindServer } from '../blind/blind-server.js'
 import type { LocalWorkspace } from './local-workspace.js'
 
 /** What `status` shows of the blind store: the store's figures on the VPS, the sessions on a device. */
@@ -117,7 +117,7 @@ export class BlindWiring {
   /** The store (on the VPS only: its modules load the first time a device opens a session). */
   private storeServer(): Promise<BlindServer> {
     this.server ??= (async () => {
-      const [{ LevelBlindStorage }, { BlindServer }] = await Promise.all([import('../store/blind-store.js'), import('../sync/blind-server.js')])
+      const [{ LevelBlindStorage }, { BlindServer }] = await Promise.all([import('../store/blind-store.js'), import('../blind/blind-server.js')])
       const storage = await LevelBlindStorage.open(this.workspace.store.db)
       this.serverValue = new BlindServer(storage, {
         workspaceId: () => this.workspace.workspaceId,

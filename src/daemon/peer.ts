@@ -12,7 +12,7 @@ import { joinWithToken, PAIR_PROTOCOL_ID, pairingHandler } from '../net/pairing.
 import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
 import { checkRevokedNotice, signRevokedNotice } from '../net/revocation-notice.js'
 import { BlindWiring } from './blind-wiring.js'
-import type { SnapshotPolicy } from '../sync/blind-client.js'
+import type { SnapshotPolicy } from '../blind/blind-client.js'
 import { checkControlSocket, homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine, type SyncLimits } from '../sync/sync-engine.js'
 import { ControlServer, socketAnswers } from './control-server.js'

@@ -1,8 +1,8 @@
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { BLIND_PROTOCOL_ID } from '../protocol/blind-frames.js'
-import type { BlindClient, BlindClientSession } from '../sync/blind-client.js'
-import type { BlindServer } from '../sync/blind-server.js'
+import { BLIND_PROTOCOL_ID } from '../blind/blind-frames.js'
+import type { BlindClient, BlindClientSession } from '../blind/blind-client.js'
+import type { BlindServer } from '../blind/blind-server.js'
 import { StreamLink } from './stream-link.js'
 
 /**

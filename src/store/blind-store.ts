@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import { KitsyncError } from '../core/errors.js'
-import type { BlindEntry, BlindSnapshot, BlindStorage, BlindStoreState } from '../sync/blind-server.js'
+import type { BlindEntry, BlindSnapshot, BlindStorage, BlindStoreState } from '../blind/blind-storage.js'
 import type { BinaryLevel } from './doc-store.js'
 import { frame, unframe } from './framing.js'
 
@@ -14,6 +14,10 @@ import { frame, unframe } from './framing.js'
  * every value framed with a CRC like the rest of the store. An append or a snapshot that
  * replaces entries is one atomic batch. Nothing here can be read without the workspace keys,
  * which this peer never has.
+ *
+ * It implements the blind server's storage port (src/blind/blind-storage.ts). The port belongs
+ * to the layer that uses it, the adapter to the only layer that may touch LevelDB: that is why
+ * store/ sits above blind/ (the server never imports this file; the daemon hands it over).
  */
 const META = 'b!meta'
 const SNAP = 'b!snap'

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { isKitsyncError, type KitsyncError } from '../../src/core/errors.js'
-import { decodeBlindFrame, encodeBlindFrame, BlindType } from '../../src/protocol/blind-frames.js'
-import { BlindClient, type BlindClientHost, type BlindClientSession } from '../../src/sync/blind-client.js'
-import { open, open as openEnvelope, seal } from '../../src/sync/blind-envelope.js'
-import { BlindServer, LIVE_QUEUE_BYTES, MemoryBlindStorage, type BlindEntry } from '../../src/sync/blind-server.js'
+import { decodeBlindFrame, encodeBlindFrame, BlindType } from '../../src/blind/blind-frames.js'
+import { BlindClient, type BlindClientHost, type BlindClientSession } from '../../src/blind/blind-client.js'
+import { open, open as openEnvelope, seal } from '../../src/blind/blind-envelope.js'
+import { BlindServer, LIVE_QUEUE_BYTES } from '../../src/blind/blind-server.js'
+import { MemoryBlindStorage, type BlindEntry } from '../../src/blind/blind-storage.js'
 import type { PeerLink } from '../../src/sync/sync-engine.js'
 
 const KEY1 = new Uint8Array(32).fill(7)

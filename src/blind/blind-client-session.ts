@@ -1,243 +1,18 @@
 import * as Y from 'yjs'
-import { TypedEmitter } from '../core/emitter.js'
+import { fromBase64 as unb64, toBase64 as b64 } from 'lib0/buffer'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
-import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from '../protocol/blind-frames.js'
+import { isEmptyDoc } from '../core/yjs-internals.js'
+import type { PeerLink } from '../sync/sync-engine.js'
 import { open, seal, type EnvelopeItem } from './blind-envelope.js'
-import { SyncSession, type PeerLink } from './sync-engine.js'
+import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from './blind-frames.js'
+import type { BlindSessionOwner, StoreRecord } from './client-types.js'
+import { covers, EMPTY_SV, mergeVector, updateClocks } from './state-vectors.js'
 
 /**
- * A trusted device's side of the blind store (pure: the workspace and the transport plug in).
- *
- * Per store (one untrusted peer), the device keeps on its own (never synced): the store's id,
- * its cursor (the last seq it has applied), and per collection the state vector the store
- * holds as far as it knows (advanced by what it uploads and what it downloads). It uploads
- * `Y.encodeStateAsUpdate(doc, thatStateVector)`: what the store lacks, nothing more; live
- * changes are batched per tick. Downloads are decrypted, merged, made durable, and only then
- * does the cursor move. Once the store holds more than the thresholds below since its last
- * snapshot, a device that is caught up uploads a compacted snapshot covering its cursor.
+ * One session of a trusted device with one store (see blind-client.ts): the hello, the
+ * catch-up (entries decrypted in batches, merged, made durable, then the cursor moves), the
+ * uploads of what the store lacks with their acknowledgements, and the snapshots.
  */
-
-export interface BlindClientHost {
-  readonly workspaceId: string
-  collectionNames(): string[]
-  /**
-   * May this collection go to the store, and be taken from it? (false for local-only ones.)
-   * Asked at each upload and download, so a collection made local-only while the device runs
-   * stops at once, also with changes noted before. Absent: every collection.
-   */
-  shares?(name: string): boolean
-  openDoc(name: string): Promise<Y.Doc>
-  flushDoc?(name: string): Promise<void>
-  /** Device-local JSON values (LocalWorkspace getLocal/putLocal). */
-  getLocal(key: string): Promise<unknown>
-  putLocal(key: string, value: unknown): Promise<void>
-  /** The newest workspace key, or undefined before the device has one. */
-  currentKey(): { epoch: number; key: Uint8Array } | undefined
-  key(epoch: number): Uint8Array | undefined
-}
-
-export interface SnapshotPolicy {
-  /** Upload a snapshot once the store holds this many entries since the last one... */
-  entries: number
-  /** ...or this many ciphertext bytes. */
-  bytes: number
-  /**
-   * Wait a random time up to this many milliseconds once past a threshold, then check again
-   * (absent: 0). Devices do not hear of each other's snapshots: when many come live together
-   * on a store past its thresholds (a VPS restart, a fleet joining), each would upload a whole
-   * snapshot at the same moment (20 devices: ~130 MB more on the VPS); spread out, the store
-   * takes one at a time and drops the older ones.
-   */
-  jitterMs?: number
-}
-
-export const DEFAULT_SNAPSHOT_POLICY: SnapshotPolicy = { entries: 1000, bytes: 8 * 1024 * 1024, jitterMs: 5000 }
-
-export interface BlindClientEvents {
-  /** Catch-up with a store finished: everything it held up to `head` is applied. */
-  live: { peerId: string; head: number }
-  /** Entries from the store were merged. */
-  applied: { peerId: string; entries: number; cursor: number }
-  /** The store acknowledged an upload. */
-  uploaded: { peerId: string; seq: number }
-  /** A session with a store ended. */
-  closed: { peerId: string; error?: KitsyncError }
-  /** An entry that does not decrypt (damaged, or not made by a member): skipped. */
-  skipped: { peerId: string; seq: number; reason: string }
-}
-
-interface StoreRecord {
-  storeId: string
-  cursor: number
-  /** Base64 state vectors by collection. */
-  sv: Record<string, string>
-  /** Collections with local changes (deletes too) not yet acknowledged by this store. */
-  dirty: string[]
-}
-
-const EMPTY_SV = new Uint8Array([0])
-
-/** What an update holds, per client: the clock after its last struct (skips ignored). */
-export function updateClocks(update: Uint8Array): Map<number, number> {
-  const out = new Map<number, number>()
-  for (const s of Y.decodeUpdate(update).structs) {
-    if (s.constructor.name === 'Skip') continue
-    const end = s.id.clock + s.length
-    if ((out.get(s.id.client) ?? 0) < end) out.set(s.id.client, end)
-  }
-  return out
-}
-
-function mergeVector(sv: Uint8Array | undefined, clocks: Map<number, number>): Uint8Array {
-  const merged = sv === undefined ? new Map<number, number>() : Y.decodeStateVector(sv)
-  for (const [client, clock] of clocks) if ((merged.get(client) ?? 0) < clock) merged.set(client, clock)
-  return encodeVector(merged)
-}
-
-function encodeVector(map: Map<number, number>): Uint8Array {
-  // A state vector is varuint count, then (client, clock) varuint pairs: same as Y.encodeStateVector.
-  const bytes: number[] = []
-  const varuint = (n: number): void => {
-    while (n > 0x7f) {
-      bytes.push((n & 0x7f) | 0x80)
-      n = Math.floor(n / 128)
-    }
-    bytes.push(n)
-  }
-  varuint(map.size)
-  for (const [client, clock] of map) {
-    varuint(client)
-    varuint(clock)
-  }
-  return new Uint8Array(bytes)
-}
-
-/** Does `sv` (what the store has) reach every clock of `docSv`? */
-function covers(sv: Uint8Array | undefined, docSv: Uint8Array): boolean {
-  const have = sv === undefined ? new Map<number, number>() : Y.decodeStateVector(sv)
-  for (const [client, clock] of Y.decodeStateVector(docSv)) if ((have.get(client) ?? 0) < clock) return false
-  return true
-}
-
-const b64 = (bytes: Uint8Array): string => {
-  let s = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  return btoa(s)
-}
-const unb64 = (text: string): Uint8Array => Uint8Array.from(atob(text), (c) => c.charCodeAt(0))
-
-export class BlindClient extends TypedEmitter<BlindClientEvents> {
-  private readonly docs = new Map<string, Y.Doc>()
-  private readonly active = new Set<BlindClientSession>()
-  /** Collections changed since the last flush, and whether a change was made here (not merged from a peer). */
-  private readonly changed = new Map<string, boolean>()
-  private flushScheduled = false
-  /** Collections changed here while no store session was live (deletes leave no trace in a state vector). */
-  private readonly offline = new Set<string>()
-
-  constructor(
-    readonly host: BlindClientHost,
-    readonly options: { schedule?: (fn: () => void) => void; policy?: SnapshotPolicy } = {},
-  ) {
-    super()
-  }
-
-  /** @internal Whether a collection goes to (and comes from) the store. */
-  shares(name: string): boolean {
-    return this.host.shares?.(name) ?? true
-  }
-
-  get policy(): SnapshotPolicy {
-    return this.options.policy ?? DEFAULT_SNAPSHOT_POLICY
-  }
-
-  /**
-   * Watch a collection's document for changes to upload. Idempotent. `adopted`: the document
-   * was just created from a peer's copy, a change no update event announced.
-   */
-  track(name: string, doc: Y.Doc, adopted = false): void {
-    if (this.docs.get(name) === doc) return
-    this.docs.set(name, doc)
-    if (adopted && this.shares(name)) {
-      this.changed.set(name, this.changed.get(name) ?? false)
-      this.scheduleFlush()
-    }
-    doc.on('update', (_update: Uint8Array, origin: unknown) => {
-      if (origin instanceof BlindClientSession || !this.shares(name)) return
-      const local = !(origin instanceof SyncSession)
-      if (this.active.size === 0) {
-        // No store session (no VPS peer, or none connected): what the flush would conclude,
-        // without a flush per update on a device that has no store at all.
-        if (local) this.offline.add(name)
-        return
-      }
-      this.changed.set(name, (this.changed.get(name) ?? false) || local)
-      this.scheduleFlush()
-    })
-  }
-
-  async doc(name: string): Promise<Y.Doc> {
-    const doc = await this.host.openDoc(name)
-    this.track(name, doc)
-    return doc
-  }
-
-  /** Start a session with a store over a new link; it says hello at once. */
-  async attach(link: PeerLink): Promise<BlindClientSession> {
-    const record = await this.load(link.peerId)
-    record.dirty = [...new Set([...record.dirty, ...this.offline])]
-    this.offline.clear()
-    const session = new BlindClientSession(this, link, record)
-    this.active.add(session)
-    session.start()
-    return session
-  }
-
-  sessions(): BlindClientSession[] {
-    return [...this.active]
-  }
-
-  /** Whether changes are waiting to go to this session's store (not yet acknowledged). */
-  pending(session: BlindClientSession): boolean {
-    return this.flushScheduled || this.changed.size > 0 || session.unacknowledged
-  }
-
-  /** Close every session; resolves once each one's cursor and state vectors are saved. */
-  async closeAll(): Promise<void> {
-    const sessions = [...this.active]
-    for (const s of sessions) s.close()
-    await Promise.all(sessions.map((s) => s.saved.catch(() => undefined)))
-  }
-
-  /** @internal */
-  removed(session: BlindClientSession, error?: KitsyncError): void {
-    if (this.active.delete(session)) this.emit('closed', error === undefined ? { peerId: session.peerId } : { peerId: session.peerId, error })
-  }
-
-  /** @internal */
-  async load(peerId: string): Promise<StoreRecord> {
-    const raw = (await this.host.getLocal(`blind:${peerId}`)) as Partial<StoreRecord> | undefined
-    return {
-      storeId: typeof raw?.storeId === 'string' ? raw.storeId : '',
-      cursor: typeof raw?.cursor === 'number' ? raw.cursor : 0,
-      sv: typeof raw?.sv === 'object' && raw.sv !== null ? raw.sv : {},
-      dirty: Array.isArray(raw?.dirty) ? raw.dirty.filter((d): d is string => typeof d === 'string') : [],
-    }
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return
-    this.flushScheduled = true
-    ;(this.options.schedule ?? queueMicrotask)(() => {
-      this.flushScheduled = false
-      const changed = new Map(this.changed)
-      this.changed.clear()
-      if (![...this.active].some((s) => s.live)) for (const [name, local] of changed) if (local) this.offline.add(name)
-      for (const s of this.active) s.noteChanges(changed)
-    })
-  }
-}
-
 export class BlindClientSession {
   readonly peerId: string
   live = false
@@ -260,7 +35,7 @@ export class BlindClientSession {
   saved: Promise<void> = Promise.resolve()
 
   constructor(
-    private readonly client: BlindClient,
+    private readonly client: BlindSessionOwner,
     private readonly link: PeerLink,
     private readonly record: StoreRecord,
   ) {
@@ -440,7 +215,7 @@ export class BlindClientSession {
       // usual case: devices get each change from each other and from the store) is in the store
       // too, and a device that learnt only what it gained uploaded it all back (each of twenty
       // devices that joined re-uploaded two 820 KB collections, sent on to the nineteen others).
-      const empty = doc.store.pendingStructs === null && doc.store.pendingDs === null && doc.store.clients.size === 0
+      const empty = isEmptyDoc(doc)
       let clocks = new Map<number, number>()
       doc.transact(() => {
         for (const u of updates) {
@@ -509,7 +284,7 @@ export class BlindClientSession {
    */
   private inFlightVector(name: string): Uint8Array | undefined {
     const stored = this.record.sv[name]
-    let sv = stored === undefined ? undefined : unb64(stored)
+    let sv: Uint8Array | undefined = stored === undefined ? undefined : unb64(stored)
     for (const p of this.pending) {
       const v = p.kind === 'put' ? p.vectors.get(name) : undefined
       if (v !== undefined) sv = mergeVector(sv, Y.decodeStateVector(v))
