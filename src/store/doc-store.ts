@@ -1,3 +1,5 @@
+import { readdir, stat, statfs } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { AbstractLevel } from 'abstract-level'
 import { compactionDue, DEFAULT_COMPACTION, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
@@ -49,6 +51,8 @@ export interface DocStoreOptions {
   snapshotFiles?: SnapshotFiles
 }
 
+type BatchOp = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string }
+
 /** A snapshot as LevelDB stores it: the framed update, or a reference to the file written with it. */
 interface StoredSnapshot {
   value: Uint8Array
@@ -83,6 +87,18 @@ function corruption(collection: string, what: string, cause?: unknown): KitsyncE
   return new KitsyncError('DATA_CORRUPTION', `collection ${collection}: ${what}; the stored data was left as it is`, { details: { collection }, cause })
 }
 
+/** Bytes free on top of LevelDB's logs for it to open again: it turns the logs into a table and starts a new log. */
+const REOPEN_MARGIN_BYTES = 1024 * 1024
+
+/** Throws unless the disk of a LevelDB folder has room for it to open again (see DocStore.batch). */
+async function roomToReopen(dir: string): Promise<void> {
+  let need = REOPEN_MARGIN_BYTES
+  for (const file of await readdir(dir)) if (file.endsWith('.log')) need += (await stat(join(dir, file))).size
+  const fs = await statfs(dir)
+  const free = fs.bavail * fs.bsize
+  if (free < need) throw new Error(`${free} bytes free on its disk, ${need} needed`)
+}
+
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
 const MAX_UNWRITTEN = 10_000
 /** How long appends already in the write-ahead file wait for others before going to LevelDB. */
@@ -98,6 +114,16 @@ export class DocStore {
   readonly now: () => number
   readonly wal: WriteAheadFile | undefined
   readonly files: SnapshotFiles | undefined
+  /** The last log opened for each collection (a reopened collection waits for its writes). */
+  private readonly logs = new Map<string, CollectionLog>()
+  /**
+   * Per collection: appends acknowledged from the write-ahead file that a failed log did not get
+   * into LevelDB (a full disk). Written from the file before the collection is opened again.
+   */
+  private readonly stranded = new Map<string, number>()
+  /** A write LevelDB failed with an I/O error (a full disk): it is reopened before the next one (see batch). */
+  private levelFailure: unknown
+  private reopeningLevel: Promise<void> | undefined
 
   constructor(db: BinaryLevel, options: DocStoreOptions = {}) {
     this.db = db
@@ -153,19 +179,96 @@ export class DocStore {
       if (list === undefined) byCollection.set(e.collection, (list = []))
       list.push(e.update)
     }
-    for (const [name, updates] of byCollection) {
-      const prefix = updatePrefix(name)
-      let lastSeq = -1
-      for await (const key of this.db.keys({ gte: prefix, lt: prefix.slice(0, -1) + '"', reverse: true, limit: 1 })) lastSeq = parseInt(key.slice(prefix.length), 16)
-      const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = []
-      if ((await this.db.get(metaKey(name))) === undefined) {
-        ops.push({ type: 'put', key: metaKey(name), value: frame(encoder.encode(JSON.stringify({ kind: 'records', createdAt: this.now() }))) })
-        ops.push({ type: 'del', key: snapshotKey(name) })
-      }
-      for (const u of updates) ops.push({ type: 'put', key: updateKey(name, ++lastSeq), value: frame(u) })
-      await this.db.batch(ops)
-    }
+    for (const [name, updates] of byCollection) await this.recoverCollection(name, updates)
     this.wal?.clear()
+  }
+
+  private async recoverCollection(name: string, updates: Uint8Array[]): Promise<void> {
+    const prefix = updatePrefix(name)
+    let lastSeq = -1
+    for await (const key of this.db.keys({ gte: prefix, lt: prefix.slice(0, -1) + '"', reverse: true, limit: 1 })) lastSeq = parseInt(key.slice(prefix.length), 16)
+    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = []
+    if ((await this.db.get(metaKey(name))) === undefined) {
+      ops.push({ type: 'put', key: metaKey(name), value: frame(encoder.encode(JSON.stringify({ kind: 'records', createdAt: this.now() }))) })
+      ops.push({ type: 'del', key: snapshotKey(name) })
+    }
+    for (const u of updates) ops.push({ type: 'put', key: updateKey(name, ++lastSeq), value: frame(u) })
+    await this.batch(ops)
+  }
+
+  /**
+   * @internal Every write of the store goes through here. LevelDB's own log is not to be trusted
+   * after it failed to write to it (a full disk cuts a record short, and LevelDB lays out the
+   * records after it where the lost bytes were), and a failed write of a table file makes it
+   * refuse every write until it is opened again. So after a write fails with an I/O error the
+   * database is closed and opened again before the next write: LevelDB then recovers what its
+   * log holds whole and starts a new one. Until that succeeds (the disk still full), writes fail
+   * with STORAGE_FAILED; what was acknowledged is in the write-ahead file meanwhile.
+   */
+  async batch(ops: BatchOp[], options?: { sync?: boolean }): Promise<void> {
+    if (this.levelFailure !== undefined) await this.reopenLevel()
+    try {
+      // (`sync` is classic-level's option; abstract-level's types do not list it, memory-level ignores it.)
+      await this.db.batch(ops, (options ?? {}) as object)
+    } catch (err) {
+      const code = (err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code
+      if (code === 'LEVEL_IO_ERROR') this.levelFailure = err
+      throw err
+    }
+  }
+
+  private reopenLevel(): Promise<void> {
+    this.reopeningLevel ??= (async () => {
+      try {
+        if (this.db.status === 'open') {
+          // Closed on a disk still full, it could not be opened again: reads would fail too.
+          const location = (this.db as { location?: unknown }).location
+          if (typeof location === 'string') await roomToReopen(location)
+          await this.db.close()
+        }
+        // It was open a moment ago: never create it anew here.
+        await this.db.open({ createIfMissing: false })
+        this.levelFailure = undefined
+      } catch (err) {
+        const cause = (err as { cause?: Error }).cause ?? (err as Error)
+        throw new KitsyncError('STORAGE_FAILED', `the store could not be opened again after a failed write: ${cause.message}`, { cause: err })
+      } finally {
+        this.reopeningLevel = undefined
+      }
+    })()
+    return this.reopeningLevel
+  }
+
+  /** @internal A failed log of `name` leaves `count` acknowledged appends only in the write-ahead file. */
+  strand(name: string, count: number): void {
+    if (count > 0) this.stranded.set(name, (this.stranded.get(name) ?? 0) + count)
+  }
+
+  /**
+   * Before a collection is opened again in this process: let the log opened before finish its
+   * writes, and write to LevelDB what a failed one left only in the write-ahead file, so the
+   * collection reloads with every acknowledged update and its sequence numbers do not collide.
+   * Updates LevelDB has already are harmless again (see recover).
+   */
+  private async reopening(name: string): Promise<void> {
+    await this.logs.get(name)?.flush()
+    if (this.levelFailure !== undefined && this.db.status !== 'open') await this.reopenLevel()
+    const count = this.stranded.get(name)
+    if (count === undefined || this.wal === undefined) return
+    const updates = this.wal
+      .read()
+      .filter((e) => e.collection === name)
+      .map((e) => e.update)
+    try {
+      await this.recoverCollection(name, updates)
+    } catch (err) {
+      throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot write its acknowledged updates to the store: ${(err as Error).message}`, {
+        cause: err,
+        details: { collection: name },
+      })
+    }
+    this.stranded.delete(name)
+    this.wal.settled(count)
   }
 
   /** A JSON value kept on this device only (never synced), under `l!<key>`. */
@@ -178,7 +281,7 @@ export class DocStore {
   }
 
   async putLocal(key: string, value: unknown): Promise<void> {
-    await this.db.put(`l!${key}`, frame(encoder.encode(JSON.stringify(value))))
+    await this.batch([{ type: 'put', key: `l!${key}`, value: frame(encoder.encode(JSON.stringify(value))) }])
   }
 
   async collectionNames(): Promise<string[]> {
@@ -193,6 +296,7 @@ export class DocStore {
    */
   async open(name: string, snapshot: () => Uint8Array): Promise<{ log: CollectionLog; loaded: LoadedLog }> {
     const corrupt = (what: string, cause?: unknown): KitsyncError => corruption(name, what, cause)
+    await this.reopening(name)
     let metaRaw: Uint8Array | undefined
     let snapRaw: Uint8Array | undefined
     try {
@@ -218,6 +322,7 @@ export class DocStore {
       lastSeq,
       state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
     })
+    this.logs.set(name, log)
     return { log, loaded: { updates, meta } }
   }
 
@@ -232,6 +337,7 @@ export class DocStore {
       lastSeq: -1,
       state: { snapshotBytes: 0, logBytes: 0, logEntries: 0, oldestEntryAt: undefined },
     })
+    this.logs.set(name, log)
     return { log, loaded: { updates: [], meta: undefined } }
   }
 
@@ -360,6 +466,9 @@ export class CollectionLog {
       try {
         wal.append(this.name, update)
       } catch (err) {
+        // The document now holds an update the disk does not: this log takes no more (its
+        // owner reloads the collection), but what is queued still goes to LevelDB.
+        this.failure = err as KitsyncError
         return Promise.reject(err)
       }
       // Durable now; LevelDB follows in a batch. A writer far ahead of LevelDB waits for it.
@@ -485,6 +594,8 @@ export class CollectionLog {
 
   /** Compact if due: at once if urgent, else once no append came for the policy's idleMs. */
   private checkCompaction(): void {
+    // A failed log's document may hold an update that was refused: it must never become a snapshot.
+    if (this.failure !== undefined) return
     const now = this.store.now()
     const due = compactionDue(this.store.policy, this.state, now)
     if (due === undefined) return
@@ -503,7 +614,7 @@ export class CollectionLog {
 
   /** Compact now, whatever the policy says; resolves when the new snapshot is written. */
   async compactNow(): Promise<void> {
-    this.requestCompaction()
+    if (this.failure === undefined) this.requestCompaction()
     await this.flush()
   }
 
@@ -595,7 +706,7 @@ export class CollectionLog {
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
       const meta = ops.filter((op) => op.type === 'put')
       const snap = only.kept === undefined ? await this.store.snapshotValue(this.name, only.update) : await this.writeAdopted(only, meta)
-      if (only.kept === undefined) await this.store.db.batch([...meta, { type: 'put', key: snapshotKey(this.name), value: snap.value }])
+      if (only.kept === undefined) await this.store.batch([...meta, { type: 'put', key: snapshotKey(this.name), value: snap.value }])
       if (only.logged) this.store.wal?.settled(1)
       this.exists = true
       this.snapshotFile = snap.file?.file
@@ -609,7 +720,7 @@ export class CollectionLog {
       bytes += value.byteLength
       ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
     }
-    await this.store.db.batch(ops)
+    await this.store.batch(ops)
     const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)
     if (logged > 0) this.store.wal?.settled(logged)
     this.exists = true
@@ -637,16 +748,16 @@ export class CollectionLog {
         throw err
       }
       const snap = storedFile(ref)
-      await this.store.db.batch([...meta, { type: 'put', key, value: snap.value }])
+      await this.store.batch([...meta, { type: 'put', key, value: snap.value }])
       return snap
     }
     const value = frame(entry.update)
-    await this.store.db.put(key, value)
+    await this.store.batch([{ type: 'put', key, value }])
     if (!(await entry.kept)) {
-      await this.store.db.del(key)
+      await this.store.batch([{ type: 'del', key }])
       throw notKept()
     }
-    await this.store.db.batch(meta)
+    await this.store.batch(meta)
     return { value, bytes: value.byteLength }
   }
 
@@ -666,8 +777,7 @@ export class CollectionLog {
     // A file the old snapshot is in goes only once LevelDB has the new one on disk (synced): a
     // power cut must not leave the old reference pointing at nothing.
     try {
-      // (`sync` is classic-level's option; abstract-level's types do not list it, memory-level ignores it.)
-      await this.store.db.batch(ops, (replaced === undefined ? {} : { sync: true }) as object)
+      await this.store.batch(ops, replaced === undefined ? {} : { sync: true })
     } catch (err) {
       if (snap.file !== undefined) await this.store.files?.remove(snap.file.file).catch(() => undefined)
       throw err
@@ -695,7 +805,10 @@ export class CollectionLog {
     // After a failed write the in-memory document is ahead of the disk: refuse further
     // writes so the owner reloads the collection from what is actually stored.
     this.failure = error
-    for (const p of [...batch, ...this.pending]) p.reject(error)
+    const lost = [...batch, ...this.pending]
+    // Acknowledged from the write-ahead file: durable there, LevelDB gets them when the collection reopens.
+    this.store.strand(this.name, lost.reduce((n, p) => (p.logged ? n + 1 : n), 0))
+    for (const p of lost) p.reject(error)
     this.pending = []
     this.compactRequested = false
   }

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { crc32 } from 'node:zlib'
 import { KitsyncError } from '../core/errors.js'
 
@@ -17,12 +17,17 @@ import { KitsyncError } from '../core/errors.js'
 export class WriteAheadFile {
   private fd: number
   private outstanding = 0
+  /** Where the last whole record ends: a write that fails is cut back to here. */
+  private end: number
+  /** A failed append left bytes after `end` that are still to be cut (see cutBack). */
+  private torn = false
 
   private constructor(
     readonly path: string,
     fd: number,
   ) {
     this.fd = fd
+    this.end = fstatSync(fd).size
   }
 
   static open(path: string): { wal: WriteAheadFile; entries: { collection: string; update: Uint8Array }[] } {
@@ -48,31 +53,71 @@ export class WriteAheadFile {
     const head = Buffer.allocUnsafe(8)
     head.writeUInt32BE(rest.byteLength, 0)
     head.writeUInt32BE(crc32(rest), 4)
+    const record = Buffer.concat([head, rest])
+    if (this.torn && !this.cutBack()) throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: a failed write could not be cut back`, { details: { collection } })
     try {
-      writeSync(this.fd, Buffer.concat([head, rest]))
+      // A full disk takes part of a record (write(2) returns fewer bytes) before it refuses
+      // the rest: an acknowledged record must never be a torn one, which replay drops.
+      for (let at = 0; at < record.byteLength; ) {
+        const n = writeSync(this.fd, record, at, record.byteLength - at)
+        if (n <= 0) throw new Error(`the system took ${at} of ${record.byteLength} bytes`)
+        at += n
+      }
     } catch (err) {
+      this.cutBack()
       throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, details: { collection } })
     }
+    this.end += record.byteLength
     this.outstanding++
+  }
+
+  /**
+   * Remove what a failed append left after the last whole record, so the file stays a clean
+   * run of records and the next append lands right after it. (Truncating to a smaller size
+   * needs no space; should it fail anyway, the next append cuts back before it writes.)
+   */
+  private cutBack(): boolean {
+    try {
+      ftruncateSync(this.fd, this.end)
+      this.torn = false
+    } catch {
+      this.torn = true
+    }
+    return !this.torn
+  }
+
+  /** The whole records the file holds now (a collection reopened after a failed write takes its own from them). */
+  read(): { collection: string; update: Uint8Array }[] {
+    try {
+      return parse(readFileSync(this.path).subarray(0, this.end))
+    } catch (err) {
+      throw new KitsyncError('STORAGE_FAILED', `cannot read ${this.path}: ${(err as Error).message}`, { cause: err })
+    }
   }
 
   /** `count` appended updates are now in LevelDB; empty the file once all are. */
   settled(count: number): void {
     this.outstanding -= count
-    if (this.outstanding === 0) ftruncateSync(this.fd, 0)
+    if (this.outstanding === 0) this.empty()
+  }
+
+  private empty(): void {
+    ftruncateSync(this.fd, 0)
+    this.end = 0
+    this.torn = false
   }
 
   /** Everything read at open is now in LevelDB. */
   clear(): void {
     if (this.outstanding === 0) {
-      ftruncateSync(this.fd, 0)
+      this.empty()
       fsyncSync(this.fd)
     }
   }
 
   close(): void {
     if (this.fd < 0) return
-    if (this.outstanding === 0) ftruncateSync(this.fd, 0)
+    if (this.outstanding === 0) this.empty()
     closeSync(this.fd)
     this.fd = -1
   }
