@@ -87,6 +87,15 @@ function corruption(collection: string, what: string, cause?: unknown): KitsyncE
   return new KitsyncError('DATA_CORRUPTION', `collection ${collection}: ${what}; the stored data was left as it is`, { details: { collection }, cause })
 }
 
+/** LevelDB's own report that one of its files is damaged (classic-level's LEVEL_CORRUPTION, "Corruption: ..."). */
+function isLevelCorruption(err: unknown): boolean {
+  const e = err as { code?: unknown; cause?: { code?: unknown }; message?: unknown }
+  return e.code === 'LEVEL_CORRUPTION' || e.cause?.code === 'LEVEL_CORRUPTION' || (typeof e.message === 'string' && e.message.startsWith('Corruption:'))
+}
+
+/** What a collection's DATA_CORRUPTION says when LevelDB found the damage (see isLevelCorruption). */
+const levelDamage = (err: unknown): string => `LevelDB reports a damaged block in its table files (${(err as Error).message})`
+
 /** Bytes free on top of LevelDB's logs for it to open again: it turns the logs into a table and starts a new log. */
 const REOPEN_MARGIN_BYTES = 1024 * 1024
 
@@ -124,6 +133,8 @@ export class DocStore {
   /** A write LevelDB failed with an I/O error (a full disk): it is reopened before the next one (see batch). */
   private levelFailure: unknown
   private reopeningLevel: Promise<void> | undefined
+  /** Set when LevelDB reported a damaged block while the collections were listed: the list may lack some. */
+  namesDamage: KitsyncError | undefined
 
   constructor(db: BinaryLevel, options: DocStoreOptions = {}) {
     this.db = db
@@ -273,7 +284,13 @@ export class DocStore {
 
   /** A JSON value kept on this device only (never synced), under `l!<key>`. */
   async getLocal(key: string): Promise<unknown> {
-    const raw = await this.db.get(`l!${key}`)
+    let raw: Uint8Array | undefined
+    try {
+      raw = await this.db.get(`l!${key}`)
+    } catch (err) {
+      if (!isLevelCorruption(err)) throw err
+      throw new KitsyncError('DATA_CORRUPTION', `local value ${key}: ${levelDamage(err)}; it was left as it is`, { cause: err })
+    }
     if (raw === undefined) return undefined
     const payload = unframe(raw)
     if (payload === undefined) throw new KitsyncError('DATA_CORRUPTION', `local value ${key} is damaged; it was left as it is`)
@@ -286,8 +303,43 @@ export class DocStore {
 
   async collectionNames(): Promise<string[]> {
     const names: string[] = []
-    for await (const key of this.db.keys({ gte: 'm!', lt: 'm"' })) names.push(key.slice(2))
+    try {
+      for await (const key of this.db.keys({ gte: 'm!', lt: 'm"' })) names.push(key.slice(2))
+      return names
+    } catch (err) {
+      if (!isLevelCorruption(err)) throw err
+    }
+    // LevelDB reads past a damaged block (of any collection: the range of one table file can
+    // span several) and reports the damage once it reaches the end, in place of the last batch
+    // it read. One key at a time, nothing read is lost to it; a collection whose metadata is
+    // in the damaged block is not listed: namesDamage says so (shown by list and export).
+    names.length = 0
+    const keys = this.db.keys({ gte: 'm!', lt: 'm"' })
+    try {
+      for (let batch = await keys.nextv(1); batch.length > 0; batch = await keys.nextv(1)) names.push(...batch.map((key) => key.slice(2)))
+    } catch (err) {
+      if (!isLevelCorruption(err)) throw err
+      const location = (this.db as { location?: unknown }).location
+      const where = typeof location === 'string' ? `${location}: ` : ''
+      this.namesDamage = new KitsyncError(
+        'DATA_CORRUPTION',
+        `${where}${levelDamage(err)}; a collection whose metadata is in it is not listed (its name still reaches it); the stored data was left as it is`,
+        { cause: err },
+      )
+    } finally {
+      await keys.close()
+    }
     return names
+  }
+
+  /** Whether the collection is stored (its metadata is); DATA_CORRUPTION if LevelDB reports damage where it would be. */
+  async stored(name: string): Promise<boolean> {
+    try {
+      return (await this.db.get(metaKey(name))) !== undefined
+    } catch (err) {
+      if (isLevelCorruption(err)) throw corruption(name, levelDamage(err), err)
+      throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot read the store: ${(err as Error).message}`, { cause: err, details: { collection: name } })
+    }
   }
 
   /**
@@ -302,6 +354,7 @@ export class DocStore {
     try {
       ;[metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
     } catch (err) {
+      if (isLevelCorruption(err)) throw corrupt(levelDamage(err), err)
       throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot read the store: ${(err as Error).message}`, { cause: err, details: { collection: name } })
     }
     let meta: CollectionMeta | undefined
@@ -373,20 +426,32 @@ export class DocStore {
     let logBytes = 0
     let logEntries = 0
     const prefix = updatePrefix(name)
-    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '"' })) {
-      const payload = unframe(value)
-      if (payload === undefined) throw corrupt(`damaged update ${key.slice(prefix.length)}`)
-      updates.push(payload)
-      lastSeq = parseInt(key.slice(prefix.length), 16)
-      logBytes += value.byteLength
-      logEntries++
+    try {
+      for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '"' })) {
+        const payload = unframe(value)
+        if (payload === undefined) throw corrupt(`damaged update ${key.slice(prefix.length)}`)
+        updates.push(payload)
+        lastSeq = parseInt(key.slice(prefix.length), 16)
+        logBytes += value.byteLength
+        logEntries++
+      }
+    } catch (err) {
+      if (isLevelCorruption(err)) throw corrupt(levelDamage(err))
+      throw err
     }
     return { updates, snapshotBytes, ...(snapshotFile === undefined ? {} : { snapshotFile }), lastSeq, logBytes, logEntries }
   }
 
   /** @internal What is stored for a collection now: the snapshot, then the log (see CollectionLog.storedState). */
   async readStored(name: string): Promise<Uint8Array[]> {
-    return (await this.readUpdates(name, await this.db.get(snapshotKey(name)), (what) => corruption(name, what))).updates
+    let snapRaw: Uint8Array | undefined
+    try {
+      snapRaw = await this.db.get(snapshotKey(name))
+    } catch (err) {
+      if (isLevelCorruption(err)) throw corruption(name, levelDamage(err), err)
+      throw err
+    }
+    return (await this.readUpdates(name, snapRaw, (what) => corruption(name, what))).updates
   }
 }
 
