@@ -105,9 +105,13 @@ async function storedWith(home: string, extra: Uint8Array[]): Promise<Map<string
   const db = new ClassicLevel<string, Uint8Array>(join(home, 'store'), { keyEncoding: 'utf8', valueEncoding: 'view' })
   const doc = new Y.Doc()
   try {
-    // Values are framed: [format: u8][crc32: u32][update] (src/store/framing.ts).
+    // Values are framed: [format: u8][crc32: u32][payload] (src/store/framing.ts); a snapshot of
+    // format 2 refers to a file in snapshots/ that holds it (src/store/snapshot-files.ts).
     const snapshot = await db.get(`s!${COLLECTION}`)
-    if (snapshot !== undefined) Y.applyUpdate(doc, snapshot.subarray(5))
+    if (snapshot?.[0] === 2) {
+      const ref = JSON.parse(Buffer.from(snapshot.subarray(5)).toString('utf8')) as { file: string }
+      Y.applyUpdate(doc, await readFile(join(home, 'snapshots', ref.file)))
+    } else if (snapshot !== undefined) Y.applyUpdate(doc, snapshot.subarray(5))
     for await (const value of db.values({ gte: `u!${COLLECTION}!`, lt: `u!${COLLECTION}"` })) Y.applyUpdate(doc, value.subarray(5))
   } finally {
     await db.close()
