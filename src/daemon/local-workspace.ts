@@ -80,6 +80,8 @@ const ADOPTED_ORIGIN = Symbol('kitsync:adopted')
  * made here, but caused by the remote write, so their change events say `remote`.
  */
 const SETTLE_ORIGIN = Symbol('kitsync:settle')
+/** Stands for the collections LevelDB could not list (a damaged block) in `list` and `export` (no collection has this name). */
+const UNLISTED = '(unlisted)'
 
 /** A collection document was loaded; `adopted`: it was created from a peer's copy, which no update event announced. */
 export interface DocLoaded {
@@ -569,6 +571,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
         out.push({ name, records: 0, bytes: 0, error: { code: e.code, message: e.message } })
       }
     }
+    const damage = this.store.namesDamage
+    if (damage !== undefined) out.push({ name: UNLISTED, records: 0, bytes: 0, error: { code: damage.code, message: damage.message } })
     return out
   }
 
@@ -590,6 +594,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
         result.unreadable.push({ collection: name, code: e.code, message: e.message })
       }
     }
+    const damage = this.store.namesDamage
+    if (damage !== undefined) result.unreadable.push({ collection: UNLISTED, code: damage.code, message: damage.message })
     return result
   }
 
@@ -967,7 +973,11 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.assertOpen()
     assertCollectionName(collection)
     if (!this.known.has(collection)) {
-      throw new KitsyncError('UNKNOWN_COLLECTION', `no collection named ${collection}`, { details: { collection } })
+      // A damaged block may hold the metadata that lists it: asked by name, it is looked up (and reported).
+      if (this.store.namesDamage === undefined || !(await this.store.stored(collection))) {
+        throw new KitsyncError('UNKNOWN_COLLECTION', `no collection named ${collection}`, { details: { collection } })
+      }
+      this.known.add(collection)
     }
     return this.load(collection)
   }

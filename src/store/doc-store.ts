@@ -1,3 +1,5 @@
+import { readdir, stat, statfs } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { AbstractLevel } from 'abstract-level'
 import { compactionDue, DEFAULT_COMPACTION, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
@@ -49,6 +51,8 @@ export interface DocStoreOptions {
   snapshotFiles?: SnapshotFiles
 }
 
+type BatchOp = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string }
+
 /** A snapshot as LevelDB stores it: the framed update, or a reference to the file written with it. */
 interface StoredSnapshot {
   value: Uint8Array
@@ -83,6 +87,27 @@ function corruption(collection: string, what: string, cause?: unknown): KitsyncE
   return new KitsyncError('DATA_CORRUPTION', `collection ${collection}: ${what}; the stored data was left as it is`, { details: { collection }, cause })
 }
 
+/** LevelDB's own report that one of its files is damaged (classic-level's LEVEL_CORRUPTION, "Corruption: ..."). */
+function isLevelCorruption(err: unknown): boolean {
+  const e = err as { code?: unknown; cause?: { code?: unknown }; message?: unknown }
+  return e.code === 'LEVEL_CORRUPTION' || e.cause?.code === 'LEVEL_CORRUPTION' || (typeof e.message === 'string' && e.message.startsWith('Corruption:'))
+}
+
+/** What a collection's DATA_CORRUPTION says when LevelDB found the damage (see isLevelCorruption). */
+const levelDamage = (err: unknown): string => `LevelDB reports a damaged block in its table files (${(err as Error).message})`
+
+/** Bytes free on top of LevelDB's logs for it to open again: it turns the logs into a table and starts a new log. */
+const REOPEN_MARGIN_BYTES = 1024 * 1024
+
+/** Throws unless the disk of a LevelDB folder has room for it to open again (see DocStore.batch). */
+async function roomToReopen(dir: string): Promise<void> {
+  let need = REOPEN_MARGIN_BYTES
+  for (const file of await readdir(dir)) if (file.endsWith('.log')) need += (await stat(join(dir, file))).size
+  const fs = await statfs(dir)
+  const free = fs.bavail * fs.bsize
+  if (free < need) throw new Error(`${free} bytes free on its disk, ${need} needed`)
+}
+
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
 const MAX_UNWRITTEN = 10_000
 /** How long appends already in the write-ahead file wait for others before going to LevelDB. */
@@ -98,6 +123,18 @@ export class DocStore {
   readonly now: () => number
   readonly wal: WriteAheadFile | undefined
   readonly files: SnapshotFiles | undefined
+  /** The last log opened for each collection (a reopened collection waits for its writes). */
+  private readonly logs = new Map<string, CollectionLog>()
+  /**
+   * Per collection: appends acknowledged from the write-ahead file that a failed log did not get
+   * into LevelDB (a full disk). Written from the file before the collection is opened again.
+   */
+  private readonly stranded = new Map<string, number>()
+  /** A write LevelDB failed with an I/O error (a full disk): it is reopened before the next one (see batch). */
+  private levelFailure: unknown
+  private reopeningLevel: Promise<void> | undefined
+  /** Set when LevelDB reported a damaged block while the collections were listed: the list may lack some. */
+  namesDamage: KitsyncError | undefined
 
   constructor(db: BinaryLevel, options: DocStoreOptions = {}) {
     this.db = db
@@ -157,24 +194,107 @@ export class DocStore {
       if (list === undefined) byCollection.set(e.collection, (list = []))
       list.push(e.update)
     }
-    for (const [name, updates] of byCollection) {
-      const prefix = updatePrefix(name)
-      let lastSeq = -1
-      for await (const key of this.db.keys({ gte: prefix, lt: prefix.slice(0, -1) + '"', reverse: true, limit: 1 })) lastSeq = parseInt(key.slice(prefix.length), 16)
-      const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = []
-      if ((await this.db.get(metaKey(name))) === undefined) {
-        ops.push({ type: 'put', key: metaKey(name), value: frame(encoder.encode(JSON.stringify({ kind: 'records', createdAt: this.now() }))) })
-        ops.push({ type: 'del', key: snapshotKey(name) })
-      }
-      for (const u of updates) ops.push({ type: 'put', key: updateKey(name, ++lastSeq), value: frame(u) })
-      await this.db.batch(ops)
-    }
+    for (const [name, updates] of byCollection) await this.recoverCollection(name, updates)
     this.wal?.clear()
+  }
+
+  private async recoverCollection(name: string, updates: Uint8Array[]): Promise<void> {
+    const prefix = updatePrefix(name)
+    let lastSeq = -1
+    for await (const key of this.db.keys({ gte: prefix, lt: prefix.slice(0, -1) + '"', reverse: true, limit: 1 })) lastSeq = parseInt(key.slice(prefix.length), 16)
+    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = []
+    if ((await this.db.get(metaKey(name))) === undefined) {
+      ops.push({ type: 'put', key: metaKey(name), value: frame(encoder.encode(JSON.stringify({ kind: 'records', createdAt: this.now() }))) })
+      ops.push({ type: 'del', key: snapshotKey(name) })
+    }
+    for (const u of updates) ops.push({ type: 'put', key: updateKey(name, ++lastSeq), value: frame(u) })
+    await this.batch(ops)
+  }
+
+  /**
+   * @internal Every write of the store goes through here. LevelDB's own log is not to be trusted
+   * after it failed to write to it (a full disk cuts a record short, and LevelDB lays out the
+   * records after it where the lost bytes were), and a failed write of a table file makes it
+   * refuse every write until it is opened again. So after a write fails with an I/O error the
+   * database is closed and opened again before the next write: LevelDB then recovers what its
+   * log holds whole and starts a new one. Until that succeeds (the disk still full), writes fail
+   * with STORAGE_FAILED; what was acknowledged is in the write-ahead file meanwhile.
+   */
+  async batch(ops: BatchOp[], options?: { sync?: boolean }): Promise<void> {
+    if (this.levelFailure !== undefined) await this.reopenLevel()
+    try {
+      // (`sync` is classic-level's option; abstract-level's types do not list it, memory-level ignores it.)
+      await this.db.batch(ops, (options ?? {}) as object)
+    } catch (err) {
+      const code = (err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code
+      if (code === 'LEVEL_IO_ERROR') this.levelFailure = err
+      throw err
+    }
+  }
+
+  private reopenLevel(): Promise<void> {
+    this.reopeningLevel ??= (async () => {
+      try {
+        if (this.db.status === 'open') {
+          // Closed on a disk still full, it could not be opened again: reads would fail too.
+          const location = (this.db as { location?: unknown }).location
+          if (typeof location === 'string') await roomToReopen(location)
+          await this.db.close()
+        }
+        // It was open a moment ago: never create it anew here.
+        await this.db.open({ createIfMissing: false })
+        this.levelFailure = undefined
+      } catch (err) {
+        const cause = (err as { cause?: Error }).cause ?? (err as Error)
+        throw new KitsyncError('STORAGE_FAILED', `the store could not be opened again after a failed write: ${cause.message}`, { cause: err })
+      } finally {
+        this.reopeningLevel = undefined
+      }
+    })()
+    return this.reopeningLevel
+  }
+
+  /** @internal A failed log of `name` leaves `count` acknowledged appends only in the write-ahead file. */
+  strand(name: string, count: number): void {
+    if (count > 0) this.stranded.set(name, (this.stranded.get(name) ?? 0) + count)
+  }
+
+  /**
+   * Before a collection is opened again in this process: let the log opened before finish its
+   * writes, and write to LevelDB what a failed one left only in the write-ahead file, so the
+   * collection reloads with every acknowledged update and its sequence numbers do not collide.
+   * Updates LevelDB has already are harmless again (see recover).
+   */
+  private async reopening(name: string): Promise<void> {
+    await this.logs.get(name)?.flush()
+    if (this.levelFailure !== undefined && this.db.status !== 'open') await this.reopenLevel()
+    const count = this.stranded.get(name)
+    if (count === undefined || this.wal === undefined) return
+    const updates = this.wal
+      .read()
+      .filter((e) => e.collection === name)
+      .map((e) => e.update)
+    try {
+      await this.recoverCollection(name, updates)
+    } catch (err) {
+      throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot write its acknowledged updates to the store: ${(err as Error).message}`, {
+        cause: err,
+        details: { collection: name },
+      })
+    }
+    this.stranded.delete(name)
+    this.wal.settled(count)
   }
 
   /** A JSON value kept on this device only (never synced), under `l!<key>`. */
   async getLocal(key: string): Promise<unknown> {
-    const raw = await this.db.get(`l!${key}`)
+    let raw: Uint8Array | undefined
+    try {
+      raw = await this.db.get(`l!${key}`)
+    } catch (err) {
+      if (!isLevelCorruption(err)) throw err
+      throw new KitsyncError('DATA_CORRUPTION', `local value ${key}: ${levelDamage(err)}; it was left as it is`, { cause: err })
+    }
     if (raw === undefined) return undefined
     const payload = unframe(raw)
     if (payload === undefined) throw new KitsyncError('DATA_CORRUPTION', `local value ${key} is damaged; it was left as it is`)
@@ -182,13 +302,48 @@ export class DocStore {
   }
 
   async putLocal(key: string, value: unknown): Promise<void> {
-    await this.db.put(`l!${key}`, frame(encoder.encode(JSON.stringify(value))))
+    await this.batch([{ type: 'put', key: `l!${key}`, value: frame(encoder.encode(JSON.stringify(value))) }])
   }
 
   async collectionNames(): Promise<string[]> {
     const names: string[] = []
-    for await (const key of this.db.keys({ gte: 'm!', lt: 'm"' })) names.push(key.slice(2))
+    try {
+      for await (const key of this.db.keys({ gte: 'm!', lt: 'm"' })) names.push(key.slice(2))
+      return names
+    } catch (err) {
+      if (!isLevelCorruption(err)) throw err
+    }
+    // LevelDB reads past a damaged block (of any collection: the range of one table file can
+    // span several) and reports the damage once it reaches the end, in place of the last batch
+    // it read. One key at a time, nothing read is lost to it; a collection whose metadata is
+    // in the damaged block is not listed: namesDamage says so (shown by list and export).
+    names.length = 0
+    const keys = this.db.keys({ gte: 'm!', lt: 'm"' })
+    try {
+      for (let batch = await keys.nextv(1); batch.length > 0; batch = await keys.nextv(1)) names.push(...batch.map((key) => key.slice(2)))
+    } catch (err) {
+      if (!isLevelCorruption(err)) throw err
+      const location = (this.db as { location?: unknown }).location
+      const where = typeof location === 'string' ? `${location}: ` : ''
+      this.namesDamage = new KitsyncError(
+        'DATA_CORRUPTION',
+        `${where}${levelDamage(err)}; a collection whose metadata is in it is not listed (its name still reaches it); the stored data was left as it is`,
+        { cause: err },
+      )
+    } finally {
+      await keys.close()
+    }
     return names
+  }
+
+  /** Whether the collection is stored (its metadata is); DATA_CORRUPTION if LevelDB reports damage where it would be. */
+  async stored(name: string): Promise<boolean> {
+    try {
+      return (await this.db.get(metaKey(name))) !== undefined
+    } catch (err) {
+      if (isLevelCorruption(err)) throw corruption(name, levelDamage(err), err)
+      throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot read the store: ${(err as Error).message}`, { cause: err, details: { collection: name } })
+    }
   }
 
   /**
@@ -197,11 +352,13 @@ export class DocStore {
    */
   async open(name: string, snapshot: () => Uint8Array): Promise<{ log: CollectionLog; loaded: LoadedLog }> {
     const corrupt = (what: string, cause?: unknown): KitsyncError => corruption(name, what, cause)
+    await this.reopening(name)
     let metaRaw: Uint8Array | undefined
     let snapRaw: Uint8Array | undefined
     try {
       ;[metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
     } catch (err) {
+      if (isLevelCorruption(err)) throw corrupt(levelDamage(err), err)
       throw new KitsyncError('STORAGE_FAILED', `collection ${name}: cannot read the store: ${(err as Error).message}`, { cause: err, details: { collection: name } })
     }
     let meta: CollectionMeta | undefined
@@ -222,6 +379,7 @@ export class DocStore {
       lastSeq,
       state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
     })
+    this.logs.set(name, log)
     return { log, loaded: { updates, meta } }
   }
 
@@ -236,6 +394,7 @@ export class DocStore {
       lastSeq: -1,
       state: { snapshotBytes: 0, logBytes: 0, logEntries: 0, oldestEntryAt: undefined },
     })
+    this.logs.set(name, log)
     return { log, loaded: { updates: [], meta: undefined } }
   }
 
@@ -271,20 +430,32 @@ export class DocStore {
     let logBytes = 0
     let logEntries = 0
     const prefix = updatePrefix(name)
-    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '"' })) {
-      const payload = unframe(value)
-      if (payload === undefined) throw corrupt(`damaged update ${key.slice(prefix.length)}`)
-      updates.push(payload)
-      lastSeq = parseInt(key.slice(prefix.length), 16)
-      logBytes += value.byteLength
-      logEntries++
+    try {
+      for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '"' })) {
+        const payload = unframe(value)
+        if (payload === undefined) throw corrupt(`damaged update ${key.slice(prefix.length)}`)
+        updates.push(payload)
+        lastSeq = parseInt(key.slice(prefix.length), 16)
+        logBytes += value.byteLength
+        logEntries++
+      }
+    } catch (err) {
+      if (isLevelCorruption(err)) throw corrupt(levelDamage(err))
+      throw err
     }
     return { updates, snapshotBytes, ...(snapshotFile === undefined ? {} : { snapshotFile }), lastSeq, logBytes, logEntries }
   }
 
   /** @internal What is stored for a collection now: the snapshot, then the log (see CollectionLog.storedState). */
   async readStored(name: string): Promise<Uint8Array[]> {
-    return (await this.readUpdates(name, await this.db.get(snapshotKey(name)), (what) => corruption(name, what))).updates
+    let snapRaw: Uint8Array | undefined
+    try {
+      snapRaw = await this.db.get(snapshotKey(name))
+    } catch (err) {
+      if (isLevelCorruption(err)) throw corruption(name, levelDamage(err), err)
+      throw err
+    }
+    return (await this.readUpdates(name, snapRaw, (what) => corruption(name, what))).updates
   }
 }
 
@@ -364,6 +535,9 @@ export class CollectionLog {
       try {
         wal.append(this.name, update)
       } catch (err) {
+        // The document now holds an update the disk does not: this log takes no more (its
+        // owner reloads the collection), but what is queued still goes to LevelDB.
+        this.failure = err as KitsyncError
         return Promise.reject(err)
       }
       // Durable now; LevelDB follows in a batch. A writer far ahead of LevelDB waits for it.
@@ -489,6 +663,8 @@ export class CollectionLog {
 
   /** Compact if due: at once if urgent, else once no append came for the policy's idleMs. */
   private checkCompaction(): void {
+    // A failed log's document may hold an update that was refused: it must never become a snapshot.
+    if (this.failure !== undefined) return
     const now = this.store.now()
     const due = compactionDue(this.store.policy, this.state, now)
     if (due === undefined) return
@@ -507,7 +683,7 @@ export class CollectionLog {
 
   /** Compact now, whatever the policy says; resolves when the new snapshot is written. */
   async compactNow(): Promise<void> {
-    this.requestCompaction()
+    if (this.failure === undefined) this.requestCompaction()
     await this.flush()
   }
 
@@ -599,7 +775,7 @@ export class CollectionLog {
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
       const meta = ops.filter((op) => op.type === 'put')
       const snap = only.kept === undefined ? await this.store.snapshotValue(this.name, only.update) : await this.writeAdopted(only, meta)
-      if (only.kept === undefined) await this.store.db.batch([...meta, { type: 'put', key: snapshotKey(this.name), value: snap.value }])
+      if (only.kept === undefined) await this.store.batch([...meta, { type: 'put', key: snapshotKey(this.name), value: snap.value }])
       if (only.logged) this.store.wal?.settled(1)
       this.exists = true
       this.snapshotFile = snap.file?.file
@@ -613,7 +789,7 @@ export class CollectionLog {
       bytes += value.byteLength
       ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
     }
-    await this.store.db.batch(ops)
+    await this.store.batch(ops)
     const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)
     if (logged > 0) this.store.wal?.settled(logged)
     this.exists = true
@@ -641,16 +817,16 @@ export class CollectionLog {
         throw err
       }
       const snap = storedFile(ref)
-      await this.store.db.batch([...meta, { type: 'put', key, value: snap.value }])
+      await this.store.batch([...meta, { type: 'put', key, value: snap.value }])
       return snap
     }
     const value = frame(entry.update)
-    await this.store.db.put(key, value)
+    await this.store.batch([{ type: 'put', key, value }])
     if (!(await entry.kept)) {
-      await this.store.db.del(key)
+      await this.store.batch([{ type: 'del', key }])
       throw notKept()
     }
-    await this.store.db.batch(meta)
+    await this.store.batch(meta)
     return { value, bytes: value.byteLength }
   }
 
@@ -670,8 +846,7 @@ export class CollectionLog {
     // A file the old snapshot is in goes only once LevelDB has the new one on disk (synced): a
     // power cut must not leave the old reference pointing at nothing.
     try {
-      // (`sync` is classic-level's option; abstract-level's types do not list it, memory-level ignores it.)
-      await this.store.db.batch(ops, (replaced === undefined ? {} : { sync: true }) as object)
+      await this.store.batch(ops, replaced === undefined ? {} : { sync: true })
     } catch (err) {
       if (snap.file !== undefined) await this.store.files?.remove(snap.file.file).catch(() => undefined)
       throw err
@@ -699,7 +874,10 @@ export class CollectionLog {
     // After a failed write the in-memory document is ahead of the disk: refuse further
     // writes so the owner reloads the collection from what is actually stored.
     this.failure = error
-    for (const p of [...batch, ...this.pending]) p.reject(error)
+    const lost = [...batch, ...this.pending]
+    // Acknowledged from the write-ahead file: durable there, LevelDB gets them when the collection reopens.
+    this.store.strand(this.name, lost.reduce((n, p) => (p.logged ? n + 1 : n), 0))
+    for (const p of lost) p.reject(error)
     this.pending = []
     this.compactRequested = false
   }

@@ -1,5 +1,7 @@
 import { chmod, link, open, readFile, rm, stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { KitsyncError } from '../core/errors.js'
+import { syncDir } from './json-file.js'
 
 /**
  * Secret files (identity and workspace keys) are created 0600, and tightened back to 0600
@@ -15,6 +17,8 @@ export async function readSecretFile(file: string): Promise<Uint8Array | undefin
     throw new KitsyncError('HOME_UNREADABLE', `cannot read ${file}: ${(err as Error).message}`, { cause: err })
   }
 }
+
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO'])
 
 /**
  * Create the file with `content`, atomically: the content is written to a private temporary
@@ -32,13 +36,16 @@ export async function writeSecretFile(file: string, content: Uint8Array): Promis
       await fh.close()
     }
     await link(tmp, file)
+    await syncDir(dirname(file))
     return content
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       const existing = await readSecretFile(file)
       if (existing !== undefined) return existing
     }
-    throw new KitsyncError('HOME_UNREADABLE', `cannot write ${file}: ${(err as Error).message}`, { cause: err })
+    // A full disk or a failing one is the store's failure, not the home folder's permissions.
+    const code = NO_SPACE.has((err as NodeJS.ErrnoException).code ?? '') ? 'STORAGE_FAILED' : 'HOME_UNREADABLE'
+    throw new KitsyncError(code, `cannot write ${file}: ${(err as Error).message}`, { cause: err })
   } finally {
     await rm(tmp, { force: true })
   }

@@ -60,9 +60,13 @@ export class SnapshotFiles {
         // Issued before the first await: the system has the write from here on.
         for (let at = 0; at < payload.byteLength; ) at += (await handle.write(payload, at)).bytesWritten
         await handle.sync()
-      } finally {
-        await handle.close()
+      } catch (err) {
+        // A file cut short (a full disk) is never referred to: remove it now, not at the next start.
+        await handle.close().catch(() => undefined) // the write's error is the one to report
+        await this.remove(file).catch(() => undefined) // else the sweep at the next start removes it
+        throw err
       }
+      await handle.close()
     })()
     return { ref: { file, bytes: payload.byteLength, crc: crc32(payload) }, done }
   }

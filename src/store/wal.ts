@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, copyFileSync, fstatSync, fsyncSync, ftruncateSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { crc32 } from 'node:zlib'
 import { KitsyncError } from '../core/errors.js'
 
@@ -11,31 +11,49 @@ import { KitsyncError } from '../core/errors.js'
  * On open, whatever the file still holds is written to LevelDB before anything else.
  *
  * Record: [length of the rest: u32 BE][crc32 of the rest: u32 BE][name length: u8][name][update]
- * A torn or damaged record at the end (a crash during the write) was never acknowledged and
- * is dropped, with everything after it.
+ *
+ * On open, a record cut short at the end (a write a crash did not finish: fewer bytes than its
+ * length says) is dropped and cut off, with a warning. Any other damage (bytes that are no
+ * record, with whole records or a complete-looking record after them) is not a crash's doing:
+ * the whole records are found again past it (the next offset where length, name and crc32
+ * hold), the file as it was is kept aside as `store.wal.damaged-<time>`, the file is rewritten
+ * with the whole records only, and open fails once with DATA_CORRUPTION naming the byte offset.
+ * The next open stores those records as usual.
  */
 export class WriteAheadFile {
   private fd: number
   private outstanding = 0
+  /** Where the last whole record ends: a write that fails is cut back to here. */
+  private end: number
+  /** A failed append left bytes after `end` that are still to be cut (see cutBack). */
+  private torn = false
 
   private constructor(
     readonly path: string,
     fd: number,
   ) {
     this.fd = fd
+    this.end = fstatSync(fd).size
   }
 
-  static open(path: string): { wal: WriteAheadFile; entries: { collection: string; update: Uint8Array }[] } {
-    let entries: { collection: string; update: Uint8Array }[] = []
+  static open(path: string): { wal: WriteAheadFile; entries: WalEntry[] } {
+    let scan: Scan | undefined
     try {
-      entries = parse(readFileSync(path))
+      scan = scanRecords(readFileSync(path))
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new KitsyncError('HOME_UNREADABLE', `cannot read ${path}: ${(err as Error).message}`, { cause: err })
       }
     }
+    if (scan !== undefined && scan.damaged.length > 0) setAside(path, scan)
     const fd = openSync(path, 'a', 0o600)
-    return { wal: new WriteAheadFile(path, fd), entries }
+    if (scan?.tornAt !== undefined) {
+      const bytes = scan.bytes.byteLength - scan.tornAt
+      process.emitWarning(`${path}: dropped ${bytes} bytes at byte ${scan.tornAt}, a record cut short (a write a crash did not finish, or the file was cut)`, { code: 'KITSYNC_WAL_TORN' })
+      // Appends must follow the last whole record, or the next open would take them for damage.
+      ftruncateSync(fd, scan.tornAt)
+    }
+    return { wal: new WriteAheadFile(path, fd), entries: scan?.entries ?? [] }
   }
 
   /** Append one update; throws STORAGE_FAILED if the kernel did not take it. */
@@ -48,49 +66,169 @@ export class WriteAheadFile {
     const head = Buffer.allocUnsafe(8)
     head.writeUInt32BE(rest.byteLength, 0)
     head.writeUInt32BE(crc32(rest), 4)
+    const record = Buffer.concat([head, rest])
+    if (this.torn && !this.cutBack()) throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: a failed write could not be cut back`, { details: { collection } })
     try {
-      writeSync(this.fd, Buffer.concat([head, rest]))
+      // A full disk takes part of a record (write(2) returns fewer bytes) before it refuses
+      // the rest: an acknowledged record must never be a torn one, which replay drops.
+      for (let at = 0; at < record.byteLength; ) {
+        const n = writeSync(this.fd, record, at, record.byteLength - at)
+        if (n <= 0) throw new Error(`the system took ${at} of ${record.byteLength} bytes`)
+        at += n
+      }
     } catch (err) {
+      this.cutBack()
       throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, details: { collection } })
     }
+    this.end += record.byteLength
     this.outstanding++
+  }
+
+  /**
+   * Remove what a failed append left after the last whole record, so the file stays a clean
+   * run of records and the next append lands right after it. (Truncating to a smaller size
+   * needs no space; should it fail anyway, the next append cuts back before it writes.)
+   */
+  private cutBack(): boolean {
+    try {
+      ftruncateSync(this.fd, this.end)
+      this.torn = false
+    } catch {
+      this.torn = true
+    }
+    return !this.torn
+  }
+
+  /** The whole records the file holds now (a collection reopened after a failed write takes its own from them). */
+  read(): WalEntry[] {
+    try {
+      return scanRecords(readFileSync(this.path).subarray(0, this.end)).entries
+    } catch (err) {
+      throw new KitsyncError('STORAGE_FAILED', `cannot read ${this.path}: ${(err as Error).message}`, { cause: err })
+    }
   }
 
   /** `count` appended updates are now in LevelDB; empty the file once all are. */
   settled(count: number): void {
     this.outstanding -= count
-    if (this.outstanding === 0) ftruncateSync(this.fd, 0)
+    if (this.outstanding === 0) this.empty()
+  }
+
+  private empty(): void {
+    ftruncateSync(this.fd, 0)
+    this.end = 0
+    this.torn = false
   }
 
   /** Everything read at open is now in LevelDB. */
   clear(): void {
     if (this.outstanding === 0) {
-      ftruncateSync(this.fd, 0)
+      this.empty()
       fsyncSync(this.fd)
     }
   }
 
   close(): void {
     if (this.fd < 0) return
-    if (this.outstanding === 0) ftruncateSync(this.fd, 0)
+    if (this.outstanding === 0) this.empty()
     closeSync(this.fd)
     this.fd = -1
   }
 }
 
-function parse(bytes: Buffer): { collection: string; update: Uint8Array }[] {
-  const out: { collection: string; update: Uint8Array }[] = []
-  let at = 0
-  while (at + 8 <= bytes.byteLength) {
-    const length = bytes.readUInt32BE(at)
-    const sum = bytes.readUInt32BE(at + 4)
-    if (length < 1 || at + 8 + length > bytes.byteLength) break
-    const rest = bytes.subarray(at + 8, at + 8 + length)
-    if (crc32(rest) !== sum) break
-    const nameLength = rest[0] as number
-    if (1 + nameLength > rest.byteLength) break
-    out.push({ collection: rest.subarray(1, 1 + nameLength).toString('utf8'), update: new Uint8Array(rest.subarray(1 + nameLength)) })
-    at += 8 + length
+export interface WalEntry {
+  collection: string
+  update: Uint8Array
+}
+
+interface Scan {
+  bytes: Buffer
+  entries: WalEntry[]
+  /** The whole records, as [start, end) byte ranges. */
+  whole: [number, number][]
+  /** Bytes that are no record and not a tear (see WriteAheadFile). */
+  damaged: { at: number; bytes: number }[]
+  /** Where a record cut short at the end starts. */
+  tornAt?: number
+}
+
+/** Bytes a collection name is made of (src/core/names.ts, and `_` for kitsync's own). */
+const NAME_BYTE = new Uint8Array(256)
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-') NAME_BYTE[c.charCodeAt(0)] = 1
+
+/** The end of the whole, intact record at `at`, or undefined. The cheap checks go before the crc32. */
+function recordEnd(bytes: Buffer, at: number): number | undefined {
+  if (at + 9 > bytes.byteLength) return undefined
+  const length = bytes.readUInt32BE(at)
+  const end = at + 8 + length
+  const nameLength = bytes[at + 8] as number
+  if (end > bytes.byteLength || nameLength < 1 || 1 + nameLength > length) return undefined
+  for (let i = at + 9; i < at + 9 + nameLength; i++) if (NAME_BYTE[bytes[i] as number] !== 1) return undefined
+  return crc32(bytes.subarray(at + 8, end)) === bytes.readUInt32BE(at + 4) ? end : undefined
+}
+
+function scanRecords(bytes: Buffer): Scan {
+  const scan: Scan = { bytes, entries: [], whole: [], damaged: [] }
+  for (let at = 0; at < bytes.byteLength; ) {
+    const end = recordEnd(bytes, at)
+    if (end !== undefined) {
+      const nameLength = bytes[at + 8] as number
+      scan.entries.push({ collection: bytes.subarray(at + 9, at + 9 + nameLength).toString('utf8'), update: new Uint8Array(bytes.subarray(at + 9 + nameLength, end)) })
+      scan.whole.push([at, end])
+      at = end
+      continue
+    }
+    let next = at + 1
+    while (next < bytes.byteLength && recordEnd(bytes, next) === undefined) next++
+    if (next < bytes.byteLength) {
+      scan.damaged.push({ at, bytes: next - at })
+      at = next
+      continue
+    }
+    // Nothing whole after `at`. A crash leaves fewer bytes than the record's length says; a
+    // complete record that fails its checks was damaged after it was written.
+    if (at + 8 > bytes.byteLength || at + 8 + bytes.readUInt32BE(at) > bytes.byteLength) scan.tornAt = at
+    else scan.damaged.push({ at, bytes: bytes.byteLength - at })
+    break
   }
-  return out
+  return scan
+}
+
+/**
+ * Keep a damaged file aside as it is (a hard link: no copy, no space), rewrite it with its whole
+ * records only, and fail with DATA_CORRUPTION. Nothing is deleted: the damaged bytes stay in the
+ * kept file for inspection, and the whole records are stored at the next open.
+ */
+function setAside(path: string, scan: Scan): never {
+  const first = scan.damaged[0] as { at: number; bytes: number }
+  const unreadable = scan.damaged.reduce((n, d) => n + d.bytes, 0)
+  const kept = `${path}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`
+  const where = `${path} is damaged at byte ${first.at} (${unreadable} bytes unreadable${scan.damaged.length > 1 ? ` in ${scan.damaged.length} places` : ''})`
+  const details = { file: path, offset: first.at, unreadableBytes: unreadable, keptAs: kept }
+  const tmp = `${path}.${process.pid}.tmp`
+  try {
+    try {
+      linkSync(path, kept)
+    } catch {
+      copyFileSync(path, kept, constants.COPYFILE_EXCL)
+    }
+    const fd = openSync(tmp, 'w', 0o600)
+    try {
+      for (const [start, end] of scan.whole) {
+        for (let at = start; at < end; ) at += writeSync(fd, scan.bytes, at, end - at)
+      }
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, path)
+  } catch (err) {
+    rmSync(tmp, { force: true })
+    throw new KitsyncError('DATA_CORRUPTION', `${where}; it was left as it is, as its whole records could not be set apart: ${(err as Error).message}`, { cause: err, details })
+  }
+  throw new KitsyncError(
+    'DATA_CORRUPTION',
+    `${where}: kept as ${kept}; its ${scan.whole.length} whole records are kept and stored at the next start (run the command again); an update in the damaged bytes that the store did not have yet is lost on this device, and other devices that have it send it again`,
+    { details },
+  )
 }
