@@ -1,7 +1,9 @@
 import { KitsyncError } from './errors.js'
 import { isJsonObject, type JsonValue } from './json.js'
 import { shortHash } from './kinds.js'
-import type { DetectedConflict, OpenConflict, RecordCollection } from './record-collection.js'
+import type { OpenConflict } from './conflict-map.js'
+import type { RecordCollection } from './record-collection.js'
+import type { DetectedConflict } from './record-resolve.js'
 import type { ConflictEvent, ConflictVersion, ResolveChoice } from './workspace-types.js'
 
 /**

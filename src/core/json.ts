@@ -155,3 +155,9 @@ export function utf8Length(text: string): number {
   }
   return bytes
 }
+
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  return JSON.stringify(a) === JSON.stringify(b)
+}

@@ -1,6 +1,6 @@
 import { KitsyncError } from './errors.js'
 import { isJsonObject, type JsonObject, type JsonValue } from './json.js'
-import type { FieldType } from './record-collection.js'
+import type { FieldType } from './record-slots.js'
 import { findSecret, type SecretRule } from './secrets.js'
 import { ON_DEMAND_PREFIXES } from './selection.js'
 import type { ConflictPolicy } from './workspace-types.js'

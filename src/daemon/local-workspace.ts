@@ -21,7 +21,8 @@ import {
   type Revocation,
 } from '../core/membership.js'
 import { assertCollectionName, assertFieldName, assertRecordKey } from '../core/names.js'
-import { RecordCollection, type DetectedConflict, type RecordChange } from '../core/record-collection.js'
+import { RecordCollection, type RecordChange } from '../core/record-collection.js'
+import type { DetectedConflict } from '../core/record-resolve.js'
 import { Hlc, nodeTagOf } from '../core/hlc.js'
 import {
   COLLECTIONS_COLLECTION,
