@@ -9,6 +9,7 @@ import { CollectionIndex, type IndexEntry, type RecordIndex } from './record-ind
 import { bestOf, candidates, collapsible, detect, floorsOf, recordExists, valueOf, type DetectedConflict } from './record-resolve.js'
 import { fieldTypeOf, flatKey, HEADER, RECORDS_MAP, recordKeyOf, type FieldType, type RecordView, type Slot } from './record-slots.js'
 import type { ConflictPolicy } from './workspace-types.js'
+import { inTransaction, transactionMeta } from './yjs-internals.js'
 
 /**
  * A collection of JSON records kept in one Y.Doc: the writes, the index and the change and
@@ -195,7 +196,7 @@ export class RecordCollection {
 
   has(key: string): boolean {
     // Inside a transaction of this collection the observer has not run yet: work it out.
-    if (this.doc._transaction !== null) return this.exists(key)
+    if (inTransaction(this.doc)) return this.exists(key)
     return this.live.has(key)
   }
 
@@ -347,9 +348,9 @@ export class RecordCollection {
     // Its own transaction is marked: the value stays what it was, so listeners are not told of
     // a change (they were, with its true origin, when the slots arrived). Inside a larger
     // transaction the writes are that transaction's.
-    const own = this.doc._transaction === null
+    const own = !inTransaction(this.doc)
     this.write(key, origin, () => {
-      if (own) this.doc._transaction?.meta.set(HOUSEKEEPING, true)
+      if (own) transactionMeta(this.doc)?.set(HOUSEKEEPING, true)
       for (const flat of drop) this.remove(flat)
     })
   }
@@ -470,7 +471,7 @@ export class RecordCollection {
   private write(key: string, origin: unknown, fn: () => void, exists?: true): void {
     // Inside a transaction already (a group of queued writes): its origin stands, and a nested
     // doc.transact would only add its bookkeeping per record.
-    if (this.doc._transaction !== null) fn()
+    if (inTransaction(this.doc)) fn()
     else this.doc.transact(fn, origin)
     // A whole write leaves the record there, whatever it held (its header is the newest): no
     // need to work it out from the slots again.
