@@ -567,7 +567,7 @@ async function storeAccess(ws, name) {
 
 /**
  * What a collection holds on disk, read straight from the closed LevelDB store by the key
- * layout of src/store/doc-store.ts (`s!<name>` snapshot, `u!<name>!<seq>` log entries).
+ * layout of src/store/doc-layout.ts (`s!<name>` snapshot, `u!<name>!<seq>` log entries).
  * Diagnostic only: on a layout change it reports the error instead.
  */
 async function diskLog(home, name) {

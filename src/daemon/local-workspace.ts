@@ -61,10 +61,11 @@ import type {
   WorkspaceStatus,
 } from '../core/workspace-types.js'
 import { deviceIdOf } from '../net/identity.js'
-import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-store.js'
+import type { CollectionLog } from '../store/collection-log.js'
+import { DocStore } from '../store/doc-store.js'
 import type { SyncHost } from '../sync/sync-engine.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
-import { openHomeStore } from '../store/level.js'
+import { openHomeStore, type BinaryLevel } from '../store/level.js'
 import { SnapshotFiles } from '../store/snapshot-files.js'
 import { WriteAheadFile } from '../store/wal.js'
 import { WorkspaceKeys } from '../store/key-file.js'

@@ -3,7 +3,7 @@ import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
 import { KitsyncError } from '../core/errors.js'
 import type { BlindEntry, BlindSnapshot, BlindStorage, BlindStoreState } from '../blind/blind-storage.js'
-import type { BinaryLevel } from './doc-store.js'
+import type { BinaryLevel } from './level.js'
 import { frame, unframe } from './framing.js'
 
 /**

@@ -1,9 +1,13 @@
+import type { AbstractLevel } from 'abstract-level'
 import { ClassicLevel } from 'classic-level'
 import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { KitsyncError } from '../core/errors.js'
-import type { BinaryLevel } from './doc-store.js'
 import type { HomePaths } from './home.js'
+
+/** Any abstract-level database with string keys and binary values (classic-level, memory-level). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type BinaryLevel = AbstractLevel<any, string, Uint8Array>
 
 /**
  * Open the LevelDB store of a home folder. LevelDB's own LOCK file makes the process that

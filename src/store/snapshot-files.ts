@@ -10,6 +10,12 @@ export interface SnapshotFileRef {
   crc: number
 }
 
+/** A snapshot file being written: its reference, and when it is on disk. */
+export interface SnapshotFileWrite {
+  ref: SnapshotFileRef
+  done: Promise<void>
+}
+
 /** Snapshots of at least this many bytes are kept as files (see SnapshotFiles). */
 export const SNAPSHOT_FILE_MIN_BYTES = 1024 * 1024
 
@@ -47,7 +53,7 @@ export class SnapshotFiles {
    * the write handed to the system, so the caller's thread is free for other work while it
    * runs; `done` resolves when the bytes are on disk (written and flushed).
    */
-  async begin(collection: string, payload: Uint8Array): Promise<{ ref: SnapshotFileRef; done: Promise<void> }> {
+  async begin(collection: string, payload: Uint8Array): Promise<SnapshotFileWrite> {
     this.made ??= mkdir(this.dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
       this.made = undefined
       throw err

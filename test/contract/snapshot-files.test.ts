@@ -6,7 +6,7 @@ import * as Y from 'yjs'
 import { RecordCollection } from '../../src/core/record-collection.js'
 import type { WorkspaceInfo } from '../../src/core/workspace-types.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
-import type { BinaryLevel } from '../../src/store/doc-store.js'
+import type { BinaryLevel } from '../../src/store/level.js'
 import { openLevel } from '../../src/store/level.js'
 import { SnapshotFiles } from '../../src/store/snapshot-files.js'
 

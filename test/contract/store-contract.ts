@@ -5,8 +5,9 @@ import type { CompactionPolicy } from '../../src/core/compaction-policy.js'
 import { isKitsyncError } from '../../src/core/errors.js'
 import type { WorkspaceInfo } from '../../src/core/workspace-types.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
-import { DocStore, type BinaryLevel } from '../../src/store/doc-store.js'
+import { DocStore } from '../../src/store/doc-store.js'
 import { frame as frameForTest } from '../../src/store/framing.js'
+import type { BinaryLevel } from '../../src/store/level.js'
 import type { SnapshotFiles } from '../../src/store/snapshot-files.js'
 
 export interface StoreFixture {

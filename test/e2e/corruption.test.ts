@@ -3,7 +3,7 @@
  * naming it, every other collection keeps working, `list` marks the damaged one, and nothing
  * is deleted or rewritten behind the user's back.
  *
- * The store is damaged directly in LevelDB (see src/store/doc-store.ts for the key layout:
+ * The store is damaged directly in LevelDB (see src/store/doc-layout.ts for the key layout:
  * `m!<name>` metadata, `s!<name>` snapshot, `u!<name>!<seq>` log).
  */
 import { statSync } from 'node:fs'

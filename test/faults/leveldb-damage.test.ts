@@ -8,7 +8,7 @@
  * [shared: varint][unshared: varint][value length: varint][key + 8-byte sequence][value],
  * then the restart array (u32 each, and their count), then a trailer [type: u8][crc: u32].
  * A block is cut after the entry that takes it past 4 KiB, so a large value is the last entry
- * of its block. Keys (src/store/doc-store.ts): m!<name> metadata, s!<name> snapshot.
+ * of its block. Keys (src/store/doc-layout.ts): m!<name> metadata, s!<name> snapshot.
  */
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, writeFile } from 'node:fs/promises'

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { ChangeEvent } from '../../src/core/workspace-types.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
-import type { BinaryLevel } from '../../src/store/doc-store.js'
+import type { BinaryLevel } from '../../src/store/level.js'
 
 /**
  * A new device takes a collection it does not hold from a peer's copy (LocalWorkspace.adopt,

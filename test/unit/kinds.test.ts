@@ -4,7 +4,7 @@ import * as Y from 'yjs'
 import type { KitsyncError } from '../../src/core/errors.js'
 import type { ConflictEvent } from '../../src/core/workspace-types.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
-import type { BinaryLevel } from '../../src/store/doc-store.js'
+import type { BinaryLevel } from '../../src/store/level.js'
 
 /**
  * Each collection kind's merge rule under concurrent offline edits on two and three devices,

@@ -4,7 +4,7 @@ import * as Y from 'yjs'
 import { isKitsyncError } from '../../src/core/errors.js'
 import { MEMBERS_COLLECTION, REVOKED_COLLECTION } from '../../src/core/membership.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
-import type { BinaryLevel } from '../../src/store/doc-store.js'
+import type { BinaryLevel } from '../../src/store/level.js'
 
 async function device(id: string): Promise<LocalWorkspace> {
   const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })

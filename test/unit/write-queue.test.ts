@@ -5,7 +5,7 @@ import type { KitsyncError } from '../../src/core/errors.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
 import { MAX_GROUP, WriteQueue } from '../../src/daemon/write-queue.js'
-import type { BinaryLevel } from '../../src/store/doc-store.js'
+import type { BinaryLevel } from '../../src/store/level.js'
 
 /**
  * Group commit of local writes: writes issued together share a transaction, yet each is

@@ -1,0 +1,423 @@
+import { compactionDue, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
+import { KitsyncError } from '../core/errors.js'
+import { storeAdopted, type Adoption } from './adoption.js'
+import { jsonValue, metaKey, newMeta, snapshotKey, updateKey, updatePrefix, vectorKey, type BatchOp, type StoredSnapshot } from './doc-layout.js'
+import { frame } from './framing.js'
+import { storageFailure } from './level-errors.js'
+import type { BinaryLevel } from './level.js'
+import type { SnapshotFiles, SnapshotFileWrite } from './snapshot-files.js'
+import type { WriteAheadFile } from './wal.js'
+
+/** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
+const MAX_UNWRITTEN = 10_000
+/** How long appends already in the write-ahead file wait for others before going to LevelDB. */
+const WRITE_BEHIND_MS = 10
+/** A collection stored in fewer bytes is sent from its document, not its store (see CollectionLog.storedState). */
+const STORED_STATE_MIN_BYTES = 64 * 1024
+/** A log longer than this is not sent entry by entry (see CollectionLog.storedState). */
+const MAX_STORED_ENTRIES = 256
+
+/** What a CollectionLog needs from the store it writes to (DocStore). */
+export interface LogStore {
+  /** Asked to drop compacted entries from its files at once, where it can (see writeCompaction). */
+  readonly db: BinaryLevel
+  readonly policy: CompactionPolicy
+  readonly now: () => number
+  readonly wal: WriteAheadFile | undefined
+  readonly files: SnapshotFiles | undefined
+  /** Every write goes through here (see DocStore.batch). */
+  batch(ops: BatchOp[], options?: { sync?: boolean }): Promise<void>
+  /** How to store `update` as the snapshot of `name`: framed, or (large) written to a file first. */
+  snapshotValue(name: string, update: Uint8Array): Promise<StoredSnapshot>
+  /** Start writing `update` as a snapshot file; resolves once the write is under way. */
+  beginFile(name: string, update: Uint8Array): Promise<SnapshotFileWrite>
+  /** What is stored for `name` now: the snapshot, then the log. */
+  readStored(name: string): Promise<Uint8Array[]>
+  /** A failed log of `name` leaves `count` acknowledged appends only in the write-ahead file. */
+  strand(name: string, count: number): void
+}
+
+interface PendingAppend {
+  update: Uint8Array
+  /** It is in the write-ahead file too (settled there once LevelDB has it). */
+  logged: boolean
+  /** A copy being adopted (see CollectionLog.adopt): whether its owner kept it. */
+  kept?: Promise<boolean>
+  /** Its snapshot file, already being written (see CollectionLog.adopt). */
+  file?: SnapshotFileWrite
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/**
+ * The persisted update log of one collection. Appends are written in atomic batches; appends
+ * that arrive while a batch is being written go together into the next one (group commit).
+ * A promise returned by `append` resolves once LevelDB has the update in its write-ahead
+ * log, which survives the process being killed.
+ */
+export class CollectionLog {
+  readonly name: string
+  private readonly store: LogStore
+  private readonly snapshot: () => Uint8Array
+  private exists: boolean
+  /** The file the stored snapshot is in, if it is in one (see SnapshotFiles). */
+  private snapshotFile: string | undefined
+  private lastSeq: number
+  private readonly state: LogState
+  private pending: PendingAppend[] = []
+  /** Set while appends in the write-ahead file wait to be written to LevelDB together (see kickSoon). */
+  private behindTimer: NodeJS.Timeout | undefined
+  /** An append that skipped the write-ahead file and is not in LevelDB yet (see append). */
+  private unlogged: Promise<void> | undefined
+  private running: Promise<void> | undefined
+  private compactRequested = false
+  /** When the last update was appended (a due compaction waits for a pause). */
+  private lastAppendAt = -Infinity
+  private idleTimer: NodeJS.Timeout | undefined
+  private stopped = false
+  private failure: KitsyncError | undefined
+
+  constructor(
+    store: LogStore,
+    name: string,
+    snapshot: () => Uint8Array,
+    init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState },
+  ) {
+    this.store = store
+    this.name = name
+    this.snapshot = snapshot
+    this.exists = init.exists
+    this.snapshotFile = init.snapshotFile
+    this.lastSeq = init.lastSeq
+    this.state = init.state
+  }
+
+  /** Sizes for `list` and `status`. */
+  stats(): { bytes: number; logEntries: number; snapshotBytes: number } {
+    return { bytes: this.state.snapshotBytes + this.state.logBytes, logEntries: this.state.logEntries, snapshotBytes: this.state.snapshotBytes }
+  }
+
+  append(update: Uint8Array): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    this.lastAppendAt = this.store.now()
+    const wal = this.store.wal
+    if (wal !== undefined && !this.isWholeState(update)) {
+      try {
+        wal.append(this.name, update)
+      } catch (err) {
+        // The document now holds an update the disk does not: this log takes no more (its
+        // owner reloads the collection), but what is queued still goes to LevelDB.
+        this.failure = err as KitsyncError
+        return Promise.reject(err)
+      }
+      // Durable now; LevelDB follows in a batch. A writer far ahead of LevelDB waits for it.
+      // An update behind one that skipped the write-ahead file is durable only with it.
+      const behind = this.pending.length >= MAX_UNWRITTEN
+      const written = new Promise<void>((resolve, reject) => {
+        this.pending.push({ update, logged: true, resolve, reject: behind ? reject : () => undefined })
+        if (behind) this.kick()
+        else this.kickSoon()
+      })
+      return behind ? written : (this.unlogged ?? Promise.resolve())
+    }
+    return this.writeUnlogged(update)
+  }
+
+  /**
+   * Store the first copy of a collection, taken from a peer, while the caller checks it (by
+   * applying it): the system (a snapshot file) or LevelDB writes the megabytes of a large
+   * copy on another thread meanwhile. Resolves once that write is under way. The metadata
+   * that makes the copy a collection (see DocStore.open) is written only once the caller
+   * keeps it; dropped, what was written of it is removed. Only for a collection nothing is
+   * stored of; a copy too small to be a snapshot is appended when kept.
+   */
+  async adopt(update: Uint8Array): Promise<Adoption> {
+    const fallback: Adoption = { keep: () => this.append(update), drop: async () => undefined }
+    if (this.failure !== undefined || this.exists || !this.isWholeState(update)) return fallback
+    const file = this.store.files?.wants(this.name, update.byteLength) === true ? await this.store.beginFile(this.name, update) : undefined
+    // Nothing else can have been queued meanwhile: the log is new and only its owner has it.
+    if (!this.isWholeState(update)) {
+      if (file !== undefined) void file.done.then(() => this.store.files?.remove(file.ref.file)).catch(() => undefined)
+      return fallback
+    }
+    this.lastAppendAt = this.store.now()
+    let decide: (keep: boolean) => void = () => undefined
+    const kept = new Promise<boolean>((resolve) => {
+      decide = resolve
+    })
+    const written = this.writeUnlogged(update, kept, file)
+    // Handled by whoever keeps it; a dropped copy's failure is expected.
+    written.catch(() => undefined)
+    return {
+      keep: () => {
+        decide(true)
+        return written
+      },
+      drop: () => {
+        decide(false)
+        return written.then(
+          () => undefined,
+          () => undefined,
+        )
+      },
+    }
+  }
+
+  /** An append that skips the write-ahead file: LevelDB gets it in a batch of its own, at once. */
+  private writeUnlogged(update: Uint8Array, kept?: Promise<boolean>, file?: SnapshotFileWrite): Promise<void> {
+    const written = new Promise<void>((resolve, reject) => {
+      this.pending.push({ update, logged: false, resolve, reject, ...(kept === undefined ? {} : { kept }), ...(file === undefined ? {} : { file }) })
+      this.kick()
+    })
+    if (this.store.wal !== undefined) {
+      // The whole state of a new collection goes to LevelDB at once (as its snapshot): writing
+      // it to the write-ahead file first would only copy megabytes twice.
+      this.unlogged = written
+      const clear = (): void => {
+        if (this.unlogged === written) this.unlogged = undefined
+      }
+      written.then(clear, clear)
+    }
+    return written
+  }
+
+  /** An update that, written now and alone, would become the collection's snapshot (see writeAppends). */
+  private isWholeState(update: Uint8Array): boolean {
+    return this.pending.length === 0 && this.running === undefined && this.storedAsSnapshot(update)
+  }
+
+  /** The first update of an empty collection, large enough to be stored as its snapshot. */
+  private storedAsSnapshot(update: Uint8Array): boolean {
+    return this.state.snapshotBytes === 0 && this.state.logEntries === 0 && update.byteLength > this.store.policy.minBytes
+  }
+
+  /**
+   * Everything stored for this collection, the snapshot first, with the appends not yet in
+   * LevelDB after it: together they hold every update the collection's document has taken (its
+   * owner appends each one as it happens). A device that has nothing of the collection can be
+   * sent these as they are instead of a fresh Y.encodeStateAsUpdate of the document, which
+   * costs far more for a large collection. Undefined when encoding is cheaper (a small
+   * collection, or a long log that would be sent entry by entry) or a write failed.
+   */
+  async storedState(): Promise<Uint8Array[] | undefined> {
+    if (this.stats().bytes < STORED_STATE_MIN_BYTES) return undefined
+    while (this.running !== undefined) await this.running
+    if (this.failure !== undefined || this.state.logEntries + this.pending.length > MAX_STORED_ENTRIES) return undefined
+    // In the writer's place: a compaction between reading the snapshot and the log would
+    // delete entries the old snapshot does not hold.
+    return this.exclusive(async () => {
+      try {
+        const stored = await this.store.readStored(this.name)
+        for (const p of this.pending) stored.push(p.update)
+        return stored
+      } catch {
+        // The caller encodes the document instead, which holds the same.
+        return undefined
+      }
+    })
+  }
+
+  /** No compaction or deferred write starts from now on (the owner is closing; it flushes and compacts by itself first). */
+  stop(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
+    if (this.behindTimer !== undefined) clearTimeout(this.behindTimer)
+    this.idleTimer = undefined
+    this.behindTimer = undefined
+    this.stopped = true
+  }
+
+  /** Check the triggers; called from a timer by the owner. */
+  tick(): void {
+    this.checkCompaction()
+  }
+
+  /** Compact if due: at once if urgent, else once no append came for the policy's idleMs. */
+  private checkCompaction(): void {
+    // A failed log's document may hold an update that was refused: it must never become a snapshot.
+    if (this.failure !== undefined) return
+    const now = this.store.now()
+    const due = compactionDue(this.store.policy, this.state, now)
+    if (due === undefined) return
+    const quietFor = now - this.lastAppendAt
+    if (due === 'now' || quietFor >= this.store.policy.idleMs) {
+      this.requestCompaction()
+      return
+    }
+    if (this.idleTimer !== undefined) return
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined
+      if (this.failure === undefined && !this.stopped) this.checkCompaction()
+    }, this.store.policy.idleMs - quietFor)
+    this.idleTimer.unref()
+  }
+
+  /** Compact now, whatever the policy says; resolves when the new snapshot is written. */
+  async compactNow(): Promise<void> {
+    if (this.failure === undefined) this.requestCompaction()
+    await this.flush()
+  }
+
+  /** Resolves when everything queued so far is written. */
+  async flush(): Promise<void> {
+    if (this.behindTimer !== undefined) this.kick()
+    while (this.running !== undefined) await this.running
+  }
+
+  private requestCompaction(): void {
+    this.compactRequested = true
+    this.kick()
+  }
+
+  /**
+   * Write what the write-ahead file holds to LevelDB a little later, together with whatever
+   * comes meanwhile. It is durable already, and a writer of one update every millisecond or so
+   * (an app typing, a mesh relaying) would otherwise cost a LevelDB batch and an emptying of
+   * the file per update, on the main thread, in the gaps a peer's next update needs.
+   */
+  private kickSoon(): void {
+    if (this.running !== undefined || this.behindTimer !== undefined) return
+    this.behindTimer = setTimeout(() => this.kick(), WRITE_BEHIND_MS)
+    this.behindTimer.unref()
+  }
+
+  private kick(): void {
+    if (this.behindTimer !== undefined) clearTimeout(this.behindTimer)
+    this.behindTimer = undefined
+    if (this.running !== undefined) return
+    void this.exclusive(() => this.drain())
+  }
+
+  /**
+   * Run `work` in the writer's place (the caller checked it is free): no batch or compaction
+   * starts until it is done, and whatever was queued meanwhile is written after it.
+   */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = work()
+    this.running = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    void this.running.then(() => {
+      this.running = undefined
+      if (this.pending.length > 0 || this.compactRequested) this.kick()
+    })
+    return result
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 || this.compactRequested) {
+      // A requested compaction goes before the next batch, or a steady stream of writers
+      // would keep it waiting forever while the log grows.
+      if (this.pending.length > 0 && !this.compactRequested) {
+        const batch = this.pending
+        this.pending = []
+        try {
+          await this.writeAppends(batch)
+          for (const p of batch) p.resolve()
+        } catch (err) {
+          this.fail(err, batch)
+          return
+        }
+        this.checkCompaction()
+        continue
+      }
+      this.compactRequested = false
+      try {
+        await this.writeCompaction()
+      } catch (err) {
+        this.fail(err, [])
+        return
+      }
+    }
+  }
+
+  private async writeAppends(batch: PendingAppend[]): Promise<void> {
+    const ops: BatchOp[] = []
+    if (!this.exists) {
+      ops.push({ type: 'put', key: metaKey(this.name), value: jsonValue(newMeta(this.store.now())) })
+      // A snapshot without metadata is what an interrupted adoption left (see adopt): not this collection's.
+      ops.push({ type: 'del', key: snapshotKey(this.name) })
+    }
+    const only = batch.length === 1 ? (batch[0] as PendingAppend) : undefined
+    if (only !== undefined && this.storedAsSnapshot(only.update)) {
+      // The first, large update of an empty collection (a device copying a workspace) is the
+      // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
+      const meta = ops.filter((op) => op.type === 'put')
+      const snap =
+        only.kept === undefined
+          ? await this.store.snapshotValue(this.name, only.update)
+          : await storeAdopted(this.store, this.name, { update: only.update, kept: only.kept, file: only.file }, meta)
+      if (only.kept === undefined) await this.store.batch([...meta, { type: 'put', key: snapshotKey(this.name), value: snap.value }])
+      if (only.logged) this.store.wal?.settled(1)
+      this.exists = true
+      this.snapshotFile = snap.file?.file
+      this.state.snapshotBytes = snap.bytes
+      return
+    }
+    let seq = this.lastSeq
+    let bytes = 0
+    for (const p of batch) {
+      const value = frame(p.update)
+      bytes += value.byteLength
+      ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
+    }
+    await this.store.batch(ops)
+    const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)
+    if (logged > 0) this.store.wal?.settled(logged)
+    this.exists = true
+    this.lastSeq = seq
+    if (this.state.logEntries === 0) this.state.oldestEntryAt = this.store.now()
+    this.state.logEntries += batch.length
+    this.state.logBytes += bytes
+  }
+
+  private async writeCompaction(): Promise<void> {
+    if (this.state.logEntries === 0) return
+    const update = this.snapshot()
+    const snap = await this.store.snapshotValue(this.name, update)
+    // Sequence numbers are contiguous, so the log entries this snapshot covers are known
+    // without a scan, and the whole swap is one atomic batch.
+    const first = this.lastSeq - this.state.logEntries + 1
+    const ops: BatchOp[] = [
+      { type: 'put', key: snapshotKey(this.name), value: snap.value },
+      { type: 'del', key: vectorKey(this.name) },
+    ]
+    for (let seq = first; seq <= this.lastSeq; seq++) ops.push({ type: 'del', key: updateKey(this.name, seq) })
+    const replaced = this.snapshotFile
+    // A file the old snapshot is in goes only once LevelDB has the new one on disk (synced): a
+    // power cut must not leave the old reference pointing at nothing.
+    try {
+      await this.store.batch(ops, replaced === undefined ? {} : { sync: true })
+    } catch (err) {
+      if (snap.file !== undefined) await this.store.files?.remove(snap.file.file).catch(() => undefined)
+      throw err
+    }
+    this.snapshotFile = snap.file?.file
+    if (replaced !== undefined && replaced !== this.snapshotFile) await this.store.files?.remove(replaced).catch(() => undefined)
+    // Let LevelDB drop the deleted entries from its files now rather than whenever its own
+    // compaction gets there, so the store stays close to the size of the snapshot.
+    const db = this.store.db as BinaryLevel & { compactRange?: (start: string, end: string) => Promise<void> }
+    if (typeof db.compactRange === 'function') void db.compactRange(updatePrefix(this.name), updateKey(this.name, this.lastSeq)).catch(() => undefined)
+    this.state.snapshotBytes = snap.bytes
+    this.state.logBytes = 0
+    this.state.logEntries = 0
+    this.state.oldestEntryAt = undefined
+  }
+
+  private fail(err: unknown, batch: PendingAppend[]): void {
+    const error = err instanceof KitsyncError ? err : storageFailure(this.name, 'write failed', err)
+    // After a failed write the in-memory document is ahead of the disk: refuse further
+    // writes so the owner reloads the collection from what is actually stored.
+    this.failure = error
+    const lost = [...batch, ...this.pending]
+    // Acknowledged from the write-ahead file: durable there, LevelDB gets them when the collection reopens.
+    this.store.strand(this.name, lost.reduce((n, p) => (p.logged ? n + 1 : n), 0))
+    for (const p of lost) p.reject(error)
+    this.pending = []
+    this.compactRequested = false
+  }
+
+  get failed(): KitsyncError | undefined {
+    return this.failure
+  }
+}
