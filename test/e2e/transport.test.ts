@@ -1,6 +1,6 @@
 import { Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
-import { IDENTIFY_DELAY_MS } from '../../dist/net/mesh.js'
+import { IDENTIFY_DELAY_MS } from '../../dist/net/libp2p-node.js'
 import { SYNC_PROTOCOL_ID } from '../../dist/protocol/sync-frames.js'
 import { loopbackPeers } from '../helpers/loopback-peers.js'
 
