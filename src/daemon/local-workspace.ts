@@ -62,7 +62,7 @@ import type {
 } from '../core/workspace-types.js'
 import { deviceIdOf } from '../net/identity.js'
 import { DocStore, type BinaryLevel, type CollectionLog } from '../store/doc-store.js'
-import type { SyncHost } from '../sync/sync-engine.js'
+import type { SyncHost } from '../sync/sync-host.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { openHomeStore } from '../store/level.js'
 import { SnapshotFiles } from '../store/snapshot-files.js'
