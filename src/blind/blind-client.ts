@@ -1,7 +1,8 @@
 import type * as Y from 'yjs'
 import { TypedEmitter } from '../core/emitter.js'
 import type { KitsyncError } from '../core/errors.js'
-import { SyncSession, type PeerLink } from '../sync/sync-engine.js'
+import type { PeerLink } from '../sync/sync-host.js'
+import { SyncSession } from '../sync/sync-session.js'
 import { BlindClientSession } from './blind-client-session.js'
 import { DEFAULT_SNAPSHOT_POLICY, type BlindClientEvents, type BlindClientHost, type BlindSessionOwner, type SnapshotPolicy, type StoreRecord } from './client-types.js'
 

@@ -1,6 +1,6 @@
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from './blind-frames.js'
-import type { PeerLink } from '../sync/sync-engine.js'
+import type { PeerLink } from '../sync/sync-host.js'
 import type { BlindEntry, BlindStorage, BlindStoreState } from './blind-storage.js'
 
 /**

@@ -63,7 +63,7 @@ import type {
 import { deviceIdOf } from '../net/identity.js'
 import type { CollectionLog } from '../store/collection-log.js'
 import { DocStore } from '../store/doc-store.js'
-import type { SyncHost } from '../sync/sync-engine.js'
+import type { SyncHost } from '../sync/sync-host.js'
 import { ensureHome, homePaths, initWorkspace, readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { openHomeStore, type BinaryLevel } from '../store/level.js'
 import { SnapshotFiles } from '../store/snapshot-files.js'

@@ -3,7 +3,8 @@ import { isOnDemand } from '../core/selection.js'
 import type { SyncNowPeer, SyncNowReport } from '../core/sync-types.js'
 import type { DeviceRecord, WorkspaceEvents } from '../core/workspace-types.js'
 import type { Mesh } from '../net/mesh.js'
-import type { SyncEngine, SyncSession } from '../sync/sync-engine.js'
+import type { SyncEngine } from '../sync/sync-engine.js'
+import type { SyncSession } from '../sync/sync-session.js'
 import type { RunningSync, WorkspaceSync } from './workspace-sync.js'
 
 /** How often the running peer saves its sync counters (and always when it stops). */

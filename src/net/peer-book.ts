@@ -1,4 +1,4 @@
-import type { SessionStats } from '../sync/sync-engine.js'
+import type { SessionStats } from '../sync/sync-session.js'
 
 export interface KnownPeer {
   peerId: string

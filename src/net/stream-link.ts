@@ -3,7 +3,7 @@ import { LengthPrefixedDecoder } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import type { KitsyncError } from '../core/errors.js'
 import { encodeFrame, FrameType } from '../protocol/sync-frames.js'
-import type { PeerLink } from '../sync/sync-engine.js'
+import type { PeerLink } from '../sync/sync-host.js'
 import { varintLength } from './length-prefix.js'
 import { halfWindowUpdates } from './yamux-window.js'
 

@@ -2,7 +2,9 @@ import * as Y from 'yjs'
 import type { KitsyncError } from '../../src/core/errors.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
 import { isOnDemand, ItemSelection, type InterestRule, type SelectionSettings } from '../../src/core/selection.js'
-import { SyncEngine, type PeerLink, type SyncHost, type SyncSession } from '../../src/sync/sync-engine.js'
+import { SyncEngine } from '../../src/sync/sync-engine.js'
+import type { PeerLink, SyncHost } from '../../src/sync/sync-host.js'
+import type { SyncSession } from '../../src/sync/sync-session.js'
 
 /** Small seeded PRNG (mulberry32) so a failing run can be replayed from its seed. */
 export function prng(seed: number): () => number {

@@ -6,7 +6,7 @@ import { BlindClient, type BlindClientHost, type BlindClientSession } from '../.
 import { open, open as openEnvelope, seal } from '../../src/blind/blind-envelope.js'
 import { BlindServer, LIVE_QUEUE_BYTES } from '../../src/blind/blind-server.js'
 import { MemoryBlindStorage, type BlindEntry } from '../../src/blind/blind-storage.js'
-import type { PeerLink } from '../../src/sync/sync-engine.js'
+import type { PeerLink } from '../../src/sync/sync-host.js'
 
 const KEY1 = new Uint8Array(32).fill(7)
 const KEY2 = new Uint8Array(32).fill(9)

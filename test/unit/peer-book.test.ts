@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { PeerBook } from '../../src/net/peer-book.js'
-import type { SessionStats } from '../../src/sync/sync-engine.js'
+import type { SessionStats } from '../../src/sync/sync-session.js'
 
 describe('peer book', () => {
   it('stamps last seen from the injected clock and keeps the last known address', () => {
