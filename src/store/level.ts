@@ -1,4 +1,4 @@
-import { ClassicLevel } from 'classic-level'
+import { Level } from 'level'
 import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { KitsyncError } from '../core/errors.js'
@@ -9,9 +9,12 @@ import type { HomePaths } from './home.js'
  * Open the LevelDB store of a home folder. LevelDB's own LOCK file makes the process that
  * opens it the only owner: a second opener fails with STORE_LOCKED. Without `createIfMissing`
  * a folder without CURRENT is refused rather than made a new database.
+ *
+ * `level` is classic-level in Node (and browser-level in a browser, for a later browser
+ * runtime): the options and the error causes read here are classic-level's.
  */
 export async function openLevel(dir: string, options: { createIfMissing?: boolean } = {}): Promise<BinaryLevel> {
-  const db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: options.createIfMissing ?? true })
+  const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: options.createIfMissing ?? true })
   try {
     await db.open()
   } catch (err) {
