@@ -1,9 +1,12 @@
 import { Level } from 'level'
 import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { debugLog } from '../core/debug-log.js'
 import { KitsyncError } from '../core/errors.js'
 import type { BinaryLevel } from './doc-store.js'
 import type { HomePaths } from './home.js'
+
+const log = debugLog('store:level')
 
 /**
  * Open the LevelDB store of a home folder. LevelDB's own LOCK file makes the process that
@@ -84,7 +87,11 @@ async function storeSigns(paths: HomePaths): Promise<StoreSigns> {
   }
   const snapshots = (await listDir(paths.snapshots)).filter((f) => f.endsWith('.snap')).length
   if (snapshots > 0) signs.push(`snapshots/ holds ${count(snapshots, 'snapshot file')}`)
-  const wal = await stat(paths.wal).catch(() => undefined)
+  // Absent: no sign. Any other failure counts as none too, and the WAL's own open reports it.
+  const wal = await stat(paths.wal).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log(`cannot stat ${paths.wal} while looking for signs of a store`, err)
+    return undefined
+  })
   if (wal !== undefined && wal.size > 0) signs.push(`store.wal holds ${wal.size} bytes of writes`)
   if (await exists(paths.storeMarker)) {
     const marker = await readFile(paths.storeMarker, 'utf8').catch(() => '') // its date is only a detail of the message
