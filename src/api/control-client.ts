@@ -35,7 +35,7 @@ export class ControlClient {
       }
     })
     socket.on('close', () => this.fail(new KitsyncError('CONNECTION_CLOSED', 'the peer closed the control connection')))
-    socket.on('error', () => undefined)
+    socket.on('error', () => undefined) // 'close' follows and fails what is pending (CONNECTION_CLOSED)
   }
 
   /**

@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import { fromBase64 as unb64, toBase64 as b64 } from 'lib0/buffer'
+import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { isEmptyDoc } from '../core/yjs-internals.js'
 import type { PeerLink } from '../sync/sync-host.js'
@@ -7,6 +8,8 @@ import { open, seal, type EnvelopeItem } from './blind-envelope.js'
 import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from './blind-frames.js'
 import type { BlindSessionOwner, StoreRecord } from './client-types.js'
 import { covers, EMPTY_SV, mergeVector, updateClocks } from './state-vectors.js'
+
+const log = debugLog('blind:client')
 
 /**
  * One session of a trusted device with one store (see blind-client.ts): the hello, the
@@ -342,12 +345,12 @@ export class BlindClientSession {
   /** Saves run one after the other (the last one wins); a failed save is retried by the next. */
   private save(): Promise<void> {
     this.saved = this.saved
-      .catch(() => undefined)
+      .catch(() => undefined) // logged below when it failed; this save retries it
       .then(() => {
         this.record.dirty = [...this.dirty]
         return this.client.host.putLocal(`blind:${this.peerId}`, { ...this.record, sv: { ...this.record.sv } })
       })
-    this.saved.catch(() => undefined)
+    this.saved.catch((err: unknown) => log(`cannot save the cursor of the blind store session with ${this.peerId}; the next save retries`, err))
     return this.saved
   }
 }

@@ -103,6 +103,8 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
   async closeAll(): Promise<void> {
     const sessions = [...this.active]
     for (const s of sessions) s.close()
+    // A failed save was logged by its session; closing goes on, and the next session starts
+    // from the cursor last saved.
     await Promise.all(sessions.map((s) => s.saved.catch(() => undefined)))
   }
 

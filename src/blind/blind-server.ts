@@ -1,7 +1,10 @@
+import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from './blind-frames.js'
 import type { PeerLink } from '../sync/sync-host.js'
 import type { BlindEntry, BlindStorage, BlindStoreState } from './blind-storage.js'
+
+const log = debugLog('blind:server')
 
 /**
  * The untrusted storage peer's side of the blind store (pure: storage and transport plug in).
@@ -60,7 +63,7 @@ export class BlindServer {
   /** @internal Run one operation after every earlier one. */
   serial(fn: () => Promise<void>): Promise<void> {
     const next = this.chain.then(fn)
-    this.chain = next.catch(() => undefined)
+    this.chain = next.catch(() => undefined) // the caller gets the error from `next`; the chain only keeps the order
     return next
   }
 
@@ -219,7 +222,12 @@ export class BlindServerSession {
   }
 
   private async authorize(): Promise<void> {
-    if (!(await this.server.options.authorize(this.peerId).catch(() => false))) {
+    // A check that fails refuses, as a "no" does.
+    const allowed = await this.server.options.authorize(this.peerId).catch((err: unknown) => {
+      log(`cannot check whether ${this.peerId} is a member; refused`, err)
+      return false
+    })
+    if (!allowed) {
       throw new KitsyncError('NOT_A_MEMBER', 'only trusted members of the workspace may use this store')
     }
   }

@@ -53,6 +53,8 @@ export function findSecret(text: string, extra: readonly SecretRule[] = []): Sec
     try {
       re = regexOf(rule)
     } catch {
+      // Refused when set on this device (secretRuleError); one that came otherwise (synced
+      // settings) is skipped rather than making every write fail.
       continue
     }
     if (re.test(text)) return rule

@@ -1,9 +1,12 @@
 import { setImmediate } from 'node:timers'
+import { debugLog } from '../core/debug-log.js'
 import { openBlind, serveBlind, type StreamHandler } from '../net/blind-link.js'
 import type { Mesh } from '../net/mesh.js'
 import { BlindClient, type SnapshotPolicy } from '../blind/blind-client.js'
 import type { BlindServer } from '../blind/blind-server.js'
 import type { LocalWorkspace } from './local-workspace.js'
+
+const log = debugLog('daemon:blind')
 
 /** What `status` shows of the blind store: the store's figures on the VPS, the sessions on a device. */
 export type BlindStatus =
@@ -65,7 +68,7 @@ export class BlindWiring {
       if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }
       this.retry(peerId)
     })
-    this.client.on('skipped', ({ peerId, seq, reason }) => void workspace.audit('sync-error', `blind store entry ${seq} skipped: ${reason}`, peerId).catch(() => undefined))
+    this.client.on('skipped', ({ peerId, seq, reason }) => void workspace.audit('sync-error', `blind store entry ${seq} skipped: ${reason}`, peerId).catch((err: unknown) => log(`cannot write the audit entry for blind store entry ${seq} of ${peerId}, skipped: ${reason}`, err)))
     // A revoked device loses its store sessions at once (the mesh also hangs up on it).
     workspace.on('device:revoked', ({ peerId }) => this.serverValue?.disconnect(peerId))
   }

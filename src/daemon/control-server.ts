@@ -1,5 +1,6 @@
 import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
@@ -16,6 +17,8 @@ import {
   type ControlResponse,
   type HelloResult,
 } from '../protocol/control.js'
+
+const log = debugLog('daemon:control')
 
 /**
  * Serves a workspace over the control socket. Each connection must say `hello` first; after
@@ -123,7 +126,11 @@ export class ControlServer {
               send({ id: request.id, result: { watching: request.id } })
               void (async () => {
                 for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
-              })().catch(() => socket.destroy())
+              })().catch((err: unknown) => {
+                // The client sees its socket close: it watches again, or reports it.
+                log(`watch ${request.id} ended with an error; its connection is closed`, err)
+                socket.destroy()
+              })
               if (request.params?.sync === true) {
                 const offs = WORKSPACE_EVENTS.filter((e) => e !== 'change').map((event) =>
                   this.workspace.on(event, (data) => send({ event, data: { watch: request.id, ...data } })),

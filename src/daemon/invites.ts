@@ -189,7 +189,7 @@ export class Invites
   /** Run `fn` after every earlier exclusive section has settled. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.chain.then(fn, fn)
-    this.chain = run.catch(() => undefined)
+    this.chain = run.catch(() => undefined) // the caller gets the error from `run`; the chain only keeps the order
     return run
   }
 

@@ -1,10 +1,12 @@
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { setImmediate } from 'node:timers'
+import { debugLog, setDebugSink } from '../core/debug-log.js'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
 import { decodeToken } from '../protocol/pair-token.js'
 import { loadOrCreateIdentity } from '../net/identity.js'
+import { libp2pDebugSink } from '../net/debug-sink.js'
 import { DEFAULT_LISTEN } from '../net/libp2p-node.js'
 import { Mesh } from '../net/mesh.js'
 import type { DeviceView, NetworkStatus, SelfRevocation, WorkspaceEvents } from '../core/workspace-types.js'
@@ -22,6 +24,8 @@ import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
 import { PeerSync } from './peer-sync.js'
 import { StrangerAudit } from './stranger-audit.js'
+
+const log = debugLog('daemon:peer')
 
 export interface PeerOptions {
   home: string
@@ -79,6 +83,8 @@ export class Peer {
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
+    // The library's debug lines go where libp2p's go (DEBUG=kitsync:*).
+    setDebugSink(libp2pDebugSink)
     const paths = homePaths(options.home)
     let workspace: LocalWorkspace
     try {
@@ -124,7 +130,8 @@ export class Peer {
         receive: async (received, from) => {
           if (keys === undefined || !(await keys.merge(received))) return
           await workspace.audit('key-rotated', `workspace key epoch ${keys.epoch}, received from …${from.slice(-8)}`)
-          for (const id of mesh.connectedPeers()) if (id !== from && !workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+          // A member missed now pulls the keys when it next connects.
+          for (const id of mesh.connectedPeers()) if (id !== from && !workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch((err: unknown) => log(`cannot push keys to ${id}`, err))
         },
       }
       // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
@@ -181,7 +188,8 @@ export class Peer {
       // tells it). It is kept on record, and from then on the mesh dials no one (also after a restart).
       const revokedSelf = async (r: SelfRevocation): Promise<void> => {
         if (!(await workspace.markRevokedSelf(r))) return
-        await workspace.audit('device-revoked', `this device learned it was revoked${r.toldBy === undefined ? '' : ` (told by …${r.toldBy.slice(-8)})`}`, self).catch(() => undefined)
+        // The revocation is on record (markRevokedSelf); the audit entry is the log of it.
+        await workspace.audit('device-revoked', `this device learned it was revoked${r.toldBy === undefined ? '' : ` (told by …${r.toldBy.slice(-8)})`}`, self).catch((err: unknown) => log('cannot write the device-revoked audit entry', err))
         mesh.retire(revokedMessage(r))
       }
       const known = await workspace.selfRevocation()
@@ -195,7 +203,7 @@ export class Peer {
           }
           const reason = notice.reason === '' ? {} : { reason: notice.reason }
           await revokedSelf({ revokedBy: notice.revokedBy, revokedAt: notice.revokedAt, ...reason, toldBy: peerId, learnedAt: Date.now() })
-        })().catch(() => undefined)
+        })().catch((err: unknown) => log(`cannot handle the REVOKED notice from ${peerId}`, err))
       })
       // Trust: a revoked device is cut off the moment the revocation arrives; refusals,
       // pairing failures and sync errors go to the audit log (refusals of an address: the first
@@ -203,27 +211,29 @@ export class Peer {
       workspace.on('device:revoked', ({ peerId, by }) => {
         void mesh.hangUp(peerId).then(() => {
           if (by !== self || keys === undefined) return
-          for (const id of mesh.connectedPeers()) if (!workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch(() => undefined)
+          // A member missed now pulls the keys when it next connects.
+          for (const id of mesh.connectedPeers()) if (!workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch((err: unknown) => log(`cannot push keys to ${id}`, err))
         })
       })
       mesh.on('connected', ({ peerId }) => {
         // Keys are pulled from trusted members only, and an untrusted peer (the VPS) pulls none.
         if (workspace.isUntrusted(peerId) || workspace.isUntrusted(self)) return
-        void pullKeys(mesh.node, peerId, keyHolder).catch(() => undefined)
+        void pullKeys(mesh.node, peerId, keyHolder).catch((err: unknown) => log(`cannot pull keys from ${peerId}`, err))
       })
       mesh.on('refused', ({ peerId, reason, address }) => strangers.connectionRefused(address, peerId, reason))
       engine.on('offline', ({ peerId, error }) => {
-        if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch(() => undefined)
+        if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch((err: unknown) => log(`cannot write the sync-error audit entry for ${peerId} (${error.code})`, err))
       })
       invites.on('pending', (e) => workspace.emitEvent('pairing:pending', e))
       // A device just admitted asks for everything next: its copy is read while the pairing ends.
       invites.on('used', ({ deviceId }) => engine.expectNewDevice(deviceId))
-      invites.on('refused', ({ deviceId, code, message }) => void workspace.audit('pairing-refused', `${code}: ${message}`, deviceId).catch(() => undefined))
+      invites.on('refused', ({ deviceId, code, message }) => void workspace.audit('pairing-refused', `${code}: ${message}`, deviceId).catch((err: unknown) => log(`cannot write the pairing-refused audit entry for ${deviceId} (${code})`, err)))
       await workspace.revocations()
       for (const [event, listener] of Object.entries(options.listeners ?? {})) workspace.on(event as keyof WorkspaceEvents, listener as never)
       await mesh.start()
       // Make every stored collection known to the engine, so live updates flow from the start.
-      for (const name of workspace.collectionNames()) await engine.doc(name).catch(() => undefined)
+      // One that does not load is not synced, and reports its error when it is used.
+      for (const name of workspace.collectionNames()) await engine.doc(name).catch((err: unknown) => log(`cannot load collection ${name} at start`, err))
       let control: ControlServer | undefined
       if (options.control ?? true) {
         control = await ControlServer.listen(workspace, paths.socket)
@@ -236,7 +246,8 @@ export class Peer {
       control?.setPeer(peer)
       return peer
     } catch (err) {
-      for (const fn of cleanup) await fn().catch(() => undefined)
+      // The start's own error is the one to report.
+      for (const fn of cleanup) await fn().catch((cleanupErr: unknown) => log('cleaning up after a failed start', cleanupErr))
       throw err
     }
   }
@@ -319,7 +330,8 @@ export class Peer {
       })
     })
     const current = this.engine.sessionsWith(peerId)[0]
-    if (current === undefined || current.isCaughtUp) await this.mesh.openSyncTo(peerId).catch(() => undefined)
+    // A stream of ours that fails is not the end (see above): `done` waits all the same.
+    if (current === undefined || current.isCaughtUp) await this.mesh.openSyncTo(peerId).catch((err: unknown) => log(`cannot open a sync session with ${peerId}; waiting for one all the same`, err))
     return done
   }
 
@@ -363,8 +375,9 @@ export class Peer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await this.control?.close()
-      await this.blind.stop().catch(() => undefined)
-      await this.mesh.stop().catch(() => undefined)
+      // Stopping goes on: what is left to write is the workspace's, closed below.
+      await this.blind.stop().catch((err: unknown) => log('stopping the blind store wiring', err))
+      await this.mesh.stop().catch((err: unknown) => log('stopping the mesh', err))
       await this.strangers.stop()
       await this.workspace.close()
       await rm(this.paths.pid, { force: true })
@@ -384,7 +397,7 @@ async function readPid(file: string): Promise<number | undefined> {
     const pid = parseInt(await readFile(file, 'utf8'), 10)
     return Number.isSafeInteger(pid) ? pid : undefined
   } catch {
-    return undefined
+    return undefined // no pid file (or unreadable): the message names no pid
   }
 }
 

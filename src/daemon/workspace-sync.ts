@@ -1,3 +1,4 @@
+import { debugLog } from '../core/debug-log.js'
 import { KitsyncError } from '../core/errors.js'
 import { assertCollectionName } from '../core/names.js'
 import { applyItemsChange, ItemSelection, ON_DEMAND_PREFIXES, type ItemsChange, type SelectionSettings } from '../core/selection.js'
@@ -9,6 +10,8 @@ import type { SyncEngine } from '../sync/sync-engine.js'
 
 /** Key of the saved sync counters in the local (never synced) part of the store. */
 export const STATS_KEY = 'sync-stats'
+
+const log = debugLog('daemon:sync')
 
 /** What WorkspaceSync needs from the workspace (LocalWorkspace). */
 export interface WorkspaceSyncHost {
@@ -107,7 +110,11 @@ export class WorkspaceSync {
   }
 
   async stats(): Promise<SyncStatsView> {
-    const members = await this.host.members().catch(() => ({}) as Record<string, { name: string }>)
+    // Without the members the figures are shown by device id, not name.
+    const members = await this.host.members().catch((err: unknown) => {
+      log('cannot read the members for the names in stats', err)
+      return {} as Record<string, { name: string }>
+    })
     const names = Object.fromEntries(Object.entries(members).map(([id, m]) => [id, m.name]))
     if (this.running !== undefined) return { ...this.running.engine.stats.snapshot(), live: true, names }
     const saved = new SyncStats(Date.now)
@@ -135,7 +142,8 @@ export class WorkspaceSync {
     if (stats === undefined || !stats.dirty) return this.persisting
     stats.dirty = false
     const snapshot = stats.snapshot()
-    this.persisting = this.persisting.then(() => this.host.store.putLocal(STATS_KEY, snapshot)).catch(() => {
+    this.persisting = this.persisting.then(() => this.host.store.putLocal(STATS_KEY, snapshot)).catch((err: unknown) => {
+      log('cannot save the sync counters; the next save tries again', err)
       stats.dirty = true
     })
     return this.persisting
@@ -143,7 +151,13 @@ export class WorkspaceSync {
 
   /** Continue counting from what the peer saved when it last ran. */
   async restore(stats: SyncStats): Promise<void> {
-    const saved = readSnapshot(await this.host.store.getLocal(STATS_KEY).catch(() => undefined))
+    // Counters that cannot be read start again from zero: they are figures, not data.
+    const saved = readSnapshot(
+      await this.host.store.getLocal(STATS_KEY).catch((err: unknown) => {
+        log('cannot read the saved sync counters; counting from zero', err)
+        return undefined
+      }),
+    )
     if (saved !== undefined) stats.load(saved)
     stats.dirty = false
   }

@@ -1,8 +1,12 @@
 import { createHash } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
+import { debugLog } from '../core/debug-log.js'
 import { KitsyncError } from '../core/errors.js'
 import { readJsonFile, writeJsonFile } from '../store/json-file.js'
 import { readSecretFile, writeSecretFile } from '../store/secret-file.js'
+
+// core's logger, not @libp2p/logger: commands that only need the id load nothing of libp2p.
+const log = debugLog('net:identity')
 
 /**
  * The device identity: an Ed25519 key, stored as a libp2p protobuf private key in a 0600
@@ -40,11 +44,13 @@ export async function deviceIdOf(file: string): Promise<string> {
   const key = await readSecretFile(file)
   if (key !== undefined) {
     const fingerprint = createHash('sha256').update(key).digest('hex')
+    // Only a cache: one that is missing or unreadable is computed again below.
     const cached = (await readJsonFile(cacheFile).catch(() => undefined)) as { deviceId?: unknown; fingerprint?: unknown } | undefined
     if (cached?.fingerprint === fingerprint && typeof cached.deviceId === 'string') return cached.deviceId
   }
   const identity = await loadOrCreateIdentity(file)
   const bytes = (await readSecretFile(file)) as Uint8Array
-  await writeJsonFile(cacheFile, { deviceId: identity.deviceId, fingerprint: createHash('sha256').update(bytes).digest('hex') }).catch(() => undefined)
+  // Only a cache: when it cannot be written, the next call computes the id again.
+  await writeJsonFile(cacheFile, { deviceId: identity.deviceId, fingerprint: createHash('sha256').update(bytes).digest('hex') }).catch((err: unknown) => log(`cannot write the device id cache ${cacheFile}`, err))
   return identity.deviceId
 }

@@ -1,4 +1,5 @@
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 
@@ -11,6 +12,8 @@ import { lpStream } from '@libp2p/utils'
 export const KEYS_PROTOCOL_ID = '/kitsync/keys/1.0.0'
 const MAX_MESSAGE = 64 * 1024
 const TIMEOUT_MS = 10_000
+
+const log = logger('kitsync:net:key-exchange')
 
 export interface KeyHolder {
   isTrusted(deviceId: string): Promise<boolean>
@@ -29,7 +32,7 @@ function parse(bytes: Uint8Array): Record<string, unknown> | undefined {
     const v = JSON.parse(new TextDecoder().decode(bytes)) as unknown
     return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined
   } catch {
-    return undefined
+    return undefined // not JSON: ignored, as any message that is not a pull or a push
   }
 }
 
@@ -42,7 +45,12 @@ function keysOf(value: unknown): Record<string, string> {
 
 export async function handleKeys(stream: Stream, connection: Connection, holder: KeyHolder): Promise<void> {
   const from = connection.remotePeer.toString()
-  if (!(await holder.isTrusted(from).catch(() => false))) {
+  // A peer whose trust cannot be checked gets no keys.
+  const trusted = await holder.isTrusted(from).catch((err: unknown) => {
+    log('cannot check whether %s is trusted; its key request is refused: %e', from, err)
+    return false
+  })
+  if (!trusted) {
     stream.abort(new Error('not a member'))
     return
   }

@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -18,6 +19,8 @@ import { confirmationCode, pairingProof, tokenId as computeTokenId, type PairTok
  * The secret never crosses the wire; the proof is bound to both PeerIds as Noise proved them.
  */
 export const PAIR_PROTOCOL_ID = '/kitsync/pair/1.0.0'
+
+const log = logger('kitsync:net:pairing')
 const MAX_PAIR_MESSAGE = 4 * 1024 * 1024
 /**
  * What the inviter reads from a joiner: a join or a proof is under 1 KiB. Anyone may open the
@@ -145,7 +148,7 @@ function pending(authority: PairingAuthority, tokenId: unknown): boolean {
     authority.secretFor(tokenId)
     return true
   } catch {
-    return false
+    return false // unknown, used or expired: not pending, which is the question
   }
 }
 
@@ -182,7 +185,8 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     const e = toKitsyncError(err)
     if (guard === undefined || guard.refuse(source, joiner, limited)) authority.refused(e, joiner)
     const shown = isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_') || e.code === 'RATE_LIMITED') ? e : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
-    await ch.write({ t: 'error', code: shown.code, message: shown.message }).catch(() => undefined)
+    // The refusal is recorded above; a joiner that cannot be told has hung up.
+    await ch.write({ t: 'error', code: shown.code, message: shown.message }).catch((err: unknown) => log('cannot tell joiner %s that pairing failed (%s): %e', joiner, shown.code, err))
     await stream.close().catch(() => stream.abort(e))
   }
 }
@@ -229,6 +233,7 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
     if (typeof welcome.keys === 'object' && welcome.keys !== null) for (const [k, v] of Object.entries(welcome.keys)) if (typeof v === 'string') keys[k] = v
     return { workspaceId: welcome.workspaceId, name: welcome.name, members: new Uint8Array(Buffer.from(welcome.members, 'base64')), keys }
   } finally {
-    await stream.close().catch(() => undefined)
+    // The welcome is in hand, or an error is on its way: a stream that cannot close cleanly changes neither.
+    await stream.close().catch((err: unknown) => log('closing the pairing stream with the inviter: %e', err))
   }
 }

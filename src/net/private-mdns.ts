@@ -1,3 +1,4 @@
+import { logger } from '@libp2p/logger'
 import multicastDns from 'multicast-dns'
 import { instanceName, open, seal, SERVICE, toTxt, type Announcement } from './discovery-record.js'
 
@@ -11,6 +12,8 @@ export interface PrivateMdnsOptions {
 }
 
 const ANSWER_INTERVAL_MS = 1000
+
+const log = logger('kitsync:net:mdns')
 
 /**
  * mDNS discovery that only members can read (see discovery-record.ts). Queries for the
@@ -32,8 +35,10 @@ export class PrivateMdns {
       this.announce()
     })
     this.mdns.on('response', (response) => this.onResponse(response.answers.concat(response.additionals ?? [])))
-    this.mdns.on('warning', () => undefined)
-    this.mdns.on('error', () => undefined)
+    // A packet that cannot be sent or parsed costs only this round: the next query goes out
+    // within the interval (1 s by default).
+    this.mdns.on('warning', (err: unknown) => log('mDNS warning: %e', err))
+    this.mdns.on('error', (err: unknown) => log('mDNS error: %e', err))
     this.timer = setInterval(() => this.query(), options.intervalMs ?? 1000)
     this.timer.unref()
     this.query()

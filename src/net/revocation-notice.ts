@@ -1,6 +1,9 @@
 import type { PrivateKey } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { encodeFrame, FrameType, revokedSignatureInput, type RevokedFrame, type RevokedStatement } from '../protocol/sync-frames.js'
+
+const log = logger('kitsync:net:revocation-notice')
 
 /**
  * The signed "you are revoked" answer of the sync protocol (a REVOKED frame, docs/PROTOCOL.md).
@@ -35,13 +38,18 @@ export async function checkRevokedNotice(notice: RevokedFrame, ctx: NoticeContex
   if (notice.revoked !== ctx.self) return `it is about device ${notice.revoked}`
   if (notice.signer !== ctx.from) return `it is signed by ${notice.signer}, not by the peer that sent it`
   if (notice.signer === ctx.self) return 'it is signed by this device'
-  if (!(await ctx.isTrustedMember(notice.signer).catch(() => false))) return `its signer ${notice.signer} is not a trusted member`
+  // A signer that cannot be checked is not believed.
+  const trusted = await ctx.isTrustedMember(notice.signer).catch((err: unknown) => {
+    log('cannot check whether %s, the signer of a REVOKED notice, is a trusted member: %e', notice.signer, err)
+    return false
+  })
+  if (!trusted) return `its signer ${notice.signer} is not a trusted member`
   let valid = false
   try {
     const key = peerIdFromString(notice.signer).publicKey
     valid = key !== undefined && (await key.verify(revokedSignatureInput(notice), notice.signature))
   } catch {
-    valid = false
+    valid = false // a signer that is no PeerId, or a key that cannot verify: not verified
   }
   return valid ? undefined : 'its signature does not verify'
 }

@@ -1,4 +1,5 @@
 import type { Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
 import { LengthPrefixedDecoder } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import type { KitsyncError } from '../core/errors.js'
@@ -6,6 +7,8 @@ import { encodeFrame, FrameType } from '../protocol/sync-frames.js'
 import type { PeerLink } from '../sync/sync-host.js'
 import { varintLength } from './length-prefix.js'
 import { halfWindowUpdates } from './yamux-window.js'
+
+const log = logger('kitsync:net:stream-link')
 
 /** Frames queued together are written together, up to this many bytes. */
 const WRITE_BATCH_BYTES = 256 * 1024
@@ -122,7 +125,8 @@ export class StreamLink implements PeerLink {
       return
     }
     this.closed = true
-    void this.stream.close().catch(() => undefined)
+    // A stream that cannot close cleanly (the peer reset it) is gone all the same.
+    void this.stream.close().catch((err: unknown) => log('closing the sync stream with %s: %e', this.peerId, err))
   }
 
   private async drain(): Promise<void> {

@@ -31,6 +31,11 @@ type NoiseFactory = ReturnType<typeof noise>
  *    every byte of a large transfer was copied once more (about a tenth of a 10 MB copy's
  *    time on the receiver here). This replaces the stream's `decrypt`, again not API: left as
  *    it is if the stream has no such method or no `handshake.decrypt` to call.
+ *
+ * Checked against @chainsafe/libp2p-noise 17.0.0 (and the socket and `sendData` of
+ * @libp2p/tcp 11.0.28); package.json pins noise to exactly that version because of these
+ * patches, and test/unit/tuned-noise.test.ts fails if one of the fields is gone. Check them again
+ * before moving the pin.
  */
 export function tunedNoise(...args: Parameters<typeof noise>): NoiseFactory {
   const factory = noise(...args)

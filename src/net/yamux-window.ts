@@ -16,6 +16,11 @@ import type { Stream } from '@libp2p/interface'
  *
  * Streams of other muxers, or a yamux whose stream no longer has these fields, are left as
  * they are.
+ *
+ * Checked against @chainsafe/libp2p-yamux 8.0.1, where `recvWindow` and `recvWindowCapacity`
+ * are private; package.json pins yamux to exactly that version because of this patch, and
+ * test/unit/yamux-window.test.ts fails if a field is gone or the updates come per frame again.
+ * Check them again before moving the pin.
  */
 export function halfWindowUpdates(stream: Stream): void {
   if (!(stream instanceof YamuxStream)) return

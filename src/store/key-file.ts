@@ -101,7 +101,7 @@ export class WorkspaceKeys {
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.changes.then(fn, fn)
-    this.changes = run.catch(() => undefined)
+    this.changes = run.catch(() => undefined) // the caller gets the error from `run`; the chain only keeps the order
     return run
   }
 }

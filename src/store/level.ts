@@ -1,7 +1,8 @@
 import type { AbstractLevel } from 'abstract-level'
-import { ClassicLevel } from 'classic-level'
+import { Level } from 'level'
 import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { debugLog } from '../core/debug-log.js'
 import { KitsyncError } from '../core/errors.js'
 import type { HomePaths } from './home.js'
 
@@ -9,13 +10,18 @@ import type { HomePaths } from './home.js'
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type BinaryLevel = AbstractLevel<any, string, Uint8Array>
 
+const log = debugLog('store:level')
+
 /**
  * Open the LevelDB store of a home folder. LevelDB's own LOCK file makes the process that
  * opens it the only owner: a second opener fails with STORE_LOCKED. Without `createIfMissing`
  * a folder without CURRENT is refused rather than made a new database.
+ *
+ * `level` is classic-level in Node (and browser-level in a browser, for a later browser
+ * runtime): the options and the error causes read here are classic-level's.
  */
 export async function openLevel(dir: string, options: { createIfMissing?: boolean } = {}): Promise<BinaryLevel> {
-  const db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: options.createIfMissing ?? true })
+  const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: options.createIfMissing ?? true })
   try {
     await db.open()
   } catch (err) {
@@ -85,7 +91,11 @@ async function storeSigns(paths: HomePaths): Promise<StoreSigns> {
   }
   const snapshots = (await listDir(paths.snapshots)).filter((f) => f.endsWith('.snap')).length
   if (snapshots > 0) signs.push(`snapshots/ holds ${count(snapshots, 'snapshot file')}`)
-  const wal = await stat(paths.wal).catch(() => undefined)
+  // Absent: no sign. Any other failure counts as none too, and the WAL's own open reports it.
+  const wal = await stat(paths.wal).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log(`cannot stat ${paths.wal} while looking for signs of a store`, err)
+    return undefined
+  })
   if (wal !== undefined && wal.size > 0) signs.push(`store.wal holds ${wal.size} bytes of writes`)
   if (await exists(paths.storeMarker)) {
     const marker = await readFile(paths.storeMarker, 'utf8').catch(() => '') // its date is only a detail of the message

@@ -210,6 +210,7 @@ function setAside(path: string, scan: Scan): never {
     try {
       linkSync(path, kept)
     } catch {
+      // No hard link (a file system without them): a copy keeps the damaged file just as well.
       copyFileSync(path, kept, constants.COPYFILE_EXCL)
     }
     const fd = openSync(tmp, 'w', 0o600)

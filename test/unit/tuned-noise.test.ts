@@ -1,9 +1,17 @@
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
-import type { MessageStream } from '@libp2p/interface'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { MessageStream, MultiaddrConnection, Upgrader } from '@libp2p/interface'
+import { defaultLogger } from '@libp2p/logger'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { tcp } from '@libp2p/tcp'
+import { LengthPrefixedDecoder } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
 import { randomBytes } from 'node:crypto'
+import { Socket } from 'node:net'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { describe, expect, it } from 'vitest'
-import { decryptPieces } from '../../src/net/tuned-noise.js'
+import { uint16Length } from '../../src/net/length-prefix.js'
+import { decryptPieces, tunedNoise } from '../../src/net/tuned-noise.js'
 
 /**
  * The reader of a Noise connection decrypts a message that arrived in several pieces from the
@@ -70,5 +78,68 @@ describe('Noise messages received in pieces', () => {
     tampered[10] = (tampered[10] as number) ^ 1
     expect(() => conn.decrypt(new Uint8ArrayList(tampered.subarray(0, 3000), tampered.subarray(3000)))).toThrow()
     expect(errors()).toBe(1)
+  })
+})
+
+/**
+ * The fields tunedNoise patches are not Noise's API (nor the TCP connection's): if an upgrade of
+ * @chainsafe/libp2p-noise or @libp2p/tcp renames them, tunedNoise leaves the connection as it is
+ * without a word. This runs a real handshake over real TCP on loopback and fails instead.
+ */
+describe('tunedNoise on a real Noise connection over TCP', () => {
+  it('finds and patches the socket writes, the length reader and decrypt, and the bytes still arrive', async () => {
+    const logger = defaultLogger()
+    const transport = tcp()({ logger })
+    let accepted!: (c: MultiaddrConnection) => void
+    const inbound = new Promise<MultiaddrConnection>((resolve) => (accepted = resolve))
+    const listener = transport.createListener({ upgrader: { upgradeInbound: async (c: MultiaddrConnection) => accepted(c) } as unknown as Upgrader })
+    await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0'))
+    try {
+      const [addr] = listener.getAddrs()
+      const outbound = (await transport.dial(addr!, { upgrader: { upgradeOutbound: async (c: MultiaddrConnection) => c } as unknown as Upgrader, signal: AbortSignal.timeout(10_000) })) as unknown as MultiaddrConnection
+      const incoming = await inbound
+      const keyA = await generateKeyPair('Ed25519')
+      const keyB = await generateKeyPair('Ed25519')
+      const encrypter = (privateKey: typeof keyA): ReturnType<ReturnType<typeof tunedNoise>> =>
+        tunedNoise()({ privateKey, peerId: peerIdFromPrivateKey(privateKey), logger, upgrader: { getStreamMuxers: () => new Map() } as unknown as Upgrader })
+
+      // The TCP connection's socket and its sendData, which corked() wraps.
+      expect((outbound as unknown as { socket: unknown }).socket).toBeInstanceOf(Socket)
+      expect(Object.hasOwn(outbound, 'sendData')).toBe(false)
+      const [a, b] = await Promise.all([
+        encrypter(keyA).secureOutbound(outbound, { remotePeer: peerIdFromPrivateKey(keyB), skipStreamMuxerNegotiation: true, signal: AbortSignal.timeout(10_000) }),
+        encrypter(keyB).secureInbound(incoming, { skipStreamMuxerNegotiation: true, signal: AbortSignal.timeout(10_000) }),
+      ])
+      expect(typeof (outbound as unknown as { sendData: unknown }).sendData).toBe('function')
+      expect(Object.hasOwn(outbound, 'sendData')).toBe(true)
+      for (const { connection } of [a, b]) {
+        // The encrypted stream's length-prefix reader, its lengthDecoder replaced by uint16Length.
+        const decoder = (connection as unknown as { decoder: unknown }).decoder
+        expect(decoder).toBeInstanceOf(LengthPrefixedDecoder)
+        expect((decoder as { lengthDecoder: unknown }).lengthDecoder).toBe(uint16Length)
+        // Its decrypt replaced (an own property over the class's method), and the handshake's decrypt it calls.
+        expect(Object.hasOwn(connection, 'decrypt')).toBe(true)
+        expect(typeof (connection as unknown as { handshake: { decrypt: unknown } }).handshake.decrypt).toBe('function')
+      }
+
+      // Several Noise messages of 64 KiB, most of them read from the socket in pieces.
+      const sent = randomBytes(300_000)
+      const received: Uint8Array[] = []
+      let bytes = 0
+      const all = new Promise<void>((resolve) =>
+        b.connection.addEventListener('message', (evt) => {
+          const chunk = evt.data.subarray()
+          received.push(Uint8Array.from(chunk))
+          bytes += chunk.byteLength
+          if (bytes >= sent.byteLength) resolve()
+        }),
+      )
+      a.connection.send(sent)
+      await all
+      expect(Buffer.concat(received)).toEqual(sent)
+      await Promise.all([a.connection.close(), b.connection.close()])
+    } finally {
+      await listener.close()
+    }
   })
 })

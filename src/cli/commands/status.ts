@@ -15,7 +15,7 @@ export function register(program: Command, io: CliIO): void {
     const paths = homePaths(home)
     // Status never creates a workspace: it reports that there is none.
     if (!(await homeExists(home)) || (await readWorkspaceConfig(paths)) === undefined) {
-      const probe = await ControlClient.connect(paths.socket).catch(() => undefined)
+      const probe = await ControlClient.connect(paths.socket).catch(() => undefined) // no answer: not running, which is what status reports
       probe?.close()
       if (probe === undefined) {
         print(io, opts, { initialised: false, home }, () => `home      ${home}\nworkspace none yet (run: kitsync init)\npeer      not running\n`)
