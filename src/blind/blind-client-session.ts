@@ -85,7 +85,7 @@ export class BlindClientSession {
     this.link.close(error)
     // Uploads not acknowledged: the next session sends them again.
     for (const p of this.pending.splice(0)) for (const name of p.vectors.keys()) if (p.kind === 'put') this.dirty.add(name)
-    void this.save()
+    void this.save().catch(() => undefined) // logged by save(); the next session saves again
     this.client.removed(this, error)
   }
 
@@ -338,7 +338,8 @@ export class BlindClientSession {
     this.saveTimer = true
     void Promise.resolve().then(async () => {
       this.saveTimer = false
-      await this.save()
+      // A failed save is logged by save() and retried by the next; unhandled, it would end the peer.
+      await this.save().catch(() => undefined)
     })
   }
 

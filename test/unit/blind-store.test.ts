@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { isKitsyncError, type KitsyncError } from '../../src/core/errors.js'
+import { isKitsyncError, KitsyncError } from '../../src/core/errors.js'
 import { decodeBlindFrame, encodeBlindFrame, BlindType } from '../../src/blind/blind-frames.js'
 import { BlindClient, type BlindClientHost, type BlindClientSession } from '../../src/blind/blind-client.js'
 import { open, open as openEnvelope, seal } from '../../src/blind/blind-envelope.js'
@@ -328,6 +328,40 @@ describe('blind store (client and server in memory)', () => {
     await c.connect(server)
     await until(() => c.get('notes', 'k29') === 'v29', 'C up to date')
     for (let i = 0; i < 30; i++) expect(c.get('notes', `k${i}`)).toBe(`v${i}`)
+  })
+
+  it('a cursor save that fails (a full disk) rejects nothing unhandled, and the next save writes it', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const server = newServer()
+      const a = new Device('A')
+      let failing = false
+      const put = a.putLocal.bind(a)
+      let failures = 0
+      a.putLocal = async (key, value) => {
+        if (failing && key === 'blind:vps') {
+          failures++
+          throw new KitsyncError('STORAGE_FAILED', 'no space left on device')
+        }
+        return put(key, value)
+      }
+      await a.set('notes', 'n1', 'one')
+      await a.connect(server)
+      // Live: the save after each acknowledged upload now fails.
+      failing = true
+      await a.set('notes', 'n1b', 'one more')
+      await until(() => failures > 0, 'a failed save')
+      // Let the failed save's promise settle, then give the event loop a turn for Node to report it.
+      await new Promise((r) => setTimeout(r, 20))
+      expect(unhandled).toEqual([])
+      failing = false
+      await a.set('notes', 'n2', 'two')
+      await until(() => (a.local.get('blind:vps') as { sv: Record<string, string> } | undefined)?.sv.notes !== undefined, 'a later save')
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
   })
 
   it('refuses a device that is not (or no longer) a member, on hello and on every write', async () => {
