@@ -105,7 +105,7 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
     for (const s of sessions) s.close()
     // A failed save was logged by its session; closing goes on, and the next session starts
     // from the cursor last saved.
-    await Promise.all(sessions.map((s) => s.saved.catch(() => undefined)))
+    await Promise.all(sessions.map((s) => s.saved.catch(() => undefined))) // each failure was logged by its session
   }
 
   /** @internal */

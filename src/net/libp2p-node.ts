@@ -68,7 +68,7 @@ export function createMeshNode(options: MeshNodeOptions): Promise<Libp2p> {
     connectionManager: { ...INBOUND_LIMITS },
     peerDiscovery: [],
     // Only members get a reservation on our relay (and only if we are one).
-    connectionGater: { denyInboundRelayReservation: async (peer) => !(await isMember(peer.toString()).catch(() => false)) },
+    connectionGater: { denyInboundRelayReservation: async (peer) => !(await isMember(peer.toString()).catch(() => false)) /* no answer: refuse */ },
     services: {
       // Not at once on every connection: see identifyLater.
       identify: identify({ runOnConnectionOpen: false }),
@@ -101,7 +101,7 @@ export const IDENTIFY_DELAY_MS = 1000
 export function identifyLater(node: Libp2p, connection: Connection, running: () => boolean): void {
   const run = (): void => {
     if (!running() || connection.status !== 'open') return
-    ;(node.services as { identify: Identify }).identify.identify(connection).catch(() => undefined)
+    ;(node.services as { identify: Identify }).identify.identify(connection).catch(() => undefined) // fails when the connection closed first: nothing to learn then
   }
   if (!connection.direct || connection.limits !== undefined) return run()
   setTimeout(run, IDENTIFY_DELAY_MS).unref()

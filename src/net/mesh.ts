@@ -139,7 +139,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private async found(id: string, addresses: string[]): Promise<void> {
     const peer = peerIdFromString(id)
-    await this.node.peerStore.merge(peer, { multiaddrs: addresses.map((a) => multiaddr(a)) }).catch(() => undefined)
+    await this.node.peerStore.merge(peer, { multiaddrs: addresses.map((a) => multiaddr(a)) }).catch(() => undefined) // the dial below still has the addresses
     await this.onDiscovery(peer)
   }
 
@@ -185,8 +185,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   async hangUp(peerId: string): Promise<void> {
     if (this.node.getConnections(peerIdFromString(peerId)).length > 0) this.refusedCount++
     this.sync.drop(peerId)
-    this.redials.forget(peerId)
-    await this.node.hangUp(peerIdFromString(peerId)).catch(() => undefined)
+    this.redials.cancel(peerId) // a wait already running would dial the revoked device again
+    await this.node.hangUp(peerIdFromString(peerId)).catch(() => undefined) // already gone: nothing to hang up
   }
 
   /**
@@ -218,7 +218,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     // Only members are listed as connected. A device that is not one yet (pairing) is listed
     // once its session opens; a revoked one is not told, keeps redialing, and must not show up
     // as connected again (its sync streams are refused; no data flows).
-    if (this.retired !== undefined || !(await this.isMember(id).catch(() => false))) return
+    if (this.retired !== undefined || !(await this.isMember(id).catch(() => false))) return // no answer: treated as a stranger
     this.touch(id, 'connected')
     await this.sync.connected(peer)
   }
@@ -234,7 +234,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     void this.isMember(id).then((member) => {
       if (!member) {
         // Nor libp2p's peer store (it keeps a peer's addresses and protocols for hours).
-        if (this.node.getConnections(peer).length === 0) void this.node.peerStore.delete(peer).catch(() => undefined)
+        if (this.node.getConnections(peer).length === 0) void this.node.peerStore.delete(peer).catch(() => undefined) // a stranger's entry only saves memory; gone already is fine
         return
       }
       this.relayDialer.lost(id)
@@ -245,7 +245,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private async onDiscovery(peer: PeerId): Promise<void> {
     const id = peer.toString()
     if (this.stopped || this.retired !== undefined || this.sync.has(id) || this.node.getConnections(peer).length > 0) return
-    if (!(await this.isMember(id).catch(() => false))) return
+    if (!(await this.isMember(id).catch(() => false))) return // no answer: treated as a stranger
     await this.node.dial(peer).catch(() => this.redials.schedule(id, () => this.node.dial(peer)))
   }
 

@@ -42,9 +42,9 @@ export class RelayDialer {
 
   /** A member that relays: reach every member we are not connected to through it. */
   private async found(relay: string, address: string): Promise<void> {
-    if (!this.c.active() || !(await this.c.isMember(relay).catch(() => false))) return
+    if (!this.c.active() || !(await this.c.isMember(relay).catch(() => false)) /* no answer: not a relay of ours */) return
     this.relays.set(relay, address.replace(/\/p2p\/[^/]+$/, ''))
-    for (const id of await this.c.members().catch(() => [])) this.dialThrough(id)
+    for (const id of await this.c.members().catch(() => []) /* no members readable: dial none now; the next relay event tries again */) this.dialThrough(id)
   }
 
   /** A member's last connection closed: a relay is one no more; any other member is dialled through the relays. */

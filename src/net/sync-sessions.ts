@@ -3,12 +3,15 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
+import { logger } from '@libp2p/logger'
 import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import type { SessionStats, SyncSession } from '../sync/sync-session.js'
 import { BackoffScheduler, type MeshClock } from './backoff.js'
 import type { KnownPeer } from './peer-book.js'
 import { StreamLink } from './stream-link.js'
+
+const log = logger('kitsync:sync-sessions')
 
 export interface MeshEvents {
   connected: { peerId: string }
@@ -106,7 +109,7 @@ export class SyncSessions {
     for (const [id, { session }] of [...this.sessions]) {
       session.close()
       this.sessions.delete(id)
-      await this.open(peerIdFromString(id)).catch(() => undefined)
+      await this.open(peerIdFromString(id)).catch((err: unknown) => log('resync: cannot open a session with %s: %s; its retry opens it', id, (err as Error).message))
     }
   }
 
@@ -145,7 +148,7 @@ export class SyncSessions {
   private async reopen(peerId: string): Promise<void> {
     const peer = peerIdFromString(peerId)
     if (this.c.stopped() || this.sessions.has(peerId) || this.opening.has(peerId) || this.c.node.getConnections(peer).length === 0) return
-    if (!(await this.c.isMember(peerId).catch(() => false))) return
+    if (!(await this.c.isMember(peerId).catch(() => false))) return // no answer: treated as a stranger
     await this.open(peer)
   }
 
@@ -205,11 +208,12 @@ export class SyncSessions {
       stream.abort(new Error(retired))
       return
     }
+    // No answer from the membership: treated as a stranger.
     if (!(await this.c.isMember(id).catch(() => false))) {
       // A stranger gets nothing: not a hello, not an error frame. A revoked device is told why
       // (a signed REVOKED frame), so it stops dialling.
       this.c.refused()
-      const notice = await this.c.refusalNotice(id).catch(() => undefined)
+      const notice = await this.c.refusalNotice(id).catch((err: unknown) => void log('cannot sign a REVOKED notice for %s: %s; refused without one', id, (err as Error).message))
       this.c.events.emit('refused', { peerId: id, reason: notice === undefined ? 'not a trusted member of this workspace' : 'a revoked device (sent it a REVOKED notice)', address: connection.remoteAddr.toString() })
       if (notice === undefined) {
         stream.abort(new Error('not a member'))

@@ -40,7 +40,7 @@ export async function storeAdopted(store: AdoptionStore, name: string, copy: Ado
       await done
       if (!(await copy.kept)) throw notKept()
     } catch (err) {
-      await store.files?.remove(ref.file).catch(() => undefined)
+      await store.files?.remove(ref.file).catch(() => undefined) // a file left behind is removed by the sweep at the next start
       throw err
     }
     const snap = storedFile(ref)

@@ -137,7 +137,7 @@ export class CollectionLog {
     const file = this.store.files?.wants(this.name, update.byteLength) === true ? await this.store.beginFile(this.name, update) : undefined
     // Nothing else can have been queued meanwhile: the log is new and only its owner has it.
     if (!this.isWholeState(update)) {
-      if (file !== undefined) void file.done.then(() => this.store.files?.remove(file.ref.file)).catch(() => undefined)
+      if (file !== undefined) void file.done.then(() => this.store.files?.remove(file.ref.file)).catch(() => undefined) // the sweep at the next start removes what is left
       return fallback
     }
     this.lastAppendAt = this.store.now()
@@ -389,15 +389,15 @@ export class CollectionLog {
     try {
       await this.store.batch(ops, replaced === undefined ? {} : { sync: true })
     } catch (err) {
-      if (snap.file !== undefined) await this.store.files?.remove(snap.file.file).catch(() => undefined)
+      if (snap.file !== undefined) await this.store.files?.remove(snap.file.file).catch(() => undefined) // swept at the next start
       throw err
     }
     this.snapshotFile = snap.file?.file
-    if (replaced !== undefined && replaced !== this.snapshotFile) await this.store.files?.remove(replaced).catch(() => undefined)
+    if (replaced !== undefined && replaced !== this.snapshotFile) await this.store.files?.remove(replaced).catch(() => undefined) // swept at the next start
     // Let LevelDB drop the deleted entries from its files now rather than whenever its own
     // compaction gets there, so the store stays close to the size of the snapshot.
     const db = this.store.db as BinaryLevel & { compactRange?: (start: string, end: string) => Promise<void> }
-    if (typeof db.compactRange === 'function') void db.compactRange(updatePrefix(this.name), updateKey(this.name, this.lastSeq)).catch(() => undefined)
+    if (typeof db.compactRange === 'function') void db.compactRange(updatePrefix(this.name), updateKey(this.name, this.lastSeq)).catch(() => undefined) // a hint to LevelDB; its own compactions do the same later
     this.state.snapshotBytes = snap.bytes
     this.state.logBytes = 0
     this.state.logEntries = 0

@@ -26,7 +26,7 @@ export class ReadAhead {
     const reads = new Map<string, StoredRead>()
     for (const name of names) {
       const p = read(name)
-      p.catch(() => undefined)
+      p.catch(() => undefined) // awaited by the session that asks for it; here only so it is not unhandled meanwhile
       reads.set(name, p)
     }
     const timer = setTimeout(() => this.byPeer.delete(peerId), READ_AHEAD_MS)
@@ -75,7 +75,7 @@ export class StoredStateReads {
     for (const name of names) {
       if (host.hasCollection?.(name) === false) continue
       const p = ahead?.get(name) ?? host.storedState(name)
-      p.catch(() => undefined)
+      p.catch(() => undefined) // awaited by the session that asks for it; here only so it is not unhandled meanwhile
       this.reads.set(name, p)
     }
   }
