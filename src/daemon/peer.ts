@@ -241,7 +241,7 @@ export class Peer {
       }
       const startedAt = Date.now()
       await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
-      workspace.peerState = { running: true, pid: process.pid, startedAt, socket: paths.socket }
+      workspace.peerStarted(process.pid, startedAt)
       const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers)
       control?.setPeer(peer)
       return peer

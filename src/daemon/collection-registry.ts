@@ -1,0 +1,296 @@
+import * as Y from 'yjs'
+import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import type { Hlc } from '../core/hlc.js'
+import type { EffectiveSettings } from '../core/kinds.js'
+import { isInternalCollection } from '../core/membership.js'
+import { assertCollectionName } from '../core/names.js'
+import { RecordCollection, type RecordChange } from '../core/record-collection.js'
+import type { OpenConflict } from '../core/conflict-map.js'
+import type { DetectedConflict } from '../core/record-resolve.js'
+import type { CollectionInfo, WorkspaceExport } from '../core/workspace-types.js'
+import type { CollectionLog } from '../store/collection-log.js'
+import type { DocStore } from '../store/doc-store.js'
+
+/** Transaction origin of writes made through this workspace. */
+export const LOCAL_ORIGIN = Symbol('kitsync:local')
+/** Origin of the change events of a collection adopted from a peer (see adopt). */
+const ADOPTED_ORIGIN = Symbol('kitsync:adopted')
+
+/** Stands for the collections LevelDB could not list (a damaged block) in `list` and `export` (no collection has this name). */
+const UNLISTED = '(unlisted)'
+
+/** A collection document was loaded; `adopted`: it was created from a peer's copy, which no update event announced. */
+export interface DocLoaded {
+  name: string
+  doc: Y.Doc
+  adopted?: true
+}
+
+export interface LoadedCollection {
+  collection: RecordCollection
+  log: CollectionLog
+  /** Settles when the last update of this collection is durable. */
+  lastWrite: Promise<void>
+}
+
+/** What the registry asks of the workspace around it while it loads a collection. */
+export interface RegistryHooks {
+  /** Throws when the workspace is closed. */
+  assertOpen(): void
+  /** The collection's settings (kind, policy, field types). */
+  settingsOf(name: string): Promise<EffectiveSettings>
+  /** Conflicts this device found in a merged update (app collections). */
+  conflicts(name: string, collection: RecordCollection, found: DetectedConflict[]): void
+  /** A conflict another device recorded (app collections). */
+  conflictRecorded(name: string, collection: RecordCollection, open: OpenConflict): void
+  /** Called before the store listens to the document's updates (see onDocLoaded). */
+  docLoaded(e: DocLoaded): void
+  /** Record changes of an app collection. */
+  changes(name: string, changes: RecordChange[]): void
+}
+
+export interface CollectionRegistryOptions {
+  store: DocStore
+  clock: Hlc
+  /** The stored collections when the workspace opened. */
+  known: string[]
+  maxRecordBytes?: number | undefined
+  hooks: RegistryHooks
+}
+
+/**
+ * The collections of a workspace: which exist (stored, or created in this process), and the
+ * loaded ones, each a Y.Doc whose every update (local or merged from a peer) is appended to
+ * the store.
+ */
+export class CollectionRegistry {
+  private readonly store: DocStore
+  private readonly clock: Hlc
+  private readonly maxRecordBytes: number | undefined
+  private readonly hooks: RegistryHooks
+  private readonly loaded = new Map<string, Promise<LoadedCollection>>()
+  /** The collections of `loaded` whose load finished, for the synchronous path of the write queue. */
+  private readonly ready = new Map<string, LoadedCollection>()
+  private readonly known = new Set<string>()
+
+  constructor(options: CollectionRegistryOptions) {
+    this.store = options.store
+    this.clock = options.clock
+    this.maxRecordBytes = options.maxRecordBytes
+    this.hooks = options.hooks
+    for (const name of options.known) this.known.add(name)
+  }
+
+  /** Names of all collections, including kitsync's internal ones and ones not loaded yet. */
+  names(): string[] {
+    return [...this.known].sort()
+  }
+
+  /** The collections apps see (internal `_` collections left out). */
+  appNames(): string[] {
+    return this.names().filter((n) => !isInternalCollection(n))
+  }
+
+  /** Stored, or loaded in this process. */
+  has(name: string): boolean {
+    return this.known.has(name) || this.loaded.has(name)
+  }
+
+  /** Stored (or written to) by this device. */
+  isKnown(name: string): boolean {
+    return this.known.has(name)
+  }
+
+  /** The names of the known and the loaded collections. */
+  present(): Set<string> {
+    return new Set([...this.known, ...this.loaded.keys()])
+  }
+
+  /** The collection if its load finished. */
+  readyEntry(name: string): LoadedCollection | undefined {
+    return this.ready.get(name)
+  }
+
+  /** The collection's load, if it was started. */
+  loading(name: string): Promise<LoadedCollection> | undefined {
+    return this.loaded.get(name)
+  }
+
+  /** Every load started so far. */
+  loads(): Promise<LoadedCollection>[] {
+    return [...this.loaded.values()]
+  }
+
+  /** A collection that must exist (UNKNOWN_COLLECTION otherwise). */
+  async existing(collection: string): Promise<LoadedCollection> {
+    this.hooks.assertOpen()
+    assertCollectionName(collection)
+    if (!this.known.has(collection)) {
+      // A damaged block may hold the metadata that lists it: asked by name, it is looked up (and reported).
+      if (this.store.namesDamage === undefined || !(await this.store.stored(collection))) {
+        throw new KitsyncError('UNKNOWN_COLLECTION', `no collection named ${collection}`, { details: { collection } })
+      }
+      this.known.add(collection)
+    }
+    return this.load(collection)
+  }
+
+  /** Load a collection once; concurrent callers share the same promise. */
+  load(name: string): Promise<LoadedCollection> {
+    let p = this.loaded.get(name)
+    if (p === undefined) {
+      p = this.loadFromStore(name)
+      this.loaded.set(name, p)
+      // A collection that failed to load is tried again on next use (nothing is cached or deleted).
+      p.catch(() => this.loaded.delete(name))
+    }
+    return p
+  }
+
+  /**
+   * A collection this device does not hold yet, created from a peer's copy (the first sync of
+   * a new device). The copy is applied before anything listens to the document and stored as
+   * it came, so it is neither re-encoded nor observed record by record; change events are
+   * still emitted for its records. Undefined when the collection exists or is being loaded:
+   * the caller then applies the update as any other.
+   */
+  async adopt(name: string, update: Uint8Array): Promise<Y.Doc | undefined> {
+    this.hooks.assertOpen()
+    if (this.known.has(name) || this.loaded.has(name)) return undefined
+    const p = this.loadFromStore(name, update)
+    this.loaded.set(name, p)
+    p.catch(() => this.loaded.delete(name))
+    return (await p).collection.doc
+  }
+
+  /** A line per app collection (`list`); one that cannot be read says why, and so does a damaged list of names. */
+  async summaries(): Promise<CollectionInfo[]> {
+    const out: CollectionInfo[] = []
+    for (const name of this.appNames()) {
+      try {
+        const { collection, log } = await this.load(name)
+        const open = collection.openConflicts().length
+        out.push({ name, records: collection.size, bytes: log.stats().bytes, kind: (await this.hooks.settingsOf(name)).kind.name, policy: collection.policy, ...(open > 0 ? { openConflicts: open } : {}) })
+      } catch (err) {
+        const e = toKitsyncError(err)
+        out.push({ name, records: 0, bytes: 0, error: { code: e.code, message: e.message } })
+      }
+    }
+    const damage = this.store.namesDamage
+    if (damage !== undefined) out.push({ name: UNLISTED, records: 0, bytes: 0, error: { code: damage.code, message: damage.message } })
+    return out
+  }
+
+  /** The records of every app collection into an export, and the collections that could not be read. */
+  async exportInto(result: Pick<WorkspaceExport, 'collections' | 'unreadable'>): Promise<void> {
+    for (const name of this.appNames()) {
+      try {
+        result.collections[name] = (await this.load(name)).collection.entries()
+      } catch (err) {
+        const e = toKitsyncError(err)
+        result.unreadable.push({ collection: name, code: e.code, message: e.message })
+      }
+    }
+    const damage = this.store.namesDamage
+    if (damage !== undefined) result.unreadable.push({ collection: UNLISTED, code: damage.code, message: damage.message })
+  }
+
+  /** Resolves when every update queued so far is durable. */
+  async flush(): Promise<void> {
+    for (const p of this.loads()) {
+      const entry = await p.catch(() => undefined)
+      if (entry !== undefined) await entry.log.flush()
+    }
+  }
+
+  /** A clean stop folds each log into its snapshot, so the next start reads one value per collection. */
+  async close(): Promise<void> {
+    for (const p of this.loads()) {
+      const entry = await p.catch(() => undefined)
+      if (entry !== undefined && entry.log.failed === undefined && entry.log.stats().logEntries > 0) await entry.log.compactNow().catch(() => undefined)
+      entry?.log.stop()
+    }
+  }
+
+  /** The age trigger of compaction. */
+  tick(): void {
+    for (const p of this.loaded.values()) void p.then((entry) => entry.log.tick(), () => undefined)
+  }
+
+  private async loadFromStore(name: string, adopted?: Uint8Array): Promise<LoadedCollection> {
+    const doc = new Y.Doc({ gc: true })
+    const snapshot = (): Uint8Array => Y.encodeStateAsUpdate(doc)
+    // Adopted: a collection this device does not know, so the store holds nothing of it.
+    const { log, loaded } = adopted === undefined ? await this.store.open(name, snapshot) : this.store.create(name, snapshot)
+    // Read while the updates are applied (awaited below; the no-op keeps an early failure from counting as unhandled).
+    const settings = this.hooks.settingsOf(name)
+    settings.catch(() => undefined)
+    try {
+      // One transaction for the snapshot and the log: observers run once, and this is far
+      // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.
+      doc.transact(() => {
+        for (const update of loaded.updates) Y.applyUpdate(doc, update)
+      })
+    } catch (err) {
+      throw new KitsyncError('DATA_CORRUPTION', `collection ${name}: stored updates cannot be applied; the stored data was left as it is`, {
+        details: { collection: name },
+        cause: err,
+      })
+    }
+    let adoptedWrite: Promise<void> | undefined
+    if (adopted !== undefined) {
+      // The copy is written on another thread while it is applied here (a snapshot file, or
+      // LevelDB); it becomes the collection on disk only if it applies (else it is removed).
+      const adoption = await log.adopt(adopted)
+      try {
+        Y.applyUpdate(doc, adopted)
+      } catch (err) {
+        await adoption.drop()
+        throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${name}`, { details: { collection: name }, cause: err })
+      }
+      // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
+      adoptedWrite = adoption.keep()
+      adoptedWrite.catch(() => undefined)
+    }
+    // The workspace's record limit is for app data; kitsync's own collections keep the default.
+    const internal = isInternalCollection(name)
+    const limit = internal ? undefined : this.maxRecordBytes
+    const rules = await settings
+    const collection = new RecordCollection(name, doc, {
+      clock: this.clock,
+      policy: rules.policy,
+      fieldTypes: { ...rules.kind.fieldTypes },
+      ...(limit === undefined ? {} : { maxRecordBytes: limit }),
+    })
+    if (!internal) {
+      collection.onConflict((found) => this.hooks.conflicts(name, collection, found))
+      collection.onConflictRecorded((open) => this.hooks.conflictRecorded(name, collection, open))
+    }
+    const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
+    // The sync engine (a doc-loaded listener) subscribes to the document's updates first, so
+    // peers are sent an update before this device writes it to disk: the network round trip
+    // does not wait for the write-ahead file and LevelDB. A write is still confirmed to its
+    // caller only once it is durable here.
+    this.hooks.docLoaded({ name, doc, ...(adopted === undefined ? {} : { adopted: true }) })
+    const track = (write: Promise<void>): void => {
+      entry.lastWrite = write
+      this.known.add(name)
+      // The document is now ahead of the disk: drop it so the next use reloads what is stored.
+      write.catch(() => {
+        if (this.loaded.get(name) !== undefined) this.loaded.delete(name)
+        if (this.ready.get(name) === entry) this.ready.delete(name)
+      })
+    }
+    if (adoptedWrite !== undefined) track(adoptedWrite)
+    doc.on('update', (update: Uint8Array) => track(log.append(update)))
+    if (!isInternalCollection(name)) {
+      collection.onChange((changes) => this.hooks.changes(name, changes))
+      if (adopted !== undefined) {
+        const changes: RecordChange[] = collection.keys().map((key) => ({ key, origin: ADOPTED_ORIGIN, get value() { return collection.get(key) } }))
+        if (changes.length > 0) this.hooks.changes(name, changes)
+      }
+    }
+    this.ready.set(name, entry)
+    return entry
+  }
+}

@@ -1,0 +1,123 @@
+import type { CompactionPolicy } from '../core/compaction-policy.js'
+import { KitsyncError } from '../core/errors.js'
+import type { SelectionSettings } from '../core/selection.js'
+import { KITSYNC_VERSION } from '../core/version.js'
+import type { WorkspaceInfo } from '../core/workspace-types.js'
+import { deviceIdOf } from '../net/identity.js'
+import { DocStore } from '../store/doc-store.js'
+import { ensureHome, homePaths, initWorkspace, type HomePaths } from '../store/home.js'
+import { WorkspaceKeys } from '../store/key-file.js'
+import { openHomeStore, type BinaryLevel } from '../store/level.js'
+import { SnapshotFiles } from '../store/snapshot-files.js'
+import { WriteAheadFile } from '../store/wal.js'
+
+export interface LocalWorkspaceOptions {
+  home: string
+  /** Workspace name used when the home folder has no workspace yet. */
+  name?: string
+  maxRecordBytes?: number
+  compaction?: Partial<CompactionPolicy>
+}
+
+/** Options of a workspace over a bare database (memory-level in unit tests). */
+export interface DatabaseOptions {
+  maxRecordBytes?: number | undefined
+  compaction?: Partial<CompactionPolicy> | undefined
+  socket?: string
+  wal?: WriteAheadFile
+  recover?: { collection: string; update: Uint8Array }[]
+  /** Where large snapshots are kept as files (without: in LevelDB). */
+  snapshotFiles?: SnapshotFiles
+  /** Wall clock of the hybrid logical clock (tests). */
+  now?: () => number
+}
+
+/** Everything a LocalWorkspace is built from, read and checked before it is constructed. */
+export interface LocalWorkspaceParts {
+  store: DocStore
+  info: WorkspaceInfo
+  /** The stored collections. */
+  known: string[]
+  /** The home folder (none for bare databases in tests). */
+  paths: HomePaths | undefined
+  /** The workspace keys of this device (with a home folder). */
+  keys: WorkspaceKeys | undefined
+  /** Selective sync settings from workspace.json. */
+  selection: SelectionSettings | undefined
+  maxRecordBytes: number | undefined
+  socket: string
+  now: (() => number) | undefined
+}
+
+/**
+ * The parts of the workspace of a home folder (initialised on first use). On failure the
+ * store is closed again; once this returns, the caller closes it (LocalWorkspace.close).
+ */
+export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWorkspaceParts> {
+  const paths = homePaths(options.home)
+  await ensureHome(paths.home)
+  const { config } = await initWorkspace(paths, options.name)
+  const deviceId = await deviceIdOf(paths.identity)
+  const db = await openHomeStore(paths)
+  let wal: WriteAheadFile
+  let entries: { collection: string; update: Uint8Array }[]
+  try {
+    ;({ wal, entries } = WriteAheadFile.open(paths.wal))
+  } catch (err) {
+    await db.close()
+    throw err
+  }
+  const info: WorkspaceInfo = { home: paths.home, deviceId, workspaceId: config.id, name: config.name, version: KITSYNC_VERSION }
+  try {
+    const parts = await databaseParts(db, info, {
+      maxRecordBytes: options.maxRecordBytes ?? config.maxRecordBytes,
+      compaction: options.compaction,
+      socket: paths.socket,
+      wal,
+      recover: entries,
+      snapshotFiles: new SnapshotFiles(paths.snapshots),
+    })
+    return { ...parts, paths, keys: await WorkspaceKeys.load(paths.keys), selection: selectionSettings(config, paths.workspace) }
+  } catch (err) {
+    wal.close()
+    await db.close()
+    throw err
+  }
+}
+
+/** The parts of a workspace over any abstract-level database: the store, with the write-ahead file's records recovered into it. */
+export async function databaseParts(db: BinaryLevel, info: WorkspaceInfo, options: DatabaseOptions = {}): Promise<LocalWorkspaceParts> {
+  const store = new DocStore(db, {
+    ...(options.compaction === undefined ? {} : { policy: options.compaction }),
+    ...(options.wal === undefined ? {} : { wal: options.wal }),
+    ...(options.snapshotFiles === undefined ? {} : { snapshotFiles: options.snapshotFiles }),
+  })
+  if (options.recover !== undefined && options.recover.length > 0) await store.recover(options.recover)
+  await store.sweepSnapshotFiles()
+  const known = await store.collectionNames()
+  return {
+    store,
+    info,
+    known,
+    paths: undefined,
+    keys: undefined,
+    selection: undefined,
+    maxRecordBytes: options.maxRecordBytes,
+    socket: options.socket ?? '',
+    now: options.now,
+  }
+}
+
+/** The selective sync settings of workspace.json, checked (a hand-edited file may be wrong). */
+function selectionSettings(config: { items?: unknown; localOnly?: unknown }, file: string): { items?: string[]; localOnly?: string[] } {
+  const list = (value: unknown, name: string): string[] | undefined => {
+    if (value === undefined || value === null) return undefined
+    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
+      throw new KitsyncError('INVALID_ARGUMENT', `${file}: ${name} must be a list of collection names or patterns`)
+    }
+    return value as string[]
+  }
+  const items = list(config.items, 'items')
+  const localOnly = list(config.localOnly, 'localOnly')
+  return { ...(items === undefined ? {} : { items }), ...(localOnly === undefined ? {} : { localOnly }) }
+}
