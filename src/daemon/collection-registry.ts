@@ -10,6 +10,9 @@ import type { DetectedConflict } from '../core/record-resolve.js'
 import type { CollectionInfo, WorkspaceExport } from '../core/workspace-types.js'
 import type { CollectionLog } from '../store/collection-log.js'
 import type { DocStore } from '../store/doc-store.js'
+import { debugLog } from '../core/debug-log.js'
+
+const log = debugLog('daemon:collections')
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
@@ -198,7 +201,7 @@ export class CollectionRegistry {
   /** Resolves when every update queued so far is durable. */
   async flush(): Promise<void> {
     for (const p of this.loads()) {
-      const entry = await p.catch(() => undefined)
+      const entry = await p.catch(() => undefined) // a collection that failed to load has nothing queued
       if (entry !== undefined) await entry.log.flush()
     }
   }
@@ -206,15 +209,18 @@ export class CollectionRegistry {
   /** A clean stop folds each log into its snapshot, so the next start reads one value per collection. */
   async close(): Promise<void> {
     for (const p of this.loads()) {
-      const entry = await p.catch(() => undefined)
-      if (entry !== undefined && entry.log.failed === undefined && entry.log.stats().logEntries > 0) await entry.log.compactNow().catch(() => undefined)
+      const entry = await p.catch(() => undefined) // a collection that failed to load has nothing to fold
+      // A compaction that fails at close leaves the log as it is: the next start reads it.
+      if (entry !== undefined && entry.log.failed === undefined && entry.log.stats().logEntries > 0) {
+        await entry.log.compactNow().catch((err: unknown) => log(`collection ${entry.collection.name}: compaction at close failed; the log stays`, err))
+      }
       entry?.log.stop()
     }
   }
 
   /** The age trigger of compaction. */
   tick(): void {
-    for (const p of this.loaded.values()) void p.then((entry) => entry.log.tick(), () => undefined)
+    for (const p of this.loaded.values()) void p.then((entry) => entry.log.tick(), () => undefined) // failed loads are reported to whoever asked for them
   }
 
   private async loadFromStore(name: string, adopted?: Uint8Array): Promise<LoadedCollection> {

@@ -7,6 +7,9 @@ import type { DetectedConflict } from '../core/record-resolve.js'
 import type { ConflictView, ResolveChoice, ResolveResult, WorkspaceEvents } from '../core/workspace-types.js'
 import { LOCAL_ORIGIN, type CollectionRegistry } from './collection-registry.js'
 import type { CollectionSettingsBook } from './collection-settings.js'
+import { debugLog } from '../core/debug-log.js'
+
+const log = debugLog('daemon:conflicts')
 
 /**
  * Origin of the writes that settle a conflict a merged update brought (keep_both's copies):
@@ -74,7 +77,7 @@ export class WorkspaceConflicts {
         if (this.seen.has(event.id)) continue
         this.seen.add(event.id)
         this.options.events.emit('sync:conflict', event)
-        void this.options.audit('conflict', `${event.policy} ${event.resolution}: ${name}/${c.key}${c.field === undefined ? '' : `.${c.field}`} (${event.versions.length} versions, id ${event.id})`).catch(() => undefined)
+        void this.options.audit('conflict', `${event.policy} ${event.resolution}: ${name}/${c.key}${c.field === undefined ? '' : `.${c.field}`} (${event.versions.length} versions, id ${event.id})`).catch((err: unknown) => log(`cannot write the audit entry of conflict ${event.id}`, err))
       }
     })
   }
