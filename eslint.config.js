@@ -6,10 +6,28 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', performance: 'readonly', URL: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', AbortController: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        performance: 'readonly',
+        URL: 'readonly',
+        TextEncoder: 'readonly',
+        TextDecoder: 'readonly',
+        AbortController: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
-      'no-restricted-syntax': ['error', { selector: "CallExpression[callee.object.name='process'][callee.property.name='exit']", message: 'process.exit belongs in bin/ only' }],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.object.name='process'][callee.property.name='exit']", message: 'process.exit belongs in bin/ only' },
+      ],
     },
   },
   { files: ['bin/**'], rules: { 'no-restricted-syntax': 'off' } },
@@ -18,7 +36,17 @@ export default tseslint.config(
     // The pure core: no I/O, no Node built-ins, no other layer.
     files: ['src/core/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['node:*', 'fs', 'net', 'path', 'os', 'child_process', 'level', 'classic-level', 'libp2p', '@libp2p/*', '@chainsafe/*', '../*/**'], message: 'src/core is pure: it imports yjs, lib0 and its own files only' }] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['node:*', 'fs', 'net', 'path', 'os', 'child_process', 'level', 'classic-level', 'libp2p', '@libp2p/*', '@chainsafe/*', '../*/**'],
+              message: 'src/core is pure: it imports yjs, lib0 and its own files only',
+            },
+          ],
+        },
+      ],
     },
   },
 )

@@ -124,7 +124,8 @@ function markdown(report) {
     out.push('| Figure | Value | Target | Result |', '|---|---:|---:|---|')
     for (const f of section.figures) {
       const value = f.error === undefined ? `${formatNumber(f.value)} ${f.unit}` : 'error'
-      const result = f.error !== undefined ? `error: ${f.error.split('\n')[0].replace(/\|/g, '\\|')}` : f.passed === null ? 'info' : f.passed ? '**pass**' : '**FAIL**'
+      const result =
+        f.error !== undefined ? `error: ${f.error.split('\n')[0].replace(/\|/g, '\\|')}` : f.passed === null ? 'info' : f.passed ? '**pass**' : '**FAIL**'
       out.push(`| ${f.title.replace(/\|/g, '\\|')} (\`${f.id}\`) | ${value} | ${targetText(f.target, f.unit)} | ${result} |`)
     }
     out.push('')

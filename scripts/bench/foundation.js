@@ -134,7 +134,9 @@ export async function run(ctx) {
   let bigError
   try {
     big = await buildBigCollection(tmp, record)
-    log(`    written in ${Math.round(big.writeMs)} ms (${Math.round((BIG.updates / big.writeMs) * 1000)} writes/s); log at close: ${big.stats.logEntries} entries, snapshot ${big.stats.snapshotBytes} B`)
+    log(
+      `    written in ${Math.round(big.writeMs)} ms (${Math.round((BIG.updates / big.writeMs) * 1000)} writes/s); log at close: ${big.stats.logEntries} entries, snapshot ${big.stats.snapshotBytes} B`,
+    )
   } catch (err) {
     bigError = err
   }
@@ -180,7 +182,13 @@ export async function run(ctx) {
         value: round(first.openGetMs),
         details: {
           process: 'fresh child process per open (OS page cache is warm: files were just written)',
-          first: { openMs: round(first.openMs), getMs: round(first.getMs), importMs: round(first.importMs), closeMs: round(first.closeMs), processWallMs: round(first.wallMs) },
+          first: {
+            openMs: round(first.openMs),
+            getMs: round(first.getMs),
+            importMs: round(first.importMs),
+            closeMs: round(first.closeMs),
+            processWallMs: round(first.wallMs),
+          },
           laterOpensMedianMs: round(median(runs.slice(1).map((r) => r.openGetMs))),
           laterOpensMs: runs.slice(1).map((r) => round(r.openGetMs)),
           ...(runs.length === 1 ? { laterOpensSkipped: 'the first open took over 2 s' } : {}),
@@ -262,7 +270,13 @@ export async function run(ctx) {
     if (r.value?.n !== BIG.updates - 1) throw new Error(`get returned ${JSON.stringify(r.value)}`)
     return {
       value: round(r.openGetMs),
-      details: { openMs: round(r.openMs), getMs: round(r.getMs), onDiskBeforeOpen: onDisk, writerStatsBeforeKill: writer.stats, writerMs: round(writer.writeMs) },
+      details: {
+        openMs: round(r.openMs),
+        getMs: round(r.getMs),
+        onDiskBeforeOpen: onDisk,
+        writerStatsBeforeKill: writer.stats,
+        writerMs: round(writer.writeMs),
+      },
     }
   }
   await measure(
@@ -354,14 +368,19 @@ export async function run(ctx) {
       id: 'coldOpen.kitsyncCompacted',
       title: `kitsync cold open + first get after full compaction (snapshot only, ${BIG.updates.toLocaleString('en-US')} updates' history)`,
       unit: 'ms',
-      method: 'The store of storeSize.ratio (compacted, LevelDB compactRange done): fresh child process, openWorkspace + first get; median of 3. Diagnostic: the floor a snapshot-only open gives for this doc.',
+      method:
+        'The store of storeSize.ratio (compacted, LevelDB compactRange done): fresh child process, openWorkspace + first get; median of 3. Diagnostic: the floor a snapshot-only open gives for this doc.',
     },
     async () => {
       if (storeSize.error !== undefined) throw new Error('storeSize.ratio failed, so the compacted store is not there')
       const runs = []
-      for (let i = 0; i < 3; i++) runs.push(await runProbe('kitsync-open', { home: needBig().home, collection: COLLECTION, key: lastKey }, { timeoutMs: PROBE_TIMEOUT_MS }))
+      for (let i = 0; i < 3; i++)
+        runs.push(await runProbe('kitsync-open', { home: needBig().home, collection: COLLECTION, key: lastKey }, { timeoutMs: PROBE_TIMEOUT_MS }))
       if (runs[0].value?.n !== BIG.updates - 1) throw new Error(`get returned ${JSON.stringify(runs[0].value)}`)
-      return { value: round(median(runs.map((r) => r.openGetMs))), details: { runsMs: runs.map((r) => round(r.openGetMs)), getMs: runs.map((r) => round(r.getMs)) } }
+      return {
+        value: round(median(runs.map((r) => r.openGetMs))),
+        details: { runsMs: runs.map((r) => round(r.openGetMs)), getMs: runs.map((r) => round(r.getMs)) },
+      }
     },
   )
 
@@ -377,7 +396,12 @@ export async function run(ctx) {
   )
 
   await measure(
-    { id: 'cli.version', title: '`kitsync --version` wall time (median): CLI module loading, no store', unit: 'ms', method: `1 warm-up + ${CLI_RUNS / 2} runs with spawnSync` },
+    {
+      id: 'cli.version',
+      title: '`kitsync --version` wall time (median): CLI module loading, no store',
+      unit: 'ms',
+      method: `1 warm-up + ${CLI_RUNS / 2} runs with spawnSync`,
+    },
     async () => {
       timeNode([BIN, '--version'], { runs: 1 })
       const times = timeNode([BIN, '--version'], { runs: CLI_RUNS / 2 })
@@ -546,7 +570,8 @@ async function storeAccess(ws, name) {
     const loaded = ws.loaded
     if (!(loaded instanceof Map)) throw new Error('LocalWorkspace has neither the public method nor the private `loaded` map')
     entry = await loaded.get(name)
-    if (entry?.log?.compactNow === undefined || entry.collection?.doc === undefined) throw new Error(`collection ${name} is not loaded, or LocalWorkspace internals changed`)
+    if (entry?.log?.compactNow === undefined || entry.collection?.doc === undefined)
+      throw new Error(`collection ${name} is not loaded, or LocalWorkspace internals changed`)
     return entry
   }
   const pick = async (method, publicCall, internalCall) => {
@@ -559,9 +584,24 @@ async function storeAccess(ws, name) {
   }
   return {
     api: used,
-    stats: () => pick('storageStats', () => ws.storageStats(name), (e) => e.log.stats()),
-    compact: () => pick('compact', () => ws.compact(name), (e) => e.log.compactNow()),
-    doc: () => pick('openDoc', () => ws.openDoc(name), (e) => e.collection.doc),
+    stats: () =>
+      pick(
+        'storageStats',
+        () => ws.storageStats(name),
+        (e) => e.log.stats(),
+      ),
+    compact: () =>
+      pick(
+        'compact',
+        () => ws.compact(name),
+        (e) => e.log.compactNow(),
+      ),
+    doc: () =>
+      pick(
+        'openDoc',
+        () => ws.openDoc(name),
+        (e) => e.collection.doc,
+      ),
   }
 }
 

@@ -69,8 +69,10 @@ export function createRecorder(log = (line) => console.log(line)) {
       }
       figure.elapsedMs = round(performance.now() - started, 0)
       figures.push(figure)
-      log(`  ${statusMark(figure)} ${figure.title}: ${figure.error === undefined ? `${formatNumber(figure.value)} ${figure.unit}` : `ERROR ${figure.error}`}` +
-        (figure.target === null ? '' : `  (target ${targetText(figure.target, figure.unit)})`))
+      log(
+        `  ${statusMark(figure)} ${figure.title}: ${figure.error === undefined ? `${formatNumber(figure.value)} ${figure.unit}` : `ERROR ${figure.error}`}` +
+          (figure.target === null ? '' : `  (target ${targetText(figure.target, figure.unit)})`),
+      )
       return figure
     },
   }
@@ -209,7 +211,8 @@ export function runProbe(name, args, { timeoutMs = 60_000, killsItself = false }
         return
       }
       if (result.error !== undefined) reject(new Error(`probe ${name}: ${result.error}`))
-      else if (code !== 0 && !(killsItself && signal === 'SIGKILL')) reject(new Error(`probe ${name} exited with ${signal ?? code}: ${err.trim().slice(0, 500)}`))
+      else if (code !== 0 && !(killsItself && signal === 'SIGKILL'))
+        reject(new Error(`probe ${name} exited with ${signal ?? code}: ${err.trim().slice(0, 500)}`))
       else resolvePromise({ ...result, wallMs })
     })
   })

@@ -189,7 +189,10 @@ const commands = {
         ? 0
         : count
           ? ((await node.peer.workspace.list()).find((c) => c.name === collection)?.records ?? 0)
-          : await node.getAll(collection).then((r) => Object.keys(r).length, () => 0)
+          : await node.getAll(collection).then(
+              (r) => Object.keys(r).length,
+              () => 0,
+            )
     const net = await node.peer.networkStatus()
     return { blindStore: net.blindStore, records, devices: net.devices.map((d) => ({ peerId: d.peerId, state: d.state, address: d.address })) }
   },

@@ -99,7 +99,13 @@ export async function run(ctx) {
       () => latencyFigure(latency.kitsync.steady),
     )
     await measure(
-      { id: 'latency.p99', title: 'Same, 99th percentile', unit: 'ms', target: { op: '<=', value: 10 }, method: 'The samples of latency.p50, nearest-rank 99th percentile' },
+      {
+        id: 'latency.p99',
+        title: 'Same, 99th percentile',
+        unit: 'ms',
+        target: { op: '<=', value: 10 },
+        method: 'The samples of latency.p50, nearest-rank 99th percentile',
+      },
       () => p99Figure(latency.kitsync.steady),
     )
     figures.latencyCold = await measure(
@@ -125,9 +131,17 @@ export async function run(ctx) {
       },
       () => latencyFigure(latency.ws.steady),
     )
-    await measure({ id: 'ywebsocket.latency.p99', title: 'y-websocket: same, 99th percentile', unit: 'ms', method: 'The samples of ywebsocket.latency.p50' }, () => p99Figure(latency.ws.steady))
+    await measure(
+      { id: 'ywebsocket.latency.p99', title: 'y-websocket: same, 99th percentile', unit: 'ms', method: 'The samples of ywebsocket.latency.p50' },
+      () => p99Figure(latency.ws.steady),
+    )
     figures.wsLatencyCold = await measure(
-      { id: 'ywebsocket.latency.cold.p50', title: `y-websocket: same, median of the first ${LATENCY.cold.toLocaleString('en-US')} updates after the clients connected`, unit: 'ms', method: 'The cold phase of ywebsocket.latency.p50. Details: p99.' },
+      {
+        id: 'ywebsocket.latency.cold.p50',
+        title: `y-websocket: same, median of the first ${LATENCY.cold.toLocaleString('en-US')} updates after the clients connected`,
+        unit: 'ms',
+        method: 'The cold phase of ywebsocket.latency.p50. Details: p99.',
+      },
       () => latencyFigure(latency.ws.cold),
     )
 
@@ -217,7 +231,10 @@ export async function run(ctx) {
       async () => {
         const m = catchUp.serverMemory
         if (m === undefined) throw new Error('not measured: the catch-up workload failed')
-        return { value: round(m.rss / MB), details: { peakMB: round(m.hwm / MB), kitsyncRssMB: { twoPeerRuns: figures.twoNodeRssMB, catchUp: catchUp.kitsyncRssMB } } }
+        return {
+          value: round(m.rss / MB),
+          details: { peakMB: round(m.hwm / MB), kitsyncRssMB: { twoPeerRuns: figures.twoNodeRssMB, catchUp: catchUp.kitsyncRssMB } },
+        }
       },
     )
     await server.stop()
@@ -244,7 +261,6 @@ export async function run(ctx) {
     await ratio('ratio.latencyColdP99', 'latency of the cold phase, 99th percentile', figures.latencyCold, figures.wsLatencyCold, (f) => f.details.p99, false)
     await ratio('ratio.burst', `${BURST.count.toLocaleString('en-US')}-transaction burst`, figures.burst, figures.wsBurst)
     await ratio('ratio.catchUp', `${round(BIG.bytes / MB)} MiB catch-up`, figures.catchUp, figures.wsCatchUp)
-
   } catch (err) {
     // A failure outside a figure (a process that does not start, pairing): recorded, and the
     // line and memory figures still run.
@@ -321,7 +337,7 @@ export async function run(ctx) {
   note(
     'Compared workloads: on the kitsync side every write goes through LocalWorkspace.set and is also appended to LevelDB on both peers (not awaited in the latency run); ' +
       'the y-websocket side keeps documents in memory only (clients and server: no persistence). Both sides hold the records in the same layout (RecordCollection on a Y.Doc): ' +
-      "an object record { n, s } is 3 Y.Map entries (header and one per field). A y-websocket client observes its collection only when a workload watches for changes (the latency and burst receivers), " +
+      'an object record { n, s } is 3 Y.Map entries (header and one per field). A y-websocket client observes its collection only when a workload watches for changes (the latency and burst receivers), ' +
       "kitsync's LocalWorkspace always does.",
   )
 }
@@ -365,7 +381,9 @@ async function interleavedLatency(systems) {
   await phase(LATENCY.warmup, undefined)
   await phase(LATENCY.count, (state) => state.steady)
   for (const [, reader] of Object.values(systems)) await reader.request('unwatch')
-  return Object.fromEntries(Object.entries(out).map(([name, { cold, steady, error }]) => [name, { cold: { samples: cold, error }, steady: { samples: steady, error } }]))
+  return Object.fromEntries(
+    Object.entries(out).map(([name, { cold, steady, error }]) => [name, { cold: { samples: cold, error }, steady: { samples: steady, error } }]),
+  )
 }
 
 function latencyFigure(result) {
@@ -543,7 +561,8 @@ async function waitForLine(line) {
     const counts = []
     for (const p of line) counts.push((await p.request('status')).connected)
     if (counts.every((c, i) => c === expected[i])) return counts
-    if (performance.now() > deadline) throw new Error(`the line did not form within 20 s: connected sessions per peer ${JSON.stringify(counts)}, expected ${JSON.stringify(expected)}`)
+    if (performance.now() > deadline)
+      throw new Error(`the line did not form within 20 s: connected sessions per peer ${JSON.stringify(counts)}, expected ${JSON.stringify(expected)}`)
     await sleep(100)
   }
 }
@@ -598,10 +617,17 @@ async function idleMemory(tmp) {
 export class BenchNode {
   static async fork(name, { extension } = {}) {
     const profile = process.env.BENCH_CPU_PROF
-    const execArgv = profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-interval', process.env.BENCH_CPU_INTERVAL ?? '1000', `--cpu-prof-dir=${join(resolve(profile), name)}`]
+    const execArgv =
+      profile === undefined
+        ? []
+        : ['--cpu-prof', '--cpu-prof-interval', process.env.BENCH_CPU_INTERVAL ?? '1000', `--cpu-prof-dir=${join(resolve(profile), name)}`]
     const child = fork(MESH_PEER, extension === undefined ? [] : [extension], { cwd: ROOT, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     const node = new BenchNode(name, child)
-    await withTimeout(node.nextEvent((e) => e.event === 'ready', 15_000), 15_000, `${name} did not start`)
+    await withTimeout(
+      node.nextEvent((e) => e.event === 'ready', 15_000),
+      15_000,
+      `${name} did not start`,
+    )
     return node
   }
 
@@ -688,7 +714,11 @@ export class BenchNode {
 /** @y/websocket-server's own server.js on 127.0.0.1 and a free port, in its own process. */
 async function startWsServer() {
   const port = await freePort()
-  const child = spawn(process.execPath, [WS_SERVER], { cwd: ROOT, env: { ...process.env, HOST: '127.0.0.1', PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [WS_SERVER], {
+    cwd: ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let output = ''
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
   const ready = new Promise((resolve, reject) => {

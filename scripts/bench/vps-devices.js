@@ -10,7 +10,18 @@ const peers = []
 
 const commands = {
   async start({ homes, tokens, bootstrap, snapshotPolicy }) {
-    const started = await Promise.all(homes.map((home) => Peer.start({ home, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, mdns: false, control: false, ...(snapshotPolicy === undefined ? {} : { snapshotPolicy }) })))
+    const started = await Promise.all(
+      homes.map((home) =>
+        Peer.start({
+          home,
+          listen: ['/ip4/127.0.0.1/tcp/0'],
+          bootstrap,
+          mdns: false,
+          control: false,
+          ...(snapshotPolicy === undefined ? {} : { snapshotPolicy }),
+        }),
+      ),
+    )
     peers.push(...started)
     // All at once: the inviter pairs them concurrently (each with its own token).
     const joined = await Promise.all(started.map((peer, i) => peer.join(tokens[i], `dev${i}`, { waitMs: 30_000 })))
@@ -18,9 +29,11 @@ const commands = {
   },
   /** `count` writes on every device. */
   async write({ collection, count }) {
-    await Promise.all(peers.map(async (p, i) => {
-      for (let k = 0; k < count; k++) await p.workspace.set(collection, `d${i}-${k}`, { i, k, s: 'x'.repeat(64) })
-    }))
+    await Promise.all(
+      peers.map(async (p, i) => {
+        for (let k = 0; k < count; k++) await p.workspace.set(collection, `d${i}-${k}`, { i, k, s: 'x'.repeat(64) })
+      }),
+    )
     return {}
   },
   /** Devices whose blind store session is live. */
@@ -31,7 +44,14 @@ const commands = {
   },
   /** Each device's sessions with the store (for diagnostics when one does not come live). */
   async status() {
-    return Promise.all(peers.map(async (p) => ({ id: p.deviceId.slice(-6), blind: await p.blind.status(), connected: p.mesh.connectedPeers().map((x) => x.slice(-6)), relayed: p.mesh.node.getConnections().filter((c) => c.remoteAddr.toString().includes('p2p-circuit')).length })))
+    return Promise.all(
+      peers.map(async (p) => ({
+        id: p.deviceId.slice(-6),
+        blind: await p.blind.status(),
+        connected: p.mesh.connectedPeers().map((x) => x.slice(-6)),
+        relayed: p.mesh.node.getConnections().filter((c) => c.remoteAddr.toString().includes('p2p-circuit')).length,
+      })),
+    )
   },
   async stop() {
     for (const p of peers.splice(0)) await p.stop().catch(() => undefined)

@@ -84,11 +84,19 @@ export async function run(ctx) {
     const p50 = (s) => round(percentile(s, 50), 3)
     const p99 = (s) => round(percentile(s, 99), 3)
     await measure(
-      { id: 'relay.latency.p50', title: `One small update A -> B through the VPS relay, median of ${LATENCY.count}`, unit: 'ms', method: `A and B know only the VPS; the connection B saw: ${viaRelay} (after: ${addressAfter})` },
+      {
+        id: 'relay.latency.p50',
+        title: `One small update A -> B through the VPS relay, median of ${LATENCY.count}`,
+        unit: 'ms',
+        method: `A and B know only the VPS; the connection B saw: ${viaRelay} (after: ${addressAfter})`,
+      },
       () => ({ value: p50(relayed), details: { p99: p99(relayed), ...summary(relayed, 3) } }),
     )
     await measure({ id: 'relay.latency.p99', title: 'Same, 99th percentile', unit: 'ms' }, () => p99(relayed))
-    await measure({ id: 'direct.latency.p50', title: `One small update between two directly connected devices, median of ${LATENCY.count}`, unit: 'ms' }, () => ({ value: p50(direct), details: { p99: p99(direct), ...summary(direct, 3) } }))
+    await measure(
+      { id: 'direct.latency.p50', title: `One small update between two directly connected devices, median of ${LATENCY.count}`, unit: 'ms' },
+      () => ({ value: p50(direct), details: { p99: p99(direct), ...summary(direct, 3) } }),
+    )
     await measure({ id: 'direct.latency.p99', title: 'Same, 99th percentile', unit: 'ms' }, () => p99(direct))
     await measure({ id: 'relay.latency.ratio.p50', title: 'Relay / direct, medians', unit: '×' }, () => round(p50(relayed) / p50(direct), 2))
     await measure({ id: 'relay.latency.ratio.p99', title: 'Relay / direct, 99th percentiles', unit: '×' }, () => round(p99(relayed) / p99(direct), 2))
@@ -102,35 +110,67 @@ export async function run(ctx) {
       const t0 = now()
       for (let i = 0; i < CATCHUP.updates; i++) await a.request('set', { collection, key: `k${i}`, value: { i, s: 'catch-up' } })
       const writeMs = now() - t0
-      await waitFor('A has uploaded everything', async () => {
-        const s = (await a.request('blind')).blindStore?.stores?.[0]
-        const store = (await v.request('blind')).blindStore
-        return s?.live && !s.pending && s.cursor === store?.head ? true : undefined
-      }, 120_000)
+      await waitFor(
+        'A has uploaded everything',
+        async () => {
+          const s = (await a.request('blind')).blindStore?.stores?.[0]
+          const store = (await v.request('blind')).blindStore
+          return s?.live && !s.pending && s.cursor === store?.head ? true : undefined
+        },
+        120_000,
+      )
       const store = (await v.request('blind')).blindStore
       await close(a)
-      log(`  ${variant}: ${CATCHUP.updates} updates written on A in ${round(writeMs, 0)} ms; the store: head ${store.head}, snapshot covering ${store.snapshotSeq}, ${store.sinceCount} entries after it (${store.sinceBytes} bytes)`)
+      log(
+        `  ${variant}: ${CATCHUP.updates} updates written on A in ${round(writeMs, 0)} ms; the store: head ${store.head}, snapshot covering ${store.snapshotSeq}, ${store.sinceCount} entries after it (${store.sinceBytes} bytes)`,
+      )
       const started = now()
       b = await kitsync('B', homeB, { bootstrap: [vAddr], ...(snapshotPolicy === undefined ? {} : { snapshotPolicy }) })
       const startMs = now() - started
       // Polled by record count (reading all 10,000 records every 20 ms took CPU from the
       // catch-up it measures), then every record read once.
-      await waitFor('B has every update', async () => ((await b.request('blind', { collection, count: true })).records >= CATCHUP.updates ? true : undefined), 120_000)
+      await waitFor(
+        'B has every update',
+        async () => ((await b.request('blind', { collection, count: true })).records >= CATCHUP.updates ? true : undefined),
+        120_000,
+      )
       const read = (await b.request('blind', { collection })).records
       if (read < CATCHUP.updates) throw new Error(`B counts ${CATCHUP.updates} records but reads ${read}`)
       const catchupMs = now() - started
       await close(b)
-      return { value: round(catchupMs, 0), details: { peerStartMs: round(startMs, 0), storeHead: store.head, snapshotSeq: store.snapshotSeq, entriesAfterSnapshot: store.sinceCount, bytesAfterSnapshot: store.sinceBytes } }
+      return {
+        value: round(catchupMs, 0),
+        details: {
+          peerStartMs: round(startMs, 0),
+          storeHead: store.head,
+          snapshotSeq: store.snapshotSeq,
+          entriesAfterSnapshot: store.sinceCount,
+          bytesAfterSnapshot: store.sinceBytes,
+        },
+      }
     }
     await close(b)
     await close(a)
-    const method = 'B restarts with the VPS as only bootstrap while A is offline; time from peer start (process fork) until all records are readable: record count polled every 20 ms through IPC, then every record read once'
+    const method =
+      'B restarts with the VPS as only bootstrap while A is offline; time from peer start (process fork) until all records are readable: record count polled every 20 ms through IPC, then every record read once'
     await measure(
-      { id: 'store.catchup.10k', title: `A device catching up ${CATCHUP.updates.toLocaleString('en-US')} updates from the VPS store (default snapshots)`, unit: 'ms', target: { op: '<=', value: 2000 }, method },
+      {
+        id: 'store.catchup.10k',
+        title: `A device catching up ${CATCHUP.updates.toLocaleString('en-US')} updates from the VPS store (default snapshots)`,
+        unit: 'ms',
+        target: { op: '<=', value: 2000 },
+        method,
+      },
       () => catchUp('default snapshots', 'catchup', undefined),
     )
     await measure(
-      { id: 'store.catchup.10k.entries', title: `Same, snapshots off: ${CATCHUP.updates.toLocaleString('en-US')} separate encrypted entries`, unit: 'ms', target: { op: '<=', value: 2000 }, method },
+      {
+        id: 'store.catchup.10k.entries',
+        title: `Same, snapshots off: ${CATCHUP.updates.toLocaleString('en-US')} separate encrypted entries`,
+        unit: 'ms',
+        target: { op: '<=', value: 2000 },
+        method,
+      },
       () => catchUp('snapshots off', 'catchup2', { entries: 1e12, bytes: 1e15 }),
     )
 
@@ -145,9 +185,11 @@ export async function run(ctx) {
     fleet = await Fleet.fork()
     const fleetStart = await fleet.request('start', { homes, tokens, bootstrap: [vAddr] }, 300_000)
     log(`  fleet: ${fleetStart.peers} devices started and joined at once, ${fleetStart.caughtUp} caught up when joining`)
-    await waitFor('every device live with the store', async () => ((await fleet.request('live')).live >= FLEET.devices ? true : undefined), 120_000).catch(async (err) => {
-      throw new Error(`${err.message}; devices: ${JSON.stringify(await fleet.request('status').catch(() => 'unknown'))}`)
-    })
+    await waitFor('every device live with the store', async () => ((await fleet.request('live')).live >= FLEET.devices ? true : undefined), 120_000).catch(
+      async (err) => {
+        throw new Error(`${err.message}; devices: ${JSON.stringify(await fleet.request('status').catch(() => 'unknown'))}`)
+      },
+    )
     const idleMem = await processMemory(v.child.pid)
     // The VPS's RSS sampled every 100 ms while every device writes and until A has it all.
     const samples = []
@@ -160,7 +202,11 @@ export async function run(ctx) {
     })()
     try {
       await fleet.request('write', { collection: 'fleet', count: FLEET.writes }, 300_000)
-      await waitFor('A has every device\'s writes', async () => ((await a.request('blind', { collection: 'fleet' })).records >= FLEET.devices * FLEET.writes ? true : undefined), 120_000)
+      await waitFor(
+        "A has every device's writes",
+        async () => ((await a.request('blind', { collection: 'fleet' })).records >= FLEET.devices * FLEET.writes ? true : undefined),
+        120_000,
+      )
     } finally {
       sampling = false
       await sampler
@@ -182,10 +228,21 @@ export async function run(ctx) {
       },
       () => ({
         value: mb(Math.max(...samples, mem.rss)),
-        details: { relayedConnectionEnds: relayedEnds, syncPeersPerDeviceMedian: percentile(syncPeers, 50), idleConnectedMB: mb(idleMem.rss), afterMB: mb(mem.rss), medianSampleMB: mb(percentile(samples, 50)), peakHwmMB: mb(mem.hwm), storeSessions: vs.sessions, storeHead: vs.head },
+        details: {
+          relayedConnectionEnds: relayedEnds,
+          syncPeersPerDeviceMedian: percentile(syncPeers, 50),
+          idleConnectedMB: mb(idleMem.rss),
+          afterMB: mb(mem.rss),
+          medianSampleMB: mb(percentile(samples, 50)),
+          peakHwmMB: mb(mem.hwm),
+          storeSessions: vs.sessions,
+          storeHead: vs.head,
+        },
       }),
     )
-    note('vps: the relay and direct latencies run on loopback in the same run; on loopback DCUtR has no public address to punch to, so the relayed connection stays relayed.')
+    note(
+      'vps: the relay and direct latencies run on loopback in the same run; on loopback DCUtR has no public address to punch to, so the relayed connection stays relayed.',
+    )
   } finally {
     await fleet?.close()
     for (const node of [...nodes]) await close(node).catch(() => undefined)

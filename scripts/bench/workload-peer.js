@@ -175,7 +175,17 @@ export function commands({ node, now, send }) {
       const t1 = now()
       const net = await peer().networkStatus()
       const from = net.devices.find((d) => d.peerId === result.inviter)
-      return { t0, joinMs: joinedAt - t0, firstReadMs: readMs, totalMs: t1 - t0, caughtUp: result.caughtUp, polls, counts: c, bytesIn: from?.bytesIn, bytesOut: from?.bytesOut }
+      return {
+        t0,
+        joinMs: joinedAt - t0,
+        firstReadMs: readMs,
+        totalMs: t1 - t0,
+        caughtUp: result.caughtUp,
+        polls,
+        counts: c,
+        bytesIn: from?.bytesIn,
+        bytesOut: from?.bytesOut,
+      }
     },
 
     /** Per connected device: bytes in and out of its sync session. */

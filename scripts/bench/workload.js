@@ -39,7 +39,13 @@ export async function run(ctx) {
     node.info = await node.request('kitsync-start', { home: homes[name], listen: LISTEN, bootstrap: [], control })
     return node
   }
-  const expect = { watchlists: TRADING.watchlists, symbols: TRADING.symbols, alerts: TRADING.alerts, settingsFields: TRADING.settingsFields, journal: TRADING.journal }
+  const expect = {
+    watchlists: TRADING.watchlists,
+    symbols: TRADING.symbols,
+    alerts: TRADING.alerts,
+    settingsFields: TRADING.settingsFields,
+    journal: TRADING.journal,
+  }
   const storeSize = async (name) => {
     const { bytes, files } = await homeStoreSize(homes[name])
     let wal = 0
@@ -54,7 +60,9 @@ export async function run(ctx) {
   try {
     // -------------------------------------------------------------------------------------
     // 1. Catch-up of a trading workspace.
-    log(`  A fills ${TRADING.watchlists} watchlists × ${TRADING.symbols} symbols, ${TRADING.alerts} alerts, settings, ${TRADING.journal.toLocaleString('en-US')} journal entries; B joins`)
+    log(
+      `  A fills ${TRADING.watchlists} watchlists × ${TRADING.symbols} symbols, ${TRADING.alerts} alerts, settings, ${TRADING.journal.toLocaleString('en-US')} journal entries; B joins`,
+    )
     const a = await kitsyncNode('A', { control: true }) // control socket: the importer of part 2 goes through it
     let fill
     await measure(
@@ -71,7 +79,13 @@ export async function run(ctx) {
       async () => {
         fill = await a.request('tradingFill', TRADING, LONG)
         const c = fill.counts
-        if (c.watchlists !== expect.watchlists || c.symbolsMin !== expect.symbols || c.alerts !== expect.alerts || c.journal !== expect.journal || c.settingsFields !== expect.settingsFields) {
+        if (
+          c.watchlists !== expect.watchlists ||
+          c.symbolsMin !== expect.symbols ||
+          c.alerts !== expect.alerts ||
+          c.journal !== expect.journal ||
+          c.settingsFields !== expect.settingsFields
+        ) {
           throw new Error(`A holds ${JSON.stringify(c)} after the fill`)
         }
         return {
@@ -108,7 +122,16 @@ export async function run(ctx) {
         const { token } = await a.request('invite')
         joined = await b.request('joinVerify', { token, name: 'B', expect }, LONG)
         if (!joined.caughtUp) throw new Error('B did not report caught up')
-        return { value: round(joined.totalMs, 0), details: { joinMs: round(joined.joinMs), firstReadMs: round(joined.firstReadMs), caughtUp: joined.caughtUp, countPolls: joined.polls, counts: joined.counts } }
+        return {
+          value: round(joined.totalMs, 0),
+          details: {
+            joinMs: round(joined.joinMs),
+            firstReadMs: round(joined.firstReadMs),
+            caughtUp: joined.caughtUp,
+            countPolls: joined.polls,
+            counts: joined.counts,
+          },
+        }
       },
     )
     if (joined === undefined) throw new Error('B did not join: no latency run')
@@ -127,7 +150,12 @@ export async function run(ctx) {
         const toB = fromA.find((d) => d.peerId === b.info.peerId)
         return {
           value: round(joined.bytesIn / MB, 2),
-          details: { bytesIn: joined.bytesIn, bytesOutOfAToB: toB?.bytesOut, workspaceJsonBytes: fill.jsonBytes, bytesInPerJsonByte: round(joined.bytesIn / fill.jsonBytes, 3) },
+          details: {
+            bytesIn: joined.bytesIn,
+            bytesOutOfAToB: toB?.bytesOut,
+            workspaceJsonBytes: fill.jsonBytes,
+            bytesInPerJsonByte: round(joined.bytesIn / fill.jsonBytes, 3),
+          },
         }
       },
     )
@@ -144,7 +172,10 @@ export async function run(ctx) {
             `Sum of the sizes of the files under ${name}'s home store/ (LevelDB: log, tables, manifest) and snapshots/ (snapshots of 1 MiB and more) after workspace.flush(), peers running. ` +
             'Details: the write-ahead file store.wal beside it, and the JSON size of the workspace.',
         },
-        async () => ({ value: round(stores[name].bytes / MB, 2), details: { bytes: stores[name].bytes, files: stores[name].files, storeWalBytes: stores[name].walBytes, workspaceJsonBytes: fill.jsonBytes } }),
+        async () => ({
+          value: round(stores[name].bytes / MB, 2),
+          details: { bytes: stores[name].bytes, files: stores[name].files, storeWalBytes: stores[name].walBytes, workspaceJsonBytes: fill.jsonBytes },
+        }),
       )
     }
 
@@ -166,7 +197,16 @@ export async function run(ctx) {
         unit: 'ms',
         method: 'As catchUp.ms, with a token from A (B online, connected to A). C connects to B after this.',
       },
-      async () => ({ value: round(joinedC.totalMs, 0), details: { joinMs: round(joinedC.joinMs), firstReadMs: round(joinedC.firstReadMs), bytesInFromA: joinedC.bytesIn, counts: joinedC.counts, connectedPerPeer: connected } }),
+      async () => ({
+        value: round(joinedC.totalMs, 0),
+        details: {
+          joinMs: round(joinedC.joinMs),
+          firstReadMs: round(joinedC.firstReadMs),
+          bytesInFromA: joinedC.bytesIn,
+          counts: joinedC.counts,
+          connectedPerPeer: connected,
+        },
+      }),
     )
 
     const mesh = { A: a, B: b, C: c }
@@ -209,7 +249,11 @@ export async function run(ctx) {
       const before = await traffic()
       const tag = `import${r}`
       await c.request('watchJournal', { tag, count: LOAD.entries })
-      const reached = c.nextEvent((e) => e.event === 'journalReached' && e.tag === tag, 300_000, `C did not get the ${LOAD.entries} imported entries of round ${r + 1}`)
+      const reached = c.nextEvent(
+        (e) => e.event === 'journalReached' && e.tag === tag,
+        300_000,
+        `C did not get the ${LOAD.entries} imported entries of round ${r + 1}`,
+      )
       reached.catch(() => undefined)
       await a.request('startAlerts', { key: LOAD.alertKey, intervalMs: LOAD.intervalMs })
       const args = { count: LOAD.entries, batch: LOAD.batch, offset: TRADING.journal + r * LOAD.entries }
@@ -225,10 +269,20 @@ export async function run(ctx) {
         for (const [other, t] of Object.entries(peers)) {
           const was = before[name]?.[other]
           // Counters belong to a session: lower than before means the session was replaced.
-          moved[name][other] = was === undefined || t.in < was.in || t.out < was.out ? { newSession: true, in: t.in, out: t.out } : { in: t.in - was.in, out: t.out - was.out }
+          moved[name][other] =
+            was === undefined || t.in < was.in || t.out < was.out ? { newSession: true, in: t.in, out: t.out } : { in: t.in - was.in, out: t.out - was.out }
         }
       }
-      rounds.push({ mode, samples, ms: imp.ms, onCMs: seenAll.t - imp.t0, firstOnCMs: seenAll.first - imp.t0, batchMsMedian: median(imp.batchMs), batchMsMax: Math.max(...imp.batchMs), bytes: moved })
+      rounds.push({
+        mode,
+        samples,
+        ms: imp.ms,
+        onCMs: seenAll.t - imp.t0,
+        firstOnCMs: seenAll.first - imp.t0,
+        batchMsMedian: median(imp.batchMs),
+        batchMsMax: Math.max(...imp.batchMs),
+        bytes: moved,
+      })
       log(
         `    round ${r + 1} (${mode}): import ${round(imp.ms, 0)} ms (all on C after ${round(seenAll.t - imp.t0, 0)} ms); alert p99 ${round(percentile(baseline[r].samples, 99), 1)} ms idle, ` +
           `${round(percentile(samples.samples, 99), 1)} ms during the import (${samples.samples.length} changes)`,
@@ -245,43 +299,52 @@ export async function run(ctx) {
         load:
           `Samples: the changes made while another process (the importer, its own child) imports ${LOAD.entries.toLocaleString('en-US')} journal entries into A through A's control socket ` +
           `(openWorkspace({ home, mode: 'peer' }), workspace.append, batches of ${LOAD.batch} issued at once, each batch awaited), ${socketRounds.length} rounds pooled. `,
-        inProcess:
-          `Samples: the changes made while A's own process imports ${LOAD.entries.toLocaleString('en-US')} journal entries (LocalWorkspace.append, batches of ${LOAD.batch} issued at once, each awaited), one round. `,
+        inProcess: `Samples: the changes made while A's own process imports ${LOAD.entries.toLocaleString('en-US')} journal entries (LocalWorkspace.append, batches of ${LOAD.batch} issued at once, each awaited), one round. `,
       }[phase] +
       'Details: n, max, per-round figures, how many changes C saw as their own event, and the write interval A achieved.'
     const phases = [
       ['baseline', 'with no other writes', baseline],
       ['load', `during a ${LOAD.entries.toLocaleString('en-US')}-entry journal import into A from another process`, socketRounds.map((x) => x.samples)],
-      ['inProcess', `diagnostic: during a ${LOAD.entries.toLocaleString('en-US')}-entry journal import in A's own process`, inProcess === undefined ? [] : [inProcess.samples]],
+      [
+        'inProcess',
+        `diagnostic: during a ${LOAD.entries.toLocaleString('en-US')}-entry journal import in A's own process`,
+        inProcess === undefined ? [] : [inProcess.samples],
+      ],
     ]
     for (const [phase, what, runs] of phases) {
       const samples = runs.flatMap((x) => x.samples)
-      await measure({ id: `alert.${phase}.p50`, title: `Alert change on A visible on C, ${what}: median`, unit: 'ms', method: alertMethod(phase) }, async () => {
-        if (samples.length === 0) throw new Error('no samples')
-        return {
-          value: round(percentile(samples, 50), 2),
-          details: {
-            n: samples.length,
-            p90: round(percentile(samples, 90), 2),
-            p99: round(percentile(samples, 99), 2),
-            max: round(Math.max(...samples), 2),
-            perRound: runs.map((x) => ({
-              n: x.samples.length,
-              p50: round(percentile(x.samples, 50), 2),
-              p99: round(percentile(x.samples, 99), 2),
-              max: round(Math.max(...x.samples), 2),
-              seenAsOwnEvent: x.direct,
-              writeIntervalMedianMs: round(x.intervalMedian, 2),
-              writeIntervalMaxMs: round(x.intervalMax, 1),
-              writeErrors: x.errors,
-            })),
-          },
-        }
-      })
-      await measure({ id: `alert.${phase}.p99`, title: 'Same, 99th percentile', unit: 'ms', method: `The samples of alert.${phase}.p50, nearest rank` }, async () => {
-        if (samples.length === 0) throw new Error('no samples')
-        return { value: round(percentile(samples, 99), 2), details: { n: samples.length, max: round(Math.max(...samples), 2) } }
-      })
+      await measure(
+        { id: `alert.${phase}.p50`, title: `Alert change on A visible on C, ${what}: median`, unit: 'ms', method: alertMethod(phase) },
+        async () => {
+          if (samples.length === 0) throw new Error('no samples')
+          return {
+            value: round(percentile(samples, 50), 2),
+            details: {
+              n: samples.length,
+              p90: round(percentile(samples, 90), 2),
+              p99: round(percentile(samples, 99), 2),
+              max: round(Math.max(...samples), 2),
+              perRound: runs.map((x) => ({
+                n: x.samples.length,
+                p50: round(percentile(x.samples, 50), 2),
+                p99: round(percentile(x.samples, 99), 2),
+                max: round(Math.max(...x.samples), 2),
+                seenAsOwnEvent: x.direct,
+                writeIntervalMedianMs: round(x.intervalMedian, 2),
+                writeIntervalMaxMs: round(x.intervalMax, 1),
+                writeErrors: x.errors,
+              })),
+            },
+          }
+        },
+      )
+      await measure(
+        { id: `alert.${phase}.p99`, title: 'Same, 99th percentile', unit: 'ms', method: `The samples of alert.${phase}.p50, nearest rank` },
+        async () => {
+          if (samples.length === 0) throw new Error('no samples')
+          return { value: round(percentile(samples, 99), 2), details: { n: samples.length, max: round(Math.max(...samples), 2) } }
+        },
+      )
     }
     const perRound = (x) => ({
       mode: x.mode,
@@ -308,8 +371,12 @@ export async function run(ctx) {
       async () => {
         const rates = socketRounds.map((x) => LOAD.entries / (x.ms / 1000))
         const syncErrors = {}
-        for (const [name, node] of Object.entries(mesh)) syncErrors[name] = (await node.request('syncErrors')).entries.map((e) => `${e.reason} (peer …${String(e.peer).slice(-6)})`)
-        return { value: round(median(rates), 0), details: { ratesPerSecond: rates.map((x) => round(x, 0)), perRound: rounds.map(perRound), syncErrorsInAuditLog: syncErrors } }
+        for (const [name, node] of Object.entries(mesh))
+          syncErrors[name] = (await node.request('syncErrors')).entries.map((e) => `${e.reason} (peer …${String(e.peer).slice(-6)})`)
+        return {
+          value: round(median(rates), 0),
+          details: { ratesPerSecond: rates.map((x) => round(x, 0)), perRound: rounds.map(perRound), syncErrorsInAuditLog: syncErrors },
+        }
       },
     )
   } catch (err) {
@@ -322,8 +389,8 @@ export async function run(ctx) {
 
   note(
     'Processes: A, B and C are mesh-peer.js children (own process each; Peer.start with a LevelDB home, libp2p TCP+Noise+Yamux on 127.0.0.1, mDNS off, no control socket) ' +
-      'running the commands of scripts/bench/workload-peer.js. The fill, the alert timer and the journal import all run in A\'s process, through its LocalWorkspace ' +
-      '(the API an app embedding the peer uses), so the import competes with the alert writes for A\'s event loop as it would in such an app. The machine has 2 cores.',
+      "running the commands of scripts/bench/workload-peer.js. The fill, the alert timer and the journal import all run in A's process, through its LocalWorkspace " +
+      "(the API an app embedding the peer uses), so the import competes with the alert writes for A's event loop as it would in such an app. The machine has 2 cores.",
   )
   note(`The journal grows during part 2: ${TRADING.journal.toLocaleString('en-US')} entries at the start, +${LOAD.entries.toLocaleString('en-US')} per round.`)
 }

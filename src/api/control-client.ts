@@ -2,14 +2,7 @@ import { createConnection, type Socket } from 'node:net'
 import { KitsyncError } from '../core/errors.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
-import {
-  CONTROL_PROTOCOL,
-  encodeMessage,
-  LineSplitter,
-  parseServerMessage,
-  type ControlMethod,
-  type HelloResult,
-} from '../protocol/control.js'
+import { CONTROL_PROTOCOL, encodeMessage, LineSplitter, parseServerMessage, type ControlMethod, type HelloResult } from '../protocol/control.js'
 
 interface Pending {
   resolve: (value: unknown) => void

@@ -56,7 +56,13 @@ export class BlindClientSession {
   }
 
   start(): void {
-    this.send({ type: BlindType.HELLO, version: BLIND_PROTOCOL_VERSION, workspaceId: this.client.host.workspaceId, storeId: this.record.storeId, cursor: this.record.cursor })
+    this.send({
+      type: BlindType.HELLO,
+      version: BLIND_PROTOCOL_VERSION,
+      workspaceId: this.client.host.workspaceId,
+      storeId: this.record.storeId,
+      cursor: this.record.cursor,
+    })
   }
 
   receive(bytes: Uint8Array): void {
@@ -182,7 +188,10 @@ export class BlindClientSession {
         // before it, and a later session (after a key pull) takes it from there.
         if (key === undefined) return { seq, missingKey: f.epoch, items: [] as EnvelopeItem[] }
         try {
-          return { seq, items: await open(key, { workspaceId: host.workspaceId, epoch: f.epoch, kind: f.type === BlindType.ENTRY ? 'entry' : 'snapshot' }, f.ciphertext) }
+          return {
+            seq,
+            items: await open(key, { workspaceId: host.workspaceId, epoch: f.epoch, kind: f.type === BlindType.ENTRY ? 'entry' : 'snapshot' }, f.ciphertext),
+          }
         } catch (err) {
           this.client.emit('skipped', { peerId: this.peerId, seq, reason: toKitsyncError(err).message })
           return { seq, items: [] as EnvelopeItem[] }
@@ -242,35 +251,36 @@ export class BlindClientSession {
   private upload(names: string[], changed: Map<string, boolean>): void {
     this.outstanding++
     let sent = false
-    this.uploading = this.uploading.then(async () => {
-      if (this.closed || !this.live) return
-      const current = this.client.host.currentKey()
-      if (current === undefined) return
-      const items: EnvelopeItem[] = []
-      const vectors = new Map<string, Uint8Array>()
-      for (const name of names) {
-        if (!this.client.shares(name)) {
-          // Local-only (perhaps since a change was noted): never uploaded, not even encrypted.
+    this.uploading = this.uploading
+      .then(async () => {
+        if (this.closed || !this.live) return
+        const current = this.client.host.currentKey()
+        if (current === undefined) return
+        const items: EnvelopeItem[] = []
+        const vectors = new Map<string, Uint8Array>()
+        for (const name of names) {
+          if (!this.client.shares(name)) {
+            // Local-only (perhaps since a change was noted): never uploaded, not even encrypted.
+            this.dirty.delete(name)
+            continue
+          }
+          const doc = this.client.host.collectionNames().includes(name) || this.dirty.has(name) ? await this.client.doc(name) : undefined
+          if (doc === undefined) continue
+          const sv = this.inFlightVector(name)
+          const docSv = Y.encodeStateVector(doc)
+          // Nothing new for the store: only a change merged from a peer that it already has.
+          if (!this.dirty.has(name) && changed.get(name) !== true && covers(sv, docSv)) continue
+          items.push({ collection: name, update: Y.encodeStateAsUpdate(doc, sv ?? EMPTY_SV) })
+          vectors.set(name, docSv)
           this.dirty.delete(name)
-          continue
         }
-        const doc = this.client.host.collectionNames().includes(name) || this.dirty.has(name) ? await this.client.doc(name) : undefined
-        if (doc === undefined) continue
-        const sv = this.inFlightVector(name)
-        const docSv = Y.encodeStateVector(doc)
-        // Nothing new for the store: only a change merged from a peer that it already has.
-        if (!this.dirty.has(name) && changed.get(name) !== true && covers(sv, docSv)) continue
-        items.push({ collection: name, update: Y.encodeStateAsUpdate(doc, sv ?? EMPTY_SV) })
-        vectors.set(name, docSv)
-        this.dirty.delete(name)
-      }
-      if (items.length === 0 || this.closed) return
-      const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'entry' }, items)
-      this.pending.push({ kind: 'put', vectors })
-      this.send({ type: BlindType.PUT, epoch: current.epoch, ciphertext })
-      this.sinceBytes += ciphertext.byteLength
-      sent = true
-    })
+        if (items.length === 0 || this.closed) return
+        const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'entry' }, items)
+        this.pending.push({ kind: 'put', vectors })
+        this.send({ type: BlindType.PUT, epoch: current.epoch, ciphertext })
+        this.sinceBytes += ciphertext.byteLength
+        sent = true
+      })
       .catch((err: unknown) => this.close(toKitsyncError(err)))
       .finally(() => {
         if (!sent) this.outstanding = Math.max(0, this.outstanding - 1)
@@ -315,22 +325,24 @@ export class BlindClientSession {
     }
     this.snapshotWait = undefined
     this.snapshotting = true
-    this.uploading = this.uploading.then(async () => {
-      const current = this.client.host.currentKey()
-      if (current === undefined || this.closed) return
-      const coversSeq = this.record.cursor
-      const items: EnvelopeItem[] = []
-      const vectors = new Map<string, Uint8Array>()
-      for (const name of this.client.host.collectionNames()) {
-        if (!this.client.shares(name)) continue
-        const doc = await this.client.doc(name)
-        items.push({ collection: name, update: Y.encodeStateAsUpdate(doc) })
-        vectors.set(name, Y.encodeStateVector(doc))
-      }
-      const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'snapshot' }, items)
-      this.pending.push({ kind: 'snapshot', vectors })
-      this.send({ type: BlindType.SNAPSHOT_PUT, covers: coversSeq, epoch: current.epoch, ciphertext })
-    }).catch((err: unknown) => this.close(toKitsyncError(err)))
+    this.uploading = this.uploading
+      .then(async () => {
+        const current = this.client.host.currentKey()
+        if (current === undefined || this.closed) return
+        const coversSeq = this.record.cursor
+        const items: EnvelopeItem[] = []
+        const vectors = new Map<string, Uint8Array>()
+        for (const name of this.client.host.collectionNames()) {
+          if (!this.client.shares(name)) continue
+          const doc = await this.client.doc(name)
+          items.push({ collection: name, update: Y.encodeStateAsUpdate(doc) })
+          vectors.set(name, Y.encodeStateVector(doc))
+        }
+        const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'snapshot' }, items)
+        this.pending.push({ kind: 'snapshot', vectors })
+        this.send({ type: BlindType.SNAPSHOT_PUT, covers: coversSeq, epoch: current.epoch, ciphertext })
+      })
+      .catch((err: unknown) => this.close(toKitsyncError(err)))
   }
 
   private scheduleSave(): void {

@@ -4,7 +4,14 @@ import type { KitsyncError } from '../core/errors.js'
 import type { PeerLink } from '../sync/sync-host.js'
 import { SyncSession } from '../sync/sync-session.js'
 import { BlindClientSession } from './blind-client-session.js'
-import { DEFAULT_SNAPSHOT_POLICY, type BlindClientEvents, type BlindClientHost, type BlindSessionOwner, type SnapshotPolicy, type StoreRecord } from './client-types.js'
+import {
+  DEFAULT_SNAPSHOT_POLICY,
+  type BlindClientEvents,
+  type BlindClientHost,
+  type BlindSessionOwner,
+  type SnapshotPolicy,
+  type StoreRecord,
+} from './client-types.js'
 
 export { BlindClientSession } from './blind-client-session.js'
 export { DEFAULT_SNAPSHOT_POLICY, type BlindClientEvents, type BlindClientHost, type SnapshotPolicy } from './client-types.js'
@@ -136,4 +143,3 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
     })
   }
 }
-

@@ -80,7 +80,11 @@ export function decodePlaintext(bytes: Uint8Array): EnvelopeItem[] {
 export async function seal(key: Uint8Array, ctx: { workspaceId: string; epoch: number; kind: EnvelopeKind }, items: EnvelopeItem[]): Promise<Uint8Array> {
   const nonce = globalThis.crypto.getRandomValues(new Uint8Array(NONCE_BYTES))
   const sealed = new Uint8Array(
-    await subtle().encrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad(ctx.workspaceId, ctx.epoch, ctx.kind) }, await importKey(key), encodePlaintext(items)),
+    await subtle().encrypt(
+      { name: 'AES-GCM', iv: nonce, additionalData: aad(ctx.workspaceId, ctx.epoch, ctx.kind) },
+      await importKey(key),
+      encodePlaintext(items),
+    ),
   )
   const out = new Uint8Array(NONCE_BYTES + sealed.byteLength)
   out.set(nonce)

@@ -95,7 +95,13 @@ export function decodeBlindFrame(bytes: Uint8Array): BlindFrame {
     const type = decoding.readVarUint(d)
     switch (type) {
       case 0:
-        frame = { type, version: decoding.readVarUint(d), workspaceId: decoding.readVarString(d), storeId: decoding.readVarString(d), cursor: decoding.readVarUint(d) }
+        frame = {
+          type,
+          version: decoding.readVarUint(d),
+          workspaceId: decoding.readVarString(d),
+          storeId: decoding.readVarString(d),
+          cursor: decoding.readVarUint(d),
+        }
         break
       case 1:
         frame = {

@@ -143,7 +143,14 @@ export class BlindServerSession {
       if (frame.workspaceId !== options.workspaceId()) throw new KitsyncError('WORKSPACE_MISMATCH', 'this store belongs to another workspace')
       await this.authorize()
       const state = storage.state()
-      this.send({ type: BlindType.WELCOME, storeId: state.storeId, snapshotSeq: state.snapshotSeq, head: state.head, sinceCount: state.sinceCount, sinceBytes: state.sinceBytes })
+      this.send({
+        type: BlindType.WELCOME,
+        storeId: state.storeId,
+        snapshotSeq: state.snapshotSeq,
+        head: state.head,
+        sinceCount: state.sinceCount,
+        sinceBytes: state.sinceBytes,
+      })
       const from = frame.storeId === state.storeId ? Math.min(frame.cursor, state.head) : 0
       // The catch-up goes at the device's pace, outside the one-at-a-time section: other
       // devices' writes go on meanwhile, and a device that reads slowly holds up nobody.

@@ -28,12 +28,7 @@ export function print(io: CliIO, opts: GlobalOptions, json: unknown, human: () =
 }
 
 /** Open the workspace for one command (through the peer if one runs), run `fn`, close it. */
-export async function withWorkspace<T>(
-  io: CliIO,
-  opts: GlobalOptions,
-  fn: (ws: Workspace) => Promise<T>,
-  extra: OpenWorkspaceOptions = {},
-): Promise<T> {
+export async function withWorkspace<T>(io: CliIO, opts: GlobalOptions, fn: (ws: Workspace) => Promise<T>, extra: OpenWorkspaceOptions = {}): Promise<T> {
   // Loaded here, not at start-up: `peer start` never opens a workspace this way.
   const { openWorkspace } = await import('../api/open-workspace.js')
   const ws = await openWorkspace({ serve: false, ...extra, ...(opts.home === undefined ? {} : { home: opts.home }) })

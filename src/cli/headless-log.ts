@@ -12,7 +12,11 @@ export interface HeadlessLog {
 
 export function headlessLog(): HeadlessLog {
   const logger = pino(
-    { base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, redact: { paths: ['token', 'keys', 'secret', '*.token', '*.keys', '*.secret'], censor: '[redacted]' } },
+    {
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: ['token', 'keys', 'secret', '*.token', '*.keys', '*.secret'], censor: '[redacted]' },
+    },
     pino.destination({ dest: 1, sync: true }),
   )
   return {

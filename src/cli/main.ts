@@ -92,6 +92,7 @@ function fromCommander(err: unknown): KitsyncError | 'ok' {
   const message = err.message.replace(/^error: /, '')
   if (err.code === 'commander.unknownCommand') return new KitsyncError('UNKNOWN_COMMAND', `${message} (see kitsync --help)`)
   // Bare `kitsync` or `kitsync peer` without a subcommand shows help on stderr: a usage error.
-  if (err.code === 'commander.executeSubCommandAsync' || message === '(outputHelp)') return new KitsyncError('INVALID_ARGUMENT', 'missing command (see kitsync --help)')
+  if (err.code === 'commander.executeSubCommandAsync' || message === '(outputHelp)')
+    return new KitsyncError('INVALID_ARGUMENT', 'missing command (see kitsync --help)')
   return new KitsyncError('INVALID_ARGUMENT', message)
 }

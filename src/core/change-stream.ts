@@ -12,11 +12,7 @@ export interface ChangeSource {
  * is taken before `ready` (a remote workspace asks its peer to watch there), so an event that
  * arrives right behind the peer's reply is not missed.
  */
-export async function* changeStream(
-  emitter: ChangeSource,
-  options: ChangesOptions,
-  ready?: () => Promise<void>,
-): AsyncGenerator<ChangeEvent> {
+export async function* changeStream(emitter: ChangeSource, options: ChangesOptions, ready?: () => Promise<void>): AsyncGenerator<ChangeEvent> {
   const stop = new AbortController()
   const offClosed = emitter.on('closed', () => stop.abort())
   const onAbort = (): void => stop.abort()

@@ -31,7 +31,15 @@ export function keepBothKey(key: string, version: ConflictVersion): string {
 /** Apply the collection's policy to one detected conflict; returns the event to emit. */
 export function settleConflict(collection: RecordCollection, c: DetectedConflict, origin: unknown, detectedBy: string, now: number): ConflictEvent {
   const id = conflictId(collection.name, c)
-  const base = { id, collection: collection.name, key: c.key, ...(c.field === undefined ? {} : { field: c.field }), policy: collection.policy, versions: c.versions, at: now }
+  const base = {
+    id,
+    collection: collection.name,
+    key: c.key,
+    ...(c.field === undefined ? {} : { field: c.field }),
+    policy: collection.policy,
+    versions: c.versions,
+    at: now,
+  }
   switch (collection.policy) {
     case 'merge':
       collection.collapse(c.key, origin)
@@ -59,15 +67,26 @@ export function settleConflict(collection: RecordCollection, c: DetectedConflict
 }
 
 /** Settle an open conflict: write the chosen value as a new write, and forget the conflict. */
-export function resolveConflict(collection: RecordCollection, id: string, choice: ResolveChoice, origin: unknown): { key: string; field?: string; value: JsonValue | undefined } {
+export function resolveConflict(
+  collection: RecordCollection,
+  id: string,
+  choice: ResolveChoice,
+  origin: unknown,
+): { key: string; field?: string; value: JsonValue | undefined } {
   const open = collection.openConflicts().find((c) => c.id === id || (id.length >= 4 && c.id.startsWith(id)))
-  if (open === undefined) throw new KitsyncError('UNKNOWN_CONFLICT', `no open conflict ${JSON.stringify(id)} in ${collection.name} (see kitsync conflicts)`, { details: { collection: collection.name } })
+  if (open === undefined)
+    throw new KitsyncError('UNKNOWN_CONFLICT', `no open conflict ${JSON.stringify(id)} in ${collection.name} (see kitsync conflicts)`, {
+      details: { collection: collection.name },
+    })
   let value: JsonValue | undefined
   if ('value' in choice) value = choice.value
   else {
     const version = open.versions.find((v) => v.hlc === choice.take || v.device === choice.take || (choice.take.length >= 4 && choice.take.endsWith(v.device)))
     if (version === undefined) {
-      throw new KitsyncError('INVALID_ARGUMENT', `conflict ${open.id} has no version ${JSON.stringify(choice.take)}; versions: ${open.versions.map((v) => `${v.device} (${v.hlc})`).join(', ')}`)
+      throw new KitsyncError(
+        'INVALID_ARGUMENT',
+        `conflict ${open.id} has no version ${JSON.stringify(choice.take)}; versions: ${open.versions.map((v) => `${v.device} (${v.hlc})`).join(', ')}`,
+      )
     }
     value = version.value
   }

@@ -20,7 +20,11 @@ export class TypedEmitter<Events extends object> {
 
   off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): void {
     const list = this.listeners.get(event)
-    if (list?.includes(listener as Listener<never>) === true) this.listeners.set(event, list.filter((l) => l !== listener))
+    if (list?.includes(listener as Listener<never>) === true)
+      this.listeners.set(
+        event,
+        list.filter((l) => l !== listener),
+      )
   }
 
   emit<K extends keyof Events>(event: K, payload: Events[K]): void {

@@ -77,9 +77,7 @@ export class KitsyncError extends Error {
 
   /** Serialisable form used by the control API and `--json` output. */
   toJSON(): { code: ErrorCode; message: string; details?: KitsyncErrorDetails } {
-    return Object.keys(this.details).length > 0
-      ? { code: this.code, message: this.message, details: this.details }
-      : { code: this.code, message: this.message }
+    return Object.keys(this.details).length > 0 ? { code: this.code, message: this.message, details: this.details } : { code: this.code, message: this.message }
   }
 
   static fromJSON(value: unknown): KitsyncError {

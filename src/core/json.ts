@@ -102,7 +102,8 @@ function isPlainJson(value: unknown, parents: object[]): boolean | typeof TOO_DE
   } else {
     const proto = Object.getPrototypeOf(value) as unknown
     if (proto !== Object.prototype && proto !== null) ok = false
-    else for (const k in value) if (ok === true && Object.hasOwn(value, k)) ok = k !== '__proto__' && isPlainJson((value as Record<string, unknown>)[k], parents)
+    else
+      for (const k in value) if (ok === true && Object.hasOwn(value, k)) ok = k !== '__proto__' && isPlainJson((value as Record<string, unknown>)[k], parents)
   }
   parents.pop()
   return ok
@@ -150,8 +151,7 @@ export function utf8Length(text: string): number {
     else if (c >= 0xd800 && c <= 0xdbff) {
       bytes += 2 // surrogate pair: 4 bytes for 2 units
       i++
-    }
-    else bytes += 2
+    } else bytes += 2
   }
   return bytes
 }

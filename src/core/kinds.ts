@@ -61,14 +61,17 @@ export interface CollectionSettings {
 export const COLLECTIONS_COLLECTION = '_collections'
 
 function objectOf(value: JsonValue, ctx: KindContext, kind: string): JsonObject {
-  if (!isJsonObject(value)) throw new KitsyncError('INVALID_RECORD', `${ctx.collection} holds ${kind} records: give a JSON object`, { details: { collection: ctx.collection } })
+  if (!isJsonObject(value))
+    throw new KitsyncError('INVALID_RECORD', `${ctx.collection} holds ${kind} records: give a JSON object`, { details: { collection: ctx.collection } })
   return value
 }
 
 function requireString(o: JsonObject, field: string, ctx: KindContext, kind: string): string {
   const v = o[field]
   if (typeof v !== 'string' || v.trim().length === 0) {
-    throw new KitsyncError('INVALID_RECORD', `a ${kind} record in ${ctx.collection} needs a non-empty string field "${field}"`, { details: { collection: ctx.collection, field } })
+    throw new KitsyncError('INVALID_RECORD', `a ${kind} record in ${ctx.collection} needs a non-empty string field "${field}"`, {
+      details: { collection: ctx.collection, field },
+    })
   }
   return v
 }
@@ -83,22 +86,33 @@ function stringArray(o: JsonObject, field: string, ctx: KindContext): void {
   const v = o[field]
   if (v === undefined) return
   if (!Array.isArray(v) || v.some((e) => typeof e !== 'string')) {
-    throw new KitsyncError('INVALID_RECORD', `field "${field}" in ${ctx.collection} must be an array of strings`, { details: { collection: ctx.collection, field } })
+    throw new KitsyncError('INVALID_RECORD', `field "${field}" in ${ctx.collection} must be an array of strings`, {
+      details: { collection: ctx.collection, field },
+    })
   }
 }
 
 const anyObject = (kind: string) => (value: JsonValue, ctx: KindContext) => objectOf(value, ctx, kind)
 
 /** Private key material in any string of a value, or in a field whose name says it holds a secret. */
-const PRIVATE_KEY_TEXT = [/-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----/, /PuTTY-User-Key-File-\d/, /b3BlbnNzaC1rZXktdjE/, /"kty"\s*:\s*"(RSA|EC|OKP)"[^}]*"d"\s*:/]
+const PRIVATE_KEY_TEXT = [
+  /-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----/,
+  /PuTTY-User-Key-File-\d/,
+  /b3BlbnNzaC1rZXktdjE/,
+  /"kty"\s*:\s*"(RSA|EC|OKP)"[^}]*"d"\s*:/,
+]
 const SECRET_FIELD = /^(private_?key|privkey|identity_?file_?content|key_?data|key_?material|passphrase|password|passwd|secret)$/i
 
 export function assertNoPrivateKey(value: JsonValue, ctx: KindContext, path = ''): void {
   if (typeof value === 'string') {
     if (PRIVATE_KEY_TEXT.some((re) => re.test(value))) {
-      throw new KitsyncError('PRIVATE_KEY_REFUSED', `${path === '' ? 'the record' : `field "${path}"`} holds private key material; private keys never leave a device, store only the key's fingerprint`, {
-        details: { collection: ctx.collection, field: path },
-      })
+      throw new KitsyncError(
+        'PRIVATE_KEY_REFUSED',
+        `${path === '' ? 'the record' : `field "${path}"`} holds private key material; private keys never leave a device, store only the key's fingerprint`,
+        {
+          details: { collection: ctx.collection, field: path },
+        },
+      )
     }
     return
   }
@@ -110,9 +124,13 @@ export function assertNoPrivateKey(value: JsonValue, ctx: KindContext, path = ''
     for (const [k, v] of Object.entries(value)) {
       const p = path === '' ? k : `${path}.${k}`
       if (SECRET_FIELD.test(k) && v !== null && v !== '') {
-        throw new KitsyncError('PRIVATE_KEY_REFUSED', `field "${p}" would hold a secret; SSH profiles keep metadata only (host, port, user, key fingerprint, name, tags)`, {
-          details: { collection: ctx.collection, field: p },
-        })
+        throw new KitsyncError(
+          'PRIVATE_KEY_REFUSED',
+          `field "${p}" would hold a secret; SSH profiles keep metadata only (host, port, user, key fingerprint, name, tags)`,
+          {
+            details: { collection: ctx.collection, field: p },
+          },
+        )
       }
       assertNoPrivateKey(v, ctx, p)
     }
@@ -197,7 +215,9 @@ export const KINDS: Record<KindName, CollectionKind> = {
       const o = objectOf(value, ctx, 'position')
       requireString(o, 'symbol', ctx, 'position')
       if (typeof o.quantity !== 'number' || !Number.isFinite(o.quantity)) {
-        throw new KitsyncError('INVALID_RECORD', `a position in ${ctx.collection} needs a number field "quantity"`, { details: { collection: ctx.collection, field: 'quantity' } })
+        throw new KitsyncError('INVALID_RECORD', `a position in ${ctx.collection} needs a number field "quantity"`, {
+          details: { collection: ctx.collection, field: 'quantity' },
+        })
       }
       optionalType(o, 'price', 'number', ctx)
       return o
@@ -261,12 +281,18 @@ export const KINDS: Record<KindName, CollectionKind> = {
       stringArray(o, 'tags', ctx)
       const port = o.port ?? 22
       if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-        throw new KitsyncError('INVALID_RECORD', `port in ${ctx.collection} must be an integer from 1 to 65535`, { details: { collection: ctx.collection, field: 'port' } })
+        throw new KitsyncError('INVALID_RECORD', `port in ${ctx.collection} must be an integer from 1 to 65535`, {
+          details: { collection: ctx.collection, field: 'port' },
+        })
       }
       if (o.keyFingerprint !== undefined && (typeof o.keyFingerprint !== 'string' || !FINGERPRINT.test(o.keyFingerprint))) {
-        throw new KitsyncError('INVALID_RECORD', `keyFingerprint in ${ctx.collection} must look like SHA256:<43 base64 characters> (ssh-keygen -lf) or an MD5 fingerprint`, {
-          details: { collection: ctx.collection, field: 'keyFingerprint' },
-        })
+        throw new KitsyncError(
+          'INVALID_RECORD',
+          `keyFingerprint in ${ctx.collection} must look like SHA256:<43 base64 characters> (ssh-keygen -lf) or an MD5 fingerprint`,
+          {
+            details: { collection: ctx.collection, field: 'keyFingerprint' },
+          },
+        )
       }
       return { ...o, port }
     },
@@ -283,7 +309,8 @@ export const KINDS: Record<KindName, CollectionKind> = {
       optionalType(o, 'status', 'string', ctx)
       stringArray(o, 'tags', ctx)
       stringArray(o, 'dependencies', ctx)
-      if (o.notes !== undefined && !Array.isArray(o.notes)) throw new KitsyncError('INVALID_RECORD', `notes in ${ctx.collection} is a list`, { details: { collection: ctx.collection, field: 'notes' } })
+      if (o.notes !== undefined && !Array.isArray(o.notes))
+        throw new KitsyncError('INVALID_RECORD', `notes in ${ctx.collection} is a list`, { details: { collection: ctx.collection, field: 'notes' } })
       return o
     },
   },

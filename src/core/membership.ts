@@ -83,15 +83,7 @@ export function toSelfRevocation(value: JsonValue | undefined): SelfRevocation |
 /** The synced, append-only audit log: one record per event, keyed so keys never collide. */
 export const AUDIT_COLLECTION = '_audit'
 
-export const AUDIT_TYPES = [
-  'device-joined',
-  'device-revoked',
-  'key-rotated',
-  'connection-refused',
-  'pairing-refused',
-  'sync-error',
-  'conflict',
-] as const
+export const AUDIT_TYPES = ['device-joined', 'device-revoked', 'key-rotated', 'connection-refused', 'pairing-refused', 'sync-error', 'conflict'] as const
 export type AuditType = (typeof AUDIT_TYPES)[number]
 
 export interface AuditEntry {

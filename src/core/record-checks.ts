@@ -27,7 +27,8 @@ export function checkField(view: RecordView, collection: string, field: string, 
   }
   const next = new Set(value as string[])
   const removed = before.filter((e) => typeof e === 'string' && !next.has(e))
-  if (removed.length > 0 && type === 'growset') throw new KitsyncError('APPEND_ONLY', `${field} in ${collection} is append-only: ${JSON.stringify(removed[0])} cannot be removed`)
+  if (removed.length > 0 && type === 'growset')
+    throw new KitsyncError('APPEND_ONLY', `${field} in ${collection} is append-only: ${JSON.stringify(removed[0])} cannot be removed`)
 }
 
 /** Throws RECORD_TOO_LARGE when the record `key` holding `next` is over `maxRecordBytes` as JSON. */

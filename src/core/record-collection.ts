@@ -85,7 +85,14 @@ export class RecordCollection {
     this.name = name
     this.doc = doc
     this.maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
-    this.clock = options.clock ?? new Hlc(Math.random().toString(36).slice(2, 10).replace(/[^a-z0-9]/g, '') || 'anon')
+    this.clock =
+      options.clock ??
+      new Hlc(
+        Math.random()
+          .toString(36)
+          .slice(2, 10)
+          .replace(/[^a-z0-9]/g, '') || 'anon',
+      )
     this.ownSlot = '=' + this.clock.node
     this.map = doc.getMap<Slot>(RECORDS_MAP)
     this.view = { slots: this.map, policy: options.policy ?? 'merge', fieldTypes: options.fieldTypes ?? {} }
@@ -163,7 +170,11 @@ export class RecordCollection {
   /** Change the rules records are read by (when the collection's settings change). */
   configure(options: { policy?: ConflictPolicy; fieldTypes?: Record<string, FieldType> }): void {
     const { policy, fieldTypes } = this.view
-    this.view = { slots: this.map, policy: options.policy !== undefined ? options.policy : policy, fieldTypes: options.fieldTypes !== undefined ? options.fieldTypes : fieldTypes }
+    this.view = {
+      slots: this.map,
+      policy: options.policy !== undefined ? options.policy : policy,
+      fieldTypes: options.fieldTypes !== undefined ? options.fieldTypes : fieldTypes,
+    }
     this.refreshLive()
   }
 
@@ -247,31 +258,36 @@ export class RecordCollection {
       }
     }
     const t = this.clock.now()
-    this.write(key, origin, () => {
-      // The fields a whole write clears: none for a record held by its header alone.
-      const others = rec === undefined || typeof rec === 'string' || (rec.size === 1 && rec.has(HEADER)) ? undefined : [...rec.keys()]
-      const recordLevel = this.view.policy !== 'merge'
-      if (field !== undefined) {
-        if (recordLevel && (current === undefined || !isJsonObject(current))) this.writeHeader(key, { t })
-        this.writeField(key, field, value, t, current)
-        return
-      }
-      if (!isJsonObject(value)) {
-        this.writeHeader(key, { t, f: 1, $: value }, rec)
+    this.write(
+      key,
+      origin,
+      () => {
+        // The fields a whole write clears: none for a record held by its header alone.
+        const others = rec === undefined || typeof rec === 'string' || (rec.size === 1 && rec.has(HEADER)) ? undefined : [...rec.keys()]
+        const recordLevel = this.view.policy !== 'merge'
+        if (field !== undefined) {
+          if (recordLevel && (current === undefined || !isJsonObject(current))) this.writeHeader(key, { t })
+          this.writeField(key, field, value, t, current)
+          return
+        }
+        if (!isJsonObject(value)) {
+          this.writeHeader(key, { t, f: 1, $: value }, rec)
+          if (others !== undefined) for (const f of others) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
+          return
+        }
+        // One header holds the plain fields of a whole-record write: one item per record.
+        let r: JsonObject
+        if (!typed) r = { ...value }
+        else {
+          r = {}
+          for (const f in value) if (this.typeOf(f) === 'register') r[f] = value[f] as JsonValue
+        }
+        this.writeHeader(key, { t, f: 1, r }, rec)
         if (others !== undefined) for (const f of others) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
-        return
-      }
-      // One header holds the plain fields of a whole-record write: one item per record.
-      let r: JsonObject
-      if (!typed) r = { ...value }
-      else {
-        r = {}
-        for (const f in value) if (this.typeOf(f) === 'register') r[f] = value[f] as JsonValue
-      }
-      this.writeHeader(key, { t, f: 1, r }, rec)
-      if (others !== undefined) for (const f of others) if (f !== HEADER && this.typeOf(f) === 'register') this.clearField(key, f)
-      if (typed) for (const f in value) if (this.typeOf(f) !== 'register') this.writeField(key, f, value[f] as JsonValue, t, current)
-    }, field === undefined ? true : undefined)
+        if (typed) for (const f in value) if (this.typeOf(f) !== 'register') this.writeField(key, f, value[f] as JsonValue, t, current)
+      },
+      field === undefined ? true : undefined,
+    )
   }
 
   /** Delete a record. Returns false when there was none. */

@@ -206,12 +206,19 @@ export function collapsible(view: RecordView, key: string, rec: RecordIndex): st
 }
 
 /** A conflict of a record, among the versions that include one of the slots `added` (flat keys) just brought. */
-export function detect(view: RecordView, key: string, entry: IndexEntry | undefined, addedSlots: Set<string> | string | undefined): DetectedConflict | undefined {
+export function detect(
+  view: RecordView,
+  key: string,
+  entry: IndexEntry | undefined,
+  addedSlots: Set<string> | string | undefined,
+): DetectedConflict | undefined {
   const rec = entry
   if (rec === undefined || typeof rec === 'string' || singleWriter(rec)) return undefined
   const added = typeof addedSlots === 'string' ? new Set([addedSlots]) : (addedSlots ?? new Set<string>())
   const involves = (f: string, slots: Set<string>): boolean => [...slots].some((slot) => added.has(flatKey(key, f, slot)))
-  const headers = [...(rec.get(HEADER) ?? [])].map((slot) => ({ slot, s: view.slots.get(flatKey(key, HEADER, slot)) })).filter((h): h is { slot: string; s: Slot } => h.s !== undefined && (h.s.f === 1 || h.s.d === 1))
+  const headers = [...(rec.get(HEADER) ?? [])]
+    .map((slot) => ({ slot, s: view.slots.get(flatKey(key, HEADER, slot)) }))
+    .filter((h): h is { slot: string; s: Slot } => h.s !== undefined && (h.s.f === 1 || h.s.d === 1))
   const headerSlots = new Set(headers.map((h) => h.slot))
   if (headers.length >= 2 && involves(HEADER, headerSlots)) {
     // Whole versions met: one per writer of a full write or delete.

@@ -154,7 +154,13 @@ export class RefusalLedger {
       }
     }
     if (this.other.count > 0) {
-      this.summarize({ addresses: this.other.addresses + (this.other.overflow ? 1 : 0), count: this.other.count, rateLimited: this.other.rateLimited, peers: this.other.peers, windowMs })
+      this.summarize({
+        addresses: this.other.addresses + (this.other.overflow ? 1 : 0),
+        count: this.other.count,
+        rateLimited: this.other.rateLimited,
+        peers: this.other.peers,
+        windowMs,
+      })
     }
     this.windowStart = undefined
     this.byAddress.clear()

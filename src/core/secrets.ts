@@ -14,7 +14,10 @@ export interface SecretRule {
 export const BUILTIN_SECRET_RULES: readonly SecretRule[] = [
   { name: 'password-option', pattern: String.raw`(^|\s)--?(password|passwd|pass|pwd)(=|\s+)\S+` },
   { name: 'token-option', pattern: String.raw`(^|\s)--?(token|auth-token|api-?key|secret|secret-key|access-key|client-secret|private-key)(=|\s+)\S+` },
-  { name: 'secret-variable', pattern: String.raw`(^|[\s;&|(])(export\s+|env\s+)?[A-Za-z_][A-Za-z0-9_]*(SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*=\S+` },
+  {
+    name: 'secret-variable',
+    pattern: String.raw`(^|[\s;&|(])(export\s+|env\s+)?[A-Za-z_][A-Za-z0-9_]*(SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*=\S+`,
+  },
   { name: 'mysql-password', pattern: String.raw`\b(mysql|mysqldump|mariadb)\b.*\s-p\S+` },
   { name: 'sshpass', pattern: String.raw`\bsshpass\b.*\s-p\s*\S+` },
   { name: 'basic-auth-option', pattern: String.raw`\s(-u|--user)\s+[^\s:]+:\S+` },
@@ -22,7 +25,10 @@ export const BUILTIN_SECRET_RULES: readonly SecretRule[] = [
   { name: 'auth-header', pattern: String.raw`(authorization|x-api-key|private-token|x-auth-token)\s*:\s*\S+` },
   { name: 'bearer-token', pattern: String.raw`\bbearer\s+[A-Za-z0-9._~+/-]{8,}` },
   { name: 'private-key', pattern: String.raw`-----BEGIN [A-Z0-9 ]*PRIVATE KEY` },
-  { name: 'known-token-format', pattern: String.raw`\b((ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,}|glpat-[A-Za-z0-9_-]{20})` },
+  {
+    name: 'known-token-format',
+    pattern: String.raw`\b((ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,}|glpat-[A-Za-z0-9_-]{20})`,
+  },
 ]
 
 const compiled = new Map<string, RegExp>()

@@ -31,7 +31,10 @@ export interface InterestRule {
 
 export function assertPattern(pattern: string): void {
   if (!PATTERN.test(pattern)) {
-    throw new KitsyncError('INVALID_NAME', `invalid item ${JSON.stringify(pattern)}: use a collection name or a pattern of letters, digits, '.', '_', '-', '*' and '?'`)
+    throw new KitsyncError(
+      'INVALID_NAME',
+      `invalid item ${JSON.stringify(pattern)}: use a collection name or a pattern of letters, digits, '.', '_', '-', '*' and '?'`,
+    )
   }
 }
 
@@ -176,7 +179,10 @@ export function applyItemsChange(current: SelectionSettings, change: ItemsChange
     if (change.items.remove !== undefined && change.items.remove.length > 0) {
       const remove = new Set(change.items.remove)
       if (items === undefined && [...remove].some((p) => !isOnDemandPattern(p))) {
-        throw new KitsyncError('INVALID_ARGUMENT', 'this device syncs every collection: set the items it should sync (kitsync items set a,b) or make collections local-only (--local-only)')
+        throw new KitsyncError(
+          'INVALID_ARGUMENT',
+          'this device syncs every collection: set the items it should sync (kitsync items set a,b) or make collections local-only (--local-only)',
+        )
       }
       const missing = [...remove].filter((p) => !(items ?? []).includes(p))
       if (missing.length > 0) throw new KitsyncError('NOT_FOUND', `not among the items: ${missing.join(', ')}`)

@@ -142,7 +142,18 @@ export interface WorkspaceEvents {
   'pairing:pending': { tokenId: string; peerId: string; name: string; code: string }
 }
 
-export const WORKSPACE_EVENTS = ['change', 'sync:connected', 'sync:update', 'sync:offline', 'sync:conflict', 'sync:progress', 'device:joined', 'device:revoked', 'device:revoked-self', 'pairing:pending'] as const satisfies readonly (keyof WorkspaceEvents)[]
+export const WORKSPACE_EVENTS = [
+  'change',
+  'sync:connected',
+  'sync:update',
+  'sync:offline',
+  'sync:conflict',
+  'sync:progress',
+  'device:joined',
+  'device:revoked',
+  'device:revoked-self',
+  'pairing:pending',
+] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 /** How a collection behaves: its kind, conflict policy and limits (synced to every device). */
 export interface CollectionSettingsView {
@@ -250,7 +261,11 @@ export interface NetworkStatus {
    */
   blindStore?:
     | { role: 'store'; storeId: string; head: number; snapshotSeq: number; sinceCount: number; sinceBytes: number; sessions: number }
-    | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]; lastError?: { peerId: string; code: string; message: string } }
+    | {
+        role: 'device'
+        stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]
+        lastError?: { peerId: string; code: string; message: string }
+      }
 }
 
 export interface WorkspaceStatus {

@@ -31,7 +31,9 @@ export function setField(c: RecordCollection, rules: EffectiveSettings, key: str
 
 function assertNotAppendOnly(c: RecordCollection, rules: EffectiveSettings, key: string): void {
   if (rules.kind.appendOnly === true && c.has(key)) {
-    throw new KitsyncError('APPEND_ONLY', `${c.name} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, { details: { collection: c.name } })
+    throw new KitsyncError('APPEND_ONLY', `${c.name} is append-only (${rules.kind.name}): record ${JSON.stringify(key)} exists and cannot be changed`, {
+      details: { collection: c.name },
+    })
   }
 }
 
@@ -45,7 +47,8 @@ export function deleteRecord(c: RecordCollection, rules: EffectiveSettings, key:
 
 /** Add elements to a set field, within the set size limit (and the record limit for a new record). */
 export function addToSet(c: RecordCollection, rules: EffectiveSettings, key: string, field: string, elements: string[], origin: unknown): void {
-  if (rules.kind.appendOnly === true && c.has(key)) throw new KitsyncError('APPEND_ONLY', `${c.name} is append-only: record ${JSON.stringify(key)} cannot be changed`, { details: { collection: c.name } })
+  if (rules.kind.appendOnly === true && c.has(key))
+    throw new KitsyncError('APPEND_ONLY', `${c.name} is append-only: record ${JSON.stringify(key)} cannot be changed`, { details: { collection: c.name } })
   const current = c.get(key)
   const before = isJsonObject(current) && Array.isArray(current[field]) ? (current[field] as JsonValue[]) : []
   const next = [...new Set([...before, ...elements])]
@@ -58,13 +61,23 @@ export function addToSet(c: RecordCollection, rules: EffectiveSettings, key: str
  * Append: an entry of an append-only list field (`options.field`), a record per distinct entry
  * for a kind with `keyOf` (a repeat updates its counters), or a new record under a fresh key.
  */
-export function appendRecord(c: RecordCollection, rules: EffectiveSettings, value: JsonValue, options: AppendOptions, origin: unknown, now: number): { key: string } {
+export function appendRecord(
+  c: RecordCollection,
+  rules: EffectiveSettings,
+  value: JsonValue,
+  options: AppendOptions,
+  origin: unknown,
+  now: number,
+): { key: string } {
   const collection = c.name
   const ctx = { collection, secretRules: rules.secretRules, now }
   if (options.field !== undefined) {
     const key = options.key
     if (key === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'appending to a field needs the record key')
-    if (c.fieldTypes[options.field] !== 'log') throw new KitsyncError('INVALID_ARGUMENT', `${options.field} is not an append-only list in ${collection} (${rules.kind.name})`, { details: { collection } })
+    if (c.fieldTypes[options.field] !== 'log')
+      throw new KitsyncError('INVALID_ARGUMENT', `${options.field} is not an append-only list in ${collection} (${rules.kind.name})`, {
+        details: { collection },
+      })
     if (!c.has(key)) checkLimits(c, rules, key, {})
     c.appendToLog(key, options.field, value, origin)
     return { key }
@@ -99,7 +112,9 @@ export function appendRecord(c: RecordCollection, rules: EffectiveSettings, valu
 export function checkLimits(c: RecordCollection, rules: EffectiveSettings, key: string, value: JsonValue): void {
   const max = rules.limits.maxRecords
   if (max !== undefined && !c.has(key) && c.size >= max) {
-    throw new KitsyncError('LIMIT_EXCEEDED', `${c.name} holds ${c.size} records, the limit for ${rules.kind.name} is ${max}`, { details: { collection: c.name, limit: 'maxRecords', max } })
+    throw new KitsyncError('LIMIT_EXCEEDED', `${c.name} holds ${c.size} records, the limit for ${rules.kind.name} is ${max}`, {
+      details: { collection: c.name, limit: 'maxRecords', max },
+    })
   }
   if (isJsonObject(value)) {
     const types = c.fieldTypes
@@ -114,6 +129,8 @@ export function checkLimits(c: RecordCollection, rules: EffectiveSettings, key: 
 export function checkSetSize(collection: string, rules: EffectiveSettings, field: string, size: number): void {
   const max = rules.limits.maxSetSize
   if (max !== undefined && size > max) {
-    throw new KitsyncError('LIMIT_EXCEEDED', `${field} would hold ${size} elements, the limit in ${collection} (${rules.kind.name}) is ${max}`, { details: { collection, limit: 'maxSetSize', max } })
+    throw new KitsyncError('LIMIT_EXCEEDED', `${field} would hold ${size} elements, the limit in ${collection} (${rules.kind.name}) is ${max}`, {
+      details: { collection, limit: 'maxSetSize', max },
+    })
   }
 }

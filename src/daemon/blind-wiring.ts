@@ -11,7 +11,11 @@ const log = debugLog('daemon:blind')
 /** What `status` shows of the blind store: the store's figures on the VPS, the sessions on a device. */
 export type BlindStatus =
   | { role: 'store'; storeId: string; head: number; snapshotSeq: number; sinceCount: number; sinceBytes: number; sessions: number }
-  | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]; lastError?: { peerId: string; code: string; message: string } }
+  | {
+      role: 'device'
+      stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[]
+      lastError?: { peerId: string; code: string; message: string }
+    }
 
 const MAX_RETRY_MS = 30_000
 
@@ -68,7 +72,13 @@ export class BlindWiring {
       if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }
       this.retry(peerId)
     })
-    this.client.on('skipped', ({ peerId, seq, reason }) => void workspace.audit('sync-error', `blind store entry ${seq} skipped: ${reason}`, peerId).catch((err: unknown) => log(`cannot write the audit entry for blind store entry ${seq} of ${peerId}, skipped: ${reason}`, err)))
+    this.client.on(
+      'skipped',
+      ({ peerId, seq, reason }) =>
+        void workspace
+          .audit('sync-error', `blind store entry ${seq} skipped: ${reason}`, peerId)
+          .catch((err: unknown) => log(`cannot write the audit entry for blind store entry ${seq} of ${peerId}, skipped: ${reason}`, err)),
+    )
     // A revoked device loses its store sessions at once (the mesh also hangs up on it).
     workspace.on('device:revoked', ({ peerId }) => this.serverValue?.disconnect(peerId))
   }

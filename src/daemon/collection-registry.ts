@@ -173,7 +173,14 @@ export class CollectionRegistry {
       try {
         const { collection, log } = await this.load(name)
         const open = collection.openConflicts().length
-        out.push({ name, records: collection.size, bytes: log.stats().bytes, kind: (await this.hooks.settingsOf(name)).kind.name, policy: collection.policy, ...(open > 0 ? { openConflicts: open } : {}) })
+        out.push({
+          name,
+          records: collection.size,
+          bytes: log.stats().bytes,
+          kind: (await this.hooks.settingsOf(name)).kind.name,
+          policy: collection.policy,
+          ...(open > 0 ? { openConflicts: open } : {}),
+        })
       } catch (err) {
         const e = toKitsyncError(err)
         out.push({ name, records: 0, bytes: 0, error: { code: e.code, message: e.message } })
@@ -220,7 +227,11 @@ export class CollectionRegistry {
 
   /** The age trigger of compaction. */
   tick(): void {
-    for (const p of this.loaded.values()) void p.then((entry) => entry.log.tick(), () => undefined) // failed loads are reported to whoever asked for them
+    for (const p of this.loaded.values())
+      void p.then(
+        (entry) => entry.log.tick(),
+        () => undefined,
+      ) // failed loads are reported to whoever asked for them
   }
 
   private async loadFromStore(name: string, adopted?: Uint8Array): Promise<LoadedCollection> {
@@ -292,7 +303,13 @@ export class CollectionRegistry {
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.hooks.changes(name, changes))
       if (adopted !== undefined) {
-        const changes: RecordChange[] = collection.keys().map((key) => ({ key, origin: ADOPTED_ORIGIN, get value() { return collection.get(key) } }))
+        const changes: RecordChange[] = collection.keys().map((key) => ({
+          key,
+          origin: ADOPTED_ORIGIN,
+          get value() {
+            return collection.get(key)
+          },
+        }))
         if (changes.length > 0) this.hooks.changes(name, changes)
       }
     }

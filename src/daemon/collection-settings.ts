@@ -45,20 +45,25 @@ export class CollectionSettingsBook {
     const current = toCollectionSettings(name, store.collection.get(name))
     const next: CollectionSettings = { ...current }
     if (change.kind !== undefined) {
-      if (!isKindName(change.kind)) throw new KitsyncError('INVALID_ARGUMENT', `unknown kind ${JSON.stringify(change.kind)}; kinds: ${Object.keys(KINDS).join(', ')}`)
+      if (!isKindName(change.kind))
+        throw new KitsyncError('INVALID_ARGUMENT', `unknown kind ${JSON.stringify(change.kind)}; kinds: ${Object.keys(KINDS).join(', ')}`)
       if (change.kind !== current.kind && this.registry.isKnown(name) && (await this.registry.load(name)).collection.size > 0) {
-        throw new KitsyncError('INVALID_ARGUMENT', `${name} already holds records as ${current.kind}; a kind is chosen before the first record`, { details: { collection: name } })
+        throw new KitsyncError('INVALID_ARGUMENT', `${name} already holds records as ${current.kind}; a kind is chosen before the first record`, {
+          details: { collection: name },
+        })
       }
       next.kind = change.kind
     }
     if (change.policy !== undefined) {
-      if (!isConflictPolicy(change.policy)) throw new KitsyncError('INVALID_ARGUMENT', `unknown conflict policy ${JSON.stringify(change.policy)}; use merge, latest_wins, keep_both or ask`)
+      if (!isConflictPolicy(change.policy))
+        throw new KitsyncError('INVALID_ARGUMENT', `unknown conflict policy ${JSON.stringify(change.policy)}; use merge, latest_wins, keep_both or ask`)
       next.policy = change.policy
     }
     if (change.limits !== undefined) {
       const limits = { ...(current.limits ?? {}) }
       for (const [k, v] of Object.entries(change.limits)) {
-        if (!(LIMIT_NAMES as readonly string[]).includes(k)) throw new KitsyncError('INVALID_ARGUMENT', `unknown limit ${JSON.stringify(k)}; limits: ${LIMIT_NAMES.join(', ')}`)
+        if (!(LIMIT_NAMES as readonly string[]).includes(k))
+          throw new KitsyncError('INVALID_ARGUMENT', `unknown limit ${JSON.stringify(k)}; limits: ${LIMIT_NAMES.join(', ')}`)
         const name = k as (typeof LIMIT_NAMES)[number]
         if (v === null) delete limits[name]
         else if (typeof v === 'number' && Number.isInteger(v) && v >= 0) limits[name] = v
@@ -69,7 +74,8 @@ export class CollectionSettingsBook {
     if (change.secretRules !== undefined) {
       for (const rule of change.secretRules) {
         const error = secretRuleError(rule)
-        if (typeof rule.name !== 'string' || rule.name.length === 0 || error !== undefined) throw new KitsyncError('INVALID_ARGUMENT', `secret rule ${JSON.stringify(rule.name)}: ${error ?? 'needs a name'}`)
+        if (typeof rule.name !== 'string' || rule.name.length === 0 || error !== undefined)
+          throw new KitsyncError('INVALID_ARGUMENT', `secret rule ${JSON.stringify(rule.name)}: ${error ?? 'needs a name'}`)
       }
       next.secretRules = change.secretRules.map((r) => ({ name: r.name, pattern: r.pattern }))
     }
@@ -113,10 +119,13 @@ export class CollectionSettingsBook {
     const p = this.registry.loading(name)
     const store = this.registry.loading(COLLECTIONS_COLLECTION)
     if (p === undefined || store === undefined) return
-    void Promise.all([p, store]).then(([entry, settings]) => {
-      const rules = effectiveSettings(toCollectionSettings(name, settings.collection.get(name)))
-      entry.collection.configure({ policy: rules.policy, fieldTypes: { ...rules.kind.fieldTypes } })
-    }, () => undefined)
+    void Promise.all([p, store]).then(
+      ([entry, settings]) => {
+        const rules = effectiveSettings(toCollectionSettings(name, settings.collection.get(name)))
+        entry.collection.configure({ policy: rules.policy, fieldTypes: { ...rules.kind.fieldTypes } })
+      },
+      () => undefined,
+    )
   }
 }
 

@@ -211,7 +211,8 @@ export class ControlServer {
       }
       case 'approve': {
         if (typeof p.accept !== 'boolean') throw new KitsyncError('INVALID_ARGUMENT', 'accept must be true or false')
-        if (!this.requirePeer().invites.approve(requireString(p, 'tokenId'), p.accept)) throw new KitsyncError('NOT_FOUND', 'no device is waiting for approval with that token')
+        if (!this.requirePeer().invites.approve(requireString(p, 'tokenId'), p.accept))
+          throw new KitsyncError('NOT_FOUND', 'no device is waiting for approval with that token')
         return true
       }
       case 'join': {
@@ -246,7 +247,10 @@ export class ControlServer {
         if (!Object.hasOwn(p, 'value')) throw new KitsyncError('INVALID_ARGUMENT', 'append needs a value')
         const key = optionalString(p, 'key')
         const field = optionalString(p, 'field')
-        return ws.append(requireString(p, 'collection'), p.value as JsonValue, { ...(key === undefined ? {} : { key }), ...(field === undefined ? {} : { field }) })
+        return ws.append(requireString(p, 'collection'), p.value as JsonValue, {
+          ...(key === undefined ? {} : { key }),
+          ...(field === undefined ? {} : { field }),
+        })
       }
       case 'collection':
         return ws.collection(requireString(p, 'name'))
@@ -298,7 +302,8 @@ function requireStringArray(params: Record<string, unknown>, name: string): stri
 
 /** `{set?: [..] | null, add?: [..], remove?: [..]}` of a setItems request. */
 function patternChange(value: unknown, name: string): PatternChange {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new KitsyncError('INVALID_ARGUMENT', `${name} must be an object with set, add or remove`)
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new KitsyncError('INVALID_ARGUMENT', `${name} must be an object with set, add or remove`)
   const v = value as Record<string, unknown>
   const list = (x: unknown, key: string): string[] => {
     if (!Array.isArray(x) || !x.every((s) => typeof s === 'string')) throw new KitsyncError('INVALID_ARGUMENT', `${name}.${key} must be a list of strings`)
@@ -314,7 +319,8 @@ function patternChange(value: unknown, name: string): PatternChange {
 function optionalTimeout(params: Record<string, unknown>): { timeoutMs?: number } {
   const t = params.timeoutMs
   if (t === undefined) return {}
-  if (typeof t !== 'number' || !(t > 0) || t > 3_600_000) throw new KitsyncError('INVALID_ARGUMENT', 'timeoutMs must be a number of milliseconds between 1 and 3600000')
+  if (typeof t !== 'number' || !(t > 0) || t > 3_600_000)
+    throw new KitsyncError('INVALID_ARGUMENT', 'timeoutMs must be a number of milliseconds between 1 and 3600000')
   return { timeoutMs: t }
 }
 

@@ -227,7 +227,8 @@ export class DeviceTrust {
           const m = toMember(c.value)
           if (m?.role === 'untrusted') this.untrusted.add(c.key)
           else if (m !== undefined) this.untrusted.delete(c.key)
-          if (m !== undefined && c.origin !== LOCAL_ORIGIN && c.key !== this.deviceId) this.events.emit('device:joined', { peerId: c.key, name: m.name, by: m.addedBy })
+          if (m !== undefined && c.origin !== LOCAL_ORIGIN && c.key !== this.deviceId)
+            this.events.emit('device:joined', { peerId: c.key, name: m.name, by: m.addedBy })
         }
       })
     })()

@@ -48,7 +48,11 @@ export interface Invite {
  * disk) before the joiner is admitted, so a token works once, also across restarts.
  */
 export class Invites
-  extends TypedEmitter<{ used: { tokenId: string; deviceId: string; name: string }; refused: { deviceId: string; code: string; message: string }; pending: PendingJoin }>
+  extends TypedEmitter<{
+    used: { tokenId: string; deviceId: string; name: string }
+    refused: { deviceId: string; code: string; message: string }
+    pending: PendingJoin
+  }>
   implements PairingAuthority
 {
   private readonly decisions = new Map<string, (accept: boolean) => void>()
@@ -81,7 +85,8 @@ export class Invites
     const id = tokenId(secret)
     const now = Date.now()
     const ttlMs = options.ttlMs ?? DEFAULT_TOKEN_TTL_MS
-    if (!(ttlMs > 0 && ttlMs <= MAX_TOKEN_TTL_MS)) throw new KitsyncError('INVALID_ARGUMENT', `a token's lifetime must be more than 0 and at most ${MAX_TOKEN_TTL_MS / 60_000} minutes (7 days)`)
+    if (!(ttlMs > 0 && ttlMs <= MAX_TOKEN_TTL_MS))
+      throw new KitsyncError('INVALID_ARGUMENT', `a token's lifetime must be more than 0 and at most ${MAX_TOKEN_TTL_MS / 60_000} minutes (7 days)`)
     const expiresAt = now + ttlMs
     await this.exclusive(async () => {
       this.records.set(id, {
@@ -162,7 +167,12 @@ export class Invites
         throw err
       }
       const untrusted = record.untrusted === true
-      await this.workspace.addMember(joiner.deviceId, { name: joiner.name, addedBy: this.self, addedAt: Date.now(), ...(untrusted ? { role: 'untrusted' as const } : {}) })
+      await this.workspace.addMember(joiner.deviceId, {
+        name: joiner.name,
+        addedBy: this.self,
+        addedAt: Date.now(),
+        ...(untrusted ? { role: 'untrusted' as const } : {}),
+      })
       return untrusted
     })
     this.emit('used', { tokenId: id, deviceId: joiner.deviceId, name: joiner.name })
@@ -181,7 +191,10 @@ export class Invites
     const trusted = (await this.workspace.devices()).filter((d) => d.state === 'trusted' && d.peerId !== deviceId)
     const limit = this.maxDevices()
     if (trusted.length >= limit) {
-      throw new KitsyncError('DEVICE_LIMIT_EXCEEDED', `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise maxDevices in workspace.json`)
+      throw new KitsyncError(
+        'DEVICE_LIMIT_EXCEEDED',
+        `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise maxDevices in workspace.json`,
+      )
     }
     return this.records.get(id) as InviteRecord
   }

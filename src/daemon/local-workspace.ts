@@ -327,7 +327,11 @@ export class LocalWorkspace implements Workspace, SyncHost {
    * updates right after the listeners run.
    */
   onDocLoaded(listener: (e: DocLoaded) => void): () => void {
-    for (const p of this.registry.loads()) void p.then((entry) => listener({ name: entry.collection.name, doc: entry.collection.doc }), () => undefined)
+    for (const p of this.registry.loads())
+      void p.then(
+        (entry) => listener({ name: entry.collection.name, doc: entry.collection.doc }),
+        () => undefined,
+      )
     return this.emitter.on('doc-loaded', listener)
   }
 
@@ -471,7 +475,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const source = changes[0]?.origin === LOCAL_ORIGIN ? 'local' : 'remote'
     for (const c of changes) {
       const value = c.value
-      const event: ChangeEvent = value === undefined ? { collection, key: c.key, op: 'del', source, at } : { collection, key: c.key, op: 'set', value, source, at }
+      const event: ChangeEvent =
+        value === undefined ? { collection, key: c.key, op: 'del', source, at } : { collection, key: c.key, op: 'set', value, source, at }
       this.emitter.emit('change', event)
     }
   }

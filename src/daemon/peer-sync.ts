@@ -100,7 +100,8 @@ export class PeerSync implements RunningSync {
     }
     const round = await beforeDeadline(session.resync(undefined, { progress: true }), deadline)
     if (round === undefined) return result(true, 0, false, new KitsyncError('ABORTED', 'the exchange did not finish before the deadline'))
-    if (!round.complete && session.isClosed) return result(true, round.collectionsDone, false, new KitsyncError('CONNECTION_CLOSED', 'the session closed during the exchange'))
+    if (!round.complete && session.isClosed)
+      return result(true, round.collectionsDone, false, new KitsyncError('CONNECTION_CLOSED', 'the session closed during the exchange'))
     // What was merged is on disk before the report says it moved.
     await this.workspace.sync.persist()
     return result(true, round.collections, round.complete)

@@ -93,7 +93,10 @@ export class Peer {
       if (isKitsyncError(err, 'STORE_LOCKED')) {
         const pid = await readPid(paths.pid)
         // Another user's socket is not asked (checkControlSocket refuses it): not ours, not serving.
-        const serving = await checkControlSocket(paths.socket).then((ours) => ours && socketAnswers(paths.socket), () => false)
+        const serving = await checkControlSocket(paths.socket).then(
+          (ours) => ours && socketAnswers(paths.socket),
+          () => false,
+        )
         throw new KitsyncError(
           'PEER_ALREADY_RUNNING',
           serving
@@ -116,7 +119,10 @@ export class Peer {
       const self = identity.deviceId
       const config = await rememberBootstrap(paths, options.bootstrap ?? [])
       const bootstrap = config?.bootstrap ?? options.bootstrap ?? []
-      const engine = new SyncEngine(workspace, { schedule: (fn) => setImmediate(fn), ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }) })
+      const engine = new SyncEngine(workspace, {
+        schedule: (fn) => setImmediate(fn),
+        ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }),
+      })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
       const maxDevices = config?.maxDevices ?? DEFAULT_MAX_DEVICES
       const invites = await Invites.load(paths.invites, workspace, self, () => maxDevices)
@@ -131,7 +137,9 @@ export class Peer {
           if (keys === undefined || !(await keys.merge(received))) return
           await workspace.audit('key-rotated', `workspace key epoch ${keys.epoch}, received from …${from.slice(-8)}`)
           // A member missed now pulls the keys when it next connects.
-          for (const id of mesh.connectedPeers()) if (id !== from && !workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch((err: unknown) => log(`cannot push keys to ${id}`, err))
+          for (const id of mesh.connectedPeers())
+            if (id !== from && !workspace.isUntrusted(id))
+              void pushKeys(mesh.node, id, keys.export(0)).catch((err: unknown) => log(`cannot push keys to ${id}`, err))
         },
       }
       // The encrypted store: served by an untrusted peer (the VPS), used by trusted devices.
@@ -159,7 +167,14 @@ export class Peer {
           if (workspace.isUntrusted(self)) return undefined
           const r = (await workspace.revocations())[id]
           if (r === undefined) return undefined
-          const statement = { workspaceId: workspace.workspaceId, revoked: id, revokedBy: r.revokedBy, revokedAt: r.revokedAt, reason: (r.reason ?? '').slice(0, 1000), signer: self }
+          const statement = {
+            workspaceId: workspace.workspaceId,
+            revoked: id,
+            revokedBy: r.revokedBy,
+            revokedAt: r.revokedAt,
+            reason: (r.reason ?? '').slice(0, 1000),
+            signer: self,
+          }
           const key = `${statement.workspaceId} ${id}`
           const notice = notices.get(key) ?? signRevokedNotice(identity.privateKey, statement)
           notices.set(key, notice)
@@ -189,14 +204,21 @@ export class Peer {
       const revokedSelf = async (r: SelfRevocation): Promise<void> => {
         if (!(await workspace.markRevokedSelf(r))) return
         // The revocation is on record (markRevokedSelf); the audit entry is the log of it.
-        await workspace.audit('device-revoked', `this device learned it was revoked${r.toldBy === undefined ? '' : ` (told by …${r.toldBy.slice(-8)})`}`, self).catch((err: unknown) => log('cannot write the device-revoked audit entry', err))
+        await workspace
+          .audit('device-revoked', `this device learned it was revoked${r.toldBy === undefined ? '' : ` (told by …${r.toldBy.slice(-8)})`}`, self)
+          .catch((err: unknown) => log('cannot write the device-revoked audit entry', err))
         mesh.retire(revokedMessage(r))
       }
       const known = await workspace.selfRevocation()
       if (known !== undefined) mesh.retire(revokedMessage(known))
       engine.on('revoked', ({ peerId, notice }) => {
         void (async () => {
-          const why = await checkRevokedNotice(notice, { workspaceId: workspace.workspaceId, self, from: peerId, isTrustedMember: (id) => workspace.isTrusted(id) })
+          const why = await checkRevokedNotice(notice, {
+            workspaceId: workspace.workspaceId,
+            self,
+            from: peerId,
+            isTrustedMember: (id) => workspace.isTrusted(id),
+          })
           if (why !== undefined) {
             await workspace.audit('sync-error', `ignored a REVOKED notice: ${why}`, peerId)
             return
@@ -212,7 +234,8 @@ export class Peer {
         void mesh.hangUp(peerId).then(() => {
           if (by !== self || keys === undefined) return
           // A member missed now pulls the keys when it next connects.
-          for (const id of mesh.connectedPeers()) if (!workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch((err: unknown) => log(`cannot push keys to ${id}`, err))
+          for (const id of mesh.connectedPeers())
+            if (!workspace.isUntrusted(id)) void pushKeys(mesh.node, id, keys.export(0)).catch((err: unknown) => log(`cannot push keys to ${id}`, err))
         })
       })
       mesh.on('connected', ({ peerId }) => {
@@ -222,12 +245,21 @@ export class Peer {
       })
       mesh.on('refused', ({ peerId, reason, address }) => strangers.connectionRefused(address, peerId, reason))
       engine.on('offline', ({ peerId, error }) => {
-        if (error !== undefined) void workspace.audit('sync-error', `${error.code}: ${error.message}`, peerId).catch((err: unknown) => log(`cannot write the sync-error audit entry for ${peerId} (${error.code})`, err))
+        if (error !== undefined)
+          void workspace
+            .audit('sync-error', `${error.code}: ${error.message}`, peerId)
+            .catch((err: unknown) => log(`cannot write the sync-error audit entry for ${peerId} (${error.code})`, err))
       })
       invites.on('pending', (e) => workspace.emitEvent('pairing:pending', e))
       // A device just admitted asks for everything next: its copy is read while the pairing ends.
       invites.on('used', ({ deviceId }) => engine.expectNewDevice(deviceId))
-      invites.on('refused', ({ deviceId, code, message }) => void workspace.audit('pairing-refused', `${code}: ${message}`, deviceId).catch((err: unknown) => log(`cannot write the pairing-refused audit entry for ${deviceId} (${code})`, err)))
+      invites.on(
+        'refused',
+        ({ deviceId, code, message }) =>
+          void workspace
+            .audit('pairing-refused', `${code}: ${message}`, deviceId)
+            .catch((err: unknown) => log(`cannot write the pairing-refused audit entry for ${deviceId} (${code})`, err)),
+      )
       await workspace.revocations()
       for (const [event, listener] of Object.entries(options.listeners ?? {})) workspace.on(event as keyof WorkspaceEvents, listener as never)
       await mesh.start()
@@ -300,7 +332,10 @@ export class Peer {
     }
     for (const id of this.mesh.connectedPeers()) this.blind.connect(id)
     // Remember the inviter's addresses, so this device finds it again after a restart.
-    await rememberBootstrap(this.paths, token.addresses.map((a) => `${a}/p2p/${token.inviter}`))
+    await rememberBootstrap(
+      this.paths,
+      token.addresses.map((a) => `${a}/p2p/${token.inviter}`),
+    )
     const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000)
     return { workspaceId: welcome.workspaceId, name: welcome.name, inviter: token.inviter, caughtUp }
   }
@@ -331,7 +366,8 @@ export class Peer {
     })
     const current = this.engine.sessionsWith(peerId)[0]
     // A stream of ours that fails is not the end (see above): `done` waits all the same.
-    if (current === undefined || current.isCaughtUp) await this.mesh.openSyncTo(peerId).catch((err: unknown) => log(`cannot open a sync session with ${peerId}; waiting for one all the same`, err))
+    if (current === undefined || current.isCaughtUp)
+      await this.mesh.openSyncTo(peerId).catch((err: unknown) => log(`cannot open a sync session with ${peerId}; waiting for one all the same`, err))
     return done
   }
 

@@ -26,13 +26,20 @@ export class StrangerAudit extends TypedEmitter<{ 'connection-refused': { peerId
     limits: RefusalLimits = DEFAULT_REFUSAL_LIMITS,
   ) {
     super()
-    this.pairing = new RefusalLedger(limits, (s) => this.record('pairing-refused', describeSummary('pairing attempts', s), s.peers.length === 1 ? s.peers[0] : undefined))
-    this.connections = new RefusalLedger(limits, (s) => this.record('connection-refused', describeSummary('connections', s), s.peers.length === 1 ? s.peers[0] : undefined))
+    this.pairing = new RefusalLedger(limits, (s) =>
+      this.record('pairing-refused', describeSummary('pairing attempts', s), s.peers.length === 1 ? s.peers[0] : undefined),
+    )
+    this.connections = new RefusalLedger(limits, (s) =>
+      this.record('connection-refused', describeSummary('connections', s), s.peers.length === 1 ? s.peers[0] : undefined),
+    )
     // Summaries are written when a window ends, also when nothing else happens after it.
-    this.timer = setInterval(() => {
-      this.pairing.rollover()
-      this.connections.rollover()
-    }, Math.max(100, Math.floor(limits.windowMs / 10)))
+    this.timer = setInterval(
+      () => {
+        this.pairing.rollover()
+        this.connections.rollover()
+      },
+      Math.max(100, Math.floor(limits.windowMs / 10)),
+    )
     this.timer.unref()
   }
 

@@ -77,7 +77,12 @@ export class WorkspaceConflicts {
         if (this.seen.has(event.id)) continue
         this.seen.add(event.id)
         this.options.events.emit('sync:conflict', event)
-        void this.options.audit('conflict', `${event.policy} ${event.resolution}: ${name}/${c.key}${c.field === undefined ? '' : `.${c.field}`} (${event.versions.length} versions, id ${event.id})`).catch((err: unknown) => log(`cannot write the audit entry of conflict ${event.id}`, err))
+        void this.options
+          .audit(
+            'conflict',
+            `${event.policy} ${event.resolution}: ${name}/${c.key}${c.field === undefined ? '' : `.${c.field}`} (${event.versions.length} versions, id ${event.id})`,
+          )
+          .catch((err: unknown) => log(`cannot write the audit entry of conflict ${event.id}`, err))
       }
     })
   }

@@ -87,7 +87,10 @@ export class WorkspaceSync {
     assertCollectionName(collection)
     const added = !this.selection.syncs(collection, false)
     if (this.selection.localOnly(collection)) {
-      throw new KitsyncError('INVALID_ARGUMENT', `${collection} is local-only on this device; remove it from local-only first (kitsync items remove ${collection} --local-only)`)
+      throw new KitsyncError(
+        'INVALID_ARGUMENT',
+        `${collection} is local-only on this device; remove it from local-only first (kitsync items remove ${collection} --local-only)`,
+      )
     }
     if (added) await this.setItems({ items: { add: [collection] } })
     let peers: { peerId: string; complete: boolean }[] = []
@@ -142,10 +145,12 @@ export class WorkspaceSync {
     if (stats === undefined || !stats.dirty) return this.persisting
     stats.dirty = false
     const snapshot = stats.snapshot()
-    this.persisting = this.persisting.then(() => this.host.store.putLocal(STATS_KEY, snapshot)).catch((err: unknown) => {
-      log('cannot save the sync counters; the next save tries again', err)
-      stats.dirty = true
-    })
+    this.persisting = this.persisting
+      .then(() => this.host.store.putLocal(STATS_KEY, snapshot))
+      .catch((err: unknown) => {
+        log('cannot save the sync counters; the next save tries again', err)
+        stats.dirty = true
+      })
     return this.persisting
   }
 

@@ -74,7 +74,8 @@ export class WorkspaceWrites {
   }
 
   /** A whole-record set, run in its group's transaction: one function for all of them (see WriteOp). */
-  private readonly setRecord = ({ entry, rules }: WriteTarget, key: string, value: JsonValue): void => setRecord(entry.collection, rules, key, value, LOCAL_ORIGIN, Date.now())
+  private readonly setRecord = ({ entry, rules }: WriteTarget, key: string, value: JsonValue): void =>
+    setRecord(entry.collection, rules, key, value, LOCAL_ORIGIN, Date.now())
 
   delete(collection: string, key: string): Promise<boolean> {
     try {

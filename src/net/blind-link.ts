@@ -29,9 +29,11 @@ export async function openBlind(node: Libp2p, peerId: string, client: BlindClien
   const stream = await node.dialProtocol(peerIdFromString(peerId), BLIND_PROTOCOL_ID, { runOnLimitedConnection: true, signal: AbortSignal.timeout(15_000) })
   const link = new StreamLink(stream, peerId, BLIND_MAX_FRAME)
   const session = await client.attach(link)
-  void link.readLoop((frame) => session.receive(frame)).then(async () => {
-    await session.idle()
-    session.close()
-  })
+  void link
+    .readLoop((frame) => session.receive(frame))
+    .then(async () => {
+      await session.idle()
+      session.close()
+    })
   return session
 }

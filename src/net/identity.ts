@@ -45,12 +45,15 @@ export async function deviceIdOf(file: string): Promise<string> {
   if (key !== undefined) {
     const fingerprint = createHash('sha256').update(key).digest('hex')
     // Only a cache: one that is missing or unreadable is computed again below.
-    const cached = (await readJsonFile(cacheFile).catch(() => undefined)) /* a missing or damaged cache is recomputed from the key below */ as { deviceId?: unknown; fingerprint?: unknown } | undefined
+    const cached = (await readJsonFile(cacheFile).catch(() => undefined)) /* a missing or damaged cache is recomputed from the key below */ as
+      { deviceId?: unknown; fingerprint?: unknown } | undefined
     if (cached?.fingerprint === fingerprint && typeof cached.deviceId === 'string') return cached.deviceId
   }
   const identity = await loadOrCreateIdentity(file)
   const bytes = (await readSecretFile(file)) as Uint8Array
   // Only a cache: when it cannot be written, the next call computes the id again.
-  await writeJsonFile(cacheFile, { deviceId: identity.deviceId, fingerprint: createHash('sha256').update(bytes).digest('hex') }).catch((err: unknown) => log(`cannot write the device id cache ${cacheFile}`, err))
+  await writeJsonFile(cacheFile, { deviceId: identity.deviceId, fingerprint: createHash('sha256').update(bytes).digest('hex') }).catch((err: unknown) =>
+    log(`cannot write the device id cache ${cacheFile}`, err),
+  )
   return identity.deviceId
 }

@@ -75,7 +75,15 @@ export function createMeshNode(options: MeshNodeOptions): Promise<Libp2p> {
       ping: ping(),
       dcutr: dcutr(),
       ...(options.relay
-        ? { relay: circuitRelayServer({ reservations: { maxReservations: RELAY_LIMITS.maxReservations, defaultDurationLimit: RELAY_LIMITS.durationMs, defaultDataLimit: RELAY_LIMITS.dataBytes } }) }
+        ? {
+            relay: circuitRelayServer({
+              reservations: {
+                maxReservations: RELAY_LIMITS.maxReservations,
+                defaultDurationLimit: RELAY_LIMITS.durationMs,
+                defaultDataLimit: RELAY_LIMITS.dataBytes,
+              },
+            }),
+          }
         : {}),
     },
   })

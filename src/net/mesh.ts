@@ -87,7 +87,14 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       retired: () => this.retired,
       clock,
     })
-    this.relayDialer = new RelayDialer({ node, self: this.peerId, isMember: this.isMember, members: options.members ?? (async () => []), active, redials: this.redials })
+    this.relayDialer = new RelayDialer({
+      node,
+      self: this.peerId,
+      isMember: this.isMember,
+      members: options.members ?? (async () => []),
+      active,
+      redials: this.redials,
+    })
   }
 
   /**
@@ -96,10 +103,19 @@ export class Mesh extends TypedEmitter<MeshEvents> {
    */
   static async create(options: MeshOptions): Promise<Mesh> {
     const discovery = await discoveryState(options.mdns ?? true)
-    const node = await createMeshNode({ privateKey: options.privateKey, listen: options.listen ?? DEFAULT_LISTEN, relay: options.relay === true, isMember: options.isMember })
+    const node = await createMeshNode({
+      privateKey: options.privateKey,
+      listen: options.listen ?? DEFAULT_LISTEN,
+      relay: options.relay === true,
+      isMember: options.isMember,
+    })
     const mesh = new Mesh(node, options, discovery)
     // Every kitsync protocol may run over a relayed (limited) connection.
-    await node.handle(SYNC_PROTOCOL_ID, (stream, connection) => mesh.sync.inbound(stream, connection), { maxInboundStreams: 4, maxOutboundStreams: 4, runOnLimitedConnection: true })
+    await node.handle(SYNC_PROTOCOL_ID, (stream, connection) => mesh.sync.inbound(stream, connection), {
+      maxInboundStreams: 4,
+      maxOutboundStreams: 4,
+      runOnLimitedConnection: true,
+    })
     for (const [protocol, handler] of Object.entries(options.handlers ?? {})) {
       await node.handle(
         protocol,
@@ -231,15 +247,18 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     // No connection left to open a session on: the redial below takes over.
     this.sync.disconnected(id)
     if (this.stopped) return
-    void this.isMember(id).then((member) => {
-      if (!member) {
-        // Nor libp2p's peer store (it keeps a peer's addresses and protocols for hours).
-        if (this.node.getConnections(peer).length === 0) void this.node.peerStore.delete(peer).catch(() => undefined) // a stranger's entry only saves memory; gone already is fine
-        return
-      }
-      this.relayDialer.lost(id)
-      this.redials.schedule(id, () => this.node.dial(peer))
-    }, () => undefined)
+    void this.isMember(id).then(
+      (member) => {
+        if (!member) {
+          // Nor libp2p's peer store (it keeps a peer's addresses and protocols for hours).
+          if (this.node.getConnections(peer).length === 0) void this.node.peerStore.delete(peer).catch(() => undefined) // a stranger's entry only saves memory; gone already is fine
+          return
+        }
+        this.relayDialer.lost(id)
+        this.redials.schedule(id, () => this.node.dial(peer))
+      },
+      () => undefined,
+    )
   }
 
   private async onDiscovery(peer: PeerId): Promise<void> {

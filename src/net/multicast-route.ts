@@ -19,7 +19,9 @@ export async function multicastUnavailable(): Promise<string | undefined> {
     })
     // multicast-dns sends through the loopback interface when there is no other.
     socket.setMulticastInterface(external ? '0.0.0.0' : '127.0.0.1')
-    await new Promise<void>((resolve, reject) => socket.connect(5353, '224.0.0.251', (err?: Error) => (err === undefined || err === null ? resolve() : reject(err))))
+    await new Promise<void>((resolve, reject) =>
+      socket.connect(5353, '224.0.0.251', (err?: Error) => (err === undefined || err === null ? resolve() : reject(err))),
+    )
     return undefined
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code

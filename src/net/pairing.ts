@@ -123,10 +123,13 @@ export function pairingHandler(authority: PairingAuthority, self: string, guard?
     const fromSource = bySource.get(source) ?? 0
     if (inFlight >= MAX_PAIRINGS_IN_FLIGHT || fromSource >= MAX_PAIRINGS_IN_FLIGHT_PER_SOURCE) {
       const busy = { t: 'error', code: 'RATE_LIMITED', message: 'the inviting device is busy with other pairing attempts; try again in a minute' }
-      await channel(stream, MAX_JOINER_MESSAGE).write(busy).then(
-        () => stream.close({ signal: AbortSignal.timeout(1000) }),
-        (err: unknown) => stream.abort(err as Error),
-      ).catch((err: unknown) => stream.abort(err as Error))
+      await channel(stream, MAX_JOINER_MESSAGE)
+        .write(busy)
+        .then(
+          () => stream.close({ signal: AbortSignal.timeout(1000) }),
+          (err: unknown) => stream.abort(err as Error),
+        )
+        .catch((err: unknown) => stream.abort(err as Error))
       return
     }
     inFlight++
@@ -179,14 +182,25 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     }
     const code = confirmationCode(secret, { tokenId: join.tokenId, inviter: self, joiner, nonce })
     const welcome = await authority.admit(join.tokenId, { deviceId: joiner, name, code })
-    await ch.write({ t: 'welcome', workspaceId: welcome.workspaceId, name: welcome.name, members: Buffer.from(welcome.members).toString('base64'), keys: welcome.keys })
+    await ch.write({
+      t: 'welcome',
+      workspaceId: welcome.workspaceId,
+      name: welcome.name,
+      members: Buffer.from(welcome.members).toString('base64'),
+      keys: welcome.keys,
+    })
     await stream.close()
   } catch (err) {
     const e = toKitsyncError(err)
     if (guard === undefined || guard.refuse(source, joiner, limited)) authority.refused(e, joiner)
-    const shown = isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_') || e.code === 'RATE_LIMITED') ? e : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
+    const shown =
+      isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_') || e.code === 'RATE_LIMITED')
+        ? e
+        : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
     // The refusal is recorded above; a joiner that cannot be told has hung up.
-    await ch.write({ t: 'error', code: shown.code, message: shown.message }).catch((err: unknown) => log('cannot tell joiner %s that pairing failed (%s): %e', joiner, shown.code, err))
+    await ch
+      .write({ t: 'error', code: shown.code, message: shown.message })
+      .catch((err: unknown) => log('cannot tell joiner %s that pairing failed (%s): %e', joiner, shown.code, err))
     await stream.close().catch(() => stream.abort(e))
   }
 }
@@ -212,7 +226,11 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
         await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random())))
         if (!deadline.aborted) continue
       }
-      throw new KitsyncError('PEER_UNREACHABLE', `cannot reach the inviting device at ${token.addresses.join(', ') || '(no address)'}: ${(err as Error).message}`, { cause: err })
+      throw new KitsyncError(
+        'PEER_UNREACHABLE',
+        `cannot reach the inviting device at ${token.addresses.join(', ') || '(no address)'}: ${(err as Error).message}`,
+        { cause: err },
+      )
     }
   }
   const ch = channel(stream)

@@ -138,7 +138,8 @@ export class StreamLink implements PeerLink {
         // frame (a store sending 10,000 small entries spent more time in those than in them).
         let n = 0
         let bytes = 0
-        while (n < this.queue.length && (n === 0 || bytes + frameBytes(this.queue[n] as QueuedFrame) <= WRITE_BATCH_BYTES)) bytes += frameBytes(this.queue[n++] as QueuedFrame)
+        while (n < this.queue.length && (n === 0 || bytes + frameBytes(this.queue[n] as QueuedFrame) <= WRITE_BATCH_BYTES))
+          bytes += frameBytes(this.queue[n++] as QueuedFrame)
         const batch = this.queue.splice(0, n)
         this.queued -= bytes
         for (const chunk of lengthPrefixed(batch)) {

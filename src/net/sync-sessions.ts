@@ -61,7 +61,11 @@ export class SyncSessions {
   constructor(components: SyncSessionsComponents) {
     this.c = components
     // A stream opens even to a peer that refuses it: the wait starts over once the peer answers (see attach).
-    this.retries = new BackoffScheduler({ clock: components.clock, active: () => !components.stopped() && components.retired() === undefined, resetOnSuccess: false })
+    this.retries = new BackoffScheduler({
+      clock: components.clock,
+      active: () => !components.stopped() && components.retired() === undefined,
+      resetOnSuccess: false,
+    })
   }
 
   peers(): string[] {
@@ -109,7 +113,9 @@ export class SyncSessions {
     for (const [id, { session }] of [...this.sessions]) {
       session.close()
       this.sessions.delete(id)
-      await this.open(peerIdFromString(id)).catch((err: unknown) => log('resync: cannot open a session with %s: %s; its retry opens it', id, (err as Error).message))
+      await this.open(peerIdFromString(id)).catch((err: unknown) =>
+        log('resync: cannot open a session with %s: %s; its retry opens it', id, (err as Error).message),
+      )
     }
   }
 
@@ -125,10 +131,13 @@ export class SyncSessions {
     if (this.c.stopped() || peerId === this.c.self || this.sessions.has(peerId) || this.opening.has(peerId)) return
     const peer = peerIdFromString(peerId)
     if (this.c.node.getConnections(peer).length === 0) return
-    void this.c.isMember(peerId).then(
-      (member) => (member && !this.sessions.has(peerId) ? this.open(peer) : undefined),
-      () => undefined,
-    ).catch(() => this.retry(peerId))
+    void this.c
+      .isMember(peerId)
+      .then(
+        (member) => (member && !this.sessions.has(peerId) ? this.open(peer) : undefined),
+        () => undefined,
+      )
+      .catch(() => this.retry(peerId))
   }
 
   /**
@@ -213,8 +222,14 @@ export class SyncSessions {
       // A stranger gets nothing: not a hello, not an error frame. A revoked device is told why
       // (a signed REVOKED frame), so it stops dialling.
       this.c.refused()
-      const notice = await this.c.refusalNotice(id).catch((err: unknown) => void log('cannot sign a REVOKED notice for %s: %s; refused without one', id, (err as Error).message))
-      this.c.events.emit('refused', { peerId: id, reason: notice === undefined ? 'not a trusted member of this workspace' : 'a revoked device (sent it a REVOKED notice)', address: connection.remoteAddr.toString() })
+      const notice = await this.c
+        .refusalNotice(id)
+        .catch((err: unknown) => void log('cannot sign a REVOKED notice for %s: %s; refused without one', id, (err as Error).message))
+      this.c.events.emit('refused', {
+        peerId: id,
+        reason: notice === undefined ? 'not a trusted member of this workspace' : 'a revoked device (sent it a REVOKED notice)',
+        address: connection.remoteAddr.toString(),
+      })
       if (notice === undefined) {
         stream.abort(new Error('not a member'))
         return
@@ -259,26 +274,28 @@ export class SyncSessions {
     this.c.touch(peerId, 'connected')
     if (existing === undefined) this.c.events.emit('connected', { peerId })
     let heard = false
-    void link.readLoop((frame) => {
-      // The peer answered: this session is one it accepted, and the next retry starts from
-      // the shortest wait again (a peer that refuses sends nothing at all).
-      if (!heard) {
-        heard = true
-        this.retries.cancel(peerId)
-      }
-      session.receive(frame)
-    }).then(async (err) => {
-      // Frames that arrived before the end are still handled (a peer may send and then close).
-      await session.idle()
-      // A length prefix over the limit (or a malformed one) is a protocol error like any other.
-      const name = err?.name ?? ''
-      session.close(name.startsWith('Invalid') ? new KitsyncError('PROTOCOL_ERROR', `malformed frame length: ${err?.message ?? name}`) : undefined)
-      if (this.sessions.get(peerId) !== entry) return
-      this.sessions.delete(peerId)
-      this.c.touch(peerId, this.c.node.getConnections(peerIdFromString(peerId)).length > 0 ? 'connected' : 'disconnected')
-      const reason = err !== undefined && err.name !== 'UnexpectedEOFError' ? { code: 'CONNECTION_CLOSED', message: err.message } : undefined
-      this.c.events.emit('offline', reason === undefined ? { peerId } : { peerId, reason })
-      if (!this.c.stopped() && this.c.node.getConnections(peerIdFromString(peerId)).length > 0) this.retry(peerId)
-    })
+    void link
+      .readLoop((frame) => {
+        // The peer answered: this session is one it accepted, and the next retry starts from
+        // the shortest wait again (a peer that refuses sends nothing at all).
+        if (!heard) {
+          heard = true
+          this.retries.cancel(peerId)
+        }
+        session.receive(frame)
+      })
+      .then(async (err) => {
+        // Frames that arrived before the end are still handled (a peer may send and then close).
+        await session.idle()
+        // A length prefix over the limit (or a malformed one) is a protocol error like any other.
+        const name = err?.name ?? ''
+        session.close(name.startsWith('Invalid') ? new KitsyncError('PROTOCOL_ERROR', `malformed frame length: ${err?.message ?? name}`) : undefined)
+        if (this.sessions.get(peerId) !== entry) return
+        this.sessions.delete(peerId)
+        this.c.touch(peerId, this.c.node.getConnections(peerIdFromString(peerId)).length > 0 ? 'connected' : 'disconnected')
+        const reason = err !== undefined && err.name !== 'UnexpectedEOFError' ? { code: 'CONNECTION_CLOSED', message: err.message } : undefined
+        this.c.events.emit('offline', reason === undefined ? { peerId } : { peerId, reason })
+        if (!this.c.stopped() && this.c.node.getConnections(peerIdFromString(peerId)).length > 0) this.retry(peerId)
+      })
   }
 }

@@ -94,7 +94,11 @@ const TAG_BYTES = 16
 /** @internal The reader decrypts each message from the pieces it arrived in (see tunedNoise). */
 export function decryptPieces(connection: MessageStream): void {
   type Counter = { increment(): void } | undefined
-  const conn = connection as MessageStream & { decrypt?: Decrypt; handshake?: { decrypt?: Decrypt }; metrics?: { decryptedPackets?: Counter; decryptErrors?: Counter } }
+  const conn = connection as MessageStream & {
+    decrypt?: Decrypt
+    handshake?: { decrypt?: Decrypt }
+    metrics?: { decryptedPackets?: Counter; decryptErrors?: Counter }
+  }
   const own = conn.decrypt
   const handshake = conn.handshake
   if (typeof own !== 'function' || handshake === undefined || typeof handshake.decrypt !== 'function') return

@@ -17,7 +17,39 @@ export const CONTROL_PROTOCOL = 1
 /** Longest line either side accepts; a record is at most a few MiB of JSON. */
 export const MAX_CONTROL_LINE = 64 * 1024 * 1024
 
-export const CONTROL_METHODS = ['hello', 'info', 'get', 'getAll', 'set', 'delete', 'list', 'export', 'status', 'watch', 'unwatch', 'pair', 'join', 'peers', 'devices', 'revoke', 'log', 'approve', 'add', 'remove', 'append', 'collection', 'configure', 'conflicts', 'resolve', 'items', 'setItems', 'fetch', 'syncNow', 'stats', 'reset'] as const
+export const CONTROL_METHODS = [
+  'hello',
+  'info',
+  'get',
+  'getAll',
+  'set',
+  'delete',
+  'list',
+  'export',
+  'status',
+  'watch',
+  'unwatch',
+  'pair',
+  'join',
+  'peers',
+  'devices',
+  'revoke',
+  'log',
+  'approve',
+  'add',
+  'remove',
+  'append',
+  'collection',
+  'configure',
+  'conflicts',
+  'resolve',
+  'items',
+  'setItems',
+  'fetch',
+  'syncNow',
+  'stats',
+  'reset',
+] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 
 export interface ControlRequest {

@@ -33,7 +33,8 @@ export interface AdoptionStore {
  */
 export async function storeAdopted(store: AdoptionStore, name: string, copy: AdoptedCopy, meta: BatchOp[]): Promise<StoredSnapshot> {
   const key = snapshotKey(name)
-  const notKept = (): KitsyncError => new KitsyncError('PROTOCOL_ERROR', `collection ${name}: the copy taken from a peer was not kept`, { details: { collection: name } })
+  const notKept = (): KitsyncError =>
+    new KitsyncError('PROTOCOL_ERROR', `collection ${name}: the copy taken from a peer was not kept`, { details: { collection: name } })
   if (copy.file !== undefined) {
     const { ref, done } = copy.file
     try {

@@ -88,7 +88,9 @@ export class LevelBlindStorage implements BlindStorage {
   }
 
   async replaceWithSnapshot(snapshot: BlindSnapshot): Promise<void> {
-    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [{ type: 'put', key: SNAP, value: encodeValue([snapshot.covers, snapshot.epoch], snapshot.ciphertext) }]
+    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [
+      { type: 'put', key: SNAP, value: encodeValue([snapshot.covers, snapshot.epoch], snapshot.ciphertext) },
+    ]
     let count = 0
     let bytes = 0
     for await (const [key, value] of this.db.iterator({ ...ENTRY_RANGE })) {

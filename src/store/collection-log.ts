@@ -77,12 +77,7 @@ export class CollectionLog {
   private stopped = false
   private failure: KitsyncError | undefined
 
-  constructor(
-    store: LogStore,
-    name: string,
-    snapshot: () => Uint8Array,
-    init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState },
-  ) {
+  constructor(store: LogStore, name: string, snapshot: () => Uint8Array, init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState }) {
     this.store = store
     this.name = name
     this.snapshot = snapshot
@@ -411,7 +406,10 @@ export class CollectionLog {
     this.failure = error
     const lost = [...batch, ...this.pending]
     // Acknowledged from the write-ahead file: durable there, LevelDB gets them when the collection reopens.
-    this.store.strand(this.name, lost.reduce((n, p) => (p.logged ? n + 1 : n), 0))
+    this.store.strand(
+      this.name,
+      lost.reduce((n, p) => (p.logged ? n + 1 : n), 0),
+    )
     for (const p of lost) p.reject(error)
     this.pending = []
     this.compactRequested = false

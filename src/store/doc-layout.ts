@@ -57,7 +57,9 @@ export function fileRefOf(value: Uint8Array): SnapshotFileRef | undefined {
   if (payload === undefined) return undefined
   try {
     const ref = JSON.parse(decoder.decode(payload)) as Partial<SnapshotFileRef>
-    return typeof ref.file === 'string' && typeof ref.bytes === 'number' && typeof ref.crc === 'number' ? { file: ref.file, bytes: ref.bytes, crc: ref.crc } : undefined
+    return typeof ref.file === 'string' && typeof ref.bytes === 'number' && typeof ref.crc === 'number'
+      ? { file: ref.file, bytes: ref.bytes, crc: ref.crc }
+      : undefined
   } catch {
     return undefined
   }

@@ -92,7 +92,8 @@ export async function ensureHome(home: string): Promise<void> {
     await access(home, constants.R_OK | constants.W_OK | constants.X_OK)
   } catch (err) {
     if (err instanceof KitsyncError) throw err
-    const reason = (err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a directory' : (err as Error).message
+    const reason =
+      (err as NodeJS.ErrnoException).code === 'EEXIST' || (err as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a directory' : (err as Error).message
     throw new KitsyncError('HOME_UNREADABLE', `cannot use home folder ${home}: ${reason}`, { cause: err })
   }
 }
@@ -101,7 +102,10 @@ async function makePrivate(home: string, st: { uid: number; mode: number }): Pro
   const uid = process.getuid?.()
   if (uid === undefined) return // Windows: the folder's ACL decides
   if (st.uid !== uid) {
-    throw new KitsyncError('PERMISSION_DENIED', `home folder ${home} belongs to uid ${st.uid}, not to this user (uid ${uid}); kitsync keeps its home private to one user: use a folder of your own (--home)`)
+    throw new KitsyncError(
+      'PERMISSION_DENIED',
+      `home folder ${home} belongs to uid ${st.uid}, not to this user (uid ${uid}); kitsync keeps its home private to one user: use a folder of your own (--home)`,
+    )
   }
   if ((st.mode & 0o077) === 0) return
   try {
@@ -139,7 +143,10 @@ export async function checkSocketFolder(socket: string, options: { create?: bool
   if (!st.isDirectory()) throw new KitsyncError('PERMISSION_DENIED', `the control socket folder ${dir} is not a folder`)
   if (st.uid !== uid) throw notOurs('the control socket folder', dir, st.uid, uid)
   if ((st.mode & 0o077) !== 0) {
-    throw new KitsyncError('PERMISSION_DENIED', `the control socket folder ${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); not using it (chmod 700 it, or remove it)`)
+    throw new KitsyncError(
+      'PERMISSION_DENIED',
+      `the control socket folder ${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); not using it (chmod 700 it, or remove it)`,
+    )
   }
 }
 
@@ -156,7 +163,8 @@ export async function checkControlSocket(socket: string, options: { create?: boo
     st = await lstat(socket)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new KitsyncError('PERMISSION_DENIED', `cannot check the control socket ${socket}: ${(err as Error).message}`, { cause: err })
+    if (code !== 'ENOENT' && code !== 'ENOTDIR')
+      throw new KitsyncError('PERMISSION_DENIED', `cannot check the control socket ${socket}: ${(err as Error).message}`, { cause: err })
     st = undefined
   }
   if (st === undefined && options.create !== true) return false

@@ -31,7 +31,11 @@ export async function openLevel(dir: string, options: { createIfMissing?: boolea
     }
     // A table or MANIFEST file missing or damaged: LevelDB refuses before it changes any of them.
     if (cause?.message?.startsWith('Corruption:') === true) {
-      throw new KitsyncError('DATA_CORRUPTION', `the store in ${dir} is damaged (LevelDB: ${cause.message}); kitsync did not open it and changed nothing: restore store/ from a backup, or move the home folder aside and join the workspace again from another device`, { cause: err })
+      throw new KitsyncError(
+        'DATA_CORRUPTION',
+        `the store in ${dir} is damaged (LevelDB: ${cause.message}); kitsync did not open it and changed nothing: restore store/ from a backup, or move the home folder aside and join the workspace again from another device`,
+        { cause: err },
+      )
     }
     throw new KitsyncError('STORAGE_FAILED', `cannot open the store in ${dir}: ${cause?.message ?? (err as Error).message}`, { cause: err })
   }
@@ -87,7 +91,9 @@ async function storeSigns(paths: HomePaths): Promise<StoreSigns> {
   const logs = files.filter((f) => /^\d+\.log$/.test(f)).length
   const manifests = files.filter((f) => /^MANIFEST-\d+$/.test(f) && f !== 'MANIFEST-000001')
   if (tables + logs + manifests.length > 0) {
-    signs.push(`store/ holds ${[count(tables, 'table file'), count(logs, 'log file'), count(manifests.length, 'MANIFEST file')].filter((s) => s !== '').join(', ')}`)
+    signs.push(
+      `store/ holds ${[count(tables, 'table file'), count(logs, 'log file'), count(manifests.length, 'MANIFEST file')].filter((s) => s !== '').join(', ')}`,
+    )
   }
   const snapshots = (await listDir(paths.snapshots)).filter((f) => f.endsWith('.snap')).length
   if (snapshots > 0) signs.push(`snapshots/ holds ${count(snapshots, 'snapshot file')}`)
@@ -118,8 +124,14 @@ function missingStore(paths: HomePaths, { signs, manifests, storeDir }: StoreSig
   const what = storeDir ? 'store/CURRENT is missing' : 'store/ is missing'
   const elsewise = 'restore store/ from a backup, or move the home folder aside and join the workspace again from another device'
   // CURRENT holds only the name of the MANIFEST file in use: with one left, that is the one.
-  const hint = manifests.length === 1 ? `If only CURRENT was lost, put it back: echo ${manifests[0]} > '${join(paths.store, 'CURRENT')}'; otherwise ${elsewise}` : `To recover, ${elsewise}`
-  return new KitsyncError('DATA_CORRUPTION', `${what} in ${paths.home} but ${signs.length === 0 ? 'it was there a moment ago' : signs.join('; ')}: kitsync did not open the store and changed nothing. ${hint}`)
+  const hint =
+    manifests.length === 1
+      ? `If only CURRENT was lost, put it back: echo ${manifests[0]} > '${join(paths.store, 'CURRENT')}'; otherwise ${elsewise}`
+      : `To recover, ${elsewise}`
+  return new KitsyncError(
+    'DATA_CORRUPTION',
+    `${what} in ${paths.home} but ${signs.length === 0 ? 'it was there a moment ago' : signs.join('; ')}: kitsync did not open the store and changed nothing. ${hint}`,
+  )
 }
 
 const count = (n: number, what: string): string => (n === 0 ? '' : `${n} ${what}${n === 1 ? '' : 's'}`)
@@ -149,7 +161,9 @@ async function writeMarker(file: string): Promise<void> {
   try {
     const fh = await open(tmp, 'w', 0o600)
     try {
-      await fh.writeFile(`created ${new Date().toISOString()}\nkitsync keeps its LevelDB store in store/; this file says one exists, so a store/ found without its CURRENT file is refused, never made new.\n`)
+      await fh.writeFile(
+        `created ${new Date().toISOString()}\nkitsync keeps its LevelDB store in store/; this file says one exists, so a store/ found without its CURRENT file is refused, never made new.\n`,
+      )
       await fh.sync()
     } finally {
       await fh.close()

@@ -64,7 +64,7 @@ export class SnapshotFiles {
     const done = (async () => {
       try {
         // Issued before the first await: the system has the write from here on.
-        for (let at = 0; at < payload.byteLength; ) at += (await handle.write(payload, at)).bytesWritten
+        for (let at = 0; at < payload.byteLength;) at += (await handle.write(payload, at)).bytesWritten
         await handle.sync()
       } catch (err) {
         // A file cut short (a full disk) is never referred to: remove it now, not at the next start.

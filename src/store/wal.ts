@@ -1,4 +1,17 @@
-import { closeSync, constants, copyFileSync, fstatSync, fsyncSync, ftruncateSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  constants,
+  copyFileSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs'
 import { crc32 } from 'node:zlib'
 import { KitsyncError } from '../core/errors.js'
 
@@ -49,7 +62,9 @@ export class WriteAheadFile {
     const fd = openSync(path, 'a', 0o600)
     if (scan?.tornAt !== undefined) {
       const bytes = scan.bytes.byteLength - scan.tornAt
-      process.emitWarning(`${path}: dropped ${bytes} bytes at byte ${scan.tornAt}, a record cut short (a write a crash did not finish, or the file was cut)`, { code: 'KITSYNC_WAL_TORN' })
+      process.emitWarning(`${path}: dropped ${bytes} bytes at byte ${scan.tornAt}, a record cut short (a write a crash did not finish, or the file was cut)`, {
+        code: 'KITSYNC_WAL_TORN',
+      })
       // Appends must follow the last whole record, or the next open would take them for damage.
       ftruncateSync(fd, scan.tornAt)
     }
@@ -67,11 +82,12 @@ export class WriteAheadFile {
     head.writeUInt32BE(rest.byteLength, 0)
     head.writeUInt32BE(crc32(rest), 4)
     const record = Buffer.concat([head, rest])
-    if (this.torn && !this.cutBack()) throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: a failed write could not be cut back`, { details: { collection } })
+    if (this.torn && !this.cutBack())
+      throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: a failed write could not be cut back`, { details: { collection } })
     try {
       // A full disk takes part of a record (write(2) returns fewer bytes) before it refuses
       // the rest: an acknowledged record must never be a torn one, which replay drops.
-      for (let at = 0; at < record.byteLength; ) {
+      for (let at = 0; at < record.byteLength;) {
         const n = writeSync(this.fd, record, at, record.byteLength - at)
         if (n <= 0) throw new Error(`the system took ${at} of ${record.byteLength} bytes`)
         at += n
@@ -169,11 +185,14 @@ function recordEnd(bytes: Buffer, at: number): number | undefined {
 
 function scanRecords(bytes: Buffer): Scan {
   const scan: Scan = { bytes, entries: [], whole: [], damaged: [] }
-  for (let at = 0; at < bytes.byteLength; ) {
+  for (let at = 0; at < bytes.byteLength;) {
     const end = recordEnd(bytes, at)
     if (end !== undefined) {
       const nameLength = bytes[at + 8] as number
-      scan.entries.push({ collection: bytes.subarray(at + 9, at + 9 + nameLength).toString('utf8'), update: new Uint8Array(bytes.subarray(at + 9 + nameLength, end)) })
+      scan.entries.push({
+        collection: bytes.subarray(at + 9, at + 9 + nameLength).toString('utf8'),
+        update: new Uint8Array(bytes.subarray(at + 9 + nameLength, end)),
+      })
       scan.whole.push([at, end])
       at = end
       continue
@@ -216,7 +235,7 @@ function setAside(path: string, scan: Scan): never {
     const fd = openSync(tmp, 'w', 0o600)
     try {
       for (const [start, end] of scan.whole) {
-        for (let at = start; at < end; ) at += writeSync(fd, scan.bytes, at, end - at)
+        for (let at = start; at < end;) at += writeSync(fd, scan.bytes, at, end - at)
       }
       fsyncSync(fd)
     } finally {
@@ -225,7 +244,10 @@ function setAside(path: string, scan: Scan): never {
     renameSync(tmp, path)
   } catch (err) {
     rmSync(tmp, { force: true })
-    throw new KitsyncError('DATA_CORRUPTION', `${where}; it was left as it is, as its whole records could not be set apart: ${(err as Error).message}`, { cause: err, details })
+    throw new KitsyncError('DATA_CORRUPTION', `${where}; it was left as it is, as its whole records could not be set apart: ${(err as Error).message}`, {
+      cause: err,
+      details,
+    })
   }
   throw new KitsyncError(
     'DATA_CORRUPTION',

@@ -136,7 +136,12 @@ export class SyncSession {
     // The interest goes first, so the peer knows what to send before it answers the hello.
     const rules = this.owner.host.interest?.()
     if (rules !== undefined) this.sendInterest(rules)
-    this.send({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: this.owner.host.workspaceId, collections: this.interest.sharedNames(this.owner.host.collectionNames()) })
+    this.send({
+      type: FrameType.HELLO,
+      version: SYNC_PROTOCOL_VERSION,
+      workspaceId: this.owner.host.workspaceId,
+      collections: this.interest.sharedNames(this.owner.host.collectionNames()),
+    })
   }
 
   /** Whether a collection is exchanged on this session: this device syncs it, and the peer's interest wants it. */
@@ -447,7 +452,9 @@ export class SyncSession {
     const parts = large ? encodeFrameParts(frame) : [encodeFrame(frame)]
     const bytes = parts.reduce((n, p) => n + p.byteLength, 0)
     if (bytes > this.owner.limits.maxFrameBytes) {
-      this.close(new KitsyncError('PROTOCOL_ERROR', `a frame for ${'collection' in frame ? frame.collection : 'hello'} would be ${bytes} bytes, over the limit`))
+      this.close(
+        new KitsyncError('PROTOCOL_ERROR', `a frame for ${'collection' in frame ? frame.collection : 'hello'} would be ${bytes} bytes, over the limit`),
+      )
       return
     }
     this.stats.bytesOut += bytes

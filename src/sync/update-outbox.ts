@@ -95,7 +95,10 @@ export class UpdateOutbox {
       // Many updates: encoding what the document gained since the first of them is far cheaper
       // than merging them (and gives the same content, perhaps with updates the peer already has).
       const doc = this.host.loadedDoc(collection)
-      const payload = updates.length >= DIFF_FROM_DOC_AT && before !== undefined && doc !== undefined ? Y.encodeStateAsUpdate(doc, Y.encodeStateVector(before)) : mergeInGroups(updates)
+      const payload =
+        updates.length >= DIFF_FROM_DOC_AT && before !== undefined && doc !== undefined
+          ? Y.encodeStateAsUpdate(doc, Y.encodeStateVector(before))
+          : mergeInGroups(updates)
       this.host.send(collection, payload)
     }
     this.clear()

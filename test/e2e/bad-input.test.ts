@@ -134,7 +134,10 @@ describe.each([
   })
 
   it('invalid record keys: INVALID_NAME, exit 2', async () => {
-    const results = await parallel(() => kitsync(home, ['set', 'c', '', '1']), () => kitsync(home, ['set', 'c', 'line\nbreak', '1']))
+    const results = await parallel(
+      () => kitsync(home, ['set', 'c', '', '1']),
+      () => kitsync(home, ['set', 'c', 'line\nbreak', '1']),
+    )
     for (const r of results) expectCliError(r, 'INVALID_NAME', 2)
     await expectNothingWritten()
   })
@@ -152,7 +155,10 @@ describe.each([
     expectCliError(fresh, 'RECORD_TOO_LARGE', 2)
     expectCliError(edge, 'RECORD_TOO_LARGE', 2)
     // The refused first write did not create the collection, nor the refused one its record.
-    const [getHuge, getEdge] = await parallel(() => kitsync(home, ['get', 'huge']), () => kitsync(home, ['get', 'c', 'edge']))
+    const [getHuge, getEdge] = await parallel(
+      () => kitsync(home, ['get', 'huge']),
+      () => kitsync(home, ['get', 'c', 'edge']),
+    )
     expectCliError(getHuge, 'UNKNOWN_COLLECTION', 3)
     expectCliError(getEdge, 'NOT_FOUND', 3)
     await expectNothingWritten()
@@ -172,7 +178,10 @@ describe.each([
   })
 
   it('missing key: NOT_FOUND, exit 3', async () => {
-    const [get, del] = await parallel(() => kitsync(home, ['get', 'c', 'missing']), () => kitsync(home, ['del', 'c', 'missing']))
+    const [get, del] = await parallel(
+      () => kitsync(home, ['get', 'c', 'missing']),
+      () => kitsync(home, ['del', 'c', 'missing']),
+    )
     expect(expectCliError(get, 'NOT_FOUND', 3)).toContain('"missing"')
     expectCliError(del, 'NOT_FOUND', 3)
     await expectNothingWritten()

@@ -154,7 +154,11 @@ describe('a damaged value in the store', () => {
     await waitUntil(async () => (statSync(join(home, 'store.wal')).size === 0 ? true : undefined), 10_000, 'the write-ahead file emptied into LevelDB')
     expect(await stopProc(peer.proc, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' })
     const before = await readStore(home)
-    const damaged = await damage(home, (keys) => keys.filter((k) => k.startsWith('u!alpha!')).at(-1), () => GARBAGE)
+    const damaged = await damage(
+      home,
+      (keys) => keys.filter((k) => k.startsWith('u!alpha!')).at(-1),
+      () => GARBAGE,
+    )
     expect(damaged).toMatch(/^u!alpha![0-9a-f]{16}$/)
     const afterDamage = await readStore(home)
     expect([...afterDamage.keys()]).toEqual([...before.keys()])
@@ -167,7 +171,11 @@ describe('a damaged value in the store', () => {
     const home = await makeHome()
     await populate(home)
     // Whichever alpha holds: its snapshot (after a clean close) or else an update log entry.
-    const damaged = await damage(home, (keys) => snapshotOf('alpha', keys) ?? keys.find((k) => k.startsWith('u!alpha!')), () => GARBAGE)
+    const damaged = await damage(
+      home,
+      (keys) => snapshotOf('alpha', keys) ?? keys.find((k) => k.startsWith('u!alpha!')),
+      () => GARBAGE,
+    )
     const afterDamage = await readStore(home)
 
     const { proc: peer } = await startPeer(home)

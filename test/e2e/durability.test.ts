@@ -36,11 +36,19 @@ function canonical(value: JsonValue | undefined): string {
  * Open the store directly (the killed process must have released it) and check that every
  * acknowledged key is there with its value, and that nothing is there that was never written.
  */
-async function verifyStore(home: string, acknowledged: Map<string, JsonValue>, mayExist: (key: string, value: JsonValue) => boolean, context: string): Promise<void> {
+async function verifyStore(
+  home: string,
+  acknowledged: Map<string, JsonValue>,
+  mayExist: (key: string, value: JsonValue) => boolean,
+  context: string,
+): Promise<void> {
   const ws: Workspace = await openWorkspace({ home, mode: 'local', serve: false })
   try {
     const list = await ws.list()
-    expect(list.map((c) => ({ name: c.name, error: c.error })), context).toEqual([{ name: COLLECTION, error: undefined }])
+    expect(
+      list.map((c) => ({ name: c.name, error: c.error })),
+      context,
+    ).toEqual([{ name: COLLECTION, error: undefined }])
     const stored = await ws.getAll(COLLECTION)
     const missing: string[] = []
     const wrong: string[] = []

@@ -137,7 +137,9 @@ describe('hostile input', () => {
       expect(sent).toBeGreaterThanOrEqual(100_000)
       expect(streams).toBe(5000)
       // The frames reached the parser: each stream's frames are read until the first bad one.
-      console.log(`fuzz: ${sent} frames sent on ${streams} streams (${refusedStreams} refused at opening); the peer parsed ${a.engine.totals.framesIn}, closed ${a.engine.totals.sessionsFailed} sessions with an error; RSS grew ${(rssGrowth / 1048576).toFixed(1)} MiB`)
+      console.log(
+        `fuzz: ${sent} frames sent on ${streams} streams (${refusedStreams} refused at opening); the peer parsed ${a.engine.totals.framesIn}, closed ${a.engine.totals.sessionsFailed} sessions with an error; RSS grew ${(rssGrowth / 1048576).toFixed(1)} MiB`,
+      )
       expect(a.engine.totals.framesIn).toBeGreaterThan(50_000)
       expect(a.engine.totals.sessionsFailed).toBeGreaterThan(300)
       // Bounded: the frames leave nothing behind (no empty collections, no buffers).
@@ -146,7 +148,11 @@ describe('hostile input', () => {
       expect(a.workspace.appCollectionNames()).toEqual(['orders', 'pins'])
       // The peer still serves an honest member.
       await b.workspace.set('journal', 'after-fuzz', { ok: true })
-      await waitUntil(async () => ((await a.workspace.get('journal', 'after-fuzz').catch(() => undefined)) === undefined ? undefined : true), 20_000, 'A to get B\u2019s write')
+      await waitUntil(
+        async () => ((await a.workspace.get('journal', 'after-fuzz').catch(() => undefined)) === undefined ? undefined : true),
+        20_000,
+        'A to get B\u2019s write',
+      )
       const log = await a.workspace.log()
       expect(log.some((e) => e.type === 'sync-error' && e.reason.startsWith('PROTOCOL_ERROR'))).toBe(true)
     } finally {

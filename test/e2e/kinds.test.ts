@@ -12,7 +12,11 @@ const SYNC_TIMEOUT = 20_000
 const { peer, client, invite, forget } = devicesOfTest()
 
 async function until(ws: Workspace, collection: string, key: string, expected: unknown): Promise<void> {
-  await waitUntil(async () => (isDeepStrictEqual(await ws.get(collection, key).catch(() => undefined), expected) ? true : undefined), SYNC_TIMEOUT, `${collection}/${key} = ${JSON.stringify(expected)}`)
+  await waitUntil(
+    async () => (isDeepStrictEqual(await ws.get(collection, key).catch(() => undefined), expected) ? true : undefined),
+    SYNC_TIMEOUT,
+    `${collection}/${key} = ${JSON.stringify(expected)}`,
+  )
 }
 
 async function stop(p: RunningPeer): Promise<void> {
@@ -105,20 +109,31 @@ describe('collection kinds through the CLI', () => {
       { symbol: 'AAPL', price: 140 },
       { symbol: 'AAPL', price: 150 },
     ])
-    await waitUntil(async () => ((await kitsyncJson<unknown[]>(hb, ['conflicts', 'alerts', '--json'])).length === 1 ? true : undefined), SYNC_TIMEOUT, 'B to list it too')
+    await waitUntil(
+      async () => ((await kitsyncJson<unknown[]>(hb, ['conflicts', 'alerts', '--json'])).length === 1 ? true : undefined),
+      SYNC_TIMEOUT,
+      'B to list it too',
+    )
     expect(await kitsyncOk(hb, ['conflicts'])).toContain(`${conflict.id}  alerts/x  (2 versions)`)
     const bTag = conflict.versions.find((v) => isDeepStrictEqual(v.value, { symbol: 'AAPL', price: 140 }))!.device
     expectCliError(await kitsync(hb, ['resolve', 'alerts', conflict.id]), 'INVALID_ARGUMENT', 2)
     expectCliError(await kitsync(hb, ['resolve', 'alerts', 'zzzzzz', '--take', bTag]), 'UNKNOWN_CONFLICT', 3)
     await kitsyncOk(hb, ['resolve', 'alerts', conflict.id, '--take', bTag])
     await until(a, 'alerts', 'x', { symbol: 'AAPL', price: 140 })
-    await waitUntil(async () => ((await kitsyncJson<unknown[]>(ha, ['conflicts', '--json'])).length === 0 ? true : undefined), SYNC_TIMEOUT, 'the conflict to clear on A')
+    await waitUntil(
+      async () => ((await kitsyncJson<unknown[]>(ha, ['conflicts', '--json'])).length === 0 ? true : undefined),
+      SYNC_TIMEOUT,
+      'the conflict to clear on A',
+    )
     // Whichever device found it, A's library got the event (found here, or recorded by B and synced).
     expect(events.filter((e) => e.collection === 'alerts' && e.key === 'x' && e.resolution === 'open').map((e) => e.id)).toEqual([conflict.id])
     // stats counts it for the collection on A (found there, or recorded by B and synced).
     const stats = await kitsyncJson<{ collections: Record<string, { conflicts: number }> }>(ha, ['stats', '--json'])
     expect(stats.collections.alerts?.conflicts).toBe(1)
-    const log = (await kitsyncOk(ha, ['log', '--json'])).trim().split('\n').map((l) => JSON.parse(l) as { type: string; reason: string })
+    const log = (await kitsyncOk(ha, ['log', '--json']))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; reason: string })
     expect(log.some((e) => e.type === 'conflict' && e.reason.includes('alerts/x'))).toBe(true)
   })
 

@@ -85,7 +85,10 @@ function withTranscripts(err: Error): never {
 }
 
 beforeAll(async () => {
-  await requireRootAndIp(FILE).then(() => namespaces.removeStale(), () => undefined)
+  await requireRootAndIp(FILE).then(
+    () => namespaces.removeStale(),
+    () => undefined,
+  )
 })
 
 afterAll(async () => {
@@ -105,7 +108,10 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('mDNS discovery insid
     await namespaces.add(NS.b)
     const [va, vb] = [`${TAG}va`, `${TAG}vb`]
     await ip('link', 'add', va, 'netns', NS.a, 'type', 'veth', 'peer', 'name', vb, 'netns', NS.b)
-    for (const [ns, dev, addr] of [[NS.a, va, ADDR.a], [NS.b, vb, ADDR.b]] as const) {
+    for (const [ns, dev, addr] of [
+      [NS.a, va, ADDR.a],
+      [NS.b, vb, ADDR.b],
+    ] as const) {
       await ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', dev)
       await ip('-n', ns, 'link', 'set', dev, 'up', 'multicast', 'on')
       await ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', dev)
@@ -139,7 +145,10 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('mDNS discovery insid
 
     // B finds A (or A finds B) by mDNS and they open the sync session: both report it connected.
     // (Not from the peers' `sync:connected` lines: peer start can miss that event, see the report.)
-    for (const [ns, home, other] of [[NS.b, hb, idA], [NS.a, ha, idB]] as const) {
+    for (const [ns, home, other] of [
+      [NS.b, hb, idA],
+      [NS.a, ha, idB],
+    ] as const) {
       await waitUntil(
         async () => ((await jsonIn<Status>(ns, home, ['status'])).network?.devices.find((d) => d.peerId === other)?.state === 'connected' ? true : undefined),
         SYNC_TIMEOUT,
@@ -152,7 +161,10 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('mDNS discovery insid
     await jsonIn(NS.b, hb, ['set', 'notes', 'from-b', '{"by":"B"}'])
     await untilValue(NS.a, ha, 'notes', 'from-b', { by: 'B' })
 
-    for (const [ns, home, other, otherAddr] of [[NS.a, ha, idB, ADDR.b], [NS.b, hb, idA, ADDR.a]] as const) {
+    for (const [ns, home, other, otherAddr] of [
+      [NS.a, ha, idB, ADDR.b],
+      [NS.b, hb, idA, ADDR.a],
+    ] as const) {
       const st = await jsonIn<Status>(ns, home, ['status'])
       const context = JSON.stringify(st.network)
       expect(st.network?.discovery, context).toEqual({ mdns: 'on' })
@@ -178,7 +190,11 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('mDNS discovery insid
     expect(await ip('-n', NS.c, 'route', 'show', 'table', 'main')).not.toMatch(/^(default|224\.)/m)
     // The premise: a multicast datagram cannot leave this namespace at all.
     const probe = await run('ip', [
-      'netns', 'exec', NS.c, process.execPath, '-e',
+      'netns',
+      'exec',
+      NS.c,
+      process.execPath,
+      '-e',
       "require('node:dgram').createSocket('udp4').send('x', 9, '224.0.0.251', (e) => { console.log(e ? e.code : 'sent'); process.exit(0) })",
     ])
     expect(probe.stdout.trim()).toBe('ENETUNREACH')

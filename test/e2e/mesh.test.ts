@@ -131,7 +131,12 @@ describe('reconnecting', () => {
     await pb.proc.waitForLine((l) => l.includes('"sync:offline"'), SYNC_TIMEOUT, 'B to see A go offline')
     pa = await peer(ha, listenA)
     // ... and finds A again by itself (backoff redial), without anyone dialling B.
-    await pb.proc.waitForLine((l) => l.includes('"sync:connected"'), SYNC_TIMEOUT, 'B to reconnect to A', pb.proc.lines.findIndex((l) => l.includes('"sync:offline"')))
+    await pb.proc.waitForLine(
+      (l) => l.includes('"sync:connected"'),
+      SYNC_TIMEOUT,
+      'B to reconnect to A',
+      pb.proc.lines.findIndex((l) => l.includes('"sync:offline"')),
+    )
     await (await client(ha)).set('orders', 'p2', { qty: 2 })
     await until(await client(hb), 'orders', 'p2', { qty: 2 })
   })

@@ -54,9 +54,11 @@ function parseChange(line: string): Change {
 async function waitUntilWatching(home: string, watcher: Proc, collection: string): Promise<string[]> {
   const probes: string[] = []
   let seen = false
-  const firstLine = watcher.waitForLine(() => true, COMMAND_TIMEOUT_MS, 'a change line from watch').finally(() => {
-    seen = true
-  })
+  const firstLine = watcher
+    .waitForLine(() => true, COMMAND_TIMEOUT_MS, 'a change line from watch')
+    .finally(() => {
+      seen = true
+    })
   const writer = (async () => {
     while (!seen) {
       const key = `probe-${probes.length}`
@@ -101,7 +103,11 @@ describe('kitsync peer start', () => {
     expect([setA, setB, setX]).toEqual([{ collection: 'notes', key: 'a', written: true }, '', ''])
     expect(await kitsyncOk(home, ['set', 'notes', 'a', '--field', 'tags', '["x","y"]'])).toBe('')
 
-    const [a, notes, x] = await Promise.all([kitsyncOk(home, ['get', 'notes', 'a']), kitsyncJson(home, ['get', 'notes']), kitsyncJson(home, ['get', 'other', 'x'])])
+    const [a, notes, x] = await Promise.all([
+      kitsyncOk(home, ['get', 'notes', 'a']),
+      kitsyncJson(home, ['get', 'notes']),
+      kitsyncJson(home, ['get', 'other', 'x']),
+    ])
     expect(JSON.parse(a)).toEqual({ text: 'hi', tags: ['x', 'y'] })
     expect(notes).toEqual({ a: { text: 'hi', tags: ['x', 'y'] }, b: [1, 2, 3] })
     expect(x).toBe('from stdin')

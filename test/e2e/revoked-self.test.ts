@@ -58,7 +58,10 @@ describe('a revoked device is told', () => {
     const event = await told
     expect(event).toMatchObject({ revokedBy: cId, reason: 'lost' })
     await pb.proc.waitForLine((l) => l.includes('"device:revoked-self"'), DEADLINE, 'B\u2019s peer to print the event')
-    const watched = JSON.parse(await watch.waitForLine((l) => l.includes('"device:revoked-self"'), DEADLINE, 'watch to print the event')) as Record<string, unknown>
+    const watched = JSON.parse(await watch.waitForLine((l) => l.includes('"device:revoked-self"'), DEADLINE, 'watch to print the event')) as Record<
+      string,
+      unknown
+    >
     expect(watched).toMatchObject({ event: 'device:revoked-self', revokedBy: cId, reason: 'lost' })
     await stopProc(watch)
     const toldAt = pb.proc.lines.findIndex((l) => l.includes('"device:revoked-self"'))
@@ -69,7 +72,10 @@ describe('a revoked device is told', () => {
     expect(await kitsyncOk(hb, ['status'])).toMatch(/revoked/)
     const bPeers = await kitsyncJson<PeerRow[]>(hb, ['peers', '--json'])
     expect(bPeers.find((d) => d.peerId === bId)?.state).toBe('revoked')
-    expect(bPeers.filter((d) => d.state === 'connected'), JSON.stringify(bPeers)).toEqual([])
+    expect(
+      bPeers.filter((d) => d.state === 'connected'),
+      JSON.stringify(bPeers),
+    ).toEqual([])
     // Network commands fail with DEVICE_REVOKED (exit 9), also after the peer restarts.
     expectCliError(await kitsync(hb, ['sync', 'now']), 'DEVICE_REVOKED', 9)
 

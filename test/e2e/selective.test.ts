@@ -35,7 +35,16 @@ interface Stats {
   collections: Record<string, Counters>
 }
 interface SyncNow {
-  peers: { peerId: string; name: string; reached: boolean; complete: boolean; collections: number; bytesIn: number; bytesOut: number; error?: { code: string } }[]
+  peers: {
+    peerId: string
+    name: string
+    reached: boolean
+    complete: boolean
+    collections: number
+    bytesIn: number
+    bytesOut: number
+    error?: { code: string }
+  }[]
 }
 
 describe('selective sync between real peers', () => {
@@ -85,7 +94,11 @@ describe('selective sync between real peers', () => {
     expect(toA?.bytesIn).toBeGreaterThan(0)
     expect(toA?.bytesOut).toBeGreaterThan(0)
     expect(report.peers.find((p) => p.name === 'sea')).toMatchObject({ reached: false, error: { code: 'PEER_UNREACHABLE' } })
-    await waitUntil(async () => (progress.some((e) => e.collectionsDone === e.collectionsTotal && e.collectionsTotal >= 3) ? true : undefined), SYNC_TIMEOUT, 'a sync:progress event')
+    await waitUntil(
+      async () => (progress.some((e) => e.collectionsDone === e.collectionsTotal && e.collectionsTotal >= 3) ? true : undefined),
+      SYNC_TIMEOUT,
+      'a sync:progress event',
+    )
 
     // stats move after writes, and know nothing of the collection B never held
     const s1 = await kitsyncJson<Stats>(hb, ['stats'])
@@ -142,7 +155,7 @@ describe('selective sync between real peers', () => {
     expect(afterReset.since).toBeGreaterThan(cleared.since)
     expect(afterReset.peers[deviceA]?.sessions).toBe(1) // counted from zero again: the reopened session
     expect(await b2.get('journal', 'd1').catch((e: { code: string }) => e.code)).toBe('UNKNOWN_COLLECTION')
-    expect(((await kitsyncJson<Stats>(hb, ['stats'])).peers[deviceA]?.updatesApplied ?? 0)).toBeGreaterThanOrEqual(1)
+    expect((await kitsyncJson<Stats>(hb, ['stats'])).peers[deviceA]?.updatesApplied ?? 0).toBeGreaterThanOrEqual(1)
     expect(hc).toBeDefined()
   })
 

@@ -16,7 +16,13 @@ afterEach(async () => {
 })
 
 async function mesh(isMember: (id: string) => Promise<boolean>): Promise<Mesh> {
-  const m = await Mesh.create({ privateKey: await generateKeyPair('Ed25519'), engine: new MemoryPeer('unused').engine, isMember, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false })
+  const m = await Mesh.create({
+    privateKey: await generateKeyPair('Ed25519'),
+    engine: new MemoryPeer('unused').engine,
+    isMember,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    mdns: false,
+  })
   meshes.push(m)
   await m.start()
   return m

@@ -44,7 +44,8 @@ describe('revocation', () => {
     // A cuts B off (or refuses its redial, telling it it is revoked): counted as a refused
     // connection, and B is not listed as connected again.
     await waitUntil(
-      async () => ((await kitsyncJson<{ network?: { refusedConnections: number } }>(ha, ['status', '--json'])).network?.refusedConnections ?? 0) > 0 ? true : undefined,
+      async () =>
+        ((await kitsyncJson<{ network?: { refusedConnections: number } }>(ha, ['status', '--json'])).network?.refusedConnections ?? 0) > 0 ? true : undefined,
       DEADLINE,
       'A to refuse B\u2019s redial',
     )
@@ -63,7 +64,10 @@ describe('revocation', () => {
       const devices = await kitsyncJson<{ peerId: string; state: string }[]>(home, ['devices', '--json'])
       expect(devices.find((d) => d.peerId === bId)?.state).toBe('revoked')
     }
-    const log = (await kitsyncOk(ha, ['log', '--json'])).trim().split('\n').map((l) => JSON.parse(l) as { type: string; peer?: string })
+    const log = (await kitsyncOk(ha, ['log', '--json']))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; peer?: string })
     expect(log.filter((e) => e.type === 'device-joined').map((e) => e.peer)).toContain(bId)
     expect(log.some((e) => e.type === 'device-revoked' && e.peer === bId)).toBe(true)
 

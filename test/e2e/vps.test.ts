@@ -37,7 +37,8 @@ async function runIn(ns: string, home: string, args: string[]): Promise<CliResul
 
 async function jsonIn<T>(ns: string, home: string, args: string[]): Promise<T> {
   const r = await runIn(ns, home, [...args, '--json'])
-  if (r.code !== 0) throw new Error(`kitsync ${args.join(' ')} in ${ns} failed: exit ${r.code ?? r.signal}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`)
+  if (r.code !== 0)
+    throw new Error(`kitsync ${args.join(' ')} in ${ns} failed: exit ${r.code ?? r.signal}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`)
   return JSON.parse(r.stdout) as T
 }
 
@@ -49,7 +50,8 @@ interface Status {
     keyEpoch: number
     refusedConnections: number
     devices: { peerId: string; state: string; address?: string }[]
-    blindStore?: { role: 'store'; head: number; snapshotSeq: number } | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[] }
+    blindStore?:
+      { role: 'store'; head: number; snapshotSeq: number } | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[] }
   }
 }
 
@@ -132,7 +134,10 @@ const V: Device = { ns: NS.v, home: '', id: '', args: [] }
 const MARK = `mk${process.pid}x`
 
 beforeAll(async () => {
-  await requireRootAndIp(FILE).then(() => namespaces.removeStale(), () => undefined)
+  await requireRootAndIp(FILE).then(
+    () => namespaces.removeStale(),
+    () => undefined,
+  )
 })
 
 afterAll(async () => {
@@ -150,7 +155,10 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay 
     for (const ns of Object.values(NS)) {
       await namespaces.add(ns)
     }
-    for (const [home, vps, h, v] of [[NS.a, NS.v, ADDR.a, ADDR.va], [NS.b, NS.v, ADDR.b, ADDR.vb]] as const) {
+    for (const [home, vps, h, v] of [
+      [NS.a, NS.v, ADDR.a, ADDR.va],
+      [NS.b, NS.v, ADDR.b, ADDR.vb],
+    ] as const) {
       const [ih, iv] = [`${home}h`, `${home}v`]
       await ip('link', 'add', ih, 'netns', home, 'type', 'veth', 'peer', 'name', iv, 'netns', vps)
       await ip('-n', home, 'addr', 'add', `${h}/24`, 'dev', ih)
@@ -159,7 +167,14 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay 
       await ip('-n', vps, 'link', 'set', iv, 'up')
     }
     // The premise: A cannot reach B's network (no route, and the VPS does not forward).
-    const probe = await run('ip', ['netns', 'exec', NS.a, process.execPath, '-e', `require('node:net').connect(9, '${ADDR.b}').on('error', (e) => { console.log(e.code); process.exit(0) })`])
+    const probe = await run('ip', [
+      'netns',
+      'exec',
+      NS.a,
+      process.execPath,
+      '-e',
+      `require('node:net').connect(9, '${ADDR.b}').on('error', (e) => { console.log(e.code); process.exit(0) })`,
+    ])
     expect(probe.stdout.trim()).toBe('ENETUNREACH')
 
     ;[A.home, B.home, V.home] = [await makeHome(), await makeHome(), await makeHome()]
@@ -167,7 +182,15 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay 
     await start(A)
     await jsonIn(A.ns, A.home, ['set', 'notes', 'first', JSON.stringify({ text: `${MARK}-first` })])
     const { token: vpsToken } = await jsonIn<{ token: string }>(A.ns, A.home, ['pair', '--untrusted'])
-    const joined = await jsonIn<{ caughtUp: boolean }>(V.ns, V.home, ['join', vpsToken, '--name', 'vps', '--no-mdns', '--listen', `/ip4/0.0.0.0/tcp/${VPS_PORT}`])
+    const joined = await jsonIn<{ caughtUp: boolean }>(V.ns, V.home, [
+      'join',
+      vpsToken,
+      '--name',
+      'vps',
+      '--no-mdns',
+      '--listen',
+      `/ip4/0.0.0.0/tcp/${VPS_PORT}`,
+    ])
     expect(joined.caughtUp).toBe(true)
     V.args = ['--relay', '--no-mdns', '--listen', `/ip4/0.0.0.0/tcp/${VPS_PORT}`]
     const started = await start(V, true)
@@ -181,7 +204,9 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay 
     await stop(A)
     A.args = [...A.args, '--bootstrap', `/ip4/${ADDR.va}/tcp/${VPS_PORT}/p2p/${V.id}`]
     await start(A)
-    await until('A listening through the relay', async () => ((await status(A.ns, A.home)).network?.listen.some((a) => a.includes('/p2p-circuit')) ? true : undefined))
+    await until('A listening through the relay', async () =>
+      (await status(A.ns, A.home)).network?.listen.some((a) => a.includes('/p2p-circuit')) ? true : undefined,
+    )
     // B pairs with A through the relay: the token carries A's relayed address.
     const { token, addresses } = await jsonIn<{ token: string; addresses: string[] }>(A.ns, A.home, ['pair'])
     expect(addresses.some((a) => a.includes(`/ip4/${ADDR.vb}/`) && a.endsWith('/p2p-circuit'))).toBe(true)
@@ -222,7 +247,9 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay 
     const secrets = Object.values(keys.keys)
     expect(secrets.length).toBeGreaterThan(0)
     const files = await filesUnder(V.home)
-    expect(files.some((f) => f.endsWith('keys.json') && Object.keys((JSON.parse(readFileSync(f, 'utf8')) as { keys?: object }).keys ?? {}).length > 0)).toBe(false)
+    expect(files.some((f) => f.endsWith('keys.json') && Object.keys((JSON.parse(readFileSync(f, 'utf8')) as { keys?: object }).keys ?? {}).length > 0)).toBe(
+      false,
+    )
     for (const f of files) {
       const bytes = await readFile(f)
       const raw = bytes.toString('latin1')
@@ -268,7 +295,9 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay 
 
   it('5. after A revokes B, B gets no new data from the VPS or from A', async () => {
     await start(A)
-    await until('A and B connected', async () => ((await status(A.ns, A.home)).network?.devices.find((d) => d.peerId === B.id)?.state === 'connected' ? true : undefined))
+    await until('A and B connected', async () =>
+      (await status(A.ns, A.home)).network?.devices.find((d) => d.peerId === B.id)?.state === 'connected' ? true : undefined,
+    )
     const epochBefore = (await status(B.ns, B.home)).network?.keyEpoch ?? 0
     const refusedBefore = [(await status(V.ns, V.home)).network?.refusedConnections ?? 0, (await status(A.ns, A.home)).network?.refusedConnections ?? 0]
     await jsonIn(A.ns, A.home, ['revoke', B.id, '--reason', 'lost'])
@@ -285,7 +314,9 @@ describe.skipIf(announceSkip(FILE, netnsSkipReason(FILE)))('the VPS peer: relay 
     await until('B to know it is revoked', async () => ((await status(B.ns, B.home)).revoked !== undefined ? true : undefined))
     await until('the VPS and A refused B', async () => {
       const [v, a] = [await status(V.ns, V.home), await status(A.ns, A.home)]
-      return (v.network?.refusedConnections ?? 0) > (refusedBefore[0] as number) && (a.network?.refusedConnections ?? 0) > (refusedBefore[1] as number) ? true : undefined
+      return (v.network?.refusedConnections ?? 0) > (refusedBefore[0] as number) && (a.network?.refusedConnections ?? 0) > (refusedBefore[1] as number)
+        ? true
+        : undefined
     })
     const sb = await status(B.ns, B.home)
     expect(sb.network?.keyEpoch).toBe(epochBefore)

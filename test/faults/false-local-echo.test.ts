@@ -18,7 +18,11 @@ const SYNC_TIMEOUT = 20_000
 const { peer, client, invite, forget } = devicesOfTest()
 
 async function until(ws: Workspace, collection: string, key: string, expected: unknown): Promise<void> {
-  await waitUntil(async () => (isDeepStrictEqual(await ws.get(collection, key).catch(() => undefined), expected) ? true : undefined), SYNC_TIMEOUT, `${collection}/${key} = ${JSON.stringify(expected)}`)
+  await waitUntil(
+    async () => (isDeepStrictEqual(await ws.get(collection, key).catch(() => undefined), expected) ? true : undefined),
+    SYNC_TIMEOUT,
+    `${collection}/${key} = ${JSON.stringify(expected)}`,
+  )
 }
 
 function changesOf(watcher: Proc): ChangeEvent[] {
@@ -28,9 +32,11 @@ function changesOf(watcher: Proc): ChangeEvent[] {
 /** Write probes on B until its watcher prints one: from then on it is subscribed. */
 async function waitUntilWatching(b: Workspace, watcher: Proc): Promise<void> {
   let seen = false
-  const first = watcher.waitForLine(() => true, COMMAND_TIMEOUT_MS, 'a first change line').finally(() => {
-    seen = true
-  })
+  const first = watcher
+    .waitForLine(() => true, COMMAND_TIMEOUT_MS, 'a first change line')
+    .finally(() => {
+      seen = true
+    })
   for (let i = 0; !seen; i++) {
     await b.set('notes', `probe-${i}`, i)
     await Promise.race([first, new Promise((r) => setTimeout(r, 100))])
@@ -96,7 +102,9 @@ describe('a merged remote edit is reported once, as remote', () => {
     await a.set('notes', 'mark2', true)
     await watcher.waitForLine((l) => (JSON.parse(l) as ChangeEvent).key === 'mark2', SYNC_TIMEOUT, 'mark2', from)
 
-    const seen = changesOf(watcher).slice(from).map((c) => ({ key: c.key, op: c.op, source: c.source, ...(c.op === 'set' ? { value: c.value } : {}) }))
+    const seen = changesOf(watcher)
+      .slice(from)
+      .map((c) => ({ key: c.key, op: c.op, source: c.source, ...(c.op === 'set' ? { value: c.value } : {}) }))
     const merged = seen.slice(0, -3).sort((p, q) => (p.key < q.key ? -1 : 1))
     // The merge of A's offline edits: each once (in the merge's order), remote.
     expect(merged).toEqual([

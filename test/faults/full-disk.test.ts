@@ -84,7 +84,10 @@ describe.skipIf(skip)('a full disk', () => {
     expect(exit.signal).toBeNull()
 
     await mounted.resize(64)
-    expect(await lost(home, acknowledged), `acknowledged writes missing after the disk grew (${acknowledged.size} acknowledged, peer exit ${JSON.stringify(exit)}, stderr ${peer.stderr})`).toEqual([])
+    expect(
+      await lost(home, acknowledged),
+      `acknowledged writes missing after the disk grew (${acknowledged.size} acknowledged, peer exit ${JSON.stringify(exit)}, stderr ${peer.stderr})`,
+    ).toEqual([])
   })
 
   it('the running peer takes writes again once space comes back, and they survive a restart', { timeout: 180_000 }, async () => {
@@ -121,7 +124,11 @@ describe.skipIf(skip)('a full disk', () => {
     // Fill the disk: 16 KiB at a time, then 4 KiB (a page of tmpfs) at a time, until it refuses.
     for (const bytes of [16 * 1024, 4096]) {
       const chunk = Buffer.alloc(bytes, 1)
-      for (let fits = true; fits; ) fits = await appendFile(join(mounted.dir, 'filler'), chunk).then(() => true, () => false)
+      for (let fits = true; fits;)
+        fits = await appendFile(join(mounted.dir, 'filler'), chunk).then(
+          () => true,
+          () => false,
+        )
     }
     await expect(writeJsonFile(keys, { v: 2, pad: 'x'.repeat(100_000) })).rejects.toMatchObject({ code: 'STORAGE_FAILED' })
     expect(JSON.parse(await readFile(keys, 'utf8'))).toEqual({ v: 1 })

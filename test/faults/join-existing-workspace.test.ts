@@ -65,7 +65,9 @@ describe('join into a home folder that holds another workspace', () => {
     await kitsyncOk(hb, ['set', 'private', 'diary', '{"text":"b only"}'])
     const identity = await readFile(join(hb, 'identity.key'))
     const pa = await peer(ha)
-    const out = await kitsyncJson<Info & { backup?: string }>(hb, ['join', await invite(ha), '--replace', '--name', 'b', ...NET], { timeoutMs: JOIN_TIMEOUT_MS })
+    const out = await kitsyncJson<Info & { backup?: string }>(hb, ['join', await invite(ha), '--replace', '--name', 'b', ...NET], {
+      timeoutMs: JOIN_TIMEOUT_MS,
+    })
     expect(out.workspaceId).toBe(pa.started.workspaceId)
     expect(await workspaceId(hb)).toBe(pa.started.workspaceId)
     const backup = out.backup as string

@@ -292,10 +292,18 @@ function expectComplete(final: WorkspaceExport['collections'], acked: Map<string
     return canonical(final[collection]?.[key]) !== canonical(value)
   })
   expect(Object.keys(final.big ?? {})).toHaveLength(BIG_RECORDS)
-  expect(lost.map(([p]) => p), 'acknowledged writes of B').toEqual([])
+  expect(
+    lost.map(([p]) => p),
+    'acknowledged writes of B',
+  ).toEqual([])
   // Journal entries are keyed by clock: an entry applied twice would show as two records.
   const journal = Object.values(final.journal ?? {}) as { from: string; i: number }[]
-  expect(journal.filter((e) => e.from === 'a').map((e) => e.i).sort((x, y) => x - y)).toEqual(Array.from({ length: 40 }, (_, i) => i))
+  expect(
+    journal
+      .filter((e) => e.from === 'a')
+      .map((e) => e.i)
+      .sort((x, y) => x - y),
+  ).toEqual(Array.from({ length: 40 }, (_, i) => i))
   expect(journal.filter((e) => e.from === 'b')).toEqual([{ from: 'b', i: 0 }])
   expect(Object.keys(final.shared ?? {})).toHaveLength(1 + 500 + 50)
 }
@@ -324,39 +332,45 @@ describe('kill -9 during a catch-up', () => {
   it.each([
     { at: 'as the first snapshot file arrives', bytes: 0 },
     { at: 'once its store grew by 8 MB more', bytes: 8_000_000 },
-  ])("from another peer (killed $at): B keeps its acknowledged writes, resumes, and ends with exactly A's records", { timeout: 240_000 }, async ({ at, bytes }) => {
-    const [homeA, homeB] = [await makeHome(), await makeHome()]
-    let a = await peer(homeA)
-    await kitsyncJson(homeA, ['set', 'shared', 'seed', '{"from":"a"}'])
-    const { token } = await kitsyncJson<{ token: string }>(homeA, ['pair'])
-    expect((await kitsyncJson<{ caughtUp: boolean }>(homeB, ['join', token, '--name', 'bee', ...NET])).caughtUp).toBe(true)
-    await stop(a)
+  ])(
+    "from another peer (killed $at): B keeps its acknowledged writes, resumes, and ends with exactly A's records",
+    { timeout: 240_000 },
+    async ({ at, bytes }) => {
+      const [homeA, homeB] = [await makeHome(), await makeHome()]
+      let a = await peer(homeA)
+      await kitsyncJson(homeA, ['set', 'shared', 'seed', '{"from":"a"}'])
+      const { token } = await kitsyncJson<{ token: string }>(homeA, ['pair'])
+      expect((await kitsyncJson<{ caughtUp: boolean }>(homeB, ['join', token, '--name', 'bee', ...NET])).caughtUp).toBe(true)
+      await stop(a)
 
-    // B is away: A writes megabytes, B writes its own records.
-    await offline(homeA, writeBulk)
-    const acked = await writeAway(homeB)
+      // B is away: A writes megabytes, B writes its own records.
+      await offline(homeA, writeBulk)
+      const acked = await writeAway(homeB)
 
-    // B comes back; A, started after B's client listens, dials it and the catch-up begins.
-    let b = await peer(homeB)
-    const wsB = await client(homeB)
-    const writer = liveWriter(wsB, acked)
-    const killed = killOnceStored(homeB, b, bytes)
-    a = await peer(homeA, ['--bootstrap', addressOf(b)])
-    const seen = await killed
-    await afterKill(b, wsB, writer)
+      // B comes back; A, started after B's client listens, dials it and the catch-up begins.
+      let b = await peer(homeB)
+      const wsB = await client(homeB)
+      const writer = liveWriter(wsB, acked)
+      const killed = killOnceStored(homeB, b, bytes)
+      a = await peer(homeA, ['--bootstrap', addressOf(b)])
+      const seen = await killed
+      await afterKill(b, wsB, writer)
 
-    const bulkAtKill = await checkAfterKill(homeB, acked)
-    // The premise: the kill came in the middle of the catch-up.
-    expect(bulkAtKill, `bulk records on B at the kill (${seen})`).toBeLessThan(TOTAL_BULK)
+      const bulkAtKill = await checkAfterKill(homeB, acked)
+      // The premise: the kill came in the middle of the catch-up.
+      expect(bulkAtKill, `bulk records on B at the kill (${seen})`).toBeLessThan(TOTAL_BULK)
 
-    // B again: the catch-up resumes and completes.
-    b = await peer(homeB, ['--bootstrap', addressOf(a)])
-    const wsA = await client(homeA)
-    const wsB2 = await client(homeB)
-    const final = await untilEqual(wsA, wsB2, 'B and A to hold the same records')
-    expectComplete(final, acked)
-    console.log(`kill during catch-up from A (${at}): ${bulkAtKill} of ${TOTAL_BULK} bulk records on B at the kill, ${acked.size} acknowledged writes of B kept`)
-  })
+      // B again: the catch-up resumes and completes.
+      b = await peer(homeB, ['--bootstrap', addressOf(a)])
+      const wsA = await client(homeA)
+      const wsB2 = await client(homeB)
+      const final = await untilEqual(wsA, wsB2, 'B and A to hold the same records')
+      expectComplete(final, acked)
+      console.log(
+        `kill during catch-up from A (${at}): ${bulkAtKill} of ${TOTAL_BULK} bulk records on B at the kill, ${acked.size} acknowledged writes of B kept`,
+      )
+    },
+  )
 
   it.each([1, 30])('from the VPS blind store, A offline (killed after %i collections): the same', { timeout: 300_000 }, async (killAfter) => {
     const [homeA, homeB, homeV] = [await makeHome(), await makeHome(), await makeHome()]
@@ -397,15 +411,23 @@ describe('kill -9 during a catch-up', () => {
     const wsB2 = await client(homeB)
     const ofA = async (): Promise<WorkspaceExport['collections']> => {
       const mine = await records(wsB2)
-      return Object.fromEntries(Object.keys(fromA).map((name) => [name, Object.fromEntries(Object.entries(mine[name] ?? {}).filter(([key]) => Object.hasOwn(fromA[name] ?? {}, key)))]))
+      return Object.fromEntries(
+        Object.keys(fromA).map((name) => [name, Object.fromEntries(Object.entries(mine[name] ?? {}).filter(([key]) => Object.hasOwn(fromA[name] ?? {}, key)))]),
+      )
     }
-    await waitUntil(async () => (JSON.stringify(sorted(await ofA())) === JSON.stringify(sorted(fromA)) ? true : undefined), WAIT_MS, "B to hold all of A's records from the VPS")
+    await waitUntil(
+      async () => (JSON.stringify(sorted(await ofA())) === JSON.stringify(sorted(fromA)) ? true : undefined),
+      WAIT_MS,
+      "B to hold all of A's records from the VPS",
+    )
     // A again: both end with the same records, B's writes included.
     a = await peer(homeA, ['--bootstrap', addressOf(v)])
     const wsA3 = await client(homeA)
     const final = await untilEqual(wsA3, wsB2, 'B and A to hold the same records')
     expectComplete(final, acked)
-    console.log(`kill during catch-up from the VPS (after ${killAfter}, store head ${head}): ${bulkAtKill} of ${TOTAL_BULK} bulk records on B at the kill, ${acked.size} acknowledged writes of B kept`)
+    console.log(
+      `kill during catch-up from the VPS (after ${killAfter}, store head ${head}): ${bulkAtKill} of ${TOTAL_BULK} bulk records on B at the kill, ${acked.size} acknowledged writes of B kept`,
+    )
   })
 
   it("a new device killed while `join` copies the workspace: peer start completes the copy, and B's writes meanwhile stay", { timeout: 240_000 }, async () => {
@@ -445,6 +467,8 @@ describe('kill -9 during a catch-up', () => {
     const wsB = await client(homeB)
     const final = await untilEqual(wsA, wsB, 'B and A to hold the same records')
     expectComplete(final, acked)
-    console.log(`kill during join (B had stored ${stored} bytes): ${bulkAtKill} of ${TOTAL_BULK} bulk records on B at the kill, ${acked.size} acknowledged writes of B kept`)
+    console.log(
+      `kill during join (B had stored ${stored} bytes): ${bulkAtKill} of ${TOTAL_BULK} bulk records on B at the kill, ${acked.size} acknowledged writes of B kept`,
+    )
   })
 })

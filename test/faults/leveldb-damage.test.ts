@@ -116,9 +116,9 @@ async function expectDamagedReported(home: string, metaDamaged: boolean): Promis
 describe('a damaged LevelDB block', () => {
   it.each([
     // LevelDB merged the tables into one (its compaction): the snapshot's block follows the healthy collection's data.
-    ['holds one collection\'s snapshot', true],
+    ["holds one collection's snapshot", true],
     // One table per session: the damaged collection's metadata shares the block with its snapshot.
-    ['holds one collection\'s metadata and snapshot', false],
+    ["holds one collection's metadata and snapshot", false],
   ])('that %s fails only that collection, with DATA_CORRUPTION naming it, and is left as it is', { timeout: 90_000 }, async (_what, compact) => {
     const home = await makeHome()
     await populate(home)

@@ -34,7 +34,13 @@ async function fingerprint(dir: string): Promise<Map<string, string>> {
     for (const e of entries) {
       const rel = join(sub, e.name)
       if (e.isDirectory()) await walk(rel)
-      else out.set(rel, createHash('sha256').update(await readFile(join(dir, rel))).digest('hex'))
+      else
+        out.set(
+          rel,
+          createHash('sha256')
+            .update(await readFile(join(dir, rel)))
+            .digest('hex'),
+        )
     }
   }
   await walk('')
@@ -53,7 +59,14 @@ async function homeData(home: string): Promise<HomeData> {
   return {
     store: Object.fromEntries(await fingerprint(join(home, 'store'))),
     snapshots: Object.fromEntries(await fingerprint(join(home, 'snapshots'))),
-    wal: wal === undefined ? {} : { 'store.wal': createHash('sha256').update(await readFile(join(home, 'store.wal'))).digest('hex') },
+    wal:
+      wal === undefined
+        ? {}
+        : {
+            'store.wal': createHash('sha256')
+              .update(await readFile(join(home, 'store.wal')))
+              .digest('hex'),
+          },
   }
 }
 
@@ -65,7 +78,10 @@ async function homeWithData(): Promise<string> {
   await kitsyncOk(home, ['set', 'big', 'one', '-'], { input: big('one', 700_000) })
   await kitsyncOk(home, ['set', 'big', 'two', '-'], { input: big('two', 700_000) })
   const snaps = await readdir(join(home, 'snapshots'))
-  expect(snaps.filter((f) => f.endsWith('.snap')), 'the large collection keeps its snapshot in a file').toHaveLength(1)
+  expect(
+    snaps.filter((f) => f.endsWith('.snap')),
+    'the large collection keeps its snapshot in a file',
+  ).toHaveLength(1)
   return home
 }
 
@@ -85,12 +101,18 @@ describe('a store whose files are missing is refused, and nothing is deleted', (
     const home = await homeWithData()
     await rm(join(home, 'store', 'CURRENT'))
     const before = await homeData(home)
-    expect(Object.keys(before.store).some((f) => /\.(ldb|log)$/.test(f)), 'store/ holds table or log files').toBe(true)
+    expect(
+      Object.keys(before.store).some((f) => /\.(ldb|log)$/.test(f)),
+      'store/ holds table or log files',
+    ).toBe(true)
 
     const manifest = Object.keys(before.store).find((f) => f.startsWith('MANIFEST-')) as string
     expect(manifest).toBeDefined()
     const r = await kitsync(home, ['list'])
-    expectRefused(r, /store\/CURRENT is missing in .* but store\/ holds \d+ table files?, \d+ log files?, 1 MANIFEST file; snapshots\/ holds 1 snapshot file; store.marker says/)
+    expectRefused(
+      r,
+      /store\/CURRENT is missing in .* but store\/ holds \d+ table files?, \d+ log files?, 1 MANIFEST file; snapshots\/ holds 1 snapshot file; store.marker says/,
+    )
     expect(r.stderr).toContain(`echo ${manifest} > '${join(home, 'store', 'CURRENT')}'`)
     expect(await homeData(home)).toEqual(before)
 

@@ -34,7 +34,12 @@ interface LogEntry {
 
 async function auditLog(home: string): Promise<LogEntry[]> {
   const out = await kitsyncOk(home, ['log', '--json'])
-  return out.trim() === '' ? [] : out.trim().split('\n').map((l) => JSON.parse(l) as LogEntry)
+  return out.trim() === ''
+    ? []
+    : out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as LogEntry)
 }
 
 /** Resident set size of a process, in bytes (Linux /proc). */
@@ -58,7 +63,12 @@ describe('pairing flood from a stranger', () => {
       const auditBefore = (await auditLog(ha)).length
       const rssBefore = await rssOf(pa.proc.pid)
 
-      const stranger = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+      const stranger = await createLibp2p({
+        addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+      })
       const answers = new Map<string, number>()
       let sent = 0
       let legit: Promise<{ code: number | null; stdout: string; stderr: string }> | undefined
@@ -69,7 +79,10 @@ describe('pairing flood from a stranger', () => {
           const lp = lpStream(stream)
           try {
             await lp.write(new TextEncoder().encode(JSON.stringify({ t: 'join', tokenId: randomBytes(16).toString('hex'), name: 'flood', workspaceId })))
-            const answer = JSON.parse(new TextDecoder().decode((await lp.read({ signal: AbortSignal.timeout(15_000) })).subarray())) as { t: string; code?: string }
+            const answer = JSON.parse(new TextDecoder().decode((await lp.read({ signal: AbortSignal.timeout(15_000) })).subarray())) as {
+              t: string
+              code?: string
+            }
             const key = answer.t === 'error' ? (answer.code ?? '?') : answer.t
             answers.set(key, (answers.get(key) ?? 0) + 1)
           } catch {
@@ -144,7 +157,9 @@ describe('silent pairing streams', () => {
       // Each silent stream ends with an answer (an error) once the inviter stops waiting for its join.
       const ended = Promise.all(
         silent.map(async (stream) => {
-          await lpStream(stream).read({ signal: AbortSignal.timeout(15_000) }).catch(() => undefined)
+          await lpStream(stream)
+            .read({ signal: AbortSignal.timeout(15_000) })
+            .catch(() => undefined)
           return Date.now() - opened
         }),
       )
@@ -181,7 +196,12 @@ describe('sync-protocol knocks from strangers under new device ids', () => {
     for (let i = 0; i < STRANGERS; i += 10) {
       await Promise.all(
         Array.from({ length: 10 }, async () => {
-          const stranger = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+          const stranger = await createLibp2p({
+            addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+            transports: [tcp()],
+            connectionEncrypters: [noise()],
+            streamMuxers: [yamux()],
+          })
           try {
             // libp2p resets a connection over its 32 a second from one address: dial again.
             let stream

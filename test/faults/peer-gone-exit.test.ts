@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest'
-import { COMMAND_TIMEOUT_MS, expectCliError, expectJsonCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, spawnKitsync, stopProc, type Proc } from '../helpers/cli.js'
+import {
+  COMMAND_TIMEOUT_MS,
+  expectCliError,
+  expectJsonCliError,
+  kitsync,
+  kitsyncJson,
+  kitsyncOk,
+  makeHome,
+  spawnKitsync,
+  stopProc,
+  type Proc,
+} from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
 
 /**
@@ -13,9 +24,11 @@ const { peer, invite } = devicesOfTest()
 /** Write probes through the peer until the watcher prints one: from then on it is subscribed. */
 async function waitUntilWatching(home: string, watcher: Proc): Promise<void> {
   let seen = false
-  const first = watcher.waitForLine(() => true, COMMAND_TIMEOUT_MS, 'a first change line').finally(() => {
-    seen = true
-  })
+  const first = watcher
+    .waitForLine(() => true, COMMAND_TIMEOUT_MS, 'a first change line')
+    .finally(() => {
+      seen = true
+    })
   for (let i = 0; !seen; i++) {
     await kitsyncOk(home, ['set', 'notes', `probe-${i}`, String(i)])
     await Promise.race([first, new Promise((r) => setTimeout(r, 100))])
@@ -31,7 +44,10 @@ describe('watch says why it ended', () => {
     await waitUntilWatching(home, watcher)
     await stopProc(p.proc, signal)
     const exit = await watcher.waitForExit(COMMAND_TIMEOUT_MS)
-    expect({ exit, stderr: watcher.stderr }).toMatchObject({ exit: { code: 6, signal: null }, stderr: expect.stringMatching(/^kitsync: CONNECTION_CLOSED: [^\n]*peer[^\n]*\n$/) })
+    expect({ exit, stderr: watcher.stderr }).toMatchObject({
+      exit: { code: 6, signal: null },
+      stderr: expect.stringMatching(/^kitsync: CONNECTION_CLOSED: [^\n]*peer[^\n]*\n$/),
+    })
   })
 
   it('an interrupted watch still exits 0 without a message', async () => {

@@ -79,16 +79,26 @@ describe.skipIf(SKIP)('a second unix user', () => {
     expect(socket.startsWith(tmp)).toBe(true)
     const script = join(base, 'impostor.mjs')
     await writeFile(script, IMPOSTOR, { mode: 0o644 })
-    const impostor = new Proc('setpriv', ['--reuid', String(other.uid), '--regid', String(other.gid), '--clear-groups', '--', process.execPath, script, socket], { env: { TMPDIR: tmp } })
+    const impostor = new Proc(
+      'setpriv',
+      ['--reuid', String(other.uid), '--regid', String(other.gid), '--clear-groups', '--', process.execPath, script, socket],
+      { env: { TMPDIR: tmp } },
+    )
     await impostor.waitForLine((l) => l === 'listening', DEADLINE, 'the impostor listening')
     const env = { TMPDIR: tmp }
     // A write with a secret-looking value: it must never reach the impostor.
     const set = await kitsync(home, ['set', 'notes', 'pin', '{"pin":"SECRET-4242"}'], { env })
-    expect(impostor.lines.filter((l) => l !== 'listening'), impostor.transcript()).toEqual([])
+    expect(
+      impostor.lines.filter((l) => l !== 'listening'),
+      impostor.transcript(),
+    ).toEqual([])
     expect(expectCliError(set, 'PERMISSION_DENIED', 4)).toMatch(/control socket|not owned|belongs/)
     // A peer does not serve (nor remove) a socket another user placed there.
     const start = await kitsync(home, ['peer', 'start', ...NET], { env })
-    expect(impostor.lines.filter((l) => l !== 'listening'), impostor.transcript()).toEqual([])
+    expect(
+      impostor.lines.filter((l) => l !== 'listening'),
+      impostor.transcript(),
+    ).toEqual([])
     expectCliError(start, 'PERMISSION_DENIED', 4)
     expect((await lstat(socket)).uid).toBe(other.uid)
     await stopProc(impostor)

@@ -15,7 +15,11 @@ const SYNC_TIMEOUT = 15_000
 const { peer, client, invite } = devicesOfTest()
 
 async function until(ws: Workspace, collection: string, key: string, expected: unknown): Promise<void> {
-  await waitUntil(async () => (isDeepStrictEqual(await ws.get(collection, key).catch(() => undefined), expected) ? true : undefined), SYNC_TIMEOUT, `${collection}/${key} = ${JSON.stringify(expected)}`)
+  await waitUntil(
+    async () => (isDeepStrictEqual(await ws.get(collection, key).catch(() => undefined), expected) ? true : undefined),
+    SYNC_TIMEOUT,
+    `${collection}/${key} = ${JSON.stringify(expected)}`,
+  )
 }
 
 describe('selective sync resumes for a collection added back at run time', () => {
@@ -31,7 +35,11 @@ describe('selective sync resumes for a collection added back at run time', () =>
     await until(b, 'settings', 's0', 0)
     await until(b, 'watchlists', 'w0', { symbols: ['W0'] })
 
-    for (const [round, addBack] of [[1, ['items', 'add', 'settings']], [2, ['items', 'all']], [3, ['items', 'add', 'settings']]] as const) {
+    for (const [round, addBack] of [
+      [1, ['items', 'add', 'settings']],
+      [2, ['items', 'all']],
+      [3, ['items', 'add', 'settings']],
+    ] as const) {
       await kitsyncOk(hb, ['items', 'set', 'watchlists'])
       await a.set('settings', `missed${round}`, round)
       // Still synced: watchlists (so the session is up and A's missed write was sent before this one).

@@ -15,7 +15,19 @@ import { afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { JsonValue } from '../../dist/index.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
-import { cleanup, FIXTURES, kitsync, kitsyncJson, makeHome, parseErrorLine, spawnNode, START_TIMEOUT_MS, STOP_TIMEOUT_MS, waitUntil, type CliResult } from '../helpers/cli.js'
+import {
+  cleanup,
+  FIXTURES,
+  kitsync,
+  kitsyncJson,
+  makeHome,
+  parseErrorLine,
+  spawnNode,
+  START_TIMEOUT_MS,
+  STOP_TIMEOUT_MS,
+  waitUntil,
+  type CliResult,
+} from '../helpers/cli.js'
 
 const WRITER = join(FIXTURES, 'writer.mjs')
 const COLLECTION = 'notes'
@@ -36,7 +48,7 @@ interface Killed {
 /** Record boundaries of a write-ahead file (whole records from the start). */
 function recordsOf(bytes: Buffer): { at: number; end: number }[] {
   const out: { at: number; end: number }[] = []
-  for (let at = 0; at + 8 <= bytes.byteLength; ) {
+  for (let at = 0; at + 8 <= bytes.byteLength;) {
     const end = at + 8 + bytes.readUInt32BE(at)
     if (end > bytes.byteLength) break
     out.push({ at, end })
@@ -78,7 +90,9 @@ async function writeAndKill(): Promise<Killed> {
 
 /** JSON with object keys sorted: stored records come back with their fields in sorted order. */
 function canonical(value: unknown): string {
-  return JSON.stringify(value, (_k, x: unknown) => (typeof x === 'object' && x !== null && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x))
+  return JSON.stringify(value, (_k, x: unknown) =>
+    typeof x === 'object' && x !== null && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x,
+  )
 }
 
 /** Acknowledged keys missing from the store or with another value (read through the CLI). */

@@ -364,7 +364,10 @@ export async function helpOfEveryCommand(): Promise<CommandHelp[]> {
     out.push(...found)
     level = found.flatMap(({ args, result }) => {
       const section = /\nCommands:\n((?: {2}.*\n)+)/.exec(result.stdout)?.[1] ?? ''
-      return [...section.matchAll(/^ {2}([a-z][\w-]*)/gm)].map((m) => m[1] as string).filter((n) => n !== 'help').map((n) => [...args, n])
+      return [...section.matchAll(/^ {2}([a-z][\w-]*)/gm)]
+        .map((m) => m[1] as string)
+        .filter((n) => n !== 'help')
+        .map((n) => [...args, n])
     })
   }
   return out.sort((a, b) => (a.args.join(' ') < b.args.join(' ') ? -1 : 1))

@@ -15,7 +15,11 @@ const open: LocalWorkspace[] = []
 
 async function device(id: string, now: () => number): Promise<LocalWorkspace> {
   const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })
-  const ws = await LocalWorkspace.fromDatabase(db as unknown as BinaryLevel, { home: '', deviceId: `12D3KooW${id}`, workspaceId: 'ws', name: 'n', version: '0' }, { now })
+  const ws = await LocalWorkspace.fromDatabase(
+    db as unknown as BinaryLevel,
+    { home: '', deviceId: `12D3KooW${id}`, workspaceId: 'ws', name: 'n', version: '0' },
+    { now },
+  )
   open.push(ws)
   return ws
 }

@@ -62,8 +62,26 @@ describe('blind state vectors', () => {
   })
 
   it('merges clocks, keeping the larger of each client', () => {
-    const merged = mergeVector(encodeVector(new Map([[1, 5], [2, 9]])), new Map([[1, 7], [2, 3], [3, 1]]))
-    expect(Y.decodeStateVector(merged)).toEqual(new Map([[1, 7], [2, 9], [3, 1]]))
+    const merged = mergeVector(
+      encodeVector(
+        new Map([
+          [1, 5],
+          [2, 9],
+        ]),
+      ),
+      new Map([
+        [1, 7],
+        [2, 3],
+        [3, 1],
+      ]),
+    )
+    expect(Y.decodeStateVector(merged)).toEqual(
+      new Map([
+        [1, 7],
+        [2, 9],
+        [3, 1],
+      ]),
+    )
     expect(Y.decodeStateVector(mergeVector(undefined, new Map([[4, 2]])))).toEqual(new Map([[4, 2]]))
   })
 

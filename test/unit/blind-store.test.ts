@@ -49,7 +49,10 @@ describe('blind envelope (AES-256-GCM)', () => {
 })
 
 /** A pair of in-memory links; frames are delivered in order, asynchronously. */
-function linkPair(a: string, b: string): [PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void }, PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void }] {
+function linkPair(
+  a: string,
+  b: string,
+): [PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void }, PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void }] {
   type L = PeerLink & { onFrame?: (f: Uint8Array) => void; onClose?: () => void; other?: L; closed: boolean }
   const make = (peerId: string): L => ({
     peerId,
@@ -165,7 +168,8 @@ async function until(pred: () => boolean, what: string, ms = 5000): Promise<void
 
 describe('blind store (client and server in memory)', () => {
   const members = new Set(['A', 'B', 'C'])
-  const newServer = (storage = new MemoryBlindStorage('s1')): BlindServer => new BlindServer(storage, { workspaceId: () => 'ws', authorize: async (id) => members.has(id) })
+  const newServer = (storage = new MemoryBlindStorage('s1')): BlindServer =>
+    new BlindServer(storage, { workspaceId: () => 'ws', authorize: async (id) => members.has(id) })
 
   it('a device that comes later gets everything another wrote while it was away, and the store holds no plaintext', async () => {
     const storage = new MemoryBlindStorage('s1')
@@ -176,7 +180,10 @@ describe('blind store (client and server in memory)', () => {
     await until(() => storage.state().head >= 1, 'the first upload')
     await a.set('notes', 'n2', 'MARKER-TWO')
     await a.set('todo', 't1', 'MARKER-THREE')
-    await until(() => (a.local.get('blind:vps') as { dirty: string[]; sv: Record<string, string> } | undefined)?.sv.todo !== undefined, 'the live upload acknowledged')
+    await until(
+      () => (a.local.get('blind:vps') as { dirty: string[]; sv: Record<string, string> } | undefined)?.sv.todo !== undefined,
+      'the live upload acknowledged',
+    )
     closeA()
 
     const b = new Device('B')
@@ -418,7 +425,8 @@ describe('blind store (client and server in memory)', () => {
     // Each key is in exactly one entry (against the acknowledged vector alone, entry k held k keys).
     let structs = 0
     for await (const e of storage.entriesAfter(0)) {
-      for (const item of await openEnvelope(KEY1, { workspaceId: 'ws', epoch: e.epoch, kind: 'entry' }, e.ciphertext)) structs += Y.decodeUpdate(item.update).structs.length
+      for (const item of await openEnvelope(KEY1, { workspaceId: 'ws', epoch: e.epoch, kind: 'entry' }, e.ciphertext))
+        structs += Y.decodeUpdate(item.update).structs.length
     }
     expect(structs).toBe(40)
 
@@ -480,7 +488,7 @@ describe('blind store (client and server in memory)', () => {
     await c.connect(server)
     expect(c.get('notes', 'n1')).toBeUndefined()
   })
-  it('a catch-up runs beside other devices\' writes and a compaction, and the device still gets everything in order', async () => {
+  it("a catch-up runs beside other devices' writes and a compaction, and the device still gets everything in order", async () => {
     let release = (): void => undefined
     const gate = new Promise<void>((resolve) => (release = resolve))
     let paused = (): void => undefined

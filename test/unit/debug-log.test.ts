@@ -65,7 +65,12 @@ describe('debug lines for handled errors', () => {
     enable('kitsync:net:*')
     let why: string | undefined
     const out = await stderrOf(async () => {
-      why = await checkRevokedNotice(frame, { workspaceId: 'w'.repeat(32), self, from: signer, isTrustedMember: async () => Promise.reject(new Error('store closed')) })
+      why = await checkRevokedNotice(frame, {
+        workspaceId: 'w'.repeat(32),
+        self,
+        from: signer,
+        isTrustedMember: async () => Promise.reject(new Error('store closed')),
+      })
     })
     expect(why).toBe(`its signer ${signer} is not a trusted member`)
     expect(out).toContain('kitsync:net:revocation-notice')

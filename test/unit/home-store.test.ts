@@ -40,9 +40,21 @@ describe('openHomeStore', () => {
 
   it.each([
     ['store.wal holds writes', async (p: HomePaths) => writeFile(p.wal, 'x'.repeat(40)), /store\/ is missing .* store\.wal holds 40 bytes of writes/],
-    ['snapshots/ holds a file', async (p: HomePaths) => mkdir(p.snapshots).then(() => writeFile(join(p.snapshots, 'big.0123456789ab.snap'), 'x')), /snapshots\/ holds 1 snapshot file/],
-    ['store.marker is there', async (p: HomePaths) => writeFile(p.storeMarker, 'created 2026-01-01T00:00:00.000Z\n'), /store\.marker says a store was created here \(2026-01-01T00:00:00\.000Z\)/],
-    ['store/ holds a table file', async (p: HomePaths) => mkdir(p.store).then(() => writeFile(join(p.store, '000005.ldb'), 'x')), /store\/CURRENT is missing .* store\/ holds 1 table file/],
+    [
+      'snapshots/ holds a file',
+      async (p: HomePaths) => mkdir(p.snapshots).then(() => writeFile(join(p.snapshots, 'big.0123456789ab.snap'), 'x')),
+      /snapshots\/ holds 1 snapshot file/,
+    ],
+    [
+      'store.marker is there',
+      async (p: HomePaths) => writeFile(p.storeMarker, 'created 2026-01-01T00:00:00.000Z\n'),
+      /store\.marker says a store was created here \(2026-01-01T00:00:00\.000Z\)/,
+    ],
+    [
+      'store/ holds a table file',
+      async (p: HomePaths) => mkdir(p.store).then(() => writeFile(join(p.store, '000005.ldb'), 'x')),
+      /store\/CURRENT is missing .* store\/ holds 1 table file/,
+    ],
   ])('refuses a home without store/CURRENT where %s, and creates nothing', async (_what, prepare, message) => {
     const paths = await home()
     await prepare(paths)

@@ -18,7 +18,11 @@ const open: LocalWorkspace[] = []
 async function device(id: string, start = 1_800_000_000_000): Promise<Device> {
   const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })
   const time = { now: start }
-  const ws = await LocalWorkspace.fromDatabase(db as unknown as BinaryLevel, { home: '', deviceId: `12D3KooW${id}`, workspaceId: 'ws', name: 'n', version: '0' }, { now: () => time.now })
+  const ws = await LocalWorkspace.fromDatabase(
+    db as unknown as BinaryLevel,
+    { home: '', deviceId: `12D3KooW${id}`, workspaceId: 'ws', name: 'n', version: '0' },
+    { now: () => time.now },
+  )
   open.push(ws)
   const conflicts: ConflictEvent[] = []
   ws.on('sync:conflict', (e) => conflicts.push(e))
@@ -120,7 +124,13 @@ describe('journal: append-only', () => {
   it('keeps every entry appended concurrently on three devices, in clock order', async () => {
     const [a, b, c] = await Promise.all([device('a', 1000), device('b', 2000), device('c', 3000)])
     const keys = [] as string[]
-    for (const [d, text] of [[a, 'a1'], [b, 'b1'], [c, 'c1'], [a, 'a2']] as const) keys.push((await d.ws.append('journal', { text })).key)
+    for (const [d, text] of [
+      [a, 'a1'],
+      [b, 'b1'],
+      [c, 'c1'],
+      [a, 'a2'],
+    ] as const)
+      keys.push((await d.ws.append('journal', { text })).key)
     await sync(a, b, c)
     const all = await same('journal', a, b, c)
     expect(Object.values(all).map((e) => (e as { text: string }).text)).toEqual(['a1', 'a2', 'b1', 'c1'])
@@ -322,7 +332,10 @@ describe('conflict policies', () => {
     const open = await c.ws.conflicts()
     expect(open).toHaveLength(1)
     expect(open[0]).toMatchObject({ collection: 'alerts', key: 'x' })
-    expect(open[0]?.versions.map((v) => v.value)).toEqual([{ symbol: 'AAPL', price: 150 }, { symbol: 'AAPL', price: 140 }])
+    expect(open[0]?.versions.map((v) => v.value)).toEqual([
+      { symbol: 'AAPL', price: 150 },
+      { symbol: 'AAPL', price: 140 },
+    ])
     expect(await a.ws.conflicts('alerts')).toEqual(open)
     // Until someone decides, the latest version shows.
     expect(await c.ws.get('alerts', 'x')).toEqual({ symbol: 'AAPL', price: 150 })

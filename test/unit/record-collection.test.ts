@@ -113,7 +113,10 @@ describe('RecordCollection', () => {
   })
 
   it('lets the later write by clock win, whatever the Yjs client ids', () => {
-    for (const [early, late] of [[1, 2], [2, 1]] as const) {
+    for (const [early, late] of [
+      [1, 2],
+      [2, 1],
+    ] as const) {
       const a = device(early, 1_000)
       const b = device(late, 2_000)
       b.set('r', 'later', LOCAL, 'f')

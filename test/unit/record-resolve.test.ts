@@ -10,7 +10,11 @@ import type { ConflictPolicy } from '../../src/core/workspace-types.js'
  */
 
 /** The slots of record `k`, given as `field -> slot name -> slot`, and its index. */
-function record(slots: Record<string, Record<string, Slot>>, policy: ConflictPolicy = 'merge', fieldTypes: Record<string, FieldType> = {}): { view: RecordView; rec: RecordIndex } {
+function record(
+  slots: Record<string, Record<string, Slot>>,
+  policy: ConflictPolicy = 'merge',
+  fieldTypes: Record<string, FieldType> = {},
+): { view: RecordView; rec: RecordIndex } {
   const map = new Map<string, Slot>()
   const rec: RecordIndex = new Map()
   for (const [field, named] of Object.entries(slots)) {

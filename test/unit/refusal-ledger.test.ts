@@ -6,7 +6,11 @@ import { DEFAULT_REFUSAL_LIMITS, describeSummary, RefusalLedger, sourceAddress, 
 function ledger(limits = {}): { l: RefusalLedger; out: RefusalSummary[]; clock: { t: number } } {
   const out: RefusalSummary[] = []
   const clock = { t: 1_000_000 }
-  const l = new RefusalLedger({ ...DEFAULT_REFUSAL_LIMITS, ...limits }, (s) => out.push(s), () => clock.t)
+  const l = new RefusalLedger(
+    { ...DEFAULT_REFUSAL_LIMITS, ...limits },
+    (s) => out.push(s),
+    () => clock.t,
+  )
   return { l, out, clock }
 }
 

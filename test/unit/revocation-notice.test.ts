@@ -40,7 +40,14 @@ describe('REVOKED notices', async () => {
 
   it('a trusted member’s notice, sent by that member, is believed', async () => {
     const n = await notice(member, { revoked: revoked.id })
-    expect(n).toMatchObject({ workspaceId: WORKSPACE, revoked: revoked.id, revokedBy: member.id, revokedAt: 1_796_000_000_000, reason: 'lost', signer: member.id })
+    expect(n).toMatchObject({
+      workspaceId: WORKSPACE,
+      revoked: revoked.id,
+      revokedBy: member.id,
+      revokedAt: 1_796_000_000_000,
+      reason: 'lost',
+      signer: member.id,
+    })
     expect(await checkRevokedNotice(n, ctx(member.id))).toBeUndefined()
   })
 
@@ -49,7 +56,11 @@ describe('REVOKED notices', async () => {
     ['signed by an untrusted member (the VPS)', async () => [await notice(untrusted, { revoked: revoked.id }), untrusted.id] as const, /not a trusted member/],
     ['for another workspace', async () => [await notice(member, { revoked: revoked.id, workspaceId: 'b'.repeat(32) }), member.id] as const, /for workspace/],
     ['about another device', async () => [await notice(member, { revoked: stranger.id }), member.id] as const, /about device/],
-    ['naming a member as signer, sent by a stranger', async () => [await notice(member, { revoked: revoked.id }), stranger.id] as const, /not by the peer that sent it/],
+    [
+      'naming a member as signer, sent by a stranger',
+      async () => [await notice(member, { revoked: revoked.id }), stranger.id] as const,
+      /not by the peer that sent it/,
+    ],
     [
       'naming a member as signer, signed by a stranger',
       async () => {
@@ -80,7 +91,14 @@ describe('REVOKED notices', async () => {
   })
 
   it('decodes only well-formed frames', async () => {
-    const bytes = await signRevokedNotice(member.key, { workspaceId: WORKSPACE, revoked: revoked.id, revokedBy: member.id, revokedAt: 1, reason: '', signer: member.id })
+    const bytes = await signRevokedNotice(member.key, {
+      workspaceId: WORKSPACE,
+      revoked: revoked.id,
+      revokedBy: member.id,
+      revokedAt: 1,
+      reason: '',
+      signer: member.id,
+    })
     expect(() => decodeFrame(bytes.subarray(0, bytes.byteLength - 1))).toThrow(/malformed sync frame/)
     expect(() => decodeFrame(new Uint8Array([...bytes, 0]))).toThrow(/trailing bytes/)
   })

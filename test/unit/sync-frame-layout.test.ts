@@ -31,7 +31,13 @@ describe('SYNC frames carry y-protocols sync messages', () => {
 
   const cases = [
     ['STEP1', SyncStep.STEP1, syncProtocol.messageYjsSyncStep1, Y.encodeStateVector(doc), (e: encoding.Encoder) => syncProtocol.writeSyncStep1(e, doc)],
-    ['STEP2', SyncStep.STEP2, syncProtocol.messageYjsSyncStep2, Y.encodeStateAsUpdate(doc, otherSv), (e: encoding.Encoder) => syncProtocol.writeSyncStep2(e, doc, otherSv)],
+    [
+      'STEP2',
+      SyncStep.STEP2,
+      syncProtocol.messageYjsSyncStep2,
+      Y.encodeStateAsUpdate(doc, otherSv),
+      (e: encoding.Encoder) => syncProtocol.writeSyncStep2(e, doc, otherSv),
+    ],
     ['UPDATE', SyncStep.UPDATE, syncProtocol.messageYjsUpdate, update, (e: encoding.Encoder) => syncProtocol.writeUpdate(e, update)],
   ] as const
 

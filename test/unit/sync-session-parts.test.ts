@@ -9,7 +9,12 @@ import { DIFF_FROM_DOC_AT, mergeInGroups, UpdateOutbox, type OutboxHost } from '
 
 /** The parts of a sync session, each on its own with a fake of what it needs from the session. */
 
-function roundsFixture(): { rounds: ExchangeRounds; progress: RoundProgress[]; completed: () => number; clock: { now: number; bytesIn: number; closed: boolean } } {
+function roundsFixture(): {
+  rounds: ExchangeRounds
+  progress: RoundProgress[]
+  completed: () => number
+  clock: { now: number; bytesIn: number; closed: boolean }
+} {
   const clock = { now: 0, bytesIn: 0, closed: false }
   const progress: RoundProgress[] = []
   let completed = 0
@@ -134,7 +139,12 @@ describe('SessionInterest', () => {
   })
 })
 
-function outboxFixture(overrides: Partial<OutboxHost> = {}): { outbox: UpdateOutbox; sent: { collection: string; payload: Uint8Array }[]; ticks: (() => void)[]; state: { ready: boolean; closed: boolean; overflowed: number; flushed: number } } {
+function outboxFixture(overrides: Partial<OutboxHost> = {}): {
+  outbox: UpdateOutbox
+  sent: { collection: string; payload: Uint8Array }[]
+  ticks: (() => void)[]
+  state: { ready: boolean; closed: boolean; overflowed: number; flushed: number }
+} {
   const sent: { collection: string; payload: Uint8Array }[] = []
   const ticks: (() => void)[] = []
   const state = { ready: true, closed: false, overflowed: 0, flushed: 0 }

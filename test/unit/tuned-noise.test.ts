@@ -23,7 +23,12 @@ describe('Noise messages received in pieces', () => {
   const nonce = new Uint8Array(12)
   const ad = new Uint8Array(0)
 
-  function connection(): { conn: MessageStream & { decrypt: (m: unknown) => unknown }; calls: { message: unknown; dst: unknown }[]; own: unknown[]; errors: () => number } {
+  function connection(): {
+    conn: MessageStream & { decrypt: (m: unknown) => unknown }
+    calls: { message: unknown; dst: unknown }[]
+    own: unknown[]
+    errors: () => number
+  } {
     const calls: { message: unknown; dst: unknown }[] = []
     const own: unknown[] = []
     let errors = 0
@@ -96,7 +101,10 @@ describe('tunedNoise on a real Noise connection over TCP', () => {
     await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0'))
     try {
       const [addr] = listener.getAddrs()
-      const outbound = (await transport.dial(addr!, { upgrader: { upgradeOutbound: async (c: MultiaddrConnection) => c } as unknown as Upgrader, signal: AbortSignal.timeout(10_000) })) as unknown as MultiaddrConnection
+      const outbound = (await transport.dial(addr!, {
+        upgrader: { upgradeOutbound: async (c: MultiaddrConnection) => c } as unknown as Upgrader,
+        signal: AbortSignal.timeout(10_000),
+      })) as unknown as MultiaddrConnection
       const incoming = await inbound
       const keyA = await generateKeyPair('Ed25519')
       const keyB = await generateKeyPair('Ed25519')
@@ -107,7 +115,11 @@ describe('tunedNoise on a real Noise connection over TCP', () => {
       expect((outbound as unknown as { socket: unknown }).socket).toBeInstanceOf(Socket)
       expect(Object.hasOwn(outbound, 'sendData')).toBe(false)
       const [a, b] = await Promise.all([
-        encrypter(keyA).secureOutbound(outbound, { remotePeer: peerIdFromPrivateKey(keyB), skipStreamMuxerNegotiation: true, signal: AbortSignal.timeout(10_000) }),
+        encrypter(keyA).secureOutbound(outbound, {
+          remotePeer: peerIdFromPrivateKey(keyB),
+          skipStreamMuxerNegotiation: true,
+          signal: AbortSignal.timeout(10_000),
+        }),
         encrypter(keyB).secureInbound(incoming, { skipStreamMuxerNegotiation: true, signal: AbortSignal.timeout(10_000) }),
       ])
       expect(typeof (outbound as unknown as { sendData: unknown }).sendData).toBe('function')

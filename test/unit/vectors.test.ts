@@ -25,7 +25,8 @@ const DIR = new URL('../../docs/vectors/', import.meta.url)
 const FILES = readdirSync(DIR)
   .filter((f) => f.endsWith('.json'))
   .sort()
-const load = (file: string): Record<string, unknown> & { format: string } => JSON.parse(readFileSync(new URL(file, DIR), 'utf8')) as Record<string, unknown> & { format: string }
+const load = (file: string): Record<string, unknown> & { format: string } =>
+  JSON.parse(readFileSync(new URL(file, DIR), 'utf8')) as Record<string, unknown> & { format: string }
 
 interface DeviceSpec {
   id: string
@@ -260,7 +261,8 @@ describe('record vectors (docs/vectors)', () => {
     for (const u of inOrder(updates, order)) reader.receive(u)
     // Every update is integrated (none waits for another it depends on).
     const held = Y.decodeStateVector(Y.encodeStateVector(reader.doc))
-    for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVectorFromUpdate(Y.mergeUpdates(updates)))) expect(held.get(client), `reader holds client ${client}`).toBe(clock)
+    for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVectorFromUpdate(Y.mergeUpdates(updates))))
+      expect(held.get(client), `reader holds client ${client}`).toBe(clock)
     expect(reader.records(), 'reader records').toEqual(c.expect.records)
     expect(reader.conflicts(), 'reader conflicts').toEqual(expected)
     // The devices themselves, once every update reached every device (in this order of devices).
@@ -271,7 +273,15 @@ describe('record vectors (docs/vectors)', () => {
       expect(d.conflicts(), `conflicts on ${d.spec.id}`).toEqual(expected)
     }
     // The ids are the documented derivation of the versions' stamps.
-    for (const e of expected) expect(conflictId(c.collection, { key: e.key, ...(e.field === undefined ? {} : { field: e.field }), versions: e.versions, winner: e.versions[0] as ConflictVersion })).toBe(e.id)
+    for (const e of expected)
+      expect(
+        conflictId(c.collection, {
+          key: e.key,
+          ...(e.field === undefined ? {} : { field: e.field }),
+          versions: e.versions,
+          winner: e.versions[0] as ConflictVersion,
+        }),
+      ).toBe(e.id)
   })
 })
 
@@ -287,7 +297,10 @@ interface HlcFile {
   clocks: { name: string; node: string; steps: ({ wall: number; now: string } | { wall: number; observe: string; accepted: boolean })[] }[]
 }
 
-const hlcFiles = FILES.map((file) => ({ file, v: load(file) })).filter(({ v }) => v.format === 'kitsync-hlc-vectors/1') as unknown as { file: string; v: HlcFile }[]
+const hlcFiles = FILES.map((file) => ({ file, v: load(file) })).filter(({ v }) => v.format === 'kitsync-hlc-vectors/1') as unknown as {
+  file: string
+  v: HlcFile
+}[]
 
 describe.each(hlcFiles)('clock vectors: $file', ({ v }) => {
   it('drift bound', () => expect(v.maxDriftMs).toBe(MAX_DRIFT_MS))
@@ -326,7 +339,10 @@ interface PairingFile {
   }[]
 }
 
-const pairingFiles = FILES.map((file) => ({ file, v: load(file) })).filter(({ v }) => v.format === 'kitsync-pairing-vectors/1') as unknown as { file: string; v: PairingFile }[]
+const pairingFiles = FILES.map((file) => ({ file, v: load(file) })).filter(({ v }) => v.format === 'kitsync-pairing-vectors/1') as unknown as {
+  file: string
+  v: PairingFile
+}[]
 
 describe.each(pairingFiles)('pairing vectors: $file', ({ v }) => {
   it.each(v.cases)('$name', (p) => {
@@ -336,7 +352,14 @@ describe.each(pairingFiles)('pairing vectors: $file', ({ v }) => {
     expect(pairingProof(secret, parts)).toBe(p.mac)
     expect(confirmationCode(secret, parts)).toBe(p.confirmCode)
     if (p.token !== undefined) {
-      const t = { workspaceId: p.token.workspaceId, inviter: p.inviter, addresses: p.token.addresses, secret, expiresAt: p.token.expiresAt, flags: p.token.flags }
+      const t = {
+        workspaceId: p.token.workspaceId,
+        inviter: p.inviter,
+        addresses: p.token.addresses,
+        secret,
+        expiresAt: p.token.expiresAt,
+        flags: p.token.flags,
+      }
       expect(encodeToken(t)).toBe(p.token.text)
       expect(decodeToken(p.token.text)).toEqual(t)
     }

@@ -16,7 +16,13 @@ const open: LocalWorkspace[] = []
 
 async function workspace(): Promise<LocalWorkspace> {
   const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })
-  const ws = await LocalWorkspace.fromDatabase(db as unknown as BinaryLevel, { home: '', deviceId: '12D3KooWqueuetest', workspaceId: 'ws', name: 'n', version: '0' })
+  const ws = await LocalWorkspace.fromDatabase(db as unknown as BinaryLevel, {
+    home: '',
+    deviceId: '12D3KooWqueuetest',
+    workspaceId: 'ws',
+    name: 'n',
+    version: '0',
+  })
   open.push(ws)
   return ws
 }

@@ -6,7 +6,9 @@ export function register(program: Command, io: CliIO): void {
   example(
     program
       .command('append')
-      .description('append an entry: a new record keyed by clock (journal), one record per command and session (history), or with --key and --field an entry of a record\'s list (issue notes)')
+      .description(
+        "append an entry: a new record keyed by clock (journal), one record per command and session (history), or with --key and --field an entry of a record's list (issue notes)",
+      )
       .argument('<collection>', 'collection name')
       .argument('<json>', 'the entry as JSON, or - for stdin')
       .option('--key <key>', 'record key (with --field: the record to append to)')

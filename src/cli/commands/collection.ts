@@ -56,19 +56,22 @@ export function formatSettings(s: CollectionSettingsView): string {
   if (fields.length > 0) lines.push(`fields      ${fields.join(', ')}`)
   if (s.appendOnly) lines.push('records     append-only')
   if (s.onDemand) lines.push('sync        on demand')
-  if (s.kind === 'history') lines.push(`secret rules ${BUILTIN_SECRET_RULES.length} built-in${s.secretRules.length === 0 ? '' : `, plus ${s.secretRules.map((r) => r.name).join(', ')}`}`)
+  if (s.kind === 'history')
+    lines.push(
+      `secret rules ${BUILTIN_SECRET_RULES.length} built-in${s.secretRules.length === 0 ? '' : `, plus ${s.secretRules.map((r) => r.name).join(', ')}`}`,
+    )
   return lines.join('\n') + '\n'
 }
 
 export function register(program: Command, io: CliIO): void {
   const collection = example(
-    program.command('collection').description('show or change a collection\'s kind, conflict policy and limits (synced to every device)'),
+    program.command('collection').description("show or change a collection's kind, conflict policy and limits (synced to every device)"),
     'kitsync collection show alerts',
   )
   const settingOptions = (cmd: Command): Command =>
     cmd
       .option('--policy <policy>', 'conflict policy: merge, latest_wins, keep_both or ask')
-      .option('--limit <name=n>', 'limit: maxRecords=N or maxSetSize=N (NAME=default restores the kind\'s), repeatable', collect)
+      .option('--limit <name=n>', "limit: maxRecords=N or maxSetSize=N (NAME=default restores the kind's), repeatable", collect)
       .option('--secret-rule <name=regex>', 'history: add (or with an empty regex remove) a secret rule, repeatable', collect)
   example(collection.command('show').description('settings of one collection').argument('<name>', 'collection name'), 'kitsync collection show alerts').action(
     async (name: string, _o: unknown, cmd: Command) => {
@@ -78,7 +81,13 @@ export function register(program: Command, io: CliIO): void {
     },
   )
   example(
-    settingOptions(collection.command('create').description('choose the kind of a new collection (and its policy and limits)').argument('<name>', 'collection name').requiredOption('--kind <kind>', `one of ${Object.keys(KINDS).join(', ')}`)),
+    settingOptions(
+      collection
+        .command('create')
+        .description('choose the kind of a new collection (and its policy and limits)')
+        .argument('<name>', 'collection name')
+        .requiredOption('--kind <kind>', `one of ${Object.keys(KINDS).join(', ')}`),
+    ),
     'kitsync collection create trades-2026 --kind journal',
     'kitsync collection create lab-notes --kind issues --policy ask',
   ).action(async (name: string, flags: SettingFlags, cmd: Command) => {
@@ -86,18 +95,42 @@ export function register(program: Command, io: CliIO): void {
     const s = await withWorkspace(io, opts, (ws) => ws.configure(name, changeFrom(flags, undefined)))
     print(io, opts, s, () => formatSettings(s))
   })
-  example(settingOptions(collection.command('set').description('change a collection\'s policy, limits or secret rules').argument('<name>', 'collection name')), 'kitsync collection set alerts --policy ask --limit maxRecords=1000', "kitsync collection set history --secret-rule vault='vault (login|write) .*'").action(
-    async (name: string, flags: SettingFlags, cmd: Command) => {
+  example(
+    settingOptions(collection.command('set').description("change a collection's policy, limits or secret rules").argument('<name>', 'collection name')),
+    'kitsync collection set alerts --policy ask --limit maxRecords=1000',
+    "kitsync collection set history --secret-rule vault='vault (login|write) .*'",
+  ).action(async (name: string, flags: SettingFlags, cmd: Command) => {
+    const opts = globals(cmd)
+    const s = await withWorkspace(io, opts, async (ws) => ws.configure(name, changeFrom(flags, await ws.collection(name))))
+    print(io, opts, s, () => formatSettings(s))
+  })
+  example(program.command('kinds').description('list the collection kinds with their merge rules and limits'), 'kitsync kinds').action(
+    async (_o: unknown, cmd: Command) => {
       const opts = globals(cmd)
-      const s = await withWorkspace(io, opts, async (ws) => ws.configure(name, changeFrom(flags, await ws.collection(name))))
-      print(io, opts, s, () => formatSettings(s))
+      const kinds = Object.values(KINDS).map((k) => ({
+        kind: k.name,
+        description: k.description,
+        policy: k.policy,
+        limits: k.limits,
+        fieldTypes: k.fieldTypes,
+        appendOnly: k.appendOnly === true,
+        onDemand: k.onDemand === true,
+      }))
+      print(
+        io,
+        opts,
+        kinds,
+        () =>
+          kinds
+            .map(
+              (k) =>
+                `${k.kind.padEnd(11)} ${k.policy.padEnd(12)} ${Object.entries(k.limits)
+                  .map(([n, v]) => `${n}=${v}`)
+                  .join(' ')
+                  .padEnd(16)} ${k.description}`,
+            )
+            .join('\n') + '\n',
+      )
     },
   )
-  example(program.command('kinds').description('list the collection kinds with their merge rules and limits'), 'kitsync kinds').action(async (_o: unknown, cmd: Command) => {
-    const opts = globals(cmd)
-    const kinds = Object.values(KINDS).map((k) => ({ kind: k.name, description: k.description, policy: k.policy, limits: k.limits, fieldTypes: k.fieldTypes, appendOnly: k.appendOnly === true, onDemand: k.onDemand === true }))
-    print(io, opts, kinds, () =>
-      kinds.map((k) => `${k.kind.padEnd(11)} ${k.policy.padEnd(12)} ${Object.entries(k.limits).map(([n, v]) => `${n}=${v}`).join(' ').padEnd(16)} ${k.description}`).join('\n') + '\n',
-    )
-  })
 }

@@ -19,13 +19,17 @@ export function formatConflicts(conflicts: ConflictView[]): string {
 }
 
 export function register(program: Command, io: CliIO): void {
-  example(program.command('conflicts').description('list conflicts waiting for a decision (collections with the ask policy)').argument('[collection]', 'only this collection'), 'kitsync conflicts alerts').action(
-    async (collection: string | undefined, _o: unknown, cmd: Command) => {
-      const opts = globals(cmd)
-      const conflicts = await withWorkspace(io, opts, (ws) => ws.conflicts(collection))
-      print(io, opts, conflicts, () => formatConflicts(conflicts))
-    },
-  )
+  example(
+    program
+      .command('conflicts')
+      .description('list conflicts waiting for a decision (collections with the ask policy)')
+      .argument('[collection]', 'only this collection'),
+    'kitsync conflicts alerts',
+  ).action(async (collection: string | undefined, _o: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    const conflicts = await withWorkspace(io, opts, (ws) => ws.conflicts(collection))
+    print(io, opts, conflicts, () => formatConflicts(conflicts))
+  })
   example(
     program
       .command('resolve')
@@ -41,6 +45,12 @@ export function register(program: Command, io: CliIO): void {
     if ((flags.take === undefined) === (flags.value === undefined)) throw new KitsyncError('INVALID_ARGUMENT', 'give exactly one of --take or --value')
     const choice: ResolveChoice = flags.take !== undefined ? { take: flags.take } : { value: parseJson(flags.value as string, 'the value') }
     const r = await withWorkspace(io, opts, (ws) => ws.resolve(collection, id, choice))
-    print(io, opts, r, () => `resolved: ${collection}/${r.key}${r.field === undefined ? '' : `.${r.field}`} = ${r.value === undefined ? '(deleted)' : JSON.stringify(r.value)}\n`)
+    print(
+      io,
+      opts,
+      r,
+      () =>
+        `resolved: ${collection}/${r.key}${r.field === undefined ? '' : `.${r.field}`} = ${r.value === undefined ? '(deleted)' : JSON.stringify(r.value)}\n`,
+    )
   })
 }

@@ -17,11 +17,14 @@ export function formatDeviceRecords(devices: DeviceRecord[]): string {
 }
 
 export function register(program: Command, io: CliIO): void {
-  example(program.command('devices').description('list every device of the workspace: who added it and when, last seen, trusted, untrusted (a storage/relay peer) or revoked'), 'kitsync devices --json').action(
-    async (_options: unknown, cmd: Command) => {
-      const opts = globals(cmd)
-      const devices = await withWorkspace(io, opts, (ws) => ws.devices())
-      print(io, opts, devices, () => formatDeviceRecords(devices))
-    },
-  )
+  example(
+    program
+      .command('devices')
+      .description('list every device of the workspace: who added it and when, last seen, trusted, untrusted (a storage/relay peer) or revoked'),
+    'kitsync devices --json',
+  ).action(async (_options: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    const devices = await withWorkspace(io, opts, (ws) => ws.devices())
+    print(io, opts, devices, () => formatDeviceRecords(devices))
+  })
 }

@@ -4,7 +4,8 @@ import { example, globals, print, withWorkspace, type CliIO } from '../context.j
 
 export function parseTimeout(value: string): number {
   const seconds = Number(value)
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) throw new KitsyncError('INVALID_ARGUMENT', '--timeout must be a number of seconds between 0 and 3600')
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+    throw new KitsyncError('INVALID_ARGUMENT', '--timeout must be a number of seconds between 0 and 3600')
   return Math.round(seconds * 1000)
 }
 
@@ -22,7 +23,10 @@ export function register(program: Command, io: CliIO): void {
     const r = await withWorkspace(io, opts, (ws) => ws.fetch(collection, { timeoutMs }))
     print(io, opts, r, () => {
       const head = r.present ? `${r.collection}: ${r.records} record${r.records === 1 ? '' : 's'} here` : `${r.collection}: not on any connected device yet`
-      const asked = r.peers.length === 0 ? '' : `, asked ${r.peers.length} device${r.peers.length === 1 ? '' : 's'}${r.peers.every((p) => p.complete) ? '' : ` (${r.peers.filter((p) => !p.complete).length} did not answer in time)`}`
+      const asked =
+        r.peers.length === 0
+          ? ''
+          : `, asked ${r.peers.length} device${r.peers.length === 1 ? '' : 's'}${r.peers.every((p) => p.complete) ? '' : ` (${r.peers.filter((p) => !p.complete).length} did not answer in time)`}`
       return `${head}${asked}${r.added ? '; added to the items' : ''}${r.note === undefined ? '' : `\n${r.note}`}\n`
     })
   })

@@ -5,7 +5,10 @@ import { example, globals, print, withWorkspace, type CliIO } from '../context.j
 
 /** `a,b c` -> ['a', 'b', 'c'] */
 export function splitList(values: string | string[]): string[] {
-  return (Array.isArray(values) ? values : [values]).flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '')
+  return (Array.isArray(values) ? values : [values])
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
 }
 
 export function formatItems(view: ItemsView): string {
@@ -41,30 +44,27 @@ export function register(program: Command, io: CliIO): void {
     print(io, opts, view, () => formatItems(view))
   }
   example(
-    items
-      .command('show', { isDefault: true })
-      .description('show the items, the local-only collections and, for each collection here, whether it syncs'),
+    items.command('show', { isDefault: true }).description('show the items, the local-only collections and, for each collection here, whether it syncs'),
     'kitsync items show --json',
-  )
-    .action(async (_o: unknown, cmd: Command) => run(cmd, (ws) => ws.items()))
+  ).action(async (_o: unknown, cmd: Command) => run(cmd, (ws) => ws.items()))
   example(
     items
       .command('set')
       .description('sync only these collections (names or patterns with * and ?, comma-separated)')
       .argument('<names...>', 'e.g. watchlists,alerts or "drawings.AAPL-*"')
       .option('--local-only', 'set the local-only list instead'),
-    'kitsync items set watchlists,alerts', 'kitsync items set scratch --local-only',
-  )
-    .action(async (names: string[], o: { localOnly?: boolean }, cmd: Command) => run(cmd, (ws) => ws.setItems(change(o.localOnly, { set: splitList(names) }))))
+    'kitsync items set watchlists,alerts',
+    'kitsync items set scratch --local-only',
+  ).action(async (names: string[], o: { localOnly?: boolean }, cmd: Command) => run(cmd, (ws) => ws.setItems(change(o.localOnly, { set: splitList(names) }))))
   example(
     items
       .command('add')
       .description('also sync these collections (or, with --local-only, keep them on this device only)')
       .argument('<names...>', 'names or patterns')
       .option('--local-only', 'add to the local-only list instead'),
-    'kitsync items add journal', 'kitsync items add scratch --local-only',
-  )
-    .action(async (names: string[], o: { localOnly?: boolean }, cmd: Command) => run(cmd, (ws) => ws.setItems(change(o.localOnly, { add: splitList(names) }))))
+    'kitsync items add journal',
+    'kitsync items add scratch --local-only',
+  ).action(async (names: string[], o: { localOnly?: boolean }, cmd: Command) => run(cmd, (ws) => ws.setItems(change(o.localOnly, { add: splitList(names) }))))
   example(
     items
       .command('remove')
@@ -72,13 +72,11 @@ export function register(program: Command, io: CliIO): void {
       .argument('<names...>', 'names or patterns, as listed by kitsync items')
       .option('--local-only', 'remove from the local-only list instead'),
     'kitsync items remove alerts',
+  ).action(async (names: string[], o: { localOnly?: boolean }, cmd: Command) =>
+    run(cmd, (ws) => ws.setItems(change(o.localOnly, { remove: splitList(names) }))),
   )
-    .action(async (names: string[], o: { localOnly?: boolean }, cmd: Command) => run(cmd, (ws) => ws.setItems(change(o.localOnly, { remove: splitList(names) }))))
   example(
-    items
-      .command('all')
-      .description('sync every collection again (on-demand ones only when held or fetched); local-only ones stay local'),
+    items.command('all').description('sync every collection again (on-demand ones only when held or fetched); local-only ones stay local'),
     'kitsync items all',
-  )
-    .action(async (_o: unknown, cmd: Command) => run(cmd, (ws) => ws.setItems({ items: { set: null } })))
+  ).action(async (_o: unknown, cmd: Command) => run(cmd, (ws) => ws.setItems({ items: { set: null } })))
 }

@@ -21,9 +21,15 @@ export function register(program: Command, io: CliIO): void {
       program
         .command('join')
         .description('join a workspace with a token from `kitsync pair` on one of its devices, and copy its data')
-        .argument('[token]', 'the token shown by kitsync pair; - reads it from standard input (an argument is visible to every local user in the process list while join runs)')
+        .argument(
+          '[token]',
+          'the token shown by kitsync pair; - reads it from standard input (an argument is visible to every local user in the process list while join runs)',
+        )
         .option('--token-file <file>', 'read the token from this file instead (keeps it out of the process list)')
-        .option('--replace', 'if this home holds another workspace, write a backup export of it into the home folder (backup-TIME.json, 0600) and join in its place')
+        .option(
+          '--replace',
+          'if this home holds another workspace, write a backup export of it into the home folder (backup-TIME.json, 0600) and join in its place',
+        )
         .option('--name <device>', 'name of this device as the others will see it', hostname()),
     ),
     'kitsync join - --name laptop < token.txt      # token on standard input',
@@ -41,7 +47,10 @@ export function register(program: Command, io: CliIO): void {
     if (client !== undefined) {
       try {
         if (options.replace === true) {
-          throw new KitsyncError('PEER_ALREADY_RUNNING', `join --replace replaces the store of ${home}, which its running peer holds: stop the peer first, then run join --replace again`)
+          throw new KitsyncError(
+            'PEER_ALREADY_RUNNING',
+            `join --replace replaces the store of ${home}, which its running peer holds: stop the peer first, then run join --replace again`,
+          )
         }
         result = (await client.request('join', { token, name: options.name })) as JoinResult
         // (through a running peer the confirmation code is in its output: kitsync peer start)
@@ -49,17 +58,28 @@ export function register(program: Command, io: CliIO): void {
         client.close()
       }
     } else {
-      result = await joinHere(home, token, decoded.workspaceId, options, showCode ? (code) => io.err(`confirmation code: ${code} (the inviting device shows the same code; approve it there)\n`) : undefined)
+      result = await joinHere(
+        home,
+        token,
+        decoded.workspaceId,
+        options,
+        showCode ? (code) => io.err(`confirmation code: ${code} (the inviting device shows the same code; approve it there)\n`) : undefined,
+      )
     }
-    print(io, opts, result, () =>
-      `${result.backup === undefined ? '' : `the workspace this home held was exported to ${result.backup} (0600)\n`}joined workspace ${result.name} (${result.workspaceId})\n${result.caughtUp ? 'copied the workspace from the inviting device' : 'the copy did not finish; it continues when the peer runs (kitsync peer start)'}\n`,
+    print(
+      io,
+      opts,
+      result,
+      () =>
+        `${result.backup === undefined ? '' : `the workspace this home held was exported to ${result.backup} (0600)\n`}joined workspace ${result.name} (${result.workspaceId})\n${result.caughtUp ? 'copied the workspace from the inviting device' : 'the copy did not finish; it continues when the peer runs (kitsync peer start)'}\n`,
     )
   })
 }
 
 /** The token from the argument, standard input (`-`) or --token-file: exactly one of them. */
 async function readToken(io: CliIO, arg: string | undefined, file: string | undefined): Promise<string> {
-  if (arg !== undefined && file !== undefined) throw new KitsyncError('INVALID_ARGUMENT', 'give the token once: as an argument, as - (standard input) or with --token-file')
+  if (arg !== undefined && file !== undefined)
+    throw new KitsyncError('INVALID_ARGUMENT', 'give the token once: as an argument, as - (standard input) or with --token-file')
   let text: string
   if (file !== undefined) {
     try {
@@ -82,14 +102,22 @@ async function readToken(io: CliIO, arg: string | undefined, file: string | unde
  * join that fails takes away what it made: a home that did not exist is removed, and one that
  * did keeps only the entries it had (and with --replace gets its old workspace back).
  */
-async function joinHere(home: string, token: string, workspaceId: string, options: JoinFlags, onCode: ((code: string) => void) | undefined): Promise<JoinResult & { backup?: string }> {
+async function joinHere(
+  home: string,
+  token: string,
+  workspaceId: string,
+  options: JoinFlags,
+  onCode: ((code: string) => void) | undefined,
+): Promise<JoinResult & { backup?: string }> {
   const before = await entriesOf(home)
   // Refused before any peer starts here; Peer.join checks again (and alone, through a running peer).
   const replaced = await existingWorkspace(home, workspaceId, options.replace === true)
   let started = false
   let result: JoinResult
   try {
-    const peer = await (await import('../../daemon/peer.js')).Peer.start({ home, control: false, ...peerOptionsFrom({ listen: ['/ip4/0.0.0.0/tcp/0'], ...options }) })
+    const peer = await (
+      await import('../../daemon/peer.js')
+    ).Peer.start({ home, control: false, ...peerOptionsFrom({ listen: ['/ip4/0.0.0.0/tcp/0'], ...options }) })
     started = true
     try {
       result = await peer.join(token, options.name, onCode === undefined ? {} : { onCode })
@@ -156,7 +184,10 @@ async function existingWorkspace(home: string, workspaceId: string, replace: boo
     if (!replace) throw workspaceExists(home, info, held)
     const data = await ws.export()
     if (data.unreadable.length > 0) {
-      throw new KitsyncError('DATA_CORRUPTION', `cannot back up the workspace of ${home}: ${data.unreadable.map((u) => u.collection).join(', ')} cannot be read; nothing was changed (join from a fresh home folder with --home instead)`)
+      throw new KitsyncError(
+        'DATA_CORRUPTION',
+        `cannot back up the workspace of ${home}: ${data.unreadable.map((u) => u.collection).join(', ')} cannot be read; nothing was changed (join from a fresh home folder with --home instead)`,
+      )
     }
     const tmp = `${backup}.${process.pid}.tmp`
     try {

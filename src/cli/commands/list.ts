@@ -18,11 +18,12 @@ export function formatCollections(collections: CollectionInfo[]): string {
 }
 
 export function register(program: Command, io: CliIO): void {
-  example(program.command('list').description('list collections with their record counts, stored bytes, kind and conflict policy'), 'kitsync list --json').action(
-    async (_options: unknown, cmd: Command) => {
-      const opts = globals(cmd)
-      const collections = await withWorkspace(io, opts, (ws) => ws.list())
-      print(io, opts, collections, () => formatCollections(collections))
-    },
-  )
+  example(
+    program.command('list').description('list collections with their record counts, stored bytes, kind and conflict policy'),
+    'kitsync list --json',
+  ).action(async (_options: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    const collections = await withWorkspace(io, opts, (ws) => ws.list())
+    print(io, opts, collections, () => formatCollections(collections))
+  })
 }

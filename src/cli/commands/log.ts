@@ -14,7 +14,9 @@ export function register(program: Command, io: CliIO): void {
     }
     if (entries.length === 0) io.out('the audit log is empty\n')
     for (const e of entries) {
-      io.out(`${new Date(e.at).toISOString()}  ${e.type.padEnd(18)}  by …${e.device.slice(-8)}${e.peer === undefined ? '' : `  peer …${e.peer.slice(-8)}`}  ${e.reason}\n`)
+      io.out(
+        `${new Date(e.at).toISOString()}  ${e.type.padEnd(18)}  by …${e.device.slice(-8)}${e.peer === undefined ? '' : `  peer …${e.peer.slice(-8)}`}  ${e.reason}\n`,
+      )
     }
   })
 }

@@ -22,7 +22,8 @@ export function register(program: Command, io: CliIO): void {
   ).action(async (options: NetworkFlags & { ttl: string; png?: string; confirm?: boolean; untrusted?: boolean }, cmd: Command) => {
     const opts = globals(cmd)
     const minutes = Number(options.ttl)
-    if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 7 * 24 * 60) throw new KitsyncError('INVALID_ARGUMENT', '--ttl must be a number of minutes between 0 and 10080')
+    if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 7 * 24 * 60)
+      throw new KitsyncError('INVALID_ARGUMENT', '--ttl must be a number of minutes between 0 and 10080')
     const ttlMs = Math.round(minutes * 60_000)
     const home = resolveHome(opts.home, io.env)
     const client = await ControlClient.connect(homePaths(home).socket)
@@ -94,9 +95,18 @@ async function show(io: CliIO, json: boolean, invite: Invite, png: string | unde
   const { default: QRCode } = await import('qrcode')
   if (png !== undefined) await QRCode.toFile(png, invite.token, { type: 'png', errorCorrectionLevel: 'M' })
   if (json) {
-    io.out(JSON.stringify({ token: invite.token, addresses: invite.addresses, expiresAt: new Date(invite.expiresAt).toISOString(), ...(png === undefined ? {} : { png }) }) + '\n')
+    io.out(
+      JSON.stringify({
+        token: invite.token,
+        addresses: invite.addresses,
+        expiresAt: new Date(invite.expiresAt).toISOString(),
+        ...(png === undefined ? {} : { png }),
+      }) + '\n',
+    )
     return
   }
   const qr = await QRCode.toString(invite.token, { type: 'terminal', small: true, errorCorrectionLevel: 'M' })
-  io.out(`${qr}\nOn the new device run:\n\n  kitsync join ${invite.token}\n\nThe token works once and expires at ${new Date(invite.expiresAt).toLocaleTimeString()}.\n`)
+  io.out(
+    `${qr}\nOn the new device run:\n\n  kitsync join ${invite.token}\n\nThe token works once and expires at ${new Date(invite.expiresAt).toLocaleTimeString()}.\n`,
+  )
 }

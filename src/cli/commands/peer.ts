@@ -9,7 +9,9 @@ export function register(program: Command, io: CliIO): void {
     networkOptions(
       peer
         .command('start')
-        .description('run the peer in the foreground: owns the store, syncs with the other devices, serves the control socket; Ctrl-C or SIGTERM stops it cleanly')
+        .description(
+          'run the peer in the foreground: owns the store, syncs with the other devices, serves the control socket; Ctrl-C or SIGTERM stops it cleanly',
+        )
         .option('--name <name>', 'name of the workspace if the home folder has none yet')
         .option('--headless', 'run without a terminal (a server, systemd): JSON log lines on stdout, see docs/vps.md')
         .option('--relay', 'also serve as a circuit relay v2 for the members of the workspace (the VPS)')
@@ -32,14 +34,23 @@ export function register(program: Command, io: CliIO): void {
       else held.push(line)
     }
     const line = (event: string, payload: object, human: string): string => (json ? JSON.stringify({ event, ...payload }) + '\n' : human + '\n')
-    const running = await (await import('../../daemon/peer.js')).Peer.start({
+    const running = await (
+      await import('../../daemon/peer.js')
+    ).Peer.start({
       ...startOptions(io, opts.home, options),
       listeners: {
         'sync:connected': (e) => emit(line('sync:connected', e, `connected ${e.peerId}`)),
         'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
         'device:joined': (e) => emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`)),
         'device:revoked': (e) => emit(line('device:revoked', e, `revoked   ${e.name} ${e.peerId}`)),
-        'device:revoked-self': (e) => emit(line('device:revoked-self', e, `revoked   this device, by ${e.revokedBy}${e.reason === undefined ? '' : ` (${e.reason})`}: the other devices refuse it`)),
+        'device:revoked-self': (e) =>
+          emit(
+            line(
+              'device:revoked-self',
+              e,
+              `revoked   this device, by ${e.revokedBy}${e.reason === undefined ? '' : ` (${e.reason})`}: the other devices refuse it`,
+            ),
+          ),
       },
     })
     const offRefused = running.invites.on('refused', (e) => emit(line('pairing:refused', e, `refused   ${e.deviceId}: ${e.code}`)))
@@ -89,7 +100,9 @@ function startOptions(io: CliIO, home: string | undefined, options: StartFlags) 
 
 async function runHeadless(io: CliIO, home: string | undefined, options: StartFlags): Promise<void> {
   const log = (await import('../headless-log.js')).headlessLog()
-  const running = await (await import('../../daemon/peer.js')).Peer.start({
+  const running = await (
+    await import('../../daemon/peer.js')
+  ).Peer.start({
     ...startOptions(io, home, options),
     listeners: {
       'sync:connected': (e) => log.event('sync:connected', e),
@@ -102,7 +115,9 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
   running.invites.on('refused', (e) => log.event('pairing:refused', e, 'warn'))
   running.strangers.on('connection-refused', (e) => log.event('connection:refused', e, 'warn'))
   running.blind.client.on('live', (e) => log.event('blind:live', e))
-  running.blind.client.on('closed', (e) => log.event('blind:closed', e.error === undefined ? { peerId: e.peerId } : { peerId: e.peerId, code: e.error.code, message: e.error.message }))
+  running.blind.client.on('closed', (e) =>
+    log.event('blind:closed', e.error === undefined ? { peerId: e.peerId } : { peerId: e.peerId, code: e.error.code, message: e.error.message }),
+  )
   const info = await running.workspace.info()
   const net = await running.networkStatus()
   const self = net.devices.find((d) => d.peerId === info.deviceId)

@@ -9,24 +9,27 @@ const ago = (t: number | undefined): string => (t === undefined ? '-' : `${Math.
 export function formatDevices(devices: DeviceView[]): string {
   const lines = [`${'DEVICE'.padEnd(14)}  ${'NAME'.padEnd(16)}  ${'STATE'.padEnd(12)}  ${'LAST SEEN'.padEnd(10)}  ${'LAST SYNC'.padEnd(10)}  ADDRESS`]
   for (const d of devices) {
-    lines.push(`${('…' + d.peerId.slice(-12)).padEnd(14)}  ${d.name.slice(0, 16).padEnd(16)}  ${d.state.padEnd(12)}  ${ago(d.lastSeen).padEnd(10)}  ${ago(d.lastSync).padEnd(10)}  ${d.address ?? '-'}`)
+    lines.push(
+      `${('…' + d.peerId.slice(-12)).padEnd(14)}  ${d.name.slice(0, 16).padEnd(16)}  ${d.state.padEnd(12)}  ${ago(d.lastSeen).padEnd(10)}  ${ago(d.lastSync).padEnd(10)}  ${d.address ?? '-'}`,
+    )
   }
   return lines.join('\n') + '\n'
 }
 
 export function register(program: Command, io: CliIO): void {
-  example(program.command('peers').description('list the devices of the workspace and their connection state (needs the running peer)'), 'kitsync peers --json').action(
-    async (_options: unknown, cmd: Command) => {
-      const opts = globals(cmd)
-      const ws = await openWorkspace({ mode: 'peer', ...(opts.home === undefined ? {} : { home: opts.home }) })
-      try {
-        const status = await ws.status()
-        if (status.network === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'no peer is running: start one with kitsync peer start')
-        const devices = status.network.devices
-        print(io, opts, devices, () => formatDevices(devices))
-      } finally {
-        await ws.close()
-      }
-    },
-  )
+  example(
+    program.command('peers').description('list the devices of the workspace and their connection state (needs the running peer)'),
+    'kitsync peers --json',
+  ).action(async (_options: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    const ws = await openWorkspace({ mode: 'peer', ...(opts.home === undefined ? {} : { home: opts.home }) })
+    try {
+      const status = await ws.status()
+      if (status.network === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'no peer is running: start one with kitsync peer start')
+      const devices = status.network.devices
+      print(io, opts, devices, () => formatDevices(devices))
+    } finally {
+      await ws.close()
+    }
+  })
 }

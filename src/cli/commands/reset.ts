@@ -7,7 +7,9 @@ export function register(program: Command, io: CliIO): void {
   example(
     program
       .command('reset')
-      .description('clear the sync state of this device (counters, last seen and last sync, redial backoff; sessions restart with a full exchange); never the data, the keys or the device identity')
+      .description(
+        'clear the sync state of this device (counters, last seen and last sync, redial backoff; sessions restart with a full exchange); never the data, the keys or the device identity',
+      )
       .option('-y, --yes', 'do not ask for confirmation'),
     'kitsync reset',
     'kitsync reset --yes --json',
@@ -18,6 +20,11 @@ export function register(program: Command, io: CliIO): void {
       if (!/^y(es)?$/i.test(answer.trim())) throw new KitsyncError('ABORTED', 'reset cancelled; nothing was changed')
     }
     const report = await withWorkspace(io, opts, (ws) => ws.resetSync())
-    print(io, opts, report, () => `sync state reset: ${report.cleared.join(', ')}${report.sessionsRestarted > 0 ? `; ${report.sessionsRestarted} session(s) restarted` : ''}\n`)
+    print(
+      io,
+      opts,
+      report,
+      () => `sync state reset: ${report.cleared.join(', ')}${report.sessionsRestarted > 0 ? `; ${report.sessionsRestarted} session(s) restarted` : ''}\n`,
+    )
   })
 }

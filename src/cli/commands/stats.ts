@@ -27,8 +27,14 @@ export function formatStats(s: SyncStatsView): string {
   const peerLabel = (id: string): string => `${s.names[id] ?? '?'} …${id.slice(-8)}`
   const width = Math.max(12, ...Object.keys(s.peers).map((id) => peerLabel(id).length), ...Object.keys(s.collections).map((n) => n.length))
   const header = ['', 'SESSIONS', 'SYNCS', 'BYTES IN', 'BYTES OUT', 'UPDATES', 'CONFLICTS', '  LAST SYNC (UTC)']
-  const head = (title: string): string => [title.padEnd(width), ...header.slice(1).map((h, i) => (i === header.length - 2 ? h : h.padStart([8, 6, 10, 10, 8, 9][i] ?? 0)))].join('  ')
-  const lines = [`sync statistics since ${when(s.since)} UTC${s.live ? '' : ' (saved when the peer last ran)'}`, '', head('TOTAL'), row('all devices', s.totals, width)]
+  const head = (title: string): string =>
+    [title.padEnd(width), ...header.slice(1).map((h, i) => (i === header.length - 2 ? h : h.padStart([8, 6, 10, 10, 8, 9][i] ?? 0)))].join('  ')
+  const lines = [
+    `sync statistics since ${when(s.since)} UTC${s.live ? '' : ' (saved when the peer last ran)'}`,
+    '',
+    head('TOTAL'),
+    row('all devices', s.totals, width),
+  ]
   if (Object.keys(s.peers).length > 0) {
     lines.push('', head('DEVICE'))
     for (const [id, c] of Object.entries(s.peers)) lines.push(row(peerLabel(id), c, width))
@@ -42,7 +48,9 @@ export function formatStats(s: SyncStatsView): string {
 
 export function register(program: Command, io: CliIO): void {
   example(
-    program.command('stats').description('sync counters per device and per collection: sessions, exchanges, bytes in and out, updates applied, conflicts resolved'),
+    program
+      .command('stats')
+      .description('sync counters per device and per collection: sessions, exchanges, bytes in and out, updates applied, conflicts resolved'),
     'kitsync stats',
     'kitsync stats --json',
   ).action(async (_options: unknown, cmd: Command) => {

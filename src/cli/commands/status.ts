@@ -35,7 +35,9 @@ export function register(program: Command, io: CliIO): void {
         `version   ${info.version}`,
         ...(status.revoked === undefined
           ? []
-          : [`membership revoked by ${status.revoked.revokedBy} at ${new Date(status.revoked.revokedAt).toISOString()}${status.revoked.reason === undefined ? '' : ` (${status.revoked.reason})`}: the other devices refuse this device`]),
+          : [
+              `membership revoked by ${status.revoked.revokedBy} at ${new Date(status.revoked.revokedAt).toISOString()}${status.revoked.reason === undefined ? '' : ` (${status.revoked.reason})`}: the other devices refuse this device`,
+            ]),
         ...(status.network === undefined
           ? []
           : [

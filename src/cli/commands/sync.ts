@@ -25,7 +25,9 @@ export function register(program: Command, io: CliIO): void {
   example(
     sync
       .command('now')
-      .description('exchange with every device of the workspace now (dialing the ones not connected) and report what moved; needs the running peer; fails with PEER_UNREACHABLE (exit 7) when no device was reached')
+      .description(
+        'exchange with every device of the workspace now (dialing the ones not connected) and report what moved; needs the running peer; fails with PEER_UNREACHABLE (exit 7) when no device was reached',
+      )
       .option('--timeout <seconds>', 'how long to wait for the devices', '15'),
     'kitsync sync now',
     'kitsync sync now --json --timeout 5',
@@ -38,7 +40,11 @@ export function register(program: Command, io: CliIO): void {
     const missed = report.peers.filter((p) => !p.reached)
     if (report.peers.length > 0 && missed.length === report.peers.length) {
       const who = missed.map((p) => `${p.name} (${p.error?.code ?? 'PEER_UNREACHABLE'})`).join(', ')
-      throw new KitsyncError('PEER_UNREACHABLE', `none of the ${report.peers.length} device${report.peers.length === 1 ? '' : 's'} was reached in ${report.ms} ms: ${who}; nothing was exchanged`, { details: { peers: report.peers } })
+      throw new KitsyncError(
+        'PEER_UNREACHABLE',
+        `none of the ${report.peers.length} device${report.peers.length === 1 ? '' : 's'} was reached in ${report.ms} ms: ${who}; nothing was exchanged`,
+        { details: { peers: report.peers } },
+      )
     }
     print(io, opts, report, () => formatSyncNow(report))
   })

@@ -30,7 +30,9 @@ export function register(program: Command, io: CliIO): void {
       if (!stop.signal.aborted) {
         throw new KitsyncError(
           'CONNECTION_CLOSED',
-          ws.mode === 'peer' ? "the peer stopped (its control connection closed): no more changes; start it again with 'kitsync peer start' and rerun watch" : 'the workspace closed: no more changes',
+          ws.mode === 'peer'
+            ? "the peer stopped (its control connection closed): no more changes; start it again with 'kitsync peer start' and rerun watch"
+            : 'the workspace closed: no more changes',
         )
       }
     } finally {
