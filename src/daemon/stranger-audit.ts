@@ -67,11 +67,16 @@ export class StrangerAudit extends TypedEmitter<{ 'connection-refused': { peerId
     void write.finally(() => this.writes.delete(write))
   }
 
+  /** Close the open windows now: their summaries are recorded (and logged) at once. */
+  flush(): void {
+    this.pairing.flush()
+    this.connections.flush()
+  }
+
   /** Write the summaries of the open windows and wait for every audit write (before the store closes). */
   async stop(): Promise<void> {
     clearInterval(this.timer)
-    this.pairing.flush()
-    this.connections.flush()
+    this.flush()
     await Promise.all([...this.writes])
   }
 }

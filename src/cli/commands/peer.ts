@@ -130,6 +130,9 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
     role: running.workspace.isUntrusted(info.deviceId) ? 'untrusted' : self === undefined ? 'not a member yet' : 'trusted',
   })
   const signal = await io.interrupted()
+  // Refusals still in an open window are summarised before the stop, so 'stopping' and
+  // 'stopped' stay the last two lines of the log.
+  running.strangers.flush()
   log.event('stopping', { signal })
   await running.stop()
   log.event('stopped', { signal })
