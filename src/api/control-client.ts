@@ -1,4 +1,5 @@
 import { createConnection, type Socket } from 'node:net'
+import { abortedError } from '../core/abort.js'
 import { KitsyncError } from '../core/errors.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
@@ -54,11 +55,35 @@ export class ControlClient {
     return client
   }
 
-  request(method: ControlMethod, params?: Record<string, unknown>): Promise<unknown> {
+  /**
+   * Send a request and wait for its answer. `signal` aborted: rejects with ABORTED and stops
+   * waiting (an answer that comes later is dropped); the request is not sent if it already
+   * aborted. The protocol has no cancel: the peer carries on with a request already sent, and
+   * answers the connection's later requests after it (it answers a connection in order).
+   */
+  request(method: ControlMethod, params?: Record<string, unknown>, options: { signal?: AbortSignal; what?: string } = {}): Promise<unknown> {
+    const { signal } = options
+    const what = options.what ?? method
     if (this.closedError !== undefined) return Promise.reject(this.closedError)
+    if (signal?.aborted === true) return Promise.reject(abortedError(what, signal))
     const id = this.nextId++
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject })
+      const onAbort = (): void => {
+        this.pending.delete(id)
+        reject(abortedError(what, signal))
+      }
+      const done = (): void => signal?.removeEventListener('abort', onAbort)
+      this.pending.set(id, {
+        resolve: (value) => {
+          done()
+          resolve(value)
+        },
+        reject: (err) => {
+          done()
+          reject(err)
+        },
+      })
+      signal?.addEventListener('abort', onAbort, { once: true })
       this.socket.write(encodeMessage(params === undefined ? { id, method } : { id, method, params }))
     })
   }

@@ -22,7 +22,7 @@ import type {
 } from '../core/workspace-types.js'
 import { WORKSPACE_EVENTS } from '../core/workspace-types.js'
 import type { ItemsChange } from '../core/selection.js'
-import type { FetchResult, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
+import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import type { ControlClient } from './control-client.js'
 
 /** A workspace reached through the control socket of the peer that owns the store. */
@@ -126,12 +126,16 @@ export class RemoteWorkspace implements Workspace {
     return this.client.request('setItems', { ...change }) as Promise<ItemsView>
   }
 
-  fetch(collection: string, options: { timeoutMs?: number } = {}): Promise<FetchResult> {
-    return this.client.request('fetch', { collection, ...options }) as Promise<FetchResult>
+  // Aborted: stops waiting for the peer's answer (see ControlClient.request); the peer itself
+  // carries on until its own timeout, as the control protocol has no cancel.
+  fetch(collection: string, options: SyncCallOptions = {}): Promise<FetchResult> {
+    const { signal, ...params } = options
+    return this.client.request('fetch', { collection, ...params }, { signal, what: 'fetch' }) as Promise<FetchResult>
   }
 
-  syncNow(options: { timeoutMs?: number } = {}): Promise<SyncNowReport> {
-    return this.client.request('syncNow', { ...options }) as Promise<SyncNowReport>
+  syncNow(options: SyncCallOptions = {}): Promise<SyncNowReport> {
+    const { signal, ...params } = options
+    return this.client.request('syncNow', { ...params }, { signal, what: 'sync now' }) as Promise<SyncNowReport>
   }
 
   stats(): Promise<SyncStatsView> {

@@ -55,6 +55,17 @@ export interface SyncStatsView extends SyncStatsSnapshot {
   names: Record<string, string>
 }
 
+/** Options of `syncNow` and `fetch`. */
+export interface SyncCallOptions {
+  /** How long to wait for the devices' answers (default 15000). */
+  timeoutMs?: number
+  /**
+   * Stop waiting: the call rejects with ABORTED at once (nothing is done if it already aborted).
+   * What was merged before stays merged; a fetch keeps the collection in the items.
+   */
+  signal?: AbortSignal
+}
+
 export interface SyncNowPeer {
   peerId: string
   name: string

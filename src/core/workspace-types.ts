@@ -1,6 +1,6 @@
 import type { JsonValue } from './json.js'
 import type { SelfRevocation } from './membership.js'
-import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from './sync-types.js'
+import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from './sync-types.js'
 
 /** The shape shared by every way of reaching a workspace: in-process or through a running peer. */
 
@@ -338,9 +338,9 @@ export interface Workspace {
   /** Change the items or local-only patterns; kept in workspace.json, applied at once by a running peer. */
   setItems(change: ItemsChange): Promise<ItemsView>
   /** Add a collection (e.g. an on-demand `drawings.*` one) to the items and pull it from the connected peers. */
-  fetch(collection: string, options?: { timeoutMs?: number }): Promise<FetchResult>
+  fetch(collection: string, options?: SyncCallOptions): Promise<FetchResult>
   /** Exchange with every reachable device now (needs the running peer: PEER_NOT_RUNNING otherwise). */
-  syncNow(options?: { timeoutMs?: number }): Promise<SyncNowReport>
+  syncNow(options?: SyncCallOptions): Promise<SyncNowReport>
   /** Sync counters per peer and per collection (live from the peer, else as last saved). */
   stats(): Promise<SyncStatsView>
   /** Clear sync state (counters, last seen, backoff); never data, keys or identity. */

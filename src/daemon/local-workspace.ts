@@ -34,7 +34,7 @@ import type { SyncHost } from '../sync/sync-host.js'
 import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import type { WorkspaceKeys } from '../store/key-file.js'
 import type { InterestRule, ItemsChange } from '../core/selection.js'
-import type { FetchResult, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
+import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import { CollectionRegistry, LOCAL_ORIGIN, type DocLoaded } from './collection-registry.js'
 import { CollectionSettingsBook } from './collection-settings.js'
 import { DeviceTrust } from './device-trust.js'
@@ -283,12 +283,12 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return this.sync.setItems(change)
   }
 
-  fetch(collection: string, options?: { timeoutMs?: number }): Promise<FetchResult> {
+  fetch(collection: string, options?: SyncCallOptions): Promise<FetchResult> {
     this.assertOpen()
     return this.sync.fetch(collection, options)
   }
 
-  syncNow(options?: { timeoutMs?: number }): Promise<SyncNowReport> {
+  syncNow(options?: SyncCallOptions): Promise<SyncNowReport> {
     this.assertOpen()
     return this.sync.syncNow(options)
   }

@@ -1,3 +1,4 @@
+import { throwIfAborted } from '../core/abort.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { isOnDemand } from '../core/selection.js'
 import type { SyncNowPeer, SyncNowReport } from '../core/sync-types.js'
@@ -62,18 +63,21 @@ export class PeerSync implements RunningSync {
     if (this.mesh.retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', this.mesh.retired)
   }
 
-  async syncNow(timeoutMs: number): Promise<SyncNowReport> {
+  async syncNow(timeoutMs: number, signal?: AbortSignal): Promise<SyncNowReport> {
     this.assertNotRevoked()
+    throwIfAborted(signal, 'sync now')
     const startedAt = Date.now()
     const deadline = startedAt + timeoutMs
     const devices = (await this.workspace.devices()).filter((d) => !d.self && d.state === 'trusted' && d.peerId !== this.self)
     // Addresses waiting for a redial (bootstrap, lost peers) are dialed now, not after the backoff.
     this.mesh.redialNow()
-    const peers = await Promise.all(devices.map((d) => this.syncPeer(d, deadline)))
+    // Aborted: every wait below ends at once (dials are cancelled), then the call rejects.
+    const peers = await Promise.all(devices.map((d) => this.syncPeer(d, deadline, signal)))
+    throwIfAborted(signal, 'sync now')
     return { startedAt, ms: Date.now() - startedAt, peers }
   }
 
-  private async syncPeer(device: DeviceRecord, deadline: number): Promise<SyncNowPeer> {
+  private async syncPeer(device: DeviceRecord, deadline: number, signal: AbortSignal | undefined): Promise<SyncNowPeer> {
     const started = Date.now()
     const before = this.engine.stats.peerCounters(device.peerId)
     const result = (reached: boolean, collections: number, complete: boolean, error?: KitsyncError): SyncNowPeer => {
@@ -93,12 +97,12 @@ export class PeerSync implements RunningSync {
     }
     let session: SyncSession | undefined
     try {
-      session = await this.sessionWith(device.peerId, deadline)
+      session = await this.sessionWith(device.peerId, deadline, signal)
     } catch (err) {
       const e = toKitsyncError(err)
       return result(false, 0, false, e.code === 'INTERNAL' ? new KitsyncError('PEER_UNREACHABLE', e.message) : e)
     }
-    const round = await beforeDeadline(session.resync(undefined, { progress: true }), deadline)
+    const round = await beforeDeadline(session.resync(undefined, { progress: true }), deadline, signal)
     if (round === undefined) return result(true, 0, false, new KitsyncError('ABORTED', 'the exchange did not finish before the deadline'))
     if (!round.complete && session.isClosed)
       return result(true, round.collectionsDone, false, new KitsyncError('CONNECTION_CLOSED', 'the session closed during the exchange'))
@@ -108,25 +112,26 @@ export class PeerSync implements RunningSync {
   }
 
   /** A ready sync session with a device: the open one, or a new one dialed now. */
-  private async sessionWith(peerId: string, deadline: number): Promise<SyncSession> {
+  private async sessionWith(peerId: string, deadline: number, signal: AbortSignal | undefined): Promise<SyncSession> {
     let session = this.find(peerId)
     if (session === undefined) {
       const opened = await beforeDeadline(
-        this.mesh.openSyncTo(peerId).then(
+        this.mesh.openSyncTo(peerId, undefined, { signal }).then(
           () => undefined,
           (err: unknown) => toKitsyncError(err),
         ),
         deadline,
+        signal,
       )
       if (opened instanceof KitsyncError) throw new KitsyncError('PEER_UNREACHABLE', `cannot reach ${peerId}: ${opened.message}`)
       session = this.find(peerId)
       if (session === undefined) throw new KitsyncError('PEER_UNREACHABLE', `no sync session with ${peerId} before the deadline`)
     }
-    await beforeDeadline(session.whenReady(), deadline)
+    await beforeDeadline(session.whenReady(), deadline, signal)
     if (!session.isReady || session.isClosed) {
       // Both sides opened a stream at once and the other one won: use that.
       const other = this.find(peerId)
-      if (other !== undefined && other !== session) await beforeDeadline(other.whenReady(), deadline)
+      if (other !== undefined && other !== session) await beforeDeadline(other.whenReady(), deadline, signal)
       if (other === undefined || !other.isReady) throw new KitsyncError('PEER_UNREACHABLE', `no sync session with ${peerId} before the deadline`)
       session = other
     }
@@ -138,17 +143,20 @@ export class PeerSync implements RunningSync {
     return open.find((s) => s.isReady) ?? open[0]
   }
 
-  async pull(collection: string, timeoutMs: number): Promise<{ peerId: string; complete: boolean }[]> {
+  async pull(collection: string, timeoutMs: number, signal?: AbortSignal): Promise<{ peerId: string; complete: boolean }[]> {
     this.assertNotRevoked()
+    throwIfAborted(signal, 'fetch')
     const deadline = Date.now() + timeoutMs
     const sessions = this.engine.sessions().filter((s) => s.isReady && !s.isClosed)
     const results = await Promise.all(
       sessions.map(async (s) => {
-        const round = await beforeDeadline(s.resync([collection]), deadline)
+        // Aborted: the exchange round goes on in the session; only the wait for it ends.
+        const round = await beforeDeadline(s.resync([collection]), deadline, signal)
         return { peerId: s.peerId, complete: round?.complete === true }
       }),
     )
     await this.workspace.flushDoc(collection)
+    throwIfAborted(signal, 'fetch')
     return results
   }
 
@@ -161,17 +169,30 @@ export class PeerSync implements RunningSync {
   }
 }
 
-/** The promise's value, or undefined once the deadline passes. */
-function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise<T | undefined> {
+/** The promise's value, or undefined once the deadline passes or the signal aborts. */
+function beforeDeadline<T>(promise: Promise<T>, deadline: number, signal?: AbortSignal): Promise<T | undefined> {
+  if (signal?.aborted === true) {
+    promise.catch(() => undefined) // no longer waited for
+    return Promise.resolve(undefined)
+  }
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()))
+    const done = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const onAbort = (): void => {
+      done()
+      resolve(undefined)
+    }
+    const timer = setTimeout(onAbort, Math.max(0, deadline - Date.now()))
+    signal?.addEventListener('abort', onAbort, { once: true })
     promise.then(
       (v) => {
-        clearTimeout(timer)
+        done()
         resolve(v)
       },
       (err: unknown) => {
-        clearTimeout(timer)
+        done()
         reject(err)
       },
     )

@@ -1,6 +1,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { setImmediate } from 'node:timers'
+import { throwIfAborted } from '../core/abort.js'
 import { debugLog, setDebugSink } from '../core/debug-log.js'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import { DEFAULT_MAX_DEVICES, MEMBERS_COLLECTION } from '../core/membership.js'
@@ -308,8 +309,15 @@ export class Peer {
     })
   }
 
-  /** Join the workspace of a token: pair with the inviter, adopt the workspace, copy it. */
-  async join(tokenText: string, name: string, options: { waitMs?: number; onCode?: (code: string) => void } = {}): Promise<JoinResult> {
+  /**
+   * Join the workspace of a token: pair with the inviter, adopt the workspace, copy it.
+   * `signal` aborted before the welcome arrived: rejects with ABORTED and the home is left as a
+   * failed join leaves it (nothing adopted). Aborted after it, the device has joined: only the
+   * wait for the first exchange ends, and the result says `caughtUp: false`.
+   */
+  async join(tokenText: string, name: string, options: { waitMs?: number; onCode?: (code: string) => void; signal?: AbortSignal } = {}): Promise<JoinResult> {
+    const { signal } = options
+    throwIfAborted(signal, 'join')
     const token = decodeToken(tokenText)
     if (token.inviter === this.deviceId) throw new KitsyncError('TOKEN_REFUSED', 'this token was issued by this device')
     // Collections and memberships merge like any data: a home that holds records of its own,
@@ -319,7 +327,7 @@ export class Peer {
       const held = await heldData(this.workspace, this.deviceId)
       if (held.records > 0 || held.devices > 0) throw workspaceExists(this.paths.home, await this.workspace.info(), held)
     }
-    const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode)
+    const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode, { signal })
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
     // The keys first: learning the members opens sessions at once (with a VPS already
     // connected, the blind store session too, which needs a key).
@@ -336,7 +344,7 @@ export class Peer {
       this.paths,
       token.addresses.map((a) => `${a}/p2p/${token.inviter}`),
     )
-    const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000)
+    const caughtUp = await this.syncWith(token.inviter, options.waitMs ?? 60_000, signal)
     return { workspaceId: welcome.workspaceId, name: welcome.name, inviter: token.inviter, caughtUp }
   }
 
@@ -350,24 +358,30 @@ export class Peer {
    * long it takes to open under load. So a stream of ours that failed is not the end: the
    * exchange is waited for on whichever session the two keep, or on the next connection. A
    * session still in its first exchange is waited for too, not closed and opened again.
+   * `signal` aborted: false at once (the wait ends; the session, if any, goes on).
    */
-  async syncWith(peerId: string, waitMs: number): Promise<boolean> {
+  async syncWith(peerId: string, waitMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (signal?.aborted === true) return false
     const done = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        off()
-        resolve(false)
-      }, waitMs)
-      const off = this.engine.on('caught-up', (e) => {
-        if (e.peerId !== peerId) return
+      const finish = (caughtUp: boolean): void => {
         clearTimeout(timer)
         off()
-        resolve(true)
+        signal?.removeEventListener('abort', onAbort)
+        resolve(caughtUp)
+      }
+      const onAbort = (): void => finish(false)
+      const timer = setTimeout(onAbort, waitMs)
+      const off = this.engine.on('caught-up', (e) => {
+        if (e.peerId === peerId) finish(true)
       })
+      signal?.addEventListener('abort', onAbort, { once: true })
     })
     const current = this.engine.sessionsWith(peerId)[0]
     // A stream of ours that fails is not the end (see above): `done` waits all the same.
     if (current === undefined || current.isCaughtUp)
-      await this.mesh.openSyncTo(peerId).catch((err: unknown) => log(`cannot open a sync session with ${peerId}; waiting for one all the same`, err))
+      await this.mesh
+        .openSyncTo(peerId, undefined, { signal })
+        .catch((err: unknown) => log(`cannot open a sync session with ${peerId}; waiting for one all the same`, err))
     return done
   }
 

@@ -1,8 +1,9 @@
+import { abortable, throwIfAborted } from '../core/abort.js'
 import { debugLog } from '../core/debug-log.js'
 import { KitsyncError } from '../core/errors.js'
 import { assertCollectionName } from '../core/names.js'
 import { applyItemsChange, ItemSelection, ON_DEMAND_PREFIXES, type ItemsChange, type SelectionSettings } from '../core/selection.js'
-import type { FetchResult, ItemsView, ResetReport, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
+import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import type { DocStore } from '../store/doc-store.js'
 import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { readSnapshot, SyncStats } from '../sync/sync-stats.js'
@@ -26,8 +27,9 @@ export interface WorkspaceSyncHost {
 /** What the running peer adds (see PeerSync). */
 export interface RunningSync {
   readonly engine: SyncEngine
-  syncNow(timeoutMs: number): Promise<SyncNowReport>
-  pull(collection: string, timeoutMs: number): Promise<{ peerId: string; complete: boolean }[]>
+  /** `signal` aborted: rejects with ABORTED at once, and stops dialing and waiting. */
+  syncNow(timeoutMs: number, signal?: AbortSignal): Promise<SyncNowReport>
+  pull(collection: string, timeoutMs: number, signal?: AbortSignal): Promise<{ peerId: string; complete: boolean }[]>
   /** Forget per-peer state and restart every session with a full exchange; returns how many. */
   reset(): Promise<number>
 }
@@ -83,8 +85,9 @@ export class WorkspaceSync {
     return this.items()
   }
 
-  async fetch(collection: string, options: { timeoutMs?: number } = {}): Promise<FetchResult> {
+  async fetch(collection: string, options: SyncCallOptions = {}): Promise<FetchResult> {
     assertCollectionName(collection)
+    throwIfAborted(options.signal, 'fetch')
     const added = !this.selection.syncs(collection, false)
     if (this.selection.localOnly(collection)) {
       throw new KitsyncError(
@@ -97,7 +100,8 @@ export class WorkspaceSync {
     let note: string | undefined
     if (this.running === undefined) note = 'no peer is running: it is pulled when kitsync peer start runs'
     else {
-      peers = await this.running.pull(collection, options.timeoutMs ?? DEFAULT_SYNC_NOW_MS)
+      // Aborted while pulling: the collection stays in the items (pulled when a device connects).
+      peers = await abortable(this.running.pull(collection, options.timeoutMs ?? DEFAULT_SYNC_NOW_MS, options.signal), options.signal, 'fetch')
       if (peers.length === 0) note = 'no device is connected: it is pulled when one is'
     }
     const present = this.host.hasCollection(collection)
@@ -105,9 +109,10 @@ export class WorkspaceSync {
     return { collection, added, present, records, peers, ...(note === undefined ? {} : { note }) }
   }
 
-  async syncNow(options: { timeoutMs?: number } = {}): Promise<SyncNowReport> {
+  async syncNow(options: SyncCallOptions = {}): Promise<SyncNowReport> {
     if (this.running === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'no peer is running: start one with kitsync peer start')
-    const report = await this.running.syncNow(options.timeoutMs ?? DEFAULT_SYNC_NOW_MS)
+    throwIfAborted(options.signal, 'sync now')
+    const report = await abortable(this.running.syncNow(options.timeoutMs ?? DEFAULT_SYNC_NOW_MS, options.signal), options.signal, 'sync now')
     await this.persist()
     return report
   }

@@ -1,11 +1,13 @@
 import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { throwIfAborted } from '../core/abort.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import { BackoffScheduler, systemClock, type MeshClock } from './backoff.js'
+import { dialSignal } from './dial-signal.js'
 import { createMeshNode, DEFAULT_LISTEN, discoveryState, identifyLater, type DiscoveryState } from './libp2p-node.js'
 import { PeerBook, type KnownPeer } from './peer-book.js'
 import type { PrivateMdns } from './private-mdns.js'
@@ -175,9 +177,16 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     return this.book.list((id) => this.sync.statsOf(id))
   }
 
-  /** Dial a member by id (its addresses from discovery) or an address; resolves once connected. */
-  async dial(target: string): Promise<void> {
-    await this.node.dial(target.startsWith('/') ? multiaddr(target) : peerIdFromString(target))
+  /** Dial a member by id (its addresses from discovery) or an address; resolves once connected. Aborted: rejects with ABORTED. */
+  async dial(target: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    throwIfAborted(options.signal, 'the dial')
+    const signal = dialSignal(options.signal)
+    try {
+      await this.node.dial(target.startsWith('/') ? multiaddr(target) : peerIdFromString(target), signal === undefined ? {} : { signal })
+    } catch (err) {
+      throwIfAborted(options.signal, 'the dial')
+      throw err
+    }
   }
 
   /** Force a fresh exchange with every connected member: close sessions and open new ones. */
@@ -277,9 +286,9 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.sync.memberAdded(peerId)
   }
 
-  /** Open the sync session with a member now (after it became one, e.g. on joining). */
-  async openSyncTo(peerId: string, graceMs = 2000): Promise<void> {
-    await this.sync.openTo(peerId, graceMs)
+  /** Open the sync session with a member now (after it became one, e.g. on joining). Aborted: rejects with ABORTED. */
+  async openSyncTo(peerId: string, graceMs = 2000, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.sync.openTo(peerId, graceMs, options.signal)
   }
 
   private touch(peerId: string, state: KnownPeer['state']): void {

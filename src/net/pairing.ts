@@ -4,6 +4,7 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
+import { abortedError, throwIfAborted } from '../core/abort.js'
 import { isKitsyncError, KitsyncError, toKitsyncError } from '../core/errors.js'
 import { confirmationCode, pairingProof, tokenId as computeTokenId, type PairToken } from '../protocol/pair-token.js'
 
@@ -82,9 +83,13 @@ export interface PairingGuard {
 
 type Message = Record<string, unknown> & { t: string }
 
-function channel(stream: Stream, maxMessage = MAX_PAIR_MESSAGE): { read: (timeoutMs?: number) => Promise<Message>; write: (m: Message) => Promise<void> } {
+function channel(
+  stream: Stream,
+  maxMessage = MAX_PAIR_MESSAGE,
+  caller?: AbortSignal,
+): { read: (timeoutMs?: number) => Promise<Message>; write: (m: Message) => Promise<void> } {
   const lp = lpStream(stream, { maxDataLength: maxMessage, maxBufferSize: maxMessage + 16 })
-  const signal = AbortSignal.timeout(PAIR_TIMEOUT_MS + CONFIRM_TIMEOUT_MS)
+  const signal = AbortSignal.any([AbortSignal.timeout(PAIR_TIMEOUT_MS + CONFIRM_TIMEOUT_MS), ...(caller === undefined ? [] : [caller])])
   return {
     read: async (timeoutMs = PAIR_TIMEOUT_MS) => {
       const bytes = await lp.read({ signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
@@ -205,8 +210,20 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
   }
 }
 
-/** Joiner side: dial the inviter from the token, prove the secret, receive the welcome. */
-export async function joinWithToken(node: Libp2p, token: PairToken, name: string, onCode?: (code: string) => void): Promise<Welcome> {
+/**
+ * Joiner side: dial the inviter from the token, prove the secret, receive the welcome.
+ * `signal` aborted: rejects with ABORTED, and the stream is reset. Aborted after the proof was
+ * sent, the inviter may have admitted this device and used the token up all the same.
+ */
+export async function joinWithToken(
+  node: Libp2p,
+  token: PairToken,
+  name: string,
+  onCode?: (code: string) => void,
+  options: { signal?: AbortSignal } = {},
+): Promise<Welcome> {
+  const caller = options.signal
+  throwIfAborted(caller, 'join')
   if (Date.now() > token.expiresAt) {
     throw new KitsyncError('TOKEN_EXPIRED', `this token expired at ${new Date(token.expiresAt).toISOString()}; ask for a new one with 'kitsync pair'`)
   }
@@ -214,7 +231,7 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
   const addrs = token.addresses.map((a) => multiaddr(a))
   await node.peerStore.merge(inviter, { multiaddrs: addrs })
   let stream: Stream
-  const deadline = AbortSignal.timeout(PAIR_TIMEOUT_MS)
+  const deadline = AbortSignal.any([AbortSignal.timeout(PAIR_TIMEOUT_MS), ...(caller === undefined ? [] : [caller])])
   for (let attempt = 0; ; attempt++) {
     try {
       stream = await node.dialProtocol(inviter, PAIR_PROTOCOL_ID, { signal: deadline, runOnLimitedConnection: true })
@@ -226,6 +243,7 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
         await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random())))
         if (!deadline.aborted) continue
       }
+      throwIfAborted(caller, 'join')
       throw new KitsyncError(
         'PEER_UNREACHABLE',
         `cannot reach the inviting device at ${token.addresses.join(', ') || '(no address)'}: ${(err as Error).message}`,
@@ -233,8 +251,9 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
       )
     }
   }
-  const ch = channel(stream)
+  const ch = channel(stream, MAX_PAIR_MESSAGE, caller)
   const id = computeTokenId(token.secret)
+  let reset = false
   try {
     await ch.write({ t: 'join', tokenId: id, name, workspaceId: token.workspaceId })
     const challenge = await ch.read()
@@ -250,8 +269,15 @@ export async function joinWithToken(node: Libp2p, token: PairToken, name: string
     const keys: Record<string, string> = {}
     if (typeof welcome.keys === 'object' && welcome.keys !== null) for (const [k, v] of Object.entries(welcome.keys)) if (typeof v === 'string') keys[k] = v
     return { workspaceId: welcome.workspaceId, name: welcome.name, members: new Uint8Array(Buffer.from(welcome.members, 'base64')), keys }
+  } catch (err) {
+    if (caller?.aborted !== true) throw err
+    // Aborted by the caller: reset at once rather than wait for the inviter's side to close.
+    const aborted = abortedError('join', caller)
+    stream.abort(aborted)
+    reset = true
+    throw aborted
   } finally {
     // The welcome is in hand, or an error is on its way: a stream that cannot close cleanly changes neither.
-    await stream.close().catch((err: unknown) => log('closing the pairing stream with the inviter: %e', err))
+    if (!reset) await stream.close().catch((err: unknown) => log('closing the pairing stream with the inviter: %e', err))
   }
 }

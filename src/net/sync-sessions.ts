@@ -1,6 +1,7 @@
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
+import { abortable, throwIfAborted } from '../core/abort.js'
 import type { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
 import { logger } from '@libp2p/logger'
@@ -8,6 +9,7 @@ import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import type { SessionStats, SyncSession } from '../sync/sync-session.js'
 import { BackoffScheduler, type MeshClock } from './backoff.js'
+import { dialSignal } from './dial-signal.js'
 import type { KnownPeer } from './peer-book.js'
 import { StreamLink } from './stream-link.js'
 
@@ -161,8 +163,12 @@ export class SyncSessions {
     await this.open(peer)
   }
 
-  /** Open the sync session with a member now (after it became one, e.g. on joining). */
-  async openTo(peerId: string, graceMs: number): Promise<void> {
+  /**
+   * Open the sync session with a member now (after it became one, e.g. on joining). Aborted:
+   * rejects with ABORTED, and a session already open is left as it is.
+   */
+  async openTo(peerId: string, graceMs: number, signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal, 'opening a sync session')
     if (this.sessions.has(peerId)) {
       // Re-run the exchange on a fresh session so the caller can wait for it.
       const existing = this.sessions.get(peerId)
@@ -170,12 +176,13 @@ export class SyncSessions {
       existing?.session.close()
     }
     try {
-      await this.open(peerIdFromString(peerId))
+      await this.open(peerIdFromString(peerId), signal)
     } catch (err) {
+      throwIfAborted(signal, 'opening a sync session')
       // The peer opened a sync stream at the same moment and kept its own (see attach): ours
       // was reset while it was being negotiated. The peer's session serves as well; it may be
       // attached a moment after ours failed.
-      if (!(await this.whenSession(peerId, graceMs))) throw err
+      if (!(await abortable(this.whenSession(peerId, graceMs), signal, 'opening a sync session'))) throw err
     }
   }
 
@@ -196,13 +203,14 @@ export class SyncSessions {
     })
   }
 
-  private async open(peer: PeerId): Promise<void> {
+  private async open(peer: PeerId, signal?: AbortSignal): Promise<void> {
     const retired = this.c.retired()
     if (retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', retired)
     const id = peer.toString()
     this.opening.add(id)
     try {
-      const stream = await this.c.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true })
+      const dial = dialSignal(signal)
+      const stream = await this.c.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true, ...(dial === undefined ? {} : { signal: dial }) })
       this.attach(stream, id, this.c.self)
     } finally {
       this.opening.delete(id)
