@@ -327,7 +327,20 @@ export class Peer {
       const held = await heldData(this.workspace, this.deviceId)
       if (held.records > 0 || held.devices > 0) throw workspaceExists(this.paths.home, await this.workspace.info(), held)
     }
-    const welcome = await joinWithToken(this.mesh.node, token, name, options.onCode, { signal })
+    // A device of this workspace that was revoked cannot come back on the same identity. It may
+    // learn it only now: the inviter's sync protocol tells it while it pairs, and it then closes
+    // every connection, the pairing stream too, so that failure is its revocation.
+    const revoked = async (): Promise<boolean> => token.workspaceId === this.workspace.workspaceId && (await this.workspace.selfRevocation()) !== undefined
+    const revokedError = (cause?: unknown): KitsyncError =>
+      new KitsyncError('DEVICE_REVOKED', 'this device was revoked; it can come back only with a new identity (a new home folder) and a new pairing', { cause })
+    if (await revoked()) throw revokedError()
+    let welcome: Awaited<ReturnType<typeof joinWithToken>>
+    try {
+      welcome = await joinWithToken(this.mesh.node, token, name, options.onCode, { signal })
+    } catch (err) {
+      if (!isKitsyncError(err, 'DEVICE_REVOKED') && (await revoked())) throw revokedError(err)
+      throw err
+    }
     await this.workspace.adoptWorkspace(welcome.workspaceId, welcome.name)
     // The keys first: learning the members opens sessions at once (with a VPS already
     // connected, the blind store session too, which needs a key).
