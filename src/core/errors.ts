@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   NOT_A_MEMBER: 7,
   RATE_LIMITED: 7,
   PEER_UNREACHABLE: 7,
+  /** A listen address (`--listen`) whose port another process holds. */
+  PORT_IN_USE: 7,
   // pairing tokens: exit 8
   TOKEN_INVALID: 8,
   TOKEN_EXPIRED: 8,

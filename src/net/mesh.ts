@@ -140,7 +140,17 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     try {
       await this.node.start()
     } catch (err) {
-      throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${this.listen.join(', ')}: ${(err as Error).message}`, { cause: err })
+      const message = (err as Error).message
+      // libp2p reports each failed address as a line `  ADDR: Error: listen EADDRINUSE: ...`.
+      const inUse = [...message.matchAll(/^\s*(\/\S+): .*\bEADDRINUSE\b/gm)].map((m) => m[1] as string)
+      if (inUse.length > 0) {
+        throw new KitsyncError(
+          'PORT_IN_USE',
+          `cannot listen on ${inUse.join(', ')}: the port is in use by another process (another kitsync peer?); stop it or choose another port with --listen`,
+          { cause: err, details: { addresses: inUse } },
+        )
+      }
+      throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${this.listen.join(', ')}: ${message}`, { cause: err })
     }
     if (this.retired !== undefined) return
     for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
