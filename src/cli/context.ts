@@ -11,6 +11,9 @@ export interface CliIO {
   prompt: (question: string) => Promise<string>
   /** Resolves when the user interrupts (Ctrl-C) or the process is asked to stop (SIGTERM). */
   interrupted: () => Promise<string>
+  /** Whether stdin / stdout is a terminal (absent: not one). */
+  stdinIsTTY?: boolean
+  stdoutIsTTY?: boolean
 }
 
 export interface GlobalOptions {

@@ -10,6 +10,8 @@ export function processIO(): CliIO {
       if (text !== '') process.stderr.write(text)
     },
     env: process.env,
+    stdinIsTTY: process.stdin.isTTY === true,
+    stdoutIsTTY: process.stdout.isTTY === true,
     readStdin: async () => {
       const chunks: Buffer[] = []
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer)

@@ -1,3 +1,4 @@
+import { open, rename, rm } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { ControlClient } from '../../api/control-client.js'
 import { KitsyncError } from '../../core/errors.js'
@@ -12,18 +13,25 @@ export function register(program: Command, io: CliIO): void {
         .command('pair')
         .description('show a one-time token (and QR code) that lets a new device join this workspace')
         .option('--ttl <minutes>', 'minutes until the token expires', '10')
-        .option('--png <file>', 'also write the QR code as a PNG image')
+        .option('--png <file>', 'also write the QR code as a PNG image (0600: it holds the token)')
+        .option(
+          '--qr <style>',
+          'how to print the QR code: ansi (terminal colours), ascii (plain text, no escape codes) or none; default ansi on a terminal, else ascii',
+        )
         .option('--confirm', 'approve the new device here after comparing the code both screens show')
         .option('--untrusted', 'a token for a storage/relay peer (a VPS): a member for transport that never receives the workspace keys or content'),
     ),
     'kitsync pair',
     'kitsync pair --json --ttl 5',
     'kitsync pair --untrusted --json     # then on the VPS: kitsync join TOKEN && kitsync peer start --headless --relay',
-  ).action(async (options: NetworkFlags & { ttl: string; png?: string; confirm?: boolean; untrusted?: boolean }, cmd: Command) => {
+  ).action(async (options: NetworkFlags & { ttl: string; png?: string; qr?: string; confirm?: boolean; untrusted?: boolean }, cmd: Command) => {
     const opts = globals(cmd)
     const minutes = Number(options.ttl)
     if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 7 * 24 * 60)
       throw new KitsyncError('INVALID_ARGUMENT', '--ttl must be a number of minutes between 0 and 10080')
+    const qr = options.qr ?? (io.stdoutIsTTY === true ? 'ansi' : 'ascii')
+    if (!isQrStyle(qr)) throw new KitsyncError('INVALID_ARGUMENT', `--qr must be ansi, ascii or none, not '${qr}'`)
+    const display = { json: opts.json === true, png: options.png, qr }
     const ttlMs = Math.round(minutes * 60_000)
     const home = resolveHome(opts.home, io.env)
     const client = await ControlClient.connect(homePaths(home).socket)
@@ -31,7 +39,7 @@ export function register(program: Command, io: CliIO): void {
       // The running peer issues the token and admits the new device.
       try {
         const invite = (await client.request('pair', { ttlMs, confirm: options.confirm === true, untrusted: options.untrusted === true })) as Invite
-        await show(io, opts.json === true, invite, options.png)
+        await show(io, display, invite)
         if (options.confirm === true) {
           const pending = new Promise<PendingJoin>((resolve, reject) => {
             client.onEvent((event, data) => {
@@ -54,7 +62,7 @@ export function register(program: Command, io: CliIO): void {
     const peer = await (await import('../../daemon/peer.js')).Peer.start({ home, ...peerOptionsFrom(options) })
     try {
       const invite = await peer.createInvite(ttlMs, { confirm: options.confirm === true, untrusted: options.untrusted === true })
-      await show(io, opts.json === true, invite, options.png)
+      await show(io, display, invite)
       peer.invites.on('pending', (join) => {
         if (join.tokenId !== invite.tokenId) return
         void confirm(io, opts.json === true, join).then((accept) => peer.invites.approve(invite.tokenId, accept))
@@ -91,9 +99,16 @@ async function confirm(io: CliIO, json: boolean, join: PendingJoin): Promise<boo
   return /^\s*y(es)?\s*$/i.test(answer)
 }
 
-async function show(io: CliIO, json: boolean, invite: Invite, png: string | undefined): Promise<void> {
+type QrStyle = 'ansi' | 'ascii' | 'none'
+
+function isQrStyle(style: string): style is QrStyle {
+  return style === 'ansi' || style === 'ascii' || style === 'none'
+}
+
+async function show(io: CliIO, display: { json: boolean; png: string | undefined; qr: QrStyle }, invite: Invite): Promise<void> {
   const { default: QRCode } = await import('qrcode')
-  if (png !== undefined) await QRCode.toFile(png, invite.token, { type: 'png', errorCorrectionLevel: 'M' })
+  const { json, png } = display
+  if (png !== undefined) await writePrivateFile(png, await QRCode.toBuffer(invite.token, { type: 'png', errorCorrectionLevel: 'M' }))
   if (json) {
     io.out(
       JSON.stringify({
@@ -105,8 +120,35 @@ async function show(io: CliIO, json: boolean, invite: Invite, png: string | unde
     )
     return
   }
-  const qr = await QRCode.toString(invite.token, { type: 'terminal', small: true, errorCorrectionLevel: 'M' })
+  // 'terminal' colours the code with ANSI escapes; 'utf8' is the same blocks as plain text.
+  const qr =
+    display.qr === 'none'
+      ? 'QR code not shown (--qr none).\n'
+      : await QRCode.toString(
+          invite.token,
+          display.qr === 'ansi' ? { type: 'terminal', small: true, errorCorrectionLevel: 'M' } : { type: 'utf8', errorCorrectionLevel: 'M' },
+        )
   io.out(
     `${qr}\nOn the new device run:\n\n  kitsync join ${invite.token}\n\nThe token works once and expires at ${new Date(invite.expiresAt).toLocaleTimeString()}.\n`,
   )
+}
+
+/**
+ * Write a file that holds a secret (the PNG of a live token): 0600 whatever the process umask,
+ * through a private temporary file renamed into place, so an older file's looser mode goes too.
+ */
+async function writePrivateFile(file: string, content: Uint8Array): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`
+  try {
+    const fh = await open(tmp, 'wx', 0o600)
+    try {
+      await fh.chmod(0o600)
+      await fh.writeFile(content)
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, file)
+  } finally {
+    await rm(tmp, { force: true })
+  }
 }
