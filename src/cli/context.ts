@@ -1,4 +1,6 @@
 import type { Command } from 'commander'
+import { isKitsyncError, KitsyncError } from '../core/errors.js'
+import { parseJson, type JsonValue } from '../core/json.js'
 import type { Workspace } from '../core/workspace-types.js'
 import type { OpenWorkspaceOptions } from '../api/open-workspace.js'
 
@@ -39,6 +41,21 @@ export async function withWorkspace<T>(io: CliIO, opts: GlobalOptions, fn: (ws: 
     return await fn(ws)
   } finally {
     await ws.close()
+  }
+}
+
+/**
+ * Parse a JSON argument of the command line. A bare word (`hello`, `dark mode`) is most likely
+ * a string the shell took the quotes off: the error says how to quote it.
+ */
+export function parseJsonArgument(text: string, what: string): JsonValue {
+  try {
+    return parseJson(text, what)
+  } catch (err) {
+    if (isKitsyncError(err, 'INVALID_JSON') && /^[A-Za-z_][^"'\\{}[\]]*$/.test(text)) {
+      throw new KitsyncError('INVALID_JSON', `${err.message}; a string is JSON in double quotes: use '${JSON.stringify(text)}'`)
+    }
+    throw err
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { parseJson } from '../../core/json.js'
-import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+import { example, globals, parseJsonArgument, print, withWorkspace, type CliIO } from '../context.js'
 
 export function register(program: Command, io: CliIO): void {
   example(
@@ -18,7 +18,7 @@ export function register(program: Command, io: CliIO): void {
     `kitsync append issues '"reproduced on 0.3"' --key KIT-12 --field notes`,
   ).action(async (collection: string, json: string, options: { key?: string; field?: string }, cmd: Command) => {
     const opts = globals(cmd)
-    const value = parseJson(json === '-' ? await io.readStdin() : json, 'the entry')
+    const value = json === '-' ? parseJson(await io.readStdin(), 'the entry') : parseJsonArgument(json, 'the entry')
     const r = await withWorkspace(io, opts, (ws) => ws.append(collection, value, options))
     print(io, opts, { collection, key: r.key }, () => `${r.key}\n`)
   })

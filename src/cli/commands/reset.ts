@@ -17,6 +17,9 @@ export function register(program: Command, io: CliIO): void {
     const opts = globals(cmd)
     if (options.yes !== true) {
       const answer = await io.prompt(`Reset the sync state of ${resolveHome(opts.home, io.env)}? Data, keys and device identity are kept. [y/N] `)
+      // No terminal and no answer (stdin closed or empty, as in a script): nobody was asked.
+      if (io.stdinIsTTY !== true && answer.trim() === '')
+        throw new KitsyncError('INVALID_ARGUMENT', 'reset asks for confirmation and stdin is not a terminal: use --yes; nothing was changed')
       if (!/^y(es)?$/i.test(answer.trim())) throw new KitsyncError('ABORTED', 'reset cancelled; nothing was changed')
     }
     const report = await withWorkspace(io, opts, (ws) => ws.resetSync())

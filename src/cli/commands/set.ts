@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { parseJson } from '../../core/json.js'
-import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+import { example, globals, parseJsonArgument, print, withWorkspace, type CliIO } from '../context.js'
 
 export function register(program: Command, io: CliIO): void {
   example(
@@ -16,7 +16,7 @@ export function register(program: Command, io: CliIO): void {
   ).action(async (collection: string, key: string, json: string, options: { field?: string }, cmd: Command) => {
     const opts = globals(cmd)
     // Parse before opening anything: bad input never reaches the store.
-    const value = parseJson(json === '-' ? await io.readStdin() : json, 'the record')
+    const value = json === '-' ? parseJson(await io.readStdin(), 'the record') : parseJsonArgument(json, 'the record')
     await withWorkspace(io, opts, (ws) => ws.set(collection, key, value, options.field === undefined ? {} : { field: options.field }))
     print(io, opts, { collection, key, written: true }, () => '')
   })
