@@ -7,7 +7,7 @@ type Register = (program: Command, io: CliIO) => void
 
 /**
  * Every command module, in the order of `kitsync --help`, with the top-level commands it
- * registers. A run loads only the module of its command (a peer never loads the other 23, nor
+ * registers. A run loads only the module of its command (a peer never loads the other 24, nor
  * what they import); help, a bare `kitsync` and an unknown command load them all.
  */
 export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () => Promise<{ register: Register }> }[] = [
@@ -35,6 +35,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['sync'], load: () => import('./commands/sync.js') },
   { commands: ['stats'], load: () => import('./commands/stats.js') },
   { commands: ['reset'], load: () => import('./commands/reset.js') },
+  { commands: ['doctor'], load: () => import('./commands/doctor.js') },
 ]
 
 /** The command an argument list runs (its first word that is not a global option), if any. */

@@ -54,6 +54,8 @@ export const ERROR_CODES = {
   SECRET_REFUSED: 10,
   PRIVATE_KEY_REFUSED: 10,
   UNKNOWN_CONFLICT: 3,
+  /** `kitsync doctor`: a check failed (each says what to do). */
+  CHECK_FAILED: 11,
   // anything else is a bug: exit 1
   INTERNAL: 1,
 } as const satisfies Record<string, number>
