@@ -41,6 +41,8 @@ export interface DoctorProbes {
   listen: string[]
   /** Bind host:port for a moment: undefined when free, else the reason (e.g. EADDRINUSE). */
   bindFree(host: string, port: number): Promise<string | undefined>
+  /** workspace.json as read: its name, none yet, or why it could not be read (code: message). */
+  workspace: { name: string } | { missing: true } | { error: string }
   /** Remembered bootstrap addresses (workspace.json). */
   bootstrap: string[]
   /** TCP connect with a short timeout: undefined when it connected, else the reason. */
@@ -72,6 +74,7 @@ export async function runDoctor(p: DoctorProbes): Promise<DoctorCheck[]> {
     await portsCheck(p, peer),
     ...(await bootstrapChecks(p)),
     clockCheck(peer),
+    workspaceCheck(p),
     await storeCheck(p, peer),
     await permissionsCheck(p),
     nodeCheck(p.nodeVersion, p.engines),
@@ -155,6 +158,13 @@ export function clockCheck(peer: RunningPeerView | undefined): DoctorCheck {
     )
   }
   return pass('clock', `clocks agree within ${MAX_CLOCK_SKEW_MS / 1000} s with ${peer.clockOffsets.length} connected device(s)`)
+}
+
+export function workspaceCheck(p: DoctorProbes): DoctorCheck {
+  const w = p.workspace
+  if ('missing' in w) return skip('workspace', 'no workspace.json yet (run: kitsync init, or kitsync join TOKEN)')
+  if ('error' in w) return fail('workspace', `${w.error}; fix or restore workspace.json from a backup (kitsync reads it at every start)`)
+  return pass('workspace', `workspace.json reads (workspace ${w.name})`)
 }
 
 function mib(bytes: number): string {

@@ -73,8 +73,8 @@ describe('kitsync doctor', () => {
     const home = await initHome()
     const r = await kitsync(home, ['doctor', '--json', ...LISTEN_FREE])
     const checks = checksOf(r)
-    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'clock', 'store', 'permissions', 'node'])
-    for (const name of ['ports', 'store', 'permissions', 'bootstrap', 'clock']) expect(check(checks, name).ok, JSON.stringify(checks)).toBe(true)
+    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'clock', 'workspace', 'store', 'permissions', 'node'])
+    for (const name of ['ports', 'workspace', 'store', 'permissions', 'bootstrap', 'clock']) expect(check(checks, name).ok, JSON.stringify(checks)).toBe(true)
     expect(check(checks, 'store').message).toMatch(/^opens; store\/ /)
     expect(check(checks, 'clock')).toMatchObject({ skipped: true, message: expect.stringMatching(/no peer/) })
     // Exit 0 unless a check that depends on this machine failed.
@@ -147,6 +147,16 @@ describe('kitsync doctor', () => {
     expect(bad.ok).toBe(false)
     expect(bad.message).toMatch(/connection refused/)
     expect(check(checks, `bootstrap ${liveAddr}`).ok).toBe(true)
+    expect(r.code).toBe(11)
+  })
+
+  it('a workspace.json that is not JSON fails the workspace check; the other checks still run', async () => {
+    const home = await initHome()
+    await writeFile(join(home, 'workspace.json'), '{"id":')
+    const r = await kitsync(home, ['doctor', '--json', ...LISTEN_FREE])
+    const checks = checksOf(r)
+    expect(check(checks, 'workspace')).toMatchObject({ ok: false, message: expect.stringMatching(/^DATA_CORRUPTION: /) })
+    expect(check(checks, 'store').ok).toBe(true)
     expect(r.code).toBe(11)
   })
 

@@ -10,6 +10,7 @@ function fakes(over: Partial<DoctorProbes> = {}): DoctorProbes {
     runningPeer: () => Promise.resolve(undefined),
     listen: ['/ip4/0.0.0.0/tcp/4771'],
     bindFree: () => Promise.resolve(undefined),
+    workspace: { name: 'ws' },
     bootstrap: [],
     tcpConnect: () => Promise.resolve(undefined),
     homeFiles: () =>
@@ -42,7 +43,7 @@ const PEER: RunningPeerView = { pid: 42, listen: ['/ip4/127.0.0.1/tcp/5000'], co
 describe('doctor checks', () => {
   it('all pass on a healthy home, in a fixed order', async () => {
     const checks = await runDoctor(fakes())
-    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'clock', 'store', 'permissions', 'node'])
+    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'clock', 'workspace', 'store', 'permissions', 'node'])
     expect(checks.every((c) => c.ok)).toBe(true)
     expect(checks.find((c) => c.name === 'store')?.message).toBe('opens; store/ 2.0 KiB, snapshots/ 3.0 MiB')
   })
@@ -126,6 +127,13 @@ describe('doctor checks', () => {
     expect(other).toMatchObject({ ok: false, message: expect.stringContaining('not to this user (uid 1001)') })
     expect(await one('permissions', { homeFiles: () => Promise.resolve(undefined) })).toMatchObject({ ok: true, skipped: true })
     expect(await one('permissions', { uid: undefined })).toMatchObject({ ok: true, skipped: true })
+  })
+
+  it('workspace: a damaged workspace.json fails with its code; none yet is skipped', async () => {
+    expect(await one('workspace')).toMatchObject({ ok: true, message: 'workspace.json reads (workspace ws)' })
+    expect(await one('workspace', { workspace: { missing: true } })).toMatchObject({ ok: true, skipped: true })
+    const bad = await one('workspace', { workspace: { error: 'DATA_CORRUPTION: /h/workspace.json is not valid JSON' } })
+    expect(bad).toMatchObject({ ok: false, message: expect.stringMatching(/^DATA_CORRUPTION: .*restore workspace\.json/) })
   })
 
   it('node: checks the version against the engines range', async () => {

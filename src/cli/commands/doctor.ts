@@ -30,9 +30,17 @@ export function register(program: Command, io: CliIO): void {
     const opts = globals(cmd)
     const home = resolveHome(opts.home, io.env)
     const paths = homePaths(home)
-    // A damaged workspace.json is the store check's to report, not a reason to stop here.
-    const config = await readWorkspaceConfig(paths).catch(() => undefined)
-    const checks = await runDoctor(realProbes(paths, options.listen ?? DEFAULT_LISTEN, config?.bootstrap ?? []))
+    // A damaged workspace.json is the workspace check's to report, not a reason to stop here.
+    let workspace: DoctorProbes['workspace']
+    let bootstrap: string[] = []
+    try {
+      const config = await readWorkspaceConfig(paths)
+      workspace = config === undefined ? { missing: true } : { name: config.name }
+      bootstrap = config?.bootstrap ?? []
+    } catch (err) {
+      workspace = { error: `${(err as { code?: string }).code ?? 'ERROR'}: ${(err as Error).message}` }
+    }
+    const checks = await runDoctor(realProbes(paths, options.listen ?? DEFAULT_LISTEN, workspace, bootstrap))
     if (opts.json === true) io.out(JSON.stringify({ checks }) + '\n')
     else io.out(checks.map(formatCheck).join('\n') + '\n')
     const failed = checks.filter((c) => !c.ok)
@@ -46,7 +54,7 @@ function formatCheck(c: DoctorCheck): string {
   return `${c.ok ? (c.skipped === true ? 'skip' : 'ok  ') : 'FAIL'}  ${c.name}: ${c.message}`
 }
 
-function realProbes(paths: HomePaths, listen: string[], bootstrap: string[]): DoctorProbes {
+function realProbes(paths: HomePaths, listen: string[], workspace: DoctorProbes['workspace'], bootstrap: string[]): DoctorProbes {
   return {
     home: paths.home,
     multicastUnavailable,
@@ -62,6 +70,7 @@ function realProbes(paths: HomePaths, listen: string[], bootstrap: string[]): Do
     },
     listen,
     bindFree,
+    workspace,
     bootstrap,
     tcpConnect,
     homeFiles: () => homeFiles(paths.home),
