@@ -128,6 +128,8 @@ describe('kitsync doctor', () => {
       expect(ports.message).toMatch(new RegExp(`^the peer \\(pid ${proc.pid}\\) listens on /ip4/127\\.0\\.0\\.1/tcp/\\d+`))
       expect(check(checks, 'store')).toMatchObject({ ok: true, message: expect.stringMatching(/^open in the running peer/) })
       expect(check(checks, 'clock')).toMatchObject({ ok: true, skipped: true })
+      // peer.pid and peer.sock are the peer's own and private too.
+      expect(check(checks, 'permissions').ok, JSON.stringify(checks)).toBe(true)
     } finally {
       await stopProc(proc)
     }
