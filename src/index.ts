@@ -29,6 +29,8 @@ export type {
   ResolveResult,
   SelfRevocation,
   SyncProgressEvent,
+  SyncPause,
+  SyncResumed,
   DeviceView,
   NetworkStatus,
   SyncOfflineEvent,

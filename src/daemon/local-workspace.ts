@@ -27,6 +27,7 @@ import type {
   WorkspaceExport,
   WorkspaceInfo,
   WorkspaceStatus,
+  SyncPause,
 } from '../core/workspace-types.js'
 import type { DocStore } from '../store/doc-store.js'
 import type { BinaryLevel } from '../store/level.js'
@@ -217,7 +218,14 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   async status(): Promise<WorkspaceStatus> {
     const revoked = await this.selfRevocation()
-    return { info: await this.info(), peer: { ...this.peerState }, collections: await this.list(), ...(revoked === undefined ? {} : { revoked }) }
+    const paused = await this.sync.paused()
+    return {
+      info: await this.info(),
+      peer: { ...this.peerState },
+      collections: await this.list(),
+      ...(revoked === undefined ? {} : { revoked }),
+      ...(paused === undefined ? {} : { paused }),
+    }
   }
 
   /** This device's own revocation, once it learned it (local store, never synced). */
@@ -291,6 +299,16 @@ export class LocalWorkspace implements Workspace, SyncHost {
   syncNow(options?: SyncCallOptions): Promise<SyncNowReport> {
     this.assertOpen()
     return this.sync.syncNow(options)
+  }
+
+  pause(options?: { forMs?: number }): Promise<SyncPause> {
+    this.assertOpen()
+    return this.sync.pause(options)
+  }
+
+  resume(): Promise<{ resumed: boolean }> {
+    this.assertOpen()
+    return this.sync.resume()
   }
 
   stats(): Promise<SyncStatsView> {
@@ -452,6 +470,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.closed = true
     await this.writes.idle()
     clearInterval(this.timer)
+    this.sync.stopPauseTimer()
     for (const hook of this.closeHooks.splice(0)) await hook()
     this.emitter.emit('closed', undefined)
     await this.flush()

@@ -47,6 +47,8 @@ export const CONTROL_METHODS = [
   'setItems',
   'fetch',
   'syncNow',
+  'pause',
+  'resume',
   'stats',
   'reset',
 ] as const
