@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   CONTROL_PROTOCOL: 6,
   CONNECTION_CLOSED: 6,
   ABORTED: 6,
+  /** `peer stop`: the peer was asked to stop and was still running at the deadline. */
+  PEER_STOP_TIMEOUT: 6,
   // peers and the network: exit 7
   PROTOCOL_ERROR: 7,
   WORKSPACE_MISMATCH: 7,

@@ -16,6 +16,8 @@ import { writeSecretFile } from './secret-file.js'
  *   store.wal        acknowledged updates on their way into LevelDB (emptied when they are in)
  *   peer.sock        control socket of the running peer (0600)
  *   peer.pid         pid of the running peer
+ *   peer.log         output of a peer started with --detach (0600)
+ *   peer.args.json   the flags of the last peer start --detach, for peer restart (0600)
  *   invites.json     pairing tokens this device issued, pending and used (0600)
  *   keys.json        workspace keys by epoch, rotated at every revocation (0600)
  */

@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import { resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
 import { splitList } from './items.js'
+import { registerService, startFlagsAsArgs, startDetachedAndPrint } from './peer-service.js'
 
 export function register(program: Command, io: CliIO): void {
   const peer = example(program.command('peer').description('run the peer of this device'), 'kitsync peer start --json')
@@ -16,14 +17,17 @@ export function register(program: Command, io: CliIO): void {
         .option('--headless', 'run without a terminal (a server, systemd): JSON log lines on stdout, see docs/vps.md')
         .option('--relay', 'also serve as a circuit relay v2 for the members of the workspace (the VPS)')
         .option('--items <names>', 'sync only these collections (comma-separated names or patterns; saved in workspace.json, see kitsync items)')
-        .option('--local-only <names>', 'never send nor accept these collections (comma-separated; saved in workspace.json)'),
+        .option('--local-only <names>', 'never send nor accept these collections (comma-separated; saved in workspace.json)')
+        .option('--detach', 'run the peer in the background (log in HOME/peer.log); returns once it listens and answers'),
     ),
     'kitsync peer start',
+    'kitsync peer start --detach            # in the background; kitsync peer stop stops it',
     'kitsync peer start --items watchlists,alerts --local-only scratch',
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
     'kitsync peer start --headless --relay --no-mdns     # on a VPS',
   ).action(async (options: StartFlags, cmd: Command) => {
     const opts = globals(cmd)
+    if (options.detach === true) return startDetachedAndPrint(io, opts, startFlagsAsArgs(options))
     if (options.headless === true) return runHeadless(io, opts.home, options)
     const json = opts.json === true
     // Events can come as soon as the network starts, before the started line is printed:
@@ -81,10 +85,11 @@ export function register(program: Command, io: CliIO): void {
     if (opts.json === true) io.out(JSON.stringify({ event: 'stopped', signal }) + '\n')
     else io.out(`kitsync peer stopped (${signal})\n`)
   })
+  registerService(peer, io)
 }
 
 /** `peer start --headless`: JSON log lines (pino) on stdout; SIGTERM stops cleanly with exit 0. */
-type StartFlags = NetworkFlags & { name?: string; headless?: boolean; relay?: boolean; items?: string; localOnly?: string }
+export type StartFlags = NetworkFlags & { name?: string; headless?: boolean; relay?: boolean; items?: string; localOnly?: string; detach?: boolean }
 
 /** The `peer start` flags as Peer.start options (the same for both modes). */
 function startOptions(io: CliIO, home: string | undefined, options: StartFlags) {
