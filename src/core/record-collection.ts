@@ -4,6 +4,7 @@ import { KitsyncError } from './errors.js'
 import { Hlc } from './hlc.js'
 import { isJsonObject, jsonEqual, type JsonObject, type JsonValue } from './json.js'
 import { assertFieldName, assertRecordKey } from './names.js'
+import { lazyChanges, type RecordChange } from './record-changes.js'
 import { assertElement, checkField, checkRecordSize } from './record-checks.js'
 import { CollectionIndex, type IndexEntry, type RecordIndex } from './record-index.js'
 import { bestOf, candidates, collapsible, detect, floorsOf, recordExists, valueOf, type DetectedConflict } from './record-resolve.js'
@@ -22,13 +23,7 @@ import { inTransaction, transactionMeta } from './yjs-internals.js'
 /** Transaction meta key of a write that does not change any record's value (collapse). */
 const HOUSEKEEPING = Symbol('kitsync:housekeeping')
 
-export type RecordChange = {
-  key: string
-  /** The record after the change, or undefined when it was deleted. */
-  value: JsonValue | undefined
-  /** The transaction origin: the local write marker, or whatever the applier of a remote update passed. */
-  origin: unknown
-}
+export type { RecordChange } from './record-changes.js'
 
 export interface RecordCollectionOptions {
   /** Largest record, as JSON bytes. Writes over it fail with RECORD_TOO_LARGE. */
@@ -41,26 +36,6 @@ export interface RecordCollectionOptions {
 }
 
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
-
-/**
- * The changes of one transaction, each value read only when asked for (most changes have no
- * one watching them).
- *
- * Built outside the observer on purpose: a closure made inside it shares the observer call's
- * context, which holds the Yjs transaction, so each change kept the whole transaction (state
- * vectors, delete set, events) reachable. With a 'change' listener subscribed, some 2 MB of
- * each ~12 MB a writing process allocated survived every scavenge, and scavenges took 2-7 ms;
- * built here, 0.15-0.25 MB and about 1 ms (node --trace-gc-nvp, 12,000 sequential writes).
- */
-function lazyChanges(collection: RecordCollection, keys: string[], origin: unknown): RecordChange[] {
-  return keys.map((key) => ({
-    key,
-    origin,
-    get value() {
-      return collection.get(key)
-    },
-  }))
-}
 
 export class RecordCollection {
   readonly name: string
