@@ -29,8 +29,6 @@ export type {
   ResolveResult,
   SelfRevocation,
   SyncProgressEvent,
-  SyncPause,
-  SyncResumed,
   DeviceView,
   NetworkStatus,
   SyncOfflineEvent,

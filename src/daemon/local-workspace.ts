@@ -27,7 +27,6 @@ import type {
   WorkspaceExport,
   WorkspaceInfo,
   WorkspaceStatus,
-  SyncPause,
 } from '../core/workspace-types.js'
 import type { DocStore } from '../store/doc-store.js'
 import type { BinaryLevel } from '../store/level.js'
@@ -218,14 +217,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   async status(): Promise<WorkspaceStatus> {
     const revoked = await this.selfRevocation()
-    const paused = await this.sync.paused()
-    return {
-      info: await this.info(),
-      peer: { ...this.peerState },
-      collections: await this.list(),
-      ...(revoked === undefined ? {} : { revoked }),
-      ...(paused === undefined ? {} : { paused }),
-    }
+    return { info: await this.info(), peer: { ...this.peerState }, collections: await this.list(), ...(revoked === undefined ? {} : { revoked }) }
   }
 
   /** This device's own revocation, once it learned it (local store, never synced). */
@@ -299,16 +291,6 @@ export class LocalWorkspace implements Workspace, SyncHost {
   syncNow(options?: SyncCallOptions): Promise<SyncNowReport> {
     this.assertOpen()
     return this.sync.syncNow(options)
-  }
-
-  pause(options?: { forMs?: number }): Promise<SyncPause> {
-    this.assertOpen()
-    return this.sync.pause(options)
-  }
-
-  resume(): Promise<{ resumed: boolean }> {
-    this.assertOpen()
-    return this.sync.resume()
   }
 
   stats(): Promise<SyncStatsView> {
@@ -470,7 +452,6 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.closed = true
     await this.writes.idle()
     clearInterval(this.timer)
-    this.sync.stopPauseTimer()
     for (const hook of this.closeHooks.splice(0)) await hook()
     this.emitter.emit('closed', undefined)
     await this.flush()

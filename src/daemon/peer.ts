@@ -190,7 +190,6 @@ export class Peer {
       cleanup.unshift(() => mesh.stop())
       cleanup.unshift(() => blind.stop())
       blind.attach(mesh)
-      workspace.on('sync:paused', () => blind.pause())
       await PeerSync.attach(workspace, engine, mesh, self)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
       // A member added here (this device invited it) opens its session itself once welcomed;

@@ -4,7 +4,6 @@ import { KitsyncError } from '../core/errors.js'
 import { assertCollectionName } from '../core/names.js'
 import { applyItemsChange, ItemSelection, ON_DEMAND_PREFIXES, type ItemsChange, type SelectionSettings } from '../core/selection.js'
 import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
-import type { SyncPause, WorkspaceEvents } from '../core/workspace-types.js'
 import type { DocStore } from '../store/doc-store.js'
 import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { readSnapshot, SyncStats } from '../sync/sync-stats.js'
@@ -12,8 +11,6 @@ import type { SyncEngine } from '../sync/sync-engine.js'
 
 /** Key of the saved sync counters in the local (never synced) part of the store. */
 export const STATS_KEY = 'sync-stats'
-/** Key of the sync pause (kitsync sync pause) in the local store: kept across a restart. */
-export const PAUSE_KEY = 'sync-pause'
 
 const log = debugLog('daemon:sync')
 
@@ -25,7 +22,6 @@ export interface WorkspaceSyncHost {
   appCollectionNames(): string[]
   members(): Promise<Record<string, { name: string }>>
   getAll(collection: string): Promise<Record<string, unknown>>
-  emitEvent<K extends keyof WorkspaceEvents>(event: K, payload: WorkspaceEvents[K]): void
 }
 
 /** What the running peer adds (see PeerSync). */
@@ -36,10 +32,6 @@ export interface RunningSync {
   pull(collection: string, timeoutMs: number, signal?: AbortSignal): Promise<{ peerId: string; complete: boolean }[]>
   /** Forget per-peer state and restart every session with a full exchange; returns how many. */
   reset(): Promise<number>
-  /** Exchange with no one (close the sessions, dial no one, refuse sync streams) until resume. */
-  pause(): void
-  /** Exchange again, dialing every device now. */
-  resume(): void
 }
 
 export const DEFAULT_SYNC_NOW_MS = 15_000
@@ -53,7 +45,6 @@ export class WorkspaceSync {
   selection = new ItemSelection()
   running: RunningSync | undefined
   private persisting: Promise<void> = Promise.resolve()
-  private pauseTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly host: WorkspaceSyncHost) {}
 
@@ -126,69 +117,6 @@ export class WorkspaceSync {
     return report
   }
 
-  /** The pause in force, if any (one whose time has passed is over). */
-  async paused(): Promise<SyncPause | undefined> {
-    const saved = readPause(await this.host.store.getLocal(PAUSE_KEY))
-    if (saved?.until !== undefined && saved.until <= Date.now()) return undefined
-    return saved
-  }
-
-  async pause(options: { forMs?: number } = {}): Promise<SyncPause> {
-    const forMs = options.forMs
-    if (forMs !== undefined && (typeof forMs !== 'number' || !Number.isFinite(forMs) || forMs <= 0))
-      throw new KitsyncError('INVALID_ARGUMENT', 'forMs must be a positive number of milliseconds')
-    const since = Date.now()
-    const pause: SyncPause = forMs === undefined ? { since } : { since, until: since + forMs }
-    await this.host.store.putLocal(PAUSE_KEY, pause)
-    this.running?.pause()
-    this.schedule(pause)
-    this.host.emitEvent('sync:paused', pause)
-    return pause
-  }
-
-  async resume(by: 'command' | 'timer' = 'command'): Promise<{ resumed: boolean }> {
-    clearTimeout(this.pauseTimer)
-    this.pauseTimer = undefined
-    const raw = readPause(await this.host.store.getLocal(PAUSE_KEY))
-    if (raw === undefined) return { resumed: false }
-    await this.host.store.putLocal(PAUSE_KEY, null)
-    this.running?.resume()
-    this.host.emitEvent('sync:resumed', { at: Date.now(), by })
-    return { resumed: true }
-  }
-
-  /** The peer starts: a pause on record holds (or ends now if its time passed while stopped). */
-  async applyPause(): Promise<void> {
-    const saved = readPause(await this.host.store.getLocal(PAUSE_KEY))
-    if (saved === undefined) return
-    if (saved.until !== undefined && saved.until <= Date.now()) {
-      await this.host.store.putLocal(PAUSE_KEY, null)
-      return
-    }
-    this.running?.pause()
-    this.schedule(saved)
-  }
-
-  /** Stop the `--for` timer (the workspace closes). */
-  stopPauseTimer(): void {
-    clearTimeout(this.pauseTimer)
-    this.pauseTimer = undefined
-  }
-
-  private schedule(pause: SyncPause): void {
-    clearTimeout(this.pauseTimer)
-    this.pauseTimer = undefined
-    if (pause.until === undefined) return
-    // setTimeout's longest wait is about 24.8 days; a longer pause checks again then.
-    const wait = Math.min(Math.max(0, pause.until - Date.now()), 2 ** 31 - 1)
-    this.pauseTimer = setTimeout(() => {
-      this.pauseTimer = undefined
-      if (pause.until !== undefined && pause.until > Date.now()) this.schedule(pause)
-      else void this.resume('timer').catch((err: unknown) => log('cannot resume sync at the end of the pause', err))
-    }, wait)
-    this.pauseTimer.unref()
-  }
-
   async stats(): Promise<SyncStatsView> {
     // Without the members the figures are shown by device id, not name.
     const members = await this.host.members().catch((err: unknown) => {
@@ -243,11 +171,4 @@ export class WorkspaceSync {
     if (saved !== undefined) stats.load(saved)
     stats.dirty = false
   }
-}
-
-function readPause(value: unknown): SyncPause | undefined {
-  if (typeof value !== 'object' || value === null) return undefined
-  const { since, until } = value as { since?: unknown; until?: unknown }
-  if (typeof since !== 'number') return undefined
-  return typeof until === 'number' ? { since, until } : { since }
 }

@@ -44,8 +44,6 @@ export interface SyncSessionsComponents {
   stopped: () => boolean
   /** Why this device was revoked, once it knows (see Mesh.retire). */
   retired: () => string | undefined
-  /** Sync paused on this device (see Mesh.pause). */
-  paused: () => boolean
   clock: Pick<MeshClock, 'random' | 'after'>
 }
 
@@ -67,7 +65,7 @@ export class SyncSessions {
     // A stream opens even to a peer that refuses it: the wait starts over once the peer answers (see attach).
     this.retries = new BackoffScheduler({
       clock: components.clock,
-      active: () => !components.stopped() && components.retired() === undefined && !components.paused(),
+      active: () => !components.stopped() && components.retired() === undefined,
       resetOnSuccess: false,
     })
   }
@@ -87,7 +85,7 @@ export class SyncSessions {
   /** A member connected: open its session unless one exists (or try again later). */
   async connected(peer: PeerId): Promise<void> {
     const id = peer.toString()
-    if (this.c.stopped() || this.c.paused() || this.sessions.has(id)) return
+    if (this.c.stopped() || this.sessions.has(id)) return
     await this.open(peer).catch(() => this.retry(id))
   }
 
@@ -208,7 +206,6 @@ export class SyncSessions {
   private async open(peer: PeerId, signal?: AbortSignal): Promise<void> {
     const retired = this.c.retired()
     if (retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', retired)
-    if (this.c.paused()) throw new KitsyncError('SYNC_PAUSED', 'sync is paused on this device')
     const id = peer.toString()
     this.opening.add(id)
     try {
@@ -226,12 +223,6 @@ export class SyncSessions {
     const retired = this.c.retired()
     if (retired !== undefined) {
       stream.abort(new Error(retired))
-      return
-    }
-    if (this.c.paused()) {
-      // Paused: the stream is closed before any frame, not counted as refused; the device
-      // tries again with its backoff, and this one dials it on resume.
-      await stream.close().catch((err: unknown) => stream.abort(err as Error))
       return
     }
     // No answer from the membership: treated as a stranger.
@@ -272,10 +263,6 @@ export class SyncSessions {
     if (retired !== undefined) {
       // Opened just before this device learnt it was revoked.
       stream.abort(new Error(retired))
-      return
-    }
-    if (this.c.paused()) {
-      stream.abort(new Error('sync is paused on this device'))
       return
     }
     const existing = this.sessions.get(peerId)

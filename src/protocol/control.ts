@@ -47,8 +47,6 @@ export const CONTROL_METHODS = [
   'setItems',
   'fetch',
   'syncNow',
-  'pause',
-  'resume',
   'stats',
   'reset',
 ] as const

@@ -38,11 +38,6 @@ export function register(program: Command, io: CliIO): void {
           : [
               `membership revoked by ${status.revoked.revokedBy} at ${new Date(status.revoked.revokedAt).toISOString()}${status.revoked.reason === undefined ? '' : ` (${status.revoked.reason})`}: the other devices refuse this device`,
             ]),
-        ...(status.paused === undefined
-          ? []
-          : [
-              `sync      paused since ${new Date(status.paused.since).toISOString()}${status.paused.until === undefined ? ' until kitsync sync resume' : `, resumes at ${new Date(status.paused.until).toISOString()}`}`,
-            ]),
         ...(status.network === undefined
           ? []
           : [
