@@ -473,10 +473,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
     if (this.emitter.listenerCount('change') === 0) return
     const at = Date.now()
     const source = changes[0]?.origin === LOCAL_ORIGIN ? 'local' : 'remote'
-    for (const c of changes) {
-      const value = c.value
-      const event: ChangeEvent =
-        value === undefined ? { collection, key: c.key, op: 'del', source, at } : { collection, key: c.key, op: 'set', value, source, at }
+    for (const { key, value } of changes) {
+      const event: ChangeEvent = value === undefined ? { collection, key, op: 'del', source, at } : { collection, key, op: 'set', value, source, at }
       this.emitter.emit('change', event)
     }
   }
