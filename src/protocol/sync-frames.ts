@@ -63,13 +63,18 @@ const MAX_SIGNATURE = 1024
 export function revokedSignatureInput(s: RevokedStatement): Uint8Array {
   const e = encoding.createEncoder()
   encoding.writeVarString(e, REVOKED_CONTEXT)
+  writeRevokedStatement(e, s)
+  return encoding.toUint8Array(e)
+}
+
+/** A REVOKED statement's fields, in the order both the frame and its signature input carry them. */
+function writeRevokedStatement(e: encoding.Encoder, s: RevokedStatement): void {
   encoding.writeVarString(e, s.workspaceId)
   encoding.writeVarString(e, s.revoked)
   encoding.writeVarString(e, s.revokedBy)
   encoding.writeVarUint(e, s.revokedAt)
   encoding.writeVarString(e, s.reason)
   encoding.writeVarString(e, s.signer)
-  return encoding.toUint8Array(e)
 }
 
 export const MAX_COLLECTIONS_IN_HELLO = 100_000
@@ -126,12 +131,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       }
       break
     case FrameType.REVOKED:
-      encoding.writeVarString(e, frame.workspaceId)
-      encoding.writeVarString(e, frame.revoked)
-      encoding.writeVarString(e, frame.revokedBy)
-      encoding.writeVarUint(e, frame.revokedAt)
-      encoding.writeVarString(e, frame.reason)
-      encoding.writeVarString(e, frame.signer)
+      writeRevokedStatement(e, frame)
       encoding.writeVarUint8Array(e, frame.signature)
       break
   }
