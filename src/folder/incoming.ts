@@ -1,0 +1,170 @@
+import { readFile } from 'node:fs/promises'
+import type * as Y from 'yjs'
+import { conflictPath, decideNewestWins, type VersionSide } from '../core/folder-conflicts.js'
+import { unsafePath } from '../core/folder-paths.js'
+import { captureText, currentBase, fileText, mergeRemoteUpdate, type RemoteMerge } from '../core/folder-text-doc.js'
+import { decodeText } from '../core/folder-text.js'
+import { writeFileAtomic, type Expected, type WriteResult } from './atomic-write.js'
+import { readDiskEntry, sha256, type FileState } from './file-state.js'
+import { resolvePeerPath } from './safe-path.js'
+import type { FolderTrash } from './trash.js'
+
+/**
+ * What a peer's change does to the folder on this device: a text file's update merged into its
+ * document and written out, a binary replaced (newest wins), always through a checked peer path
+ * and an atomic write, and never over a local save that was not captured yet: such a save is
+ * captured first (a text file) or kept as the winner (a binary), then the write goes on.
+ */
+
+/** The captured state of each path and a way to write without the write being seen as a local change (FolderWatcher). */
+export interface CapturedStates {
+  captured(path: string): FileState | undefined
+  /** The document snapshot (encoded) whose text the file held when captured or written. */
+  base(path: string): Uint8Array | undefined
+  /** Run a write by the folder layer; its `state` (and `base`) become what is captured. */
+  hold<T extends { state: FileState | undefined; base?: Uint8Array }>(path: string, write: () => Promise<T>): Promise<T>
+}
+
+export interface FolderContext {
+  root: string
+  device: string
+  /** This device's next HLC stamp. */
+  stamp: () => string
+  states: CapturedStates
+  trash?: FolderTrash
+  caseInsensitive?: boolean
+}
+
+const encoder = new TextEncoder()
+/** A save can land between our check and our rename again and again; past this, give up for now (the watcher reports it). */
+const MAX_ATTEMPTS = 5
+
+async function safeAbs(ctx: FolderContext, path: string): Promise<string> {
+  const r = await resolvePeerPath(ctx.root, path, { caseInsensitive: ctx.caseInsensitive === true, allowFinalSymlink: false })
+  if (!r.ok) throw unsafePath(path, r.reason)
+  return r.abs
+}
+
+function expectedOf(ctx: FolderContext, path: string): Expected {
+  return ctx.states.captured(path) ?? 'absent'
+}
+
+type HeldWrite = WriteResult & { state: FileState | undefined; base?: Uint8Array }
+
+/**
+ * An atomic write expecting what was captured, held so that the watcher does not report it; a
+ * changed-under-us keeps the captured state. `base`: the document snapshot the data is the text of.
+ */
+async function heldWrite(
+  ctx: FolderContext,
+  path: string,
+  abs: string,
+  data: Uint8Array,
+  options: { executable: boolean; useTrash: boolean; base?: Uint8Array },
+): Promise<HeldWrite> {
+  const expected = expectedOf(ctx, path)
+  const trash = options.useTrash && ctx.trash !== undefined ? { trash: { trash: ctx.trash, path } } : {}
+  return ctx.states.hold(path, async (): Promise<HeldWrite> => {
+    const w = await writeFileAtomic(abs, data, { expected, executable: options.executable, ...trash })
+    if (w.status !== 'written') return { ...w, state: expected === 'absent' ? undefined : expected }
+    return options.base === undefined ? w : { ...w, base: options.base }
+  })
+}
+
+/**
+ * Capture the file's content into its document if it differs from what was captured: a local
+ * save the watcher has not reported yet. True if the document changed.
+ */
+export async function captureIfChanged(ctx: FolderContext, path: string, doc: Y.Doc): Promise<boolean> {
+  const abs = await safeAbs(ctx, path)
+  const captured = ctx.states.captured(path)
+  const entry = await readDiskEntry(abs, Number.MAX_SAFE_INTEGER, captured)
+  if (entry.kind !== 'file' || (captured !== undefined && entry.hash === captured.hash && entry.executable === captured.executable)) return false
+  const bytes = await readFile(abs).catch(() => undefined)
+  const text = bytes === undefined ? undefined : decodeText(bytes)
+  if (bytes === undefined || text === undefined) return false
+  // What the document takes is what was read: its hash, not the lstat's (a save may land in between).
+  const state: FileState = { ...entry, size: bytes.byteLength, hash: sha256(bytes), binary: false }
+  const base = ctx.states.base(path)
+  const captured2 = captureText(doc, text, { device: ctx.device, stamp: ctx.stamp() }, base === undefined ? {} : { base })
+  await ctx.states.hold(path, async () => ({ state, base: captured2.base }))
+  return captured2.changed
+}
+
+export type TextWriteOutcome = {
+  /** Local saves captured (merged in) before the write: 'changed-under-us' happened this many times. */
+  capturedFirst: number
+  result: Extract<WriteResult, { status: 'written' }> | { status: 'unchanged' }
+}
+
+/** Write the document's text to disk, capturing (and so merging) any local save that landed first. */
+export async function writeTextToDisk(ctx: FolderContext, path: string, doc: Y.Doc, executable = false): Promise<TextWriteOutcome> {
+  const abs = await safeAbs(ctx, path)
+  let capturedFirst = 0
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const base = currentBase(doc)
+    const r = await heldWrite(ctx, path, abs, encoder.encode(fileText(doc)), { executable, useTrash: true, base })
+    if (r.status === 'written') return { capturedFirst, result: r }
+    capturedFirst++
+    if (r.current.kind === 'file') {
+      await captureIfChanged(ctx, path, doc)
+    } else {
+      // Deleted (or replaced by something that is not a file) locally, not captured yet: the
+      // peer's content comes back as a new file, and the caller's delete capture is moot.
+      await ctx.states.hold(path, async () => ({ state: undefined }))
+    }
+  }
+  return { capturedFirst, result: { status: 'unchanged' } }
+}
+
+export interface RemoteTextOutcome {
+  merge: RemoteMerge
+  write: TextWriteOutcome
+  /** The conflict file written beside it, when the JSON/YAML rule applied. */
+  backup?: string
+}
+
+/**
+ * A peer's update of a text file: capture a pending local save first, merge, apply the JSON/YAML
+ * rule, write the file (and the conflict file).
+ */
+export async function applyRemoteText(ctx: FolderContext, path: string, doc: Y.Doc, update: Uint8Array, origin?: unknown): Promise<RemoteTextOutcome> {
+  await captureIfChanged(ctx, path, doc)
+  const merge = mergeRemoteUpdate(doc, path, update, { device: ctx.device, stamp: ctx.stamp() }, origin)
+  let backup: string | undefined
+  if (merge.kind === 'conflict') {
+    backup = merge.backup.path
+    const abs = await safeAbs(ctx, backup)
+    const w = await heldWrite(ctx, backup, abs, encoder.encode(merge.backup.text), { executable: false, useTrash: false })
+    // Another device saved the same conflict file first: same name, same content, one file.
+    if (w.status !== 'written' && !(w.current.kind === 'file' && (await readFile(abs, 'utf8')) === merge.backup.text)) {
+      throw unsafePath(backup, 'CASE_CONFLICT')
+    }
+  }
+  // The loser's device leaves the document to the winner's repair, and writes the winner's text.
+  const write = merge.disk === fileText(doc) ? await writeTextToDisk(ctx, path, doc) : await writeExact(ctx, path, merge.disk, merge.diskBase)
+  return backup === undefined ? { merge, write } : { merge, write, backup }
+}
+
+async function writeExact(ctx: FolderContext, path: string, text: string, base: Uint8Array): Promise<TextWriteOutcome> {
+  const r = await heldWrite(ctx, path, await safeAbs(ctx, path), encoder.encode(text), { executable: false, useTrash: true, base })
+  return r.status === 'written' ? { capturedFirst: 0, result: r } : { capturedFirst: 1, result: { status: 'unchanged' } }
+}
+
+export type BinaryOutcome = { status: 'written'; state: FileState } | { status: 'kept-local'; backup: string }
+
+/**
+ * A peer's new version of a binary file: newest wins. A local version not captured yet is newer
+ * than anything already sent (it gets this device's next stamp), so it stays and the peer's
+ * version is saved as the backup; otherwise the peer's replaces it (the old one to the trash).
+ */
+export async function applyRemoteBinary(ctx: FolderContext, path: string, data: Uint8Array, remote: VersionSide, executable = false): Promise<BinaryOutcome> {
+  const w = await heldWrite(ctx, path, await safeAbs(ctx, path), data, { executable, useTrash: true })
+  if (w.status === 'written') return { status: 'written', state: w.state }
+  const local = { device: ctx.device, stamp: ctx.stamp() }
+  const decision = decideNewestWins(path, local, remote)
+  const backup = decision.winner === 'local' ? decision.backupPath : conflictPath(path, local)
+  const backupAbs = await safeAbs(ctx, backup)
+  await heldWrite(ctx, backup, backupAbs, data, { executable, useTrash: false })
+  return { status: 'kept-local', backup }
+}

@@ -1,0 +1,170 @@
+/**
+ * Two devices' copies of a folder on real disks, their text files' documents exchanged the way
+ * a sync session does (state vectors, then what the other lacks): edits made with real file
+ * writes while "offline", picked up by the watchers, captured, merged and written back.
+ */
+import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { Hlc } from '../../src/core/hlc.js'
+import { fileText, newTextFileDoc } from '../../src/core/folder-text-doc.js'
+import { CaptureLedger } from '../../src/folder/capture-ledger.js'
+import { FolderWatcher, type FolderChange } from '../../src/folder/folder-watcher.js'
+import { applyRemoteText, captureIfChanged, writeTextToDisk, type FolderContext } from '../../src/folder/incoming.js'
+import { FolderTrash } from '../../src/folder/trash.js'
+import { cleanup, makeTempDir } from '../helpers/cli.js'
+
+afterAll(cleanup)
+const DEADLINE_MS = 10_000
+
+interface Device {
+  name: string
+  root: string
+  watcher: FolderWatcher
+  ctx: FolderContext
+  docs: Map<string, Y.Doc>
+  seen: FolderChange[]
+}
+
+const devices: Device[] = []
+afterEach(async () => {
+  for (const d of devices.splice(0)) await d.watcher.stop()
+})
+
+/** A device whose folder holds `files`, each captured into a document made from `from`'s (or anew). */
+async function device(name: string, files: Record<string, string>, from?: Device): Promise<Device> {
+  const root = await makeTempDir(`ks-merge-${name}-`)
+  for (const [p, text] of Object.entries(files)) await writeFile(join(root, p), text)
+  const watcher = new FolderWatcher(root)
+  const seen: FolderChange[] = []
+  watcher.on('changes', (b) => seen.push(...b))
+  await watcher.start()
+  const hlc = new Hlc(name)
+  const ctx: FolderContext = { root, device: name, stamp: () => hlc.now(), states: new CaptureLedger(watcher), trash: new FolderTrash(root) }
+  const docs = new Map<string, Y.Doc>()
+  for (const p of Object.keys(files)) {
+    const doc = newTextFileDoc()
+    if (from !== undefined) Y.applyUpdate(doc, Y.encodeStateAsUpdate(from.docs.get(p) as Y.Doc))
+    await captureIfChanged(ctx, p, doc)
+    docs.set(p, doc)
+  }
+  const d = { name, root, watcher, ctx, docs, seen }
+  devices.push(d)
+  return d
+}
+
+/** Wait until the watcher reported a change of `path`, then capture it (what the folder engine does on 'changes'). */
+async function captureLocalSave(d: Device, path: string): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS
+  while (!d.seen.some((c) => c.path === path)) {
+    if (Date.now() > deadline) throw new Error(`${d.name}: no change of ${path} seen`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  d.seen.splice(0)
+  expect(await captureIfChanged(d.ctx, path, d.docs.get(path) as Y.Doc)).toBe(true)
+}
+
+/** One sync round of one file between two devices, both ways. */
+async function sync(a: Device, b: Device, path: string): Promise<Awaited<ReturnType<typeof applyRemoteText>>[]> {
+  const da = a.docs.get(path) as Y.Doc
+  const db = b.docs.get(path) as Y.Doc
+  const toB = Y.encodeStateAsUpdate(da, Y.encodeStateVector(db))
+  const toA = Y.encodeStateAsUpdate(db, Y.encodeStateVector(da))
+  return [await applyRemoteText(b.ctx, path, db, toB), await applyRemoteText(a.ctx, path, da, toA)]
+}
+
+const read = (d: Device, p: string): Promise<string> => readFile(join(d.root, p), 'utf8')
+
+describe('two devices, one folder', () => {
+  it('edits of different lines made offline are both in the file on both devices, with no conflict copy', async () => {
+    const base = 'alpha\nbeta\ngamma\ndelta\nepsilon\n'
+    const a = await device('devA', { 'notes.md': base })
+    const b = await device('devB', { 'notes.md': base }, a)
+    await writeFile(join(a.root, 'notes.md'), base.replace('beta', 'BETA (edited on A)'))
+    await writeFile(join(b.root, 'notes.md'), base.replace('delta', 'DELTA (edited on B)'))
+    await captureLocalSave(a, 'notes.md')
+    await captureLocalSave(b, 'notes.md')
+    await sync(a, b, 'notes.md')
+    const expected = 'alpha\nBETA (edited on A)\ngamma\nDELTA (edited on B)\nepsilon\n'
+    expect(await read(a, 'notes.md')).toBe(expected)
+    expect(await read(b, 'notes.md')).toBe(expected)
+    expect(await readdir(a.root)).toEqual(['.kitsync', 'notes.md'])
+    expect((await readdir(b.root)).filter((n) => n.includes('conflict'))).toEqual([])
+  })
+
+  it('edits of the same line both survive, in the same order on both devices', async () => {
+    const a = await device('devA', { 'todo.txt': 'buy milk\n' })
+    const b = await device('devB', { 'todo.txt': 'buy milk\n' }, a)
+    await writeFile(join(a.root, 'todo.txt'), 'buy oat milk\n')
+    await writeFile(join(b.root, 'todo.txt'), 'buy milk today\n')
+    await captureLocalSave(a, 'todo.txt')
+    await captureLocalSave(b, 'todo.txt')
+    await sync(a, b, 'todo.txt')
+    expect(await read(a, 'todo.txt')).toBe('buy oat milk today\n')
+    expect(await read(b, 'todo.txt')).toBe('buy oat milk today\n')
+  })
+
+  it('JSON that the merge would break: the later edit wins on both, the other is saved beside it', async () => {
+    const base = '{\n  "rate": 0.03,\n  "years": 10\n}\n'
+    const a = await device('devA', { 'scenario.json': base })
+    const b = await device('devB', { 'scenario.json': base }, a)
+    const textA = base.replace('0.03', '"low"')
+    const textB = base.replace('0.03', '[0.02, 0.04]')
+    await writeFile(join(a.root, 'scenario.json'), textA)
+    await captureLocalSave(a, 'scenario.json')
+    await writeFile(join(b.root, 'scenario.json'), textB) // captured after A's: B's stamp is later
+    await captureLocalSave(b, 'scenario.json')
+    const [atB, atA] = await sync(a, b, 'scenario.json')
+    expect(atA?.merge).toMatchObject({ kind: 'conflict', winner: 'remote' })
+    expect(atB?.merge).toMatchObject({ kind: 'conflict', winner: 'local' })
+    expect(await read(a, 'scenario.json')).toBe(textB)
+    expect(await read(b, 'scenario.json')).toBe(textB)
+    const conflictA = (await readdir(a.root)).filter((n) => n.includes('.conflict-'))
+    const conflictB = (await readdir(b.root)).filter((n) => n.includes('.conflict-'))
+    expect(conflictA).toHaveLength(1)
+    expect(conflictA[0]).toMatch(/^scenario\.conflict-devA-\d{8}T\d{6}Z\.json$/)
+    expect(conflictB).toEqual(conflictA)
+    expect(await read(a, conflictA[0] as string)).toBe(textA)
+    expect(await read(b, conflictA[0] as string)).toBe(textA)
+    // The winner's repair reaches the loser: both documents hold the winner's text, once.
+    await sync(a, b, 'scenario.json')
+    expect(fileText(a.docs.get('scenario.json') as Y.Doc)).toBe(textB)
+    expect(fileText(b.docs.get('scenario.json') as Y.Doc)).toBe(textB)
+    // The loser edits on: its save applies on top of the winner's text, nothing is doubled.
+    await writeFile(join(a.root, 'scenario.json'), textB.replace('10', '20'))
+    await captureLocalSave(a, 'scenario.json')
+    await sync(a, b, 'scenario.json')
+    expect(JSON.parse(await read(b, 'scenario.json'))).toEqual({ rate: [0.02, 0.04], years: 20 })
+    expect(await read(a, 'scenario.json')).toBe(await read(b, 'scenario.json'))
+  })
+
+  it('a local save not captured yet when a peer update arrives is merged, not overwritten', async () => {
+    const base = 'one\ntwo\nthree\n'
+    const a = await device('devA', { 'f.txt': base })
+    const b = await device('devB', { 'f.txt': base }, a)
+    await writeFile(join(a.root, 'f.txt'), 'one (A)\ntwo\nthree\n')
+    await captureLocalSave(a, 'f.txt')
+    // B saves, and the peer's update is applied before B's watcher change is handled.
+    await writeFile(join(b.root, 'f.txt'), 'one\ntwo\nthree (B)\n')
+    await sync(a, b, 'f.txt')
+    expect(await read(b, 'f.txt')).toBe('one (A)\ntwo\nthree (B)\n')
+    await sync(a, b, 'f.txt')
+    expect(await read(a, 'f.txt')).toBe('one (A)\ntwo\nthree (B)\n')
+  })
+
+  it('a save that lands between the check and the write is captured first (changed-under-us), then written merged', async () => {
+    const base = 'x\ny\nz\n'
+    const a = await device('devA', { 'g.txt': base })
+    const doc = a.docs.get('g.txt') as Y.Doc
+    // The document moves on (a peer's edit), and the file is saved locally before it is written out.
+    doc.getText('text').insert(0, 'from peer\n')
+    await writeFile(join(a.root, 'g.txt'), 'x\ny\nz (local)\n')
+    const out = await writeTextToDisk(a.ctx, 'g.txt', doc)
+    expect(out.capturedFirst).toBe(1)
+    expect(out.result.status).toBe('written')
+    expect(await read(a, 'g.txt')).toBe('from peer\nx\ny\nz (local)\n')
+    const trash = await (a.ctx.trash as FolderTrash).list()
+    expect(trash.map((e) => e.reason)).toEqual(['overwritten'])
+  })
+})
