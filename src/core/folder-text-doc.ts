@@ -4,13 +4,17 @@ import { applyTextChange } from './folder-text.js'
 
 /**
  * The content document of one text file: a Y.Text `text`, and a Y.Map `captures` holding, per
- * device, its last captured version: `{t: HLC stamp, s: Yjs snapshot of the document then}`.
+ * device, its last captured version of a JSON or YAML file: `{t: HLC stamp, s: Yjs snapshot of
+ * the document then}`.
  *
- * The document keeps deleted content (`gc: false`), so any device can rebuild the exact text
- * another device had when it captured (`Y.createDocFromSnapshot`). The JSON/YAML rule needs that
- * text: a merge that breaks a file keeps the latest side's version and saves the other's, and an
- * update alone does not say what the sender's whole text was. The cost is the deleted text kept
- * (measured in docs/design/folders.md), bounded by the storage layer's compaction epochs.
+ * The document keeps deleted text (a `gcFilter` that spares the Y.Text's items; everything else,
+ * such as replaced capture entries, is collected as usual), so that the text at any snapshot can
+ * be rebuilt (`Y.createDocFromSnapshot`). Two things need that: the JSON/YAML rule (a merge that
+ * breaks a file keeps the latest side's version, and an update alone does not say what the
+ * sender's whole text was), and rebasing a local save onto a document that moved on since the
+ * file was written (`captureText` with a `base`). The cost is the deleted text (measured in
+ * docs/design/folders.md), bounded by the storage layer's compaction epochs. A document loaded
+ * from storage must be made by `newTextFileDoc` so that it keeps the same rule.
  */
 
 export const TEXT_NAME = 'text'
@@ -21,8 +25,13 @@ interface Capture {
   s: Uint8Array
 }
 
+/** Keep deleted items of the text (snapshots need them); collect the rest. */
+function keepDeletedText(item: Y.Item): boolean {
+  return !(item.parent instanceof Y.Text)
+}
+
 export function newTextFileDoc(): Y.Doc {
-  return new Y.Doc({ gc: false })
+  return new Y.Doc({ gcFilter: keepDeletedText })
 }
 
 export function fileText(doc: Y.Doc): string {
@@ -52,9 +61,25 @@ export function capturedText(doc: Y.Doc, device: string): string | undefined {
   return textAt(doc, c.s)
 }
 
+/**
+ * A new document holding what `doc` held at `snapshot` (same item ids). createDocFromSnapshot
+ * refuses a document with gc on, because collected items could be needed; every item it reads
+ * for the text is kept by keepDeletedText, so the flag is lowered for the call
+ * (test/unit/folder-text.test.ts fails if Yjs comes to read more than that).
+ */
+function forkAt(doc: Y.Doc, snapshot: Y.Snapshot): Y.Doc {
+  const gc = doc.gc
+  doc.gc = false
+  try {
+    return Y.createDocFromSnapshot(doc, snapshot)
+  } finally {
+    doc.gc = gc
+  }
+}
+
 /** The text the document had at a snapshot (encoded). */
 export function textAt(doc: Y.Doc, snapshot: Uint8Array): string {
-  const past = Y.createDocFromSnapshot(doc, Y.decodeSnapshot(snapshot))
+  const past = forkAt(doc, Y.decodeSnapshot(snapshot))
   try {
     return past.getText(TEXT_NAME).toString()
   } finally {
@@ -76,6 +101,8 @@ export interface CaptureOptions {
    * from the document's current text, which would undo the peer's edit.
    */
   base?: Uint8Array
+  /** Record this device's capture (JSON and YAML files, for the conflict rule; default true). */
+  record?: boolean
 }
 
 /**
@@ -95,7 +122,7 @@ export function captureText(doc: Y.Doc, text: string, side: VersionSide, options
       // Rebase: edit a copy of the document as it was at the base, and merge the copy's edits.
       // The copy's items keep their ids, so its insertions land where they were made.
       const baseSnapshot = Y.decodeSnapshot(options.base)
-      const fork = Y.createDocFromSnapshot(doc, baseSnapshot)
+      const fork = forkAt(doc, baseSnapshot)
       try {
         changed = applyTextChange(fork.getText(TEXT_NAME), text)
         Y.applyUpdate(doc, Y.encodeStateAsUpdate(fork, Y.encodeStateVector(baseSnapshot.sv)))
@@ -104,7 +131,7 @@ export function captureText(doc: Y.Doc, text: string, side: VersionSide, options
         fork.destroy()
       }
     }
-    if (changed) captures(doc).set(side.device, { t: side.stamp, s: base })
+    if (changed && options.record !== false) captures(doc).set(side.device, { t: side.stamp, s: base })
   }, options.origin)
   return { changed, base }
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type * as Y from 'yjs'
-import { conflictPath, decideNewestWins, type VersionSide } from '../core/folder-conflicts.js'
+import { conflictPath, decideNewestWins, structuredKind, type VersionSide } from '../core/folder-conflicts.js'
 import { unsafePath } from '../core/folder-paths.js'
 import { captureText, currentBase, fileText, mergeRemoteUpdate, type RemoteMerge } from '../core/folder-text-doc.js'
 import { decodeText } from '../core/folder-text.js'
@@ -86,7 +86,8 @@ export async function captureIfChanged(ctx: FolderContext, path: string, doc: Y.
   // What the document takes is what was read: its hash, not the lstat's (a save may land in between).
   const state: FileState = { ...entry, size: bytes.byteLength, hash: sha256(bytes), binary: false }
   const base = ctx.states.base(path)
-  const captured2 = captureText(doc, text, { device: ctx.device, stamp: ctx.stamp() }, base === undefined ? {} : { base })
+  const record = structuredKind(path) !== undefined
+  const captured2 = captureText(doc, text, { device: ctx.device, stamp: ctx.stamp() }, base === undefined ? { record } : { base, record })
   await ctx.states.hold(path, async () => ({ state, base: captured2.base }))
   return captured2.changed
 }
