@@ -13,7 +13,6 @@ function oneLineEdit(size) {
   const text = yamlLike(lines)
   const doc = newTextFileDoc()
   captureText(doc, text, { device: 'devA', stamp: stamp(1, 'devA') })
-  const sv = Y.encodeStateVector(doc)
   const edited = text.replace(`value number ${lines >> 1} `, `value number ${lines >> 1} (edited) `)
   // The text alone, as a plain Y.Text edit would send it:
   const plain = new Y.Doc()
@@ -45,7 +44,7 @@ function manyEdits(size, edits, devices, record) {
   gcDoc.getText('text').insert(0, text)
   let updates = 0
   let live = 0
-  docs.forEach((d, j) =>
+  docs.forEach((d) =>
     d.on('update', (u, origin) => {
       if (origin !== 'peer') live += u.byteLength
     }),
