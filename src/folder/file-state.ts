@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import type { Stats } from 'node:fs'
-import { lstat, readFile } from 'node:fs/promises'
+import { constants, type Stats } from 'node:fs'
+import { lstat, open } from 'node:fs/promises'
 import { decodeText } from '../core/folder-text.js'
 
 /**
@@ -44,10 +44,19 @@ export async function lstatEntry(abs: string): Promise<DiskEntry | { kind: 'file
 }
 
 /**
+ * A reusable read buffer: a scan hashes 100 MB through a few of these instead of allocating a
+ * Buffer per file (which left RSS ~50 MB higher after a scan of 10,000 files: memory the
+ * allocator keeps once freed).
+ */
+export interface ReadScratch {
+  buf: Buffer
+}
+
+/**
  * The state of `abs`, reading and hashing it when it is at most `maxRead` bytes, unless `known`
  * has the same size, times and inode (then its hash is kept, as git's index does).
  */
-export async function readDiskEntry(abs: string, maxRead: number, known?: FileState): Promise<DiskEntry> {
+export async function readDiskEntry(abs: string, maxRead: number, known?: FileState, scratch?: ReadScratch): Promise<DiskEntry> {
   const e = await lstatEntry(abs)
   if (e.kind !== 'file-unread') return e
   const { st } = e
@@ -56,14 +65,39 @@ export async function readDiskEntry(abs: string, maxRead: number, known?: FileSt
   if (st.size > maxRead) return { ...base, hash: undefined, binary: undefined }
   let bytes: Buffer
   try {
-    bytes = await readFile(abs)
+    bytes = await readAll(abs, st.size, scratch)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
+    // ELOOP: a symlink swapped in after the lstat (O_NOFOLLOW refused it).
     if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' }
+    if (code === 'ELOOP') return { kind: 'symlink' }
     throw err
   }
   // The file may have changed between lstat and read: the size read is the one that counts.
   return { ...base, size: bytes.byteLength, hash: sha256(bytes), binary: decodeText(bytes) === undefined }
+}
+
+/** The whole file, never through a symlink, into `scratch` when it fits (the result is then a view of it). */
+async function readAll(abs: string, sizeHint: number, scratch?: ReadScratch): Promise<Buffer> {
+  const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    let buf = scratch?.buf ?? Buffer.allocUnsafe(sizeHint + 1)
+    let length = 0
+    for (;;) {
+      if (length === buf.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, 64 * 1024))
+        buf.copy(bigger, 0, 0, length)
+        buf = bigger
+        if (scratch !== undefined) scratch.buf = bigger
+      }
+      const { bytesRead } = await fh.read(buf, length, buf.length - length, null)
+      if (bytesRead === 0) break
+      length += bytesRead
+    }
+    return buf.subarray(0, length)
+  } finally {
+    await fh.close()
+  }
 }
 
 export function sameStat(a: Pick<FileState, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>, b: Pick<FileState, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>): boolean {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type * as Y from 'yjs'
-import { conflictPath, decideNewestWins, structuredKind, type VersionSide } from '../core/folder-conflicts.js'
+import { decideNewestWins, structuredKind, type VersionSide } from '../core/folder-conflicts.js'
 import { unsafePath } from '../core/folder-paths.js'
 import { captureText, currentBase, fileText, mergeRemoteUpdate, type RemoteMerge } from '../core/folder-text-doc.js'
 import { decodeText } from '../core/folder-text.js'
@@ -30,6 +30,8 @@ export interface FolderContext {
   device: string
   /** This device's next HLC stamp. */
   stamp: () => string
+  /** Move this device's clock past a stamp received (so a local change made after it stamps later). */
+  observe?: (stamp: string) => void
   states: CapturedStates
   trash?: FolderTrash
   caseInsensitive?: boolean
@@ -152,20 +154,33 @@ async function writeExact(ctx: FolderContext, path: string, text: string, base: 
   return r.status === 'written' ? { capturedFirst: 0, result: r } : { capturedFirst: 1, result: { status: 'unchanged' } }
 }
 
-export type BinaryOutcome = { status: 'written'; state: FileState } | { status: 'kept-local'; backup: string }
+export type BinaryOutcome = { status: 'written'; state: FileState; backup?: string } | { status: 'kept-local'; backup: string }
 
 /**
- * A peer's new version of a binary file: newest wins. A local version not captured yet is newer
- * than anything already sent (it gets this device's next stamp), so it stays and the peer's
- * version is saved as the backup; otherwise the peer's replaces it (the old one to the trash).
+ * A peer's new version of a binary file: newest wins. Over the version last captured, the peer's
+ * replaces it (the old one to the trash). Over a local change not captured yet, the two are
+ * ordered by HLC: the local change gets this device's next stamp, after the peer's (observed
+ * first), so it normally stays and the peer's version is saved as the backup; a peer stamp from
+ * ahead of this clock wins, and the local version becomes the backup.
  */
 export async function applyRemoteBinary(ctx: FolderContext, path: string, data: Uint8Array, remote: VersionSide, executable = false): Promise<BinaryOutcome> {
-  const w = await heldWrite(ctx, path, await safeAbs(ctx, path), data, { executable, useTrash: true })
+  const abs = await safeAbs(ctx, path)
+  const w = await heldWrite(ctx, path, abs, data, { executable, useTrash: true })
   if (w.status === 'written') return { status: 'written', state: w.state }
+  ctx.observe?.(remote.stamp)
   const local = { device: ctx.device, stamp: ctx.stamp() }
   const decision = decideNewestWins(path, local, remote)
-  const backup = decision.winner === 'local' ? decision.backupPath : conflictPath(path, local)
-  const backupAbs = await safeAbs(ctx, backup)
-  await heldWrite(ctx, backup, backupAbs, data, { executable, useTrash: false })
-  return { status: 'kept-local', backup }
+  const backupAbs = await safeAbs(ctx, decision.backupPath)
+  if (decision.winner === 'local') {
+    await heldWrite(ctx, decision.backupPath, backupAbs, data, { executable, useTrash: false })
+    return { status: 'kept-local', backup: decision.backupPath }
+  }
+  // The peer's version wins: the local one is kept beside it first (as it is now), then replaced.
+  const current = await readFile(abs)
+  await heldWrite(ctx, decision.backupPath, backupAbs, current, { executable, useTrash: false })
+  const now = await readDiskEntry(abs, Number.MAX_SAFE_INTEGER)
+  await ctx.states.hold(path, async () => ({ state: now.kind === 'file' ? now : undefined }))
+  const again = await heldWrite(ctx, path, abs, data, { executable, useTrash: false })
+  if (again.status !== 'written') return { status: 'kept-local', backup: decision.backupPath }
+  return { status: 'written', state: again.state, backup: decision.backupPath }
 }

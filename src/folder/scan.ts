@@ -80,9 +80,10 @@ export async function scanFolder(root: string, selection: FolderSelection, previ
   await walk(under)
   let next = 0
   const worker = async (): Promise<void> => {
+    const scratch = { buf: Buffer.allocUnsafe(64 * 1024) }
     while (next < candidates.length) {
       const path = candidates[next++] as string
-      const e = await readDiskEntry(join(root, path), selection.maxFileSize, previous?.get(path))
+      const e = await readDiskEntry(join(root, path), selection.maxFileSize, previous?.get(path), scratch)
       if (e.kind === 'symlink') result.skipped.push({ path, reason: 'symlink' })
       if (e.kind !== 'file') continue
       const d = selection.file(path, { size: e.size, binary: e.binary ?? false })

@@ -3,15 +3,16 @@
  * a sync session does (state vectors, then what the other lacks): edits made with real file
  * writes while "offline", picked up by the watchers, captured, merged and written back.
  */
-import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { Hlc } from '../../src/core/hlc.js'
+import { readDiskEntry } from '../../src/folder/file-state.js'
 import { fileText, newTextFileDoc } from '../../src/core/folder-text-doc.js'
 import { CaptureLedger } from '../../src/folder/capture-ledger.js'
 import { FolderWatcher, type FolderChange } from '../../src/folder/folder-watcher.js'
-import { applyRemoteText, captureIfChanged, writeTextToDisk, type FolderContext } from '../../src/folder/incoming.js'
+import { applyRemoteBinary, applyRemoteText, captureIfChanged, writeTextToDisk, type FolderContext } from '../../src/folder/incoming.js'
 import { FolderTrash } from '../../src/folder/trash.js'
 import { cleanup, makeTempDir } from '../helpers/cli.js'
 
@@ -41,7 +42,14 @@ async function device(name: string, files: Record<string, string>, from?: Device
   watcher.on('changes', (b) => seen.push(...b))
   await watcher.start()
   const hlc = new Hlc(name)
-  const ctx: FolderContext = { root, device: name, stamp: () => hlc.now(), states: new CaptureLedger(watcher), trash: new FolderTrash(root) }
+  const ctx: FolderContext = {
+    root,
+    device: name,
+    stamp: () => hlc.now(),
+    observe: (s) => hlc.observe(s),
+    states: new CaptureLedger(watcher),
+    trash: new FolderTrash(root),
+  }
   const docs = new Map<string, Y.Doc>()
   for (const p of Object.keys(files)) {
     const doc = newTextFileDoc()
@@ -166,5 +174,62 @@ describe('two devices, one folder', () => {
     expect(await read(a, 'g.txt')).toBe('from peer\nx\ny\nz (local)\n')
     const trash = await (a.ctx.trash as FolderTrash).list()
     expect(trash.map((e) => e.reason)).toEqual(['overwritten'])
+  })
+
+  it("a binary: a newer version from a peer replaces it (old one to the trash); over an uncaptured local change, the local one stays and the peer's is the backup", async () => {
+    const a = await device('devA', {})
+    await writeFile(join(a.root, 'logo.bin'), Buffer.from([1, 2, 3, 0]))
+    const state = await readDiskEntry(join(a.root, 'logo.bin'), 1 << 20)
+    if (state.kind !== 'file') throw new Error('no file')
+    await a.ctx.states.hold('logo.bin', async () => ({ state }))
+    const peer = { device: 'devB', stamp: new Hlc('devB').now() }
+    const first = await applyRemoteBinary(a.ctx, 'logo.bin', Buffer.from([9, 9, 0]), peer)
+    expect(first.status).toBe('written')
+    expect([...(await readFile(join(a.root, 'logo.bin')))]).toEqual([9, 9, 0])
+    expect((await (a.ctx.trash as FolderTrash).list()).map((e) => [e.path, e.reason])).toEqual([['logo.bin', 'overwritten']])
+    // A local change not captured yet, then another version from the peer.
+    await writeFile(join(a.root, 'logo.bin'), Buffer.from([7, 0, 7]))
+    const second = await applyRemoteBinary(a.ctx, 'logo.bin', Buffer.from([5, 0]), { device: 'devB', stamp: new Hlc('devB').now() })
+    expect(second).toMatchObject({ status: 'kept-local' })
+    expect([...(await readFile(join(a.root, 'logo.bin')))]).toEqual([7, 0, 7])
+    const backup = second.status === 'kept-local' ? second.backup : ''
+    expect(backup).toMatch(/^logo\.conflict-devB-\d{8}T\d{6}Z\.bin$/)
+    expect([...(await readFile(join(a.root, backup)))]).toEqual([5, 0])
+    // A peer stamp from ahead of this device's clock (beyond what it observed) wins; the local version is kept beside it.
+    await writeFile(join(a.root, 'logo.bin'), Buffer.from([6, 0, 6]))
+    const ahead = { device: 'devB', stamp: `${(Date.now() + 3_600_000).toString(36).padStart(9, '0')}.0000.devB` }
+    const third = await applyRemoteBinary({ ...a.ctx, observe: () => undefined }, 'logo.bin', Buffer.from([4, 0]), ahead)
+    expect(third).toMatchObject({ status: 'written' })
+    expect([...(await readFile(join(a.root, 'logo.bin')))]).toEqual([4, 0])
+    const kept = third.status === 'written' ? (third.backup ?? '') : ''
+    expect(kept).toMatch(/^logo\.conflict-devA-\d{8}T\d{6}Z\.bin$/)
+    expect([...(await readFile(join(a.root, kept)))]).toEqual([6, 0, 6])
+  })
+
+  it("a hostile peer's paths are refused before anything is written, inside or outside the folder", async () => {
+    const a = await device('devA', {})
+    const outside = await makeTempDir('ks-merge-outside-')
+    await symlink(outside, join(a.root, 'docs'))
+    await mkdir(join(a.root, 'real'))
+    const doc = newTextFileDoc()
+    doc.getText('text').insert(0, 'pwned\n')
+    const update = Y.encodeStateAsUpdate(doc)
+    for (const path of [
+      '../escape.txt',
+      '/tmp/escape.txt',
+      'docs/escape.txt',
+      'real/../../escape.txt',
+      '.kitsync/trash/x',
+      '.git/hooks/pre-commit',
+      'a\\..\\b',
+    ]) {
+      await expect(applyRemoteText(a.ctx, path, newTextFileDoc(), update)).rejects.toMatchObject({ code: 'UNSAFE_PATH' })
+      await expect(applyRemoteBinary(a.ctx, path, Buffer.from('x'), { device: 'devB', stamp: new Hlc('devB').now() })).rejects.toMatchObject({
+        code: 'UNSAFE_PATH',
+      })
+    }
+    expect(await readdir(outside)).toEqual([])
+    expect((await readdir(a.root)).sort()).toEqual(['docs', 'real'])
+    expect(await readdir(join(a.root, 'real'))).toEqual([])
   })
 })
