@@ -49,6 +49,8 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
   private flushing: Promise<void> | undefined
   private readonly held = new Map<string, number>()
   private rescanDue = false
+  /** This batch was put off once because a known path was missing (see flush). */
+  private deferred = false
   private stopped = false
   private readonly settleMs: number
   private readonly maxDelayMs: number
@@ -194,6 +196,15 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
       this.rescanDue = false
       return this.rescan()
     }
+    if (!this.deferred && (await this.somethingWent(paths))) {
+      // A known path is gone: wait one more quiet window before telling it. An editor that
+      // renames the file away and writes it anew (vim, emacs) then shows as one 'modified' even
+      // when its steps are slow, and a move shows whole (both ends in one batch: a rename).
+      this.deferred = true
+      for (const p of paths) this.mark(p)
+      return []
+    }
+    this.deferred = false
     const changes: FolderChange[] = []
     for (const p of paths) {
       if (this.held.has(p)) {
@@ -204,6 +215,15 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
       await this.check(p, changes)
     }
     return pairRenames(changes)
+  }
+
+  private async somethingWent(paths: string[]): Promise<boolean> {
+    for (const p of paths) {
+      if (!this.files.has(p) && !this.dirs.has(p)) continue
+      const e = await lstatEntry(join(this.root, p))
+      if (e.kind === 'missing') return true
+    }
+    return false
   }
 
   private async check(path: string, changes: FolderChange[]): Promise<void> {
