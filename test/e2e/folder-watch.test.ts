@@ -8,7 +8,7 @@
  * in the sentinel's batch or before it: all batches up to the sentinel are compared whole.
  */
 import { createHash } from 'node:crypto'
-import { chmod, mkdir, open, readFile, rename, rm, symlink, truncate, unlink, writeFile } from 'node:fs/promises'
+import { chmod, link, mkdir, open, readFile, rename, rm, symlink, truncate, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { FolderWatcher, type FolderChange } from '../../src/folder/folder-watcher.js'
@@ -24,27 +24,32 @@ afterEach(async () => {
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex')
 
-async function startIn(root: string, options: ConstructorParameters<typeof FolderWatcher>[1] = {}): Promise<{ watcher: FolderWatcher; seen: FolderChange[] }> {
+/** Batches as the watcher emitted them (the order inside a batch means nothing). */
+async function startIn(
+  root: string,
+  options: ConstructorParameters<typeof FolderWatcher>[1] = {},
+): Promise<{ watcher: FolderWatcher; seen: FolderChange[][] }> {
   const watcher = new FolderWatcher(root, options)
   watchers.push(watcher)
-  const seen: FolderChange[] = []
-  watcher.on('changes', (batch) => seen.push(...batch))
+  const seen: FolderChange[][] = []
+  watcher.on('changes', (batch) => seen.push(batch))
   await watcher.start()
   return { watcher, seen }
 }
 
 let sentinelCount = 0
-/** Write a sentinel and return every change reported up to and including it (the sentinel's own left out). */
-async function changesUntilSentinel(root: string, seen: FolderChange[]): Promise<FolderChange[]> {
+/** Write a sentinel and return every change reported up to its batch, that batch included (the sentinel's own left out). */
+async function changesUntilSentinel(root: string, seen: FolderChange[][]): Promise<FolderChange[]> {
   const name = `sentinel-${++sentinelCount}.txt`
   await writeFile(join(root, name), 'sentinel')
   const deadline = Date.now() + DEADLINE_MS
   for (;;) {
-    const i = seen.findIndex((c) => c.path === name)
-    if (i >= 0) {
-      const before = seen.splice(0, i + 1)
-      return before.filter((c) => c.path !== name)
-    }
+    const i = seen.findIndex((batch) => batch.some((c) => c.path === name))
+    if (i >= 0)
+      return seen
+        .splice(0, i + 1)
+        .flat()
+        .filter((c) => c.path !== name)
     if (Date.now() > deadline) throw new Error(`no change for ${name} within ${DEADLINE_MS} ms; seen ${JSON.stringify(seen)}`)
     await new Promise((r) => setTimeout(r, 5))
   }
@@ -133,7 +138,7 @@ describe('editor save patterns', () => {
     await new Promise((r) => setTimeout(r, 20))
     await writeFile(join(root, 'notes.txt'), 'v2 final')
     const changes = await changesUntilSentinel(root, seen)
-    expect(changes.at(-1)).toMatchObject({ kind: 'modified', path: 'notes.txt', state: { hash: sha('v2 final') } })
+    expect(changes.filter((c) => c.path === 'notes.txt').at(-1)).toMatchObject({ kind: 'modified', path: 'notes.txt', state: { hash: sha('v2 final') } })
   })
 })
 
@@ -253,5 +258,23 @@ describe('what the watcher reports', () => {
     })
     expect(await changesUntilSentinel(root, seen)).toEqual([])
     expect(watcher.known('a.txt')?.hash).toBe(sha('two, from a peer'))
+  })
+
+  it('a write inotify does not report (through a hard link outside the folder) is found by the periodic rescan', async () => {
+    const base = await makeTempDir('ks-watch-')
+    const root = join(base, 'folder')
+    await mkdir(root)
+    await writeFile(join(root, 'linked.txt'), 'before')
+    await link(join(root, 'linked.txt'), join(base, 'outside-link.txt'))
+    const { seen } = await startIn(root, { rescanIntervalMs: 200 })
+    const fh = await open(join(base, 'outside-link.txt'), 'r+')
+    await fh.write('after!', 0)
+    await fh.close()
+    const deadline = Date.now() + DEADLINE_MS
+    while (!seen.flat().some((c) => c.path === 'linked.txt')) {
+      if (Date.now() > deadline) throw new Error('the rescan did not find the change')
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(simplify(seen.flat())).toEqual([{ kind: 'modified', path: 'linked.txt', hash: sha('after!') }])
   })
 })
