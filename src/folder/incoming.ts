@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import type * as Y from 'yjs'
 import { decideNewestWins, structuredKind, type VersionSide } from '../core/folder-conflicts.js'
+import { KitsyncError } from '../core/errors.js'
 import { unsafePath } from '../core/folder-paths.js'
 import { captureText, currentBase, fileText, mergeRemoteUpdate, type RemoteMerge } from '../core/folder-text-doc.js'
 import { decodeText } from '../core/folder-text.js'
@@ -136,17 +137,30 @@ export async function applyRemoteText(ctx: FolderContext, path: string, doc: Y.D
   const merge = mergeRemoteUpdate(doc, path, update, { device: ctx.device, stamp: ctx.stamp() }, origin)
   let backup: string | undefined
   if (merge.kind === 'conflict') {
-    backup = merge.backup.path
-    const abs = await safeAbs(ctx, backup)
-    const w = await heldWrite(ctx, backup, abs, encoder.encode(merge.backup.text), { executable: false, useTrash: false })
-    // Another device saved the same conflict file first: same name, same content, one file.
-    if (w.status !== 'written' && !(w.current.kind === 'file' && (await readFile(abs, 'utf8')) === merge.backup.text)) {
-      throw unsafePath(backup, 'CASE_CONFLICT')
-    }
+    backup = await writeBackup(ctx, merge.backup.path, encoder.encode(merge.backup.text))
   }
   // The loser's device leaves the document to the winner's repair, and writes the winner's text.
   const write = merge.disk === fileText(doc) ? await writeTextToDisk(ctx, path, doc) : await writeExact(ctx, path, merge.disk, merge.diskBase)
   return backup === undefined ? { merge, write } : { merge, write, backup }
+}
+
+/**
+ * Save a conflict's losing version at `path`. The same name with the same content is already
+ * that file (the other device of the conflict saved it too); a different file there is left
+ * alone and the version goes to `NAME-2.ext`, `NAME-3.ext`... Returns the path used.
+ */
+async function writeBackup(ctx: FolderContext, path: string, data: Uint8Array): Promise<string> {
+  const dot = path.lastIndexOf('.')
+  const slash = path.lastIndexOf('/')
+  for (let n = 1; n <= 20; n++) {
+    const candidate = n === 1 ? path : dot > slash + 1 ? `${path.slice(0, dot)}-${n}${path.slice(dot)}` : `${path}-${n}`
+    const abs = await safeAbs(ctx, candidate)
+    const w = await heldWrite(ctx, candidate, abs, data, { executable: false, useTrash: false })
+    if (w.status === 'written') return candidate
+    const there = w.current.kind === 'file' ? await readFile(abs).catch(() => undefined) : undefined
+    if (there !== undefined && Buffer.compare(there, data) === 0) return candidate
+  }
+  throw new KitsyncError('STORAGE_FAILED', `no free name for the conflict copy ${path}`)
 }
 
 async function writeExact(ctx: FolderContext, path: string, text: string, base: Uint8Array): Promise<TextWriteOutcome> {
@@ -170,17 +184,15 @@ export async function applyRemoteBinary(ctx: FolderContext, path: string, data: 
   ctx.observe?.(remote.stamp)
   const local = { device: ctx.device, stamp: ctx.stamp() }
   const decision = decideNewestWins(path, local, remote)
-  const backupAbs = await safeAbs(ctx, decision.backupPath)
   if (decision.winner === 'local') {
-    await heldWrite(ctx, decision.backupPath, backupAbs, data, { executable, useTrash: false })
-    return { status: 'kept-local', backup: decision.backupPath }
+    const backup = await writeBackup(ctx, decision.backupPath, data)
+    return { status: 'kept-local', backup }
   }
   // The peer's version wins: the local one is kept beside it first (as it is now), then replaced.
-  const current = await readFile(abs)
-  await heldWrite(ctx, decision.backupPath, backupAbs, current, { executable, useTrash: false })
+  const backup = await writeBackup(ctx, decision.backupPath, await readFile(abs))
   const now = await readDiskEntry(abs, Number.MAX_SAFE_INTEGER)
   await ctx.states.hold(path, async () => ({ state: now.kind === 'file' ? now : undefined }))
   const again = await heldWrite(ctx, path, abs, data, { executable, useTrash: false })
-  if (again.status !== 'written') return { status: 'kept-local', backup: decision.backupPath }
-  return { status: 'written', state: again.state, backup: decision.backupPath }
+  if (again.status !== 'written') return { status: 'kept-local', backup }
+  return { status: 'written', state: again.state, backup }
 }

@@ -7,6 +7,7 @@ import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
+import { conflictPath } from '../../src/core/folder-conflicts.js'
 import { Hlc } from '../../src/core/hlc.js'
 import { readDiskEntry } from '../../src/folder/file-state.js'
 import { fileText, newTextFileDoc } from '../../src/core/folder-text-doc.js'
@@ -204,6 +205,22 @@ describe('two devices, one folder', () => {
     const kept = third.status === 'written' ? (third.backup ?? '') : ''
     expect(kept).toMatch(/^logo\.conflict-devA-\d{8}T\d{6}Z\.bin$/)
     expect([...(await readFile(join(a.root, kept)))]).toEqual([6, 0, 6])
+  })
+
+  it('a conflict copy never replaces another file that took its name: the next free name is used', async () => {
+    const a = await device('devA', {})
+    await writeFile(join(a.root, 'data.bin'), Buffer.from([1, 0]))
+    const state = await readDiskEntry(join(a.root, 'data.bin'), 1 << 20)
+    if (state.kind !== 'file') throw new Error('no file')
+    await a.ctx.states.hold('data.bin', async () => ({ state }))
+    await writeFile(join(a.root, 'data.bin'), Buffer.from([2, 0])) // local, not captured
+    const remote = { device: 'devB', stamp: new Hlc('devB').now() }
+    const taken = conflictPath('data.bin', remote)
+    await writeFile(join(a.root, taken), 'somebody else')
+    const r = await applyRemoteBinary(a.ctx, 'data.bin', Buffer.from([3, 0]), remote)
+    expect(r).toEqual({ status: 'kept-local', backup: taken.replace(/\.bin$/, '-2.bin') })
+    expect(await readFile(join(a.root, taken), 'utf8')).toBe('somebody else')
+    expect([...(await readFile(join(a.root, taken.replace(/\.bin$/, '-2.bin'))))]).toEqual([3, 0])
   })
 
   it("a hostile peer's paths are refused before anything is written, inside or outside the folder", async () => {
