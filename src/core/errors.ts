@@ -55,8 +55,6 @@ export const ERROR_CODES = {
   APPEND_ONLY: 10,
   SECRET_REFUSED: 10,
   PRIVATE_KEY_REFUSED: 10,
-  /** A folder path that would leave the folder, pass through a symlink or clash by case (details.reason says which). */
-  UNSAFE_PATH: 10,
   UNKNOWN_CONFLICT: 3,
   /** `kitsync doctor`: a check failed (each says what to do). */
   CHECK_FAILED: 11,

@@ -6,7 +6,7 @@ import { KitsyncError } from './errors.js'
  * ones that do (symlinks, case on a case-insensitive file system) are in folder/safe-path.ts.
  */
 
-/** Why a path is refused; `details.reason` of an UNSAFE_PATH error. */
+/** Why a path is refused; `details.reason` of the INVALID_NAME error. */
 export type PathRefusal =
   | 'NOT_A_STRING'
   | 'EMPTY'
@@ -61,7 +61,7 @@ export function checkFolderPath(path: unknown): PathCheck {
   return { ok: true, path, parts }
 }
 
-/** checkFolderPath, throwing UNSAFE_PATH with the reason. */
+/** checkFolderPath, throwing INVALID_NAME with the reason in `details.reason`. */
 export function assertFolderPath(path: unknown): string[] {
   const check = checkFolderPath(path)
   if (!check.ok) throw unsafePath(path, check.reason)
@@ -70,7 +70,7 @@ export function assertFolderPath(path: unknown): string[] {
 
 export function unsafePath(path: unknown, reason: PathRefusal): KitsyncError {
   const shown = typeof path === 'string' ? JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}...` : path) : typeof path
-  return new KitsyncError('UNSAFE_PATH', `refused folder path ${shown}: ${REASONS[reason]}`, { details: { reason } })
+  return new KitsyncError('INVALID_NAME', `refused folder path ${shown}: ${REASONS[reason]}`, { details: { reason } })
 }
 
 const REASONS: Record<PathRefusal, string> = {

@@ -48,7 +48,7 @@ export async function resolvePeerPath(root: string, path: unknown, options: Safe
   return { ok: true, abs: join(root, ...check.parts), parts: check.parts }
 }
 
-/** resolvePeerPath, throwing UNSAFE_PATH with the reason. */
+/** resolvePeerPath, throwing INVALID_NAME with the reason in `details.reason`. */
 export async function safePeerPath(root: string, path: unknown, options: SafePathOptions = {}): Promise<string> {
   const r = await resolvePeerPath(root, path, options)
   if (!r.ok) throw unsafePath(path, r.reason)

@@ -240,9 +240,9 @@ describe('two devices, one folder', () => {
       '.git/hooks/pre-commit',
       'a\\..\\b',
     ]) {
-      await expect(applyRemoteText(a.ctx, path, newTextFileDoc(), update)).rejects.toMatchObject({ code: 'UNSAFE_PATH' })
+      await expect(applyRemoteText(a.ctx, path, newTextFileDoc(), update)).rejects.toMatchObject({ code: 'INVALID_NAME' })
       await expect(applyRemoteBinary(a.ctx, path, Buffer.from('x'), { device: 'devB', stamp: new Hlc('devB').now() })).rejects.toMatchObject({
-        code: 'UNSAFE_PATH',
+        code: 'INVALID_NAME',
       })
     }
     expect(await readdir(outside)).toEqual([])
