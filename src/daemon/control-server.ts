@@ -121,22 +121,18 @@ export class ControlServer {
             } else if (request.method === 'watch') {
               const stop = new AbortController()
               watches.set(request.id, stop)
-              const collection = optionalString(request.params, 'collection')
-              const iterable = this.workspace.changes({ signal: stop.signal, ...(collection === undefined ? {} : { collection }) })
+              this.watch(
+                request.id,
+                request.params,
+                stop.signal,
+                (event, data) => send({ event, data }),
+                (err) => {
+                  // The client sees its socket close: it watches again, or reports it.
+                  log(`watch ${request.id} ended with an error; its connection is closed`, err)
+                  socket.destroy()
+                },
+              )
               send({ id: request.id, result: { watching: request.id } })
-              void (async () => {
-                for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
-              })().catch((err: unknown) => {
-                // The client sees its socket close: it watches again, or reports it.
-                log(`watch ${request.id} ended with an error; its connection is closed`, err)
-                socket.destroy()
-              })
-              if (request.params?.sync === true) {
-                const offs = WORKSPACE_EVENTS.filter((e) => e !== 'change').map((event) =>
-                  this.workspace.on(event, (data) => send({ event, data: { watch: request.id, ...data } })),
-                )
-                stop.signal.addEventListener('abort', () => offs.forEach((off) => off()))
-              }
             } else if (request.method === 'unwatch') {
               const id = request.params?.watch
               if (typeof id === 'number') watches.get(id)?.abort()
@@ -158,7 +154,31 @@ export class ControlServer {
     socket.on('error', () => socket.destroy())
   }
 
-  private hello(params: Record<string, unknown>): HelloResult {
+  /**
+   * Stream the changes (with `sync: true` the sync events too) of watch `id` to `send` until
+   * `signal` aborts; `failed` when the stream breaks. The socket and the HTTP API's event stream
+   * (daemon/http-routes.ts) both watch through here, so their events are the same.
+   */
+  watch(
+    id: number,
+    params: Record<string, unknown> | undefined,
+    signal: AbortSignal,
+    send: (event: string, data: object) => void,
+    failed: (err: unknown) => void,
+  ): void {
+    const collection = optionalString(params, 'collection')
+    const iterable = this.workspace.changes({ signal, ...(collection === undefined ? {} : { collection }) })
+    void (async () => {
+      for await (const change of iterable) send('change', { watch: id, ...change })
+    })().catch(failed)
+    if (params?.sync === true) {
+      const offs = WORKSPACE_EVENTS.filter((e) => e !== 'change').map((event) => this.workspace.on(event, (data) => send(event, { watch: id, ...data })))
+      signal.addEventListener('abort', () => offs.forEach((off) => off()))
+    }
+  }
+
+  /** `hello`: also answered over HTTP (daemon/http-routes.ts), where it is optional. */
+  hello(params: Record<string, unknown>): HelloResult {
     if (params.protocol !== CONTROL_PROTOCOL) {
       throw new KitsyncError('VERSION_MISMATCH', `the peer speaks control protocol ${CONTROL_PROTOCOL}, the client ${String(params.protocol)}`)
     }
@@ -176,7 +196,8 @@ export class ControlServer {
     return this.peer
   }
 
-  private async call(request: ControlRequest): Promise<unknown> {
+  /** Every method but hello, watch and unwatch: the one dispatch of the socket and the HTTP API. */
+  async call(request: ControlRequest): Promise<unknown> {
     const p = request.params ?? {}
     const ws = this.workspace
     switch (request.method) {

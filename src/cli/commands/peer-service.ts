@@ -293,6 +293,8 @@ interface DetachFlags {
   relay?: boolean
   items?: string
   localOnly?: string
+  httpPort?: number
+  http?: boolean
 }
 
 /** The `peer start` flags given, as arguments for the detached peer (and to remember). */
@@ -305,6 +307,8 @@ export function startFlagsAsArgs(flags: DetachFlags): StartArgs {
     ...(flags.relay === true ? ['--relay'] : []),
     ...(flags.items === undefined ? [] : ['--items', flags.items]),
     ...(flags.localOnly === undefined ? [] : ['--local-only', flags.localOnly]),
+    ...(flags.httpPort === undefined ? [] : ['--http-port', String(flags.httpPort)]),
+    ...(flags.http === false ? ['--no-http'] : []),
   ]
 }
 
