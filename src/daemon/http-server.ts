@@ -58,14 +58,20 @@ export class HttpServer {
     const server = new HttpServer(options)
     try {
       await server.bind(options.port)
+      return server
     } catch (err) {
-      if (!options.fallback || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw portError(err, options.port)
+      if ((options.port !== 0 && !options.fallback) || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw portError(err, options.port)
       log(`HTTP port ${options.port} is taken; using one the OS chooses`)
-      await server.bind(0).catch((again: unknown) => {
-        throw portError(again, 0)
-      })
     }
-    return server
+    // A port the OS chose for 127.0.0.1 may be another process's on ::1: a few more tries.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await server.bind(0)
+        return server
+      } catch (err) {
+        if (attempt >= 3 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw portError(err, 0)
+      }
+    }
   }
 
   /** The URL clients use (the IPv4 address: every system has it). */

@@ -339,9 +339,10 @@ describe('the HTTP API', () => {
     'keeps the token in a 0600 file, out of the log and of the command line; --no-http leaves no listener',
     async () => {
       const home = await makeHome()
-      const started = await kitsyncJson<{ pid: number; listen: string[] }>(home, ['peer', 'start', '--detach', ...NET, '--http-port', '0'])
+      const started = await kitsyncJson<{ pid: number; listen: string[]; http?: string }>(home, ['peer', 'start', '--detach', ...NET, '--http-port', '0'])
       detached.add(started.pid)
       const d = await dashboard(home)
+      expect(started.http).toBe(d.url)
       expect(d.token).toMatch(/^[A-Za-z0-9_-]{43}$/)
       expect(await fileMode(join(home, 'http.token'))).toBe(0o600)
       expect(await fileMode(join(home, 'http.json'))).toBe(0o600)
