@@ -433,7 +433,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   }
 
   /** Storage figures of one collection (for status and benchmarks). */
-  async storageStats(collection: string): Promise<{ bytes: number; logEntries: number; snapshotBytes: number }> {
+  async storageStats(collection: string): Promise<{ bytes: number; logEntries: number; snapshotBytes: number; compactions: number }> {
     return (await this.registry.existing(collection)).log.stats()
   }
 

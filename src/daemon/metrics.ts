@@ -16,6 +16,8 @@ export interface MetricsSource {
   readonly version: string
   stats(): Promise<SyncStatsView>
   list(): Promise<CollectionInfo[]>
+  /** A loaded collection's log: entries not yet compacted, compactions since it was opened. */
+  storageStats(collection: string): Promise<{ logEntries: number; compactions: number }>
   network(): Promise<NetworkStatus>
   /** Files of the store on disk, measured at each scrape: LevelDB's folder, snapshot files, the write-ahead file. */
   readonly storeParts: Record<string, string>
@@ -48,6 +50,7 @@ export class PeerMetrics {
   private readonly perCollection = new Map<keyof SyncCounters, Counter>()
   private readonly gauges
   private readonly syncErrors: Counter
+  private readonly compactions: Counter
   private readonly offSyncOffline: () => void
   private scraping: Promise<unknown> = Promise.resolve()
   /** Event streams open on the HTTP API (set by its routes). */
@@ -64,6 +67,12 @@ export class PeerMetrics {
         new Counter({ name: `${METRIC_PREFIX}collection_${suffix}`, help: `Per collection: ${help}`, labelNames: ['collection'], registers }),
       )
     }
+    this.compactions = new Counter({
+      name: `${METRIC_PREFIX}collection_compactions_total`,
+      help: 'Compactions of a collection (its log folded into its snapshot) since the peer started',
+      labelNames: ['collection'],
+      registers,
+    })
     this.syncErrors = new Counter({
       name: `${METRIC_PREFIX}sync_errors_total`,
       help: 'Sync sessions that ended with an error since the peer started, by error code',
@@ -81,6 +90,7 @@ export class PeerMetrics {
       records: gauge('collection_records', 'Records in a collection', ['collection']),
       stored: gauge('collection_stored_bytes', 'Bytes a collection takes in the store (snapshot plus update log)', ['collection']),
       conflicts: gauge('conflicts_open', 'Conflicts waiting for kitsync resolve', ['collection']),
+      logEntries: gauge('collection_log_entries', "Updates in a collection's log, not yet compacted into its snapshot", ['collection']),
       storeSize: gauge('store_size_bytes', 'Bytes of the store on disk, by part (leveldb, snapshots, wal)', ['part']),
       streams: gauge('http_event_streams', 'Event streams open on the HTTP API'),
     }
@@ -110,6 +120,15 @@ export class PeerMetrics {
       g.records.set({ collection: c.name }, c.records)
       g.stored.set({ collection: c.name }, c.bytes)
       g.conflicts.set({ collection: c.name }, c.openConflicts ?? 0)
+    }
+    this.compactions.reset()
+    for (const c of collections) {
+      if (c.error !== undefined) continue
+      // A collection that cannot be read now has no log figures; list() says why.
+      const s = await this.source.storageStats(c.name).catch((err: unknown) => log(`no storage figures for ${c.name}`, err))
+      if (s === undefined) continue
+      g.logEntries.set({ collection: c.name }, s.logEntries)
+      this.compactions.inc({ collection: c.name }, s.compactions)
     }
     for (const [part, path] of Object.entries(this.source.storeParts)) g.storeSize.set({ part }, await sizeOnDisk(path))
     g.streams.set(this.eventStreams)

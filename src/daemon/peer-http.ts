@@ -36,13 +36,14 @@ export function httpPortFor(option: HttpOption | undefined, setting: HttpSetting
 export function metricsSourceOf(peer: {
   deviceId: string
   paths: HomePaths
-  workspace: Pick<LocalWorkspace, 'stats' | 'list' | 'on'>
+  workspace: Pick<LocalWorkspace, 'stats' | 'list' | 'on' | 'storageStats'>
   networkStatus(): Promise<NetworkStatus>
 }): Omit<MetricsSource, 'version'> {
   return {
     deviceId: peer.deviceId,
     stats: () => peer.workspace.stats(),
     list: () => peer.workspace.list(),
+    storageStats: (collection) => peer.workspace.storageStats(collection),
     network: () => peer.networkStatus(),
     storeParts: { leveldb: peer.paths.store, snapshots: peer.paths.snapshots, wal: peer.paths.wal },
     onSyncOffline: (listener) => peer.workspace.on('sync:offline', listener),

@@ -75,6 +75,7 @@ export class CollectionLog {
   private lastAppendAt = -Infinity
   private idleTimer: NodeJS.Timeout | undefined
   private stopped = false
+  private compactions = 0
   private failure: KitsyncError | undefined
 
   constructor(store: LogStore, name: string, snapshot: () => Uint8Array, init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState }) {
@@ -87,9 +88,14 @@ export class CollectionLog {
     this.state = init.state
   }
 
-  /** Sizes for `list` and `status`. */
-  stats(): { bytes: number; logEntries: number; snapshotBytes: number } {
-    return { bytes: this.state.snapshotBytes + this.state.logBytes, logEntries: this.state.logEntries, snapshotBytes: this.state.snapshotBytes }
+  /** Sizes for `list` and `status`; compactions written since this log was opened (for /metrics). */
+  stats(): { bytes: number; logEntries: number; snapshotBytes: number; compactions: number } {
+    return {
+      bytes: this.state.snapshotBytes + this.state.logBytes,
+      logEntries: this.state.logEntries,
+      snapshotBytes: this.state.snapshotBytes,
+      compactions: this.compactions,
+    }
   }
 
   append(update: Uint8Array): Promise<void> {
@@ -397,6 +403,7 @@ export class CollectionLog {
     this.state.logBytes = 0
     this.state.logEntries = 0
     this.state.oldestEntryAt = undefined
+    this.compactions++
   }
 
   private fail(err: unknown, batch: PendingAppend[]): void {

@@ -68,14 +68,19 @@ function rawRequest(
   })
 }
 
-/** Prometheus text exposition: every sample line parsed, or a failure naming the bad line. */
+/**
+ * Prometheus text exposition: every sample line parsed, or a failure naming the bad line. Values
+ * are read as Prometheus reads them (Go's ParseFloat: NaN and Inf in any case; prom-client writes "Nan").
+ */
 function parsePrometheus(text: string): Map<string, number> {
   const samples = new Map<string, number>()
   for (const line of text.split('\n')) {
     if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.e+-]+|NaN|\+Inf|-Inf)(?: -?\d+)?$/.exec(line)
-    if (m === null) throw new Error(`not a Prometheus sample line: ${JSON.stringify(line)}`)
-    samples.set(m[1] as string, Number(m[2]))
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (\S+)(?: -?\d+)?$/.exec(line)
+    const value = m?.[2] ?? ''
+    const special = /^[+-]?(nan|inf)$/i.exec(value)
+    if (m === null || (special === null && !Number.isFinite(Number(value)))) throw new Error(`not a Prometheus sample line: ${JSON.stringify(line)}`)
+    samples.set(m[1] as string, special === null ? Number(value) : special[1]?.toLowerCase() === 'nan' ? NaN : value.startsWith('-') ? -Infinity : Infinity)
   }
   return samples
 }
@@ -333,6 +338,21 @@ describe('the HTTP API', () => {
     expect(after.get('kitsync_collection_updates_applied_total{collection="notes"}')).toBeGreaterThan(0)
     expect(after.get('kitsync_collection_records{collection="notes"}')).toBe(1)
     expect(JSON.parse(await kitsyncOk(ha, ['get', 'notes', 'from-b', '--json']))).toEqual({ text: 'synced' })
+
+    // The store's figures: two large writes pass the compaction threshold (256 KiB of log).
+    expect(after.get('kitsync_collection_compactions_total{collection="big"}')).toBeUndefined()
+    for (const key of ['b1', 'b2']) expect(await call(a, 'set', { collection: 'big', key, value: 'x'.repeat(200_000) })).toMatchObject({ status: 200 })
+    const compacted = await waitUntil(
+      async () => {
+        const m = await scrape(a)
+        return (m.get('kitsync_collection_compactions_total{collection="big"}') ?? 0) >= 1 ? m : undefined
+      },
+      20_000,
+      'a compaction of the collection big in the metrics',
+    )
+    expect(compacted.get('kitsync_collection_log_entries{collection="big"}')).toBe(0)
+    expect(compacted.get('kitsync_collection_stored_bytes{collection="big"}')).toBeGreaterThan(200_000)
+    expect(compacted.get('kitsync_store_size_bytes{part="leveldb"}')).toBeGreaterThan(before.get('kitsync_store_size_bytes{part="leveldb"}') as number)
   })
 
   it(
