@@ -32,6 +32,8 @@ export class ApiRoutes implements HttpRoutes {
     private readonly control: ControlDispatch,
     private readonly metrics: PeerMetrics,
     private readonly version: string,
+    /** How often an event stream gets a keep-alive comment (default KEEP_ALIVE_MS). */
+    private readonly keepAliveMs = KEEP_ALIVE_MS,
   ) {}
 
   find(path: string): HttpHandler | undefined {
@@ -125,7 +127,7 @@ export class ApiRoutes implements HttpRoutes {
     res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' })
     write(sseComment('kitsync events'))
     write(sseMessage('watching', { watch: id }))
-    const keepAlive = setInterval(() => write(sseComment('keep-alive')), KEEP_ALIVE_MS)
+    const keepAlive = setInterval(() => write(sseComment('keep-alive')), this.keepAliveMs)
     try {
       await ended
     } finally {
