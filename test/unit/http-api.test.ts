@@ -12,7 +12,9 @@ import { REPO_ROOT } from '../helpers/cli.js'
 describe('the HTTP API table', () => {
   it('docs/openapi.json is the document the peer serves (npm run openapi rewrites it)', async () => {
     const file = await readFile(join(REPO_ROOT, 'docs', 'openapi.json'), 'utf8')
-    expect(file).toBe(JSON.stringify(buildOpenApi(KITSYNC_VERSION), null, 2) + '\n')
+    expect(file === JSON.stringify(buildOpenApi(KITSYNC_VERSION), null, 2) + '\n', 'docs/openapi.json is not what the peer serves: run npm run openapi').toBe(
+      true,
+    )
   })
 
   it.each(CONTROL_METHODS)('the control method %s has a path, with its verbs, in the OpenAPI document', (method) => {
@@ -25,6 +27,15 @@ describe('the HTTP API table', () => {
         .sort(),
     )
     expect(methodOfPath(`/api/v1/${method}`)).toBe(method)
+  })
+
+  it('gives a method added to the table a path of its own, POST with a generic body, without a description', () => {
+    const paths = buildOpenApi(KITSYNC_VERSION, [...CONTROL_METHODS, 'history']).paths as Record<
+      string,
+      Record<string, { operationId: string; summary: string }>
+    >
+    expect(Object.keys(paths['/api/v1/history'] ?? {})).toEqual(['post'])
+    expect(paths['/api/v1/history']?.post).toMatchObject({ operationId: 'history', summary: expect.stringContaining('history') as string })
   })
 
   it('only methods that read are served by GET, and watch only by GET', () => {
