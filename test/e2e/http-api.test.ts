@@ -5,6 +5,7 @@
  * document, /metrics after a sync between two real peers, and --no-http.
  */
 import { request } from 'node:http'
+import { createServer, type AddressInfo } from 'node:net'
 import { readFile, readdir, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -12,6 +13,7 @@ import { CONTROL_METHODS } from '../../src/protocol/control.js'
 import { HTTP_STATUS } from '../../src/protocol/http-api.js'
 import { NET, devicesOfTest } from '../helpers/devices.js'
 import {
+  expectCliError,
   expectJsonCliError,
   fileMode,
   kitsync,
@@ -391,6 +393,22 @@ describe('the HTTP API', () => {
     },
     STOP_TIMEOUT_MS * 3,
   )
+
+  it('a --http-port another process holds fails the start with PORT_IN_USE, leaving nothing running', async () => {
+    const holder = createServer()
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+    const taken = (holder.address() as AddressInfo).port
+    try {
+      const home = await makeHome()
+      const message = expectCliError(await kitsync(home, ['peer', 'start', ...NET, '--http-port', String(taken)]), 'PORT_IN_USE', 7)
+      expect(message).toContain(`127.0.0.1:${taken}`)
+      expect(await statOrUndefined(join(home, 'http.json'))).toBeUndefined()
+      expect(await statOrUndefined(join(home, 'peer.pid'))).toBeUndefined()
+      expectCliError(await kitsync(home, ['dashboard']), 'PEER_NOT_RUNNING', 4)
+    } finally {
+      holder.close()
+    }
+  })
 
   it('dashboard without a running peer is PEER_NOT_RUNNING', async () => {
     const home = await makeHome()

@@ -4,6 +4,7 @@
  * real control server on its socket, real HTTP over loopback. The CLI-level tests of the HTTP
  * API are in http-api.test.ts.
  */
+import { createServer, type AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
@@ -86,6 +87,24 @@ describe('the HTTP server, in process', () => {
     const rest = readUntil(res, (_t, ended) => ended, 10_000)
     routes.close()
     await expect(rest).resolves.toBeTypeOf('string')
+  })
+
+  it('takes another port when the default one is taken, and fails with PORT_IN_USE on a port the user set', async () => {
+    const holder = createServer()
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+    const taken = (holder.address() as AddressInfo).port
+    try {
+      const other = await HttpServer.listen({ port: taken, fallback: true, token: TOKEN, routes })
+      expect(other.port).not.toBe(taken)
+      expect((await fetch(`${other.url}api/v1/info`, { headers: auth })).status).toBe(200)
+      await other.close()
+      await expect(HttpServer.listen({ port: taken, fallback: false, token: TOKEN, routes })).rejects.toMatchObject({
+        code: 'PORT_IN_USE',
+        message: expect.stringContaining(`127.0.0.1:${taken}`) as string,
+      })
+    } finally {
+      holder.close()
+    }
   })
 
   it('refuses a body over the limit as it streams in, and a body that is not a JSON object', async () => {
