@@ -313,7 +313,7 @@ describe('the HTTP API', () => {
     expect(ended).toBe('ended')
   })
 
-  it('serves /metrics as Prometheus text, with kitsync_ metrics that change after a sync between two real peers', async () => {
+  it('streams the sync events and serves /metrics as Prometheus text, with kitsync_ metrics that change after a sync between two real peers', async () => {
     const ha = await makeHome()
     const hb = await makeHome()
     await peer(ha)
@@ -324,9 +324,17 @@ describe('the HTTP API', () => {
     expect([...before.keys()].every((name) => name.startsWith('kitsync_'))).toBe(true)
     expect(before.get('kitsync_store_size_bytes{part="leveldb"}')).toBeGreaterThan(0)
     await kitsyncOk(hb, ['join', await invite(ha), '--name', 'bee', ...NET])
+    // The sync events of A, over HTTP, from before B runs.
+    const stop = new AbortController()
+    const events = sseEvents(await fetch(`${a.url}api/v1/events?sync=true`, { headers: bearer(a.token), signal: stop.signal }))
+    await nextEvent(events, (e) => e.event === 'watching', 10_000)
     const pb = await peer(hb)
     const bee = pb.started.deviceId
+    expect((await nextEvent(events, (e) => e.event === 'sync:connected', 20_000)).data).toMatchObject({ peerId: bee })
     await kitsyncOk(hb, ['set', 'notes', 'from-b', '{"text":"synced"}'])
+    const remote = await nextEvent(events, (e) => e.event === 'change' && (e.data as { key?: string }).key === 'from-b', 20_000)
+    expect(remote.data).toMatchObject({ collection: 'notes', op: 'set', value: { text: 'synced' }, source: 'remote' })
+    stop.abort()
     const after = await waitUntil(
       async () => {
         const m = await scrape(a)
