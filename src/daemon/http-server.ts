@@ -41,6 +41,9 @@ export interface HttpServerOptions {
   routes: HttpRoutes
 }
 
+/** Connections each of the two listeners takes at once (a dashboard needs a few, a script one). */
+const MAX_CONNECTIONS = 256
+
 export class HttpServer {
   private readonly servers: Server[] = []
   private readonly sockets = new Set<Socket>()
@@ -104,6 +107,8 @@ export class HttpServer {
     // A request's headers must come within 10 s; a request itself (and an event stream) may last.
     server.headersTimeout = 10_000
     server.requestTimeout = 0
+    // Any local user can connect to a loopback port (not only the token's owner): bounded.
+    server.maxConnections = MAX_CONNECTIONS
     server.on('connection', (socket) => {
       this.sockets.add(socket)
       socket.once('close', () => this.sockets.delete(socket))
