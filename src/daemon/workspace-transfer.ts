@@ -1,0 +1,45 @@
+import { resolve } from 'node:path'
+import type { ImportOptions, ImportReport, ImportSource, GitExportOptions, GitExportReport } from '../core/transfer-types.js'
+import type { Workspace } from '../core/workspace-types.js'
+import type { CollectionRegistry } from './collection-registry.js'
+import { importRecords } from './workspace-import.js'
+
+export interface WorkspaceTransferOptions {
+  workspace: Workspace & { appCollectionNames(): string[] }
+  registry: Pick<CollectionRegistry, 'existing'>
+  maxRecordBytes: number
+  /** Throws when the workspace is closed. */
+  assertOpen(): void
+}
+
+/** Git export and import of a workspace whose store this process owns (LocalWorkspace's exportGit and importRecords). */
+export class WorkspaceTransfer {
+  constructor(private readonly options: WorkspaceTransferOptions) {}
+
+  async exportGit(dir: string, options: GitExportOptions = {}): Promise<GitExportReport> {
+    this.options.assertOpen()
+    const { workspace, registry } = this.options
+    // Loaded on use: it starts child processes, which nothing else of the workspace does.
+    const { exportGit } = await import('./git-export.js')
+    const host = {
+      info: () => workspace.info(),
+      devices: () => workspace.devices(),
+      appCollectionNames: () => workspace.appCollectionNames(),
+      collection: (name: string) => workspace.collection(name),
+      stampedRecords: async (name: string) => {
+        const c = (await registry.existing(name)).collection
+        return { records: c.entries(), stampOf: (key: string) => c.lastWrite(key) }
+      },
+    }
+    return exportGit(host, resolve(dir), options)
+  }
+
+  importRecords(source: ImportSource, options: ImportOptions = {}): Promise<ImportReport> {
+    try {
+      this.options.assertOpen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return importRecords(this.options.workspace, source, options, { maxRecordBytes: this.options.maxRecordBytes })
+  }
+}
