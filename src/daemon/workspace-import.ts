@@ -40,13 +40,13 @@ const setImmediateTurn = (): Promise<void> => new Promise((resolve) => setImmedi
 
 /** Bounds of a write slice: it grows while slices take less than the budget, and shrinks when one takes more. */
 const MIN_SLICE = 4
-const MAX_SLICE = 512
+const MAX_SLICE = 256
 
 export async function importRecords(host: ImportHost, input: ImportSource, options: ImportOptions, tuning: ImportTuning): Promise<ImportReport> {
   const started = performance.now()
   const source = toImportSource(input)
   const yieldTurn = tuning.yieldTurn ?? setImmediateTurn
-  const budget = tuning.budgetMs ?? 4
+  const budget = tuning.budgetMs ?? 3
   const now = tuning.now ?? Date.now
   let turnStart = performance.now()
   const pace = async (): Promise<void> => {
