@@ -40,7 +40,7 @@ const setImmediateTurn = (): Promise<void> => new Promise((resolve) => setImmedi
 
 /** Bounds of a write slice: it grows while slices take less than the budget, and shrinks when one takes more. */
 const MIN_SLICE = 4
-const MAX_SLICE = 256
+export const MAX_SLICE = 256
 
 export async function importRecords(host: ImportHost, input: ImportSource, options: ImportOptions, tuning: ImportTuning): Promise<ImportReport> {
   const started = performance.now()
