@@ -154,7 +154,8 @@ async function assertOwnFolder(top: string, folder: string): Promise<void> {
 
 async function writeCollection(top: string, plan: CollectionPlan, oldKeys: Map<string, string>): Promise<void> {
   const folderPath = join(top, plan.folder)
-  await mkdir(folderPath, { recursive: true })
+  // Private like `export --out` (0600): git keeps no permission bits but the executable one.
+  await mkdir(folderPath, { recursive: true, mode: 0o700 })
   const existing = new Set(await readdir(folderPath))
   if (existing.has(COLLECTION_FILE)) {
     try {
@@ -170,7 +171,7 @@ async function writeCollection(top: string, plan: CollectionPlan, oldKeys: Map<s
     jobs.push(async () => {
       const path = join(folderPath, file)
       if (existing.has(file) && (await readFile(path, 'utf8').catch(() => undefined)) === text) return
-      await writeFile(path, text)
+      await writeFile(path, text, { mode: 0o600 })
     })
   }
   // Record files of records that are gone; other files in the folder (a README) stay.

@@ -13,6 +13,7 @@ import {
   cleanup,
   expectCliError,
   expectJsonCliError,
+  fileMode,
   kitsync,
   kitsyncJson,
   kitsyncOk,
@@ -97,6 +98,10 @@ describe('kitsync export --git', () => {
     expect(tracked).toContain('!drafts/_collection.json')
     for (const f of tracked) expect(f, f).toMatch(/^[a-z0-9._!%~-]+\/[a-z0-9._!%~-]+$/)
     expect(JSON.parse(await readFile(join(repo, 'alerts', '!alert-7.json'), 'utf8'))).toEqual({ symbol: 'BTCUSD', price: 100000, active: true })
+    // Private, as `export --out`: nothing readable by another local user.
+    expect(await fileMode(repo)).toBe(0o700)
+    expect(await fileMode(join(repo, 'alerts'))).toBe(0o700)
+    expect(await fileMode(join(repo, 'alerts', '!alert-7.json'))).toBe(0o600)
     expect(JSON.parse(await readFile(join(repo, '!drafts', '_collection.json'), 'utf8'))).toMatchObject({
       collection: 'Drafts',
       kind: 'templates',
