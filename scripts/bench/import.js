@@ -2,8 +2,10 @@
 // the same process (the library, openWorkspace in mode local, a LevelDB home), written with
 // workspace.importRecords (slices with a turn of the event loop between them) and, for
 // comparison, as apps import today (append, 100 at a time, each batch awaited).
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { openWorkspace } from '../../dist/index.js'
+import { fileURLToPath } from 'node:url'
 import { median, percentile, round } from './lib.js'
 
 export const id = 'import'
@@ -38,9 +40,65 @@ const MODES = {
   },
 }
 
-/** One round: a fresh home, the alert timer running, the import; the samples of the alerts made during it. */
-async function round1(tmp, mode) {
-  const home = join(await tmp.make('import'), 'home')
+/** Nanoseconds this thread has waited for a CPU (Linux schedstat), or undefined where it cannot be read. */
+function runQueueDelayNs() {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1])
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The longest stretch the event loop was held, from a 1 ms timer's gaps with the thread's wait
+ * for a CPU taken off (on a loaded machine the scheduler, not the code, holds a process back):
+ * what the code itself blocked, running or in a system call.
+ */
+function blockWatch() {
+  let last = performance.now()
+  let lastDelay = runQueueDelayNs()
+  let longest = 0
+  const note = () => {
+    const now = performance.now()
+    const delay = runQueueDelayNs()
+    const waited = delay === undefined || lastDelay === undefined ? 0 : (delay - lastDelay) / 1e6
+    longest = Math.max(longest, now - last - 1 - waited)
+    last = now
+    lastDelay = delay
+  }
+  const timer = setInterval(note, 1)
+  return {
+    stop() {
+      note()
+      clearInterval(timer)
+      return longest
+    },
+  }
+}
+
+/**
+ * One round in a fresh process (as an app would run it, with no heap left by other sections):
+ * `node scripts/bench/import.js --round MODE HOME` prints one JSON line.
+ */
+function round1(home, mode) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--round', mode, home], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
+    child.on('error', reject)
+    child.on('close', (code) => {
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop()))
+      } catch {
+        reject(new Error(`round ${mode} exited with ${code} without a result: ${out.slice(0, 300)}`))
+      }
+    })
+  })
+}
+
+/** The round itself: a fresh home, the alert timer running, the import; the samples of the alerts due during it. */
+async function roundInProcess(home, mode) {
+  const { openWorkspace } = await import('../../dist/index.js')
   const ws = await openWorkspace({ home, mode: 'local', serve: false })
   try {
     await ws.set('alerts', ALERT, { symbol: 'BTCUSD', price: 0, active: true })
@@ -70,13 +128,15 @@ async function round1(tmp, mode) {
       }, INTERVAL_MS)
     }
     tick()
+    const blocks = blockWatch()
     const t0 = performance.now()
     await MODES[mode](ws)
     end = performance.now()
+    const longestBlockMs = blocks.stop()
     const ms = end - t0
     await chainStopped
     await Promise.all(pending)
-    return { latencies, ms, longestTimerGapMs: gap }
+    return { latencies, ms, longestTimerGapMs: gap, longestBlockMs }
   } finally {
     await ws.close()
   }
@@ -89,21 +149,21 @@ export async function run({ measure, note, tmp, log }) {
   const results = { importRecords: [], today: [] }
   for (let r = 0; r < ROUNDS; r++) {
     for (const mode of ['today', 'importRecords']) {
-      const x = await round1(tmp, mode)
+      const x = await round1(join(await tmp.make('import'), 'home'), mode)
       results[mode].push(x)
       log(
-        `    round ${r + 1} ${mode}: import ${round(x.ms, 0)} ms, ${x.latencies.length} alert changes, p99 ${round(percentile(x.latencies, 99), 1)} ms, longest timer gap ${round(x.longestTimerGapMs, 0)} ms`,
+        `    round ${r + 1} ${mode}: import ${round(x.ms, 0)} ms, ${x.latencies.length} alert changes, p99 ${round(percentile(x.latencies, 99), 1)} ms, longest timer gap ${round(x.longestTimerGapMs, 0)} ms, longest block without the CPU wait ${round(x.longestBlockMs, 0)} ms`,
       )
     }
   }
   const method = (mode) =>
-    `In one Node process: openWorkspace({ home, mode: 'local' }) on a fresh LevelDB home. A setTimeout chain changes alerts/${ALERT} every ${INTERVAL_MS} ms ` +
+    `In a fresh Node process per round: openWorkspace({ home, mode: 'local' }) on a fresh LevelDB home. A setTimeout chain changes alerts/${ALERT} every ${INTERVAL_MS} ms ` +
     `(workspace.set, not awaited); latency of a change = from when its timer was due until its set resolved (durable, ready for the peers), so a late timer counts. ` +
     `Samples: the changes due while ${ENTRIES.toLocaleString('en-US')} journal entries are imported ` +
     (mode === 'importRecords'
       ? `with workspace.importRecords({ collections: { journal: { records } } }) (checked by kind first, then written in slices with a setImmediate turn between them). `
       : `as apps do today: workspace.append('journal', ...) ${BATCH} at a time, each batch awaited (as the workload section's in-process round). `) +
-    `${ROUNDS} rounds pooled (interleaved with the other way). Details: n, p50, max, import time and the longest gap of the timer per round.`
+    `${ROUNDS} rounds pooled (interleaved with the other way). Details: n, p50, max, and per round the import time, the longest gap of the alert timer and the longest block of the event loop with the thread's wait for a CPU taken off (a 1 ms timer, /proc/thread-self/schedstat: what the code held, apart from the machine's load).`
   const figure = async (mode, spec) =>
     measure({ ...spec, unit: 'ms', method: method(mode) }, async () => {
       const samples = results[mode].flatMap((x) => x.latencies)
@@ -119,6 +179,7 @@ export async function run({ measure, note, tmp, log }) {
             n: x.latencies.length,
             p99: round(percentile(x.latencies, 99), 2),
             longestTimerGapMs: round(x.longestTimerGapMs, 1),
+            longestBlockMs: round(x.longestBlockMs, 1),
           })),
         },
       }
@@ -148,4 +209,9 @@ export async function run({ measure, note, tmp, log }) {
       'the peers out and measures what the import does to the writing process itself. Appends awaited in batches never give timers a turn: the write-ahead file ' +
       "acknowledges in microtasks, so the alert timer waits for the whole import (the longest timer gap is the import's length).",
   )
+}
+
+if (process.argv[2] === '--round') {
+  const [mode, home] = process.argv.slice(3)
+  console.log(JSON.stringify(await roundInProcess(home, mode)))
 }

@@ -14,8 +14,14 @@ import type { Workspace } from '../core/workspace-types.js'
  * for long (10,000 records written as one group held it for 100+ ms; see bench `import`).
  */
 
-/** What the import needs of a workspace (LocalWorkspace gives all of it). */
-export type ImportHost = Pick<Workspace, 'list' | 'collection' | 'get' | 'getAll' | 'configure' | 'set' | 'delete'>
+/** What the import needs of a workspace (WorkspaceTransfer gives it from a LocalWorkspace). */
+export type ImportHost = Pick<Workspace, 'collection' | 'get' | 'getAll' | 'configure' | 'set' | 'delete'> & {
+  /**
+   * Records in a collection, or undefined if it does not exist. Asked only for the collections
+   * of the source: `list()` would load every collection of the workspace.
+   */
+  recordCount(name: string): Promise<number | undefined>
+}
 
 export interface ImportTuning {
   maxRecordBytes: number
@@ -56,22 +62,22 @@ export async function importRecords(host: ImportHost, input: ImportSource, optio
     turnStart = performance.now()
   }
 
-  const present = new Map((await host.list()).map((c) => [c.name, c.records]))
   const problems: ImportProblem[] = []
   const plans: PlannedCollection[] = []
   for (const name of Object.keys(source.collections).sort()) {
     const src = source.collections[name] as (typeof source.collections)[string]
-    const count = present.get(name)
-    const exists = count !== undefined
+    let count: number | undefined
     let rules: EffectiveSettings
     let view
     try {
+      count = await host.recordCount(name)
       view = await host.collection(name)
       rules = importRules(name, view, (count ?? 0) > 0, src)
     } catch (err) {
       problems.push(problemOf(name, undefined, err))
       continue
     }
+    const exists = count !== undefined
     const report: ImportCollectionReport = {
       collection: name,
       kind: rules.kind.name,
@@ -92,7 +98,7 @@ export async function importRecords(host: ImportHost, input: ImportSource, optio
       await pace()
       seen.add(key)
       try {
-        const current = exists ? await host.get(name, key) : undefined
+        const current = (count ?? 0) > 0 ? await host.get(name, key) : undefined
         const p = planRecord(name, rules, key, value, current, { now: now(), maxRecordBytes: tuning.maxRecordBytes })
         report[p.status]++
         if (p.status !== 'unchanged') plan.writes.push({ key, value: p.value })

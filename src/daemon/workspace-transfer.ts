@@ -2,11 +2,11 @@ import { resolve } from 'node:path'
 import type { ImportOptions, ImportReport, ImportSource, GitExportOptions, GitExportReport } from '../core/transfer-types.js'
 import type { Workspace } from '../core/workspace-types.js'
 import type { CollectionRegistry } from './collection-registry.js'
-import { importRecords } from './workspace-import.js'
+import { importRecords, type ImportHost, type ImportTuning } from './workspace-import.js'
 
 export interface WorkspaceTransferOptions {
   workspace: Workspace & { appCollectionNames(): string[] }
-  registry: Pick<CollectionRegistry, 'existing'>
+  registry: Pick<CollectionRegistry, 'existing' | 'has' | 'load'>
   maxRecordBytes: number
   /** Throws when the workspace is closed. */
   assertOpen(): void
@@ -34,12 +34,23 @@ export class WorkspaceTransfer {
     return exportGit(host, resolve(dir), options)
   }
 
-  importRecords(source: ImportSource, options: ImportOptions = {}): Promise<ImportReport> {
+  /** `tuning` (the event loop's turn and the slice budget) for tests; the maxRecordBytes is the workspace's. */
+  importRecords(source: ImportSource, options: ImportOptions = {}, tuning: Omit<ImportTuning, 'maxRecordBytes'> = {}): Promise<ImportReport> {
     try {
       this.options.assertOpen()
     } catch (err) {
       return Promise.reject(err)
     }
-    return importRecords(this.options.workspace, source, options, { maxRecordBytes: this.options.maxRecordBytes })
+    const { workspace, registry } = this.options
+    const host: ImportHost = {
+      collection: (name) => workspace.collection(name),
+      get: (collection, key) => workspace.get(collection, key),
+      getAll: (collection) => workspace.getAll(collection),
+      configure: (name, change) => workspace.configure(name, change),
+      set: (collection, key, value) => workspace.set(collection, key, value),
+      delete: (collection, key) => workspace.delete(collection, key),
+      recordCount: async (name) => (registry.has(name) ? (await registry.load(name)).collection.size : undefined),
+    }
+    return importRecords(host, source, options, { ...tuning, maxRecordBytes: this.options.maxRecordBytes })
   }
 }

@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { KitsyncError } from '../../src/core/errors.js'
 import type { ImportSource } from '../../src/core/transfer-types.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
-import { importRecords, MAX_SLICE } from '../../src/daemon/workspace-import.js'
+import { MAX_SLICE } from '../../src/daemon/workspace-import.js'
+import type { WorkspaceTransfer } from '../../src/daemon/workspace-transfer.js'
 import type { BinaryLevel } from '../../src/store/level.js'
 
 /** importRecords on a LocalWorkspace over memory-level: what it checks, reports and writes, and in what slices. */
@@ -112,12 +113,11 @@ describe('importRecords', () => {
     const records: Record<string, { n: number }> = {}
     for (let i = 0; i < 3000; i++) records[`e${i}`] = { n: i }
     let turns = 0
-    const report = await importRecords(
-      ws,
+    const transfer = (ws as unknown as { transfer: WorkspaceTransfer }).transfer
+    const report = await transfer.importRecords(
       { collections: { journal: { records } } },
       {},
       {
-        maxRecordBytes: 1 << 20,
         // A budget no slice reaches: slices grow to their bound.
         budgetMs: 1e9,
         yieldTurn: () => {
