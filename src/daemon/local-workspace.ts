@@ -44,7 +44,6 @@ import { databaseParts, homeParts, type DatabaseOptions, type LocalWorkspaceOpti
 import { WorkspaceWrites } from './workspace-writes.js'
 import { WorkspaceTransfer } from './workspace-transfer.js'
 import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from '../core/transfer-types.js'
-import { DEFAULT_MAX_RECORD_BYTES } from '../core/record-collection.js'
 
 /**
  * A workspace whose store this process owns: collections are Y.Docs loaded on first use,
@@ -69,8 +68,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly conflictDesk: WorkspaceConflicts
   /** Local writes, in call order, group-committed per collection. */
   private readonly writes: WorkspaceWrites
-  /** Git export and import (exportGit, importRecords). */
-  private readonly transfer: WorkspaceTransfer
+  private readonly transfer: WorkspaceTransfer // git export and import
   private readonly timer: NodeJS.Timeout
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []
@@ -124,7 +122,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       closed: () => this.closed,
     })
     this.writes = new WorkspaceWrites({ registry: this.registry, settings: this.settings, assertOpen: () => this.assertOpen() })
-    const maxRecordBytes = parts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
+    const { maxRecordBytes } = parts
     this.transfer = new WorkspaceTransfer({ workspace: this, registry: this.registry, maxRecordBytes, assertOpen: () => this.assertOpen() })
     if (parts.selection !== undefined) this.sync.configure(parts.selection)
     // The age trigger of compaction needs a clock even when nothing is written.

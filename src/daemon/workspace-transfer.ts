@@ -1,13 +1,15 @@
 import { resolve } from 'node:path'
 import type { ImportOptions, ImportReport, ImportSource, GitExportOptions, GitExportReport } from '../core/transfer-types.js'
 import type { Workspace } from '../core/workspace-types.js'
+import { DEFAULT_MAX_RECORD_BYTES } from '../core/record-collection.js'
 import type { CollectionRegistry } from './collection-registry.js'
 import { importRecords, type ImportHost, type ImportTuning } from './workspace-import.js'
 
 export interface WorkspaceTransferOptions {
   workspace: Workspace & { appCollectionNames(): string[] }
   registry: Pick<CollectionRegistry, 'existing' | 'has' | 'load'>
-  maxRecordBytes: number
+  /** Largest record (default: DEFAULT_MAX_RECORD_BYTES). */
+  maxRecordBytes?: number | undefined
   /** Throws when the workspace is closed. */
   assertOpen(): void
 }
@@ -51,6 +53,6 @@ export class WorkspaceTransfer {
       delete: (collection, key) => workspace.delete(collection, key),
       recordCount: async (name) => (registry.has(name) ? (await registry.load(name)).collection.size : undefined),
     }
-    return importRecords(host, source, options, { ...tuning, maxRecordBytes: this.options.maxRecordBytes })
+    return importRecords(host, source, options, { ...tuning, maxRecordBytes: this.options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES })
   }
 }
