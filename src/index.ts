@@ -42,5 +42,17 @@ export type {
   WorkspaceInfo,
   WorkspaceStatus,
 } from './core/workspace-types.js'
+export { readImportSource } from './api/transfer.js'
+export type {
+  GitExportChange,
+  GitExportOptions,
+  GitExportReport,
+  ImportCollection,
+  ImportCollectionReport,
+  ImportOptions,
+  ImportProblem,
+  ImportReport,
+  ImportSource,
+} from './core/transfer-types.js'
 export { KITSYNC_VERSION } from './core/version.js'
 export { DEFAULT_MAX_RECORD_BYTES } from './core/record-collection.js'

@@ -24,6 +24,8 @@ import { WORKSPACE_EVENTS } from '../core/workspace-types.js'
 import type { ItemsChange } from '../core/selection.js'
 import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import type { ControlClient } from './control-client.js'
+import { resolve } from 'node:path'
+import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from '../core/transfer-types.js'
 
 /** A workspace reached through the control socket of the peer that owns the store. */
 export class RemoteWorkspace implements Workspace {
@@ -71,6 +73,16 @@ export class RemoteWorkspace implements Workspace {
 
   export(): Promise<WorkspaceExport> {
     return this.client.request('export') as Promise<WorkspaceExport>
+  }
+
+  /** The peer writes and commits: the folder is resolved here, against this process's working folder. */
+  exportGit(dir: string, options: GitExportOptions = {}): Promise<GitExportReport> {
+    return this.client.request('exportGit', { dir: resolve(dir), ...options }) as Promise<GitExportReport>
+  }
+
+  /** The source goes to the peer in one message (up to 64 MiB of JSON); a signal cannot cross the socket. */
+  importRecords(source: ImportSource, options: ImportOptions = {}): Promise<ImportReport> {
+    return this.client.request('importRecords', { source, dryRun: options.dryRun === true, prune: options.prune === true }) as Promise<ImportReport>
   }
 
   devices(): Promise<DeviceRecord[]> {

@@ -7,7 +7,7 @@ type Register = (program: Command, io: CliIO) => void
 
 /**
  * Every command module, in the order of `kitsync --help`, with the top-level commands it
- * registers. A run loads only the module of its command (a peer never loads the other 24, nor
+ * registers. A run loads only the module of its command (a peer never loads the other 25, nor
  * what they import); help, a bare `kitsync` and an unknown command load them all.
  */
 export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () => Promise<{ register: Register }> }[] = [
@@ -22,6 +22,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['list'], load: () => import('./commands/list.js') },
   { commands: ['watch'], load: () => import('./commands/watch.js') },
   { commands: ['export'], load: () => import('./commands/export.js') },
+  { commands: ['import'], load: () => import('./commands/import.js') },
   { commands: ['status'], load: () => import('./commands/status.js') },
   { commands: ['peer'], load: () => import('./commands/peer.js') },
   { commands: ['pair'], load: () => import('./commands/pair.js') },

@@ -60,6 +60,11 @@ export const ERROR_CODES = {
   UNKNOWN_CONFLICT: 3,
   /** `kitsync doctor`: a check failed (each says what to do). */
   CHECK_FAILED: 11,
+  // the system git (`export --git`): exit 12
+  /** No `git` on PATH. */
+  GIT_NOT_FOUND: 12,
+  /** A git command failed (its own message follows). */
+  GIT_FAILED: 12,
   // anything else is a bug: exit 1
   INTERNAL: 1,
 } as const satisfies Record<string, number>

@@ -1,5 +1,6 @@
 import type { JsonValue } from './json.js'
 import type { SelfRevocation } from './membership.js'
+import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from './transfer-types.js'
 import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from './sync-types.js'
 
 /** The shape shared by every way of reaching a workspace: in-process or through a running peer. */
@@ -308,6 +309,10 @@ export interface Workspace {
   delete(collection: string, key: string): Promise<boolean>
   list(): Promise<CollectionInfo[]>
   export(): Promise<WorkspaceExport>
+  /** Write the app collections to a git repository (DIR), a JSON file per record, and commit what changed (system git). */
+  exportGit(dir: string, options?: GitExportOptions): Promise<GitExportReport>
+  /** Load records (readImportSource: a JSON or git export) as new writes, checked by kind; any refused record fails it all, nothing written. */
+  importRecords(source: ImportSource, options?: ImportOptions): Promise<ImportReport>
   status(): Promise<WorkspaceStatus>
   /** Subscribe to an event; returns the function that unsubscribes. */
   on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void

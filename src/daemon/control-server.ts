@@ -7,6 +7,7 @@ import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
 import { WORKSPACE_EVENTS, type CollectionChange, type NetworkStatus, type ResolveChoice, type Workspace } from '../core/workspace-types.js'
 import type { Invite } from './invites.js'
+import { toImportSource } from '../core/import-plan.js'
 import type { PatternChange } from '../core/selection.js'
 import {
   CONTROL_PROTOCOL,
@@ -219,6 +220,12 @@ export class ControlServer {
         return ws.delete(requireString(p, 'collection'), requireString(p, 'key'))
       case 'list':
         return ws.list()
+      case 'exportGit': {
+        const message = optionalString(p, 'message')
+        return ws.exportGit(requireString(p, 'dir'), message === undefined ? {} : { message })
+      }
+      case 'importRecords':
+        return ws.importRecords(toImportSource(p.source), { dryRun: p.dryRun === true, prune: p.prune === true })
       case 'export':
         return ws.export()
       case 'status': {

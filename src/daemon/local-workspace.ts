@@ -42,6 +42,8 @@ import { WorkspaceConflicts } from './workspace-conflicts.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { databaseParts, homeParts, type DatabaseOptions, type LocalWorkspaceOptions, type LocalWorkspaceParts } from './workspace-parts.js'
 import { WorkspaceWrites } from './workspace-writes.js'
+import { WorkspaceTransfer } from './workspace-transfer.js'
+import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from '../core/transfer-types.js'
 
 /**
  * A workspace whose store this process owns: collections are Y.Docs loaded on first use,
@@ -66,6 +68,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly conflictDesk: WorkspaceConflicts
   /** Local writes, in call order, group-committed per collection. */
   private readonly writes: WorkspaceWrites
+  private readonly transfer: WorkspaceTransfer // git export and import
   private readonly timer: NodeJS.Timeout
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []
@@ -119,6 +122,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
       closed: () => this.closed,
     })
     this.writes = new WorkspaceWrites({ registry: this.registry, settings: this.settings, assertOpen: () => this.assertOpen() })
+    const { maxRecordBytes } = parts
+    this.transfer = new WorkspaceTransfer({ workspace: this, registry: this.registry, maxRecordBytes, assertOpen: () => this.assertOpen() })
     if (parts.selection !== undefined) this.sync.configure(parts.selection)
     // The age trigger of compaction needs a clock even when nothing is written.
     this.timer = setInterval(() => this.registry.tick(), Math.min(3_600_000, Math.max(1000, parts.store.policy.maxAgeMs / 4)))
@@ -213,6 +218,14 @@ export class LocalWorkspace implements Workspace, SyncHost {
     }
     await this.registry.exportInto(result)
     return result
+  }
+
+  exportGit(dir: string, options?: GitExportOptions): Promise<GitExportReport> {
+    return this.transfer.exportGit(dir, options)
+  }
+
+  importRecords(source: ImportSource, options?: ImportOptions): Promise<ImportReport> {
+    return this.transfer.importRecords(source, options)
   }
 
   async status(): Promise<WorkspaceStatus> {

@@ -26,6 +26,8 @@ export const CONTROL_METHODS = [
   'delete',
   'list',
   'export',
+  'exportGit',
+  'importRecords',
   'status',
   'watch',
   'unwatch',

@@ -105,6 +105,8 @@ export const HTTP_STATUS = {
   PRIVATE_KEY_REFUSED: 422,
   UNKNOWN_CONFLICT: 404,
   CHECK_FAILED: 500,
+  GIT_NOT_FOUND: 500,
+  GIT_FAILED: 500,
   INTERNAL: 500,
 } as const satisfies Record<ErrorCode, number>
 

@@ -54,6 +54,16 @@ const METHOD_DOCS: Partial<Record<ControlMethod, MethodDoc>> = {
   delete: { summary: 'Delete a record; false if there was none', params: { collection: [str, true], key: [str, true] }, result: bool },
   list: { summary: 'The collections with their sizes and open conflicts', result: { type: 'array', items: obj } },
   export: { summary: 'The whole workspace as an export document (as kitsync export)', result: obj },
+  exportGit: {
+    summary: 'Write the collections to a git repository (the peer runs the system git)',
+    params: { dir: [{ type: 'string', description: 'absolute; the peer writes there' }, true], message: [str, false] },
+    result: obj,
+  },
+  importRecords: {
+    summary: 'Import records (and collection settings) from an export',
+    params: { source: [{ type: 'object', properties: { collections: obj }, required: ['collections'] }, true], dryRun: [bool, false], prune: [bool, false] },
+    result: obj,
+  },
   status: { summary: 'The workspace, the peer and the network', result: obj },
   watch: { summary: 'Server-Sent Events: change events (and the sync events with sync=true), as GET /api/v1/events' },
   unwatch: { summary: 'End an event stream by the id its first event (watching) announced', params: { watch: [num, true] }, result: bool },
