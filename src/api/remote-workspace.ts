@@ -24,6 +24,7 @@ import { WORKSPACE_EVENTS } from '../core/workspace-types.js'
 import type { ItemsChange } from '../core/selection.js'
 import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import type { ControlClient } from './control-client.js'
+import type { HistoryEntry, HistoryOptions, RestoreResult, RestoreTarget } from '../core/history-types.js'
 
 /** A workspace reached through the control socket of the peer that owns the store. */
 export class RemoteWorkspace implements Workspace {
@@ -112,6 +113,14 @@ export class RemoteWorkspace implements Workspace {
 
   resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult> {
     return this.client.request('resolve', { collection, id, ...choice }) as Promise<ResolveResult>
+  }
+
+  history(collection: string, key?: string, options: HistoryOptions = {}): Promise<HistoryEntry[]> {
+    return this.client.request('history', { collection, ...(key === undefined ? {} : { key }), ...options }) as Promise<HistoryEntry[]>
+  }
+
+  restore(collection: string, key: string, target: RestoreTarget): Promise<RestoreResult> {
+    return this.client.request('restore', { collection, key, ...target }) as Promise<RestoreResult>
   }
 
   status(): Promise<WorkspaceStatus> {

@@ -19,6 +19,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['append'], load: () => import('./commands/append.js') },
   { commands: ['collection', 'kinds'], load: () => import('./commands/collection.js') },
   { commands: ['conflicts', 'resolve'], load: () => import('./commands/conflicts.js') },
+  { commands: ['history', 'restore'], load: () => import('./commands/history.js') },
   { commands: ['list'], load: () => import('./commands/list.js') },
   { commands: ['watch'], load: () => import('./commands/watch.js') },
   { commands: ['export'], load: () => import('./commands/export.js') },

@@ -6,6 +6,8 @@ export type RecordChange = {
   value: JsonValue | undefined
   /** The transaction origin: the local write marker, or whatever the applier of a remote update passed. */
   origin: unknown
+  /** The stamps of the writes the transaction left in the record's slots (its new versions; see record-versions.ts). */
+  stamps?: readonly string[]
 }
 
 /** What a change reads its value from (the RecordCollection). */
@@ -23,12 +25,26 @@ export interface RecordSource {
  * each ~12 MB a writing process allocated survived every scavenge, and scavenges took 2-7 ms;
  * built here, 0.15-0.25 MB and about 1 ms (node --trace-gc-nvp, 12,000 sequential writes).
  */
-export function lazyChanges(collection: RecordSource, keys: string[], origin: unknown): RecordChange[] {
-  return keys.map((key) => ({
-    key,
-    origin,
-    get value() {
-      return collection.get(key)
-    },
-  }))
+export function lazyChanges(collection: RecordSource, keys: string[], origin: unknown, stamps?: Map<string, string[]>): RecordChange[] {
+  return keys.map((key) => {
+    const change: RecordChange = {
+      key,
+      origin,
+      get value() {
+        return collection.get(key)
+      },
+    }
+    // Not enumerable: a change that callers spread, log or compare stays {key, value, origin}.
+    if (stamps !== undefined) Object.defineProperty(change, 'stamps', { value: stamps.get(key) ?? [], enumerable: false })
+    return change
+  })
+}
+
+/** Note the stamp `t` of a slot a transaction left in record `key` (once per stamp). */
+export function addStamp(into: Map<string, string[]>, key: string, t: unknown): boolean {
+  if (typeof t !== 'string') return false
+  const list = into.get(key)
+  if (list === undefined) into.set(key, [t])
+  else if (!list.includes(t)) list.push(t)
+  return true
 }

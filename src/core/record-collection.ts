@@ -4,10 +4,11 @@ import { KitsyncError } from './errors.js'
 import { Hlc } from './hlc.js'
 import { isJsonObject, jsonEqual, type JsonObject, type JsonValue } from './json.js'
 import { assertFieldName, assertRecordKey } from './names.js'
-import { lazyChanges, type RecordChange } from './record-changes.js'
+import { addStamp, lazyChanges, type RecordChange } from './record-changes.js'
 import { assertElement, checkField, checkRecordSize } from './record-checks.js'
 import { CollectionIndex, type IndexEntry, type RecordIndex } from './record-index.js'
 import { bestOf, candidates, collapsible, detect, floorsOf, recordExists, valueOf, type DetectedConflict } from './record-resolve.js'
+import { versionsOf, type RecordVersion } from './record-versions.js'
 import { fieldTypeOf, flatKey, HEADER, RECORDS_MAP, recordKeyOf, type FieldType, type RecordView, type Slot } from './record-slots.js'
 import type { ConflictPolicy } from './workspace-types.js'
 import { inTransaction, transactionMeta } from './yjs-internals.js'
@@ -90,6 +91,9 @@ export class RecordCollection {
       // A remote record's one new slot is kept as its flat key, a Set only for a second one.
       const touched = new Map<string, Set<string> | string | undefined>()
       const stamps: string[] = []
+      // Record key -> the stamps of the slots the transaction left (its new versions, for history).
+      const versions = new Map<string, string[]>()
+      const stampOf = (key: string, flat: string): void => void (this.listeners.size > 0 && addStamp(versions, key, this.map.get(flat)?.t))
       // keysChanged is a plain set; event.changes.keys would work out an action per key, which
       // costs more than applying the update when a whole collection arrives at once.
       // A local transaction holds only writes made through this class (Yjs marks any
@@ -99,7 +103,10 @@ export class RecordCollection {
         if (flat === null) continue
         if (!remote) {
           const key = recordKeyOf(flat)
-          if (key !== undefined) touched.set(key, undefined)
+          if (key !== undefined) {
+            touched.set(key, undefined)
+            stampOf(key, flat)
+          }
           continue
         }
         const present = this.map.has(flat)
@@ -115,6 +122,7 @@ export class RecordCollection {
         else added.add(flat)
         const t = (this.map.get(flat) as Slot).t
         if (typeof t === 'string') stamps.push(t)
+        stampOf(key, flat)
       }
       if (remote) {
         this.clock.observeAll(stamps)
@@ -129,7 +137,7 @@ export class RecordCollection {
         }
       }
       if (this.listeners.size === 0 || tx.meta.has(HOUSEKEEPING)) return
-      const changes = lazyChanges(this, [...touched.keys()], tx.origin)
+      const changes = lazyChanges(this, [...touched.keys()], tx.origin, versions)
       for (const listener of this.listeners) listener(changes)
     })
   }
@@ -324,6 +332,11 @@ export class RecordCollection {
       }
     }
     return max
+  }
+
+  /** The versions of a record that the given stamps (a change's `stamps`) name: see record-versions.ts. */
+  versions(key: string, stamps: Iterable<string>): RecordVersion[] {
+    return versionsOf(this.view, key, this.index.get(key), stamps)
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { HistoryEntry, HistoryOptions, HistoryRetention, HistorySetting, RestoreResult, RestoreTarget } from './history-types.js'
 import type { JsonValue } from './json.js'
 import type { SelfRevocation } from './membership.js'
 import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from './sync-types.js'
@@ -170,6 +171,8 @@ export interface CollectionSettingsView {
   onDemand: boolean
   /** history: secret rules added to the built-in ones. */
   secretRules: { name: string; pattern: string }[]
+  /** How long old versions of records are kept on each device. */
+  history: HistoryRetention
 }
 
 export interface CollectionChange {
@@ -180,6 +183,8 @@ export interface CollectionChange {
   limits?: { maxRecords?: number | null; maxSetSize?: number | null }
   /** Replaces the collection's extra secret rules. */
   secretRules?: { name: string; pattern: string }[]
+  /** History retention: `off`, a version count and/or days; null goes back to the default. */
+  history?: HistorySetting | null
 }
 
 /** A conflict recorded by the `ask` policy and not resolved yet. */
@@ -331,6 +336,13 @@ export interface Workspace {
   conflicts(collection?: string): Promise<ConflictView[]>
   /** Settle an open conflict by taking one version or writing a new value. */
   resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult>
+  /**
+   * A record's versions newest first (with a key), or a collection's changes newest first
+   * (without). History is kept by each device from the time it holds the collection; it does not sync.
+   */
+  history(collection: string, key?: string, options?: HistoryOptions): Promise<HistoryEntry[]>
+  /** Write an old version of a record again (by its stamp, or the one current at a time) as a new write that syncs. */
+  restore(collection: string, key: string, target: RestoreTarget): Promise<RestoreResult>
   /** Changes as an async iterable, until `signal` aborts or the workspace closes. */
   changes(options?: ChangesOptions): AsyncIterable<ChangeEvent>
   /** What this device syncs (selective sync), and why for each collection it has. */

@@ -1,4 +1,5 @@
 import { KitsyncError } from '../core/errors.js'
+import { historySettingOf } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import {
   COLLECTIONS_COLLECTION,
@@ -79,6 +80,15 @@ export class CollectionSettingsBook {
       }
       next.secretRules = change.secretRules.map((r) => ({ name: r.name, pattern: r.pattern }))
     }
+    if (change.history !== undefined) {
+      if (change.history === null) delete next.history
+      else {
+        const history = historySettingOf(change.history)
+        if (history === undefined || (history !== 'off' && history.count === undefined && history.days === undefined))
+          throw new KitsyncError('INVALID_ARGUMENT', 'history must be off, or a count and/or days of at least 1')
+        next.history = history
+      }
+    }
     store.collection.set(name, JSON.parse(JSON.stringify(next)) as JsonValue, LOCAL_ORIGIN)
     await store.lastWrite
     this.settingsCache.delete(name)
@@ -140,5 +150,6 @@ function settingsView(name: string, rules: EffectiveSettings): CollectionSetting
     appendOnly: rules.kind.appendOnly === true,
     onDemand: rules.kind.onDemand === true,
     secretRules: rules.secretRules,
+    history: rules.history,
   }
 }

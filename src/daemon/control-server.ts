@@ -2,6 +2,7 @@ import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { historyParams } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
@@ -266,6 +267,14 @@ export class ControlServer {
         const choice: ResolveChoice | undefined = take !== undefined ? { take } : Object.hasOwn(p, 'value') ? { value: p.value as JsonValue } : undefined
         if (choice === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'resolve needs take (a device or stamp) or value')
         return ws.resolve(requireString(p, 'collection'), requireString(p, 'id'), choice)
+      }
+      case 'history': {
+        const { collection, key, options } = historyParams(p)
+        return ws.history(collection, key, options)
+      }
+      case 'restore': {
+        const { collection, key, target } = historyParams(p)
+        return ws.restore(collection, key ?? requireString(p, 'key'), target)
       }
       case 'items':
         return ws.items()

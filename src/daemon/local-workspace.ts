@@ -42,6 +42,8 @@ import { WorkspaceConflicts } from './workspace-conflicts.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { databaseParts, homeParts, type DatabaseOptions, type LocalWorkspaceOptions, type LocalWorkspaceParts } from './workspace-parts.js'
 import { WorkspaceWrites } from './workspace-writes.js'
+import { WorkspaceHistory } from './workspace-history.js'
+import type { HistoryEntry, HistoryOptions, RestoreResult, RestoreTarget } from '../core/history-types.js'
 
 /**
  * A workspace whose store this process owns: collections are Y.Docs loaded on first use,
@@ -66,6 +68,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly conflictDesk: WorkspaceConflicts
   /** Local writes, in call order, group-committed per collection. */
   private readonly writes: WorkspaceWrites
+  private readonly historyDesk: WorkspaceHistory
   private readonly timer: NodeJS.Timeout
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []
@@ -85,6 +88,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.socket = parts.socket
     this.peerState = { running: false, socket: parts.socket }
     this.clock = new Hlc(nodeTagOf(parts.info.deviceId), parts.now)
+    this.historyDesk = new WorkspaceHistory({ store: parts.store, registry: () => this.registry, devices: () => this.devices(), write: this, now: parts.now })
     // The registry and the settings need each other (a collection loads with its settings, and
     // the settings live in a collection): each reaches the other through this facade.
     this.registry = new CollectionRegistry({
@@ -121,7 +125,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.writes = new WorkspaceWrites({ registry: this.registry, settings: this.settings, assertOpen: () => this.assertOpen() })
     if (parts.selection !== undefined) this.sync.configure(parts.selection)
     // The age trigger of compaction needs a clock even when nothing is written.
-    this.timer = setInterval(() => this.registry.tick(), Math.min(3_600_000, Math.max(1000, parts.store.policy.maxAgeMs / 4)))
+    this.timer = setInterval(() => (this.registry.tick(), this.historyDesk.tick()), Math.min(3_600_000, Math.max(1000, parts.store.policy.maxAgeMs / 4)))
     this.timer.unref()
   }
 
@@ -194,6 +198,14 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult> {
     return this.conflictDesk.resolve(collection, id, choice)
+  }
+
+  history(collection: string, key?: string, options?: HistoryOptions): Promise<HistoryEntry[]> {
+    return this.historyDesk.history(collection, key, options)
+  }
+
+  restore(collection: string, key: string, target: RestoreTarget): Promise<RestoreResult> {
+    return this.historyDesk.restore(collection, key, target)
   }
 
   async list(): Promise<CollectionInfo[]> {
@@ -454,6 +466,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     clearInterval(this.timer)
     for (const hook of this.closeHooks.splice(0)) await hook()
     this.emitter.emit('closed', undefined)
+    await this.historyDesk.close()
     await this.flush()
     await this.registry.close()
     await this.store.db.close()

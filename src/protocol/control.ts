@@ -43,6 +43,8 @@ export const CONTROL_METHODS = [
   'configure',
   'conflicts',
   'resolve',
+  'history',
+  'restore',
   'items',
   'setItems',
   'fetch',

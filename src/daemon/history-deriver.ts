@@ -1,0 +1,63 @@
+import type { HistoryRetention } from '../core/history-types.js'
+import { hlcTime } from '../core/hlc.js'
+import type { RecordChange, RecordCollection } from '../core/record-collection.js'
+import type { RecordVersion } from '../core/record-versions.js'
+import type { BatchOp } from '../store/doc-layout.js'
+import { versionOps } from '../store/history-rows.js'
+import { LOCAL_ORIGIN } from './collection-registry.js'
+
+export interface HistoryDeriverOptions {
+  /** The collection's retention now (synchronous: the settings cache, or the default). */
+  retentionOf(name: string): HistoryRetention
+  /** Records that got new entries (the pruner looks at them once the batch is written). */
+  written?(name: string, keys: string[]): void
+}
+
+/**
+ * Derives the history rows of a transaction (see store/history-rows.ts): each version of a
+ * record it brought, local write or merged update, becomes an entry, in the same batch as the
+ * update itself, so the entries never drift from the data. Concurrent versions that arrive
+ * together each get their own entry (versions are told apart by stamp).
+ */
+export class HistoryDeriver {
+  constructor(private readonly options: HistoryDeriverOptions) {}
+
+  derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[] {
+    if (this.options.retentionOf(name).off) return []
+    const ops: BatchOp[] = []
+    const keys: string[] = []
+    for (const change of changes) {
+      const before = ops.length
+      for (const v of this.versionsOf(collection, change, origin)) ops.push(...versionOps(name, change.key, v.stamp, storedVersion(v)))
+      if (ops.length > before) keys.push(change.key)
+    }
+    if (keys.length > 0) this.options.written?.(name, keys)
+    return ops
+  }
+
+  private versionsOf(collection: RecordCollection, change: RecordChange, origin: unknown): RecordVersion[] {
+    const { key, stamps } = change
+    if (stamps === undefined) {
+      // Not from a transaction this device watched (a peer's whole copy adopted, a replay):
+      // the record's current version is its first entry.
+      const last = collection.lastWrite(key)
+      return last === undefined ? [] : collection.versions(key, [last])
+    }
+    if (stamps.length > 0) return collection.versions(key, stamps)
+    // A change that left no new slot: a set element removed, which carries no stamp. This
+    // device stamps it; the writer is known only when it is this device.
+    const value = change.value
+    const local = origin === LOCAL_ORIGIN
+    return [{ stamp: collection.clock.now(), writer: local ? collection.clock.node : '', value, deleted: value === undefined, whole: true, fields: [] }]
+  }
+}
+
+function storedVersion(v: RecordVersion): Parameters<typeof versionOps>[3] {
+  return {
+    ...(v.deleted ? { d: 1 as const } : v.value === undefined ? {} : { v: v.value }),
+    device: v.writer,
+    fields: v.fields,
+    time: hlcTime(v.stamp),
+    ...(v.whole ? { w: 1 as const } : {}),
+  }
+}
