@@ -4,6 +4,7 @@ import type { Hlc } from '../core/hlc.js'
 import type { EffectiveSettings } from '../core/kinds.js'
 import { isInternalCollection } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
+import { lazyChanges } from '../core/record-changes.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
 import type { OpenConflict } from '../core/conflict-map.js'
 import type { DetectedConflict } from '../core/record-resolve.js'
@@ -11,6 +12,8 @@ import type { CollectionInfo, WorkspaceExport } from '../core/workspace-types.js
 import type { CollectionLog } from '../store/collection-log.js'
 import type { DocStore } from '../store/doc-store.js'
 import { debugLog } from '../core/debug-log.js'
+import type { BatchOp } from '../store/doc-layout.js'
+import { buildRows, deriveAll, replayRows, type DerivedRows } from './derived-rows.js'
 
 const log = debugLog('daemon:collections')
 
@@ -59,6 +62,8 @@ export interface CollectionRegistryOptions {
   known: string[]
   maxRecordBytes?: number | undefined
   hooks: RegistryHooks
+  /** What is derived from each app collection's records, in the batch of each update (see derived-rows.ts). */
+  derivers?: readonly DerivedRows[]
 }
 
 /**
@@ -71,6 +76,7 @@ export class CollectionRegistry {
   private readonly clock: Hlc
   private readonly maxRecordBytes: number | undefined
   private readonly hooks: RegistryHooks
+  private readonly derivers: readonly DerivedRows[]
   private readonly loaded = new Map<string, Promise<LoadedCollection>>()
   /** The collections of `loaded` whose load finished, for the synchronous path of the write queue. */
   private readonly ready = new Map<string, LoadedCollection>()
@@ -81,6 +87,7 @@ export class CollectionRegistry {
     this.clock = options.clock
     this.maxRecordBytes = options.maxRecordBytes
     this.hooks = options.hooks
+    this.derivers = options.derivers ?? []
     for (const name of options.known) this.known.add(name)
   }
 
@@ -242,11 +249,16 @@ export class CollectionRegistry {
     // Read while the updates are applied (awaited below; the no-op keeps an early failure from counting as unhandled).
     const settings = this.hooks.settingsOf(name)
     settings.catch(() => undefined)
+    // The workspace's record limit is for app data; kitsync's own collections keep the default.
+    const internal = isInternalCollection(name)
+    const derivers = internal ? [] : this.derivers
     try {
       // One transaction for the snapshot and the log: observers run once, and this is far
       // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.
+      // (Updates after the checkpoint of the derived rows are re-applied below, deriving them.)
       doc.transact(() => {
         for (const update of loaded.updates) Y.applyUpdate(doc, update)
+        if (derivers.length === 0) for (const update of loaded.replay) Y.applyUpdate(doc, update)
       })
     } catch (err) {
       throw new KitsyncError('DATA_CORRUPTION', `collection ${name}: stored updates cannot be applied; the stored data was left as it is`, {
@@ -254,31 +266,47 @@ export class CollectionRegistry {
         cause: err,
       })
     }
-    let adoptedWrite: Promise<void> | undefined
+    let adoption: Awaited<ReturnType<CollectionLog['adopt']>> | undefined
     if (adopted !== undefined) {
       // The copy is written on another thread while it is applied here (a snapshot file, or
       // LevelDB); it becomes the collection on disk only if it applies (else it is removed).
-      const adoption = await log.adopt(adopted)
+      adoption = await log.adopt(adopted)
       try {
         Y.applyUpdate(doc, adopted)
       } catch (err) {
         await adoption.drop()
         throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${name}`, { details: { collection: name }, cause: err })
       }
-      // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
-      adoptedWrite = adoption.keep()
-      adoptedWrite.catch(() => undefined)
     }
-    // The workspace's record limit is for app data; kitsync's own collections keep the default.
-    const internal = isInternalCollection(name)
     const limit = internal ? undefined : this.maxRecordBytes
-    const rules = await settings
+    let rules: EffectiveSettings
+    try {
+      rules = await settings
+    } catch (err) {
+      await adoption?.drop()
+      throw err
+    }
     const collection = new RecordCollection(name, doc, {
       clock: this.clock,
       policy: rules.policy,
       fieldTypes: { ...rules.kind.fieldTypes },
       ...(limit === undefined ? {} : { maxRecordBytes: limit }),
     })
+    let adoptedWrite: Promise<void> | undefined
+    if (adoption !== undefined) {
+      // Its rows are written with it: every record of the copy is new here.
+      const rows =
+        derivers.length === 0 ? undefined : deriveAll(derivers, name, collection, lazyChanges(collection, collection.keys(), ADOPTED_ORIGIN), ADOPTED_ORIGIN)
+      // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
+      adoptedWrite = adoption.keep(rows)
+      adoptedWrite.catch(() => undefined)
+    } else if (derivers.length > 0) {
+      // Rows the store lacks are derived before the collection is handed out: updates
+      // acknowledged but stored without them (a crash, a full disk) are re-applied one by one;
+      // a collection stored before rows were (no checkpoint) gets them built once.
+      if (loaded.checkpoint === undefined && loaded.meta !== undefined) await buildRows(derivers, collection, log, this.store.db)
+      else if (loaded.replay.length > 0) await replayRows(derivers, collection, log, loaded.replay)
+    }
     if (!internal) {
       collection.onConflict((found) => this.hooks.conflicts(name, collection, found))
       collection.onConflictRecorded((open) => this.hooks.conflictRecorded(name, collection, open))
@@ -299,7 +327,29 @@ export class CollectionRegistry {
       })
     }
     if (adoptedWrite !== undefined) track(adoptedWrite)
-    doc.on('update', (update: Uint8Array) => track(log.append(update)))
+    if (derivers.length === 0) doc.on('update', (update: Uint8Array) => track(log.append(update)))
+    else {
+      // The rows of a transaction go with its update. Yjs runs a transaction's observers (the
+      // collection's, which emits its changes) and then emits its 'update', before it runs the
+      // cleanup of any transaction an observer started ('beforeObserverCalls' opens each
+      // transaction's turn): so the ops collected between 'beforeObserverCalls' and 'update'
+      // are this transaction's, never another's. They are derived at once, from the first
+      // change listener (before any app listener can write), so they hold the records as this
+      // transaction left them.
+      let derived: BatchOp[] | undefined
+      doc.on('beforeObserverCalls', () => {
+        derived = undefined
+      })
+      collection.onChange((changes) => {
+        const ops = deriveAll(derivers, name, collection, changes, changes[0]?.origin)
+        derived = derived === undefined ? ops : derived.concat(ops)
+      })
+      doc.on('update', (update: Uint8Array) => {
+        const ops = derived ?? []
+        derived = undefined
+        track(log.append(update, ops))
+      })
+    }
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.hooks.changes(name, changes))
       if (adopted !== undefined) {

@@ -96,6 +96,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       clock: this.clock,
       known: parts.known,
       maxRecordBytes: parts.maxRecordBytes,
+      derivers: parts.derivers,
       hooks: {
         assertOpen: () => this.assertOpen(),
         settingsOf: (name) => this.settings.settingsOf(name),
