@@ -5,6 +5,7 @@ import type { RecordVersion } from '../core/record-versions.js'
 import type { BatchOp } from '../store/doc-layout.js'
 import { versionOps } from '../store/history-rows.js'
 import { LOCAL_ORIGIN } from './collection-registry.js'
+import type { DerivedRows } from './derived-rows.js'
 
 export interface HistoryDeriverOptions {
   /** The collection's retention now (synchronous: the settings cache, or the default). */
@@ -19,7 +20,7 @@ export interface HistoryDeriverOptions {
  * update itself, so the entries never drift from the data. Concurrent versions that arrive
  * together each get their own entry (versions are told apart by stamp).
  */
-export class HistoryDeriver {
+export class HistoryDeriver implements DerivedRows {
   constructor(private readonly options: HistoryDeriverOptions) {}
 
   derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[] {

@@ -96,7 +96,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       clock: this.clock,
       known: parts.known,
       maxRecordBytes: parts.maxRecordBytes,
-      derivers: parts.derivers,
+      derivers: [...parts.derivers, this.historyDesk.deriver],
       hooks: {
         assertOpen: () => this.assertOpen(),
         settingsOf: (name) => this.settings.settingsOf(name),

@@ -156,8 +156,14 @@ export class WorkspaceHistory {
     this.timer = undefined
     const previous = this.running ?? Promise.resolve()
     const run = previous.then(() => this.prune(full))
-    this.running = run.finally(() => {
-      if (this.running === run) this.running = undefined
+    // Settles either way: the caller hears of a failure through `run`.
+    const settled: Promise<void> = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.running = settled
+    void settled.then(() => {
+      if (this.running === settled) this.running = undefined
     })
     return run
   }
