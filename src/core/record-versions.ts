@@ -1,4 +1,3 @@
-import { parseHlc } from './hlc.js'
 import { isJsonObject, jsonEqual, type JsonValue } from './json.js'
 import type { IndexEntry } from './record-index.js'
 import { valueOf } from './record-resolve.js'
@@ -71,8 +70,8 @@ function slotsOf(rec: IndexEntry): Iterable<[string, Iterable<string>]> {
  */
 export function versionsOf(view: RecordView, key: string, rec: IndexEntry | undefined, stamps: Iterable<string>): RecordVersion[] {
   if (rec === undefined) return []
-  const wanted = new Set<string>()
-  for (const s of stamps) if (parseHlc(s) !== undefined) wanted.add(s)
+  // (Stamps of slots: their format is checked where they are shown, not per write.)
+  const wanted = new Set<string>(stamps)
   if (wanted.size === 0) return []
   // stamp -> what its slots say
   const found = new Map<string, { fields: Set<string>; whole: boolean; deleted: boolean }>()
@@ -97,7 +96,7 @@ export function versionsOf(view: RecordView, key: string, rec: IndexEntry | unde
     // older slots still tell: a writer's own earlier version is gone, replaced by this one, so
     // a reader that holds the previous entry compares with it instead.
     const fields = v.whole ? changedFields(valueOf({ ...view, slots: slotsBefore(view.slots, stamp) }, key, rec), value) : [...v.fields].sort()
-    out.push({ stamp, writer: parseHlc(stamp)?.node ?? '', value, deleted: v.deleted, whole: v.whole, fields })
+    out.push({ stamp, writer: stamp.slice(stamp.lastIndexOf('.') + 1), value, deleted: v.deleted, whole: v.whole, fields })
   }
   return out
 }

@@ -1,9 +1,8 @@
 import type { HistoryRetention } from '../core/history-types.js'
-import { hlcTime } from '../core/hlc.js'
 import type { RecordChange, RecordCollection } from '../core/record-collection.js'
 import type { RecordVersion } from '../core/record-versions.js'
 import type { BatchOp } from '../store/doc-layout.js'
-import { versionOps } from '../store/history-rows.js'
+import { versionOps, type StoredVersion } from '../store/history-rows.js'
 import { LOCAL_ORIGIN } from './collection-registry.js'
 import type { DerivedRows } from './derived-rows.js'
 
@@ -53,12 +52,10 @@ export class HistoryDeriver implements DerivedRows {
   }
 }
 
-function storedVersion(v: RecordVersion): Parameters<typeof versionOps>[3] {
-  return {
-    ...(v.deleted ? { d: 1 as const } : v.value === undefined ? {} : { v: v.value }),
-    device: v.writer,
-    fields: v.fields,
-    time: hlcTime(v.stamp),
-    ...(v.whole ? { w: 1 as const } : {}),
-  }
+function storedVersion(v: RecordVersion): StoredVersion {
+  const out: StoredVersion = { device: v.writer, fields: v.fields, time: parseInt(v.stamp.slice(0, 9), 36) || 0 }
+  if (v.deleted) out.d = 1
+  else if (v.value !== undefined) out.v = v.value
+  if (v.whole) out.w = 1
+  return out
 }
