@@ -1,4 +1,5 @@
 import type { JsonValue } from './json.js'
+import { recordKeyOf, type SlotSource } from './record-slots.js'
 
 export type RecordChange = {
   key: string
@@ -25,7 +26,8 @@ export interface RecordSource {
  * each ~12 MB a writing process allocated survived every scavenge, and scavenges took 2-7 ms;
  * built here, 0.15-0.25 MB and about 1 ms (node --trace-gc-nvp, 12,000 sequential writes).
  */
-export function lazyChanges(collection: RecordSource, keys: string[], origin: unknown, stamps?: Map<string, string[]>): RecordChange[] {
+export function lazyChanges(collection: RecordSource, keys: string[], origin: unknown, slots?: ChangedSlots): RecordChange[] {
+  const stamps = slots === undefined ? undefined : stampsOf(slots)
   return keys.map((key) => {
     const change: RecordChange = {
       key,
@@ -40,11 +42,26 @@ export function lazyChanges(collection: RecordSource, keys: string[], origin: un
   })
 }
 
-/** Note the stamp `t` of a slot a transaction left in record `key` (once per stamp). */
-export function addStamp(into: Map<string, string[]>, key: string, t: unknown): boolean {
-  if (typeof t !== 'string') return false
-  const list = into.get(key)
-  if (list === undefined) into.set(key, [t])
-  else if (!list.includes(t)) list.push(t)
-  return true
+/** The slots a transaction changed (flat keys, see record-slots.ts) and where to read them now. */
+export interface ChangedSlots {
+  flats: Iterable<string | null>
+  slots: SlotSource
+}
+
+/**
+ * Record key -> the stamps of the slots the transaction left (each a new version of the record,
+ * see record-versions.ts): a removed slot is not there any more, and leaves none.
+ */
+function stampsOf({ flats, slots }: ChangedSlots): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const flat of flats) {
+    if (flat === null) continue
+    const key = recordKeyOf(flat)
+    const t = key === undefined ? undefined : slots.get(flat)?.t
+    if (key === undefined || typeof t !== 'string') continue
+    const list = out.get(key)
+    if (list === undefined) out.set(key, [t])
+    else if (!list.includes(t)) list.push(t)
+  }
+  return out
 }

@@ -4,7 +4,7 @@ import { KitsyncError } from './errors.js'
 import { Hlc } from './hlc.js'
 import { isJsonObject, jsonEqual, type JsonObject, type JsonValue } from './json.js'
 import { assertFieldName, assertRecordKey } from './names.js'
-import { addStamp, lazyChanges, type RecordChange } from './record-changes.js'
+import { lazyChanges, type RecordChange } from './record-changes.js'
 import { assertElement, checkField, checkRecordSize } from './record-checks.js'
 import { CollectionIndex, type IndexEntry, type RecordIndex } from './record-index.js'
 import { bestOf, candidates, collapsible, detect, floorsOf, recordExists, valueOf, type DetectedConflict } from './record-resolve.js'
@@ -91,9 +91,6 @@ export class RecordCollection {
       // A remote record's one new slot is kept as its flat key, a Set only for a second one.
       const touched = new Map<string, Set<string> | string | undefined>()
       const stamps: string[] = []
-      // Record key -> the stamps of the slots the transaction left (its new versions, for history).
-      const versions = new Map<string, string[]>()
-      const stampOf = (key: string, flat: string): void => void (this.listeners.size > 0 && addStamp(versions, key, this.map.get(flat)?.t))
       // keysChanged is a plain set; event.changes.keys would work out an action per key, which
       // costs more than applying the update when a whole collection arrives at once.
       // A local transaction holds only writes made through this class (Yjs marks any
@@ -103,10 +100,7 @@ export class RecordCollection {
         if (flat === null) continue
         if (!remote) {
           const key = recordKeyOf(flat)
-          if (key !== undefined) {
-            touched.set(key, undefined)
-            stampOf(key, flat)
-          }
+          if (key !== undefined) touched.set(key, undefined)
           continue
         }
         const present = this.map.has(flat)
@@ -122,7 +116,6 @@ export class RecordCollection {
         else added.add(flat)
         const t = (this.map.get(flat) as Slot).t
         if (typeof t === 'string') stamps.push(t)
-        stampOf(key, flat)
       }
       if (remote) {
         this.clock.observeAll(stamps)
@@ -137,7 +130,7 @@ export class RecordCollection {
         }
       }
       if (this.listeners.size === 0 || tx.meta.has(HOUSEKEEPING)) return
-      const changes = lazyChanges(this, [...touched.keys()], tx.origin, versions)
+      const changes = lazyChanges(this, [...touched.keys()], tx.origin, { flats: event.keysChanged, slots: this.map })
       for (const listener of this.listeners) listener(changes)
     })
   }
