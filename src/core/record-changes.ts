@@ -1,5 +1,7 @@
 import type { JsonValue } from './json.js'
-import { recordKeyOf, type SlotSource } from './record-slots.js'
+import type { IndexEntry } from './record-index.js'
+import { recordKeyOf, type RecordView } from './record-slots.js'
+import { versionsOf, type RecordVersion } from './record-versions.js'
 
 export type RecordChange = {
   key: string
@@ -9,6 +11,8 @@ export type RecordChange = {
   origin: unknown
   /** The stamps of the writes the transaction left in the record's slots (its new versions; see record-versions.ts). */
   stamps?: readonly string[]
+  /** Those versions, read from the slots (call it before the next transaction). */
+  versions?(): RecordVersion[]
 }
 
 /** What a change reads its value from (the RecordCollection). */
@@ -37,27 +41,34 @@ export function lazyChanges(collection: RecordSource, keys: string[], origin: un
       },
     }
     // Not enumerable: a change that callers spread, log or compare stays {key, value, origin}.
-    if (stamps !== undefined) Object.defineProperty(change, 'stamps', { value: stamps.get(key) ?? [], enumerable: false })
+    if (stamps !== undefined && slots !== undefined) {
+      const list = stamps.get(key) ?? []
+      const { view, entry } = slots
+      Object.defineProperty(change, 'stamps', { value: list, enumerable: false })
+      Object.defineProperty(change, 'versions', { value: () => versionsOf(view, key, entry(key), list), enumerable: false })
+    }
     return change
   })
 }
 
-/** The slots a transaction changed (flat keys, see record-slots.ts) and where to read them now. */
+/** The slots a transaction changed (flat keys, see record-slots.ts), and the collection to read them from. */
 export interface ChangedSlots {
   flats: Iterable<string | null>
-  slots: SlotSource
+  view: RecordView
+  /** A record's index entry now. */
+  entry(key: string): IndexEntry | undefined
 }
 
 /**
  * Record key -> the stamps of the slots the transaction left (each a new version of the record,
  * see record-versions.ts): a removed slot is not there any more, and leaves none.
  */
-function stampsOf({ flats, slots }: ChangedSlots): Map<string, string[]> {
+function stampsOf({ flats, view }: ChangedSlots): Map<string, string[]> {
   const out = new Map<string, string[]>()
   for (const flat of flats) {
     if (flat === null) continue
     const key = recordKeyOf(flat)
-    const t = key === undefined ? undefined : slots.get(flat)?.t
+    const t = key === undefined ? undefined : view.slots.get(flat)?.t
     if (key === undefined || typeof t !== 'string') continue
     const list = out.get(key)
     if (list === undefined) out.set(key, [t])

@@ -8,7 +8,6 @@ import { lazyChanges, type RecordChange } from './record-changes.js'
 import { assertElement, checkField, checkRecordSize } from './record-checks.js'
 import { CollectionIndex, type IndexEntry, type RecordIndex } from './record-index.js'
 import { bestOf, candidates, collapsible, detect, floorsOf, recordExists, valueOf, type DetectedConflict } from './record-resolve.js'
-import { versionsOf, type RecordVersion } from './record-versions.js'
 import { fieldTypeOf, flatKey, HEADER, RECORDS_MAP, recordKeyOf, type FieldType, type RecordView, type Slot } from './record-slots.js'
 import type { ConflictPolicy } from './workspace-types.js'
 import { inTransaction, transactionMeta } from './yjs-internals.js'
@@ -130,7 +129,7 @@ export class RecordCollection {
         }
       }
       if (this.listeners.size === 0 || tx.meta.has(HOUSEKEEPING)) return
-      const changes = lazyChanges(this, [...touched.keys()], tx.origin, { flats: event.keysChanged, slots: this.map })
+      const changes = lazyChanges(this, [...touched.keys()], tx.origin, { flats: event.keysChanged, view: this.view, entry: (k) => this.index.get(k) })
       for (const listener of this.listeners) listener(changes)
     })
   }
@@ -325,11 +324,6 @@ export class RecordCollection {
       }
     }
     return max
-  }
-
-  /** The versions of a record that the given stamps (a change's `stamps`) name: see record-versions.ts. */
-  versions(key: string, stamps: Iterable<string>): RecordVersion[] {
-    return versionsOf(this.view, key, this.index.get(key), stamps)
   }
 
   /**

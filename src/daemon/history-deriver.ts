@@ -1,6 +1,6 @@
 import type { HistoryRetention } from '../core/history-types.js'
 import type { RecordChange, RecordCollection } from '../core/record-collection.js'
-import type { RecordVersion } from '../core/record-versions.js'
+import { changedFields, type RecordVersion } from '../core/record-versions.js'
 import type { BatchOp } from '../store/doc-layout.js'
 import { versionOps, type StoredVersion } from '../store/history-rows.js'
 import { LOCAL_ORIGIN } from './collection-registry.js'
@@ -38,18 +38,26 @@ export class HistoryDeriver implements DerivedRows {
   private versionsOf(collection: RecordCollection, change: RecordChange, origin: unknown): RecordVersion[] {
     const { key, stamps } = change
     if (stamps === undefined) {
-      // Not from a transaction this device watched (a peer's whole copy adopted, a replay):
-      // the record's current version is its first entry.
-      const last = collection.lastWrite(key)
-      return last === undefined ? [] : collection.versions(key, [last])
+      // Not from a transaction this device watched (a peer's whole copy adopted, a build of
+      // every row): the record's current version is its first entry.
+      const current = currentVersion(collection, key)
+      return current === undefined ? [] : [current]
     }
-    if (stamps.length > 0) return collection.versions(key, stamps)
+    if (stamps.length > 0) return change.versions?.() ?? []
     // A change that left no new slot: a set element removed, which carries no stamp. This
     // device stamps it; the writer is known only when it is this device.
     const value = change.value
     const local = origin === LOCAL_ORIGIN
     return [{ stamp: collection.clock.now(), writer: local ? collection.clock.node : '', value, deleted: value === undefined, whole: true, fields: [] }]
   }
+}
+
+/** A record's version as it reads now, under its greatest stamp (undefined: no slot of it is left). */
+export function currentVersion(collection: RecordCollection, key: string): RecordVersion | undefined {
+  const stamp = collection.lastWrite(key)
+  if (stamp === undefined) return undefined
+  const value = collection.get(key)
+  return { stamp, writer: stamp.slice(stamp.lastIndexOf('.') + 1), value, deleted: value === undefined, whole: true, fields: changedFields(undefined, value) }
 }
 
 function storedVersion(v: RecordVersion): StoredVersion {

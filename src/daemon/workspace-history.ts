@@ -21,7 +21,7 @@ import type { BatchOp } from '../store/doc-layout.js'
 import { pruneCollection, pruneRecordOps, readCollectionChanges, readRecordHistory, type VersionRow } from '../store/history-rows.js'
 import type { BinaryLevel } from '../store/level.js'
 import type { CollectionRegistry } from './collection-registry.js'
-import { HistoryDeriver } from './history-deriver.js'
+import { currentVersion, HistoryDeriver } from './history-deriver.js'
 
 const log = debugLog('daemon:history')
 
@@ -98,17 +98,17 @@ export class WorkspaceHistory {
     })
     if (versions.length === 0 && older === undefined) {
       // No entry (history off, or written before it was kept): the current version, if any.
-      const c = entry.collection
-      const last = c.lastWrite(key)
-      const current = last === undefined || !c.has(key) ? [] : c.versions(key, [last])
-      if (current.length === 0) throw new KitsyncError('NOT_FOUND', `no record ${JSON.stringify(key)} in ${collection}`, { details: { collection, key } })
-      return current.map((v) =>
-        view(
-          collection,
-          { key, stamp: v.stamp, device: v.writer, fields: v.fields, time: hlcTime(v.stamp), ...(v.value === undefined ? {} : { v: v.value }) },
-          names,
-        ),
-      )
+      const v = entry.collection.has(key) ? currentVersion(entry.collection, key) : undefined
+      if (v === undefined) throw new KitsyncError('NOT_FOUND', `no record ${JSON.stringify(key)} in ${collection}`, { details: { collection, key } })
+      const row: VersionRow = {
+        key,
+        stamp: v.stamp,
+        device: v.writer,
+        fields: v.fields,
+        time: hlcTime(v.stamp),
+        ...(v.value === undefined ? {} : { v: v.value }),
+      }
+      return [view(collection, row, names)]
     }
     // A whole write's fields: what differs from the version before it, when that one is at hand.
     const rows = versions.map((r, i) => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { DAY_MS, DEFAULT_HISTORY, effectiveRetention, parseHistorySetting, parseTime } from '../../src/core/history-types.js'
 import { Hlc } from '../../src/core/hlc.js'
+import { lazyChanges } from '../../src/core/record-changes.js'
 import { RecordCollection, type RecordChange } from '../../src/core/record-collection.js'
 import { LOCAL_ORIGIN } from '../../src/daemon/collection-registry.js'
 import { HistoryDeriver } from '../../src/daemon/history-deriver.js'
@@ -151,6 +152,22 @@ describe('history deriver and rows', () => {
     // Off drops every entry and records none.
     await pruneCollection(a.db, 'notes', effectiveRetention('off'), now, async (ops) => void (await a.db.batch(ops)))
     expect((await readCollectionChanges(a.db, 'notes', 0, 100)).length).toBe(0)
+  })
+
+  it('gives a record adopted whole (no stamps known) its current version as first entry', async () => {
+    let now = 1_800_000_000_000
+    const a = replica('devA', () => now)
+    a.collection.set('k', { title: 'one' }, LOCAL_ORIGIN)
+    now += 10
+    a.collection.set('k', 'two', LOCAL_ORIGIN, 'title')
+    const copy = new RecordCollection('notes', new Y.Doc(), { clock: new Hlc('devB', () => now) })
+    Y.applyUpdate(copy.doc, Y.encodeStateAsUpdate(a.doc))
+    const ops = new HistoryDeriver({ retentionOf: () => DEFAULT_HISTORY }).derive('notes', copy, lazyChanges(copy, copy.keys(), 'adopted'), 'adopted')
+    const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as BinaryLevel
+    await db.batch(ops)
+    const { versions } = await readRecordHistory(db, 'notes', 'k')
+    expect(versions).toHaveLength(1)
+    expect(versions[0]).toMatchObject({ v: { title: 'two' }, device: 'devA', stamp: a.collection.lastWrite('k') })
   })
 
   it('records nothing when history is off', async () => {
