@@ -29,6 +29,11 @@ const log = debugLog('daemon:history')
 const PRUNE_DELAY_MS = 1000
 /** Records pruned between two yields to the event loop. */
 const PRUNE_SLICE = 64
+/**
+ * Past this many records written in a collection since its last prune (an import, a joiner's
+ * copy), the next pass walks the collection's entries in one range instead of a range per record.
+ */
+const MAX_DIRTY = 10_000
 /** The day limit is applied to every record (ones nobody writes any more) this often. */
 const FULL_PASS_MS = 3_600_000
 /** `history --collection` lists at most this many changes unless told otherwise. */
@@ -58,8 +63,8 @@ export class WorkspaceHistory {
   readonly deriver: HistoryDeriver
   private readonly options: WorkspaceHistoryOptions
   private readonly now: () => number
-  /** Records written since the last prune, by collection. */
-  private readonly dirty = new Map<string, Set<string>>()
+  /** Records written since the last prune, by collection ('all': too many to keep, see MAX_DIRTY). */
+  private readonly dirty = new Map<string, Set<string> | 'all'>()
   private timer: NodeJS.Timeout | undefined
   private running: Promise<void> | undefined
   private lastFullPass: number
@@ -184,7 +189,8 @@ export class WorkspaceHistory {
   private written(name: string, keys: string[]): void {
     let set = this.dirty.get(name)
     if (set === undefined) this.dirty.set(name, (set = new Set()))
-    for (const k of keys) set.add(k)
+    if (set !== 'all') for (const k of keys) set.add(k)
+    if (set !== 'all' && set.size > MAX_DIRTY) this.dirty.set(name, 'all')
     if (this.timer !== undefined || this.closed) return
     this.timer = setTimeout(() => {
       this.timer = undefined
@@ -199,6 +205,10 @@ export class WorkspaceHistory {
     this.dirty.clear()
     for (const [name, keys] of dirty) {
       const retention = this.retentionOf(name)
+      if (keys === 'all') {
+        if (!full) await this.pruneCollection(name, retention, now)
+        continue
+      }
       let ops: BatchOp[] = []
       let n = 0
       for (const key of keys) {
@@ -215,12 +225,17 @@ export class WorkspaceHistory {
     if (!full) return
     this.lastFullPass = now
     for (const name of this.options.registry().appNames()) {
-      if (this.closed || isInternalCollection(name)) return
-      await pruneCollection(this.options.store.db, name, this.retentionOf(name), now, async (ops) => {
-        await this.options.store.batch(ops)
-        await new Promise((resolve) => setImmediate(resolve))
-      })
+      if (this.closed) return
+      if (!isInternalCollection(name)) await this.pruneCollection(name, this.retentionOf(name), now)
     }
+  }
+
+  /** Walk every entry of a collection, deleting what its retention drops, yielding between slices. */
+  private async pruneCollection(name: string, retention: HistoryRetention, now: number): Promise<void> {
+    await pruneCollection(this.options.store.db, name, retention, now, async (ops) => {
+      await this.options.store.batch(ops)
+      await new Promise((resolve) => setImmediate(resolve))
+    })
   }
 
   private async deviceNames(): Promise<Map<string, string>> {

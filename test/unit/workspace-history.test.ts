@@ -102,6 +102,17 @@ describe('workspace history and restore', () => {
     expect(await ws.history('notes', undefined, { since: 0 })).toHaveLength(3)
   })
 
+  it('prunes a collection with more records written than it keeps track of in one walk', async () => {
+    const { ws } = await device()
+    await ws.configure('notes', { history: { count: 1 } })
+    for (let i = 0; i < 3; i++) await ws.set('notes', 'k', { i })
+    // An import: more records than the pruner notes one by one (10,000).
+    await Promise.all(Array.from({ length: 10_001 }, (_, i) => ws.set('notes', `r${i}`, i)))
+    await (ws as unknown as { historyDesk: { pruneNow(full: boolean): Promise<void> } }).historyDesk.pruneNow(false)
+    expect((await ws.history('notes', 'k')).map((v) => v.value)).toEqual([{ i: 2 }])
+    expect(await ws.history('notes', undefined, { since: 0, limit: 20_000 })).toHaveLength(10_002)
+  })
+
   it('prunes by the synced retention: count, days (injected clock) and off; the live version stays', async () => {
     const { ws, time } = await device()
     const view = await ws.configure('notes', { history: { count: 3 } })
