@@ -44,11 +44,12 @@ export class HistoryDeriver implements DerivedRows {
       return current === undefined ? [] : [current]
     }
     if (stamps.length > 0) return change.versions?.() ?? []
-    // A change that left no new slot: a set element removed, which carries no stamp. This
-    // device stamps it; the writer is known only when it is this device.
+    // A change that left no new slot only removed some: a set element removed (a removal
+    // carries no stamp), or, from another device, slots its collapse dropped, which changes no
+    // value. This device's own removal is stamped here; another's shows in the next version.
+    if (origin !== LOCAL_ORIGIN) return []
     const value = change.value
-    const local = origin === LOCAL_ORIGIN
-    return [{ stamp: collection.clock.now(), writer: local ? collection.clock.node : '', value, deleted: value === undefined, whole: true, fields: [] }]
+    return [{ stamp: collection.clock.now(), writer: collection.clock.node, value, deleted: value === undefined, whole: true, fields: [] }]
   }
 }
 

@@ -170,6 +170,29 @@ describe('history deriver and rows', () => {
     expect(versions[0]).toMatchObject({ v: { title: 'two' }, device: 'devA', stamp: a.collection.lastWrite('k') })
   })
 
+  it('stamps a set element this device removes as a version; another device’s removal or collapse adds none', async () => {
+    let now = 1_800_000_000_000
+    const a = replica('devA', () => now)
+    const b = replica('devB', () => now)
+    a.collection.configure({ fieldTypes: { tags: 'set' } })
+    b.collection.configure({ fieldTypes: { tags: 'set' } })
+    a.collection.addToSet('k', 'tags', ['x', 'y'], LOCAL_ORIGIN)
+    Y.applyUpdate(b.doc, Y.encodeStateAsUpdate(a.doc), 'peer')
+    now += 10
+    const vector = Y.encodeStateVector(b.doc)
+    a.collection.removeFromSet('k', 'tags', ['x'], LOCAL_ORIGIN)
+    Y.applyUpdate(b.doc, Y.encodeStateAsUpdate(a.doc, vector), 'peer')
+    expect(b.collection.get('k')).toEqual({ tags: ['y'] })
+    await a.flush()
+    await b.flush()
+    const onA = (await readRecordHistory(a.db, 'notes', 'k')).versions
+    expect(onA.map((v) => [v.v, v.device])).toEqual([
+      [{ tags: ['y'] }, 'devA'],
+      [{ tags: ['x', 'y'] }, 'devA'],
+    ])
+    expect((await readRecordHistory(b.db, 'notes', 'k')).versions.map((v) => v.v)).toEqual([{ tags: ['x', 'y'] }])
+  })
+
   it('records nothing when history is off', async () => {
     const a = replica('devA', Date.now, effectiveRetention('off'))
     a.collection.set('k', 1, LOCAL_ORIGIN)
