@@ -13,6 +13,7 @@ import type {
   DeviceRecord,
   ChangesOptions,
   CollectionInfo,
+  IndexCheckReport,
   SetOptions,
   Workspace,
   WorkspaceEvents,
@@ -153,6 +154,10 @@ export class RemoteWorkspace implements Workspace {
 
   resetSync(): Promise<ResetReport> {
     return this.client.request('reset') as Promise<ResetReport>
+  }
+
+  check(collection?: string, options: { repair?: boolean } = {}): Promise<IndexCheckReport[]> {
+    return this.client.request('check', { ...(collection === undefined ? {} : { collection }), repair: options.repair === true }) as Promise<IndexCheckReport[]>
   }
 
   on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void {

@@ -37,6 +37,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['stats'], load: () => import('./commands/stats.js') },
   { commands: ['reset'], load: () => import('./commands/reset.js') },
   { commands: ['doctor'], load: () => import('./commands/doctor.js') },
+  { commands: ['check'], load: () => import('./commands/check.js') },
 ]
 
 /** The command an argument list runs (its first word that is not a global option), if any. */

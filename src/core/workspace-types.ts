@@ -357,5 +357,23 @@ export interface Workspace {
   stats(): Promise<SyncStatsView>
   /** Clear sync state (counters, last seen, backoff); never data, keys or identity. */
   resetSync(): Promise<ResetReport>
+  /** Compare each app collection's (or one's) records with its index rows; `repair` rebuilds differing rows from the records. */
+  check(collection?: string, options?: { repair?: boolean }): Promise<IndexCheckReport[]>
   close(): Promise<void>
+}
+
+/** What `check` found in one collection: its stored index rows against its records. */
+export interface IndexCheckReport {
+  collection: string
+  records: number
+  /** Keys whose index row is not the record: another value or stamp, no row, a row without a record, or a damaged row. */
+  differing: string[]
+  /** More differing keys than `differing` lists. */
+  more?: number
+  /** The checkpoint (what the rows reflect, and the record count) is wrong or missing. */
+  checkpointWrong?: true
+  /** The rows were rebuilt from the records (`repair`), and checked again. */
+  repaired?: true
+  /** The collection could not be read. */
+  error?: { code: string; message: string }
 }

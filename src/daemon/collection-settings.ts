@@ -15,10 +15,13 @@ import {
 import { isInternalCollection } from '../core/membership.js'
 import { secretRuleError } from '../core/secrets.js'
 import type { CollectionChange, CollectionSettingsView } from '../core/workspace-types.js'
+import { debugLog } from '../core/debug-log.js'
 import { LOCAL_ORIGIN, type CollectionRegistry } from './collection-registry.js'
 
+const log = debugLog('daemon:settings')
+
 /** What the settings need of the collections: `_collections` itself, and the collections it configures. */
-export type SettingsRegistry = Pick<CollectionRegistry, 'load' | 'loading' | 'isKnown'>
+export type SettingsRegistry = Pick<CollectionRegistry, 'load' | 'loading' | 'isKnown' | 'rulesChanged'>
 
 /**
  * The settings of each collection (kind, conflict policy, limits, secret rules), kept in the
@@ -133,6 +136,10 @@ export class CollectionSettingsBook {
       ([entry, settings]) => {
         const rules = effectiveSettings(toCollectionSettings(name, settings.collection.get(name)))
         entry.collection.configure({ policy: rules.policy, fieldTypes: { ...rules.kind.fieldTypes } })
+        // Records may read differently under the new rules: their index rows follow.
+        this.registry
+          .rulesChanged(name)
+          .catch((err: unknown) => log(`collection ${name}: index rows not rebuilt for its new settings; the next open rebuilds them`, err))
       },
       () => undefined,
     )

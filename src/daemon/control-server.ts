@@ -291,6 +291,8 @@ export class ControlServer {
         return ws.stats()
       case 'reset':
         return ws.resetSync()
+      case 'check':
+        return ws.check(optionalString(p, 'collection'), { repair: p.repair === true })
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }

@@ -28,6 +28,16 @@ export const REBUILD_ORIGIN = Symbol('kitsync:rebuild')
 /** Records per batch of a build, between which the event loop runs (about 10 ms of work each). */
 const BUILD_CHUNK = 2000
 
+/**
+ * The read rules of a collection as its checkpoint records them (Checkpoint.rules): a record's
+ * value depends on its collection's policy and field types, so rows derived under other rules
+ * (settings changed while the collection was not loaded here) are built anew.
+ */
+export function rulesOf(collection: { policy: string; fieldTypes: Record<string, string> }): string {
+  const types = Object.entries(collection.fieldTypes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  return JSON.stringify([collection.policy, types])
+}
+
 /** The ops every deriver returns for one transaction's changes, in the derivers' order. */
 export function deriveAll(
   derivers: readonly DerivedRows[],
@@ -48,23 +58,39 @@ export function deriveAll(
  * holds already (the snapshot of a compaction holds the updates queued when it ran, and wrote
  * their rows) changes nothing and derives nothing.
  */
-export async function replayRows(derivers: readonly DerivedRows[], collection: RecordCollection, log: CollectionLog, updates: Uint8Array[]): Promise<void> {
+export async function replayRows(
+  derivers: readonly DerivedRows[],
+  collection: RecordCollection,
+  log: CollectionLog,
+  updates: Uint8Array[],
+  rules: string,
+): Promise<void> {
   const name = collection.name
   const ops: BatchOp[] = []
   const stop = collection.onChange((changes) => {
     for (const op of deriveAll(derivers, name, collection, changes, REPLAY_ORIGIN)) ops.push(op)
   })
   try {
-    for (const update of updates) Y.applyUpdate(collection.doc, update, REPLAY_ORIGIN)
-  } catch (err) {
-    throw new KitsyncError('DATA_CORRUPTION', `collection ${name}: stored updates cannot be applied; the stored data was left as it is`, {
-      details: { collection: name },
-      cause: err,
-    })
+    for (const update of updates) applyStored(collection, [update])
   } finally {
     stop()
   }
-  await log.writeRows(ops, { records: collection.size })
+  await log.writeRows(ops, { records: collection.size, rules })
+}
+
+/** Apply stored updates to a collection's document (as one transaction, origin REPLAY_ORIGIN); DATA_CORRUPTION if they do not apply. */
+export function applyStored(collection: RecordCollection, updates: Uint8Array[]): void {
+  if (updates.length === 0) return
+  try {
+    collection.doc.transact(() => {
+      for (const update of updates) Y.applyUpdate(collection.doc, update, REPLAY_ORIGIN)
+    }, REPLAY_ORIGIN)
+  } catch (err) {
+    throw new KitsyncError('DATA_CORRUPTION', `collection ${collection.name}: stored updates cannot be applied; the stored data was left as it is`, {
+      details: { collection: collection.name },
+      cause: err,
+    })
+  }
 }
 
 /**
@@ -74,7 +100,13 @@ export async function replayRows(derivers: readonly DerivedRows[], collection: R
  * removes the checkpoint and the last writes it, so a build cut short is run again at the next
  * open.
  */
-export async function buildRows(derivers: readonly DerivedRows[], collection: RecordCollection, log: CollectionLog, db: BinaryLevel): Promise<void> {
+export async function buildRows(
+  derivers: readonly DerivedRows[],
+  collection: RecordCollection,
+  log: CollectionLog,
+  db: BinaryLevel,
+  rules: string,
+): Promise<void> {
   const name = collection.name
   const keys = collection.keys()
   for (const key of await storedRowKeys(db, name)) if (!collection.has(key)) keys.push(key)
@@ -82,7 +114,7 @@ export async function buildRows(derivers: readonly DerivedRows[], collection: Re
     const chunk = keys.slice(i, i + BUILD_CHUNK)
     const last = i + BUILD_CHUNK >= keys.length
     const ops = chunk.length === 0 ? [] : deriveAll(derivers, name, collection, lazyChanges(collection, chunk, REBUILD_ORIGIN), REBUILD_ORIGIN)
-    await log.writeRows(ops, last ? { records: collection.size } : undefined)
+    await log.writeRows(ops, last ? { records: collection.size, rules } : undefined)
     if (last) return
     await new Promise<void>((resolve) => setImmediate(resolve))
   }

@@ -24,6 +24,7 @@ import type {
   SetOptions,
   Workspace,
   WorkspaceEvents,
+  IndexCheckReport,
   WorkspaceExport,
   WorkspaceInfo,
   WorkspaceStatus,
@@ -36,6 +37,7 @@ import type { WorkspaceKeys } from '../store/key-file.js'
 import type { InterestRule, ItemsChange } from '../core/selection.js'
 import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import { CollectionRegistry, LOCAL_ORIGIN, type DocLoaded } from './collection-registry.js'
+import { checkCollections } from './index-check.js'
 import { CollectionSettingsBook } from './collection-settings.js'
 import { DeviceTrust } from './device-trust.js'
 import { WorkspaceConflicts } from './workspace-conflicts.js'
@@ -151,12 +153,13 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return { ...this.infoValue }
   }
 
-  async get(collection: string, key: string): Promise<JsonValue | undefined> {
-    return (await this.registry.existing(collection)).collection.get(key)
+  // Reads come from the stored index rows while the collection's document is not loaded (see CollectionRegistry.forRead).
+  get(collection: string, key: string): Promise<JsonValue | undefined> {
+    return this.registry.get(collection, key)
   }
 
-  async getAll(collection: string): Promise<Record<string, JsonValue>> {
-    return (await this.registry.existing(collection)).collection.entries()
+  getAll(collection: string): Promise<Record<string, JsonValue>> {
+    return this.registry.entries(collection)
   }
 
   // The writes return the queue's promise as it is (see WorkspaceWrites).
@@ -226,6 +229,11 @@ export class LocalWorkspace implements Workspace, SyncHost {
     }
     await this.registry.exportInto(result)
     return result
+  }
+
+  async check(collection?: string, options: { repair?: boolean } = {}): Promise<IndexCheckReport[]> {
+    this.assertOpen()
+    return checkCollections(this.registry, this.store, collection === undefined ? this.registry.appNames() : [collection], options.repair === true)
   }
 
   async status(): Promise<WorkspaceStatus> {

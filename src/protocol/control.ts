@@ -51,6 +51,7 @@ export const CONTROL_METHODS = [
   'syncNow',
   'stats',
   'reset',
+  'check',
 ] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 

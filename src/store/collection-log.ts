@@ -80,6 +80,8 @@ export class CollectionLog {
   private lastSeq: number
   /** The records counted in the checkpoint (see append); undefined while no rows are derived. */
   private records: number | undefined
+  /** The read rules the rows are derived under (see Checkpoint.rules). */
+  private rules: string | undefined
   private readonly state: LogState
   private pending: PendingAppend[] = []
   /** Set while appends in the write-ahead file wait to be written to LevelDB together (see kickSoon). */
@@ -98,7 +100,7 @@ export class CollectionLog {
     store: LogStore,
     name: string,
     snapshot: () => Uint8Array,
-    init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState; records?: number },
+    init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState; records?: number; rules?: string },
   ) {
     this.store = store
     this.name = name
@@ -107,12 +109,18 @@ export class CollectionLog {
     this.snapshotFile = init.snapshotFile
     this.lastSeq = init.lastSeq
     this.records = init.records
+    this.rules = init.rules
     this.state = init.state
   }
 
   /** The checkpoint the stored rows have (see append), if rows are derived for this collection. */
   checkpoint(): Checkpoint | undefined {
-    return this.records === undefined ? undefined : { seq: this.lastSeq, records: this.records }
+    return this.records === undefined ? undefined : { seq: this.lastSeq, records: this.records, ...(this.rules === undefined ? {} : { rules: this.rules }) }
+  }
+
+  /** The read rules the rows of the appends to come are derived under (a collection new here, whose first checkpoint records them). */
+  deriveUnder(rules: string): void {
+    this.rules = rules
   }
 
   /** Sizes for `list` and `status`. */
@@ -122,7 +130,7 @@ export class CollectionLog {
 
   /**
    * Append an update. `derived`: the rows derived from it (see daemon/derived-rows.ts), written
-   * in the same LevelDB batch as the update, with the checkpoint `x!NAME` (the seq of that
+   * in the same LevelDB batch as the update, with the checkpoint `n!NAME` (the seq of that
    * update, and the record count after it): a crash leaves both or neither. An update only in
    * the write-ahead file when the process stops has no rows yet: they are derived again when
    * the collection next opens (see DocStore.open).
@@ -417,7 +425,7 @@ export class CollectionLog {
 
   /** The rows derived from `batch`, with the checkpoint at `seq` (see checkpointed). */
   private derivedOps(batch: PendingAppend[], seq: number): Promise<{ ops: BatchOp[]; records: number | undefined }> {
-    return checkpointed(this.store, this.name, batch, { seq, records: this.records, exists: this.exists })
+    return checkpointed(this.store, this.name, batch, { seq, records: this.records, rules: this.rules, exists: this.exists })
   }
 
   /**
@@ -426,9 +434,10 @@ export class CollectionLog {
    * then reflect every update of the log; without, the checkpoint is removed (a build in
    * several batches writes it with its last one). Only before the collection is handed out.
    */
-  async writeRows(ops: BatchOp[], checkpoint: { records: number } | undefined): Promise<void> {
+  async writeRows(ops: BatchOp[], checkpoint: { records: number; rules: string } | undefined): Promise<void> {
     if (this.failure !== undefined) throw this.failure
-    const value = checkpoint === undefined ? undefined : jsonValue({ seq: this.lastSeq, records: checkpoint.records } satisfies Checkpoint)
+    const value =
+      checkpoint === undefined ? undefined : jsonValue({ seq: this.lastSeq, records: checkpoint.records, rules: checkpoint.rules } satisfies Checkpoint)
     const key = checkpointKey(this.name)
     try {
       await this.store.batch([...ops, value === undefined ? { type: 'del', key } : { type: 'put', key, value }])
@@ -436,6 +445,7 @@ export class CollectionLog {
       throw storageFailure(this.name, 'cannot write its derived rows', err)
     }
     this.records = checkpoint?.records
+    if (checkpoint !== undefined) this.rules = checkpoint.rules
   }
 
   private async writeCompaction(): Promise<void> {

@@ -42,7 +42,7 @@ export async function checkpointed(
   store: { readonly db: BinaryLevel },
   name: string,
   batch: readonly { derived?: BatchOp[] }[],
-  at: { seq: number; records: number | undefined; exists: boolean },
+  at: { seq: number; records: number | undefined; rules: string | undefined; exists: boolean },
 ): Promise<{ ops: BatchOp[]; records: number | undefined }> {
   const ops: BatchOp[] = []
   let derived = at.records !== undefined
@@ -53,6 +53,7 @@ export async function checkpointed(
   }
   if (!derived) return { ops, records: undefined }
   const records = (at.records ?? 0) + (await countRows(store, name, ops, at.exists))
-  ops.push({ type: 'put', key: checkpointKey(name), value: jsonValue({ seq: at.seq, records } satisfies Checkpoint) })
+  const checkpoint: Checkpoint = { seq: at.seq, records, ...(at.rules === undefined ? {} : { rules: at.rules }) }
+  ops.push({ type: 'put', key: checkpointKey(name), value: jsonValue(checkpoint) })
   return { ops, records }
 }

@@ -2,6 +2,7 @@ import { readdir, stat, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_COMPACTION, type CompactionPolicy } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
+import { isInternalCollection } from '../core/membership.js'
 import { CollectionLog, type LogStore } from './collection-log.js'
 import {
   checkpointKey,
@@ -307,7 +308,9 @@ export class DocStore implements LogStore {
     let snapRaw: Uint8Array | undefined
     let checkpointRaw: Uint8Array | undefined
     try {
-      ;[metaRaw, snapRaw, checkpointRaw] = await this.db.getMany([metaKey(name), snapshotKey(name), checkpointKey(name)])
+      ;[metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
+      // Only a stored app collection has rows (kitsync's own have none): no read for the others.
+      if (metaRaw !== undefined && !isInternalCollection(name)) checkpointRaw = await this.db.get(checkpointKey(name))
     } catch (err) {
       throw readFailure(name, err)
     }
@@ -344,6 +347,7 @@ export class DocStore implements LogStore {
       lastSeq,
       state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
       ...(checkpoint === undefined ? {} : { records: checkpoint.records }),
+      ...(checkpoint?.rules === undefined ? {} : { rules: checkpoint.rules }),
     })
     this.logs.set(name, log)
     return { log, loaded: { updates, replay, checkpoint, meta } }

@@ -1,7 +1,7 @@
 import { KitsyncError } from '../core/errors.js'
 import type { JsonValue } from '../core/json.js'
-import { jsonValue, parseJson, rowKey, rowPrefix, rowRange, type BatchOp } from './doc-layout.js'
-import { unframe } from './framing.js'
+import { fileRefOf, jsonValue, parseJson, rowKey, rowPrefix, rowRange, snapshotKey, storedFile, updateRange, type BatchOp } from './doc-layout.js'
+import { FILE_REF_FORMAT, unframe } from './framing.js'
 import { corruption, readFailure } from './level-errors.js'
 import type { BinaryLevel } from './level.js'
 
@@ -80,4 +80,20 @@ export async function readRows(db: BinaryLevel, name: string, strict = true): Pr
     throw readFailure(name, err)
   }
   return out
+}
+
+/** What a collection counts for in `list` without loading it: its snapshot and log as stored (see CollectionLog.stats). */
+export async function storedBytes(db: BinaryLevel, name: string): Promise<number> {
+  try {
+    let bytes = 0
+    const snap = await db.get(snapshotKey(name))
+    if (snap !== undefined) {
+      const ref = snap[0] === FILE_REF_FORMAT ? fileRefOf(snap) : undefined
+      bytes += ref === undefined ? snap.byteLength : storedFile(ref).bytes
+    }
+    for await (const value of db.values(updateRange(name))) bytes += value.byteLength
+    return bytes
+  } catch (err) {
+    throw readFailure(name, err)
+  }
 }

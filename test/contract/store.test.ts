@@ -7,6 +7,7 @@ import type { BinaryLevel } from '../../src/store/level.js'
 import { openLevel } from '../../src/store/level.js'
 import { SnapshotFiles } from '../../src/store/snapshot-files.js'
 import { derivedRowsContract } from './derived-rows-contract.js'
+import { indexRowsContract } from './index-rows-contract.js'
 import { storeContract, type StoreFixture } from './store-contract.js'
 
 const memory: StoreFixture = {
@@ -23,6 +24,7 @@ const memory: StoreFixture = {
 }
 storeContract('memory-level', memory)
 derivedRowsContract('memory-level', memory)
+indexRowsContract('memory-level', memory)
 
 const dirs: string[] = []
 const dirOf = new WeakMap<BinaryLevel, string>()
@@ -50,6 +52,7 @@ const leveldb: StoreFixture = {
 
 storeContract('LevelDB', leveldb)
 derivedRowsContract('LevelDB', leveldb)
+indexRowsContract('LevelDB', leveldb)
 
 // The home folder's layout: snapshots as files beside LevelDB (here every one, whatever its size).
 storeContract('LevelDB with snapshot files', {
