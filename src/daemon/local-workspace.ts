@@ -45,7 +45,6 @@ import { WorkspaceSync } from './workspace-sync.js'
 import { databaseParts, homeParts, type DatabaseOptions, type LocalWorkspaceOptions, type LocalWorkspaceParts } from './workspace-parts.js'
 import { WorkspaceWrites } from './workspace-writes.js'
 import { WorkspaceHistory } from './workspace-history.js'
-import type { HistoryEntry, HistoryOptions, RestoreResult, RestoreTarget } from '../core/history-types.js'
 
 /**
  * A workspace whose store this process owns: collections are Y.Docs loaded on first use,
@@ -204,13 +203,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return this.conflictDesk.resolve(collection, id, choice)
   }
 
-  history(collection: string, key?: string, options?: HistoryOptions): Promise<HistoryEntry[]> {
-    return this.historyDesk.history(collection, key, options)
-  }
-
-  restore(collection: string, key: string, target: RestoreTarget): Promise<RestoreResult> {
-    return this.historyDesk.restore(collection, key, target)
-  }
+  readonly history: Workspace['history'] = (collection, key, options) => this.historyDesk.history(collection, key, options)
+  readonly restore: Workspace['restore'] = (collection, key, target) => this.historyDesk.restore(collection, key, target)
 
   async list(): Promise<CollectionInfo[]> {
     this.assertOpen()
