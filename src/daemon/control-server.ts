@@ -2,6 +2,7 @@ import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { historyParams } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
@@ -295,6 +296,14 @@ export class ControlServer {
         if (choice === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'resolve needs take (a device or stamp) or value')
         return ws.resolve(requireString(p, 'collection'), requireString(p, 'id'), choice)
       }
+      case 'history': {
+        const { collection, key, options } = historyParams(p)
+        return ws.history(collection, key, options)
+      }
+      case 'restore': {
+        const { collection, key, target } = historyParams(p)
+        return ws.restore(collection, key ?? requireString(p, 'key'), target)
+      }
       case 'items':
         return ws.items()
       case 'setItems':
@@ -310,6 +319,8 @@ export class ControlServer {
         return ws.stats()
       case 'reset':
         return ws.resetSync()
+      case 'check':
+        return ws.check(optionalString(p, 'collection'), { repair: p.repair === true })
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }
