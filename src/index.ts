@@ -14,6 +14,7 @@ export { KINDS, KIND_NAMES, CONFLICT_POLICIES, type KindName } from './core/kind
 export { BUILTIN_SECRET_RULES, type SecretRule } from './core/secrets.js'
 export { KitsyncError, ERROR_CODES, isKitsyncError, type ErrorCode } from './core/errors.js'
 export type { JsonValue, JsonObject, JsonPrimitive } from './core/json.js'
+export type { HistoryEntry, HistoryOptions, HistoryRetention, HistorySetting, RestoreResult, RestoreTarget } from './core/history-types.js'
 export type {
   AppendOptions,
   ChangeEvent,
@@ -42,5 +43,17 @@ export type {
   WorkspaceInfo,
   WorkspaceStatus,
 } from './core/workspace-types.js'
+export { readImportSource } from './api/transfer.js'
+export type {
+  GitExportChange,
+  GitExportOptions,
+  GitExportReport,
+  ImportCollection,
+  ImportCollectionReport,
+  ImportOptions,
+  ImportProblem,
+  ImportReport,
+  ImportSource,
+} from './core/transfer-types.js'
 export { KITSYNC_VERSION } from './core/version.js'
 export { DEFAULT_MAX_RECORD_BYTES } from './core/record-collection.js'

@@ -7,7 +7,7 @@ type Register = (program: Command, io: CliIO) => void
 
 /**
  * Every command module, in the order of `kitsync --help`, with the top-level commands it
- * registers. A run loads only the module of its command (a peer never loads the other 24, nor
+ * registers. A run loads only the module of its command (a peer never loads the other 25, nor
  * what they import); help, a bare `kitsync` and an unknown command load them all.
  */
 export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () => Promise<{ register: Register }> }[] = [
@@ -19,9 +19,11 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['append'], load: () => import('./commands/append.js') },
   { commands: ['collection', 'kinds'], load: () => import('./commands/collection.js') },
   { commands: ['conflicts', 'resolve'], load: () => import('./commands/conflicts.js') },
+  { commands: ['history', 'restore'], load: () => import('./commands/history.js') },
   { commands: ['list'], load: () => import('./commands/list.js') },
   { commands: ['watch'], load: () => import('./commands/watch.js') },
   { commands: ['export'], load: () => import('./commands/export.js') },
+  { commands: ['import'], load: () => import('./commands/import.js') },
   { commands: ['status'], load: () => import('./commands/status.js') },
   { commands: ['peer'], load: () => import('./commands/peer.js') },
   { commands: ['pair'], load: () => import('./commands/pair.js') },
@@ -36,6 +38,8 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['stats'], load: () => import('./commands/stats.js') },
   { commands: ['reset'], load: () => import('./commands/reset.js') },
   { commands: ['doctor'], load: () => import('./commands/doctor.js') },
+  { commands: ['dashboard'], load: () => import('./commands/dashboard.js') },
+  { commands: ['check'], load: () => import('./commands/check.js') },
 ]
 
 /** The command an argument list runs (its first word that is not a global option), if any. */
@@ -51,9 +55,11 @@ export function commandOf(argv: readonly string[]): string | undefined {
 
 /** The program with the commands of `argv` (every command if argv is omitted or names none). */
 export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise<Command> {
+  const name = argv === undefined ? undefined : commandOf(argv)
   const program = new Command('kitsync')
     .description('peer-to-peer sync of structured app data between your devices')
-    .version(KITSYNC_VERSION, '-V, --version')
+    // Program options are read after the command too: `restore --version STAMP` keeps its own.
+    .version(KITSYNC_VERSION, name === 'restore' ? '-V' : '-V, --version')
     .option('--home <dir>', 'home folder of this device (default: $KITSYNC_HOME, else the per-user default)')
     .option('--json', 'machine-readable output (one JSON document or JSON lines)')
     .showHelpAfterError(false)
@@ -63,7 +69,6 @@ export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  const name = argv === undefined ? undefined : commandOf(argv)
   const one = COMMAND_MODULES.filter((m) => name !== undefined && m.commands.includes(name))
   for (const module of one.length > 0 ? one : COMMAND_MODULES) (await module.load()).register(program, io)
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')

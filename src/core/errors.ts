@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   VERSION_MISMATCH: 4,
   /** The home folder or control socket belongs to another user, or is not private. */
   PERMISSION_DENIED: 4,
+  /** The HTTP API without its token, or with a wrong one (status 401). */
+  UNAUTHENTICATED: 4,
   /** `join` into a home folder that holds another workspace's data. */
   WORKSPACE_EXISTS: 4,
   // stored data: exit 5
@@ -58,6 +60,11 @@ export const ERROR_CODES = {
   UNKNOWN_CONFLICT: 3,
   /** `kitsync doctor`: a check failed (each says what to do). */
   CHECK_FAILED: 11,
+  // the system git (`export --git`): exit 12
+  /** No `git` on PATH. */
+  GIT_NOT_FOUND: 12,
+  /** A git command failed (its own message follows). */
+  GIT_FAILED: 12,
   // anything else is a bug: exit 1
   INTERNAL: 1,
 } as const satisfies Record<string, number>

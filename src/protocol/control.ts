@@ -26,6 +26,8 @@ export const CONTROL_METHODS = [
   'delete',
   'list',
   'export',
+  'exportGit',
+  'importRecords',
   'status',
   'watch',
   'unwatch',
@@ -43,12 +45,15 @@ export const CONTROL_METHODS = [
   'configure',
   'conflicts',
   'resolve',
+  'history',
+  'restore',
   'items',
   'setItems',
   'fetch',
   'syncNow',
   'stats',
   'reset',
+  'check',
 ] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 

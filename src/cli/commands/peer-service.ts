@@ -36,6 +36,8 @@ export interface DetachedPeer {
   socket: string
   log: string
   listen: string[]
+  /** The URL of its HTTP API, when it serves one (docs/HTTP-API.md). */
+  http?: string
 }
 
 /** The `peer start` flags (without --detach and --headless) as they are remembered. */
@@ -85,7 +87,7 @@ export async function startDetached(io: CliIO, opts: GlobalOptions, args: StartA
           // Remembered once it runs: a start that failed (one runs already) changes nothing.
           await writeFile(argsFile(paths), JSON.stringify(args) + '\n', { mode: 0o600 })
           await chmod(argsFile(paths), 0o600)
-          return { pid, socket: paths.socket, log, listen: started.listen ?? [] }
+          return { pid, socket: paths.socket, log, listen: started.listen ?? [], ...(started.http === undefined ? {} : { http: started.http }) }
         }
       }
       if (exited) throw failureFrom(await readFile(log).then((b) => b.subarray(offset).toString('utf8')), log)
@@ -101,11 +103,11 @@ export async function startDetached(io: CliIO, opts: GlobalOptions, args: StartA
   }
 }
 
-function startedLine(text: string, pid: number): { listen?: string[] } | undefined {
+function startedLine(text: string, pid: number): { listen?: string[]; http?: string } | undefined {
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue
     try {
-      const entry = JSON.parse(line) as { event?: string; pid?: number; listen?: string[] }
+      const entry = JSON.parse(line) as { event?: string; pid?: number; listen?: string[]; http?: string }
       if (entry.event === 'started' && entry.pid === pid) return entry
     } catch {
       // a line cut short while the peer writes it: read again on the next round
@@ -293,6 +295,8 @@ interface DetachFlags {
   relay?: boolean
   items?: string
   localOnly?: string
+  httpPort?: number
+  http?: boolean
 }
 
 /** The `peer start` flags given, as arguments for the detached peer (and to remember). */
@@ -305,6 +309,8 @@ export function startFlagsAsArgs(flags: DetachFlags): StartArgs {
     ...(flags.relay === true ? ['--relay'] : []),
     ...(flags.items === undefined ? [] : ['--items', flags.items]),
     ...(flags.localOnly === undefined ? [] : ['--local-only', flags.localOnly]),
+    ...(flags.httpPort === undefined ? [] : ['--http-port', String(flags.httpPort)]),
+    ...(flags.http === false ? ['--no-http'] : []),
   ]
 }
 
@@ -316,6 +322,7 @@ export async function startDetachedAndPrint(io: CliIO, opts: GlobalOptions, args
       `kitsync peer running in the background (pid ${peer.pid})`,
       `  control   ${peer.socket}`,
       ...peer.listen.map((a, i) => `  ${i === 0 ? 'listening' : '         '} ${a}`),
+      ...(peer.http === undefined ? [] : [`  http      ${peer.http} (token: kitsync dashboard --json)`]),
       `  log       ${peer.log}`,
       'Stop it with: kitsync peer stop',
       '',
