@@ -104,6 +104,7 @@ export class FolderSelection {
    * Include globs never prune: `--include '**\/*.json'` still needs every directory walked.
    */
   directory(path: string): SelectionDecision {
+    if (path === '') return { included: true } // the folder itself
     const parts = path.split('/')
     if (parts[0] === FOLDER_STATE_DIR) return { included: false, reason: 'internal' }
     if (parts.some((p) => DEFAULT_EXCLUDED_DIRS.has(p))) return { included: false, reason: 'default' }

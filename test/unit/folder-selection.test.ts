@@ -55,6 +55,10 @@ describe('folder selection', () => {
     expect(sel.file('s1/config.yaml', text)).toEqual({ included: true })
   })
 
+  it('the folder itself is a directory that is always walked', () => {
+    expect(new FolderSelection({ ignoreFile: '*\n', exclude: ['**'] }).directory('')).toEqual({ included: true })
+  })
+
   it('an excluded directory prunes what is under it', () => {
     const sel = new FolderSelection({ exclude: ['node_modules', 'out/**'] })
     expect(sel.directory('a/node_modules')).toEqual({ included: false, reason: 'exclude' })
