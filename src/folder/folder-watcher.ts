@@ -242,6 +242,12 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
   }
 
   private async check(path: string, changes: FolderChange[]): Promise<void> {
+    if (path === '') {
+      // An event at the root without a name: look at everything again.
+      this.rescanDue = true
+      this.schedule()
+      return
+    }
     const abs = join(this.root, path)
     const entry = await lstatEntry(abs)
     if (entry.kind === 'dir') {
