@@ -5,6 +5,7 @@ import type { EffectiveSettings } from '../core/kinds.js'
 import { isInternalCollection } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
+import { isRecordLayout } from '../core/record-layout.js'
 import type { OpenConflict } from '../core/conflict-map.js'
 import type { DetectedConflict } from '../core/record-resolve.js'
 import type { CollectionInfo, WorkspaceExport } from '../core/workspace-types.js'
@@ -13,6 +14,7 @@ import type { DocStore } from '../store/doc-store.js'
 import { debugLog } from '../core/debug-log.js'
 
 const log = debugLog('daemon:collections')
+const warnLayout = log
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
@@ -273,8 +275,10 @@ export class CollectionRegistry {
     const internal = isInternalCollection(name)
     const limit = internal ? undefined : this.maxRecordBytes
     const rules = await settings
+    const recorded = loaded.meta?.layout
     const collection = new RecordCollection(name, doc, {
       clock: this.clock,
+      ...(isRecordLayout(recorded) ? { layout: recorded } : {}),
       policy: rules.policy,
       fieldTypes: { ...rules.kind.fieldTypes },
       ...(limit === undefined ? {} : { maxRecordBytes: limit }),
@@ -299,7 +303,14 @@ export class CollectionRegistry {
       })
     }
     if (adoptedWrite !== undefined) track(adoptedWrite)
-    doc.on('update', (update: Uint8Array) => track(log.append(update)))
+    // The layout is known by the first update (its first content decides it): the metadata records it.
+    const reportMixed = (): void =>
+      warnLayout(`collection ${name} holds records of both layouts (created apart on an old and a new device); only layout ${collection.layout} is read`)
+    if (collection.mixedLayout(reportMixed)) reportMixed()
+    doc.on('update', (update: Uint8Array) => {
+      log.layout ??= collection.layout
+      track(log.append(update))
+    })
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.hooks.changes(name, changes))
       if (adopted !== undefined) {

@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { inTransaction, isEmptyDoc, transactionMeta } from '../../src/core/yjs-internals.js'
+import {
+  deleteEntry,
+  forEachAdded,
+  forEachDeleted,
+  forEachEntry,
+  inTransaction,
+  isEmptyDoc,
+  isRightOf,
+  nextEntryId,
+  rootHasContent,
+  transactionMeta,
+  type EntryId,
+} from '../../src/core/yjs-internals.js'
 
 /**
  * The private Yjs fields that src/core/yjs-internals.ts reads, checked on a real Y.Doc: when a
@@ -118,5 +130,103 @@ describe('doc.store.clients / pendingStructs / pendingDs (isEmptyDoc)', () => {
     expect(doc.store.pendingDs).toBeNull()
     expect(doc.getArray('l').toArray()).toEqual(['y'])
     expect(isEmptyDoc(doc)).toBe(false)
+  })
+})
+
+describe('array entries by Yjs id (record-kv.ts: _start, _map, item.right, store.clients, delete sets)', () => {
+  const entries = (a: Y.Array<string>): [unknown, EntryId][] => {
+    const out: [unknown, EntryId][] = []
+    forEachEntry(a, (v, id) => out.push([v, id]))
+    return out
+  }
+
+  it('rootHasContent: a root named by an applied update, before getMap/getArray, holding items or not', () => {
+    const src = new Y.Doc()
+    src.getArray('a').insert(0, [1])
+    src.getMap('m').set('k', 1)
+    const doc = new Y.Doc()
+    expect(rootHasContent(doc, 'a')).toBe(false)
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(src))
+    expect(rootHasContent(doc, 'a')).toBe(true)
+    expect(rootHasContent(doc, 'm')).toBe(true)
+    expect(rootHasContent(doc, 'other')).toBe(false)
+    doc.getArray('empty')
+    expect(rootHasContent(doc, 'empty')).toBe(false)
+  })
+
+  it('nextEntryId is the id a push gets; forEachEntry gives each value of merged items with its own id', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 5
+    const a = doc.getArray<string>('a')
+    const ids: EntryId[] = []
+    for (const v of ['x', 'y', 'z']) {
+      ids.push(nextEntryId(doc))
+      a.push([v])
+    }
+    expect(ids).toEqual([
+      { client: 5, clock: 0 },
+      { client: 5, clock: 1 },
+      { client: 5, clock: 2 },
+    ])
+    // The three pushes merged into one item; each value keeps its id.
+    expect(a._start?.right ?? null).toBeNull()
+    expect(entries(a)).toEqual([
+      ['x', ids[0]],
+      ['y', ids[1]],
+      ['z', ids[2]],
+    ])
+  })
+
+  it('deleteEntry removes one value of a merged item, and forEachDeleted/forEachAdded see exactly what a transaction did', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 5
+    const a = doc.getArray<string>('a')
+    a.push(['x'])
+    a.push(['y'])
+    a.push(['z'])
+    const seen: { added: string[]; deleted: string[] }[] = []
+    const other = new Y.Doc()
+    const b = other.getArray<string>('a')
+    b.observe((_e, tr) => {
+      const added: string[] = []
+      const deleted: string[] = []
+      forEachAdded(tr, b, (v) => added.push(v as string))
+      forEachDeleted(tr, b, (v) => deleted.push(v as string))
+      seen.push({ added, deleted })
+    })
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc))
+    const sv = Y.encodeStateVector(doc)
+    doc.transact((tr) => {
+      deleteEntry(tr, { client: 5, clock: 1 })
+      a.push(['w'])
+    })
+    expect(a.toArray()).toEqual(['x', 'z', 'w'])
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc, sv))
+    expect(b.toArray()).toEqual(['x', 'z', 'w'])
+    expect(seen).toEqual([
+      { added: ['x', 'y', 'z'], deleted: [] },
+      { added: ['w'], deleted: ['y'] },
+    ])
+  })
+
+  it('isRightOf orders two entries as the array does, within one item and across items', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 1
+    const a = doc.getArray<string>('a')
+    a.push(['p'])
+    a.push(['q'])
+    const other = new Y.Doc()
+    other.clientID = 2
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc))
+    other.getArray<string>('a').push(['r'])
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(other))
+    const p = { client: 1, clock: 0 }
+    const q = { client: 1, clock: 1 }
+    const r = { client: 2, clock: 0 }
+    expect(isRightOf(doc, q, p)).toBe(true)
+    expect(isRightOf(doc, p, q)).toBe(false)
+    expect(isRightOf(doc, r, p)).toBe(true)
+    expect(isRightOf(doc, p, r)).toBe(false)
+    expect(isRightOf(doc, r, q)).toBe(true)
   })
 })
