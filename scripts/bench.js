@@ -3,7 +3,7 @@
 //
 // A section is a module in scripts/bench/ exporting `id`, `title` and `async run(ctx)`, where
 // ctx = { measure, note, tmp, log } (see scripts/bench/lib.js). Add one by appending its
-// import to SECTIONS. `node scripts/bench.js foundation` (or `mesh`, `vps`, `workload`) runs only the named sections.
+// import to SECTIONS. `node scripts/bench.js foundation` (or `mesh`, `vps`, `workload`, `layout`) runs only the named sections.
 // BENCH_QUICK=1 shrinks the workloads (figures then do not compare with their targets);
 // BENCH_STRICT=1 makes the exit status 1 when a figure fails or errs.
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -11,7 +11,13 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { createRecorder, createTempDirs, errorText, formatNumber, ROOT, round, statusMark, targetText } from './bench/lib.js'
 
-const SECTIONS = [() => import('./bench/foundation.js'), () => import('./bench/mesh.js'), () => import('./bench/vps.js'), () => import('./bench/workload.js')]
+const SECTIONS = [
+  () => import('./bench/foundation.js'),
+  () => import('./bench/mesh.js'),
+  () => import('./bench/vps.js'),
+  () => import('./bench/workload.js'),
+  () => import('./bench/layout.js'),
+]
 
 const OUT_DIR = join(ROOT, 'bench-results')
 

@@ -45,6 +45,20 @@ const probes = {
     return new Promise(() => undefined)
   },
 
+  /** A document state from a file, applied to a new Y.Doc, read by a RecordCollection of a layout (bench section layout). */
+  async 'layout-open'({ file, layout, key }) {
+    const { readFile } = await import('node:fs/promises')
+    const Y = await import('yjs')
+    const { RecordCollection } = await import('../../dist/core/record-collection.js')
+    const state = await readFile(file)
+    const t = performance.now()
+    const doc = new Y.Doc()
+    Y.applyUpdate(doc, state)
+    const c = new RecordCollection('positions', doc, { layout })
+    const value = c.get(key)
+    return { openGetMs: performance.now() - t, value }
+  },
+
   /** y-leveldb: LeveldbPersistence + getYDoc (which also trims a log of over 500 updates). */
   async 'yleveldb-load'({ dir, doc }) {
     let t = performance.now()

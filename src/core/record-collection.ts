@@ -1,10 +1,10 @@
 import * as Y from 'yjs'
 import { ConflictMap, conflictSettled, type OpenConflict } from './conflict-map.js'
 import { KitsyncError } from './errors.js'
-import { Hlc } from './hlc.js'
+import { privateClock, type Hlc } from './hlc.js'
 import { isJsonObject, jsonEqual, type JsonObject, type JsonValue } from './json.js'
 import { assertFieldName, assertRecordKey } from './names.js'
-import { lazyChanges, type RecordChange } from './record-changes.js'
+import { lazyChanges, recordsObject, type RecordChange } from './record-changes.js'
 import { assertElement, checkField, checkRecordSize } from './record-checks.js'
 import { CollectionIndex, type IndexEntry, type RecordIndex } from './record-index.js'
 import { bestOf, candidates, collapsible, detect, floorsOf, recordExists, valueOf, type DetectedConflict } from './record-resolve.js'
@@ -63,14 +63,7 @@ export class RecordCollection {
     this.name = name
     this.doc = doc
     this.maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
-    this.clock =
-      options.clock ??
-      new Hlc(
-        Math.random()
-          .toString(36)
-          .slice(2, 10)
-          .replace(/[^a-z0-9]/g, '') || 'anon',
-      )
+    this.clock = options.clock ?? privateClock()
     this.ownSlot = '=' + this.clock.node
     this.map = new LayoutSlots<Slot>(doc, options.layout)
     this.view = { slots: this.map, policy: options.policy ?? 'merge', fieldTypes: options.fieldTypes ?? {} }
@@ -213,15 +206,7 @@ export class RecordCollection {
   }
 
   entries(): Record<string, JsonValue> {
-    const out: Record<string, JsonValue> = {}
-    for (const key of this.keys()) {
-      const v = this.get(key)
-      if (v === undefined) continue
-      // `out.__proto__ = v` would set the prototype, not add the record `__proto__`.
-      if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true })
-      else out[key] = v
-    }
-    return out
+    return recordsObject(this, this.keys())
   }
 
   /** Replace a record with `value` (or, with `field`, set one top-level field of it). */

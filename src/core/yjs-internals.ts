@@ -156,3 +156,28 @@ export function isRightOf(doc: Y.Doc, a: EntryId, b: EntryId): boolean {
     if (pb === null) return false
   }
 }
+
+/**
+ * Insert one binary entry at the end of an array in the running transaction, and return its
+ * id. `after` is the id of an entry at or near the end (the last one this function added):
+ * the walk to the end starts there, so it costs the items added after it, not the array.
+ * `Y.Array.push` and `insert(length)` walk from the start or from a search marker, which made
+ * every write O(n). Builds the Item as Yjs's own `typeListInsertGenericsAfter` does (origin:
+ * the left item's last id) and drops the array's search markers, which this insert does not
+ * update. Fields: `type._start`, `item.right`, `item.lastId`, `type._searchMarker`; the Item
+ * and ContentBinary constructors (exported, not documented).
+ */
+export function appendEntry(tr: Y.Transaction, array: Y.Array<Uint8Array>, bytes: Uint8Array, after: EntryId | undefined): EntryId {
+  let left: Y.Item | null = null
+  if (after !== undefined) {
+    const s = getItem(tr.doc.store, createID(after.client, after.clock))
+    if (s instanceof Y.Item && s.parent === array) left = s
+  }
+  if (left === null) left = array._start
+  if (left !== null) while (left.right !== null) left = left.right
+  const id = nextEntryId(tr.doc)
+  const item = new Y.Item(createID(id.client, id.clock), left, left?.lastId ?? null, null, null, array, null, new Y.ContentBinary(bytes))
+  item.integrate(tr, 0)
+  if (array._searchMarker !== null) array._searchMarker.length = 0
+  return id
+}

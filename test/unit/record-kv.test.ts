@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { Hlc } from '../../src/core/hlc.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
-import { KV_DEDUP, RecordKv, type KvEntry } from '../../src/core/record-kv.js'
+import { decodeEntry, KV_DEDUP, RecordKv, type KvEntry } from '../../src/core/record-kv.js'
 import { RECORDS_ARRAY } from '../../src/core/record-layout.js'
 
 /**
@@ -44,7 +44,11 @@ function replica(client: number): Replica {
 }
 
 const asObject = (kv: RecordKv<number>): Record<string, number> => Object.fromEntries([...kv.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
-const liveEntries = (r: Replica): KvEntry<number>[] => r.doc.getArray<KvEntry<number>>('kv').toArray()
+const liveEntries = (r: Replica): KvEntry<number>[] =>
+  r.doc
+    .getArray<Uint8Array>('kv')
+    .toArray()
+    .map((bytes) => decodeEntry(bytes) as KvEntry<number>)
 
 function exchange(replicas: Replica[]): void {
   for (let round = 0; round < 6; round++) {
@@ -105,7 +109,10 @@ describe('RecordKv', () => {
     const merged = new Y.Doc()
     merged.getArray('kv') // a plain array, no dedup
     Y.applyUpdate(merged, Y.mergeUpdates([a.made[0] as Uint8Array, b.made[0] as Uint8Array]))
-    const both = merged.getArray<KvEntry<number>>('kv').toArray()
+    const both = merged
+      .getArray<Uint8Array>('kv')
+      .toArray()
+      .map((bytes) => decodeEntry(bytes) as KvEntry<number>)
     expect(both).toHaveLength(2)
     expect(a.kv.get('k')).toBe((both[1] as KvEntry<number>).v)
   })

@@ -7,7 +7,7 @@ import { formatHlc, Hlc, MAX_DRIFT_MS, nodeTagOf, parseHlc } from '../../src/cor
 import type { JsonValue } from '../../src/core/json.js'
 import { isKindName, KINDS } from '../../src/core/kinds.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
-import type { KvEntry } from '../../src/core/record-kv.js'
+import { decodeEntry, type KvEntry } from '../../src/core/record-kv.js'
 import { RECORDS_ARRAY, type RecordLayout } from '../../src/core/record-layout.js'
 import type { DetectedConflict } from '../../src/core/record-resolve.js'
 import type { FieldType } from '../../src/core/record-slots.js'
@@ -125,7 +125,10 @@ class Device {
   slots(): Record<string, unknown> {
     if (this.layout === 1) return Object.fromEntries(this.doc.getMap('records').entries())
     // Layout 2: the live entries, one per key once duplicates are deleted.
-    const entries = this.doc.getArray<KvEntry<unknown>>(RECORDS_ARRAY).toArray()
+    const entries = this.doc
+      .getArray<Uint8Array>(RECORDS_ARRAY)
+      .toArray()
+      .map((bytes) => decodeEntry(bytes) as KvEntry<unknown>)
     expect(new Set(entries.map((e) => e.k)).size, 'one entry per key').toBe(entries.length)
     return Object.fromEntries(entries.map((e) => [e.k, e.v]))
   }
