@@ -91,6 +91,9 @@ export async function run({ measure, tmp, log }) {
             runs.map((r) => r.openGetMs),
             2,
           ),
+          // The workspace's open (LevelDB, keys, settings), then the collection's load and the get.
+          openMs: round(median(runs.map((r) => r.openMs)), 2),
+          getMs: round(median(runs.map((r) => r.getMs)), 2),
         },
       }
     },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import {
+  appendEntry,
   deleteEntry,
   forEachAdded,
   forEachDeleted,
@@ -228,5 +229,41 @@ describe('array entries by Yjs id (record-kv.ts: _start, _map, item.right, store
     expect(isRightOf(doc, r, p)).toBe(true)
     expect(isRightOf(doc, p, r)).toBe(false)
     expect(isRightOf(doc, r, q)).toBe(true)
+  })
+
+  it('appendEntry adds a binary item at the end (after remote items too), unmerged with its left, and drops stale search markers', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 3
+    const a = doc.getArray<Uint8Array>('a')
+    let tail: EntryId | undefined
+    doc.transact((tr) => {
+      tail = appendEntry(tr, a, new Uint8Array([1]), tail)
+      tail = appendEntry(tr, a, new Uint8Array([2]), tail)
+    })
+    expect(tail).toEqual({ client: 3, clock: 1 })
+    // A remote item lands after the tail: the next append goes after it.
+    const other = new Y.Doc()
+    other.clientID = 4
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc))
+    other.getArray<Uint8Array>('a').push([new Uint8Array([3])])
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(other))
+    a.get(0) // makes a search marker
+    doc.transact((tr) => {
+      tail = appendEntry(tr, a, new Uint8Array([4]), tail)
+    })
+    expect(a.toArray().map((b) => b[0])).toEqual([1, 2, 3, 4])
+    expect(a.length).toBe(4)
+    expect(a.get(3)?.[0]).toBe(4)
+    // Binary items of one writer stay separate items while live.
+    expect(a._start?.right).not.toBeNull()
+    expect(a._start?.length).toBe(1)
+    const copy = new Y.Doc()
+    Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc))
+    expect(
+      copy
+        .getArray<Uint8Array>('a')
+        .toArray()
+        .map((b) => b[0]),
+    ).toEqual([1, 2, 3, 4])
   })
 })
