@@ -5,26 +5,25 @@ import { appendEntry, deleteEntry, forEachAdded, forEachDeleted, forEachEntry, i
 
 /**
  * A key-value map of slots kept in a Y.Array of `{k, v}` entries (layout 2, after y-utility's
- * YKeyValue).
- *
- * - **Entries are binary.** Each is one Yjs binary item (ContentBinary) holding lib0's
- *   `writeAny` encoding of `{k, v}`. Yjs merges consecutive JSON items of one writer into one
- *   item and concatenates their arrays, so with JSON entries every push copied the writer's
- *   whole run of live entries and every delete split it (1,390 new records/s into 100,000,
- *   135 overwrites/s); binary items are never merged while live. Deleted, they are garbage
- *   collected to ContentDeleted, which merges into ranges as before. A set deletes the key's old entry and pushes a new one, so under Yjs's GC one
+ * YKeyValue). A set deletes the key's old entry and appends a new one, so under Yjs's GC one
  * writer's overwrites merge into ranges of deleted items: 100 keys overwritten 1,000 times
  * take a few KB, where a Y.Map keeps every overwritten item (about 1 MB, storage.md §2.1).
  *
- * - **Current entry.** `flat key -> entry` and `flat key -> Yjs id` are kept here, so a set or
+ * - **Current entry.** `flat key -> value` and `flat key -> Yjs id` are kept here, so a set or
  *   delete removes the old entry's item directly (yjs-internals.ts), never by a walk.
- * - **Duplicates.** Two devices that set one key concurrently each push an entry. The
+ * - **Duplicates.** Two devices that set one key concurrently each append an entry. The
  *   rightmost entry of the array is the key's value on every device (the array's order is the
  *   same everywhere), and a device that sees both deletes the other, in a transaction of its
  *   own right after the one that brought it (origin KV_DEDUP). After a remote transaction only
  *   the entries it added or deleted are looked at.
- * - **Deletes** remove the entry items their writer holds, so an entry pushed concurrently
+ * - **Deletes** remove the entry items their writer holds, so an entry appended concurrently
  *   survives a delete, as a Y.Map entry does.
+ * - **Entries are binary.** Each is one Yjs binary item (ContentBinary) holding lib0's
+ *   `writeAny` encoding of `{k, v}`. Yjs merges consecutive JSON items of one writer into one
+ *   item and concatenates their arrays, so with JSON entries every append copied the writer's
+ *   whole run of live entries and every delete split it (1,390 new records/s into 100,000,
+ *   135 overwrites/s); binary items are never merged while live. Deleted, they are garbage
+ *   collected to ContentDeleted, which merges into ranges as before.
  */
 
 export interface KvEntry<V> {

@@ -14,6 +14,7 @@ import type { DocStore } from '../store/doc-store.js'
 import { debugLog } from '../core/debug-log.js'
 
 const log = debugLog('daemon:collections')
+/** The debug log, under another name: inside loadFromStore `log` is the collection's CollectionLog. */
 const warnLayout = log
 
 /** Transaction origin of writes made through this workspace. */
