@@ -84,12 +84,10 @@ function writeRevokedStatement(e: encoding.Encoder, s: RevokedStatement): void {
   encoding.writeVarString(e, s.signer)
 }
 
+/** What a device of this version tells one of an older version (on the old sync protocol id, or when it tries to pair). */
+export const OLD_VERSION_MESSAGE = `this device speaks sync ${SYNC_PROTOCOL_VERSION}; update kitsync`
 /** The one frame a device sends on an old protocol id before it closes the stream. */
-export const OLD_SYNC_REFUSAL: Frame = {
-  type: FrameType.ERROR,
-  code: 'VERSION_MISMATCH',
-  message: `this device speaks sync ${SYNC_PROTOCOL_VERSION}; update kitsync`,
-}
+export const OLD_SYNC_REFUSAL: Frame = { type: FrameType.ERROR, code: 'VERSION_MISMATCH', message: OLD_VERSION_MESSAGE }
 
 export const MAX_COLLECTIONS_IN_HELLO = 100_000
 export const MAX_INTEREST_RULES = 10_000

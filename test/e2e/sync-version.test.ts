@@ -11,13 +11,15 @@ import { lpStream } from '@libp2p/utils'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startPeer } from '../../dist/index.js'
+import { decodeToken, pairingProof, tokenId } from '../../dist/protocol/pair-token.js'
 import { decodeFrame, FrameType } from '../../dist/protocol/sync-frames.js'
 
 /**
  * Devices of sync 1 and sync 2 (docs/PROTOCOL.md, "Versions"): a real peer answers a dial of
  * /kitsync/sync/1.0.0 by a member with one ERROR frame VERSION_MISMATCH and closes the stream;
  * a stranger gets nothing. A real peer that opens a session with a device speaking only
- * 1.0.0 fails with VERSION_MISMATCH naming that device.
+ * 1.0.0 fails with VERSION_MISMATCH naming that device. A joiner that pairs the sync-1 way
+ * (its join names no sync version) is refused with VERSION_MISMATCH and not admitted.
  */
 
 type Peer = Awaited<ReturnType<typeof startPeer>>
@@ -96,6 +98,31 @@ describe('sync protocol versions', () => {
       expect(err.message).toContain('/kitsync/sync/2.0.0')
     } finally {
       await old.stop()
+    }
+  })
+
+  it('a joiner that pairs the sync-1 way (no sync version in its join) is refused with VERSION_MISMATCH, not admitted', async () => {
+    const invite = await peer.createInvite()
+    const token = decodeToken(invite.token)
+    const joinerKey = await generateKeyPair('Ed25519')
+    const joinerId = peerIdFromPrivateKey(joinerKey).toString()
+    const joiner = await node(joinerKey)
+    try {
+      const stream = await joiner.dialProtocol(multiaddr(peer.mesh.listenAddresses()[0] as string), '/kitsync/pair/1.0.0')
+      const lp = lpStream(stream)
+      const signal = AbortSignal.timeout(10_000)
+      const send = (m: unknown): Promise<void> => lp.write(new TextEncoder().encode(JSON.stringify(m)), { signal })
+      const read = async (): Promise<Record<string, unknown>> =>
+        JSON.parse(new TextDecoder().decode((await lp.read({ signal })).subarray())) as Record<string, unknown>
+      const id = tokenId(token.secret)
+      await send({ t: 'join', tokenId: id, name: 'old', workspaceId: token.workspaceId })
+      const challenge = await read()
+      expect(challenge.t).toBe('challenge')
+      await send({ t: 'proof', mac: pairingProof(token.secret, { tokenId: id, inviter: token.inviter, joiner: joinerId, nonce: challenge.nonce as string }) })
+      expect(await read()).toEqual({ t: 'error', code: 'VERSION_MISMATCH', message: 'this device speaks sync 2; update kitsync' })
+      expect(await peer.workspace.isMember(joinerId)).toBe(false)
+    } finally {
+      await joiner.stop()
     }
   })
 })
