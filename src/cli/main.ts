@@ -37,6 +37,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['stats'], load: () => import('./commands/stats.js') },
   { commands: ['reset'], load: () => import('./commands/reset.js') },
   { commands: ['doctor'], load: () => import('./commands/doctor.js') },
+  { commands: ['service'], load: () => import('./commands/service.js') },
 ]
 
 /** The command an argument list runs (its first word that is not a global option), if any. */
@@ -57,6 +58,7 @@ export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise
     .version(KITSYNC_VERSION, '-V, --version')
     .option('--home <dir>', 'home folder of this device (default: $KITSYNC_HOME, else the per-user default)')
     .option('--json', 'machine-readable output (one JSON document or JSON lines)')
+    .option('--restart-peer', 'if the running peer is another kitsync version (VERSION_MISMATCH), restart it with this one and go on')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({

@@ -204,6 +204,8 @@ export interface WorkspaceConfig {
   items?: string[]
   /** Names or patterns of collections never sent to nor accepted from any device. */
   localOnly?: string[]
+  /** A CLI command that needs the peer starts it in the background when none runs (`kitsync peer auto-spawn on`). */
+  autoSpawn?: boolean
 }
 
 export async function readWorkspaceConfig(paths: HomePaths): Promise<WorkspaceConfig | undefined> {
