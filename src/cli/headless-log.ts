@@ -11,7 +11,11 @@ import { RotatingLogFile, type RotationOptions } from './rotating-log.js'
  */
 export interface HeadlessLog {
   event(event: string, payload: object, level?: LogLevel): void
-  /** Device names by id, for the `device` field (the devices of the workspace at start). */
+  /**
+   * Device names by id, for the `device` field (the devices of the workspace at start). Lines
+   * logged before this is called (the network starts before the peer can be asked) are held
+   * and written then, with the names.
+   */
   knowDevices(devices: readonly { peerId: string; name: string }[]): void
   /** core/debug-log.ts lines as `debug` entries (written only at --log-level debug). */
   debugSink: DebugSink
@@ -58,20 +62,32 @@ export function headlessLog(options: HeadlessLogOptions = {}): HeadlessLog {
     const name = id === undefined ? undefined : names.get(id)
     return name === undefined || typeof p.name === 'string' ? payload : { device: name, ...payload }
   }
+  const write = (event: string, payload: object, level: LogLevel): void => {
+    ;(LIFECYCLE.has(event) ? lifecycle : logger)[level]({ event, ...named(payload) }, event)
+  }
+  let held: [string, object, LogLevel][] | undefined = []
   return {
     event: (event, payload, level = 'info') => {
       const p = payload as { peerId?: unknown; name?: unknown }
       if ((event === 'device:joined' || event === 'device:revoked') && typeof p.peerId === 'string' && typeof p.name === 'string') names.set(p.peerId, p.name)
-      ;(LIFECYCLE.has(event) ? lifecycle : logger)[level]({ event, ...named(payload) }, event)
+      if (held !== undefined && !LIFECYCLE.has(event)) held.push([event, payload, level])
+      else write(event, payload, level)
     },
     knowDevices: (devices) => {
       for (const d of devices) names.set(d.peerId, d.name)
+      const lines = held ?? []
+      held = undefined
+      for (const [event, payload, level] of lines) write(event, payload, level)
     },
     debugSink: (scope, message, err) => {
       if (!logger.isLevelEnabled('debug')) return
       logger.debug({ event: 'debug', scope, ...(err === undefined ? {} : { error: err instanceof Error ? err.message : String(err) }) }, message)
     },
-    flush: () => logger.flush(),
+    flush: () => {
+      // Peer.start failed before the devices were known: what it logged is still written.
+      if (held !== undefined) for (const [event, payload, level] of held.splice(0)) write(event, payload, level)
+      logger.flush()
+    },
     close: () => file?.close(),
   }
 }

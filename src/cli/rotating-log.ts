@@ -8,7 +8,8 @@
  * trace that never reaches the logger). A rename would leave them writing into peer.log.1;
  * truncating in place keeps every writer on peer.log (all open it O_APPEND). The copy and the
  * truncate run synchronously in the one thread that writes log lines, so no line falls
- * between them. The cost is one copy of `maxBytes` per rotation (10 MiB: a few ms).
+ * between them. The cost is one copy of `maxBytes` per rotation, which blocks the peer meanwhile:
+ * 10 MiB measured at about 90 ms on the 2-core test machine (the other writes: about 7 µs a line).
  *
  * Why not pino-roll: its current file carries a number (peer.1.log, peer.2.log...), so
  * `peer logs` and `start --detach` would have to find it, it writes from a worker thread (lines

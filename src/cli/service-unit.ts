@@ -61,8 +61,8 @@ export function systemdQuote(word: string): string {
 
 /**
  * The systemd user unit. Restart=on-failure brings a crashed peer back; a clean stop (SIGTERM,
- * exit 0) stays stopped. Exit 4 (PEER_ALREADY_RUNNING and the other home-folder errors) is not
- * retried: another peer holds the home, and starting again every few seconds would not help.
+ * exit 0) stays stopped. A start refused because another peer holds the home (exit 4, a peer
+ * started by hand) is retried too, every 10 s: once that peer stops, the service's takes over.
  */
 export function systemdUnit(spec: ServiceSpec): string {
   return [
@@ -76,8 +76,7 @@ export function systemdUnit(spec: ServiceSpec): string {
     'Type=simple',
     `ExecStart=${serviceCommand(spec).map(systemdQuote).join(' ')}`,
     'Restart=on-failure',
-    'RestartSec=5',
-    'RestartPreventExitStatus=4',
+    'RestartSec=10',
     'KillSignal=SIGTERM',
     'TimeoutStopSec=30',
     'UMask=0077',
@@ -120,7 +119,7 @@ export function launchdPlist(spec: ServiceSpec): string {
     '    <false/>',
     '  </dict>',
     '  <key>ThrottleInterval</key>',
-    '  <integer>5</integer>',
+    '  <integer>10</integer>',
     '  <key>Umask</key>',
     '  <integer>63</integer>',
     '  <key>StandardOutPath</key>',

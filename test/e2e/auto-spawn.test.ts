@@ -5,12 +5,27 @@
  * how to restart it and, with --restart-peer, restarts it and goes on. The "older peer" is this
  * build copied aside with another version number: a real detached peer of version 0.0.9.
  */
+import { execFileSync } from 'node:child_process'
 import { cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { openWorkspace } from '../../src/api/open-workspace.js'
 import { KITSYNC_VERSION } from '../../src/core/version.js'
-import { cleanup, expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, makeTempDir, Proc, REPO_ROOT, STOP_TIMEOUT_MS, waitUntil } from '../helpers/cli.js'
+import { announceSkip } from '../helpers/faults.js'
+import {
+  cleanup,
+  CLI,
+  expectCliError,
+  kitsync,
+  kitsyncJson,
+  kitsyncOk,
+  makeHome,
+  makeTempDir,
+  Proc,
+  REPO_ROOT,
+  STOP_TIMEOUT_MS,
+  waitUntil,
+} from '../helpers/cli.js'
 
 interface Status {
   peer: { running: boolean; pid?: number }
@@ -152,6 +167,53 @@ describe('a newer CLI meets an older running peer', () => {
     // The restarted peer kept the flags of the old one's detached start (loopback only).
     expect(JSON.parse(await readFile(join(home, 'peer.args.json'), 'utf8'))).toEqual(LOOPBACK)
     expect(await kitsyncJson(home, ['get', 'notes', 'k'])).toBe('after')
+    await kitsyncOk(home, ['peer', 'stop'])
+  })
+})
+
+/** `script` (util-linux) gives a command a terminal: the question is asked only on one. */
+function scriptSkipReason(): string | undefined {
+  try {
+    execFileSync('script', ['-qec', 'true', '/dev/null'], { stdio: 'ignore', timeout: 10_000 })
+    return undefined
+  } catch (err) {
+    return `no working script(1) to give the CLI a terminal (${(err as Error).message})`
+  }
+}
+
+describe.skipIf(announceSkip('test/e2e/auto-spawn.test.ts (terminal)', scriptSkipReason()))('the same on a terminal', () => {
+  /** Run `kitsync --home HOME ...args` on a pseudo-terminal, typing `answer`. */
+  async function onTerminal(home: string, args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+    const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`
+    const command = [process.execPath, CLI, '--home', home, ...args].map(quote).join(' ')
+    const proc = new Proc('script', ['-qec', command, '/dev/null'], { input: answer })
+    const exit = await proc.waitForExit(STOP_TIMEOUT_MS * 2)
+    return { code: exit.code, output: proc.stdout.replace(/\r/g, '') }
+  }
+
+  it('asks: "n" leaves the older peer running, "y" restarts it and goes on', async () => {
+    const oldCli = await olderBuild()
+    const home = await makeHome()
+    const old = new Proc(process.execPath, [oldCli, '--home', home, 'peer', 'start', '--detach', '--json', ...LOOPBACK])
+    expect(await old.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null })
+    const oldPid = (JSON.parse(old.stdout) as { pid: number }).pid
+    started.add(oldPid)
+    const question = `kitsync: the running peer is kitsync 0.0.9 and this client is ${KITSYNC_VERSION}.\nRestart the peer with this version now? [y/N] `
+
+    const no = await onTerminal(home, ['get', 'notes', 'k'], 'n\n')
+    expect(no.output).toContain(question)
+    expect(no.output).toContain('kitsync: VERSION_MISMATCH: ')
+    expect(no.code).toBe(4)
+    expect(alive(oldPid)).toBe(true)
+
+    const yes = await onTerminal(home, ['set', 'notes', 'k', '3'], 'y\n')
+    expect(yes.output).toContain(question)
+    const newPid = Number(yes.output.match(new RegExp(`kitsync: restarted the peer \\(pid ${oldPid} -> (\\d+)\\)`))?.[1])
+    expect(newPid).toBeGreaterThan(0)
+    started.add(newPid)
+    expect(yes.code).toBe(0)
+    expect(alive(oldPid)).toBe(false)
+    expect(await kitsyncJson(home, ['get', 'notes', 'k'])).toBe(3)
     await kitsyncOk(home, ['peer', 'stop'])
   })
 })

@@ -7,7 +7,19 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { cleanup, fileMode, kitsyncJson, kitsyncOk, makeHome, statOrUndefined, STOP_TIMEOUT_MS, waitUntil } from '../helpers/cli.js'
+import {
+  cleanup,
+  fileMode,
+  kitsyncJson,
+  kitsyncOk,
+  makeHome,
+  spawnKitsync,
+  START_TIMEOUT_MS,
+  statOrUndefined,
+  stopProc,
+  STOP_TIMEOUT_MS,
+  waitUntil,
+} from '../helpers/cli.js'
 
 const LOOPBACK = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
 const started = new Set<number>()
@@ -34,11 +46,19 @@ async function startDetached(home: string, args: string[]): Promise<number> {
   return pid
 }
 
-const entries = (text: string): { event?: string; level?: number; key?: string }[] =>
+interface Entry {
+  event?: string
+  level?: number
+  key?: string
+  peerId?: string
+  device?: string
+}
+
+const entries = (text: string): Entry[] =>
   text
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { event?: string; level?: number; key?: string })
+    .map((l) => JSON.parse(l) as Entry)
 
 describe('the log of a detached peer', () => {
   it('writes debug lines only at --log-level debug', async () => {
@@ -93,5 +113,34 @@ describe('the log of a detached peer', () => {
     for (const line of lines) expect(line).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} {2}(DEBUG|INFO |WARN ) {2}\S/)
     expect(human).toContain('change  collection=notes key=last-one op=set source=local')
     expect(await kitsyncJson(home, ['peer', 'stop'])).toEqual({ event: 'stopped', pid })
+  })
+
+  it('names the other device in the lines about it, with the time first on a terminal and in the detached log', async () => {
+    const ha = await makeHome()
+    const hb = await makeHome()
+    await kitsyncOk(ha, ['init'])
+    // A in the foreground, its human output read; B joins it and then runs detached.
+    const a = spawnKitsync(ha, ['peer', 'start', ...LOOPBACK])
+    await a.waitForLine((l) => l.startsWith('Press Ctrl-C'), START_TIMEOUT_MS, "A's banner")
+    const { token } = await kitsyncJson<{ token: string }>(ha, ['pair', '--ttl', '5'])
+    await kitsyncOk(hb, ['join', token, '--name', 'laptop', ...LOOPBACK])
+    const bId = (await kitsyncJson<{ info: { deviceId: string } }>(hb, ['status'])).info.deviceId
+    await startDetached(hb, [])
+    const time = '\\d\\d:\\d\\d:\\d\\d'
+    await a.waitForLine((l) => new RegExp(`^${time} joined {4}laptop ${bId}$`).test(l), STOP_TIMEOUT_MS, 'the joined line, with the time first')
+    await a.waitForLine((l) => new RegExp(`^${time} connected ${bId} \\(laptop\\)$`).test(l), STOP_TIMEOUT_MS, 'the connected line naming laptop')
+    // B's log names A the same way, as a field beside its id.
+    const aDevice = (await kitsyncJson<{ peerId: string; name: string; self: boolean }[]>(ha, ['devices'])).find((d) => d.self)
+    expect(aDevice).toBeDefined()
+    await waitUntil(
+      async () => {
+        const text = await readFile(join(hb, 'peer.log'), 'utf8')
+        return entries(text).find((e) => e.event === 'sync:connected' && e.peerId === aDevice?.peerId)
+      },
+      STOP_TIMEOUT_MS,
+      "B's sync:connected line about A",
+    ).then((e) => expect(e).toMatchObject({ device: aDevice?.name }))
+    await kitsyncOk(hb, ['peer', 'stop'])
+    expect(await stopProc(a)).toEqual({ code: 0, signal: null })
   })
 })

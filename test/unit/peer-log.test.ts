@@ -63,6 +63,7 @@ describe('headless log levels', () => {
     const dir = await makeTempDir('ks-log-')
     const write = (file: string, level: 'warn' | 'info' | 'debug'): void => {
       const log = headlessLog({ level, file })
+      log.knowDevices([])
       log.event('started', { listen: [] })
       log.event('change', { collection: 'notes', key: 'k' }, 'debug')
       log.debugSink('daemon:peer', 'a handled error', new Error('boom'))
@@ -84,19 +85,21 @@ describe('headless log levels', () => {
     expect(await mode(join(dir, 'info.log'))).toBe(0o600)
   })
 
-  it('names a device beside its id once its name is known, and redacts a token', async () => {
+  it('names a device beside its id, also in lines held until the names are known, and redacts a token', async () => {
     const dir = await makeTempDir('ks-log-')
     const file = join(dir, 'peer.log')
     const log = headlessLog({ file })
     log.event('sync:connected', { peerId: 'P0' })
+    log.event('sync:connected', { peerId: 'P1' }) // before the names are known: held
+    expect(await readFile(file, 'utf8')).toBe('')
     log.knowDevices([{ peerId: 'P1', name: 'laptop' }])
-    log.event('sync:connected', { peerId: 'P1' })
     log.event('device:joined', { peerId: 'P2', name: 'phone', by: 'P1' })
     log.event('sync:offline', { peerId: 'P2' })
     log.event('pairing:refused', { deviceId: 'P1', code: 'TOKEN_USED', token: 'tok-secret' }, 'warn')
     log.close()
     const entries = (await lines(file)).map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(entries.map((e) => e.device)).toEqual([undefined, 'laptop', undefined, 'phone', 'laptop'])
+    expect(entries.map((e) => e.peerId ?? e.deviceId)).toEqual(['P0', 'P1', 'P2', 'P2', 'P1'])
     expect(entries[2]).toMatchObject({ name: 'phone', peerId: 'P2' })
     expect(entries[4]?.token).toBe('[redacted]')
   })

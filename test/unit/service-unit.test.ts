@@ -65,7 +65,7 @@ describe('service unit content', () => {
     ])
     expect(unit).not.toContain('--detach') // systemd supervises the process itself
     expect(unit).toMatch(/^Restart=on-failure$/m)
-    expect(unit).toMatch(/^RestartPreventExitStatus=4$/m) // another peer holds the home: no restart loop
+    expect(unit).toMatch(/^RestartSec=10$/m) // a peer started by hand holds the home: try again, slowly
     expect(unit).toMatch(/^WantedBy=default\.target$/m)
     expect(unit).toMatch(/^UMask=0077$/m)
     expect(unit).toMatch(/^\[Unit\]$/m)

@@ -36,21 +36,27 @@ export function register(program: Command, io: CliIO): void {
     const names = new Map<string, string>()
     const who = (peerId: string): string => (names.has(peerId) ? `${peerId} (${names.get(peerId)})` : peerId)
     // Events can come as soon as the network starts, before the started line is printed:
-    // hold them until then, so the output is in order and nothing is lost.
-    let held: string[] | undefined = []
-    const emit = (line: string, level: LogLevel = 'info'): void => {
+    // hold them until then, so the output is in order and nothing is lost. A held line is
+    // written out then, once the names of the devices are known.
+    type Line = () => string
+    let held: Line[] | undefined = []
+    const emit = (line: Line, level: LogLevel = 'info'): void => {
       if (!logging.shows(level)) return
-      if (held === undefined) io.out(line)
+      if (held === undefined) io.out(line())
       else held.push(line)
     }
-    const line = (event: string, payload: object, human: string): string => (json ? JSON.stringify({ event, ...payload }) + '\n' : human + '\n')
+    // Each event line starts with the local time (HH:MM:SS, when it happened) on a person's screen.
+    const line = (event: string, payload: object, human: string | (() => string)): Line => {
+      const time = new Date().toTimeString().slice(0, 8)
+      return () => (json ? JSON.stringify({ event, ...payload }) + '\n' : `${time} ${typeof human === 'string' ? human : human()}\n`)
+    }
     const running = await (
       await import('../../daemon/peer.js')
     ).Peer.start({
       ...startOptions(io, opts.home, options),
       listeners: {
-        'sync:connected': (e) => emit(line('sync:connected', e, `connected ${who(e.peerId)}`)),
-        'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${who(e.peerId)}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
+        'sync:connected': (e) => emit(line('sync:connected', e, () => `connected ${who(e.peerId)}`)),
+        'sync:offline': (e) => emit(line('sync:offline', e, () => `offline   ${who(e.peerId)}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
         'device:joined': (e) => {
           names.set(e.peerId, e.name)
           emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`))
@@ -91,7 +97,7 @@ export function register(program: Command, io: CliIO): void {
         ].join('\n'),
       )
     }
-    for (const l of held) io.out(l)
+    for (const l of held) io.out(l())
     held = undefined
     const signal = await io.interrupted()
     offRefused()
