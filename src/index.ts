@@ -15,6 +15,7 @@ export { KINDS, KIND_NAMES, CONFLICT_POLICIES, type KindName } from './core/kind
 export { BUILTIN_SECRET_RULES, type SecretRule } from './core/secrets.js'
 export { KitsyncError, ERROR_CODES, isKitsyncError, type ErrorCode } from './core/errors.js'
 export type { JsonValue, JsonObject, JsonPrimitive } from './core/json.js'
+export type { HistoryEntry, HistoryOptions, HistoryRetention, HistorySetting, RestoreResult, RestoreTarget } from './core/history-types.js'
 export type {
   AppendOptions,
   ChangeEvent,

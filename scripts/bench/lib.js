@@ -178,10 +178,10 @@ export async function dirSize(dir) {
  * it prints on its last stdout line, with `wallMs` (spawn to exit) added. `killsItself`: the
  * probe ends by SIGKILL on purpose (a simulated crash).
  */
-export function runProbe(name, args, { timeoutMs = 60_000, killsItself = false } = {}) {
+export function runProbe(name, args, { timeoutMs = 60_000, killsItself = false, nodeArgs = [] } = {}) {
   return new Promise((resolvePromise, reject) => {
     const started = performance.now()
-    const child = spawn(process.execPath, [PROBE, name, JSON.stringify(args)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [...nodeArgs, PROBE, name, JSON.stringify(args)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.setEncoding('utf8').on('data', (s) => (out += s))

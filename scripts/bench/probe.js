@@ -15,10 +15,12 @@ const probes = {
     const getMs = performance.now() - t2
     const openGetMs = performance.now() - t
     const mode = ws.mode
+    // Whether the get loaded the collection's document (it is answered from the index rows when not).
+    const loaded = typeof ws.loadedDoc === 'function' ? ws.loadedDoc(collection) !== undefined : null
     t = performance.now()
     await ws.close()
     const closeMs = performance.now() - t
-    return { importMs, openMs, getMs, openGetMs, closeMs, mode, value }
+    return { importMs, openMs, getMs, openGetMs, closeMs, mode, value, loaded }
   },
 
   /**
@@ -43,6 +45,58 @@ const probes = {
     await new Promise((resolve) => process.stdout.write(JSON.stringify({ writeMs, stats, killed: true }) + '\n', resolve))
     process.kill(process.pid, 'SIGKILL')
     return new Promise(() => undefined)
+  },
+
+  /**
+   * Write `records` records (keys k0..k{records-1}) through openWorkspace, `window` sets in
+   * flight (the write queue commits up to 1,000 waiting writes per transaction), then close.
+   */
+  async 'kitsync-build-many'({ home, collection, records, adopt }) {
+    const { openWorkspace } = await import('../../dist/index.js')
+    const ws = await openWorkspace({ home, serve: false })
+    const started = performance.now()
+    const value = (i) => ({ symbol: 'S' + (i % 5000), quantity: i, note: 'n' })
+    if (adopt) {
+      // As a new device takes a peer's copy: the records written into a document of their
+      // own here, then adopted whole (its snapshot file and every index row in one batch).
+      const Y = await import('yjs')
+      const { RecordCollection } = await import('../../dist/core/record-collection.js')
+      const doc = new Y.Doc()
+      const source = new RecordCollection(collection, doc)
+      for (let i = 0; i < records;) {
+        const end = Math.min(records, i + 10_000)
+        doc.transact(() => {
+          for (; i < end; i++) source.set('k' + i, value(i), 'bench')
+        })
+      }
+      const update = Y.encodeStateAsUpdate(doc)
+      doc.destroy()
+      await ws.adopt(collection, update)
+      await ws.flush()
+    } else {
+      for (let i = 0; i < records;) {
+        const writes = []
+        for (let end = Math.min(records, i + 10_000); i < end; i++) writes.push(ws.set(collection, 'k' + i, value(i)))
+        await Promise.all(writes)
+      }
+    }
+    const writeMs = performance.now() - started
+    const t = performance.now()
+    await ws.close()
+    return { writeMs, closeMs: performance.now() - t, rssBytes: process.memoryUsage().rss }
+  },
+
+  /** openWorkspace, one get, then idle: the process's RSS after a GC (run with --expose-gc). */
+  async 'kitsync-open-rss'({ home, collection, key }) {
+    const { openWorkspace } = await import('../../dist/index.js')
+    const ws = await openWorkspace({ home, serve: false })
+    const value = await ws.get(collection, key)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    globalThis.gc?.()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const { rss, heapUsed } = process.memoryUsage()
+    await ws.close()
+    return { rssBytes: rss, heapUsedBytes: heapUsed, mode: ws.mode, value }
   },
 
   /** y-leveldb: LeveldbPersistence + getYDoc (which also trims a log of over 500 updates). */

@@ -32,6 +32,8 @@ export interface DetachedPeer {
   socket: string
   log: string
   listen: string[]
+  /** The URL of its HTTP API, when it serves one (docs/HTTP-API.md). */
+  http?: string
 }
 
 /** The `peer start` flags (without --detach and --headless) as they are remembered. */
@@ -85,7 +87,7 @@ export async function startDetachedPeer(options: { home?: string; args?: StartAr
           // Remembered once it runs: a start that failed (one runs already) changes nothing.
           await writeFile(argsFile(paths), JSON.stringify(args) + '\n', { mode: 0o600 })
           await chmod(argsFile(paths), 0o600)
-          return { pid, socket: paths.socket, log, listen: started.listen ?? [] }
+          return { pid, socket: paths.socket, log, listen: started.listen ?? [], ...(started.http === undefined ? {} : { http: started.http }) }
         }
       }
       if (exited) throw failureFrom(await readFile(log).then((b) => b.subarray(offset).toString('utf8')), log)
@@ -101,11 +103,11 @@ export async function startDetachedPeer(options: { home?: string; args?: StartAr
   }
 }
 
-function startedLine(text: string, pid: number): { listen?: string[] } | undefined {
+function startedLine(text: string, pid: number): { listen?: string[]; http?: string } | undefined {
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue
     try {
-      const entry = JSON.parse(line) as { event?: string; pid?: number; listen?: string[] }
+      const entry = JSON.parse(line) as { event?: string; pid?: number; listen?: string[]; http?: string }
       if (entry.event === 'started' && entry.pid === pid) return entry
     } catch {
       // a line cut short while the peer writes it: read again on the next round

@@ -13,6 +13,7 @@ import type {
   DeviceRecord,
   ChangesOptions,
   CollectionInfo,
+  IndexCheckReport,
   SetOptions,
   Workspace,
   WorkspaceEvents,
@@ -26,6 +27,7 @@ import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowRepor
 import type { ControlClient } from './control-client.js'
 import { resolve } from 'node:path'
 import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from '../core/transfer-types.js'
+import type { HistoryEntry, HistoryOptions, RestoreResult, RestoreTarget } from '../core/history-types.js'
 
 /** A workspace reached through the control socket of the peer that owns the store. */
 export class RemoteWorkspace implements Workspace {
@@ -126,6 +128,14 @@ export class RemoteWorkspace implements Workspace {
     return this.client.request('resolve', { collection, id, ...choice }) as Promise<ResolveResult>
   }
 
+  history(collection: string, key?: string, options: HistoryOptions = {}): Promise<HistoryEntry[]> {
+    return this.client.request('history', { collection, ...(key === undefined ? {} : { key }), ...options }) as Promise<HistoryEntry[]>
+  }
+
+  restore(collection: string, key: string, target: RestoreTarget): Promise<RestoreResult> {
+    return this.client.request('restore', { collection, key, ...target }) as Promise<RestoreResult>
+  }
+
   status(): Promise<WorkspaceStatus> {
     return this.client.request('status') as Promise<WorkspaceStatus>
   }
@@ -156,6 +166,10 @@ export class RemoteWorkspace implements Workspace {
 
   resetSync(): Promise<ResetReport> {
     return this.client.request('reset') as Promise<ResetReport>
+  }
+
+  check(collection?: string, options: { repair?: boolean } = {}): Promise<IndexCheckReport[]> {
+    return this.client.request('check', { ...(collection === undefined ? {} : { collection }), repair: options.repair === true }) as Promise<IndexCheckReport[]>
   }
 
   on<K extends keyof WorkspaceEvents>(event: K, listener: (payload: WorkspaceEvents[K]) => void): () => void {

@@ -19,6 +19,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['append'], load: () => import('./commands/append.js') },
   { commands: ['collection', 'kinds'], load: () => import('./commands/collection.js') },
   { commands: ['conflicts', 'resolve'], load: () => import('./commands/conflicts.js') },
+  { commands: ['history', 'restore'], load: () => import('./commands/history.js') },
   { commands: ['list'], load: () => import('./commands/list.js') },
   { commands: ['watch'], load: () => import('./commands/watch.js') },
   { commands: ['export'], load: () => import('./commands/export.js') },
@@ -38,6 +39,8 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['reset'], load: () => import('./commands/reset.js') },
   { commands: ['doctor'], load: () => import('./commands/doctor.js') },
   { commands: ['service'], load: () => import('./commands/service.js') },
+  { commands: ['dashboard'], load: () => import('./commands/dashboard.js') },
+  { commands: ['check'], load: () => import('./commands/check.js') },
 ]
 
 /** The command an argument list runs (its first word that is not a global option), if any. */
@@ -53,9 +56,11 @@ export function commandOf(argv: readonly string[]): string | undefined {
 
 /** The program with the commands of `argv` (every command if argv is omitted or names none). */
 export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise<Command> {
+  const name = argv === undefined ? undefined : commandOf(argv)
   const program = new Command('kitsync')
     .description('peer-to-peer sync of structured app data between your devices')
-    .version(KITSYNC_VERSION, '-V, --version')
+    // Program options are read after the command too: `restore --version STAMP` keeps its own.
+    .version(KITSYNC_VERSION, name === 'restore' ? '-V' : '-V, --version')
     .option('--home <dir>', 'home folder of this device (default: $KITSYNC_HOME, else the per-user default)')
     .option('--json', 'machine-readable output (one JSON document or JSON lines)')
     .option('--restart-peer', 'if the running peer is another kitsync version (VERSION_MISMATCH), restart it with this one and go on')
@@ -66,7 +71,6 @@ export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise
       writeErr: (s) => io.err(s),
       outputError: () => undefined, // runCli prints one line with a code instead
     })
-  const name = argv === undefined ? undefined : commandOf(argv)
   const one = COMMAND_MODULES.filter((m) => name !== undefined && m.commands.includes(name))
   for (const module of one.length > 0 ? one : COMMAND_MODULES) (await module.load()).register(program, io)
   program.addHelpText('after', '\nExample:\n  $ kitsync peer start            # run this device\'s peer\n  $ kitsync set notes today \'{"text":"hi"}\'\n')

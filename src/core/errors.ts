@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   VERSION_MISMATCH: 4,
   /** The home folder or control socket belongs to another user, or is not private. */
   PERMISSION_DENIED: 4,
+  /** The HTTP API without its token, or with a wrong one (status 401). */
+  UNAUTHENTICATED: 4,
   /** `join` into a home folder that holds another workspace's data. */
   WORKSPACE_EXISTS: 4,
   // stored data: exit 5

@@ -1,3 +1,4 @@
+import { effectiveRetention, historySettingOf, type HistoryRetention, type HistorySetting } from './history-types.js'
 import { KitsyncError } from './errors.js'
 import { isJsonObject, type JsonObject, type JsonValue } from './json.js'
 import type { FieldType } from './record-slots.js'
@@ -56,6 +57,8 @@ export interface CollectionSettings {
   limits?: KindLimits
   /** history: secret rules added to the built-in ones. */
   secretRules?: SecretRule[]
+  /** How long old versions of records are kept (default: DEFAULT_HISTORY). */
+  history?: HistorySetting
 }
 
 export const COLLECTIONS_COLLECTION = '_collections'
@@ -367,6 +370,8 @@ export function toCollectionSettings(collection: string, value: JsonValue | unde
       (r): r is { name: string; pattern: string } => isJsonObject(r) && typeof r.name === 'string' && typeof r.pattern === 'string',
     ) as SecretRule[]
   }
+  const history = historySettingOf(value.history)
+  if (history !== undefined) out.history = history
   return out
 }
 
@@ -376,9 +381,16 @@ export interface EffectiveSettings {
   policy: ConflictPolicy
   limits: KindLimits
   secretRules: SecretRule[]
+  history: HistoryRetention
 }
 
 export function effectiveSettings(settings: CollectionSettings): EffectiveSettings {
   const kind = KINDS[settings.kind]
-  return { kind, policy: settings.policy ?? kind.policy, limits: { ...kind.limits, ...settings.limits }, secretRules: settings.secretRules ?? [] }
+  return {
+    kind,
+    policy: settings.policy ?? kind.policy,
+    limits: { ...kind.limits, ...settings.limits },
+    secretRules: settings.secretRules ?? [],
+    history: effectiveRetention(settings.history),
+  }
 }

@@ -129,7 +129,7 @@ export class RecordCollection {
         }
       }
       if (this.listeners.size === 0 || tx.meta.has(HOUSEKEEPING)) return
-      const changes = lazyChanges(this, [...touched.keys()], tx.origin)
+      const changes = lazyChanges(this, [...touched.keys()], tx.origin, { flats: event.keysChanged, view: this.view, entry: (k) => this.index.get(k) })
       for (const listener of this.listeners) listener(changes)
     })
   }

@@ -1,3 +1,4 @@
+import type { HistoryEntry, HistoryOptions, HistoryRetention, HistorySetting, RestoreResult, RestoreTarget } from './history-types.js'
 import type { JsonValue } from './json.js'
 import type { SelfRevocation } from './membership.js'
 import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from './transfer-types.js'
@@ -171,6 +172,8 @@ export interface CollectionSettingsView {
   onDemand: boolean
   /** history: secret rules added to the built-in ones. */
   secretRules: { name: string; pattern: string }[]
+  /** How long old versions of records are kept on each device. */
+  history: HistoryRetention
 }
 
 export interface CollectionChange {
@@ -181,6 +184,8 @@ export interface CollectionChange {
   limits?: { maxRecords?: number | null; maxSetSize?: number | null }
   /** Replaces the collection's extra secret rules. */
   secretRules?: { name: string; pattern: string }[]
+  /** History retention: `off`, a version count and/or days; null goes back to the default. */
+  history?: HistorySetting | null
 }
 
 /** A conflict recorded by the `ask` policy and not resolved yet. */
@@ -336,6 +341,13 @@ export interface Workspace {
   conflicts(collection?: string): Promise<ConflictView[]>
   /** Settle an open conflict by taking one version or writing a new value. */
   resolve(collection: string, id: string, choice: ResolveChoice): Promise<ResolveResult>
+  /**
+   * A record's versions newest first (with a key), or a collection's changes newest first
+   * (without). History is kept by each device from the time it holds the collection; it does not sync.
+   */
+  history(collection: string, key?: string, options?: HistoryOptions): Promise<HistoryEntry[]>
+  /** Write an old version of a record again (by its stamp, or the one current at a time) as a new write that syncs. */
+  restore(collection: string, key: string, target: RestoreTarget): Promise<RestoreResult>
   /** Changes as an async iterable, until `signal` aborts or the workspace closes. */
   changes(options?: ChangesOptions): AsyncIterable<ChangeEvent>
   /** What this device syncs (selective sync), and why for each collection it has. */
@@ -350,5 +362,23 @@ export interface Workspace {
   stats(): Promise<SyncStatsView>
   /** Clear sync state (counters, last seen, backoff); never data, keys or identity. */
   resetSync(): Promise<ResetReport>
+  /** Compare each app collection's (or one's) records with its index rows; `repair` rebuilds differing rows from the records. */
+  check(collection?: string, options?: { repair?: boolean }): Promise<IndexCheckReport[]>
   close(): Promise<void>
+}
+
+/** What `check` found in one collection: its stored index rows against its records. */
+export interface IndexCheckReport {
+  collection: string
+  records: number
+  /** Keys whose index row is not the record: another value or stamp, no row, a row without a record, or a damaged row. */
+  differing: string[]
+  /** More differing keys than `differing` lists. */
+  more?: number
+  /** The checkpoint (what the rows reflect, and the record count) is wrong or missing. */
+  checkpointWrong?: true
+  /** The rows were rebuilt from the records (`repair`), and checked again. */
+  repaired?: true
+  /** The collection could not be read. */
+  error?: { code: string; message: string }
 }

@@ -1,9 +1,10 @@
 import * as Y from 'yjs'
-import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { isKitsyncError, KitsyncError, toKitsyncError } from '../core/errors.js'
 import type { Hlc } from '../core/hlc.js'
 import type { EffectiveSettings } from '../core/kinds.js'
 import { isInternalCollection } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
+import { lazyChanges } from '../core/record-changes.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
 import type { OpenConflict } from '../core/conflict-map.js'
 import type { DetectedConflict } from '../core/record-resolve.js'
@@ -11,6 +12,11 @@ import type { CollectionInfo, WorkspaceExport } from '../core/workspace-types.js
 import type { CollectionLog } from '../store/collection-log.js'
 import type { DocStore } from '../store/doc-store.js'
 import { debugLog } from '../core/debug-log.js'
+import type { JsonValue } from '../core/json.js'
+import type { BatchOp } from '../store/doc-layout.js'
+import { readRow, readRows, storedBytes, type RecordRow } from '../store/record-rows.js'
+import { readableFromRows } from '../store/stored-check.js'
+import { applyStored, buildRows, deriveAll, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
 
 const log = debugLog('daemon:collections')
 
@@ -59,6 +65,8 @@ export interface CollectionRegistryOptions {
   known: string[]
   maxRecordBytes?: number | undefined
   hooks: RegistryHooks
+  /** What is derived from each app collection's records, in the batch of each update (see derived-rows.ts). */
+  derivers?: readonly DerivedRows[]
 }
 
 /**
@@ -71,16 +79,22 @@ export class CollectionRegistry {
   private readonly clock: Hlc
   private readonly maxRecordBytes: number | undefined
   private readonly hooks: RegistryHooks
+  private readonly derivers: readonly DerivedRows[]
   private readonly loaded = new Map<string, Promise<LoadedCollection>>()
   /** The collections of `loaded` whose load finished, for the synchronous path of the write queue. */
   private readonly ready = new Map<string, LoadedCollection>()
   private readonly known = new Set<string>()
+  /** Collections whose load was started in this process: read from their document from then on (see forRead). */
+  private readonly loadedOnce = new Set<string>()
+  /** Collections whose stored rows were found to reflect their whole log (see forRead). */
+  private readonly rowsChecked = new Set<string>()
 
   constructor(options: CollectionRegistryOptions) {
     this.store = options.store
     this.clock = options.clock
     this.maxRecordBytes = options.maxRecordBytes
     this.hooks = options.hooks
+    this.derivers = options.derivers ?? []
     for (const name of options.known) this.known.add(name)
   }
 
@@ -126,6 +140,40 @@ export class CollectionRegistry {
 
   /** A collection that must exist (UNKNOWN_COLLECTION otherwise). */
   async existing(collection: string): Promise<LoadedCollection> {
+    await this.assertExisting(collection)
+    return this.load(collection)
+  }
+
+  /**
+   * A collection that must exist, for reading: its loaded document, or undefined when its
+   * stored index rows (store/record-rows.ts) answer instead, without loading anything. Rows
+   * answer only for a collection that was never loaded in this process (a loaded document may
+   * hold writes acknowledged from the write-ahead file that LevelDB has not yet, and one dropped
+   * after a failed write left some only there) and whose rows reflect its whole log (not so
+   * after a crash: loading it derives the missing rows first).
+   */
+  async forRead(collection: string): Promise<LoadedCollection | undefined> {
+    await this.assertExisting(collection)
+    if (this.loadedOnce.has(collection) || this.loaded.has(collection)) return this.load(collection)
+    if (this.rowsChecked.has(collection)) return undefined
+    if (!isInternalCollection(collection) && this.derivers.length > 0 && (await this.rowsReadable(collection))) {
+      this.rowsChecked.add(collection)
+      // Loaded meanwhile (a write): the document is ahead of the rows.
+      return this.loaded.has(collection) ? this.load(collection) : undefined
+    }
+    return this.load(collection)
+  }
+
+  /** The stored rows reflect the whole log (see readableFromRows), under the collection's read rules now. */
+  private async rowsReadable(name: string): Promise<boolean> {
+    const checkpoint = await readableFromRows(this.store.db, this.store.files, name)
+    if (checkpoint === undefined) return false
+    const settings = await this.hooks.settingsOf(name)
+    return checkpoint.rules === rulesOf({ policy: settings.policy, fieldTypes: { ...settings.kind.fieldTypes } })
+  }
+
+  /** UNKNOWN_COLLECTION unless the collection is stored or loaded. */
+  private async assertExisting(collection: string): Promise<void> {
     this.hooks.assertOpen()
     assertCollectionName(collection)
     if (!this.known.has(collection)) {
@@ -135,13 +183,13 @@ export class CollectionRegistry {
       }
       this.known.add(collection)
     }
-    return this.load(collection)
   }
 
   /** Load a collection once; concurrent callers share the same promise. */
   load(name: string): Promise<LoadedCollection> {
     let p = this.loaded.get(name)
     if (p === undefined) {
+      this.loadedOnce.add(name)
       p = this.loadFromStore(name)
       this.loaded.set(name, p)
       // A collection that failed to load is tried again on next use (nothing is cached or deleted).
@@ -160,6 +208,7 @@ export class CollectionRegistry {
   async adopt(name: string, update: Uint8Array): Promise<Y.Doc | undefined> {
     this.hooks.assertOpen()
     if (this.known.has(name) || this.loaded.has(name)) return undefined
+    this.loadedOnce.add(name)
     const p = this.loadFromStore(name, update)
     this.loaded.set(name, p)
     p.catch(() => this.loaded.delete(name))
@@ -171,13 +220,26 @@ export class CollectionRegistry {
     const out: CollectionInfo[] = []
     for (const name of this.appNames()) {
       try {
-        const { collection, log } = await this.load(name)
+        let entry = await this.forRead(name)
+        const settings = await this.hooks.settingsOf(name)
+        // Open conflicts (`ask`) are kept in the document only.
+        if (entry === undefined && settings.policy !== 'ask') {
+          try {
+            const checkpoint = await this.store.checkpoint(name)
+            const bytes = await storedBytes(this.store.db, name)
+            out.push({ name, records: checkpoint?.records ?? 0, bytes, kind: settings.kind.name, policy: settings.policy })
+            continue
+          } catch (err) {
+            entry = await this.fromDocument(name, err)
+          }
+        }
+        const { collection, log } = entry ?? (await this.load(name))
         const open = collection.openConflicts().length
         out.push({
           name,
           records: collection.size,
           bytes: log.stats().bytes,
-          kind: (await this.hooks.settingsOf(name)).kind.name,
+          kind: settings.kind.name,
           policy: collection.policy,
           ...(open > 0 ? { openConflicts: open } : {}),
         })
@@ -195,7 +257,7 @@ export class CollectionRegistry {
   async exportInto(result: Pick<WorkspaceExport, 'collections' | 'unreadable'>): Promise<void> {
     for (const name of this.appNames()) {
       try {
-        result.collections[name] = (await this.load(name)).collection.entries()
+        result.collections[name] = await this.entries(name)
       } catch (err) {
         const e = toKitsyncError(err)
         result.unreadable.push({ collection: name, code: e.code, message: e.message })
@@ -203,6 +265,67 @@ export class CollectionRegistry {
     }
     const damage = this.store.namesDamage
     if (damage !== undefined) result.unreadable.push({ collection: UNLISTED, code: damage.code, message: damage.message })
+  }
+
+  /** One record of a collection that must exist, from its document or its rows (see forRead). */
+  async get(collection: string, key: string): Promise<JsonValue | undefined> {
+    const entry = await this.forRead(collection)
+    if (entry !== undefined) return entry.collection.get(key)
+    try {
+      return (await readRow(this.store.db, collection, key))?.v
+    } catch (err) {
+      return (await this.fromDocument(collection, err)).collection.get(key)
+    }
+  }
+
+  /**
+   * The rows could not be read (a damaged row, or a damaged LevelDB block on the way, which may
+   * be another collection's): the document answers instead, as it did before there were rows.
+   * `kitsync check` reports a damaged row; one of this collection's blocks fails its load too.
+   */
+  private async fromDocument(collection: string, err: unknown): Promise<LoadedCollection> {
+    if (!isKitsyncError(err, 'DATA_CORRUPTION')) throw err
+    log(`collection ${collection}: its index rows cannot be read; reading its document`, err)
+    return this.load(collection)
+  }
+
+  /** Every record of a collection that must exist, by key, from its document or its rows (see forRead). */
+  async entries(collection: string): Promise<Record<string, JsonValue>> {
+    const entry = await this.forRead(collection)
+    if (entry !== undefined) return entry.collection.entries()
+    let rows: [string, RecordRow | undefined][]
+    try {
+      rows = await readRows(this.store.db, collection)
+    } catch (err) {
+      return (await this.fromDocument(collection, err)).collection.entries()
+    }
+    const out: Record<string, JsonValue> = {}
+    for (const [key, row] of rows) {
+      // `out.__proto__ = v` would set the prototype, not add the record `__proto__`.
+      Object.defineProperty(out, key, { value: (row as RecordRow).v, enumerable: true, writable: true, configurable: true })
+    }
+    return out
+  }
+
+  /** Build a collection's derived rows anew from its records (`check --repair`; see buildRows). */
+  async rebuildRows(name: string): Promise<void> {
+    const entry = await this.existing(name)
+    await entry.log.flush()
+    await buildRows(this.derivers, entry.collection, entry.log, this.store.db, rulesOf(entry.collection))
+  }
+
+  /**
+   * A loaded collection's read rules changed (its settings): its records may read differently
+   * now, so its rows are built anew. (One not loaded is built when it next loads, or read from
+   * its document until then: its checkpoint names the rules of its rows, see forRead.)
+   */
+  async rulesChanged(name: string): Promise<void> {
+    const entry = this.ready.get(name)
+    if (entry === undefined || isInternalCollection(name) || this.derivers.length === 0) return
+    const rules = rulesOf(entry.collection)
+    if (entry.log.checkpoint()?.rules === rules) return
+    await entry.log.flush()
+    await buildRows(this.derivers, entry.collection, entry.log, this.store.db, rules)
   }
 
   /** Resolves when every update queued so far is durable. */
@@ -242,11 +365,16 @@ export class CollectionRegistry {
     // Read while the updates are applied (awaited below; the no-op keeps an early failure from counting as unhandled).
     const settings = this.hooks.settingsOf(name)
     settings.catch(() => undefined)
+    // The workspace's record limit is for app data; kitsync's own collections keep the default.
+    const internal = isInternalCollection(name)
+    const derivers = internal ? [] : this.derivers
     try {
       // One transaction for the snapshot and the log: observers run once, and this is far
       // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.
+      // (Updates after the checkpoint of the derived rows are re-applied below, deriving them.)
       doc.transact(() => {
         for (const update of loaded.updates) Y.applyUpdate(doc, update)
+        if (derivers.length === 0) for (const update of loaded.replay) Y.applyUpdate(doc, update)
       })
     } catch (err) {
       throw new KitsyncError('DATA_CORRUPTION', `collection ${name}: stored updates cannot be applied; the stored data was left as it is`, {
@@ -254,31 +382,52 @@ export class CollectionRegistry {
         cause: err,
       })
     }
-    let adoptedWrite: Promise<void> | undefined
+    let adoption: Awaited<ReturnType<CollectionLog['adopt']>> | undefined
     if (adopted !== undefined) {
       // The copy is written on another thread while it is applied here (a snapshot file, or
       // LevelDB); it becomes the collection on disk only if it applies (else it is removed).
-      const adoption = await log.adopt(adopted)
+      adoption = await log.adopt(adopted)
       try {
         Y.applyUpdate(doc, adopted)
       } catch (err) {
         await adoption.drop()
         throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${name}`, { details: { collection: name }, cause: err })
       }
-      // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
-      adoptedWrite = adoption.keep()
-      adoptedWrite.catch(() => undefined)
     }
-    // The workspace's record limit is for app data; kitsync's own collections keep the default.
-    const internal = isInternalCollection(name)
     const limit = internal ? undefined : this.maxRecordBytes
-    const rules = await settings
+    let rules: EffectiveSettings
+    try {
+      rules = await settings
+    } catch (err) {
+      await adoption?.drop()
+      throw err
+    }
     const collection = new RecordCollection(name, doc, {
       clock: this.clock,
       policy: rules.policy,
       fieldTypes: { ...rules.kind.fieldTypes },
       ...(limit === undefined ? {} : { maxRecordBytes: limit }),
     })
+    let adoptedWrite: Promise<void> | undefined
+    const readRules = rulesOf(collection)
+    if (derivers.length > 0) log.deriveUnder(readRules)
+    if (adoption !== undefined) {
+      // Its rows are written with it: every record of the copy is new here.
+      const rows =
+        derivers.length === 0 ? undefined : deriveAll(derivers, name, collection, lazyChanges(collection, collection.keys(), ADOPTED_ORIGIN), ADOPTED_ORIGIN)
+      // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
+      adoptedWrite = adoption.keep(rows)
+      adoptedWrite.catch(() => undefined)
+    } else if (derivers.length > 0) {
+      // Rows the store lacks are derived before the collection is handed out: updates
+      // acknowledged but stored without them (a crash, a full disk) are re-applied one by one;
+      // a collection stored before rows were (no checkpoint), or whose rows were derived under
+      // other read rules (its settings changed while it was not loaded), gets them built anew.
+      if (loaded.meta !== undefined && (loaded.checkpoint === undefined || loaded.checkpoint.rules !== readRules)) {
+        applyStored(collection, loaded.replay)
+        await buildRows(derivers, collection, log, this.store.db, readRules)
+      } else if (loaded.replay.length > 0) await replayRows(derivers, collection, log, loaded.replay, readRules)
+    }
     if (!internal) {
       collection.onConflict((found) => this.hooks.conflicts(name, collection, found))
       collection.onConflictRecorded((open) => this.hooks.conflictRecorded(name, collection, open))
@@ -299,7 +448,29 @@ export class CollectionRegistry {
       })
     }
     if (adoptedWrite !== undefined) track(adoptedWrite)
-    doc.on('update', (update: Uint8Array) => track(log.append(update)))
+    if (derivers.length === 0) doc.on('update', (update: Uint8Array) => track(log.append(update)))
+    else {
+      // The rows of a transaction go with its update. Yjs runs a transaction's observers (the
+      // collection's, which emits its changes) and then emits its 'update', before it runs the
+      // cleanup of any transaction an observer started ('beforeObserverCalls' opens each
+      // transaction's turn): so the ops collected between 'beforeObserverCalls' and 'update'
+      // are this transaction's, never another's. They are derived at once, from the first
+      // change listener (before any app listener can write), so they hold the records as this
+      // transaction left them.
+      let derived: BatchOp[] | undefined
+      doc.on('beforeObserverCalls', () => {
+        derived = undefined
+      })
+      collection.onChange((changes) => {
+        const ops = deriveAll(derivers, name, collection, changes, changes[0]?.origin)
+        derived = derived === undefined ? ops : derived.concat(ops)
+      })
+      doc.on('update', (update: Uint8Array) => {
+        const ops = derived ?? []
+        derived = undefined
+        track(log.append(update, ops))
+      })
+    }
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.hooks.changes(name, changes))
       if (adopted !== undefined) {

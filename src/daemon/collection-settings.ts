@@ -1,4 +1,5 @@
 import { KitsyncError } from '../core/errors.js'
+import { historySettingOf } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import {
   COLLECTIONS_COLLECTION,
@@ -14,10 +15,13 @@ import {
 import { isInternalCollection } from '../core/membership.js'
 import { secretRuleError } from '../core/secrets.js'
 import type { CollectionChange, CollectionSettingsView } from '../core/workspace-types.js'
+import { debugLog } from '../core/debug-log.js'
 import { LOCAL_ORIGIN, type CollectionRegistry } from './collection-registry.js'
 
+const log = debugLog('daemon:settings')
+
 /** What the settings need of the collections: `_collections` itself, and the collections it configures. */
-export type SettingsRegistry = Pick<CollectionRegistry, 'load' | 'loading' | 'isKnown'>
+export type SettingsRegistry = Pick<CollectionRegistry, 'load' | 'loading' | 'isKnown' | 'rulesChanged'>
 
 /**
  * The settings of each collection (kind, conflict policy, limits, secret rules), kept in the
@@ -79,6 +83,15 @@ export class CollectionSettingsBook {
       }
       next.secretRules = change.secretRules.map((r) => ({ name: r.name, pattern: r.pattern }))
     }
+    if (change.history !== undefined) {
+      if (change.history === null) delete next.history
+      else {
+        const history = historySettingOf(change.history)
+        if (history === undefined || (history !== 'off' && history.count === undefined && history.days === undefined))
+          throw new KitsyncError('INVALID_ARGUMENT', 'history must be off, or a count and/or days of at least 1')
+        next.history = history
+      }
+    }
     store.collection.set(name, JSON.parse(JSON.stringify(next)) as JsonValue, LOCAL_ORIGIN)
     await store.lastWrite
     this.settingsCache.delete(name)
@@ -123,6 +136,10 @@ export class CollectionSettingsBook {
       ([entry, settings]) => {
         const rules = effectiveSettings(toCollectionSettings(name, settings.collection.get(name)))
         entry.collection.configure({ policy: rules.policy, fieldTypes: { ...rules.kind.fieldTypes } })
+        // Records may read differently under the new rules: their index rows follow.
+        this.registry
+          .rulesChanged(name)
+          .catch((err: unknown) => log(`collection ${name}: index rows not rebuilt for its new settings; the next open rebuilds them`, err))
       },
       () => undefined,
     )
@@ -140,5 +157,6 @@ function settingsView(name: string, rules: EffectiveSettings): CollectionSetting
     appendOnly: rules.kind.appendOnly === true,
     onDemand: rules.kind.onDemand === true,
     secretRules: rules.secretRules,
+    history: rules.history,
   }
 }

@@ -2,6 +2,7 @@ import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
+import { historyParams } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
@@ -122,22 +123,18 @@ export class ControlServer {
             } else if (request.method === 'watch') {
               const stop = new AbortController()
               watches.set(request.id, stop)
-              const collection = optionalString(request.params, 'collection')
-              const iterable = this.workspace.changes({ signal: stop.signal, ...(collection === undefined ? {} : { collection }) })
+              this.watch(
+                request.id,
+                request.params,
+                stop.signal,
+                (event, data) => send({ event, data }),
+                (err) => {
+                  // The client sees its socket close: it watches again, or reports it.
+                  log(`watch ${request.id} ended with an error; its connection is closed`, err)
+                  socket.destroy()
+                },
+              )
               send({ id: request.id, result: { watching: request.id } })
-              void (async () => {
-                for await (const change of iterable) send({ event: 'change', data: { watch: request.id, ...change } })
-              })().catch((err: unknown) => {
-                // The client sees its socket close: it watches again, or reports it.
-                log(`watch ${request.id} ended with an error; its connection is closed`, err)
-                socket.destroy()
-              })
-              if (request.params?.sync === true) {
-                const offs = WORKSPACE_EVENTS.filter((e) => e !== 'change').map((event) =>
-                  this.workspace.on(event, (data) => send({ event, data: { watch: request.id, ...data } })),
-                )
-                stop.signal.addEventListener('abort', () => offs.forEach((off) => off()))
-              }
             } else if (request.method === 'unwatch') {
               const id = request.params?.watch
               if (typeof id === 'number') watches.get(id)?.abort()
@@ -159,7 +156,31 @@ export class ControlServer {
     socket.on('error', () => socket.destroy())
   }
 
-  private hello(params: Record<string, unknown>): HelloResult {
+  /**
+   * Stream the changes (with `sync: true` the sync events too) of watch `id` to `send` until
+   * `signal` aborts; `failed` when the stream breaks. The socket and the HTTP API's event stream
+   * (daemon/http-routes.ts) both watch through here, so their events are the same.
+   */
+  watch(
+    id: number,
+    params: Record<string, unknown> | undefined,
+    signal: AbortSignal,
+    send: (event: string, data: object) => void,
+    failed: (err: unknown) => void,
+  ): void {
+    const collection = optionalString(params, 'collection')
+    const iterable = this.workspace.changes({ signal, ...(collection === undefined ? {} : { collection }) })
+    void (async () => {
+      for await (const change of iterable) send('change', { watch: id, ...change })
+    })().catch(failed)
+    if (params?.sync === true) {
+      const offs = WORKSPACE_EVENTS.filter((e) => e !== 'change').map((event) => this.workspace.on(event, (data) => send(event, { watch: id, ...data })))
+      signal.addEventListener('abort', () => offs.forEach((off) => off()))
+    }
+  }
+
+  /** `hello`: also answered over HTTP (daemon/http-routes.ts), where it is optional. */
+  hello(params: Record<string, unknown>): HelloResult {
     if (params.protocol !== CONTROL_PROTOCOL) {
       throw new KitsyncError('VERSION_MISMATCH', `the peer speaks control protocol ${CONTROL_PROTOCOL}, the client ${String(params.protocol)}`)
     }
@@ -177,7 +198,8 @@ export class ControlServer {
     return this.peer
   }
 
-  private async call(request: ControlRequest): Promise<unknown> {
+  /** Every method but hello, watch and unwatch: the one dispatch of the socket and the HTTP API. */
+  async call(request: ControlRequest): Promise<unknown> {
     const p = request.params ?? {}
     const ws = this.workspace
     switch (request.method) {
@@ -274,6 +296,14 @@ export class ControlServer {
         if (choice === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'resolve needs take (a device or stamp) or value')
         return ws.resolve(requireString(p, 'collection'), requireString(p, 'id'), choice)
       }
+      case 'history': {
+        const { collection, key, options } = historyParams(p)
+        return ws.history(collection, key, options)
+      }
+      case 'restore': {
+        const { collection, key, target } = historyParams(p)
+        return ws.restore(collection, key ?? requireString(p, 'key'), target)
+      }
       case 'items':
         return ws.items()
       case 'setItems':
@@ -289,6 +319,8 @@ export class ControlServer {
         return ws.stats()
       case 'reset':
         return ws.resetSync()
+      case 'check':
+        return ws.check(optionalString(p, 'collection'), { repair: p.repair === true })
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }

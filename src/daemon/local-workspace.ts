@@ -24,6 +24,7 @@ import type {
   SetOptions,
   Workspace,
   WorkspaceEvents,
+  IndexCheckReport,
   WorkspaceExport,
   WorkspaceInfo,
   WorkspaceStatus,
@@ -36,6 +37,7 @@ import type { WorkspaceKeys } from '../store/key-file.js'
 import type { InterestRule, ItemsChange } from '../core/selection.js'
 import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import { CollectionRegistry, LOCAL_ORIGIN, type DocLoaded } from './collection-registry.js'
+import { checkCollections } from './index-check.js'
 import { CollectionSettingsBook } from './collection-settings.js'
 import { DeviceTrust } from './device-trust.js'
 import { WorkspaceConflicts } from './workspace-conflicts.js'
@@ -44,6 +46,7 @@ import { databaseParts, homeParts, type DatabaseOptions, type LocalWorkspaceOpti
 import { WorkspaceWrites } from './workspace-writes.js'
 import { WorkspaceTransfer } from './workspace-transfer.js'
 import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from '../core/transfer-types.js'
+import { WorkspaceHistory } from './workspace-history.js'
 
 /**
  * A workspace whose store this process owns: collections are Y.Docs loaded on first use,
@@ -69,6 +72,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /** Local writes, in call order, group-committed per collection. */
   private readonly writes: WorkspaceWrites
   private readonly transfer: WorkspaceTransfer // git export and import
+  private readonly historyDesk: WorkspaceHistory
   private readonly timer: NodeJS.Timeout
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []
@@ -88,6 +92,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.socket = parts.socket
     this.peerState = { running: false, socket: parts.socket }
     this.clock = new Hlc(nodeTagOf(parts.info.deviceId), parts.now)
+    this.historyDesk = new WorkspaceHistory({ store: parts.store, registry: () => this.registry, devices: () => this.devices(), write: this, now: parts.now })
     // The registry and the settings need each other (a collection loads with its settings, and
     // the settings live in a collection): each reaches the other through this facade.
     this.registry = new CollectionRegistry({
@@ -95,6 +100,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       clock: this.clock,
       known: parts.known,
       maxRecordBytes: parts.maxRecordBytes,
+      derivers: [...parts.derivers, this.historyDesk.deriver],
       hooks: {
         assertOpen: () => this.assertOpen(),
         settingsOf: (name) => this.settings.settingsOf(name),
@@ -126,7 +132,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.transfer = new WorkspaceTransfer({ workspace: this, registry: this.registry, maxRecordBytes, assertOpen: () => this.assertOpen() })
     if (parts.selection !== undefined) this.sync.configure(parts.selection)
     // The age trigger of compaction needs a clock even when nothing is written.
-    this.timer = setInterval(() => this.registry.tick(), Math.min(3_600_000, Math.max(1000, parts.store.policy.maxAgeMs / 4)))
+    this.timer = setInterval(() => (this.registry.tick(), this.historyDesk.tick()), Math.min(3_600_000, Math.max(1000, parts.store.policy.maxAgeMs / 4)))
     this.timer.unref()
   }
 
@@ -151,12 +157,13 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return { ...this.infoValue }
   }
 
-  async get(collection: string, key: string): Promise<JsonValue | undefined> {
-    return (await this.registry.existing(collection)).collection.get(key)
+  // Reads come from the stored index rows while the collection's document is not loaded (see CollectionRegistry.forRead).
+  get(collection: string, key: string): Promise<JsonValue | undefined> {
+    return this.registry.get(collection, key)
   }
 
-  async getAll(collection: string): Promise<Record<string, JsonValue>> {
-    return (await this.registry.existing(collection)).collection.entries()
+  getAll(collection: string): Promise<Record<string, JsonValue>> {
+    return this.registry.entries(collection)
   }
 
   // The writes return the queue's promise as it is (see WorkspaceWrites).
@@ -201,6 +208,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
     return this.conflictDesk.resolve(collection, id, choice)
   }
 
+  readonly history: Workspace['history'] = (collection, key, options) => this.historyDesk.history(collection, key, options)
+  readonly restore: Workspace['restore'] = (collection, key, target) => this.historyDesk.restore(collection, key, target)
+
   async list(): Promise<CollectionInfo[]> {
     this.assertOpen()
     return this.registry.summaries()
@@ -226,6 +236,11 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   importRecords(source: ImportSource, options?: ImportOptions): Promise<ImportReport> {
     return this.transfer.importRecords(source, options)
+  }
+
+  async check(collection?: string, options: { repair?: boolean } = {}): Promise<IndexCheckReport[]> {
+    this.assertOpen()
+    return checkCollections(this.registry, this.store, collection === undefined ? this.registry.appNames() : [collection], options.repair === true)
   }
 
   async status(): Promise<WorkspaceStatus> {
@@ -446,7 +461,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   }
 
   /** Storage figures of one collection (for status and benchmarks). */
-  async storageStats(collection: string): Promise<{ bytes: number; logEntries: number; snapshotBytes: number }> {
+  async storageStats(collection: string): Promise<{ bytes: number; logEntries: number; snapshotBytes: number; compactions: number }> {
     return (await this.registry.existing(collection)).log.stats()
   }
 
@@ -467,6 +482,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     clearInterval(this.timer)
     for (const hook of this.closeHooks.splice(0)) await hook()
     this.emitter.emit('closed', undefined)
+    await this.historyDesk.close()
     await this.flush()
     await this.registry.close()
     await this.store.db.close()

@@ -24,6 +24,7 @@ import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
 import { PeerSync } from './peer-sync.js'
+import { httpPortFor, metricsSourceOf, PeerHttp, type HttpOption } from './peer-http.js'
 import { StrangerAudit } from './stranger-audit.js'
 
 const log = debugLog('daemon:peer')
@@ -49,6 +50,8 @@ export interface PeerOptions {
   items?: string[] | null
   /** Collections never sent to nor accepted from other devices (saved in workspace.json). */
   localOnly?: string[]
+  /** The HTTP API and /metrics on loopback (needs the control socket): `{}` on the default port, `{port}`, or false; absent: off. */
+  http?: HttpOption
   /** Workspace event listeners attached before the network starts, so no event is missed. */
   listeners?: { [K in keyof WorkspaceEvents]?: (payload: WorkspaceEvents[K]) => void }
 }
@@ -66,6 +69,8 @@ export interface JoinResult {
  */
 export class Peer {
   private stopping: Promise<void> | undefined
+  /** The HTTP API, when served (started right after the peer is made, see start). */
+  http: PeerHttp | undefined
 
   private constructor(
     readonly workspace: LocalWorkspace,
@@ -273,10 +278,15 @@ export class Peer {
         cleanup.unshift(() => (control as ControlServer).close())
       }
       const startedAt = Date.now()
-      await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
-      workspace.peerStarted(process.pid, startedAt)
       const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers)
       control?.setPeer(peer)
+      const http = httpPortFor(options.http, config?.http)
+      if (control !== undefined && http !== undefined) {
+        peer.http = await PeerHttp.start({ home: paths.home, ...http, control, source: metricsSourceOf(peer) })
+        cleanup.unshift(() => (peer.http as PeerHttp).close())
+      }
+      await writeFile(paths.pid, `${process.pid}\n`, { mode: 0o600 })
+      workspace.peerStarted(process.pid, startedAt)
       return peer
     } catch (err) {
       // The start's own error is the one to report.
@@ -437,6 +447,7 @@ export class Peer {
   /** Stop serving, close the mesh, write out everything pending, release the store. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.http?.close()
       await this.control?.close()
       // Stopping goes on: what is left to write is the workspace's, closed below.
       await this.blind.stop().catch((err: unknown) => log('stopping the blind store wiring', err))

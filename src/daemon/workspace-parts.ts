@@ -10,6 +10,8 @@ import { WorkspaceKeys } from '../store/key-file.js'
 import { openHomeStore, type BinaryLevel } from '../store/level.js'
 import { SnapshotFiles } from '../store/snapshot-files.js'
 import { WriteAheadFile } from '../store/wal.js'
+import type { DerivedRows } from './derived-rows.js'
+import { recordIndexRows } from './record-index-rows.js'
 
 export interface LocalWorkspaceOptions {
   home: string
@@ -47,6 +49,8 @@ export interface LocalWorkspaceParts {
   maxRecordBytes: number | undefined
   socket: string
   now: (() => number) | undefined
+  /** What is derived from each app collection's records in the batch of its updates (see derived-rows.ts). */
+  derivers: DerivedRows[]
 }
 
 /**
@@ -105,6 +109,7 @@ export async function databaseParts(db: BinaryLevel, info: WorkspaceInfo, option
     maxRecordBytes: options.maxRecordBytes,
     socket: options.socket ?? '',
     now: options.now,
+    derivers: [recordIndexRows],
   }
 }
 

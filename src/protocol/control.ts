@@ -45,12 +45,15 @@ export const CONTROL_METHODS = [
   'configure',
   'conflicts',
   'resolve',
+  'history',
+  'restore',
   'items',
   'setItems',
   'fetch',
   'syncNow',
   'stats',
   'reset',
+  'check',
 ] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 

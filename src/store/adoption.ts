@@ -5,8 +5,8 @@ import type { SnapshotFiles, SnapshotFileWrite } from './snapshot-files.js'
 
 /** The first copy of a collection, stored while its owner checks it (see CollectionLog.adopt). */
 export interface Adoption {
-  /** The copy is good: it becomes the collection. Resolves once it is stored. */
-  keep(): Promise<void>
+  /** The copy is good: it becomes the collection, with the rows derived from it (see CollectionLog.append). Resolves once it is stored. */
+  keep(derived?: BatchOp[]): Promise<void>
   /** The copy is not good: what was written of it is removed. Resolves once it is. */
   drop(): Promise<void>
 }
@@ -28,10 +28,17 @@ export interface AdoptionStore {
 
 /**
  * Store an adopted copy (see CollectionLog.adopt) as the snapshot of `name` once its owner
- * keeps it, with `meta`: its file (already being written) is referenced, or its framed bytes
- * were put before. A copy not kept leaves nothing behind and fails with PROTOCOL_ERROR.
+ * keeps it, with `meta` (asked for once it is kept: the metadata and the rows derived from the
+ * copy): its file (already being written) is referenced, or its framed bytes were put before.
+ * A copy not kept leaves nothing behind and fails with PROTOCOL_ERROR.
  */
-export async function storeAdopted(store: AdoptionStore, name: string, copy: AdoptedCopy, meta: BatchOp[]): Promise<StoredSnapshot> {
+export async function storeAdopted(
+  store: AdoptionStore,
+  name: string,
+  copy: AdoptedCopy,
+  meta: BatchOp[] | (() => Promise<BatchOp[]>),
+): Promise<StoredSnapshot> {
+  const metaOps = async (): Promise<BatchOp[]> => (typeof meta === 'function' ? meta() : meta)
   const key = snapshotKey(name)
   const notKept = (): KitsyncError =>
     new KitsyncError('PROTOCOL_ERROR', `collection ${name}: the copy taken from a peer was not kept`, { details: { collection: name } })
@@ -45,7 +52,7 @@ export async function storeAdopted(store: AdoptionStore, name: string, copy: Ado
       throw err
     }
     const snap = storedFile(ref)
-    await store.batch([...meta, { type: 'put', key, value: snap.value }])
+    await store.batch([...(await metaOps()), { type: 'put', key, value: snap.value }])
     return snap
   }
   const value = frame(copy.update)
@@ -54,6 +61,6 @@ export async function storeAdopted(store: AdoptionStore, name: string, copy: Ado
     await store.batch([{ type: 'del', key }])
     throw notKept()
   }
-  await store.batch(meta)
+  await store.batch(await metaOps())
   return { value, bytes: value.byteLength }
 }

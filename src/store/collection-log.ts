@@ -1,7 +1,20 @@
 import { compactionDue, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { storeAdopted, type Adoption } from './adoption.js'
-import { jsonValue, metaKey, newMeta, snapshotKey, updateKey, updatePrefix, vectorKey, type BatchOp, type StoredSnapshot } from './doc-layout.js'
+import { checkpointed } from './derived-count.js'
+import {
+  checkpointKey,
+  jsonValue,
+  metaKey,
+  newMeta,
+  snapshotKey,
+  updateKey,
+  updatePrefix,
+  vectorKey,
+  type BatchOp,
+  type Checkpoint,
+  type StoredSnapshot,
+} from './doc-layout.js'
 import { frame } from './framing.js'
 import { storageFailure } from './level-errors.js'
 import type { BinaryLevel } from './level.js'
@@ -45,6 +58,8 @@ interface PendingAppend {
   kept?: Promise<boolean>
   /** Its snapshot file, already being written (see CollectionLog.adopt). */
   file?: SnapshotFileWrite
+  /** Rows derived from it (see append), written in the same batch. */
+  derived?: BatchOp[]
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -63,6 +78,10 @@ export class CollectionLog {
   /** The file the stored snapshot is in, if it is in one (see SnapshotFiles). */
   private snapshotFile: string | undefined
   private lastSeq: number
+  /** The records counted in the checkpoint (see append); undefined while no rows are derived. */
+  private records: number | undefined
+  /** The read rules the rows are derived under (see Checkpoint.rules). */
+  private rules: string | undefined
   private readonly state: LogState
   private pending: PendingAppend[] = []
   /** Set while appends in the write-ahead file wait to be written to LevelDB together (see kickSoon). */
@@ -75,24 +94,50 @@ export class CollectionLog {
   private lastAppendAt = -Infinity
   private idleTimer: NodeJS.Timeout | undefined
   private stopped = false
+  private compactions = 0
   private failure: KitsyncError | undefined
 
-  constructor(store: LogStore, name: string, snapshot: () => Uint8Array, init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState }) {
+  constructor(
+    store: LogStore,
+    name: string,
+    snapshot: () => Uint8Array,
+    init: { exists: boolean; snapshotFile?: string; lastSeq: number; state: LogState; records?: number; rules?: string },
+  ) {
     this.store = store
     this.name = name
     this.snapshot = snapshot
     this.exists = init.exists
     this.snapshotFile = init.snapshotFile
     this.lastSeq = init.lastSeq
+    this.records = init.records
+    this.rules = init.rules
     this.state = init.state
   }
 
-  /** Sizes for `list` and `status`. */
-  stats(): { bytes: number; logEntries: number; snapshotBytes: number } {
-    return { bytes: this.state.snapshotBytes + this.state.logBytes, logEntries: this.state.logEntries, snapshotBytes: this.state.snapshotBytes }
+  /** The checkpoint the stored rows have (see append), if rows are derived for this collection. */
+  checkpoint(): Checkpoint | undefined {
+    return this.records === undefined ? undefined : { seq: this.lastSeq, records: this.records, ...(this.rules === undefined ? {} : { rules: this.rules }) }
   }
 
-  append(update: Uint8Array): Promise<void> {
+  /** The read rules the rows of the appends to come are derived under (a collection new here, whose first checkpoint records them). */
+  deriveUnder(rules: string): void {
+    this.rules = rules
+  }
+
+  /** Sizes for `list` and `status`; compactions written since this log was opened (for /metrics). */
+  stats(): { bytes: number; logEntries: number; snapshotBytes: number; compactions: number } {
+    const { snapshotBytes, logBytes, logEntries } = this.state
+    return { bytes: snapshotBytes + logBytes, logEntries, snapshotBytes, compactions: this.compactions }
+  }
+
+  /**
+   * Append an update. `derived`: the rows derived from it (see daemon/derived-rows.ts), written
+   * in the same LevelDB batch as the update, with the checkpoint `n!NAME` (the seq of that
+   * update, and the record count after it): a crash leaves both or neither. An update only in
+   * the write-ahead file when the process stops has no rows yet: they are derived again when
+   * the collection next opens (see DocStore.open).
+   */
+  append(update: Uint8Array, derived?: BatchOp[]): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     this.lastAppendAt = this.store.now()
     const wal = this.store.wal
@@ -109,13 +154,13 @@ export class CollectionLog {
       // An update behind one that skipped the write-ahead file is durable only with it.
       const behind = this.pending.length >= MAX_UNWRITTEN
       const written = new Promise<void>((resolve, reject) => {
-        this.pending.push({ update, logged: true, resolve, reject: behind ? reject : () => undefined })
+        this.pending.push({ update, logged: true, resolve, reject: behind ? reject : () => undefined, ...(derived === undefined ? {} : { derived }) })
         if (behind) this.kick()
         else this.kickSoon()
       })
       return behind ? written : (this.unlogged ?? Promise.resolve())
     }
-    return this.writeUnlogged(update)
+    return this.writeUnlogged({ update, ...(derived === undefined ? {} : { derived }) })
   }
 
   /**
@@ -127,7 +172,7 @@ export class CollectionLog {
    * stored of; a copy too small to be a snapshot is appended when kept.
    */
   async adopt(update: Uint8Array): Promise<Adoption> {
-    const fallback: Adoption = { keep: () => this.append(update), drop: async () => undefined }
+    const fallback: Adoption = { keep: (derived) => this.append(update, derived), drop: async () => undefined }
     if (this.failure !== undefined || this.exists || !this.isWholeState(update)) return fallback
     const file = this.store.files?.wants(this.name, update.byteLength) === true ? await this.store.beginFile(this.name, update) : undefined
     // Nothing else can have been queued meanwhile: the log is new and only its owner has it.
@@ -140,11 +185,13 @@ export class CollectionLog {
     const kept = new Promise<boolean>((resolve) => {
       decide = resolve
     })
-    const written = this.writeUnlogged(update, kept, file)
+    const entry: Pick<PendingAppend, 'update' | 'kept' | 'file' | 'derived'> = { update, kept, ...(file === undefined ? {} : { file }) }
+    const written = this.writeUnlogged(entry)
     // Handled by whoever keeps it; a dropped copy's failure is expected.
     written.catch(() => undefined)
     return {
-      keep: () => {
+      keep: (derived) => {
+        if (derived !== undefined) entry.derived = derived
         decide(true)
         return written
       },
@@ -159,9 +206,10 @@ export class CollectionLog {
   }
 
   /** An append that skips the write-ahead file: LevelDB gets it in a batch of its own, at once. */
-  private writeUnlogged(update: Uint8Array, kept?: Promise<boolean>, file?: SnapshotFileWrite): Promise<void> {
+  private writeUnlogged(append: Pick<PendingAppend, 'update' | 'kept' | 'file' | 'derived'>): Promise<void> {
     const written = new Promise<void>((resolve, reject) => {
-      this.pending.push({ update, logged: false, resolve, reject, ...(kept === undefined ? {} : { kept }), ...(file === undefined ? {} : { file }) })
+      // The caller's object is queued itself: an adopted copy's rows are set on it once kept (see adopt).
+      this.pending.push(Object.assign(append, { logged: false, resolve, reject }))
       this.kick()
     })
     if (this.store.wal !== undefined) {
@@ -338,13 +386,21 @@ export class CollectionLog {
       // The first, large update of an empty collection (a device copying a workspace) is the
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
       const meta = ops.filter((op) => op.type === 'put')
-      const snap =
-        only.kept === undefined
-          ? await this.store.snapshotValue(this.name, only.update)
-          : await storeAdopted(this.store, this.name, { update: only.update, kept: only.kept, file: only.file }, meta)
-      if (only.kept === undefined) await this.store.batch([...meta, { type: 'put', key: snapshotKey(this.name), value: snap.value }])
+      let records = this.records
+      // An adopted copy's rows are known only once its owner keeps it (see adopt).
+      const withRows = async (): Promise<BatchOp[]> => {
+        const rows = await this.derivedOps(batch, this.lastSeq)
+        records = rows.records
+        return [...meta, ...rows.ops]
+      }
+      let snap: StoredSnapshot
+      if (only.kept === undefined) {
+        snap = await this.store.snapshotValue(this.name, only.update)
+        await this.store.batch([...(await withRows()), { type: 'put', key: snapshotKey(this.name), value: snap.value }])
+      } else snap = await storeAdopted(this.store, this.name, { update: only.update, kept: only.kept, file: only.file }, withRows)
       if (only.logged) this.store.wal?.settled(1)
       this.exists = true
+      this.records = records
       this.snapshotFile = snap.file?.file
       this.state.snapshotBytes = snap.bytes
       return
@@ -356,7 +412,10 @@ export class CollectionLog {
       bytes += value.byteLength
       ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
     }
+    const rows = await this.derivedOps(batch, seq)
+    ops.push(...rows.ops)
     await this.store.batch(ops)
+    this.records = rows.records
     const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)
     if (logged > 0) this.store.wal?.settled(logged)
     this.exists = true
@@ -366,17 +425,44 @@ export class CollectionLog {
     this.state.logBytes += bytes
   }
 
+  /** The rows derived from `batch`, with the checkpoint at `seq` (see checkpointed). */
+  private derivedOps(batch: PendingAppend[], seq: number): Promise<{ ops: BatchOp[]; records: number | undefined }> {
+    return checkpointed(this.store, this.name, batch, { seq, records: this.records, rules: this.rules, exists: this.exists })
+  }
+
+  /**
+   * Write rows derived outside appends (see DocStore.open: updates re-applied after a crash,
+   * or rows built for a collection that had none), in one batch. With `checkpoint` the rows
+   * then reflect every update of the log; without, the checkpoint is removed (a build in
+   * several batches writes it with its last one). Only before the collection is handed out.
+   */
+  async writeRows(ops: BatchOp[], checkpoint: { records: number; rules: string } | undefined): Promise<void> {
+    if (this.failure !== undefined) throw this.failure
+    const value =
+      checkpoint === undefined ? undefined : jsonValue({ seq: this.lastSeq, records: checkpoint.records, rules: checkpoint.rules } satisfies Checkpoint)
+    const key = checkpointKey(this.name)
+    try {
+      await this.store.batch([...ops, value === undefined ? { type: 'del', key } : { type: 'put', key, value }])
+    } catch (err) {
+      throw storageFailure(this.name, 'cannot write its derived rows', err)
+    }
+    this.records = checkpoint?.records
+    if (checkpoint !== undefined) this.rules = checkpoint.rules
+  }
+
   private async writeCompaction(): Promise<void> {
     if (this.state.logEntries === 0) return
     const update = this.snapshot()
+    // The snapshot holds the updates still queued too: their rows go with it, or a crash
+    // would leave a snapshot ahead of its rows. (Written again with the updates: the same
+    // rows, which count nothing twice, see countRows.) The checkpoint stays at the log's end.
+    const queued = this.pending.slice()
     const snap = await this.store.snapshotValue(this.name, update)
+    const rows = await this.derivedOps(queued, this.lastSeq)
     // Sequence numbers are contiguous, so the log entries this snapshot covers are known
     // without a scan, and the whole swap is one atomic batch.
     const first = this.lastSeq - this.state.logEntries + 1
-    const ops: BatchOp[] = [
-      { type: 'put', key: snapshotKey(this.name), value: snap.value },
-      { type: 'del', key: vectorKey(this.name) },
-    ]
+    const ops: BatchOp[] = [{ type: 'put', key: snapshotKey(this.name), value: snap.value }, { type: 'del', key: vectorKey(this.name) }, ...rows.ops]
     for (let seq = first; seq <= this.lastSeq; seq++) ops.push({ type: 'del', key: updateKey(this.name, seq) })
     const replaced = this.snapshotFile
     // A file the old snapshot is in goes only once LevelDB has the new one on disk (synced): a
@@ -387,6 +473,7 @@ export class CollectionLog {
       if (snap.file !== undefined) await this.store.files?.remove(snap.file.file).catch(() => undefined) // swept at the next start
       throw err
     }
+    this.records = rows.records
     this.snapshotFile = snap.file?.file
     if (replaced !== undefined && replaced !== this.snapshotFile) await this.store.files?.remove(replaced).catch(() => undefined) // swept at the next start
     // Let LevelDB drop the deleted entries from its files now rather than whenever its own
@@ -397,6 +484,7 @@ export class CollectionLog {
     this.state.logBytes = 0
     this.state.logEntries = 0
     this.state.oldestEntryAt = undefined
+    this.compactions++
   }
 
   private fail(err: unknown, batch: PendingAppend[]): void {

@@ -2,8 +2,12 @@ import { readdir, stat, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_COMPACTION, type CompactionPolicy } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
+import { isInternalCollection } from '../core/membership.js'
 import { CollectionLog, type LogStore } from './collection-log.js'
 import {
+  checkpointKey,
+  checkpointOf,
+  derivedRange,
   fileRefOf,
   jsonValue,
   localKey,
@@ -17,7 +21,9 @@ import {
   updateKey,
   updatePrefix,
   updateRange,
+  vectorKey,
   type BatchOp,
+  type Checkpoint,
   type CollectionMeta,
   type StoredSnapshot,
 } from './doc-layout.js'
@@ -28,8 +34,16 @@ import type { SnapshotFiles, SnapshotFileWrite } from './snapshot-files.js'
 import type { WriteAheadFile } from './wal.js'
 
 export interface LoadedLog {
-  /** The snapshot (if any) followed by the logged updates, in write order. */
+  /** The snapshot (if any) followed by the logged updates the derived rows reflect (all of them without a checkpoint), in write order. */
   updates: Uint8Array[]
+  /** The logged updates after the checkpoint, in write order: their rows are to be derived again (see CollectionLog.writeRows). */
+  replay: Uint8Array[]
+  /**
+   * What the stored rows reflect (see CollectionLog.append); undefined when the collection has
+   * no rows (stored before they were, or internal), or when its checkpoint does not fit its log
+   * (a damaged or repaired store): its rows are then to be built from the whole collection.
+   */
+  checkpoint: Checkpoint | undefined
   meta: CollectionMeta | undefined
 }
 
@@ -138,6 +152,12 @@ export class DocStore implements LogStore {
   private async recoverCollection(name: string, updates: Uint8Array[]): Promise<void> {
     let lastSeq = -1
     for await (const key of this.db.keys({ ...updateRange(name), reverse: true, limit: 1 })) lastSeq = seqOf(name, key)
+    // After a compaction the log is empty and its seqs go on from the checkpoint's: the
+    // updates written here come after it, so their rows are derived at the next open.
+    const cp = await this.db.get(checkpointKey(name))
+    const payload = cp === undefined ? undefined : unframe(cp)
+    const checkpoint = payload === undefined ? undefined : checkpointOf(payload)
+    if (lastSeq === -1 && checkpoint !== undefined) lastSeq = checkpoint.seq
     const ops: BatchOp[] = []
     if ((await this.db.get(metaKey(name))) === undefined) {
       ops.push({ type: 'put', key: metaKey(name), value: jsonValue(newMeta(this.now())) })
@@ -286,8 +306,11 @@ export class DocStore implements LogStore {
     await this.reopening(name)
     let metaRaw: Uint8Array | undefined
     let snapRaw: Uint8Array | undefined
+    let checkpointRaw: Uint8Array | undefined
     try {
       ;[metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
+      // Only a stored app collection has rows (kitsync's own have none): no read for the others.
+      if (metaRaw !== undefined && !isInternalCollection(name)) checkpointRaw = await this.db.get(checkpointKey(name))
     } catch (err) {
       throw readFailure(name, err)
     }
@@ -301,16 +324,65 @@ export class DocStore implements LogStore {
         throw corrupt('unreadable metadata', err)
       }
     }
+    const payload = checkpointRaw === undefined || meta === undefined ? undefined : unframe(checkpointRaw)
+    let checkpoint = payload === undefined ? undefined : checkpointOf(payload)
     // A snapshot without metadata is a copy whose adoption was interrupted (see CollectionLog.adopt): not part of the collection.
-    const { updates, snapshotBytes, snapshotFile, lastSeq, logBytes, logEntries } = await this.readUpdates(name, meta === undefined ? undefined : snapRaw)
+    const read = await this.readUpdates(name, meta === undefined ? undefined : snapRaw, checkpoint?.seq)
+    const { snapshotBytes, snapshotFile, logBytes, logEntries } = read
+    let { updates, replay, lastSeq } = read
+    if (checkpoint !== undefined) {
+      // Seqs go on from the checkpoint's after a compaction emptied the log (see CollectionLog.writeCompaction).
+      if (logEntries === 0) lastSeq = Math.max(lastSeq, checkpoint.seq)
+      // A compaction deletes the log entries its checkpoint covers in the same batch: a
+      // checkpoint before the log's first entry, or past its last, is not this log's.
+      else if (checkpoint.seq < read.firstSeq - 1 || checkpoint.seq > lastSeq) checkpoint = undefined
+    }
+    if (checkpoint === undefined && replay.length > 0) {
+      updates = [...updates, ...replay]
+      replay = []
+    }
     const log = new CollectionLog(this, name, snapshot, {
       exists: meta !== undefined,
       ...(snapshotFile === undefined ? {} : { snapshotFile }),
       lastSeq,
       state: { snapshotBytes, logBytes, logEntries, oldestEntryAt: logEntries > 0 ? this.now() : undefined },
+      ...(checkpoint === undefined ? {} : { records: checkpoint.records }),
+      ...(checkpoint?.rules === undefined ? {} : { rules: checkpoint.rules }),
     })
     this.logs.set(name, log)
-    return { log, loaded: { updates, meta } }
+    return { log, loaded: { updates, replay, checkpoint, meta } }
+  }
+
+  /** The checkpoint of a collection's rows (see CollectionLog.append), without loading it; undefined without one. */
+  async checkpoint(name: string): Promise<Checkpoint | undefined> {
+    let raw: Uint8Array | undefined
+    try {
+      raw = await this.db.get(checkpointKey(name))
+    } catch (err) {
+      throw readFailure(name, err)
+    }
+    const payload = raw === undefined ? undefined : unframe(raw)
+    return payload === undefined ? undefined : checkpointOf(payload)
+  }
+
+  /**
+   * Delete a collection: its data and every row derived from it, in one batch. (Nothing may
+   * hold the collection loaded.)
+   */
+  async drop(name: string): Promise<void> {
+    const ops: BatchOp[] = [metaKey(name), snapshotKey(name), vectorKey(name), checkpointKey(name)].map((key) => ({ type: 'del', key }))
+    try {
+      for (const range of [updateRange(name), derivedRange('r', name), derivedRange('h', name), derivedRange('c', name)]) {
+        for await (const key of this.db.keys(range)) ops.push({ type: 'del', key })
+      }
+      const ref = this.files === undefined ? undefined : await this.db.get(snapshotKey(name))
+      await this.batch(ops, { sync: true })
+      const file = ref === undefined ? undefined : fileRefOf(ref)?.file
+      if (file !== undefined) await this.files?.remove(file).catch(() => undefined) // swept at the next start
+    } catch (err) {
+      throw damageOr(name, err)
+    }
+    this.logs.delete(name)
   }
 
   /**
@@ -325,15 +397,26 @@ export class DocStore implements LogStore {
       state: { snapshotBytes: 0, logBytes: 0, logEntries: 0, oldestEntryAt: undefined },
     })
     this.logs.set(name, log)
-    return { log, loaded: { updates: [], meta: undefined } }
+    return { log, loaded: { updates: [], replay: [], checkpoint: undefined, meta: undefined } }
   }
 
-  /** The snapshot (as read by the caller) and the log after it, checked entry by entry. */
+  /** The snapshot (as read by the caller) and the log after it, checked entry by entry; the entries after seq `after` apart, in `replay`. */
   private async readUpdates(
     name: string,
     snapRaw: Uint8Array | undefined,
-  ): Promise<{ updates: Uint8Array[]; snapshotBytes: number; snapshotFile?: string; lastSeq: number; logBytes: number; logEntries: number }> {
+    after = Infinity,
+  ): Promise<{
+    updates: Uint8Array[]
+    replay: Uint8Array[]
+    snapshotBytes: number
+    snapshotFile?: string
+    firstSeq: number
+    lastSeq: number
+    logBytes: number
+    logEntries: number
+  }> {
     const updates: Uint8Array[] = []
+    const replay: Uint8Array[] = []
     let snapshotBytes = 0
     let snapshotFile: string | undefined
     if (snapRaw !== undefined && snapRaw[0] === FILE_REF_FORMAT) {
@@ -355,6 +438,7 @@ export class DocStore implements LogStore {
       updates.push(payload)
       snapshotBytes = snapRaw.byteLength
     }
+    let firstSeq = -1
     let lastSeq = -1
     let logBytes = 0
     let logEntries = 0
@@ -363,15 +447,17 @@ export class DocStore implements LogStore {
       for await (const [key, value] of this.db.iterator(updateRange(name))) {
         const payload = unframe(value)
         if (payload === undefined) throw corruption(name, `damaged update ${key.slice(prefix.length)}`)
-        updates.push(payload)
         lastSeq = seqOf(name, key)
+        if (logEntries === 0) firstSeq = lastSeq
+        if (lastSeq > after) replay.push(payload)
+        else updates.push(payload)
         logBytes += value.byteLength
         logEntries++
       }
     } catch (err) {
       throw damageOr(name, err)
     }
-    return { updates, snapshotBytes, ...(snapshotFile === undefined ? {} : { snapshotFile }), lastSeq, logBytes, logEntries }
+    return { updates, replay, snapshotBytes, ...(snapshotFile === undefined ? {} : { snapshotFile }), firstSeq, lastSeq, logBytes, logEntries }
   }
 
   /** @internal What is stored for a collection now: the snapshot, then the log (see CollectionLog.storedState). */

@@ -20,6 +20,7 @@ import { writeSecretFile } from './secret-file.js'
  *   peer.args.json   the flags of the last peer start --detach, for peer restart (0600)
  *   invites.json     pairing tokens this device issued, pending and used (0600)
  *   keys.json        workspace keys by epoch, rotated at every revocation (0600)
+ *   http.token       bearer token of the peer's HTTP API (0600); http.json: its port (store/http-files.ts)
  */
 export interface HomePaths {
   home: string
@@ -206,6 +207,13 @@ export interface WorkspaceConfig {
   localOnly?: string[]
   /** A CLI command that needs the peer starts it in the background when none runs (`kitsync peer auto-spawn on`). */
   autoSpawn?: boolean
+  /** The peer's HTTP API: its port (default 4772), or `enabled: false` (docs/HTTP-API.md). */
+  http?: HttpSetting
+}
+
+export interface HttpSetting {
+  port?: number
+  enabled?: boolean
 }
 
 export async function readWorkspaceConfig(paths: HomePaths): Promise<WorkspaceConfig | undefined> {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 
@@ -87,6 +87,16 @@ export class SnapshotFiles {
       throw err
     }
     return bytes.byteLength === ref.bytes && crc32(bytes) === ref.crc ? bytes : undefined
+  }
+
+  /** Whether the file is there at its size (without reading it: reads from index rows check this much, see store/stored-check.ts). */
+  async present(ref: SnapshotFileRef): Promise<boolean> {
+    try {
+      return (await stat(join(this.dir, ref.file))).size === ref.bytes
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw err
+    }
   }
 
   async remove(file: string): Promise<void> {

@@ -6,9 +6,11 @@ import { MemoryLevel } from 'memory-level'
 import type { BinaryLevel } from '../../src/store/level.js'
 import { openLevel } from '../../src/store/level.js'
 import { SnapshotFiles } from '../../src/store/snapshot-files.js'
+import { derivedRowsContract } from './derived-rows-contract.js'
+import { indexRowsContract } from './index-rows-contract.js'
 import { storeContract, type StoreFixture } from './store-contract.js'
 
-storeContract('memory-level', {
+const memory: StoreFixture = {
   async create() {
     const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' })
     await db.open()
@@ -19,7 +21,10 @@ storeContract('memory-level', {
     await db.open()
     return db
   },
-})
+}
+storeContract('memory-level', memory)
+derivedRowsContract('memory-level', memory)
+indexRowsContract('memory-level', memory)
 
 const dirs: string[] = []
 const dirOf = new WeakMap<BinaryLevel, string>()
@@ -46,6 +51,8 @@ const leveldb: StoreFixture = {
 }
 
 storeContract('LevelDB', leveldb)
+derivedRowsContract('LevelDB', leveldb)
+indexRowsContract('LevelDB', leveldb)
 
 // The home folder's layout: snapshots as files beside LevelDB (here every one, whatever its size).
 storeContract('LevelDB with snapshot files', {

@@ -291,13 +291,17 @@ let isolation: Promise<string[]> | undefined
 
 /**
  * Flags that keep a test peer off the network, if this build of the CLI has them: listen on a
- * random loopback port (not the fixed default port, which parallel peers would fight over) and
- * no mDNS (so peers of other tests are not discovered). Asked once from `peer start --help`.
+ * random loopback port (not the fixed default port, which parallel peers would fight over), no
+ * mDNS (so peers of other tests are not discovered), and the HTTP API on a random port. Asked once from `peer start --help`.
  */
 export function isolatedPeerArgs(): Promise<string[]> {
   isolation ??= (async () => {
     const help = await kitsyncOk(undefined, ['peer', 'start', '--help'])
-    return [...(/--listen\b/.test(help) ? ['--listen', '/ip4/127.0.0.1/tcp/0'] : []), ...(/--no-mdns\b/.test(help) ? ['--no-mdns'] : [])]
+    return [
+      ...(/--listen\b/.test(help) ? ['--listen', '/ip4/127.0.0.1/tcp/0'] : []),
+      ...(/--no-mdns\b/.test(help) ? ['--no-mdns'] : []),
+      ...(/--http-port\b/.test(help) ? ['--http-port', '0'] : []),
+    ]
   })()
   return isolation
 }
@@ -315,6 +319,8 @@ export async function startPeer(home: string, options: { args?: string[]; timeou
     const listenAt = isolated.indexOf('--listen')
     if (listenAt >= 0 && !args.includes('--listen')) defaults.push(...isolated.slice(listenAt, listenAt + 2))
     if (isolated.includes('--no-mdns') && !args.includes('--no-mdns')) defaults.push('--no-mdns')
+    const httpAt = isolated.indexOf('--http-port')
+    if (httpAt >= 0 && !args.includes('--http-port') && !args.includes('--no-http')) defaults.push(...isolated.slice(httpAt, httpAt + 2))
   }
   const proc = spawnKitsync(home, ['peer', 'start', '--json', ...defaults, ...args])
   const line = await proc.waitForLine(

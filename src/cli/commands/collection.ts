@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { KitsyncError } from '../../core/errors.js'
+import { formatRetention, parseHistorySetting } from '../../core/history-types.js'
 import { KINDS } from '../../core/kinds.js'
 import { BUILTIN_SECRET_RULES } from '../../core/secrets.js'
 import type { CollectionChange, CollectionSettingsView, ConflictPolicy } from '../../core/workspace-types.js'
@@ -12,12 +13,14 @@ interface SettingFlags {
   policy?: string
   limit?: string[]
   secretRule?: string[]
+  history?: string
 }
 
 function changeFrom(flags: SettingFlags, current: CollectionSettingsView | undefined): CollectionChange {
   const change: CollectionChange = {}
   if (flags.kind !== undefined) change.kind = flags.kind
   if (flags.policy !== undefined) change.policy = flags.policy as ConflictPolicy
+  if (flags.history !== undefined) change.history = parseHistorySetting(flags.history)
   if (flags.limit !== undefined) {
     const limits: NonNullable<CollectionChange['limits']> = {}
     for (const item of flags.limit) {
@@ -52,6 +55,7 @@ export function formatSettings(s: CollectionSettingsView): string {
     `kind        ${s.kind}: ${s.description}`,
     `policy      ${s.policy}`,
     `limits      ${limits.length === 0 ? 'none' : limits.join(', ')}`,
+    `history     ${formatRetention(s.history)}`,
   ]
   if (fields.length > 0) lines.push(`fields      ${fields.join(', ')}`)
   if (s.appendOnly) lines.push('records     append-only')
@@ -72,6 +76,7 @@ export function register(program: Command, io: CliIO): void {
     cmd
       .option('--policy <policy>', 'conflict policy: merge, latest_wins, keep_both or ask')
       .option('--limit <name=n>', "limit: maxRecords=N or maxSetSize=N (NAME=default restores the kind's), repeatable", collect)
+      .option('--history <retention>', 'versions kept: a count (50), days (30d), both (50,30d), off or default (100 versions, 90 days)')
       .option('--secret-rule <name=regex>', 'history: add (or with an empty regex remove) a secret rule, repeatable', collect)
   example(collection.command('show').description('settings of one collection').argument('<name>', 'collection name'), 'kitsync collection show alerts').action(
     async (name: string, _o: unknown, cmd: Command) => {
@@ -98,6 +103,7 @@ export function register(program: Command, io: CliIO): void {
   example(
     settingOptions(collection.command('set').description("change a collection's policy, limits or secret rules").argument('<name>', 'collection name')),
     'kitsync collection set alerts --policy ask --limit maxRecords=1000',
+    'kitsync collection set alerts --history 50,30d',
     "kitsync collection set history --secret-rule vault='vault (login|write) .*'",
   ).action(async (name: string, flags: SettingFlags, cmd: Command) => {
     const opts = globals(cmd)

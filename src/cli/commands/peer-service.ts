@@ -101,6 +101,8 @@ interface DetachFlags extends LogFlags {
   relay?: boolean
   items?: string
   localOnly?: string
+  httpPort?: number
+  http?: boolean
 }
 
 /** The `peer start` flags given, as arguments for the detached peer (and to remember). */
@@ -114,6 +116,8 @@ export function startFlagsAsArgs(flags: DetachFlags): StartArgs {
     ...(flags.items === undefined ? [] : ['--items', flags.items]),
     ...(flags.localOnly === undefined ? [] : ['--local-only', flags.localOnly]),
     ...logFlagsAsArgs(flags),
+    ...(flags.httpPort === undefined ? [] : ['--http-port', String(flags.httpPort)]),
+    ...(flags.http === false ? ['--no-http'] : []),
   ]
 }
 
@@ -125,6 +129,7 @@ export async function startDetachedAndPrint(io: CliIO, opts: GlobalOptions, args
       `kitsync peer running in the background (pid ${peer.pid})`,
       `  control   ${peer.socket}`,
       ...peer.listen.map((a, i) => `  ${i === 0 ? 'listening' : '         '} ${a}`),
+      ...(peer.http === undefined ? [] : [`  http      ${peer.http} (token: kitsync dashboard --json)`]),
       `  log       ${peer.log}`,
       'Stop it with: kitsync peer stop',
       '',

@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { KitsyncError } from '../../core/errors.js'
 import { resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
 import { splitList } from './items.js'
@@ -19,13 +20,16 @@ export function register(program: Command, io: CliIO): void {
         .option('--relay', 'also serve as a circuit relay v2 for the members of the workspace (the VPS)')
         .option('--items <names>', 'sync only these collections (comma-separated names or patterns; saved in workspace.json, see kitsync items)')
         .option('--local-only <names>', 'never send nor accept these collections (comma-separated; saved in workspace.json)')
-        .option('--detach', 'run the peer in the background (log in HOME/peer.log); returns once it listens and answers'),
+        .option('--detach', 'run the peer in the background (log in HOME/peer.log); returns once it listens and answers')
+        .option('--http-port <port>', 'port of the HTTP API and /metrics on 127.0.0.1 and ::1 (default 4772, or any free one; 0: any free one)', parsePort)
+        .option('--no-http', 'serve no HTTP API (see docs/HTTP-API.md)'),
     ),
     'kitsync peer start',
     'kitsync peer start --detach            # in the background; kitsync peer stop stops it',
     'kitsync peer start --items watchlists,alerts --local-only scratch',
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
     'kitsync peer start --headless --relay --no-mdns     # on a VPS',
+    'kitsync peer start --http-port 8384    # the HTTP API on http://127.0.0.1:8384/ (kitsync dashboard)',
     'kitsync peer start --detach --log-level debug --log-max-size 1048576 --log-keep 3',
   ).action(async (options: StartFlags, cmd: Command) => {
     const opts = globals(cmd)
@@ -81,7 +85,11 @@ export function register(program: Command, io: CliIO): void {
     const info = await running.workspace.info()
     const net = await running.networkStatus()
     if (json) {
-      io.out(JSON.stringify({ event: 'started', pid: process.pid, socket: running.paths.socket, ...info, listen: net.listen, discovery: net.discovery }) + '\n')
+      const http = running.http === undefined ? {} : { http: running.http.url }
+      io.out(
+        JSON.stringify({ event: 'started', pid: process.pid, socket: running.paths.socket, ...http, ...info, listen: net.listen, discovery: net.discovery }) +
+          '\n',
+      )
     } else {
       io.out(
         [
@@ -90,6 +98,7 @@ export function register(program: Command, io: CliIO): void {
           `  workspace ${info.name} (${info.workspaceId})`,
           `  home      ${info.home}`,
           `  control   ${running.paths.socket}`,
+          ...(running.http === undefined ? [] : [`  http      ${running.http.url} (token: kitsync dashboard --json)`]),
           ...net.listen.map((a, i) => `  ${i === 0 ? 'listening' : '         '} ${a}`),
           `  mDNS      ${net.discovery.mdns}${net.discovery.reason === undefined ? '' : ` (${net.discovery.reason})`}`,
           'Press Ctrl-C to stop.',
@@ -109,7 +118,23 @@ export function register(program: Command, io: CliIO): void {
 }
 
 /** `peer start --headless`: JSON log lines (pino) on stdout; SIGTERM stops cleanly with exit 0. */
-export type StartFlags = NetworkFlags & LogFlags & { name?: string; headless?: boolean; relay?: boolean; items?: string; localOnly?: string; detach?: boolean }
+export type StartFlags = NetworkFlags &
+  LogFlags & {
+    name?: string
+    headless?: boolean
+    relay?: boolean
+    items?: string
+    localOnly?: string
+    detach?: boolean
+    httpPort?: number
+    http?: boolean
+  }
+
+function parsePort(value: string): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || n > 65535) throw new KitsyncError('INVALID_ARGUMENT', `--http-port wants a port number (0-65535), not ${JSON.stringify(value)}`)
+  return n
+}
 
 /** The `peer start` flags as Peer.start options (the same for both modes). */
 function startOptions(io: CliIO, home: string | undefined, options: StartFlags) {
@@ -120,6 +145,7 @@ function startOptions(io: CliIO, home: string | undefined, options: StartFlags) 
     ...(options.relay === true ? { relay: true } : {}),
     ...(options.items === undefined ? {} : { items: splitList(options.items) }),
     ...(options.localOnly === undefined ? {} : { localOnly: splitList(options.localOnly) }),
+    http: options.http === false ? (false as const) : options.httpPort === undefined ? {} : { port: options.httpPort },
   }
 }
 
@@ -153,6 +179,7 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
   const self = net.devices.find((d) => d.peerId === info.deviceId)
   log.event('started', {
     socket: running.paths.socket,
+    ...(running.http === undefined ? {} : { http: running.http.url }),
     ...info,
     listen: net.listen,
     discovery: net.discovery,

@@ -1,0 +1,121 @@
+import * as Y from 'yjs'
+import { KitsyncError } from '../core/errors.js'
+import { lazyChanges, type RecordChange } from '../core/record-changes.js'
+import type { RecordCollection } from '../core/record-collection.js'
+import type { CollectionLog } from '../store/collection-log.js'
+import type { BatchOp } from '../store/doc-layout.js'
+import { storedRowKeys } from '../store/record-rows.js'
+import type { BinaryLevel } from '../store/level.js'
+
+/**
+ * Rows derived from a collection's records (the index, a record's history): LevelDB ops
+ * written in the same atomic batch as the update they come from, so they never drift from the
+ * data after a crash (the lesson of Syncthing's hand-kept indexes). `derive` is called right
+ * after each transaction of a loaded app collection that changed records, before the
+ * transaction's update is appended to the log (see CollectionRegistry), and again, with the
+ * origins below, when rows are built anew at a collection's open. It must not write to the
+ * document, and reads the records only through RecordCollection's public API.
+ */
+export interface DerivedRows {
+  derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[]
+}
+
+/** Origin of the changes of updates re-applied at open: acknowledged, but stored without their rows (a crash, a full disk). */
+export const REPLAY_ORIGIN = Symbol('kitsync:replay')
+/** Origin of the changes of a build of every row from the whole collection (a store written before rows were, a damaged checkpoint, `check --repair`). */
+export const REBUILD_ORIGIN = Symbol('kitsync:rebuild')
+
+/** Records per batch of a build, between which the event loop runs (about 10 ms of work each). */
+const BUILD_CHUNK = 2000
+
+/**
+ * The read rules of a collection as its checkpoint records them (Checkpoint.rules): a record's
+ * value depends on its collection's policy and field types, so rows derived under other rules
+ * (settings changed while the collection was not loaded here) are built anew.
+ */
+export function rulesOf(collection: { policy: string; fieldTypes: Record<string, string> }): string {
+  const types = Object.entries(collection.fieldTypes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  return JSON.stringify([collection.policy, types])
+}
+
+/** The ops every deriver returns for one transaction's changes, in the derivers' order. */
+export function deriveAll(
+  derivers: readonly DerivedRows[],
+  name: string,
+  collection: RecordCollection,
+  changes: readonly RecordChange[],
+  origin: unknown,
+): BatchOp[] {
+  if (derivers.length === 1) return (derivers[0] as DerivedRows).derive(name, collection, changes, origin)
+  const ops: BatchOp[] = []
+  for (const d of derivers) for (const op of d.derive(name, collection, changes, origin)) ops.push(op)
+  return ops
+}
+
+/**
+ * Apply the updates logged after the checkpoint, one transaction each as they first came, and
+ * write the rows derived from them with a new checkpoint in one batch. An update the document
+ * holds already (the snapshot of a compaction holds the updates queued when it ran, and wrote
+ * their rows) changes nothing and derives nothing.
+ */
+export async function replayRows(
+  derivers: readonly DerivedRows[],
+  collection: RecordCollection,
+  log: CollectionLog,
+  updates: Uint8Array[],
+  rules: string,
+): Promise<void> {
+  const name = collection.name
+  const ops: BatchOp[] = []
+  const stop = collection.onChange((changes) => {
+    for (const op of deriveAll(derivers, name, collection, changes, REPLAY_ORIGIN)) ops.push(op)
+  })
+  try {
+    for (const update of updates) applyStored(collection, [update])
+  } finally {
+    stop()
+  }
+  await log.writeRows(ops, { records: collection.size, rules })
+}
+
+/** Apply stored updates to a collection's document (as one transaction, origin REPLAY_ORIGIN); DATA_CORRUPTION if they do not apply. */
+export function applyStored(collection: RecordCollection, updates: Uint8Array[]): void {
+  if (updates.length === 0) return
+  try {
+    collection.doc.transact(() => {
+      for (const update of updates) Y.applyUpdate(collection.doc, update, REPLAY_ORIGIN)
+    }, REPLAY_ORIGIN)
+  } catch (err) {
+    throw new KitsyncError('DATA_CORRUPTION', `collection ${collection.name}: stored updates cannot be applied; the stored data was left as it is`, {
+      details: { collection: collection.name },
+      cause: err,
+    })
+  }
+}
+
+/**
+ * Build every row from the whole collection: each record is derived as changed, and each
+ * stored index row of a record the collection does not hold is derived as deleted. A batch of
+ * some thousand records at a time, the event loop running between them; the first batch
+ * removes the checkpoint and the last writes it, so a build cut short is run again at the next
+ * open.
+ */
+export async function buildRows(
+  derivers: readonly DerivedRows[],
+  collection: RecordCollection,
+  log: CollectionLog,
+  db: BinaryLevel,
+  rules: string,
+): Promise<void> {
+  const name = collection.name
+  const keys = collection.keys()
+  for (const key of await storedRowKeys(db, name)) if (!collection.has(key)) keys.push(key)
+  for (let i = 0; ; i += BUILD_CHUNK) {
+    const chunk = keys.slice(i, i + BUILD_CHUNK)
+    const last = i + BUILD_CHUNK >= keys.length
+    const ops = chunk.length === 0 ? [] : deriveAll(derivers, name, collection, lazyChanges(collection, chunk, REBUILD_ORIGIN), REBUILD_ORIGIN)
+    await log.writeRows(ops, last ? { records: collection.size, rules } : undefined)
+    if (last) return
+    await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+}

@@ -1,0 +1,70 @@
+import type { HistoryRetention } from '../core/history-types.js'
+import type { RecordChange, RecordCollection } from '../core/record-collection.js'
+import { changedFields, type RecordVersion } from '../core/record-versions.js'
+import type { BatchOp } from '../store/doc-layout.js'
+import { versionOps, type StoredVersion } from '../store/history-rows.js'
+import { LOCAL_ORIGIN } from './collection-registry.js'
+import type { DerivedRows } from './derived-rows.js'
+
+export interface HistoryDeriverOptions {
+  /** The collection's retention now (synchronous: the settings cache, or the default). */
+  retentionOf(name: string): HistoryRetention
+  /** Records that got new entries (the pruner looks at them once the batch is written). */
+  written?(name: string, keys: string[]): void
+}
+
+/**
+ * Derives the history rows of a transaction (see store/history-rows.ts): each version of a
+ * record it brought, local write or merged update, becomes an entry, in the same batch as the
+ * update itself, so the entries never drift from the data. Concurrent versions that arrive
+ * together each get their own entry (versions are told apart by stamp).
+ */
+export class HistoryDeriver implements DerivedRows {
+  constructor(private readonly options: HistoryDeriverOptions) {}
+
+  derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[] {
+    if (this.options.retentionOf(name).off) return []
+    const ops: BatchOp[] = []
+    const keys: string[] = []
+    for (const change of changes) {
+      const before = ops.length
+      for (const v of this.versionsOf(collection, change, origin)) ops.push(...versionOps(name, change.key, v.stamp, storedVersion(v)))
+      if (ops.length > before) keys.push(change.key)
+    }
+    if (keys.length > 0) this.options.written?.(name, keys)
+    return ops
+  }
+
+  private versionsOf(collection: RecordCollection, change: RecordChange, origin: unknown): RecordVersion[] {
+    const { key, stamps } = change
+    if (stamps === undefined) {
+      // Not from a transaction this device watched (a peer's whole copy adopted, a build of
+      // every row): the record's current version is its first entry.
+      const current = currentVersion(collection, key)
+      return current === undefined ? [] : [current]
+    }
+    if (stamps.length > 0) return change.versions?.() ?? []
+    // A change that left no new slot only removed some: a set element removed (a removal
+    // carries no stamp), or, from another device, slots its collapse dropped, which changes no
+    // value. This device's own removal is stamped here; another's shows in the next version.
+    if (origin !== LOCAL_ORIGIN) return []
+    const value = change.value
+    return [{ stamp: collection.clock.now(), writer: collection.clock.node, value, deleted: value === undefined, whole: true, fields: [] }]
+  }
+}
+
+/** A record's version as it reads now, under its greatest stamp (undefined: no slot of it is left). */
+export function currentVersion(collection: RecordCollection, key: string): RecordVersion | undefined {
+  const stamp = collection.lastWrite(key)
+  if (stamp === undefined) return undefined
+  const value = collection.get(key)
+  return { stamp, writer: stamp.slice(stamp.lastIndexOf('.') + 1), value, deleted: value === undefined, whole: true, fields: changedFields(undefined, value) }
+}
+
+function storedVersion(v: RecordVersion): StoredVersion {
+  const out: StoredVersion = { device: v.writer, fields: v.fields, time: parseInt(v.stamp.slice(0, 9), 36) || 0 }
+  if (v.deleted) out.d = 1
+  else if (v.value !== undefined) out.v = v.value
+  if (v.whole) out.w = 1
+  return out
+}

@@ -1,0 +1,59 @@
+import { checkpointKey, jsonValue, rowPrefix, type BatchOp, type Checkpoint } from './doc-layout.js'
+import { readFailure } from './level-errors.js'
+import type { BinaryLevel } from './level.js'
+
+/**
+ * How many records a batch of derived ops adds to a collection (negative: removes): for each
+ * index row `r!NAME!KEY` it writes, whether the row is there after the batch (its last op is a
+ * put) against whether it is stored now. Counted against what is stored, not against what the
+ * document held before, so ops written twice (a compaction writes the rows of the updates it
+ * holds, their appends write them again) count once; and no record has to be looked up in
+ * the document, whose layout is not the store's business. `exists`: false for a collection
+ * nothing is stored of yet, which has no rows to read.
+ */
+export async function countRows(store: { readonly db: BinaryLevel }, name: string, ops: BatchOp[], exists: boolean): Promise<number> {
+  const prefix = rowPrefix(name)
+  const after = new Map<string, boolean>()
+  for (const op of ops) if (op.key.startsWith(prefix)) after.set(op.key, op.type === 'put')
+  if (after.size === 0) return 0
+  const keys = [...after.keys()]
+  let before: (Uint8Array | undefined)[]
+  if (!exists) before = []
+  else {
+    try {
+      before = await store.db.getMany(keys)
+    } catch (err) {
+      throw readFailure(name, err)
+    }
+  }
+  let delta = 0
+  keys.forEach((key, i) => {
+    delta += (after.get(key) === true ? 1 : 0) - (before[i] === undefined ? 0 : 1)
+  })
+  return delta
+}
+
+/**
+ * The rows derived from a batch of appends (see CollectionLog.append) and, if any of them has
+ * rows or the collection has them already (`records` known), the checkpoint at `seq` with the
+ * record count after them.
+ */
+export async function checkpointed(
+  store: { readonly db: BinaryLevel },
+  name: string,
+  batch: readonly { derived?: BatchOp[] }[],
+  at: { seq: number; records: number | undefined; rules: string | undefined; exists: boolean },
+): Promise<{ ops: BatchOp[]; records: number | undefined }> {
+  const ops: BatchOp[] = []
+  let derived = at.records !== undefined
+  for (const p of batch) {
+    if (p.derived === undefined) continue
+    derived = true
+    for (const op of p.derived) ops.push(op)
+  }
+  if (!derived) return { ops, records: undefined }
+  const records = (at.records ?? 0) + (await countRows(store, name, ops, at.exists))
+  const checkpoint: Checkpoint = { seq: at.seq, records, ...(at.rules === undefined ? {} : { rules: at.rules }) }
+  ops.push({ type: 'put', key: checkpointKey(name), value: jsonValue(checkpoint) })
+  return { ops, records }
+}
