@@ -127,6 +127,41 @@ export function indexRowsContract(name: string, fixture: StoreFixture): void {
       await ws.close()
     })
 
+    it('conflicts settled by policy or by resolve (whose collapse emits no change) leave the rows equal to the records', async () => {
+      for (const [policy, take] of [
+        ['ask', 0],
+        ['ask', 1],
+        ['keep_both', -1],
+        ['latest_wins', -1],
+      ] as const) {
+        const db = await fixture.create()
+        const ws = await open(db)
+        await ws.configure('c', { policy })
+        await ws.set('c', 'k', { x: 1 })
+        const peer = new Y.Doc()
+        Y.applyUpdate(peer, Y.encodeStateAsUpdate(await ws.openDoc('c')))
+        // The peer's clock runs ahead: its concurrent version is the newer one.
+        new RecordCollection('c', peer, { policy, clock: new Hlc('zzzzzzzz', () => Date.now() + 60_000) }).set('k', { x: 2 }, 'peer')
+        await ws.set('c', 'k', { x: 3 })
+        const doc = await ws.openDoc('c')
+        Y.applyUpdate(doc, Y.encodeStateAsUpdate(peer, Y.encodeStateVector(doc)), 'peer')
+        if (take >= 0) {
+          let open = await ws.conflicts('c')
+          for (const deadline = Date.now() + 5000; open.length === 0; open = await ws.conflicts('c')) {
+            if (Date.now() > deadline) throw new Error(`no conflict recorded (${policy})`)
+            await new Promise((resolve) => setImmediate(resolve))
+          }
+          const version = open[0]?.versions[take] as { device: string }
+          await ws.resolve('c', open[0]?.id as string, { take: version.device })
+        }
+        await ws.flush()
+        const records = recordsOf(doc)
+        expect(await rowsOf(ws.store.db, 'c'), policy).toEqual(records)
+        expect((await ws.check('c'))[0], policy).toMatchObject({ differing: [], records: records.size })
+        await ws.close()
+      }
+    })
+
     it('rows derived under other read rules are built anew: a settings change, or a checkpoint of other rules', async () => {
       const db = await fixture.create()
       let ws = await open(db)
