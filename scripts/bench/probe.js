@@ -48,37 +48,17 @@ const probes = {
   },
 
   /**
-   * Write `records` records (keys k0..k{records-1}) through openWorkspace, `window` sets in
+   * Write `records` records (keys k0..k{records-1}) through openWorkspace, 10,000 sets in
    * flight (the write queue commits up to 1,000 waiting writes per transaction), then close.
    */
-  async 'kitsync-build-many'({ home, collection, records, adopt }) {
+  async 'kitsync-build-many'({ home, collection, records }) {
     const { openWorkspace } = await import('../../dist/index.js')
     const ws = await openWorkspace({ home, serve: false })
     const started = performance.now()
-    const value = (i) => ({ symbol: 'S' + (i % 5000), quantity: i, note: 'n' })
-    if (adopt) {
-      // As a new device takes a peer's copy: the records written into a document of their
-      // own here, then adopted whole (its snapshot file and every index row in one batch).
-      const Y = await import('yjs')
-      const { RecordCollection } = await import('../../dist/core/record-collection.js')
-      const doc = new Y.Doc()
-      const source = new RecordCollection(collection, doc)
-      for (let i = 0; i < records;) {
-        const end = Math.min(records, i + 10_000)
-        doc.transact(() => {
-          for (; i < end; i++) source.set('k' + i, value(i), 'bench')
-        })
-      }
-      const update = Y.encodeStateAsUpdate(doc)
-      doc.destroy()
-      await ws.adopt(collection, update)
-      await ws.flush()
-    } else {
-      for (let i = 0; i < records;) {
-        const writes = []
-        for (let end = Math.min(records, i + 10_000); i < end; i++) writes.push(ws.set(collection, 'k' + i, value(i)))
-        await Promise.all(writes)
-      }
+    for (let i = 0; i < records;) {
+      const writes = []
+      for (let end = Math.min(records, i + 10_000); i < end; i++) writes.push(ws.set(collection, 'k' + i, { symbol: 'S' + (i % 5000), quantity: i, note: 'n' }))
+      await Promise.all(writes)
     }
     const writeMs = performance.now() - started
     const t = performance.now()

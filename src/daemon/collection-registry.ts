@@ -323,6 +323,8 @@ export class CollectionRegistry {
    * its document until then: its checkpoint names the rules of its rows, see forRead.)
    */
   async rulesChanged(name: string): Promise<void> {
+    // Not loaded: its rows are checked against the new rules at the next read.
+    this.rowsChecked.delete(name)
     const entry = this.ready.get(name)
     if (entry === undefined || isInternalCollection(name) || this.derivers.length === 0) return
     const rules = rulesOf(entry.collection)

@@ -131,6 +131,8 @@ export class CollectionSettingsBook {
   private applySettings(name: string): void {
     const p = this.registry.loading(name)
     const store = this.registry.loading(COLLECTIONS_COLLECTION)
+    // A collection not loaded has its index rows checked against its new rules when next read.
+    if (p === undefined) void this.registry.rulesChanged(name)
     if (p === undefined || store === undefined) return
     void Promise.all([p, store]).then(
       ([entry, settings]) => {

@@ -1,9 +1,8 @@
 import { compactionDue, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { storeAdopted, type Adoption } from './adoption.js'
-import { checkpointed } from './derived-count.js'
+import { checkpointed, checkpointOp } from './derived-count.js'
 import {
-  checkpointKey,
   jsonValue,
   metaKey,
   newMeta,
@@ -121,10 +120,8 @@ export class CollectionLog {
     return this.records === undefined ? undefined : { seq: this.lastSeq, records: this.records, ...(this.rules === undefined ? {} : { rules: this.rules }) }
   }
 
-  /** The read rules the rows of the appends to come are derived under (a collection new here, whose first checkpoint records them). */
-  deriveUnder(rules: string): void {
-    this.rules = rules
-  }
+  /** The read rules the rows of the appends to come are derived under (see Checkpoint.rules). */
+  deriveUnder = (rules: string): void => void (this.rules = rules)
 
   /** Sizes for `list` and `status`; compactions written since this log was opened (for /metrics). */
   stats(): { bytes: number; logEntries: number; snapshotBytes: number; compactions: number } {
@@ -133,11 +130,10 @@ export class CollectionLog {
   }
 
   /**
-   * Append an update. `derived`: the rows derived from it (see daemon/derived-rows.ts), written
-   * in the same LevelDB batch as the update, with the checkpoint `n!NAME` (the seq of that
-   * update, and the record count after it): a crash leaves both or neither. An update only in
-   * the write-ahead file when the process stops has no rows yet: they are derived again when
-   * the collection next opens (see DocStore.open).
+   * Append an update. `derived`: the rows derived from it (daemon/derived-rows.ts), written in
+   * the same LevelDB batch, with the checkpoint `n!NAME` (its seq, the record count after it):
+   * a crash leaves both or neither. One only in the write-ahead file when the process stops
+   * has its rows derived when the collection next opens (see DocStore.open).
    */
   append(update: Uint8Array, derived?: BatchOp[]): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
@@ -388,11 +384,10 @@ export class CollectionLog {
       // The first, large update of an empty collection (a device copying a workspace) is the
       // whole state: store it as the snapshot at once instead of logging it and re-encoding it.
       const meta = ops.filter((op) => op.type === 'put')
-      let records = this.records
-      // An adopted copy's rows are known only once its owner keeps it (see adopt).
+      // An adopted copy's rows are known only once its owner keeps it (see adopt). (A failed batch fails the log.)
       const withRows = async (): Promise<BatchOp[]> => {
         const rows = await this.derivedOps(batch, this.lastSeq)
-        records = rows.records
+        this.records = rows.records
         return [...meta, ...rows.ops]
       }
       let snap: StoredSnapshot
@@ -402,7 +397,6 @@ export class CollectionLog {
       } else snap = await storeAdopted(this.store, this.name, { update: only.update, kept: only.kept, file: only.file }, withRows)
       if (only.logged) this.store.wal?.settled(1)
       this.exists = true
-      this.records = records
       this.snapshotFile = snap.file?.file
       this.state.snapshotBytes = snap.bytes
       return
@@ -433,31 +427,30 @@ export class CollectionLog {
   }
 
   /**
-   * Write rows derived outside appends (see DocStore.open: updates re-applied after a crash,
-   * or rows built for a collection that had none), in one batch. With `checkpoint` the rows
-   * then reflect every update of the log; without, the checkpoint is removed (a build in
-   * several batches writes it with its last one). Only before the collection is handed out.
+   * Write rows derived outside appends (updates re-applied after a crash, a build of every
+   * row; see daemon/derived-rows.ts) in one batch, in the writer's place. With `checkpoint` the
+   * rows then reflect the whole log; without, the checkpoint is removed, and appends write no
+   * checkpoint until a batch with one (a build's last) is written (see checkpointed). The count
+   * and rules change before the writer's place is free: the next append reads them.
    */
   async writeRows(ops: BatchOp[], checkpoint: { records: number; rules: string } | undefined): Promise<void> {
+    while (this.running !== undefined) await this.running
     if (this.failure !== undefined) throw this.failure
-    const value =
-      checkpoint === undefined ? undefined : jsonValue({ seq: this.lastSeq, records: checkpoint.records, rules: checkpoint.rules } satisfies Checkpoint)
-    const key = checkpointKey(this.name)
-    try {
-      await this.store.batch([...ops, value === undefined ? { type: 'del', key } : { type: 'put', key, value }])
-    } catch (err) {
-      throw storageFailure(this.name, 'cannot write its derived rows', err)
-    }
-    this.records = checkpoint?.records
-    if (checkpoint !== undefined) this.rules = checkpoint.rules
+    const cp = checkpointOp(this.name, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
+    await this.exclusive(async () => {
+      await this.store.batch([...ops, cp]).catch((err: unknown) => {
+        throw storageFailure(this.name, 'cannot write its derived rows', err)
+      })
+      this.records = checkpoint?.records
+      if (checkpoint !== undefined) this.rules = checkpoint.rules
+    })
   }
 
   private async writeCompaction(): Promise<void> {
     if (this.state.logEntries === 0) return
     const update = this.snapshot()
-    // The snapshot holds the updates still queued too: their rows go with it, or a crash
-    // would leave a snapshot ahead of its rows. (Written again with the updates: the same
-    // rows, which count nothing twice, see countRows.) The checkpoint stays at the log's end.
+    // The snapshot holds the updates still queued: their rows go with it (and again with them,
+    // counting nothing twice, see countRows). The checkpoint stays at the log's end.
     const queued = this.pending.slice()
     const snap = await this.store.snapshotValue(this.name, update)
     const rows = await this.derivedOps(queued, this.lastSeq)

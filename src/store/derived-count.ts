@@ -34,9 +34,10 @@ export async function countRows(store: { readonly db: BinaryLevel }, name: strin
 }
 
 /**
- * The rows derived from a batch of appends (see CollectionLog.append) and, if any of them has
- * rows or the collection has them already (`records` known), the checkpoint at `seq` with the
- * record count after them.
+ * The rows derived from a batch of appends (see CollectionLog.append) and the checkpoint at
+ * `seq` with the record count after them: if the collection has one (`records` known), or is
+ * new and this batch has rows. A stored collection without one (a build of its rows under
+ * way, see CollectionLog.writeRows) gets none: the build's last batch writes it.
  */
 export async function checkpointed(
   store: { readonly db: BinaryLevel },
@@ -48,12 +49,17 @@ export async function checkpointed(
   let derived = at.records !== undefined
   for (const p of batch) {
     if (p.derived === undefined) continue
-    derived = true
+    derived ||= !at.exists
     for (const op of p.derived) ops.push(op)
   }
   if (!derived) return { ops, records: undefined }
   const records = (at.records ?? 0) + (await countRows(store, name, ops, at.exists))
-  const checkpoint: Checkpoint = { seq: at.seq, records, ...(at.rules === undefined ? {} : { rules: at.rules }) }
-  ops.push({ type: 'put', key: checkpointKey(name), value: jsonValue(checkpoint) })
+  ops.push(checkpointOp(name, { seq: at.seq, records, ...(at.rules === undefined ? {} : { rules: at.rules }) }))
   return { ops, records }
+}
+
+/** The op that writes a collection's checkpoint, or removes it. */
+export function checkpointOp(name: string, checkpoint: Checkpoint | undefined): BatchOp {
+  const key = checkpointKey(name)
+  return checkpoint === undefined ? { type: 'del', key } : { type: 'put', key, value: jsonValue(checkpoint) }
 }

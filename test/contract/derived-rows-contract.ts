@@ -90,6 +90,48 @@ export function derivedRowsContract(name: string, fixture: StoreFixture): void {
       await ws.close()
     })
 
+    it('after every batch, the stored rows are the records of the stored updates (group commits, merges that conflict)', async () => {
+      const db = await fixture.create()
+      const ws = await LocalWorkspace.fromDatabase(db, info, { compaction: { minBytes: 1e9, maxAgeMs: 1e9 } })
+      await ws.configure('c', { policy: 'ask' })
+      await ws.set('c', 'a', { n: 0 })
+      await ws.flush()
+      // What is stored when the watch starts: the log so far (no compaction here) and the rows.
+      const stored = new Y.Doc()
+      for await (const value of db.values({ gte: 'u!c!', lt: 'u!c"' })) Y.applyUpdate(stored, unframe(value) as Uint8Array)
+      const rows = new Map(Object.entries(await rowRecords(db, 'c')).map(([k, v]) => [k, JSON.stringify(v)]))
+      const batches = watchBatches(db)
+      const peer = new Y.Doc()
+      Y.applyUpdate(peer, Y.encodeStateAsUpdate(await ws.openDoc('c')))
+      const other = new RecordCollection('c', peer, { policy: 'ask' })
+      for (let round = 0; round < 5; round++) {
+        // A burst of writes in flight together (grouped in transactions), and concurrent peer writes to the same keys.
+        await Promise.all(Array.from({ length: 30 }, (_, i) => ws.set('c', `k${i % 7}`, { round, i })))
+        for (let i = 0; i < 5; i++) other.set(`k${i}`, { peer: round, i }, 'peer')
+        const doc = await ws.openDoc('c')
+        Y.applyUpdate(doc, Y.encodeStateAsUpdate(peer, Y.encodeStateVector(doc)), 'peer')
+        Y.applyUpdate(peer, Y.encodeStateAsUpdate(doc, Y.encodeStateVector(peer)))
+        await ws.delete('c', `k${round}`)
+      }
+      await ws.flush()
+      const reader = new RecordCollection('c', stored, { policy: 'ask' })
+      let checked = 0
+      for (const ops of batches) {
+        for (const op of ops) {
+          if (op.key.startsWith('u!c!') && op.type === 'put') Y.applyUpdate(stored, unframe(op.value) as Uint8Array)
+          if (!op.key.startsWith('r!c!')) continue
+          if (op.type === 'del') rows.delete(op.key.slice(4))
+          else rows.set(op.key.slice(4), JSON.stringify((parseJson(unframe(op.value) as Uint8Array) as { v: JsonValue }).v))
+        }
+        if (!ops.some((op) => op.key.startsWith('u!c!'))) continue
+        expect(rows).toEqual(new Map(reader.keys().map((k) => [k, JSON.stringify(reader.get(k))])))
+        checked++
+      }
+      expect(checked).toBeGreaterThan(3)
+      expect(reader.size).toBe((await storedCheckpoint(db, 'c'))?.records)
+      await ws.close()
+    })
+
     it('a batch that fails leaves neither the update nor its rows', async () => {
       const db = await fixture.create()
       const ws = await open(db)
