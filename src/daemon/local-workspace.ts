@@ -111,22 +111,11 @@ export class LocalWorkspace implements Workspace, SyncHost {
       },
     })
     this.settings = new CollectionSettingsBook(this.registry)
-    this.trust = new DeviceTrust({
-      deviceId: parts.info.deviceId,
-      registry: this.registry,
-      store: parts.store,
-      keys: parts.keys,
-      events: this.emitter,
-      closed: () => this.closed,
-    })
-    this.conflictDesk = new WorkspaceConflicts({
-      deviceId: parts.info.deviceId,
-      registry: this.registry,
-      settings: this.settings,
-      audit: (type, reason) => this.trust.audit(type, reason),
-      events: this.emitter,
-      closed: () => this.closed,
-    })
+    const { deviceId } = parts.info
+    const closed = (): boolean => this.closed
+    this.trust = new DeviceTrust({ deviceId, registry: this.registry, store: parts.store, keys: parts.keys, events: this.emitter, closed })
+    const audit = (type: AuditType, reason: string): Promise<void> => this.trust.audit(type, reason)
+    this.conflictDesk = new WorkspaceConflicts({ deviceId, registry: this.registry, settings: this.settings, audit, events: this.emitter, closed })
     this.writes = new WorkspaceWrites({ registry: this.registry, settings: this.settings, assertOpen: () => this.assertOpen() })
     const { maxRecordBytes } = parts
     this.transfer = new WorkspaceTransfer({ workspace: this, registry: this.registry, maxRecordBytes, assertOpen: () => this.assertOpen() })

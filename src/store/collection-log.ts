@@ -1,4 +1,4 @@
-import { compactionDue, type CompactionPolicy, type LogState } from '../core/compaction-policy.js'
+import { compactionDue, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { storeAdopted, type Adoption } from './adoption.js'
 import { checkpointed, checkpointOp } from './derived-count.js'
@@ -16,9 +16,9 @@ import {
 } from './doc-layout.js'
 import { frame } from './framing.js'
 import { storageFailure } from './level-errors.js'
+import type { SnapshotFileWrite } from './snapshot-files.js'
 import type { BinaryLevel } from './level.js'
-import type { SnapshotFiles, SnapshotFileWrite } from './snapshot-files.js'
-import type { WriteAheadFile } from './wal.js'
+import type { LogStore } from './log-store.js'
 
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
 const MAX_UNWRITTEN = 10_000
@@ -28,26 +28,6 @@ const WRITE_BEHIND_MS = 10
 const STORED_STATE_MIN_BYTES = 64 * 1024
 /** A log longer than this is not sent entry by entry (see CollectionLog.storedState). */
 const MAX_STORED_ENTRIES = 256
-
-/** What a CollectionLog needs from the store it writes to (DocStore). */
-export interface LogStore {
-  /** Asked to drop compacted entries from its files at once, where it can (see writeCompaction). */
-  readonly db: BinaryLevel
-  readonly policy: CompactionPolicy
-  readonly now: () => number
-  readonly wal: WriteAheadFile | undefined
-  readonly files: SnapshotFiles | undefined
-  /** Every write goes through here (see DocStore.batch). */
-  batch(ops: BatchOp[], options?: { sync?: boolean }): Promise<void>
-  /** How to store `update` as the snapshot of `name`: framed, or (large) written to a file first. */
-  snapshotValue(name: string, update: Uint8Array): Promise<StoredSnapshot>
-  /** Start writing `update` as a snapshot file; resolves once the write is under way. */
-  beginFile(name: string, update: Uint8Array): Promise<SnapshotFileWrite>
-  /** What is stored for `name` now: the snapshot, then the log. */
-  readStored(name: string): Promise<Uint8Array[]>
-  /** A failed log of `name` leaves `count` acknowledged appends only in the write-ahead file. */
-  strand(name: string, count: number): void
-}
 
 interface PendingAppend {
   update: Uint8Array

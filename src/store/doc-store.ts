@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import { DEFAULT_COMPACTION, type CompactionPolicy } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { isInternalCollection } from '../core/membership.js'
-import { CollectionLog, type LogStore } from './collection-log.js'
+import { CollectionLog } from './collection-log.js'
+import type { LogStore } from './log-store.js'
 import {
   checkpointKey,
   checkpointOf,
