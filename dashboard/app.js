@@ -54,7 +54,8 @@ function App() {
       },
       (state) => {
         setLive(state)
-        if (state === 'live') soon()
+        // Live again: catch up on what the stream missed. Lost: a read tells whether the session ended.
+        soon()
       },
     )
     const poll = setInterval(refresh, POLL_MS)

@@ -17,11 +17,16 @@ export function Pairing({ event }) {
   const [pending, setPending] = useState(undefined)
   const [outcome, setOutcome] = useState(undefined)
   const [error, setError] = useState(undefined)
+  const [joining, setJoining] = useState(undefined)
 
   useEffect(() => {
     if (event === undefined || invite === undefined) return
-    if (event.name === 'pairing:pending' && event.data.tokenId === invite.tokenId) setPending(event.data)
-    if (event.name === 'device:joined') {
+    if (event.name === 'pairing:pending' && event.data.tokenId === invite.tokenId) {
+      setPending(event.data)
+      setJoining(event.data.name)
+    }
+    // The event names the device, not the token: with a device waiting for approval, it must be that one.
+    if (event.name === 'device:joined' && (joining === undefined || joining === event.data.name)) {
       setOutcome(`${event.data.name} joined the workspace.`)
       setPending(undefined)
       setInvite(undefined)
@@ -34,6 +39,7 @@ export function Pairing({ event }) {
     setError(undefined)
     setOutcome(undefined)
     setPending(undefined)
+    setJoining(undefined)
     try {
       const made = await call('pair', { ttlMs: TTL_MINUTES * 60_000, confirm })
       setInvite(made)

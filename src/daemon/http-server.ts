@@ -12,9 +12,10 @@ const log = debugLog('daemon:http')
  * The peer's HTTP server, on loopback only (127.0.0.1 and ::1, one port). It does what every
  * request needs before a route sees it: the Host and Origin must be the server's own (a web
  * page on another origin, or a DNS name rebound to 127.0.0.1, is refused with 403), and the
- * bearer token must match (401). No CORS headers are ever sent: only the server's own pages
- * may call it. Routes (daemon/http-routes.ts) are looked up by path; a route for the web
- * dashboard's static files can be added the same way.
+ * bearer token must match (401), or a browser session of the dashboard (its cookie, taken for a
+ * one-time code at /login: daemon/dashboard-login.ts), with which a change also needs the
+ * server's own Origin or the CSRF header. No CORS headers are ever sent: only the server's own
+ * pages may call it. Routes (daemon/http-routes.ts, daemon/dashboard-routes.ts) are looked up by path.
  */
 export type HttpHandler = (request: HttpRequest, response: ServerResponse) => Promise<void>
 

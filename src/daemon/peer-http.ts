@@ -54,8 +54,8 @@ export function metricsSourceOf(peer: {
 
 /**
  * The running peer's HTTP server with everything around it: the token (HOME/http.token, made
- * at the first start), the routes and metrics, the web dashboard and its browser sessions, and HOME/http.json telling clients the port
- * (removed at the stop).
+ * at the first start), the routes and metrics, the web dashboard and its browser sessions, and
+ * HOME/http.json telling clients the port (removed at the stop).
  */
 export class PeerHttp {
   private constructor(

@@ -198,6 +198,26 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     expect(errors).toEqual([])
   })
 
+  it('a restart of the peer ends the browser session: the API says 401 and the page says to log in again', async () => {
+    const home = await makeHome()
+    const port = await freePort()
+    let p = await peer(home, ['--http-port', String(port)])
+    const { page, errors, d } = await openDashboard(home)
+    const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ')
+    expect((await fetch(`${d.url}api/v1/status`, { headers: { Cookie: cookie } })).status).toBe(200)
+    await stop(p)
+    p = await peer(home, ['--http-port', String(port)])
+    expect((await dashboard(home)).url).toBe(d.url) // the same origin, a new process
+    expect((await fetch(`${d.url}api/v1/status`, { headers: { Cookie: cookie } })).status).toBe(401)
+    await page.locator('#signed-out').waitFor({ timeout: UI_TIMEOUT })
+    expect(await page.locator('#signed-out').textContent()).toContain('kitsync dashboard')
+    // A new login URL works in the same browser.
+    expect((await page.goto((await dashboard(home)).login))?.status()).toBe(200)
+    await page.locator('#live.live-live').waitFor({ timeout: UI_TIMEOUT })
+    // The page met refused connections and 401s while the peer restarted (Chromium logs each); nothing else.
+    expect(errors.filter((e) => !/^Failed to load resource: (net::ERR_|the server responded with a status of 401)/.test(e))).toEqual([])
+  })
+
   it('lists the devices and collections, and a change made on another device appears without a reload', async () => {
     const { ha, hb } = await pairedDevices()
     const { page, errors } = await openDashboard(ha)
@@ -326,6 +346,15 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     expect(errors).toEqual([])
   })
 })
+
+/** A TCP port free on 127.0.0.1 now (for a peer that must keep its HTTP port across a restart). */
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
 
 /**
  * A page on another port of 127.0.0.1 (same site, other origin) that posts a form to the
