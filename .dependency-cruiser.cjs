@@ -1,6 +1,7 @@
 /**
  * Layering of src/ (imports point left only):
  *   core  <-  protocol  <-  sync  <-  blind  <-  store, net  <-  daemon  <-  api  <-  cli
+ *   core  <-  folder  <-  daemon   (folder/: a shared folder's files on disk; it needs only core)
  * src/index.ts is the library entry and may import api and core.
  * sync/ is the Yjs sync protocol only; blind/ is the blind store (VPS) protocol on top of it
  * (it tells updates merged by a sync session from local ones, and runs over sync's PeerLink).
@@ -25,9 +26,10 @@ module.exports = {
     layer('blind', ['core', 'protocol', 'sync']),
     layer('store', ['core', 'protocol', 'sync', 'blind']),
     layer('net', ['core', 'protocol', 'sync', 'blind', 'store']),
-    layer('daemon', ['core', 'protocol', 'sync', 'blind', 'store', 'net']),
-    layer('api', ['core', 'protocol', 'sync', 'blind', 'store', 'net', 'daemon']),
-    layer('cli', ['core', 'protocol', 'sync', 'blind', 'store', 'net', 'daemon', 'api']),
+    layer('folder', ['core']),
+    layer('daemon', ['core', 'protocol', 'sync', 'blind', 'store', 'net', 'folder']),
+    layer('api', ['core', 'protocol', 'sync', 'blind', 'store', 'net', 'folder', 'daemon']),
+    layer('cli', ['core', 'protocol', 'sync', 'blind', 'store', 'net', 'folder', 'daemon', 'api']),
     {
       name: 'level-only-in-store',
       severity: 'error',

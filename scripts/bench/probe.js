@@ -99,6 +99,20 @@ const probes = {
     return { rssBytes: rss, heapUsedBytes: heapUsed, mode: ws.mode, value }
   },
 
+  /** A document state from a file, applied to a new Y.Doc, read by a RecordCollection of a layout (bench section layout). */
+  async 'layout-open'({ file, layout, key }) {
+    const { readFile } = await import('node:fs/promises')
+    const Y = await import('yjs')
+    const { RecordCollection } = await import('../../dist/core/record-collection.js')
+    const state = await readFile(file)
+    const t = performance.now()
+    const doc = new Y.Doc()
+    Y.applyUpdate(doc, state)
+    const c = new RecordCollection('positions', doc, { layout })
+    const value = c.get(key)
+    return { openGetMs: performance.now() - t, value }
+  },
+
   /** y-leveldb: LeveldbPersistence + getYDoc (which also trims a log of over 500 updates). */
   async 'yleveldb-load'({ dir, doc }) {
     let t = performance.now()
@@ -108,7 +122,8 @@ const probes = {
     const persistence = new LeveldbPersistence(dir)
     const ydoc = await persistence.getYDoc(doc)
     const loadMs = performance.now() - t
-    const records = ydoc.getMap('records').size
+    // Slots of either record layout (a Y.Map, or the Y.Array of layout 2).
+    const records = ydoc.getMap('records').size + ydoc.getArray('slots').length
     await persistence.destroy()
     return { importMs, loadMs, records }
   },
@@ -129,7 +144,8 @@ const probes = {
       for (const update of updates) Y.applyUpdate(ydoc, update)
     })
     const loadMs = performance.now() - t
-    const records = ydoc.getMap('records').size
+    // Slots of either record layout (a Y.Map, or the Y.Array of layout 2).
+    const records = ydoc.getMap('records').size + ydoc.getArray('slots').length
     await persistence.destroy()
     return { importMs, readMs, applyMs: loadMs - readMs, loadMs, updates: updates.length, records }
   },

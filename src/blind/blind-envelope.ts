@@ -7,7 +7,11 @@ import { KitsyncError } from '../core/errors.js'
  *
  *   blob = nonce (12 random bytes) ‖ AES-256-GCM(key, nonce, aad, plaintext) (ciphertext ‖ 16-byte tag)
  *   aad  = UTF-8 "kitsync-blind-v1" NUL workspaceId NUL decimal(epoch) NUL kind   (kind: "entry" | "snapshot")
- *   plaintext = u8 version=1, varuint count, count × (collection: string, update: bytes)   (lib0)
+ *   plaintext = u8 version=2, varuint count, count × (collection: string, update: bytes)   (lib0)
+ *
+ * Version 2 is version 1's encoding from devices of sync 2, whose updates may hold layout-2
+ * records (docs/RECORDS.md): a device of sync 1 refuses it ("unknown version") rather than
+ * merge records it cannot read. Version 1 entries (older devices) are still read.
  *
  * key = the workspace key of `epoch` (keys.json; a revocation starts a new epoch). Collection
  * names are inside the ciphertext: the store sees sizes and epochs, nothing else. Uses the
@@ -21,7 +25,9 @@ export interface EnvelopeItem {
 }
 
 const NONCE_BYTES = 12
-const PLAINTEXT_VERSION = 1
+const PLAINTEXT_VERSION = 2
+/** Versions this device reads: 1 holds only layout-1 updates, which it reads as well. */
+const READABLE_VERSIONS = new Set([1, PLAINTEXT_VERSION])
 const encoder = new TextEncoder()
 
 type Subtle = typeof globalThis.crypto.subtle
@@ -66,7 +72,7 @@ export function encodePlaintext(items: EnvelopeItem[]): Uint8Array {
 export function decodePlaintext(bytes: Uint8Array): EnvelopeItem[] {
   try {
     const d = decoding.createDecoder(bytes)
-    if (decoding.readUint8(d) !== PLAINTEXT_VERSION) throw new Error('unknown version')
+    if (!READABLE_VERSIONS.has(decoding.readUint8(d))) throw new Error('unknown version')
     const n = decoding.readVarUint(d)
     const items: EnvelopeItem[] = []
     for (let i = 0; i < n; i++) items.push({ collection: decoding.readVarString(d), update: decoding.readVarUint8Array(d) })

@@ -76,3 +76,16 @@ function stampsOf({ flats, view }: ChangedSlots): Map<string, string[]> {
   }
   return out
 }
+
+/** The records of `keys` as one object, key -> value (records without a value left out). */
+export function recordsObject(collection: RecordSource, keys: Iterable<string>): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {}
+  for (const key of keys) {
+    const v = collection.get(key)
+    if (v === undefined) continue
+    // `out.__proto__ = v` would set the prototype, not add the record `__proto__`.
+    if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true })
+    else out[key] = v
+  }
+  return out
+}

@@ -1,21 +1,22 @@
 import * as Y from 'yjs'
 import { ConflictMap, conflictSettled, type OpenConflict } from './conflict-map.js'
 import { KitsyncError } from './errors.js'
-import { Hlc } from './hlc.js'
+import { privateClock, type Hlc } from './hlc.js'
 import { isJsonObject, jsonEqual, type JsonObject, type JsonValue } from './json.js'
 import { assertFieldName, assertRecordKey } from './names.js'
-import { lazyChanges, type RecordChange } from './record-changes.js'
+import { lazyChanges, recordsObject, type RecordChange } from './record-changes.js'
 import { assertElement, checkField, checkRecordSize } from './record-checks.js'
 import { CollectionIndex, type IndexEntry, type RecordIndex } from './record-index.js'
 import { bestOf, candidates, collapsible, detect, floorsOf, recordExists, valueOf, type DetectedConflict } from './record-resolve.js'
-import { fieldTypeOf, flatKey, HEADER, RECORDS_MAP, recordKeyOf, type FieldType, type RecordView, type Slot } from './record-slots.js'
+import { LayoutSlots, type RecordLayout } from './record-layout.js'
+import { fieldTypeOf, flatKey, HEADER, recordKeyOf, type FieldType, type RecordView, type Slot } from './record-slots.js'
 import type { ConflictPolicy } from './workspace-types.js'
 import { inTransaction, transactionMeta } from './yjs-internals.js'
 
 /**
  * A collection of JSON records kept in one Y.Doc: the writes, the index and the change and
- * conflict events. Each field of each record is a slot of one flat Y.Map (the layout is in
- * record-slots.ts); a record's value is worked out from its slots by the read rule
+ * conflict events. Each field of each record is a slot, kept by flat key in a Y.Map (layout 1)
+ * or a Y.Array of entries (layout 2, record-kv.ts); the slots are in record-slots.ts. A record's value is worked out from its slots by the read rule
  * (record-resolve.ts), found through the index of each record's slots (record-index.ts).
  * Conflicts recorded for `ask` live beside the records (conflict-map.ts).
  */
@@ -33,6 +34,8 @@ export interface RecordCollectionOptions {
   /** Fields that are not plain registers. */
   fieldTypes?: Record<string, FieldType>
   policy?: ConflictPolicy
+  /** Where the slots live, as the store recorded it (record-layout.ts). Default: what the document holds, else the first content decides. */
+  layout?: RecordLayout
 }
 
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
@@ -44,7 +47,7 @@ export class RecordCollection {
   readonly clock: Hlc
   /** The slots and the settings (policy, field types) records are read by. */
   private view: RecordView
-  private readonly map: Y.Map<Slot>
+  private readonly map: LayoutSlots<Slot>
   /** Keys of the records that exist now (not deleted), kept in step by the writes and the observer. */
   private readonly live = new Set<string>()
   private readonly conflicts: ConflictMap
@@ -60,16 +63,9 @@ export class RecordCollection {
     this.name = name
     this.doc = doc
     this.maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
-    this.clock =
-      options.clock ??
-      new Hlc(
-        Math.random()
-          .toString(36)
-          .slice(2, 10)
-          .replace(/[^a-z0-9]/g, '') || 'anon',
-      )
+    this.clock = options.clock ?? privateClock()
     this.ownSlot = '=' + this.clock.node
-    this.map = doc.getMap<Slot>(RECORDS_MAP)
+    this.map = new LayoutSlots<Slot>(doc, options.layout)
     this.view = { slots: this.map, policy: options.policy ?? 'merge', fieldTypes: options.fieldTypes ?? {} }
     this.conflicts = new ConflictMap(doc, (c) => this.isSettled(c))
     this.conflictMap = this.conflicts.map
@@ -82,7 +78,7 @@ export class RecordCollection {
     }
     this.clock.observeAll(stamps)
     this.refreshLive()
-    this.map.observe((event, tx) => {
+    this.map.observe((keysChanged, tx) => {
       const remote = !tx.local
       // Record key -> the slots the transaction added to it. Only a remote transaction's slots
       // are kept (conflicts are looked for in what arrived); a local one needs its keys alone,
@@ -90,12 +86,10 @@ export class RecordCollection {
       // A remote record's one new slot is kept as its flat key, a Set only for a second one.
       const touched = new Map<string, Set<string> | string | undefined>()
       const stamps: string[] = []
-      // keysChanged is a plain set; event.changes.keys would work out an action per key, which
-      // costs more than applying the update when a whole collection arrives at once.
       // A local transaction holds only writes made through this class (Yjs marks any
       // transaction that applies an update as not local), which kept the index and `live` in
       // step as they went; a merged update is indexed here.
-      for (const flat of event.keysChanged) {
+      for (const flat of keysChanged) {
         if (flat === null) continue
         if (!remote) {
           const key = recordKeyOf(flat)
@@ -129,9 +123,20 @@ export class RecordCollection {
         }
       }
       if (this.listeners.size === 0 || tx.meta.has(HOUSEKEEPING)) return
-      const changes = lazyChanges(this, [...touched.keys()], tx.origin, { flats: event.keysChanged, view: this.view, entry: (k) => this.index.get(k) })
+      const changes = lazyChanges(this, [...touched.keys()], tx.origin, { flats: keysChanged, view: this.view, entry: (k) => this.index.get(k) })
       for (const listener of this.listeners) listener(changes)
     })
+  }
+
+  /** Where the slots live (record-layout.ts); undefined until the collection holds something. */
+  get layout(): RecordLayout | undefined {
+    return this.map.layout
+  }
+
+  /** Whether the document holds slots of both layouts (see LayoutSlots); `fn` is told when that happens later. */
+  mixedLayout(fn?: () => void): boolean {
+    if (fn !== undefined) this.map.onMixed = fn
+    return this.map.mixed
   }
 
   get policy(): ConflictPolicy {
@@ -201,15 +206,7 @@ export class RecordCollection {
   }
 
   entries(): Record<string, JsonValue> {
-    const out: Record<string, JsonValue> = {}
-    for (const key of this.keys()) {
-      const v = this.get(key)
-      if (v === undefined) continue
-      // `out.__proto__ = v` would set the prototype, not add the record `__proto__`.
-      if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true })
-      else out[key] = v
-    }
-    return out
+    return recordsObject(this, this.keys())
   }
 
   /** Replace a record with `value` (or, with `field`, set one top-level field of it). */

@@ -6,6 +6,7 @@ import { isInternalCollection } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
 import { lazyChanges } from '../core/record-changes.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
+import { isRecordLayout } from '../core/record-layout.js'
 import type { OpenConflict } from '../core/conflict-map.js'
 import type { DetectedConflict } from '../core/record-resolve.js'
 import type { CollectionInfo, WorkspaceExport } from '../core/workspace-types.js'
@@ -19,6 +20,8 @@ import { readableFromRows } from '../store/stored-check.js'
 import { applyStored, buildRows, deriveAll, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
 
 const log = debugLog('daemon:collections')
+/** The debug log, under another name: inside loadFromStore `log` is the collection's CollectionLog. */
+const warnLayout = log
 
 /** Transaction origin of writes made through this workspace. */
 export const LOCAL_ORIGIN = Symbol('kitsync:local')
@@ -402,8 +405,10 @@ export class CollectionRegistry {
       await adoption?.drop()
       throw err
     }
+    const recorded = loaded.meta?.layout
     const collection = new RecordCollection(name, doc, {
       clock: this.clock,
+      ...(isRecordLayout(recorded) ? { layout: recorded } : {}),
       policy: rules.policy,
       fieldTypes: { ...rules.kind.fieldTypes },
       ...(limit === undefined ? {} : { maxRecordBytes: limit }),
@@ -448,7 +453,15 @@ export class CollectionRegistry {
       })
     }
     if (adoptedWrite !== undefined) track(adoptedWrite)
-    if (derivers.length === 0) doc.on('update', (update: Uint8Array) => track(log.append(update)))
+    // The layout is known by the first update (its first content decides it): the metadata records it.
+    const reportMixed = (): void =>
+      warnLayout(`collection ${name} holds records of both layouts (created apart on an old and a new device); only layout ${collection.layout} is read`)
+    if (collection.mixedLayout(reportMixed)) reportMixed()
+    if (derivers.length === 0)
+      doc.on('update', (update: Uint8Array) => {
+        log.layout ??= collection.layout
+        track(log.append(update))
+      })
     else {
       // The rows of a transaction go with its update. Yjs runs a transaction's observers (the
       // collection's, which emits its changes) and then emits its 'update', before it runs the
@@ -468,6 +481,7 @@ export class CollectionRegistry {
       doc.on('update', (update: Uint8Array) => {
         const ops = derived ?? []
         derived = undefined
+        log.layout ??= collection.layout
         track(log.append(update, ops))
       })
     }

@@ -4,7 +4,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { throwIfAborted } from '../core/abort.js'
 import { TypedEmitter } from '../core/emitter.js'
 import { KitsyncError } from '../core/errors.js'
-import { SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
+import { OLD_SYNC_PROTOCOL_IDS, SYNC_PROTOCOL_ID } from '../protocol/sync-frames.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import { BackoffScheduler, systemClock, type MeshClock } from './backoff.js'
 import { dialSignal } from './dial-signal.js'
@@ -13,6 +13,7 @@ import { PeerBook, type KnownPeer } from './peer-book.js'
 import type { PrivateMdns } from './private-mdns.js'
 import { RelayDialer } from './relay-dialer.js'
 import { SyncSessions, type MeshEvents } from './sync-sessions.js'
+import { refuseOldSync } from './sync-version.js'
 
 export interface MeshOptions {
   privateKey: PrivateKey
@@ -118,6 +119,10 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       maxOutboundStreams: 4,
       runOnLimitedConnection: true,
     })
+    // A device of an earlier version is told why it is refused (net/sync-version.ts).
+    for (const old of OLD_SYNC_PROTOCOL_IDS) {
+      await node.handle(old, (stream, connection) => refuseOldSync(stream, connection, options.isMember), { runOnLimitedConnection: true })
+    }
     for (const [protocol, handler] of Object.entries(options.handlers ?? {})) {
       await node.handle(
         protocol,

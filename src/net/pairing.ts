@@ -7,12 +7,13 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { abortedError, throwIfAborted } from '../core/abort.js'
 import { isKitsyncError, KitsyncError, toKitsyncError } from '../core/errors.js'
 import { confirmationCode, pairingProof, tokenId as computeTokenId, type PairToken } from '../protocol/pair-token.js'
+import { OLD_VERSION_MESSAGE, SYNC_PROTOCOL_VERSION } from '../protocol/sync-frames.js'
 
 /**
  * Pairing protocol /kitsync/pair/1.0.0: length-prefixed JSON messages over a Noise-encrypted
  * stream (docs/PROTOCOL.md has the exact messages).
  *
- *   joiner  -> inviter  {"t":"join","tokenId":...,"name":...,"workspaceId":...}
+ *   joiner  -> inviter  {"t":"join","tokenId":...,"name":...,"workspaceId":...,"sync":2}
  *   inviter -> joiner   {"t":"challenge","nonce":...}              or {"t":"error",...}
  *   joiner  -> inviter  {"t":"proof","mac": HMAC(secret, tokenId|inviter|joiner|nonce)}
  *   inviter -> joiner   {"t":"welcome","workspaceId","name","members"} or {"t":"error",...}
@@ -185,6 +186,9 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     if (given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected)) {
       throw new KitsyncError('TOKEN_REFUSED', 'the pairing proof does not match this token')
     }
+    // A joiner of an older sync version could not read the workspace it would join (nor sync
+    // with it): refused before it becomes a member. Told only once it proved the token.
+    if (join.sync !== SYNC_PROTOCOL_VERSION) throw new KitsyncError('VERSION_MISMATCH', OLD_VERSION_MESSAGE)
     const code = confirmationCode(secret, { tokenId: join.tokenId, inviter: self, joiner, nonce })
     const welcome = await authority.admit(join.tokenId, { deviceId: joiner, name, code })
     await ch.write({
@@ -199,7 +203,7 @@ export async function handlePairing(stream: Stream, connection: Connection, auth
     const e = toKitsyncError(err)
     if (guard === undefined || guard.refuse(source, joiner, limited)) authority.refused(e, joiner)
     const shown =
-      isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_') || e.code === 'RATE_LIMITED')
+      isKitsyncError(e) && (e.code.startsWith('TOKEN_') || e.code.startsWith('DEVICE_') || e.code === 'RATE_LIMITED' || e.code === 'VERSION_MISMATCH')
         ? e
         : new KitsyncError('TOKEN_REFUSED', 'pairing failed')
     // The refusal is recorded above; a joiner that cannot be told has hung up.
@@ -255,7 +259,7 @@ export async function joinWithToken(
   const id = computeTokenId(token.secret)
   let reset = false
   try {
-    await ch.write({ t: 'join', tokenId: id, name, workspaceId: token.workspaceId })
+    await ch.write({ t: 'join', tokenId: id, name, workspaceId: token.workspaceId, sync: SYNC_PROTOCOL_VERSION })
     const challenge = await ch.read()
     if (challenge.t !== 'challenge' || typeof challenge.nonce !== 'string') throw new KitsyncError('PROTOCOL_ERROR', 'expected a challenge')
     const parts = { tokenId: id, inviter: token.inviter, joiner: node.peerId.toString(), nonce: challenge.nonce }

@@ -12,6 +12,7 @@ import { BackoffScheduler, type MeshClock } from './backoff.js'
 import { dialSignal } from './dial-signal.js'
 import type { KnownPeer } from './peer-book.js'
 import { StreamLink } from './stream-link.js'
+import { syncDialError } from './sync-version.js'
 
 const log = logger('kitsync:sync-sessions')
 
@@ -86,7 +87,10 @@ export class SyncSessions {
   async connected(peer: PeerId): Promise<void> {
     const id = peer.toString()
     if (this.c.stopped() || this.sessions.has(id)) return
-    await this.open(peer).catch(() => this.retry(id))
+    await this.open(peer).catch((err: unknown) => {
+      log('cannot open a sync session with %s: %s', id, (err as Error).message)
+      this.retry(id)
+    })
   }
 
   /** The peer's last connection closed: no connection left to open a session on (the mesh's redial takes over). */
@@ -210,7 +214,11 @@ export class SyncSessions {
     this.opening.add(id)
     try {
       const dial = dialSignal(signal)
-      const stream = await this.c.node.dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true, ...(dial === undefined ? {} : { signal: dial }) })
+      const stream = await this.c.node
+        .dialProtocol(peer, SYNC_PROTOCOL_ID, { runOnLimitedConnection: true, ...(dial === undefined ? {} : { signal: dial }) })
+        .catch((err: unknown) => {
+          throw syncDialError(err, id)
+        })
       this.attach(stream, id, this.c.self)
     } finally {
       this.opening.delete(id)

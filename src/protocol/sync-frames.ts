@@ -4,11 +4,18 @@ import { KitsyncError } from '../core/errors.js'
 import type { InterestRule } from '../core/selection.js'
 
 /**
- * Frames of the sync protocol /kitsync/sync/1.0.0 (see docs/PROTOCOL.md). Each frame is one
+ * Frames of the sync protocol /kitsync/sync/2.0.0 (see docs/PROTOCOL.md). Each frame is one
  * length-prefixed message on the stream; its body starts with a varuint frame type.
+ *
+ * Version 2 has the frames of version 1; what changed is what the updates hold: a collection
+ * created by a version-2 device keeps its records in layout 2 (docs/RECORDS.md), which a
+ * version-1 device would merge without reading. A version-1 peer is answered on its protocol
+ * id with one ERROR frame (OLD_SYNC_REFUSAL) and the stream is closed.
  */
-export const SYNC_PROTOCOL_ID = '/kitsync/sync/1.0.0'
-export const SYNC_PROTOCOL_VERSION = 1
+export const SYNC_PROTOCOL_ID = '/kitsync/sync/2.0.0'
+export const SYNC_PROTOCOL_VERSION = 2
+/** Protocol ids of earlier versions: handled only to refuse them (net/sync-version.ts). */
+export const OLD_SYNC_PROTOCOL_IDS = ['/kitsync/sync/1.0.0'] as const
 
 export const FrameType = {
   HELLO: 0,
@@ -76,6 +83,11 @@ function writeRevokedStatement(e: encoding.Encoder, s: RevokedStatement): void {
   encoding.writeVarString(e, s.reason)
   encoding.writeVarString(e, s.signer)
 }
+
+/** What a device of this version tells one of an older version (on the old sync protocol id, or when it tries to pair). */
+export const OLD_VERSION_MESSAGE = `this device speaks sync ${SYNC_PROTOCOL_VERSION}; update kitsync`
+/** The one frame a device sends on an old protocol id before it closes the stream. */
+export const OLD_SYNC_REFUSAL: Frame = { type: FrameType.ERROR, code: 'VERSION_MISMATCH', message: OLD_VERSION_MESSAGE }
 
 export const MAX_COLLECTIONS_IN_HELLO = 100_000
 export const MAX_INTEREST_RULES = 10_000

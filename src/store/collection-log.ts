@@ -96,6 +96,8 @@ export class CollectionLog {
   private stopped = false
   private compactions = 0
   private failure: KitsyncError | undefined
+  /** The collection's record layout, written into its metadata with the first append (set by its owner once known). */
+  layout: number | undefined
 
   constructor(
     store: LogStore,
@@ -377,7 +379,7 @@ export class CollectionLog {
   private async writeAppends(batch: PendingAppend[]): Promise<void> {
     const ops: BatchOp[] = []
     if (!this.exists) {
-      ops.push({ type: 'put', key: metaKey(this.name), value: jsonValue(newMeta(this.store.now())) })
+      ops.push({ type: 'put', key: metaKey(this.name), value: jsonValue(newMeta(this.store.now(), this.layout)) })
       // A snapshot without metadata is what an interrupted adoption left (see adopt): not this collection's.
       ops.push({ type: 'del', key: snapshotKey(this.name) })
     }

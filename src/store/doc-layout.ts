@@ -3,7 +3,7 @@ import type { SnapshotFileRef } from './snapshot-files.js'
 
 /**
  * Key layout (collection names never contain '!', so prefixes do not overlap):
- *   m!<name>             collection metadata (JSON), written with its first update
+ *   m!<name>             collection metadata (JSON: kind, createdAt, layout), written with its first update
  *   s!<name>             snapshot: one Yjs update holding everything compacted so far, or (format 2) a
  *                        reference to the file that holds it (see SnapshotFiles); ignored without
  *                        m!<name> (a peer's copy whose adoption was interrupted, see CollectionLog.adopt)
@@ -69,6 +69,8 @@ export function checkpointOf(payload: Uint8Array): Checkpoint | undefined {
 export interface CollectionMeta {
   kind: string
   createdAt: number
+  /** Where its records live in its document (core/record-layout.ts); absent: a collection stored before layouts (1), or not known when written. */
+  layout?: number
 }
 
 const encoder = new TextEncoder()
@@ -79,7 +81,7 @@ export const jsonValue = (value: unknown): Uint8Array => frame(encoder.encode(JS
 /** The payload of a framed JSON value, parsed (throws if it is not JSON). */
 export const parseJson = (payload: Uint8Array): unknown => JSON.parse(decoder.decode(payload)) as unknown
 /** The metadata a collection is stored with from its first write on. */
-export const newMeta = (createdAt: number): CollectionMeta => ({ kind: 'records', createdAt })
+export const newMeta = (createdAt: number, layout?: number): CollectionMeta => ({ kind: 'records', createdAt, ...(layout === undefined ? {} : { layout }) })
 
 /** A snapshot as LevelDB stores it: the framed update, or a reference to the file written with it. */
 export interface StoredSnapshot {

@@ -375,7 +375,7 @@ export class SyncSession {
   private async hello(frame: Extract<Frame, { type: 0 }>): Promise<void> {
     if (this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'second hello')
     if (frame.version !== SYNC_PROTOCOL_VERSION) {
-      throw new KitsyncError('PROTOCOL_ERROR', `peer speaks sync protocol version ${frame.version}, this device ${SYNC_PROTOCOL_VERSION}`)
+      throw new KitsyncError('VERSION_MISMATCH', `peer speaks sync protocol version ${frame.version}, this device ${SYNC_PROTOCOL_VERSION}`)
     }
     if (frame.workspaceId !== this.owner.host.workspaceId) {
       throw new KitsyncError('WORKSPACE_MISMATCH', `peer ${this.peerId} belongs to another workspace`)

@@ -12,7 +12,7 @@ import * as encoding from 'lib0/encoding'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startPeer } from '../../dist/index.js'
-import { encodeFrame, FrameType, SYNC_PROTOCOL_ID } from '../../dist/protocol/sync-frames.js'
+import { encodeFrame, FrameType, SYNC_PROTOCOL_ID, SYNC_PROTOCOL_VERSION } from '../../dist/protocol/sync-frames.js'
 
 /**
  * What a peer does with a sync frame it will not take (docs/PROTOCOL.md, Framing and Limits):
@@ -52,7 +52,7 @@ async function answerTo(bad: Uint8Array): Promise<{ types: number[]; error: stri
   const chunks: Uint8Array[] = []
   stream.addEventListener('message', (evt) => void chunks.push(evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()))
   const ended = new Promise<string | undefined>((resolve) => stream.addEventListener('close', (evt) => resolve(evt.error?.name)))
-  const hello = encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId: peer.workspace.workspaceId, collections: [] })
+  const hello = encodeFrame({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: peer.workspace.workspaceId, collections: [] })
   stream.send(lp(hello))
   stream.send(bad)
   const error = await ended

@@ -12,7 +12,7 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { afterAll, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { startPeer } from '../../dist/index.js'
-import { encodeFrame, FrameType, SYNC_PROTOCOL_ID } from '../../dist/protocol/sync-frames.js'
+import { encodeFrame, FrameType, SYNC_PROTOCOL_ID, SYNC_PROTOCOL_VERSION } from '../../dist/protocol/sync-frames.js'
 import { prng, waitUntil } from '../helpers/cli.js'
 
 /**
@@ -71,7 +71,7 @@ describe('hostile input', () => {
       const before = (await a.workspace.export()).collections
       const realUpdate = Y.encodeStateAsUpdate(await a.workspace.openDoc('orders'))
       const valid: Uint8Array[] = [
-        encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId, collections: ['orders', 'nope'] }),
+        encodeFrame({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId, collections: ['orders', 'nope'] }),
         encodeFrame({ type: FrameType.SYNC, collection: 'orders', step: 0, payload: Y.encodeStateVector(new Y.Doc()) }),
         encodeFrame({ type: FrameType.SYNC, collection: 'orders', step: 2, payload: realUpdate }),
       ]
@@ -169,7 +169,7 @@ describe('hostile input', () => {
       await a.workspace.set('orders', 'p1', { qty: 10 })
       const stream = await fuzzer.dialProtocol(multiaddr(a.mesh.listenAddresses()[0] as string), SYNC_PROTOCOL_ID)
       const request = lp(encodeFrame({ type: FrameType.SYNC, collection: 'orders', step: 0, payload: new Uint8Array([0]) }))
-      const hello = lp(encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId: a.workspace.workspaceId, collections: [] }))
+      const hello = lp(encodeFrame({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: a.workspace.workspaceId, collections: [] }))
       stream.send(concat([hello, ...Array.from({ length: 2000 }, () => request)]))
       await waitUntil(
         async () => ((await a.workspace.log()).some((e) => e.type === 'sync-error' && e.reason.startsWith('RATE_LIMITED')) ? true : undefined),

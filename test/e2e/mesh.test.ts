@@ -9,7 +9,7 @@ import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
-import { encodeFrame, FrameType, SYNC_PROTOCOL_ID } from '../../dist/protocol/sync-frames.js'
+import { encodeFrame, FrameType, SYNC_PROTOCOL_ID, SYNC_PROTOCOL_VERSION } from '../../dist/protocol/sync-frames.js'
 import { expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
 
@@ -169,7 +169,12 @@ describe('pairing refusals', () => {
       try {
         const stream = await stranger.dialProtocol(multiaddr(addr), SYNC_PROTOCOL_ID)
         // Even a well-formed hello for the right workspace gets nothing back.
-        const hello = encodeFrame({ type: FrameType.HELLO, version: 1, workspaceId: (await a.info()).workspaceId, collections: ['secrets'] })
+        const hello = encodeFrame({
+          type: FrameType.HELLO,
+          version: SYNC_PROTOCOL_VERSION,
+          workspaceId: (await a.info()).workspaceId,
+          collections: ['secrets'],
+        })
         const lp = lpStream(stream)
         await lp.write(hello).catch(() => undefined)
         for await (const chunk of stream) received.push(chunk.byteLength)

@@ -23,7 +23,7 @@ import { devicesOfTest, NET } from '../helpers/devices.js'
 const ATTEMPTS = 2000
 const PARALLEL = 16
 const PAIR_PROTOCOL_ID = '/kitsync/pair/1.0.0'
-const SYNC_PROTOCOL_ID = '/kitsync/sync/1.0.0'
+const SYNC_PROTOCOL_ID = '/kitsync/sync/2.0.0'
 const { peer, invite, forget } = devicesOfTest()
 
 interface LogEntry {

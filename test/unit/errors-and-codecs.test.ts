@@ -10,7 +10,17 @@ import { KITSYNC_VERSION } from '../../src/core/version.js'
 import { LineSplitter, parseRequest } from '../../src/protocol/control.js'
 import { uint16Length, varintLength } from '../../src/net/length-prefix.js'
 import { frame, unframe } from '../../src/store/framing.js'
-import { decodeFrame, encodeFrame, encodeFrameParts, FrameType, SyncStep, type Frame } from '../../src/protocol/sync-frames.js'
+import {
+  decodeFrame,
+  encodeFrame,
+  encodeFrameParts,
+  FrameType,
+  OLD_SYNC_REFUSAL,
+  SyncStep,
+  SYNC_PROTOCOL_ID,
+  type Frame,
+} from '../../src/protocol/sync-frames.js'
+import { decodePlaintext, encodePlaintext } from '../../src/blind/blind-envelope.js'
 
 describe('errors', () => {
   it('maps every code to a non-zero exit status and survives a JSON round trip', () => {
@@ -114,6 +124,31 @@ describe('sync frames as parts', () => {
     expect(decodeFrame(Buffer.concat(parts))).toMatchObject({ type: FrameType.SYNC, collection: 'notes', step: SyncStep.STEP2 })
     const hello: Frame = { type: FrameType.HELLO, version: 1, workspaceId: 'w', collections: ['a'] }
     expect(encodeFrameParts(hello)).toEqual([encodeFrame(hello)])
+  })
+})
+
+describe('versions of sync 2', () => {
+  it('speaks /kitsync/sync/2.0.0 and refuses 1.0.0 with one VERSION_MISMATCH frame', () => {
+    expect(SYNC_PROTOCOL_ID).toBe('/kitsync/sync/2.0.0')
+    expect(decodeFrame(encodeFrame(OLD_SYNC_REFUSAL))).toEqual({
+      type: FrameType.ERROR,
+      code: 'VERSION_MISMATCH',
+      message: 'this device speaks sync 2; update kitsync',
+    })
+  })
+
+  it('writes blind plaintext version 2 (which a sync-1 device refuses) and still reads version 1', () => {
+    const items = [{ collection: 'notes', update: new Uint8Array([1, 2, 3]) }]
+    const v2 = encodePlaintext(items)
+    // A sync-1 device reads only version 1: the first byte is what makes it refuse.
+    expect(v2[0]).toBe(2)
+    expect(decodePlaintext(v2)).toEqual(items)
+    const v1 = new Uint8Array(v2)
+    v1[0] = 1
+    expect(decodePlaintext(v1)).toEqual(items)
+    const v3 = new Uint8Array(v2)
+    v3[0] = 3
+    expect(() => decodePlaintext(v3)).toThrow(/unknown version/)
   })
 })
 

@@ -7,6 +7,8 @@ import { formatHlc, Hlc, MAX_DRIFT_MS, nodeTagOf, parseHlc } from '../../src/cor
 import type { JsonValue } from '../../src/core/json.js'
 import { isKindName, KINDS } from '../../src/core/kinds.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
+import { decodeEntry, type KvEntry } from '../../src/core/record-kv.js'
+import { RECORDS_ARRAY, type RecordLayout } from '../../src/core/record-layout.js'
 import type { DetectedConflict } from '../../src/core/record-resolve.js'
 import type { FieldType } from '../../src/core/record-slots.js'
 import type { ConflictPolicy, ConflictVersion } from '../../src/core/workspace-types.js'
@@ -19,6 +21,8 @@ import { confirmationCode, decodeToken, encodeToken, pairingProof, tokenId } fro
  * each merged update as the daemon does. Every case runs with the updates delivered as the
  * vector says and in other orders (reversed, seeded shuffles): every device, and a reader that
  * gets every update in that order, must compute the expected records and open conflicts.
+ * Every case runs on both record layouts (a flat Y.Map, and the Y.Array of entries of
+ * record-kv.ts): the records and conflicts are the same, the slots too (checked here).
  */
 
 const DIR = new URL('../../docs/vectors/', import.meta.url)
@@ -82,6 +86,7 @@ class Device {
     c: RecordCase,
     wall: number,
     updates: Uint8Array[],
+    readonly layout: RecordLayout,
   ) {
     this.wall = wall
     this.doc = new Y.Doc()
@@ -92,6 +97,7 @@ class Device {
       clock: new Hlc(nodeTagOf(spec.id), () => this.wall),
       policy: c.policy ?? kind?.policy ?? 'merge',
       fieldTypes: c.fieldTypes ?? { ...(kind?.fieldTypes ?? {}) },
+      layout,
     })
     // As the daemon does: conflicts found in a merged update are settled after its transaction.
     this.collection.onConflict((found) => this.found.push(...found))
@@ -117,7 +123,14 @@ class Device {
   }
 
   slots(): Record<string, unknown> {
-    return Object.fromEntries(this.doc.getMap('records').entries())
+    if (this.layout === 1) return Object.fromEntries(this.doc.getMap('records').entries())
+    // Layout 2: the live entries, one per key once duplicates are deleted.
+    const entries = this.doc
+      .getArray<Uint8Array>(RECORDS_ARRAY)
+      .toArray()
+      .map((bytes) => decodeEntry(bytes) as KvEntry<unknown>)
+    expect(new Set(entries.map((e) => e.k)).size, 'one entry per key').toBe(entries.length)
+    return Object.fromEntries(entries.map((e) => [e.k, e.v]))
   }
 }
 
@@ -167,11 +180,11 @@ function expectCode(fn: () => unknown, code: string | undefined): void {
 }
 
 /** Run the steps of a case; returns the devices and every update they made, in the order made. */
-function runHistory(c: RecordCase, specs: Record<string, DeviceSpec>): { devices: Map<string, Device>; updates: Uint8Array[] } {
+function runHistory(c: RecordCase, specs: Record<string, DeviceSpec>, layout: RecordLayout): { devices: Map<string, Device>; updates: Uint8Array[] } {
   const updates: Uint8Array[] = []
   const walls = c.steps.flatMap((s) => ('wall' in s && s.wall !== undefined ? [s.wall] : []))
   const start = Math.min(...walls)
-  const devices = new Map(Object.entries(specs).map(([name, spec]) => [name, new Device(spec, c, start, updates)]))
+  const devices = new Map(Object.entries(specs).map(([name, spec]) => [name, new Device(spec, c, start, updates, layout)]))
   const dev = (name: string): Device => {
     const d = devices.get(name)
     if (d === undefined) throw new Error(`${c.name}: no device ${name}`)
@@ -239,11 +252,13 @@ function converge(devices: Device[]): void {
   throw new Error('devices did not converge in 8 rounds')
 }
 
+const LAYOUTS: RecordLayout[] = [1, 2]
+
 const recordCases = FILES.flatMap((file) => {
   const v = load(file)
   if (v.format !== 'kitsync-record-vectors/1') return []
   const f = v as unknown as RecordFile
-  return f.cases.flatMap((c) => ORDERS.map((order) => ({ file, name: c.name, order, c, specs: c.devices ?? f.devices })))
+  return f.cases.flatMap((c) => LAYOUTS.flatMap((layout) => ORDERS.map((order) => ({ file, name: c.name, order, layout, c, specs: c.devices ?? f.devices }))))
 })
 
 describe('record vectors (docs/vectors)', () => {
@@ -252,12 +267,12 @@ describe('record vectors (docs/vectors)', () => {
     expect(recordCases.length).toBeGreaterThan(0)
   })
 
-  it.each(recordCases)('$file: $name (updates $order)', ({ c, specs, order }) => {
-    const { devices, updates } = runHistory(c, specs)
+  it.each(recordCases)('$file: $name (layout $layout, updates $order)', ({ c, specs, order, layout }) => {
+    const { devices, updates } = runHistory(c, specs, layout)
     const expected = c.expect.conflicts ?? []
     // A reader that receives every update of the history one by one, in this order.
     const walls = c.steps.flatMap((s) => ('wall' in s && s.wall !== undefined ? [s.wall] : []))
-    const reader = new Device(READER, c, Math.max(...walls), [])
+    const reader = new Device(READER, c, Math.max(...walls), [], layout)
     for (const u of inOrder(updates, order)) reader.receive(u)
     // Every update is integrated (none waits for another it depends on).
     const held = Y.decodeStateVector(Y.encodeStateVector(reader.doc))

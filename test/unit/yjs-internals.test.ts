@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { inTransaction, isEmptyDoc, transactionMeta } from '../../src/core/yjs-internals.js'
+import {
+  appendEntry,
+  deleteEntry,
+  forEachAdded,
+  forEachDeleted,
+  forEachEntry,
+  inTransaction,
+  isEmptyDoc,
+  isRightOf,
+  nextEntryId,
+  rootHasContent,
+  transactionMeta,
+  type EntryId,
+} from '../../src/core/yjs-internals.js'
 
 /**
  * The private Yjs fields that src/core/yjs-internals.ts reads, checked on a real Y.Doc: when a
@@ -118,5 +131,139 @@ describe('doc.store.clients / pendingStructs / pendingDs (isEmptyDoc)', () => {
     expect(doc.store.pendingDs).toBeNull()
     expect(doc.getArray('l').toArray()).toEqual(['y'])
     expect(isEmptyDoc(doc)).toBe(false)
+  })
+})
+
+describe('array entries by Yjs id (record-kv.ts: _start, _map, item.right, store.clients, delete sets)', () => {
+  const entries = (a: Y.Array<string>): [unknown, EntryId][] => {
+    const out: [unknown, EntryId][] = []
+    forEachEntry(a, (v, id) => out.push([v, id]))
+    return out
+  }
+
+  it('rootHasContent: a root named by an applied update, before getMap/getArray, holding items or not', () => {
+    const src = new Y.Doc()
+    src.getArray('a').insert(0, [1])
+    src.getMap('m').set('k', 1)
+    const doc = new Y.Doc()
+    expect(rootHasContent(doc, 'a')).toBe(false)
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(src))
+    expect(rootHasContent(doc, 'a')).toBe(true)
+    expect(rootHasContent(doc, 'm')).toBe(true)
+    expect(rootHasContent(doc, 'other')).toBe(false)
+    doc.getArray('empty')
+    expect(rootHasContent(doc, 'empty')).toBe(false)
+  })
+
+  it('nextEntryId is the id a push gets; forEachEntry gives each value of merged items with its own id', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 5
+    const a = doc.getArray<string>('a')
+    const ids: EntryId[] = []
+    for (const v of ['x', 'y', 'z']) {
+      ids.push(nextEntryId(doc))
+      a.push([v])
+    }
+    expect(ids).toEqual([
+      { client: 5, clock: 0 },
+      { client: 5, clock: 1 },
+      { client: 5, clock: 2 },
+    ])
+    // The three pushes merged into one item; each value keeps its id.
+    expect(a._start?.right ?? null).toBeNull()
+    expect(entries(a)).toEqual([
+      ['x', ids[0]],
+      ['y', ids[1]],
+      ['z', ids[2]],
+    ])
+  })
+
+  it('deleteEntry removes one value of a merged item, and forEachDeleted/forEachAdded see exactly what a transaction did', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 5
+    const a = doc.getArray<string>('a')
+    a.push(['x'])
+    a.push(['y'])
+    a.push(['z'])
+    const seen: { added: string[]; deleted: string[] }[] = []
+    const other = new Y.Doc()
+    const b = other.getArray<string>('a')
+    b.observe((_e, tr) => {
+      const added: string[] = []
+      const deleted: string[] = []
+      forEachAdded(tr, b, (v) => added.push(v as string))
+      forEachDeleted(tr, b, (v) => deleted.push(v as string))
+      seen.push({ added, deleted })
+    })
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc))
+    const sv = Y.encodeStateVector(doc)
+    doc.transact((tr) => {
+      deleteEntry(tr, { client: 5, clock: 1 })
+      a.push(['w'])
+    })
+    expect(a.toArray()).toEqual(['x', 'z', 'w'])
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc, sv))
+    expect(b.toArray()).toEqual(['x', 'z', 'w'])
+    expect(seen).toEqual([
+      { added: ['x', 'y', 'z'], deleted: [] },
+      { added: ['w'], deleted: ['y'] },
+    ])
+  })
+
+  it('isRightOf orders two entries as the array does, within one item and across items', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 1
+    const a = doc.getArray<string>('a')
+    a.push(['p'])
+    a.push(['q'])
+    const other = new Y.Doc()
+    other.clientID = 2
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc))
+    other.getArray<string>('a').push(['r'])
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(other))
+    const p = { client: 1, clock: 0 }
+    const q = { client: 1, clock: 1 }
+    const r = { client: 2, clock: 0 }
+    expect(isRightOf(doc, q, p)).toBe(true)
+    expect(isRightOf(doc, p, q)).toBe(false)
+    expect(isRightOf(doc, r, p)).toBe(true)
+    expect(isRightOf(doc, p, r)).toBe(false)
+    expect(isRightOf(doc, r, q)).toBe(true)
+  })
+
+  it('appendEntry adds a binary item at the end (after remote items too), unmerged with its left, and drops stale search markers', () => {
+    const doc = new Y.Doc()
+    doc.clientID = 3
+    const a = doc.getArray<Uint8Array>('a')
+    let tail: EntryId | undefined
+    doc.transact((tr) => {
+      tail = appendEntry(tr, a, new Uint8Array([1]), tail)
+      tail = appendEntry(tr, a, new Uint8Array([2]), tail)
+    })
+    expect(tail).toEqual({ client: 3, clock: 1 })
+    // A remote item lands after the tail: the next append goes after it.
+    const other = new Y.Doc()
+    other.clientID = 4
+    Y.applyUpdate(other, Y.encodeStateAsUpdate(doc))
+    other.getArray<Uint8Array>('a').push([new Uint8Array([3])])
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(other))
+    a.get(0) // makes a search marker
+    doc.transact((tr) => {
+      tail = appendEntry(tr, a, new Uint8Array([4]), tail)
+    })
+    expect(a.toArray().map((b) => b[0])).toEqual([1, 2, 3, 4])
+    expect(a.length).toBe(4)
+    expect(a.get(3)?.[0]).toBe(4)
+    // Binary items of one writer stay separate items while live.
+    expect(a._start?.right).not.toBeNull()
+    expect(a._start?.length).toBe(1)
+    const copy = new Y.Doc()
+    Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc))
+    expect(
+      copy
+        .getArray<Uint8Array>('a')
+        .toArray()
+        .map((b) => b[0]),
+    ).toEqual([1, 2, 3, 4])
   })
 })

@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto'
+import { lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { debugLog } from '../core/debug-log.js'
+import { readDiskEntry, sameContent, type DiskEntry, type FileState } from './file-state.js'
+import type { FolderTrash, TrashEntry } from './trash.js'
+
+const log = debugLog('folder:write')
+
+/**
+ * Writing what a peer sent into the folder without ever leaving a mix of old and new content,
+ * and without clobbering a local edit that was not captured yet:
+ *
+ *   1. the file on disk must still be what was last captured (`expected`), else the result is
+ *      'changed-under-us' and nothing is written: the caller captures and merges it first;
+ *   2. the new content goes to a temp file in the same directory (`.NAME.kitsync-tmp-RANDOM`,
+ *      excluded from sync), with the old file's mode and the executable bit asked for, fsynced;
+ *   3. the check of 1 again, just before the switch (a save can land during 2);
+ *   4. the old file is hard-linked into the trash (when a trash is given), then the temp file is
+ *      renamed over it (atomic: a reader or a crash sees the old file or the new one), and the
+ *      directory is fsynced so the rename survives a power cut.
+ * A crash leaves at most a temp file, which `removeTempFiles` clears at start.
+ */
+
+/** What the caller last captured at the path: a file, or nothing there. */
+export type Expected = FileState | 'absent'
+
+export type WriteResult = { status: 'written'; state: FileState; trashed?: TrashEntry } | { status: 'changed-under-us'; current: DiskEntry }
+
+export type RemoveResult = { status: 'removed'; state: undefined; trashed?: TrashEntry } | { status: 'changed-under-us'; current: DiskEntry; state?: FileState }
+
+export interface AtomicWriteOptions {
+  expected: Expected
+  executable: boolean
+  /** Keeps the replaced file; `path` is its folder path. */
+  trash?: { trash: FolderTrash; path: string }
+}
+
+const TEMP_MARK = '.kitsync-tmp-'
+
+/** A read of the current file large enough to hash anything a caller captured. */
+const READ_ALL = Number.MAX_SAFE_INTEGER
+
+function matches(expected: Expected, current: DiskEntry): boolean {
+  if (expected === 'absent') return current.kind === 'missing'
+  return current.kind === 'file' && (expected.hash === undefined ? current.size === expected.size : sameContent(expected, current))
+}
+
+export async function writeFileAtomic(abs: string, data: Uint8Array, options: AtomicWriteOptions): Promise<WriteResult> {
+  const { expected } = options
+  let current = await readDiskEntry(abs, READ_ALL, expected === 'absent' ? undefined : expected)
+  if (!matches(expected, current)) return { status: 'changed-under-us', current }
+  const dir = dirname(abs)
+  await mkdir(dir, { recursive: true })
+  const temp = join(dir, `.${basename(abs)}${TEMP_MARK}${randomBytes(6).toString('hex')}`)
+  // A new file gets the umask's mode; a replaced one keeps its own, with the executable bit
+  // (where it is readable) as the peer says.
+  const oldMode = current.kind === 'file' ? (await lstat(abs)).mode & 0o7777 : undefined
+  const fh = await open(temp, 'wx', oldMode === undefined ? (options.executable ? 0o777 : 0o666) : 0o600)
+  let renamed = false
+  try {
+    await fh.writeFile(data)
+    if (oldMode !== undefined) await fh.chmod(options.executable ? oldMode | ((oldMode & 0o444) >> 2) : oldMode & ~0o111)
+    await fh.sync()
+    await fh.close()
+    current = await readDiskEntry(abs, READ_ALL, expected === 'absent' ? undefined : expected)
+    if (!matches(expected, current)) return { status: 'changed-under-us', current }
+    let trashed: TrashEntry | undefined
+    if (options.trash !== undefined && current.kind === 'file') trashed = await options.trash.trash.keep(options.trash.path, abs, 'overwritten')
+    await rename(temp, abs)
+    renamed = true
+    await syncDir(dir)
+    const state = await readDiskEntry(abs, READ_ALL)
+    if (state.kind !== 'file') return { status: 'changed-under-us', current: state }
+    return trashed === undefined ? { status: 'written', state } : { status: 'written', state, trashed }
+  } finally {
+    await fh.close().catch(() => undefined) // already closed on the normal path: closing twice is harmless
+    if (!renamed) await unlink(temp).catch((err: unknown) => log(`temp file ${temp} left`, err))
+  }
+}
+
+/** A peer's delete: move the file to the trash, only if it is still what was captured. */
+export async function removeFileChecked(abs: string, expected: FileState, trash: { trash: FolderTrash; path: string }): Promise<RemoveResult> {
+  const current = await readDiskEntry(abs, READ_ALL, expected)
+  if (current.kind === 'missing') return { status: 'removed', state: undefined }
+  if (!matches(expected, current))
+    return current.kind === 'file' ? { status: 'changed-under-us', current, state: current } : { status: 'changed-under-us', current }
+  const trashed = await trash.trash.keep(trash.path, abs, 'deleted')
+  await syncDir(dirname(abs))
+  return { status: 'removed', state: undefined, trashed }
+}
+
+/** Remove temp files a crash left in `dir` and below (not following symlinks). Returns how many. */
+export async function removeTempFiles(dir: string): Promise<number> {
+  let removed = 0
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  for (const e of entries) {
+    const p = join(dir, e.name)
+    if (e.isDirectory()) removed += await removeTempFiles(p)
+    else if (e.isFile() && e.name.startsWith('.') && e.name.includes(TEMP_MARK)) {
+      await unlink(p)
+      removed++
+    }
+  }
+  return removed
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
