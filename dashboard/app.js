@@ -81,8 +81,8 @@ function App() {
       <div>
         <h1>${status.info.name}</h1>
         <p class="muted">
-          this device: <strong id="self-name">${devices.find((d) => d.state === 'this device')?.name ?? status.info.deviceId.slice(-8)}</strong> · kitsync
-          ${status.info.version}
+          this device: <strong id="self-name">${devices.find((d) => d.state === 'this device')?.name ?? status.info.deviceId.slice(-8)}</strong>
+          ${` · kitsync ${status.info.version}`}
         </p>
       </div>
       <div class="header-side">
@@ -107,7 +107,8 @@ function mergeDevices(members, seen, self) {
   const byId = new Map(seen.map((d) => [d.peerId, d]))
   const list = members.map((m) => ({ ...m, ...byId.get(m.peerId), state: byId.get(m.peerId)?.state ?? (m.peerId === self ? 'this device' : m.state) }))
   for (const d of seen) if (!members.some((m) => m.peerId === d.peerId)) list.push(d)
-  return list
+  // This device first, then by name.
+  return list.sort((a, b) => (b.state === 'this device') - (a.state === 'this device') || a.name.localeCompare(b.name))
 }
 
 render(html`<${App} />`, document.getElementById('app'))
