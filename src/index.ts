@@ -9,6 +9,7 @@ import './polyfill.js'
 
 export { openWorkspace, type OpenWorkspaceOptions } from './api/open-workspace.js'
 export { startPeer, type PeerOptions } from './api/start-peer.js'
+export type { DetachedPeer } from './api/detached-peer.js'
 export { resolveWith, type ConflictResolver, type ResolverOptions } from './api/conflict-resolver.js'
 export { KINDS, KIND_NAMES, CONFLICT_POLICIES, type KindName } from './core/kinds.js'
 export { BUILTIN_SECRET_RULES, type SecretRule } from './core/secrets.js'

@@ -2,8 +2,9 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import type { Workspace } from '../core/workspace-types.js'
 import type { CompactionPolicy } from '../core/compaction-policy.js'
-import { homePaths, resolveHome } from '../store/home.js'
+import { homePaths, readWorkspaceConfig, resolveHome, type HomePaths } from '../store/home.js'
 import { ControlClient } from './control-client.js'
+import type { DetachedPeer } from './detached-peer.js'
 import { RemoteWorkspace } from './remote-workspace.js'
 
 export interface OpenWorkspaceOptions {
@@ -26,6 +27,20 @@ export interface OpenWorkspaceOptions {
   compaction?: Partial<CompactionPolicy>
   /** How long to wait for a store held by another process that is starting up (default 3 s). */
   waitMs?: number
+  /**
+   * Start the peer in the background when none runs, and use it (as `kitsync peer start
+   * --detach`, with the flags of the last detached start). `true`: in `auto` and `peer` mode;
+   * `false`: never; absent: in `peer` mode when workspace.json says `"autoSpawn": true`.
+   */
+  spawn?: boolean
+  /** Told about a peer this call started (the CLI prints a line). */
+  onSpawn?: (peer: DetachedPeer) => void
+}
+
+/** Whether this call starts a peer when none answers (see OpenWorkspaceOptions.spawn). */
+async function spawnWanted(options: OpenWorkspaceOptions, mode: 'auto' | 'peer', paths: HomePaths): Promise<boolean> {
+  if (options.spawn !== undefined) return options.spawn
+  return mode === 'peer' && (await readWorkspaceConfig(paths))?.autoSpawn === true
 }
 
 /**
@@ -36,11 +51,23 @@ export async function openWorkspace(options: OpenWorkspaceOptions = {}): Promise
   const home = resolveHome(options.home)
   const paths = homePaths(home)
   const mode = options.mode ?? 'auto'
+  if (mode === 'local' && options.spawn === true)
+    throw new KitsyncError('INVALID_ARGUMENT', "spawn: true needs mode 'auto' or 'peer' (a peer is used through its socket)")
   const deadline = Date.now() + (options.waitMs ?? 3000)
   for (let attempt = 0; ; attempt++) {
     if (mode !== 'local') {
       const client = await ControlClient.connect(paths.socket)
       if (client !== undefined) return new RemoteWorkspace(client)
+      if (attempt === 0 && (await spawnWanted(options, mode, paths))) {
+        const { startDetachedPeer } = await import('./detached-peer.js')
+        try {
+          options.onSpawn?.(await startDetachedPeer({ home }))
+        } catch (err) {
+          // Another process started one meanwhile: use it (the next round connects).
+          if (!isKitsyncError(err, 'PEER_ALREADY_RUNNING')) throw err
+        }
+        continue
+      }
       if (mode === 'peer') throw new KitsyncError('PEER_NOT_RUNNING', `no peer is running for ${home}: start one with 'kitsync peer start'`)
     }
     try {

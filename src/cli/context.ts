@@ -3,6 +3,7 @@ import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import { parseJson, type JsonValue } from '../core/json.js'
 import type { Workspace } from '../core/workspace-types.js'
 import type { OpenWorkspaceOptions } from '../api/open-workspace.js'
+import { openForCli } from './peer-open.js'
 
 export interface CliIO {
   out: (text: string) => void
@@ -21,6 +22,8 @@ export interface CliIO {
 export interface GlobalOptions {
   home?: string
   json?: boolean
+  /** --restart-peer: restart a running peer of another kitsync version (peer-open.ts). */
+  restartPeer?: boolean
 }
 
 export function globals(cmd: Command): GlobalOptions {
@@ -34,9 +37,8 @@ export function print(io: CliIO, opts: GlobalOptions, json: unknown, human: () =
 
 /** Open the workspace for one command (through the peer if one runs), run `fn`, close it. */
 export async function withWorkspace<T>(io: CliIO, opts: GlobalOptions, fn: (ws: Workspace) => Promise<T>, extra: OpenWorkspaceOptions = {}): Promise<T> {
-  // Loaded here, not at start-up: `peer start` never opens a workspace this way.
-  const { openWorkspace } = await import('../api/open-workspace.js')
-  const ws = await openWorkspace({ serve: false, ...extra, ...(opts.home === undefined ? {} : { home: opts.home }) })
+  // peer-open.ts: auto-spawn of the peer, and the restart of one of another version.
+  const ws = await openForCli(io, opts, extra)
   try {
     return await fn(ws)
   } finally {

@@ -38,6 +38,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['stats'], load: () => import('./commands/stats.js') },
   { commands: ['reset'], load: () => import('./commands/reset.js') },
   { commands: ['doctor'], load: () => import('./commands/doctor.js') },
+  { commands: ['service'], load: () => import('./commands/service.js') },
   { commands: ['dashboard'], load: () => import('./commands/dashboard.js') },
   { commands: ['check'], load: () => import('./commands/check.js') },
 ]
@@ -62,6 +63,7 @@ export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise
     .version(KITSYNC_VERSION, name === 'restore' ? '-V' : '-V, --version')
     .option('--home <dir>', 'home folder of this device (default: $KITSYNC_HOME, else the per-user default)')
     .option('--json', 'machine-readable output (one JSON document or JSON lines)')
+    .option('--restart-peer', 'if the running peer is another kitsync version (VERSION_MISMATCH), restart it with this one and go on')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({

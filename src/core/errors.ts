@@ -65,6 +65,9 @@ export const ERROR_CODES = {
   GIT_NOT_FOUND: 12,
   /** A git command failed (its own message follows). */
   GIT_FAILED: 12,
+  // the user's service manager (`service install`): exit 13
+  /** systemd or launchd refused to enable or start the unit, or this platform has neither. */
+  SERVICE_FAILED: 13,
   // anything else is a bug: exit 1
   INTERNAL: 1,
 } as const satisfies Record<string, number>

@@ -107,6 +107,7 @@ export const HTTP_STATUS = {
   CHECK_FAILED: 500,
   GIT_NOT_FOUND: 500,
   GIT_FAILED: 500,
+  SERVICE_FAILED: 500,
   INTERNAL: 500,
 } as const satisfies Record<ErrorCode, number>
 

@@ -205,6 +205,8 @@ export interface WorkspaceConfig {
   items?: string[]
   /** Names or patterns of collections never sent to nor accepted from any device. */
   localOnly?: string[]
+  /** A CLI command that needs the peer starts it in the background when none runs (`kitsync peer auto-spawn on`). */
+  autoSpawn?: boolean
   /** The peer's HTTP API: its port (default 4772), or `enabled: false` (docs/HTTP-API.md). */
   http?: HttpSetting
 }

@@ -86,7 +86,8 @@ describe('kitsync peer start --detach / stop / restart / logs', () => {
     expect(await kitsyncJson(home, ['get', 'notes', 'today'])).toEqual({ text: 'hi' })
 
     expect(await fileMode(started.log)).toBe(0o600)
-    const logs = await kitsyncOk(home, ['peer', 'logs'])
+    // --json: the raw JSON lines (without it, each line starts with its time: peer-logs.test.ts).
+    const logs = await kitsyncOk(home, ['peer', 'logs', '--json'])
     const startedLine = logs
       .split('\n')
       .filter((l) => l.startsWith('{'))
@@ -129,7 +130,7 @@ describe('kitsync peer start --detach / stop / restart / logs', () => {
   it('peer logs -f follows the log until interrupted', async () => {
     const home = await makeHome()
     const started = await startDetached(home)
-    const follower = spawnKitsync(home, ['peer', 'logs', '-f'])
+    const follower = spawnKitsync(home, ['peer', 'logs', '-f', '--json'])
     await follower.waitForLine((l) => l.includes('"event":"started"'), STOP_TIMEOUT_MS, 'the started line')
     await kitsyncOk(home, ['peer', 'stop'])
     await follower.waitForLine((l) => l.includes('"event":"stopped"'), STOP_TIMEOUT_MS, 'the stopped line')

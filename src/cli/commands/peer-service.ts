@@ -1,230 +1,29 @@
 /**
  * The peer as a background service: `peer start --detach`, `peer stop`, `peer restart` and
- * `peer logs`. A detached peer is `bin/kitsync.js --home HOME peer start --headless ...` in its
- * own session, its stdout and stderr appended to HOME/peer.log (0600); the flags it was started
- * with are kept in HOME/peer.args.json, so `peer restart` starts it the same way.
+ * `peer logs`. How a detached peer is started and logs: ../../api/detached-peer.ts.
  */
-import { spawn } from 'node:child_process'
-import { chmod, open, readFile, stat, writeFile } from 'node:fs/promises'
+import { open, readFile, stat } from 'node:fs/promises'
 import { watch } from 'node:fs'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { isKitsyncError, KitsyncError } from '../../core/errors.js'
-import { ensureHome, homePaths, resolveHome, type HomePaths } from '../../store/home.js'
-import { ControlClient } from '../../api/control-client.js'
-import type { WorkspaceStatus } from '../../core/workspace-types.js'
+import { homePaths, readWorkspaceConfig, resolveHome, writeWorkspaceConfig, type HomePaths } from '../../store/home.js'
+import { logFile, rememberedArgs, startDetachedPeer, stopPeer, type DetachedPeer, type StartArgs } from '../../api/detached-peer.js'
 import { example, globals, print, type CliIO, type GlobalOptions } from '../context.js'
+import { formatLogChunk } from '../log-format.js'
+import { logFlagsAsArgs, type LogFlags } from './peer-log-options.js'
 
-const CLI_ENTRY = fileURLToPath(new URL('../../../bin/kitsync.js', import.meta.url))
-/** How long `start --detach` waits for the peer to listen and answer on its socket. */
-export const DETACH_START_TIMEOUT_MS = 30_000
 /** How long `stop` waits for the peer to be gone, unless --timeout says otherwise. */
 export const STOP_TIMEOUT_MS = 20_000
-const POLL_MS = 50
 
-export function logFile(paths: HomePaths): string {
-  return join(paths.home, 'peer.log')
-}
+export { logFile, rememberedArgs, stopPeer, type DetachedPeer, type StartArgs }
 
-function argsFile(paths: HomePaths): string {
-  return join(paths.home, 'peer.args.json')
-}
-
-export interface DetachedPeer {
-  pid: number
-  socket: string
-  log: string
-  listen: string[]
-  /** The URL of its HTTP API, when it serves one (docs/HTTP-API.md). */
-  http?: string
-}
-
-/** The `peer start` flags (without --detach and --headless) as they are remembered. */
-export type StartArgs = string[]
-
-/**
- * Start the peer in the background with `args` (the `peer start` flags) and resolve once it
- * listens and its control socket answers. A peer that exits first fails this with the error
- * it logged (PEER_ALREADY_RUNNING, PORT_IN_USE, ...).
- */
-export async function startDetached(io: CliIO, opts: GlobalOptions, args: StartArgs): Promise<DetachedPeer> {
-  const paths = homePaths(resolveHome(opts.home, io.env))
-  await ensureHome(paths.home)
-  const log = logFile(paths)
-  const fd = await open(log, 'a', 0o600)
-  let child
-  let offset: number
-  try {
-    await fd.chmod(0o600) // a log file made before, or by hand, is private too
-    offset = (await fd.stat()).size
-    child = spawn(process.execPath, [CLI_ENTRY, '--home', paths.home, 'peer', 'start', '--headless', ...args], {
-      detached: true, // its own session and process group: it outlives this CLI and its terminal
-      stdio: ['ignore', fd.fd, fd.fd],
-      env: io.env,
-    })
-  } finally {
-    await fd.close()
-  }
-  const pid = child.pid
-  if (pid === undefined) throw new KitsyncError('INTERNAL', `could not start ${process.execPath} ${CLI_ENTRY}`)
-  let exited = false
-  child.once('exit', () => {
-    exited = true
-  })
-  child.once('error', () => {
-    exited = true
-  })
-  try {
-    const deadline = Date.now() + DETACH_START_TIMEOUT_MS
-    for (;;) {
-      const text = (await readFile(log)).subarray(offset).toString('utf8')
-      const started = startedLine(text, pid)
-      if (started !== undefined) {
-        const client = await ControlClient.connect(paths.socket).catch(() => undefined)
-        client?.close()
-        if (client !== undefined && client.peer?.pid === pid) {
-          // Remembered once it runs: a start that failed (one runs already) changes nothing.
-          await writeFile(argsFile(paths), JSON.stringify(args) + '\n', { mode: 0o600 })
-          await chmod(argsFile(paths), 0o600)
-          return { pid, socket: paths.socket, log, listen: started.listen ?? [], ...(started.http === undefined ? {} : { http: started.http }) }
-        }
-      }
-      if (exited) throw failureFrom(await readFile(log).then((b) => b.subarray(offset).toString('utf8')), log)
-      if (Date.now() > deadline) {
-        throw new KitsyncError('INTERNAL', `the peer (pid ${pid}) did not start within ${DETACH_START_TIMEOUT_MS / 1000} s; it is still running, see ${log}`, {
-          details: { pid },
-        })
-      }
-      await delay(POLL_MS)
-    }
-  } finally {
-    child.unref()
-  }
-}
-
-function startedLine(text: string, pid: number): { listen?: string[]; http?: string } | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue
-    try {
-      const entry = JSON.parse(line) as { event?: string; pid?: number; listen?: string[]; http?: string }
-      if (entry.event === 'started' && entry.pid === pid) return entry
-    } catch {
-      // a line cut short while the peer writes it: read again on the next round
-    }
-  }
-  return undefined
-}
-
-/** The error a peer that exited at start-up printed (`kitsync: CODE: message`), as ours. */
-function failureFrom(text: string, log: string): KitsyncError {
-  const match = [...text.matchAll(/^kitsync: ([A-Z_]+): (.*)$/gm)].pop()
-  if (match !== undefined) {
-    const error = KitsyncError.fromJSON({ code: match[1], message: match[2] })
-    if (error.code !== 'CONTROL_PROTOCOL') return error
-  }
-  return new KitsyncError('INTERNAL', `the peer exited at start-up; see ${log}`)
-}
-
-/** The remembered `peer start` flags of the last `start --detach` ([] when there are none). */
-export async function rememberedArgs(paths: HomePaths): Promise<StartArgs> {
-  try {
-    const value = JSON.parse(await readFile(argsFile(paths), 'utf8')) as unknown
-    if (Array.isArray(value) && value.every((a) => typeof a === 'string')) return value as string[]
-  } catch {
-    // none remembered (no detached start yet) or unreadable: start with no flags
-  }
-  return []
-}
-
-/**
- * Stop the peer of the home: SIGTERM to the pid its control socket reports (it stops cleanly on
- * it, as on Ctrl-C), or to the pid in peer.pid while it has no socket yet, then wait until the
- * process is gone. PEER_NOT_RUNNING when no peer runs.
- */
-export async function stopPeer(paths: HomePaths, timeoutMs: number): Promise<{ pid: number }> {
-  const pid = (await socketPid(paths)) ?? (await starting(paths))
-  if (pid === undefined) throw new KitsyncError('PEER_NOT_RUNNING', `no peer is running for ${paths.home}`)
-  try {
-    process.kill(pid, 'SIGTERM')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return { pid } // gone in between
-    throw new KitsyncError('PERMISSION_DENIED', `cannot stop the peer (pid ${pid}): ${(err as Error).message}`, { cause: err })
-  }
-  const deadline = Date.now() + timeoutMs
-  while (alive(pid)) {
-    if (Date.now() > deadline) {
-      throw new KitsyncError(
-        'PEER_STOP_TIMEOUT',
-        `the peer (pid ${pid}) did not stop within ${timeoutMs / 1000} s; it is still running (kill ${pid} to force it)`,
-        {
-          details: { pid },
-        },
-      )
-    }
-    await delay(POLL_MS)
-  }
-  return { pid }
-}
-
-/** How long `stop` waits for the peer's answer before it goes by peer.pid (a wedged peer). */
-const HELLO_TIMEOUT_MS = 3_000
-
-/**
- * The pid of the peer serving the control socket; undefined when nothing answers in time, or
- * when what serves it is not a peer (a `watch` without one serves the socket itself).
- */
-async function socketPid(paths: HomePaths): Promise<number | undefined> {
-  // A peer of another version is stopped all the same (by its pid file): that is what a restart after an upgrade needs.
-  const connecting = ControlClient.connect(paths.socket).catch((err: unknown) => {
-    if (isKitsyncError(err, 'VERSION_MISMATCH')) return undefined
-    throw err
-  })
-  const asking = connecting.then(async (client) => {
-    if (client === undefined) return undefined
-    try {
-      const status = (await client.request('status')) as WorkspaceStatus
-      return status.peer.running ? status.peer.pid : undefined
-    } finally {
-      client.close()
-    }
-  })
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), HELLO_TIMEOUT_MS)
-  })
-  try {
-    return await Promise.race([asking, late])
-  } finally {
-    clearTimeout(timer)
-    // An answer that comes after the deadline is dropped; its connection is closed above.
-    asking.catch(() => undefined)
-  }
-}
-
-/** The pid in peer.pid, if that process is alive and is a kitsync peer (a peer starting up). */
-async function starting(paths: HomePaths): Promise<number | undefined> {
-  const pid = parseInt(await readFile(paths.pid, 'utf8').catch(() => ''), 10)
-  if (!Number.isSafeInteger(pid) || pid <= 0 || !alive(pid)) return undefined
-  // A stale pid file may name a process that reused the pid: only a kitsync one is signalled.
-  if (process.platform === 'linux') {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
-    if (!cmdline.includes('kitsync')) return undefined
-  }
-  return pid
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
+/** `peer start --detach`: see api/detached-peer.ts. */
+export function startDetached(io: CliIO, opts: GlobalOptions, args: StartArgs): Promise<DetachedPeer> {
+  return startDetachedPeer({ ...(opts.home === undefined ? {} : { home: opts.home }), args, env: io.env })
 }
 
 /** Print the log file (its last `lines` lines when given); `follow`: go on until interrupted. */
-export async function printLogs(io: CliIO, paths: HomePaths, options: { lines?: number; follow: boolean }): Promise<void> {
+export async function printLogs(io: CliIO, paths: HomePaths, options: { lines?: number; follow: boolean; raw?: boolean }): Promise<void> {
   const log = logFile(paths)
   let text: string
   try {
@@ -239,8 +38,19 @@ export async function printLogs(io: CliIO, paths: HomePaths, options: { lines?: 
     const all = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n')
     text = options.lines === 0 ? '' : all.slice(-options.lines).join('\n') + (text.endsWith('\n') ? '\n' : '')
   }
-  io.out(text)
-  if (!options.follow) return
+  // Raw JSON lines with --json; else each line with its time and level first (log-format.ts).
+  let carry = ''
+  const out = (chunk: string): void => {
+    if (options.raw === true) return io.out(chunk)
+    const formatted = formatLogChunk(chunk, carry)
+    carry = formatted.carry
+    io.out(formatted.text)
+  }
+  out(text)
+  if (!options.follow) {
+    if (carry !== '') io.out(carry + '\n')
+    return
+  }
   let reading = false
   let again = false
   const readMore = async (): Promise<void> => {
@@ -253,14 +63,14 @@ export async function printLogs(io: CliIO, paths: HomePaths, options: { lines?: 
       do {
         again = false
         const size = (await stat(log).catch(() => undefined))?.size ?? 0
-        if (size < offset) offset = 0 // the file was emptied or replaced: read it from the start
+        if (size < offset) offset = 0 // the file was rotated, emptied or replaced: read it from the start
         if (size > offset) {
           const fd = await open(log, 'r')
           try {
             const buffer = Buffer.alloc(size - offset)
             const { bytesRead } = await fd.read(buffer, 0, buffer.length, offset)
             offset += bytesRead
-            io.out(buffer.subarray(0, bytesRead).toString('utf8'))
+            out(buffer.subarray(0, bytesRead).toString('utf8'))
           } finally {
             await fd.close()
           }
@@ -283,11 +93,7 @@ export async function printLogs(io: CliIO, paths: HomePaths, options: { lines?: 
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-interface DetachFlags {
+interface DetachFlags extends LogFlags {
   listen?: string[]
   bootstrap?: string[]
   mdns?: boolean
@@ -309,6 +115,7 @@ export function startFlagsAsArgs(flags: DetachFlags): StartArgs {
     ...(flags.relay === true ? ['--relay'] : []),
     ...(flags.items === undefined ? [] : ['--items', flags.items]),
     ...(flags.localOnly === undefined ? [] : ['--local-only', flags.localOnly]),
+    ...logFlagsAsArgs(flags),
     ...(flags.httpPort === undefined ? [] : ['--http-port', String(flags.httpPort)]),
     ...(flags.http === false ? ['--no-http'] : []),
   ]
@@ -374,16 +181,38 @@ export function registerService(peer: Command, io: CliIO): void {
   })
   example(
     peer
+      .command('auto-spawn')
+      .description(
+        'whether a command that needs the running peer (peers, sync now) starts it in the background when none runs (workspace.json "autoSpawn", default off); without an argument, print the setting',
+      )
+      .argument('[on|off]', 'the new setting'),
+    'kitsync peer auto-spawn on',
+    'kitsync peer auto-spawn --json',
+  ).action(async (value: string | undefined, _options: unknown, cmd: Command) => {
+    const opts = globals(cmd)
+    const paths = homePaths(resolveHome(opts.home, io.env))
+    if (value !== undefined && value !== 'on' && value !== 'off')
+      throw new KitsyncError('INVALID_ARGUMENT', `auto-spawn takes on or off, not ${JSON.stringify(value)}`)
+    const config = await readWorkspaceConfig(paths)
+    if (config === undefined) throw new KitsyncError('NOT_FOUND', `no workspace in ${paths.home}: create one with kitsync init (or join one)`)
+    if (value !== undefined && (config.autoSpawn === true) !== (value === 'on')) await writeWorkspaceConfig(paths, { ...config, autoSpawn: value === 'on' })
+    const autoSpawn = value === undefined ? config.autoSpawn === true : value === 'on'
+    print(io, opts, { autoSpawn }, () => `auto-spawn ${autoSpawn ? 'on: a command that needs the peer starts it in the background' : 'off'}\n`)
+  })
+  example(
+    peer
       .command('logs')
-      .description('print the log of the background peer (HOME/peer.log)')
+      .description('print the log of the background peer (HOME/peer.log), each line with its time (UTC) and level; --json prints the raw JSON lines')
       .option('-f, --follow', 'go on printing what is added, until Ctrl-C')
       .option('-n, --lines <n>', 'only the last N lines', parseLines),
     'kitsync peer logs -n 20',
     'kitsync peer logs -f',
+    'kitsync peer logs --json -n 100 | jq .event',
   ).action(async (options: { follow?: boolean; lines?: number }, cmd: Command) => {
     const opts = globals(cmd)
     await printLogs(io, homePaths(resolveHome(opts.home, io.env)), {
       follow: options.follow === true,
+      raw: opts.json === true,
       ...(options.lines === undefined ? {} : { lines: options.lines }),
     })
   })

@@ -4,13 +4,14 @@ import { resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
 import { splitList } from './items.js'
 import { registerService, startFlagsAsArgs, startDetachedAndPrint } from './peer-service.js'
+import { addLogOptions, logOptionsFrom, type LogFlags } from './peer-log-options.js'
+import type { LogLevel } from '../headless-log.js'
 
 export function register(program: Command, io: CliIO): void {
   const peer = example(program.command('peer').description('run the peer of this device'), 'kitsync peer start --json')
   example(
     networkOptions(
-      peer
-        .command('start')
+      addLogOptions(peer.command('start'))
         .description(
           'run the peer in the foreground: owns the store, syncs with the other devices, serves the control socket; Ctrl-C or SIGTERM stops it cleanly',
         )
@@ -29,27 +30,41 @@ export function register(program: Command, io: CliIO): void {
     'kitsync peer start --listen /ip4/0.0.0.0/tcp/4771 --bootstrap /ip4/203.0.113.7/tcp/4771/p2p/12D3KooW...',
     'kitsync peer start --headless --relay --no-mdns     # on a VPS',
     'kitsync peer start --http-port 8384    # the HTTP API on http://127.0.0.1:8384/ (kitsync dashboard)',
+    'kitsync peer start --detach --log-level debug --log-max-size 1048576 --log-keep 3',
   ).action(async (options: StartFlags, cmd: Command) => {
     const opts = globals(cmd)
+    const logging = logOptionsFrom(options) // checked before a detached start too
     if (options.detach === true) return startDetachedAndPrint(io, opts, startFlagsAsArgs(options))
     if (options.headless === true) return runHeadless(io, opts.home, options)
     const json = opts.json === true
+    const names = new Map<string, string>()
+    const who = (peerId: string): string => (names.has(peerId) ? `${peerId} (${names.get(peerId)})` : peerId)
     // Events can come as soon as the network starts, before the started line is printed:
-    // hold them until then, so the output is in order and nothing is lost.
-    let held: string[] | undefined = []
-    const emit = (line: string): void => {
-      if (held === undefined) io.out(line)
+    // hold them until then, so the output is in order and nothing is lost. A held line is
+    // written out then, once the names of the devices are known.
+    type Line = () => string
+    let held: Line[] | undefined = []
+    const emit = (line: Line, level: LogLevel = 'info'): void => {
+      if (!logging.shows(level)) return
+      if (held === undefined) io.out(line())
       else held.push(line)
     }
-    const line = (event: string, payload: object, human: string): string => (json ? JSON.stringify({ event, ...payload }) + '\n' : human + '\n')
+    // Each event line starts with the local time (HH:MM:SS, when it happened) on a person's screen.
+    const line = (event: string, payload: object, human: string | (() => string)): Line => {
+      const time = new Date().toTimeString().slice(0, 8)
+      return () => (json ? JSON.stringify({ event, ...payload }) + '\n' : `${time} ${typeof human === 'string' ? human : human()}\n`)
+    }
     const running = await (
       await import('../../daemon/peer.js')
     ).Peer.start({
       ...startOptions(io, opts.home, options),
       listeners: {
-        'sync:connected': (e) => emit(line('sync:connected', e, `connected ${e.peerId}`)),
-        'sync:offline': (e) => emit(line('sync:offline', e, `offline   ${e.peerId}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
-        'device:joined': (e) => emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`)),
+        'sync:connected': (e) => emit(line('sync:connected', e, () => `connected ${who(e.peerId)}`)),
+        'sync:offline': (e) => emit(line('sync:offline', e, () => `offline   ${who(e.peerId)}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
+        'device:joined': (e) => {
+          names.set(e.peerId, e.name)
+          emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`))
+        },
         'device:revoked': (e) => emit(line('device:revoked', e, `revoked   ${e.name} ${e.peerId}`)),
         'device:revoked-self': (e) =>
           emit(
@@ -58,10 +73,15 @@ export function register(program: Command, io: CliIO): void {
               e,
               `revoked   this device, by ${e.revokedBy}${e.reason === undefined ? '' : ` (${e.reason})`}: the other devices refuse it`,
             ),
+            'warn',
           ),
       },
     })
-    const offRefused = running.invites.on('refused', (e) => emit(line('pairing:refused', e, `refused   ${e.deviceId}: ${e.code}`)))
+    const offRefused = running.invites.on('refused', (e) => emit(line('pairing:refused', e, `refused   ${e.deviceId}: ${e.code}`), 'warn'))
+    for (const d of await running.workspace.devices()) names.set(d.peerId, d.name)
+    await logging.debugTo((scope, message, err) =>
+      emit(line('debug', { scope, message }, `debug     ${scope}: ${message}${err instanceof Error ? `: ${err.message}` : ''}`), 'debug'),
+    )
     const info = await running.workspace.info()
     const net = await running.networkStatus()
     if (json) {
@@ -86,7 +106,7 @@ export function register(program: Command, io: CliIO): void {
         ].join('\n'),
       )
     }
-    for (const l of held) io.out(l)
+    for (const l of held) io.out(l())
     held = undefined
     const signal = await io.interrupted()
     offRefused()
@@ -98,16 +118,17 @@ export function register(program: Command, io: CliIO): void {
 }
 
 /** `peer start --headless`: JSON log lines (pino) on stdout; SIGTERM stops cleanly with exit 0. */
-export type StartFlags = NetworkFlags & {
-  name?: string
-  headless?: boolean
-  relay?: boolean
-  items?: string
-  localOnly?: string
-  detach?: boolean
-  httpPort?: number
-  http?: boolean
-}
+export type StartFlags = NetworkFlags &
+  LogFlags & {
+    name?: string
+    headless?: boolean
+    relay?: boolean
+    items?: string
+    localOnly?: string
+    detach?: boolean
+    httpPort?: number
+    http?: boolean
+  }
 
 function parsePort(value: string): number {
   const n = Number(value)
@@ -129,12 +150,15 @@ function startOptions(io: CliIO, home: string | undefined, options: StartFlags) 
 }
 
 async function runHeadless(io: CliIO, home: string | undefined, options: StartFlags): Promise<void> {
-  const log = (await import('../headless-log.js')).headlessLog()
+  const log = (await import('../headless-log.js')).headlessLog(logOptionsFrom(options).headless)
   const running = await (
     await import('../../daemon/peer.js')
   ).Peer.start({
     ...startOptions(io, home, options),
     listeners: {
+      // At --log-level debug: what changed and what came in (collection and key, never values).
+      change: (e) => log.event('change', { collection: e.collection, key: e.key, op: e.op, source: e.source }, 'debug'),
+      'sync:update': (e) => log.event('sync:update', e, 'debug'),
       'sync:connected': (e) => log.event('sync:connected', e),
       'sync:offline': (e) => log.event('sync:offline', e),
       'device:joined': (e) => log.event('device:joined', e),
@@ -148,6 +172,8 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
   running.blind.client.on('closed', (e) =>
     log.event('blind:closed', e.error === undefined ? { peerId: e.peerId } : { peerId: e.peerId, code: e.error.code, message: e.error.message }),
   )
+  log.knowDevices(await running.workspace.devices())
+  await logOptionsFrom(options).debugTo(log.debugSink)
   const info = await running.workspace.info()
   const net = await running.networkStatus()
   const self = net.devices.find((d) => d.peerId === info.deviceId)
@@ -168,4 +194,5 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
   await running.stop()
   log.event('stopped', { signal })
   log.flush()
+  log.close()
 }

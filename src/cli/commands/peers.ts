@@ -1,8 +1,8 @@
 import type { Command } from 'commander'
-import { openWorkspace } from '../../api/open-workspace.js'
 import { KitsyncError } from '../../core/errors.js'
 import type { DeviceView } from '../../core/workspace-types.js'
 import { example, globals, print, type CliIO } from '../context.js'
+import { openForCli } from '../peer-open.js'
 
 const ago = (t: number | undefined): string => (t === undefined ? '-' : `${Math.max(0, Math.round((Date.now() - t) / 1000))}s ago`)
 
@@ -22,7 +22,7 @@ export function register(program: Command, io: CliIO): void {
     'kitsync peers --json',
   ).action(async (_options: unknown, cmd: Command) => {
     const opts = globals(cmd)
-    const ws = await openWorkspace({ mode: 'peer', ...(opts.home === undefined ? {} : { home: opts.home }) })
+    const ws = await openForCli(io, opts, { mode: 'peer' })
     try {
       const status = await ws.status()
       if (status.network === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'no peer is running: start one with kitsync peer start')
