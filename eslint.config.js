@@ -31,6 +31,11 @@ export default tseslint.config(
     },
   },
   { files: ['bin/**'], rules: { 'no-restricted-syntax': 'off' } },
+  {
+    // The web dashboard's pages: browser modules, no build step.
+    files: ['dashboard/**/*.js'],
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', EventSource: 'readonly', Blob: 'readonly' } },
+  },
   { files: ['**/*.cjs'], languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } } },
   {
     // The pure core: no I/O, no Node built-ins, no other layer.

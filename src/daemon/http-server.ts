@@ -4,6 +4,7 @@ import type { Socket } from 'node:net'
 import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { httpStatusFor, MAX_HTTP_BODY } from '../protocol/http-api.js'
+import { LOGIN_PATH, type DashboardSessions } from './dashboard-login.js'
 
 const log = debugLog('daemon:http')
 
@@ -11,9 +12,10 @@ const log = debugLog('daemon:http')
  * The peer's HTTP server, on loopback only (127.0.0.1 and ::1, one port). It does what every
  * request needs before a route sees it: the Host and Origin must be the server's own (a web
  * page on another origin, or a DNS name rebound to 127.0.0.1, is refused with 403), and the
- * bearer token must match (401). No CORS headers are ever sent: only the server's own pages
- * may call it. Routes (daemon/http-routes.ts) are looked up by path; a route for the web
- * dashboard's static files can be added the same way.
+ * bearer token must match (401), or a browser session of the dashboard (its cookie, taken for a
+ * one-time code at /login: daemon/dashboard-login.ts), with which a change also needs the
+ * server's own Origin or the CSRF header. No CORS headers are ever sent: only the server's own
+ * pages may call it. Routes (daemon/http-routes.ts, daemon/dashboard-routes.ts) are looked up by path.
  */
 export type HttpHandler = (request: HttpRequest, response: ServerResponse) => Promise<void>
 
@@ -39,7 +41,14 @@ export interface HttpServerOptions {
   fallback: boolean
   token: string
   routes: HttpRoutes
+  /** Browser sessions (the dashboard): /login takes a code for a cookie that stands in for the token. */
+  sessions?: DashboardSessions
 }
+
+/** Requests that change nothing; any other verb made with a session cookie needs the CSRF check. */
+const SAFE_METHODS = new Set(['GET', 'HEAD'])
+/** The header the dashboard's pages send with every change (a cross-site form cannot send one). */
+export const CSRF_HEADER = 'x-kitsync-csrf'
 
 /** Connections each of the two listeners takes at once (a dashboard needs a few, a script one). */
 const MAX_CONNECTIONS = 256
@@ -137,11 +146,24 @@ export class HttpServer {
       if (origin !== undefined && !this.allowedOrigins.has(origin.toLowerCase())) {
         throw new KitsyncError('PERMISSION_DENIED', `refused: requests from origin ${JSON.stringify(origin)} are not allowed`)
       }
-      if (!this.authorized(req.headers.authorization)) {
-        res.setHeader('WWW-Authenticate', 'Bearer realm="kitsync"')
-        throw new KitsyncError('UNAUTHENTICATED', 'this needs Authorization: Bearer TOKEN (kitsync dashboard --json prints the token)')
-      }
       const url = new URL(req.url ?? '/', 'http://localhost')
+      const sessions = this.options.sessions
+      if (sessions !== undefined && url.pathname === LOGIN_PATH) return login(sessions, this.port, req, url, res)
+      if (!this.authorized(req.headers.authorization)) {
+        if (sessions === undefined || !sessions.check(req.headers.cookie, this.port)) {
+          res.setHeader('WWW-Authenticate', 'Bearer realm="kitsync"')
+          throw new KitsyncError(
+            'UNAUTHENTICATED',
+            'this needs Authorization: Bearer TOKEN (kitsync dashboard --json prints the token), or a browser session (kitsync dashboard opens one)',
+          )
+        }
+        // CSRF: a session cookie rides along with any same-site request (another port of 127.0.0.1
+        // is same-site), so a change needs this server's own Origin (checked above) or a header
+        // no cross-site form can send.
+        if (!SAFE_METHODS.has(req.method ?? 'GET') && origin === undefined && req.headers[CSRF_HEADER] === undefined) {
+          throw new KitsyncError('PERMISSION_DENIED', `refused: a change made with the browser session needs this server's Origin or the ${CSRF_HEADER} header`)
+        }
+      }
       const handler = this.options.routes.find(url.pathname)
       if (handler === undefined) throw new KitsyncError('NOT_FOUND', `nothing at ${url.pathname}`)
       await handler({ raw: req, method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, signal: stop.signal }, res)
@@ -168,6 +190,23 @@ export class HttpServer {
     this.closed = true
     await this.closeServers()
   }
+}
+
+/**
+ * GET /login?code=CODE: a valid code is traded for a session cookie and a redirect to the
+ * dashboard, so the code leaves the address bar (and the history); anything else is 401.
+ */
+function login(sessions: DashboardSessions, port: number, req: IncomingMessage, url: URL, res: ServerResponse): void {
+  if (req.method !== 'GET') {
+    res.setHeader('Allow', 'GET')
+    throw new MethodNotAllowed(`${LOGIN_PATH} takes GET, not ${req.method ?? '?'}`)
+  }
+  const session = sessions.redeem(url.searchParams.get('code') ?? '')
+  if (session === undefined) {
+    throw new KitsyncError('UNAUTHENTICATED', 'this login link was used already or has expired: run kitsync dashboard again for a new one')
+  }
+  res.writeHead(303, { Location: '/', 'Set-Cookie': sessions.cookie(session, port), 'Cache-Control': 'no-store', 'Referrer-Policy': 'no-referrer' })
+  res.end()
 }
 
 function digest(text: string): Buffer {

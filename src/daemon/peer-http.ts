@@ -6,6 +6,8 @@ import { httpFiles, loadOrCreateHttpToken, removeHttpInfo, writeHttpInfo, type H
 import type { HomePaths, HttpSetting } from '../store/home.js'
 import type { NetworkStatus } from '../core/workspace-types.js'
 import type { LocalWorkspace } from './local-workspace.js'
+import { DashboardSessions } from './dashboard-login.js'
+import { DashboardRoutes } from './dashboard-routes.js'
 import { ApiRoutes, type ControlDispatch } from './http-routes.js'
 import { HttpServer } from './http-server.js'
 import { PeerMetrics, type MetricsSource } from './metrics.js'
@@ -52,8 +54,8 @@ export function metricsSourceOf(peer: {
 
 /**
  * The running peer's HTTP server with everything around it: the token (HOME/http.token, made
- * at the first start), the routes and metrics, and HOME/http.json telling clients the port
- * (removed at the stop).
+ * at the first start), the routes and metrics, the web dashboard and its browser sessions, and
+ * HOME/http.json telling clients the port (removed at the stop).
  */
 export class PeerHttp {
   private constructor(
@@ -76,7 +78,14 @@ export class PeerHttp {
     const routes = new ApiRoutes(init.control, metrics, KITSYNC_VERSION)
     let server: HttpServer
     try {
-      server = await HttpServer.listen({ port: init.port, fallback: init.fallback, token, routes })
+      const dashboard = new DashboardRoutes()
+      server = await HttpServer.listen({
+        port: init.port,
+        fallback: init.fallback,
+        token,
+        routes: { find: (path) => routes.find(path) ?? dashboard.find(path) },
+        sessions: new DashboardSessions(token, process.pid),
+      })
     } catch (err) {
       metrics.close()
       throw err
