@@ -14,10 +14,9 @@ import type { CollectionLog } from '../store/collection-log.js'
 import type { DocStore } from '../store/doc-store.js'
 import { debugLog } from '../core/debug-log.js'
 import type { JsonValue } from '../core/json.js'
-import type { BatchOp } from '../store/doc-layout.js'
 import { readRow, readRows, storedBytes, type RecordRow } from '../store/record-rows.js'
 import { readableFromRows } from '../store/stored-check.js'
-import { applyStored, buildRows, deriveAll, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
+import { appendWithRows, applyStored, buildRows, deriveAll, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
 
 const log = debugLog('daemon:collections')
 /** The debug log, under another name: inside loadFromStore `log` is the collection's CollectionLog. */
@@ -455,38 +454,14 @@ export class CollectionRegistry {
       })
     }
     if (adoptedWrite !== undefined) track(adoptedWrite)
-    // The layout is known by the first update (its first content decides it): the metadata records it.
     const reportMixed = (): void =>
       warnLayout(`collection ${name} holds records of both layouts (created apart on an old and a new device); only layout ${collection.layout} is read`)
     if (collection.mixedLayout(reportMixed)) reportMixed()
-    if (derivers.length === 0)
-      doc.on('update', (update: Uint8Array) => {
-        log.layout ??= collection.layout
-        track(log.append(update))
-      })
-    else {
-      // The rows of a transaction go with its update. Yjs runs a transaction's observers (the
-      // collection's, which emits its changes) and then emits its 'update', before it runs the
-      // cleanup of any transaction an observer started ('beforeObserverCalls' opens each
-      // transaction's turn): so the ops collected between 'beforeObserverCalls' and 'update'
-      // are this transaction's, never another's. They are derived at once, from the first
-      // change listener (before any app listener can write), so they hold the records as this
-      // transaction left them.
-      let derived: BatchOp[] | undefined
-      doc.on('beforeObserverCalls', () => {
-        derived = undefined
-      })
-      collection.onChange((changes) => {
-        const ops = deriveAll(derivers, name, collection, changes, changes[0]?.origin)
-        derived = derived === undefined ? ops : derived.concat(ops)
-      })
-      doc.on('update', (update: Uint8Array) => {
-        const ops = derived ?? []
-        derived = undefined
-        log.layout ??= collection.layout
-        track(log.append(update, ops))
-      })
-    }
+    // The layout is known by the first update (its first content decides it): the metadata records it.
+    appendWithRows(doc, collection, derivers, (update, ops) => {
+      log.layout ??= collection.layout
+      track(log.append(update, ops))
+    })
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.hooks.changes(name, changes))
       if (adopted !== undefined) {

@@ -119,3 +119,39 @@ export async function buildRows(
     await new Promise<void>((resolve) => setImmediate(resolve))
   }
 }
+
+/**
+ * Hand each transaction's update of `doc` to `append` with the rows `derivers` make of its
+ * record changes (none without derivers), for one LevelDB batch.
+ */
+export function appendWithRows(
+  doc: Y.Doc,
+  collection: RecordCollection,
+  derivers: readonly DerivedRows[],
+  append: (update: Uint8Array, ops?: BatchOp[]) => void,
+): void {
+  if (derivers.length === 0) {
+    doc.on('update', (update: Uint8Array) => append(update))
+    return
+  }
+  // The rows of a transaction go with its update. Yjs runs a transaction's observers (the
+  // collection's, which emits its changes) and then emits its 'update', before it runs the
+  // cleanup of any transaction an observer started ('beforeObserverCalls' opens each
+  // transaction's turn): so the ops collected between 'beforeObserverCalls' and 'update'
+  // are this transaction's, never another's. They are derived at once, from the first
+  // change listener (before any app listener can write), so they hold the records as this
+  // transaction left them.
+  let derived: BatchOp[] | undefined
+  doc.on('beforeObserverCalls', () => {
+    derived = undefined
+  })
+  collection.onChange((changes) => {
+    const ops = deriveAll(derivers, collection.name, collection, changes, changes[0]?.origin)
+    derived = derived === undefined ? ops : derived.concat(ops)
+  })
+  doc.on('update', (update: Uint8Array) => {
+    const ops = derived ?? []
+    derived = undefined
+    append(update, ops)
+  })
+}

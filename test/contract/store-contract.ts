@@ -87,6 +87,13 @@ export function storeContract(name: string, fixture: StoreFixture): void {
       }
       // It did wait for a pause rather than compact at the trigger...
       expect(largestLog).toBeGreaterThan(2200)
+      // (A compaction may have just emptied the log: write on until it is past the trigger again,
+      // as a small snapshot of overwrites on layout 2 leaves the log under it now and then.)
+      for (let i = 0; ; i++) {
+        const s = await ws.storageStats('c')
+        if (s.bytes - s.snapshotBytes > Math.max(2000, s.snapshotBytes)) break
+        await ws.set('c', `k${i % 10}`, { i, pad: 'y'.repeat(20) })
+      }
       // ...and once writing pauses, the log is folded into the snapshot.
       const deadline = Date.now() + 5000
       while ((await ws.storageStats('c')).logEntries > 0) {
