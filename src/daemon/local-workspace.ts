@@ -41,6 +41,7 @@ import { checkCollections } from './index-check.js'
 import { CollectionSettingsBook } from './collection-settings.js'
 import { DeviceTrust } from './device-trust.js'
 import { WorkspaceConflicts } from './workspace-conflicts.js'
+import { withSyncStatus } from './sync-status.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { databaseParts, homeParts, type DatabaseOptions, type LocalWorkspaceOptions, type LocalWorkspaceParts } from './workspace-parts.js'
 import { WorkspaceWrites } from './workspace-writes.js'
@@ -244,8 +245,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   }
 
   async status(): Promise<WorkspaceStatus> {
-    const revoked = await this.selfRevocation()
-    return { info: await this.info(), peer: { ...this.peerState }, collections: await this.list(), ...(revoked === undefined ? {} : { revoked }) }
+    const base = { info: await this.info(), peer: { ...this.peerState }, collections: await this.list() }
+    return withSyncStatus(base, await this.selfRevocation(), await this.sync.status())
   }
 
   /** This device's own revocation, once it learned it (local store, never synced). */
@@ -319,6 +320,16 @@ export class LocalWorkspace implements Workspace, SyncHost {
   syncNow(options?: SyncCallOptions): Promise<SyncNowReport> {
     this.assertOpen()
     return this.sync.syncNow(options)
+  }
+
+  pause(options?: { forMs?: number }): ReturnType<WorkspaceSync['pause']> {
+    this.assertOpen()
+    return this.sync.pause(options)
+  }
+
+  resume(): Promise<{ resumed: boolean }> {
+    this.assertOpen()
+    return this.sync.resume()
   }
 
   stats(): Promise<SyncStatsView> {
