@@ -1,7 +1,5 @@
 // Commands of the "storage" benchmark section for a mesh-peer.js child (see mesh-peer.js:
 // `fork(mesh-peer.js, [this file])`). The child runs a kitsync Peer started by 'kitsync-start'.
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
 export function commands({ node, now }) {
   const peer = () => {
     const n = node()
@@ -34,15 +32,9 @@ export function commands({ node, now }) {
       return { buildMs: t1 - t0, adoptMs: now() - t1, updateBytes: update.byteLength }
     },
 
-    /** Resolves once this peer has caught up with `peerId` in a session (the sync engine's 'caught-up'). */
-    async caughtUpWith({ peerId, timeoutMs = 60_000 }) {
-      const deadline = now() + timeoutMs
-      for (;;) {
-        const e = node().events.caughtUp.find((c) => c.peerId === peerId)
-        if (e !== undefined) return { t: e.t }
-        if (now() > deadline) throw new Error(`not caught up with ${peerId} within ${timeoutMs / 1000} s`)
-        await sleep(10)
-      }
+    /** When this peer's sync engine last reported 'caught-up' with `peerId` (hrtime ms), if it did. */
+    async caughtUpAt({ peerId }) {
+      return { t: node().events.caughtUp.findLast((c) => c.peerId === peerId)?.t }
     },
 
     /** Write `values` ({ key: value }), each awaited (durable) before the next. */
