@@ -11,11 +11,11 @@
 //    same workload closed cleanly.
 // 4. Idle RSS of 3 connected `kitsync peer start` processes holding a little data.
 //
-// The large collection has STORAGE_RECORDS records: 100,000 by default, not the issue's
-// 1,000,000. On this 2-core machine, shared with other work, building 1,000,000 records (the
-// kitsync-build-many probe, adopt mode) took 128 s and 5.2 GB of RSS for one peer, before any
-// sync; BENCH_STORAGE_RECORDS=1000000 runs the section at the issue's size. Figure ids and
-// titles carry the size they were measured at; the targets are the issue's, unchanged.
+// The large collection has 100,000 records by default, not the issue's 1,000,000: on this
+// 2-core machine, shared with other work, building 1,000,000 records (the kitsync-build-many
+// probe, adopt mode) took 128 s and 5.2 GB of RSS for one peer, before any sync.
+// BENCH_STORAGE_RECORDS=1000000 runs the section at the issue's size. Figure ids and titles
+// carry the size they were measured at; the targets are the issue's, unchanged.
 import { writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
