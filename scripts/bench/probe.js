@@ -116,8 +116,11 @@ const probes = {
       }
     }
     const rssBytes = process.memoryUsage().rss
-    for (const o of open) await o.ws.close()
-    return { homes: open.map(({ firstWriteMs, trialsMs }) => ({ firstWriteMs, trialsMs })), rssBytes }
+    for (const o of open) {
+      o.stats = typeof o.ws.storageStats === 'function' ? await o.ws.storageStats(collection) : undefined
+      await o.ws.close()
+    }
+    return { homes: open.map(({ firstWriteMs, trialsMs, stats }) => ({ firstWriteMs, trialsMs, stats })), rssBytes }
   },
 
   /** openWorkspace, one get, then idle: the process's RSS after a GC (run with --expose-gc). */

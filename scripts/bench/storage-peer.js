@@ -43,10 +43,14 @@ export function commands({ node, now }) {
       return {}
     },
 
-    /** The values of `keys` in `collection`. */
+    /** The values of `keys` in `collection`; none while this peer does not hold the collection yet. */
     async values({ collection, keys }) {
       const out = {}
-      for (const key of keys) out[key] = await peer().workspace.get(collection, key)
+      try {
+        for (const key of keys) out[key] = await peer().workspace.get(collection, key)
+      } catch (err) {
+        if (err?.code !== 'UNKNOWN_COLLECTION') throw err
+      }
       return out
     },
 
