@@ -567,8 +567,12 @@ async function waitForLine(line) {
   }
 }
 
-/** Real `kitsync peer start` processes, paired with the CLI and all connected; their RSS once idle. */
-async function idleMemory(tmp) {
+/**
+ * Real `kitsync peer start` processes, paired with the CLI and all connected; their RSS once
+ * idle. `seed({ homes, cli })`, when given, runs once all are connected (the storage section
+ * writes its small data there), before the idle time.
+ */
+export async function idleMemory(tmp, { seed } = {}) {
   const peers = []
   const started = performance.now()
   try {
@@ -594,13 +598,20 @@ async function idleMemory(tmp) {
       await sleep(200)
     }
     const connectedMs = performance.now() - started
+    const seeded = seed === undefined ? undefined : await seed({ homes, cli })
     await sleep(IDLE.settleMs)
     const memory = []
     for (const p of peers) memory.push(await processMemory(p.pid))
     const rss = memory.map((m) => round(m.rss / MB))
     return {
       value: Math.max(...rss),
-      details: { rssMB: rss, peakMB: memory.map((m) => round(m.hwm / MB)), setupUntilAllConnectedMs: round(connectedMs), otherDevicesStatePerPeer: states },
+      details: {
+        rssMB: rss,
+        peakMB: memory.map((m) => round(m.hwm / MB)),
+        setupUntilAllConnectedMs: round(connectedMs),
+        otherDevicesStatePerPeer: states,
+        ...(seeded === undefined ? {} : { seeded }),
+      },
     }
   } finally {
     for (const p of peers) await p.stop().catch(() => undefined)

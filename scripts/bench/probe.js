@@ -26,9 +26,10 @@ const probes = {
   /**
    * Write `updates` sets (`window` in flight) through openWorkspace, then die by SIGKILL
    * without closing, as a crashed process would: whatever the compaction policy left in the
-   * log stays there for the next open.
+   * log stays there for the next open. With `close`, close the workspace instead (the clean
+   * end of the same workload).
    */
-  async 'kitsync-write-kill'({ home, collection, updates, keys, window, compaction }) {
+  async 'kitsync-write-kill'({ home, collection, updates, keys, window, compaction, close = false }) {
     const { openWorkspace } = await import('../../dist/index.js')
     const ws = await openWorkspace({ home, serve: false, ...(compaction === undefined ? {} : { compaction }) })
     let next = 0
@@ -42,6 +43,10 @@ const probes = {
     await Promise.all(Array.from({ length: window }, worker))
     const writeMs = performance.now() - started
     const stats = typeof ws.storageStats === 'function' ? await ws.storageStats(collection) : undefined
+    if (close) {
+      await ws.close()
+      return { writeMs, stats, killed: false }
+    }
     await new Promise((resolve) => process.stdout.write(JSON.stringify({ writeMs, stats, killed: true }) + '\n', resolve))
     process.kill(process.pid, 'SIGKILL')
     return new Promise(() => undefined)
@@ -64,6 +69,38 @@ const probes = {
     const t = performance.now()
     await ws.close()
     return { writeMs, closeMs: performance.now() - t, rssBytes: process.memoryUsage().rss }
+  },
+
+  /**
+   * Awaited sequential writes/s into the collection of each home of `homes` (one workspace
+   * each, opened side by side): `warmup` writes each (the first loads the collection), then
+   * `trials` rounds of `count` writes, one trial per home per round, so a noisy moment of the
+   * machine hits them alike. Keys w0..w{keys-1}, overwritten.
+   */
+  async 'kitsync-write-rate'({ homes, collection, warmup, count, trials, keys }) {
+    const { openWorkspace } = await import('../../dist/index.js')
+    const open = []
+    for (const home of homes) open.push({ ws: await openWorkspace({ home, serve: false }), next: 0, trialsMs: [] })
+    const write = (o) => o.ws.set(collection, 'w' + (o.next % keys), { n: o.next++, s: 'x' })
+    for (const o of open) {
+      const t = performance.now()
+      await write(o)
+      o.firstWriteMs = performance.now() - t
+      for (let i = 1; i < warmup; i++) await write(o)
+    }
+    for (let r = 0; r < trials; r++) {
+      for (const o of open) {
+        const t = performance.now()
+        for (let i = 0; i < count; i++) await write(o)
+        o.trialsMs.push(performance.now() - t)
+      }
+    }
+    const rssBytes = process.memoryUsage().rss
+    for (const o of open) {
+      o.stats = typeof o.ws.storageStats === 'function' ? await o.ws.storageStats(collection) : undefined
+      await o.ws.close()
+    }
+    return { homes: open.map(({ firstWriteMs, trialsMs, stats }) => ({ firstWriteMs, trialsMs, stats })), rssBytes }
   },
 
   /** openWorkspace, one get, then idle: the process's RSS after a GC (run with --expose-gc). */
