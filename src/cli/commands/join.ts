@@ -7,12 +7,15 @@ import { isKitsyncError, KitsyncError } from '../../core/errors.js'
 import { decodeToken, TOKEN_FLAG_CONFIRM } from '../../protocol/pair-token.js'
 import type { JoinResult } from '../../daemon/peer.js'
 import { homePaths, readWorkspaceConfig, resolveHome } from '../../store/home.js'
+import { assertPattern } from '../../core/selection.js'
+import { splitList } from './items.js'
 import { example, globals, networkOptions, peerOptionsFrom, print, type CliIO, type NetworkFlags } from '../context.js'
 
 interface JoinFlags extends NetworkFlags {
   name: string
   tokenFile?: string
   replace?: boolean
+  items?: string[]
 }
 
 export function register(program: Command, io: CliIO): void {
@@ -30,15 +33,23 @@ export function register(program: Command, io: CliIO): void {
           '--replace',
           'if this home holds another workspace, write a backup export of it into the home folder (backup-TIME.json, 0600) and join in its place',
         )
-        .option('--name <device>', 'name of this device as the others will see it', hostname()),
+        .option('--name <device>', 'name of this device as the others will see it', hostname())
+        .option(
+          '--items <names>',
+          'sync only these collections, from the first copy on (names or patterns as kitsync items takes them, comma-separated, repeatable); the others are never copied here',
+          collectItems,
+        ),
     ),
     'kitsync join - --name laptop < token.txt      # token on standard input',
     'kitsync join --token-file token.txt',
     'kitsync join ks1AbC... --name laptop',
+    "kitsync join --token-file token.txt --items 'alerts*,watchlists'   # copy only these collections",
   ).action(async (tokenArg: string | undefined, options: JoinFlags, cmd: Command) => {
     const opts = globals(cmd)
     const token = await readToken(io, tokenArg, options.tokenFile)
     const decoded = decodeToken(token) // refuse a damaged token before touching anything
+    const items = options.items === undefined ? undefined : splitList(options.items)
+    for (const p of items ?? []) assertPattern(p) // refuse a bad pattern before touching anything
     // With a --confirm token the inviter's person compares this code with the one on their screen.
     const showCode = (decoded.flags & TOKEN_FLAG_CONFIRM) !== 0
     const home = resolveHome(opts.home, io.env)
@@ -52,6 +63,8 @@ export function register(program: Command, io: CliIO): void {
             `join --replace replaces the store of ${home}, which its running peer holds: stop the peer first, then run join --replace again`,
           )
         }
+        // The selection first: the first exchange with the inviter then asks only for these.
+        if (items !== undefined) await client.request('setItems', { items: { set: items } })
         result = (await client.request('join', { token, name: options.name })) as JoinResult
         // (through a running peer the confirmation code is in its output: kitsync peer start)
       } finally {
@@ -75,6 +88,8 @@ export function register(program: Command, io: CliIO): void {
     )
   })
 }
+
+const collectItems = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
 
 /** The token from the argument, standard input (`-`) or --token-file: exactly one of them. */
 async function readToken(io: CliIO, arg: string | undefined, file: string | undefined): Promise<string> {
@@ -117,7 +132,13 @@ async function joinHere(
   try {
     const peer = await (
       await import('../../daemon/peer.js')
-    ).Peer.start({ home, control: false, ...peerOptionsFrom({ listen: ['/ip4/0.0.0.0/tcp/0'], ...options }) })
+    ).Peer.start({
+      home,
+      control: false,
+      ...peerOptionsFrom({ listen: ['/ip4/0.0.0.0/tcp/0'], ...options }),
+      // Set before the network starts, so the first sync session asks only for these.
+      ...(options.items === undefined ? {} : { items: splitList(options.items) }),
+    })
     started = true
     try {
       result = await peer.join(token, options.name, onCode === undefined ? {} : { onCode })
