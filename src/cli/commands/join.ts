@@ -8,6 +8,8 @@ import { decodeToken, TOKEN_FLAG_CONFIRM } from '../../protocol/pair-token.js'
 import type { JoinResult } from '../../daemon/peer.js'
 import { homePaths, readWorkspaceConfig, resolveHome } from '../../store/home.js'
 import { assertPattern } from '../../core/selection.js'
+import type { SyncProgressEvent } from '../../core/workspace-types.js'
+import { ProgressBar } from '../progress-bar.js'
 import { splitList } from './items.js'
 import { example, globals, networkOptions, peerOptionsFrom, print, type CliIO, type NetworkFlags } from '../context.js'
 
@@ -54,6 +56,8 @@ export function register(program: Command, io: CliIO): void {
     const showCode = (decoded.flags & TOKEN_FLAG_CONFIRM) !== 0
     const home = resolveHome(opts.home, io.env)
     const client = await ControlClient.connect(homePaths(home).socket)
+    // The copy on a terminal: a progress bar on stderr (events at most every 200 ms).
+    const bar = opts.json !== true && io.stderrIsTTY === true ? new ProgressBar(io.err, 'copying') : undefined
     let result: JoinResult & { backup?: string }
     if (client !== undefined) {
       try {
@@ -65,9 +69,16 @@ export function register(program: Command, io: CliIO): void {
         }
         // The selection first: the first exchange with the inviter then asks only for these.
         if (items !== undefined) await client.request('setItems', { items: { set: items } })
+        if (bar !== undefined) {
+          client.onEvent((event, data) => {
+            if (event === 'sync:progress') bar.update(data as SyncProgressEvent)
+          })
+          await client.request('watch', { sync: true, changes: false })
+        }
         result = (await client.request('join', { token, name: options.name })) as JoinResult
         // (through a running peer the confirmation code is in its output: kitsync peer start)
       } finally {
+        bar?.end()
         client.close()
       }
     } else {
@@ -77,7 +88,8 @@ export function register(program: Command, io: CliIO): void {
         decoded.workspaceId,
         options,
         showCode ? (code) => io.err(`confirmation code: ${code} (the inviting device shows the same code; approve it there)\n`) : undefined,
-      )
+        bar,
+      ).finally(() => bar?.end())
     }
     print(
       io,
@@ -123,6 +135,7 @@ async function joinHere(
   workspaceId: string,
   options: JoinFlags,
   onCode: ((code: string) => void) | undefined,
+  bar: ProgressBar | undefined,
 ): Promise<JoinResult & { backup?: string }> {
   const before = await entriesOf(home)
   // Refused before any peer starts here; Peer.join checks again (and alone, through a running peer).
@@ -138,6 +151,7 @@ async function joinHere(
       ...peerOptionsFrom({ listen: ['/ip4/0.0.0.0/tcp/0'], ...options }),
       // Set before the network starts, so the first sync session asks only for these.
       ...(options.items === undefined ? {} : { items: splitList(options.items) }),
+      ...(bar === undefined ? {} : { listeners: { 'sync:progress': (e: SyncProgressEvent) => bar.update(e) } }),
     })
     started = true
     try {
