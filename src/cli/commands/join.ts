@@ -6,7 +6,7 @@ import { ControlClient } from '../../api/control-client.js'
 import { isKitsyncError, KitsyncError } from '../../core/errors.js'
 import { decodeToken, TOKEN_FLAG_CONFIRM } from '../../protocol/pair-token.js'
 import type { JoinResult } from '../../daemon/peer.js'
-import { homePaths, readWorkspaceConfig, resolveHome } from '../../store/home.js'
+import { homePaths, readWorkspaceConfig, resolveHome, writeWorkspaceConfig } from '../../store/home.js'
 import { assertPattern } from '../../core/selection.js'
 import type { SyncProgressEvent } from '../../core/workspace-types.js'
 import { ProgressBar } from '../progress-bar.js'
@@ -91,6 +91,8 @@ export function register(program: Command, io: CliIO): void {
         bar,
       ).finally(() => bar?.end())
     }
+    // The addresses of this join are the peer's from now on (two devices on one machine need two ports).
+    if (options.listen !== undefined) await rememberListen(home, options.listen)
     print(
       io,
       opts,
@@ -102,6 +104,13 @@ export function register(program: Command, io: CliIO): void {
 }
 
 const collectItems = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+/** Keep `join --listen` in workspace.json: `peer start` without --listen listens there. */
+async function rememberListen(home: string, listen: string[]): Promise<void> {
+  const paths = homePaths(home)
+  const config = await readWorkspaceConfig(paths)
+  if (config !== undefined) await writeWorkspaceConfig(paths, { ...config, listen })
+}
 
 /** The token from the argument, standard input (`-`) or --token-file: exactly one of them. */
 async function readToken(io: CliIO, arg: string | undefined, file: string | undefined): Promise<string> {
