@@ -1,3 +1,5 @@
+import { formatBytes } from './commands/stats.js'
+
 /**
  * A one-line progress bar on a terminal (stderr), redrawn in place with a carriage return. The
  * sync:progress events it draws come at most every 200 ms per exchange, so it draws each one.
@@ -10,12 +12,6 @@ export interface ProgressFigures {
   done: number
   total: number
   bytes: number
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} kB`
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`
 }
 
 /** `label [#########---------------] 3/8 collections, 1.2 MB` */

@@ -60,7 +60,7 @@ describe('sync:progress', () => {
     const token = await invite(ha)
     const command = [process.execPath, CLI, '--home', hc, 'join', token, '--name', 'sea', ...NET].map((a) => `'${a}'`).join(' ')
     const { stdout } = await run('script', ['-qec', command, '/dev/null'], { timeout: COMMAND_TIMEOUT_MS })
-    const bars = [...stdout.matchAll(/copying \[([#-]{24})\] (\d+)\/(\d+) collections, [\d.]+ (?:B|kB|MB)/g)]
+    const bars = [...stdout.matchAll(/copying \[([#-]{24})\] (\d+)\/(\d+) collections, [\d.]+ (?:B|KiB|MiB)/g)]
     expect(bars.length, stdout).toBeGreaterThan(0)
     const full = bars.at(-1) as RegExpMatchArray
     expect(full[1]).toBe('#'.repeat(24))

@@ -1,12 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { formatBytes, ProgressBar, renderProgress } from '../../src/cli/progress-bar.js'
+import { ProgressBar, renderProgress } from '../../src/cli/progress-bar.js'
 
 describe('progress bar', () => {
   it('fills in proportion to done/total and names the bytes', () => {
     expect(renderProgress('copying', { done: 0, total: 8, bytes: 0 })).toBe(`copying [${'-'.repeat(24)}] 0/8 collections, 0 B`)
-    expect(renderProgress('copying', { done: 3, total: 8, bytes: 2048 })).toBe(`copying [${'#'.repeat(9)}${'-'.repeat(15)}] 3/8 collections, 2.0 kB`)
-    expect(renderProgress('copying', { done: 8, total: 8, bytes: 3 * 1024 * 1024 })).toBe(`copying [${'#'.repeat(24)}] 8/8 collections, 3.0 MB`)
-    expect(formatBytes(1023)).toBe('1023 B')
+    expect(renderProgress('copying', { done: 3, total: 8, bytes: 2048 })).toBe(`copying [${'#'.repeat(9)}${'-'.repeat(15)}] 3/8 collections, 2.0 KiB`)
+    expect(renderProgress('copying', { done: 8, total: 8, bytes: 3 * 1024 * 1024 })).toBe(`copying [${'#'.repeat(24)}] 8/8 collections, 3.0 MiB`)
   })
 
   it('redraws in place, covers a longer line drawn before, and ends the line once', () => {
@@ -17,7 +16,7 @@ describe('progress bar', () => {
     bar.end()
     bar.end()
     expect(out[0]?.startsWith('\rcopying [')).toBe(true)
-    expect(out[1]?.length).toBe(out[0]?.length) // "1.5 kB" -> "10 B": padded over the old tail
+    expect(out[1]?.length).toBe(out[0]?.length) // "1.5 KiB" -> "10 B": padded over the old tail
     expect(out.slice(2)).toEqual(['\n'])
   })
 })
