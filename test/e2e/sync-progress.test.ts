@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import type { SyncProgressEvent } from '../../dist/index.js'
-import { CLI, COMMAND_TIMEOUT_MS, kitsync, makeHome, waitUntil } from '../helpers/cli.js'
+import { CLI, COMMAND_TIMEOUT_MS, kitsync, makeHome, spawnKitsync, stopProc, waitUntil } from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
 
 /**
@@ -68,5 +68,15 @@ describe('sync:progress', () => {
     expect(Number(full[3])).toBeGreaterThanOrEqual(APP_COLLECTIONS.length)
     expect(stdout).toContain('\r')
     expect(stdout).toMatch(/joined workspace/)
+
+    // A catch-up in a foreground peer (human output): a line when it ends, with the figures.
+    await a.set('notes', 'later', 'written while the new device was down')
+    const pc = spawnKitsync(hc, ['peer', 'start', ...NET, '--http-port', '0'])
+    try {
+      const synced = await pc.waitForLine((l) => l.includes(`synced    ${inviter}`), DEADLINE, 'the synced line of the catch-up')
+      expect(synced).toMatch(/^\d\d:\d\d:\d\d synced {4}\S+ \(\S+\): \d+ collections, [\d.]+ (?:B|KiB|MiB) in$/)
+    } finally {
+      await stopProc(pc)
+    }
   })
 })
