@@ -69,5 +69,13 @@ describe('join --items', () => {
     expect((await b.list()).map((c) => c.name).sort()).toEqual(['alerts', 'alerts-eu'])
     expect(await filesHolding(hb, 'LATER-JOURNAL-MARKER')).toEqual([])
     expect(await filesHolding(hb, 'LATER-WATCHLIST-MARKER')).toEqual([])
+
+    // through a running peer of the new device: the same (the items are set before the join)
+    const hc = await makeHome()
+    await peer(hc)
+    await kitsyncOk(hc, ['join', await invite(ha), '--name', 'sea', '--items', 'alerts-eu'])
+    expect(await names(hc)).toEqual(['alerts-eu'])
+    expect(await filesHolding(hc, 'SECRET-JOURNAL-MARKER')).toEqual([])
+    expect(await filesHolding(hc, 'VISIBLE-ALERT-MARKER')).not.toEqual([])
   })
 })
