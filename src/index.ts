@@ -16,6 +16,7 @@ export { BUILTIN_SECRET_RULES, type SecretRule } from './core/secrets.js'
 export { KitsyncError, ERROR_CODES, isKitsyncError, type ErrorCode } from './core/errors.js'
 export type { JsonValue, JsonObject, JsonPrimitive } from './core/json.js'
 export type { HistoryEntry, HistoryOptions, HistoryRetention, HistorySetting, RestoreResult, RestoreTarget } from './core/history-types.js'
+export type { DeviceSyncStatus, SyncState, SyncStatusView } from './core/sync-types.js'
 export type {
   AppendOptions,
   ChangeEvent,
@@ -31,6 +32,8 @@ export type {
   ResolveResult,
   SelfRevocation,
   SyncProgressEvent,
+  SyncPause,
+  SyncResumed,
   DeviceView,
   NetworkStatus,
   SyncOfflineEvent,

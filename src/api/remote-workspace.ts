@@ -20,6 +20,7 @@ import type {
   WorkspaceExport,
   WorkspaceInfo,
   WorkspaceStatus,
+  SyncPause,
 } from '../core/workspace-types.js'
 import { WORKSPACE_EVENTS } from '../core/workspace-types.js'
 import type { ItemsChange } from '../core/selection.js'
@@ -153,6 +154,14 @@ export class RemoteWorkspace implements Workspace {
   fetch(collection: string, options: SyncCallOptions = {}): Promise<FetchResult> {
     const { signal, ...params } = options
     return this.client.request('fetch', { collection, ...params }, { signal, what: 'fetch' }) as Promise<FetchResult>
+  }
+
+  pause(options: { forMs?: number } = {}): Promise<SyncPause> {
+    return this.client.request('pause', options.forMs === undefined ? {} : { forMs: options.forMs }) as Promise<SyncPause>
+  }
+
+  resume(): Promise<{ resumed: boolean }> {
+    return this.client.request('resume') as Promise<{ resumed: boolean }>
   }
 
   syncNow(options: SyncCallOptions = {}): Promise<SyncNowReport> {

@@ -42,6 +42,7 @@ export const ERROR_CODES = {
   PEER_UNREACHABLE: 7,
   /** A listen address (`--listen`) whose port another process holds. */
   PORT_IN_USE: 7,
+  SYNC_PAUSED: 7,
   // pairing tokens: exit 8
   TOKEN_INVALID: 8,
   TOKEN_EXPIRED: 8,

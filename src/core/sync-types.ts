@@ -36,6 +36,9 @@ export interface SyncCounters {
 export interface PeerCounters extends SyncCounters {
   /** Last time a frame came from this peer. */
   lastSeenAt?: number
+  /** When the last whole exchange with this peer completed, and how long it took. */
+  lastExchangeAt?: number
+  lastExchangeMs?: number
 }
 
 export interface SyncStatsSnapshot {
@@ -105,4 +108,36 @@ export interface ResetReport {
   cleared: string[]
   /** Sync sessions closed and reopened with a full exchange (running peer only). */
   sessionsRestarted: number
+}
+
+/** Where sync with a device (or, overall, with all of them) stands (kitsync status). */
+export type SyncState = 'idle' | 'syncing' | 'paused' | 'offline' | 'error'
+
+export interface DeviceSyncStatus {
+  deviceId: string
+  name: string
+  state: SyncState
+  /** While syncing: the exchange's collections answered out of all asked, bytes received meanwhile. */
+  progress?: { collectionsDone: number; collectionsTotal: number; bytesIn: number }
+  /** The error that ended the last session with it (state `error`), until a session says hello again. */
+  error?: { code: string; message: string; at: number }
+  /** This device's writes (Yjs operations) the device is not known to hold; offline: what goes when it is back. */
+  pending: number
+  /** The same per collection (only collections with some pending). */
+  pendingByCollection: Record<string, number>
+  /** Last frame from it; last time data moved either way; the last whole exchange and how long it took. */
+  lastSeenAt?: number
+  lastSyncAt?: number
+  lastExchangeAt?: number
+  lastExchangeMs?: number
+}
+
+/** `status().sync`: the state overall and per device. `live`: from the running peer, else from what it saved. */
+export interface SyncStatusView {
+  state: SyncState
+  live: boolean
+  paused?: { since: number; until?: number }
+  /** Sum of the devices' pending counts. */
+  pending: number
+  devices: DeviceSyncStatus[]
 }

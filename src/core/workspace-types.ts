@@ -2,7 +2,7 @@ import type { HistoryEntry, HistoryOptions, HistoryRetention, HistorySetting, Re
 import type { JsonValue } from './json.js'
 import type { SelfRevocation } from './membership.js'
 import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from './transfer-types.js'
-import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from './sync-types.js'
+import type { FetchResult, ItemsChange, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView, SyncStatusView } from './sync-types.js'
 
 /** The shape shared by every way of reaching a workspace: in-process or through a running peer. */
 
@@ -148,6 +148,10 @@ export interface WorkspaceEvents {
   'sync:conflict': ConflictEvent
   /** A catch-up with a peer advanced (emitted while a large catch-up runs). */
   'sync:progress': SyncProgressEvent
+  /** Sync was paused (see Workspace.pause). */
+  'sync:paused': SyncPause
+  /** Sync was resumed (by resume() or the end of the pause's time). */
+  'sync:resumed': SyncResumed
   /** A device was added to the workspace (here or on another device). */
   'device:joined': DeviceEvent
   /** A device was revoked (here or on another device). */
@@ -165,6 +169,8 @@ export const WORKSPACE_EVENTS = [
   'sync:offline',
   'sync:conflict',
   'sync:progress',
+  'sync:paused',
+  'sync:resumed',
   'device:joined',
   'device:revoked',
   'device:revoked-self',
@@ -296,6 +302,23 @@ export interface WorkspaceStatus {
   network?: NetworkStatus
   /** Present when this device knows it was revoked. */
   revoked?: SelfRevocation
+  /** Present while sync is paused (kitsync sync pause). */
+  paused?: SyncPause
+  /** Where sync stands overall and per device: state, pending count, last sync (see SyncStatusView). */
+  sync?: SyncStatusView
+}
+
+/** Sync paused (kitsync sync pause): no exchange with any device until resumed, or until `until`. */
+export interface SyncPause {
+  since: number
+  /** When it resumes by itself (`--for`); absent: until `sync resume`. */
+  until?: number
+}
+
+export interface SyncResumed {
+  at: number
+  /** `command`: resume() was called; `timer`: the `--for` time passed. */
+  by: 'command' | 'timer'
 }
 
 export interface WorkspaceExport {
@@ -372,6 +395,13 @@ export interface Workspace {
   fetch(collection: string, options?: SyncCallOptions): Promise<FetchResult>
   /** Exchange with every reachable device now (needs the running peer: PEER_NOT_RUNNING otherwise). */
   syncNow(options?: SyncCallOptions): Promise<SyncNowReport>
+  /**
+   * Stop exchanging with every device (local reads and writes go on) until resume(), or for
+   * `forMs`. Kept in the local store: a restarted peer stays paused. Pausing again replaces the time.
+   */
+  pause(options?: { forMs?: number }): Promise<SyncPause>
+  /** Exchange again at once; `resumed` is false when sync was not paused. */
+  resume(): Promise<{ resumed: boolean }>
   /** Sync counters per peer and per collection (live from the peer, else as last saved). */
   stats(): Promise<SyncStatsView>
   /** Clear sync state (counters, last seen, backoff); never data, keys or identity. */

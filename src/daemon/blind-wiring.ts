@@ -96,10 +96,15 @@ export class BlindWiring {
     mesh.on('connected', ({ peerId }) => this.connect(peerId))
   }
 
+  /** Sync paused: close the sessions with the stores (nothing goes up or comes down until resume). */
+  pause(): void {
+    for (const session of this.client.sessions()) session.close()
+  }
+
   /** Open a session with a store peer if this device is trusted and the peer is an untrusted member. */
   connect(peerId: string): void {
     const mesh = this.mesh
-    if (this.stopped || mesh === undefined) return
+    if (this.stopped || mesh === undefined || mesh.paused) return // paused: opened on resume (the mesh's connected event)
     if (!this.workspace.isUntrusted(peerId) || this.workspace.isUntrusted(this.self) || (this.workspace.keys?.epoch ?? 0) === 0) return
     // One session per store: a second connect() while the first is still opening (the mesh's
     // connected event and a join both ask) would make a second session and a second catch-up.

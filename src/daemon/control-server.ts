@@ -318,6 +318,14 @@ export class ControlServer {
         return ws.fetch(requireString(p, 'collection'), optionalTimeout(p))
       case 'syncNow':
         return ws.syncNow(optionalTimeout(p))
+      case 'pause': {
+        const forMs = p.forMs
+        if (forMs !== undefined && (typeof forMs !== 'number' || !Number.isFinite(forMs) || forMs <= 0))
+          throw new KitsyncError('INVALID_ARGUMENT', 'forMs must be a positive number of milliseconds')
+        return ws.pause(forMs === undefined ? {} : { forMs })
+      }
+      case 'resume':
+        return ws.resume()
       case 'stats':
         return ws.stats()
       case 'reset':

@@ -64,12 +64,17 @@ export class Invites
     private readonly workspace: LocalWorkspace,
     private readonly self: string,
     private readonly records: Map<string, InviteRecord>,
-    private readonly maxDevices: () => number,
+    private readonly maxDevices: () => number | Promise<number>,
   ) {
     super()
   }
 
-  static async load(file: string, workspace: LocalWorkspace, self: string, maxDevices: () => number = () => DEFAULT_MAX_DEVICES): Promise<Invites> {
+  static async load(
+    file: string,
+    workspace: LocalWorkspace,
+    self: string,
+    maxDevices: () => number | Promise<number> = () => DEFAULT_MAX_DEVICES,
+  ): Promise<Invites> {
     const raw = await readJsonFile(file)
     const records = new Map<string, InviteRecord>()
     if (isJsonObject(raw) && isJsonObject(raw.invites)) {
@@ -189,11 +194,11 @@ export class Invites
       throw new KitsyncError('DEVICE_REVOKED', 'this device was revoked; it can come back only with a new identity (a new home folder) and a new pairing')
     }
     const trusted = (await this.workspace.devices()).filter((d) => d.state === 'trusted' && d.peerId !== deviceId)
-    const limit = this.maxDevices()
+    const limit = await this.maxDevices()
     if (trusted.length >= limit) {
       throw new KitsyncError(
         'DEVICE_LIMIT_EXCEEDED',
-        `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise maxDevices in workspace.json`,
+        `the workspace already has ${trusted.length} devices, its limit is ${limit}; revoke one or raise the limit (kitsync devices limit N)`,
       )
     }
     return this.records.get(id) as InviteRecord

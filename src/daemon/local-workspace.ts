@@ -5,7 +5,6 @@ import { KitsyncError } from '../core/errors.js'
 import type { JsonValue } from '../core/json.js'
 import { TRANSPORT_COLLECTIONS, type AuditType, type Member, type Revocation } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
-import type { RecordChange } from '../core/record-collection.js'
 import { Hlc, nodeTagOf } from '../core/hlc.js'
 import type {
   AppendOptions,
@@ -36,11 +35,13 @@ import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../st
 import type { WorkspaceKeys } from '../store/key-file.js'
 import type { InterestRule, ItemsChange } from '../core/selection.js'
 import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
-import { CollectionRegistry, LOCAL_ORIGIN, type DocLoaded } from './collection-registry.js'
+import { CollectionRegistry, type DocLoaded } from './collection-registry.js'
+import { emitRecordChanges } from './change-events.js'
 import { checkCollections } from './index-check.js'
 import { CollectionSettingsBook } from './collection-settings.js'
 import { DeviceTrust } from './device-trust.js'
 import { WorkspaceConflicts } from './workspace-conflicts.js'
+import { withSyncStatus } from './sync-status.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { databaseParts, homeParts, type DatabaseOptions, type LocalWorkspaceOptions, type LocalWorkspaceParts } from './workspace-parts.js'
 import { WorkspaceWrites } from './workspace-writes.js'
@@ -107,7 +108,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
         conflicts: (name, collection, found) => this.conflictDesk.found(name, collection, found),
         conflictRecorded: (name, collection, open) => this.conflictDesk.recorded(name, collection, open),
         docLoaded: (e) => this.emitter.emit('doc-loaded', e),
-        changes: (name, changes) => this.emitChanges(name, changes),
+        changes: (name, changes) => emitRecordChanges(this.emitter, name, changes),
       },
     })
     this.settings = new CollectionSettingsBook(this.registry)
@@ -233,8 +234,8 @@ export class LocalWorkspace implements Workspace, SyncHost {
   }
 
   async status(): Promise<WorkspaceStatus> {
-    const revoked = await this.selfRevocation()
-    return { info: await this.info(), peer: { ...this.peerState }, collections: await this.list(), ...(revoked === undefined ? {} : { revoked }) }
+    const base = { info: await this.info(), peer: { ...this.peerState }, collections: await this.list() }
+    return withSyncStatus(base, await this.selfRevocation(), await this.sync.status())
   }
 
   /** This device's own revocation, once it learned it (local store, never synced). */
@@ -308,6 +309,16 @@ export class LocalWorkspace implements Workspace, SyncHost {
   syncNow(options?: SyncCallOptions): Promise<SyncNowReport> {
     this.assertOpen()
     return this.sync.syncNow(options)
+  }
+
+  pause(options?: { forMs?: number }): ReturnType<WorkspaceSync['pause']> {
+    this.assertOpen()
+    return this.sync.pause(options)
+  }
+
+  resume(): Promise<{ resumed: boolean }> {
+    this.assertOpen()
+    return this.sync.resume()
   }
 
   stats(): Promise<SyncStatsView> {
@@ -445,8 +456,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   /** Fold the update log of one collection (or of all) into a snapshot now, whatever the policy says. */
   async compact(collection?: string): Promise<void> {
-    const names = collection === undefined ? this.collectionNames() : [collection]
-    for (const name of names) await (await this.registry.existing(name)).log.compactNow()
+    for (const name of collection === undefined ? this.collectionNames() : [collection]) await (await this.registry.existing(name)).log.compactNow()
   }
 
   /** Storage figures of one collection (for status and benchmarks). */
@@ -485,15 +495,5 @@ export class LocalWorkspace implements Workspace, SyncHost {
   /** SyncHost: a collection this device does not hold yet, created from a peer's copy (see CollectionRegistry.adopt). */
   adopt(name: string, update: Uint8Array): Promise<Y.Doc | undefined> {
     return this.registry.adopt(name, update)
-  }
-
-  private emitChanges(collection: string, changes: RecordChange[]): void {
-    if (this.emitter.listenerCount('change') === 0) return
-    const at = Date.now()
-    const source = changes[0]?.origin === LOCAL_ORIGIN ? 'local' : 'remote'
-    for (const { key, value } of changes) {
-      const event: ChangeEvent = value === undefined ? { collection, key, op: 'del', source, at } : { collection, key, op: 'set', value, source, at }
-      this.emitter.emit('change', event)
-    }
   }
 }

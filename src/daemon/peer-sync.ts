@@ -6,7 +6,11 @@ import type { DeviceRecord, WorkspaceEvents } from '../core/workspace-types.js'
 import type { Mesh } from '../net/mesh.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import type { SyncSession } from '../sync/sync-session.js'
-import type { RunningSync, WorkspaceSync } from './workspace-sync.js'
+import { debugLog } from '../core/debug-log.js'
+import { SyncActivity } from './sync-status.js'
+import { DEFAULT_SYNC_NOW_MS, type RunningSync, type WorkspaceSync } from './workspace-sync.js'
+
+const log = debugLog('daemon:sync')
 
 /** How often the running peer saves its sync counters (and always when it stops). */
 export const STATS_SAVE_INTERVAL_MS = 30_000
@@ -38,6 +42,8 @@ export class PeerSync implements RunningSync {
   static async attach(workspace: PeerSyncWorkspace, engine: SyncEngine, mesh: Mesh, self: string): Promise<PeerSync> {
     const peerSync = new PeerSync(workspace, engine, mesh, self)
     await workspace.sync.restore(engine.stats)
+    await workspace.sync.restoreLedger(engine)
+    workspace.sync.activity = new SyncActivity(engine)
     workspace.sync.running = peerSync
     engine.on('progress', (e) => workspace.emitEvent('sync:progress', e))
     workspace.on('sync:conflict', (e) => {
@@ -50,10 +56,13 @@ export class PeerSync implements RunningSync {
     })
     const timer = setInterval(() => void workspace.sync.persist(), STATS_SAVE_INTERVAL_MS)
     timer.unref()
+    await workspace.sync.applyPause()
     workspace.onClose(async () => {
       clearInterval(timer)
+      workspace.sync.stopPauseTimer()
       await workspace.sync.persist()
       workspace.sync.running = undefined
+      workspace.sync.activity = undefined
     })
     return peerSync
   }
@@ -63,8 +72,24 @@ export class PeerSync implements RunningSync {
     if (this.mesh.retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', this.mesh.retired)
   }
 
+  /** Paused: `sync now` and fetch fail with SYNC_PAUSED rather than report nothing reached. */
+  private assertNotPaused(): void {
+    if (this.mesh.paused) throw new KitsyncError('SYNC_PAUSED', 'sync is paused on this device: resume it with kitsync sync resume')
+  }
+
+  pause(): void {
+    this.mesh.pause()
+  }
+
+  resume(): void {
+    this.mesh.resume()
+    // Exchange at once with every device (dialing the ones not connected), not after a backoff.
+    void this.syncNow(DEFAULT_SYNC_NOW_MS).catch((err: unknown) => log('the exchange on resume failed', err))
+  }
+
   async syncNow(timeoutMs: number, signal?: AbortSignal): Promise<SyncNowReport> {
     this.assertNotRevoked()
+    this.assertNotPaused()
     throwIfAborted(signal, 'sync now')
     const startedAt = Date.now()
     const deadline = startedAt + timeoutMs
@@ -145,6 +170,7 @@ export class PeerSync implements RunningSync {
 
   async pull(collection: string, timeoutMs: number, signal?: AbortSignal): Promise<{ peerId: string; complete: boolean }[]> {
     this.assertNotRevoked()
+    this.assertNotPaused()
     throwIfAborted(signal, 'fetch')
     const deadline = Date.now() + timeoutMs
     const sessions = this.engine.sessions().filter((s) => s.isReady && !s.isClosed)

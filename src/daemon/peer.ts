@@ -17,7 +17,7 @@ import { BLIND_PROTOCOL_ID } from '../net/blind-link.js'
 import { checkRevokedNotice, signRevokedNotice } from '../net/revocation-notice.js'
 import { BlindWiring } from './blind-wiring.js'
 import type { SnapshotPolicy } from '../blind/blind-client.js'
-import { checkControlSocket, homePaths, rememberBootstrap, type HomePaths } from '../store/home.js'
+import { checkControlSocket, homePaths, readWorkspaceConfig, rememberBootstrap, type HomePaths } from '../store/home.js'
 import { SyncEngine } from '../sync/sync-engine.js'
 import type { SyncLimits } from '../sync/sync-limits.js'
 import { ControlServer, socketAnswers } from './control-server.js'
@@ -130,8 +130,8 @@ export class Peer {
         ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }),
       })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
-      const maxDevices = config?.maxDevices ?? DEFAULT_MAX_DEVICES
-      const invites = await Invites.load(paths.invites, workspace, self, () => maxDevices)
+      // Read at each join: `kitsync devices limit N` changes it while the peer runs.
+      const invites = await Invites.load(paths.invites, workspace, self, async () => (await readWorkspaceConfig(paths))?.maxDevices ?? DEFAULT_MAX_DEVICES)
       // Workspace keys go to trusted members only: pulled on every new session, pushed after a
       // rotation (and passed on by whoever receives a newer epoch).
       const keys = workspace.keys
@@ -196,6 +196,7 @@ export class Peer {
       cleanup.unshift(() => mesh.stop())
       cleanup.unshift(() => blind.stop())
       blind.attach(mesh)
+      workspace.on('sync:paused', () => blind.pause())
       await PeerSync.attach(workspace, engine, mesh, self)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
       // A member added here (this device invited it) opens its session itself once welcomed;

@@ -3,14 +3,19 @@ import { debugLog } from '../core/debug-log.js'
 import { KitsyncError } from '../core/errors.js'
 import { assertCollectionName } from '../core/names.js'
 import { applyItemsChange, ItemSelection, ON_DEMAND_PREFIXES, type ItemsChange, type SelectionSettings } from '../core/selection.js'
-import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
+import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView, SyncStatusView } from '../core/sync-types.js'
+import type { DeviceRecord, SyncPause, WorkspaceEvents } from '../core/workspace-types.js'
 import type { DocStore } from '../store/doc-store.js'
 import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../store/home.js'
 import { readSnapshot, SyncStats } from '../sync/sync-stats.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
+import { PendingLedger } from '../sync/pending-ledger.js'
+import { buildSyncStatus, loadLedger, saveLedger, type SyncActivity } from './sync-status.js'
 
 /** Key of the saved sync counters in the local (never synced) part of the store. */
 export const STATS_KEY = 'sync-stats'
+/** Key of the sync pause (kitsync sync pause) in the local store: kept across a restart. */
+export const PAUSE_KEY = 'sync-pause'
 
 const log = debugLog('daemon:sync')
 
@@ -22,6 +27,9 @@ export interface WorkspaceSyncHost {
   appCollectionNames(): string[]
   members(): Promise<Record<string, { name: string }>>
   getAll(collection: string): Promise<Record<string, unknown>>
+  emitEvent<K extends keyof WorkspaceEvents>(event: K, payload: WorkspaceEvents[K]): void
+  devices(): Promise<DeviceRecord[]>
+  shares(peerId: string, collection: string): boolean
 }
 
 /** What the running peer adds (see PeerSync). */
@@ -32,6 +40,10 @@ export interface RunningSync {
   pull(collection: string, timeoutMs: number, signal?: AbortSignal): Promise<{ peerId: string; complete: boolean }[]>
   /** Forget per-peer state and restart every session with a full exchange; returns how many. */
   reset(): Promise<number>
+  /** Exchange with no one (close the sessions, dial no one, refuse sync streams) until resume. */
+  pause(): void
+  /** Exchange again, dialing every device now. */
+  resume(): void
 }
 
 export const DEFAULT_SYNC_NOW_MS = 15_000
@@ -44,7 +56,10 @@ export const DEFAULT_SYNC_NOW_MS = 15_000
 export class WorkspaceSync {
   selection = new ItemSelection()
   running: RunningSync | undefined
+  /** The running peer's progress and errors per device (see sync-status.ts). */
+  activity: SyncActivity | undefined
   private persisting: Promise<void> = Promise.resolve()
+  private pauseTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly host: WorkspaceSyncHost) {}
 
@@ -117,6 +132,69 @@ export class WorkspaceSync {
     return report
   }
 
+  /** The pause in force, if any (one whose time has passed is over). */
+  async paused(): Promise<SyncPause | undefined> {
+    const saved = readPause(await this.host.store.getLocal(PAUSE_KEY))
+    if (saved?.until !== undefined && saved.until <= Date.now()) return undefined
+    return saved
+  }
+
+  async pause(options: { forMs?: number } = {}): Promise<SyncPause> {
+    const forMs = options.forMs
+    if (forMs !== undefined && (typeof forMs !== 'number' || !Number.isFinite(forMs) || forMs <= 0))
+      throw new KitsyncError('INVALID_ARGUMENT', 'forMs must be a positive number of milliseconds')
+    const since = Date.now()
+    const pause: SyncPause = forMs === undefined ? { since } : { since, until: since + forMs }
+    await this.host.store.putLocal(PAUSE_KEY, pause)
+    this.running?.pause()
+    this.schedule(pause)
+    this.host.emitEvent('sync:paused', pause)
+    return pause
+  }
+
+  async resume(by: 'command' | 'timer' = 'command'): Promise<{ resumed: boolean }> {
+    clearTimeout(this.pauseTimer)
+    this.pauseTimer = undefined
+    const raw = readPause(await this.host.store.getLocal(PAUSE_KEY))
+    if (raw === undefined) return { resumed: false }
+    await this.host.store.putLocal(PAUSE_KEY, null)
+    this.running?.resume()
+    this.host.emitEvent('sync:resumed', { at: Date.now(), by })
+    return { resumed: true }
+  }
+
+  /** The peer starts: a pause on record holds (or ends now if its time passed while stopped). */
+  async applyPause(): Promise<void> {
+    const saved = readPause(await this.host.store.getLocal(PAUSE_KEY))
+    if (saved === undefined) return
+    if (saved.until !== undefined && saved.until <= Date.now()) {
+      await this.host.store.putLocal(PAUSE_KEY, null)
+      return
+    }
+    this.running?.pause()
+    this.schedule(saved)
+  }
+
+  /** Stop the `--for` timer (the workspace closes). */
+  stopPauseTimer(): void {
+    clearTimeout(this.pauseTimer)
+    this.pauseTimer = undefined
+  }
+
+  private schedule(pause: SyncPause): void {
+    clearTimeout(this.pauseTimer)
+    this.pauseTimer = undefined
+    if (pause.until === undefined) return
+    // setTimeout's longest wait is about 24.8 days; a longer pause checks again then.
+    const wait = Math.min(Math.max(0, pause.until - Date.now()), 2 ** 31 - 1)
+    this.pauseTimer = setTimeout(() => {
+      this.pauseTimer = undefined
+      if (pause.until !== undefined && pause.until > Date.now()) this.schedule(pause)
+      else void this.resume('timer').catch((err: unknown) => log('cannot resume sync at the end of the pause', err))
+    }, wait)
+    this.pauseTimer.unref()
+  }
+
   async stats(): Promise<SyncStatsView> {
     // Without the members the figures are shown by device id, not name.
     const members = await this.host.members().catch((err: unknown) => {
@@ -144,8 +222,46 @@ export class WorkspaceSync {
     return { cleared, sessionsRestarted }
   }
 
-  /** Save the running peer's counters if they changed (periodically and on stop). */
+  /** Where sync stands with each device and overall (status().sync). */
+  async status(): Promise<SyncStatusView> {
+    const devices = (await this.host.devices()).filter((d) => !d.self && d.state === 'trusted' && d.role === 'trusted')
+    const engine = this.running?.engine
+    const ledger =
+      engine?.ledger ??
+      (await loadLedger(
+        this.host.store,
+        new PendingLedger(),
+        devices.map((d) => d.peerId),
+      ))
+    const stats = await this.stats()
+    return buildSyncStatus({
+      devices,
+      paused: await this.paused(),
+      ledger,
+      shares: (peerId, collection) => this.host.shares(peerId, collection),
+      counters: stats.peers,
+      ...(engine === undefined ? {} : { running: { engine, activity: this.activity } }),
+    })
+  }
+
+  /** The running peer starts: continue the pending counts from what it saved. */
+  async restoreLedger(engine: SyncEngine): Promise<void> {
+    const devices = await this.host.devices()
+    await loadLedger(
+      this.host.store,
+      engine.ledger,
+      devices.filter((d) => !d.self).map((d) => d.peerId),
+    )
+  }
+
+  /** Save the running peer's counters and pending ledger if they changed (periodically and on stop). */
   persist(): Promise<void> {
+    const ledger = this.running?.engine.ledger
+    if (ledger !== undefined) {
+      this.persisting = this.persisting
+        .then(() => saveLedger(this.host.store, ledger))
+        .catch((err: unknown) => log('cannot save the pending ledger; the next exchange tells again', err))
+    }
     const stats = this.running?.engine.stats
     if (stats === undefined || !stats.dirty) return this.persisting
     stats.dirty = false
@@ -171,4 +287,11 @@ export class WorkspaceSync {
     if (saved !== undefined) stats.load(saved)
     stats.dirty = false
   }
+}
+
+function readPause(value: unknown): SyncPause | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  const { since, until } = value as { since?: unknown; until?: unknown }
+  if (typeof since !== 'number') return undefined
+  return typeof until === 'number' ? { since, until } : { since }
 }

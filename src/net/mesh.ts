@@ -64,6 +64,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   refusedCount = 0
   /** Set once this device knows it was revoked: why (see retire). */
   retired: string | undefined
+  /** Sync paused (kitsync sync pause): no dial, no session, sync streams refused, until resume. */
+  paused = false
 
   private constructor(node: Libp2p, options: MeshOptions, discovery: DiscoveryState) {
     super()
@@ -75,7 +77,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     this.discoveryKeys = options.discoveryKeys ?? (() => [])
     const clock: MeshClock = { now: options.now ?? systemClock.now, random: options.random ?? systemClock.random, after: systemClock.after }
     this.book = new PeerBook(clock.now)
-    const active = (): boolean => !this.stopped && this.retired === undefined
+    const active = (): boolean => !this.stopped && this.retired === undefined && !this.paused
     this.redials = new BackoffScheduler({ clock, active, resetOnSuccess: true })
     this.sync = new SyncSessions({
       node,
@@ -88,6 +90,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       refused: () => void this.refusedCount++,
       stopped: () => this.stopped,
       retired: () => this.retired,
+      paused: () => this.paused,
       clock,
     })
     this.relayDialer = new RelayDialer({
@@ -158,7 +161,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       throw new KitsyncError('INVALID_ARGUMENT', `cannot listen on ${this.listen.join(', ')}: ${message}`, { cause: err })
     }
     if (this.retired !== undefined) return
-    for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
+    if (!this.paused) for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
     if (this.discovery.mdns === 'on') {
       const { PrivateMdns } = await import('./private-mdns.js')
       if (this.stopped) return
@@ -244,6 +247,30 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     for (const connection of this.node.getConnections()) void connection.close().catch(() => connection.abort(new Error(why)))
   }
 
+  /**
+   * Pause sync: end every session, dial no one, refuse sync streams (the other device retries
+   * with its backoff). Connections stay open (the relay, pairing and the blind store use them).
+   */
+  pause(): void {
+    if (this.paused) return
+    this.paused = true
+    this.redials.cancelAll()
+    this.sync.closeAll()
+  }
+
+  /**
+   * End the pause and dial the bootstrap addresses. The sessions are opened by the caller, one
+   * per device (PeerSync.resume runs a sync now): opening them here as well gave two sessions
+   * opened by this device at once, and the two sides could keep different ones (see
+   * SyncSessions.attach), leaving the other device to open one after its retry backoff.
+   */
+  resume(): void {
+    if (!this.paused) return
+    this.paused = false
+    if (this.stopped || this.retired !== undefined) return
+    for (const addr of this.bootstrapAddrs) this.dialAddress(addr)
+  }
+
   async stop(): Promise<void> {
     this.stopped = true
     this.lan?.stop()
@@ -260,6 +287,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     // as connected again (its sync streams are refused; no data flows).
     if (this.retired !== undefined || !(await this.isMember(id).catch(() => false))) return // no answer: treated as a stranger
     this.touch(id, 'connected')
+    if (this.paused) return // its session opens on resume
     await this.sync.connected(peer)
   }
 
@@ -287,7 +315,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private async onDiscovery(peer: PeerId): Promise<void> {
     const id = peer.toString()
-    if (this.stopped || this.retired !== undefined || this.sync.has(id) || this.node.getConnections(peer).length > 0) return
+    if (this.stopped || this.retired !== undefined || this.paused || this.sync.has(id) || this.node.getConnections(peer).length > 0) return
     if (!(await this.isMember(id).catch(() => false))) return // no answer: treated as a stranger
     await this.node.dial(peer).catch(() => this.redials.schedule(id, () => this.node.dial(peer)))
   }

@@ -45,6 +45,8 @@ export interface SyncSessionsComponents {
   stopped: () => boolean
   /** Why this device was revoked, once it knows (see Mesh.retire). */
   retired: () => string | undefined
+  /** Sync paused on this device (see Mesh.pause). */
+  paused: () => boolean
   clock: Pick<MeshClock, 'random' | 'after'>
 }
 
@@ -66,7 +68,7 @@ export class SyncSessions {
     // A stream opens even to a peer that refuses it: the wait starts over once the peer answers (see attach).
     this.retries = new BackoffScheduler({
       clock: components.clock,
-      active: () => !components.stopped() && components.retired() === undefined,
+      active: () => !components.stopped() && components.retired() === undefined && !components.paused(),
       resetOnSuccess: false,
     })
   }
@@ -86,7 +88,7 @@ export class SyncSessions {
   /** A member connected: open its session unless one exists (or try again later). */
   async connected(peer: PeerId): Promise<void> {
     const id = peer.toString()
-    if (this.c.stopped() || this.sessions.has(id)) return
+    if (this.c.stopped() || this.c.paused() || this.sessions.has(id) || this.opening.has(id)) return
     await this.open(peer).catch((err: unknown) => {
       log('cannot open a sync session with %s: %s', id, (err as Error).message)
       this.retry(id)
@@ -210,6 +212,7 @@ export class SyncSessions {
   private async open(peer: PeerId, signal?: AbortSignal): Promise<void> {
     const retired = this.c.retired()
     if (retired !== undefined) throw new KitsyncError('DEVICE_REVOKED', retired)
+    if (this.c.paused()) throw new KitsyncError('SYNC_PAUSED', 'sync is paused on this device')
     const id = peer.toString()
     this.opening.add(id)
     try {
@@ -231,6 +234,15 @@ export class SyncSessions {
     const retired = this.c.retired()
     if (retired !== undefined) {
       stream.abort(new Error(retired))
+      return
+    }
+    if (this.c.paused()) {
+      // Paused: the stream is reset before any frame, not counted as refused; the device
+      // tries again with its backoff, and this one dials it on resume. A reset, not a close:
+      // a closed stream could stay half open on the other side, its session waiting for an
+      // end that did not come, and that session (opened by the smaller id) then won over every
+      // stream this device opened on resume (see attach), until it ended.
+      stream.abort(new Error('sync is paused on this device'))
       return
     }
     // No answer from the membership: treated as a stranger.
@@ -273,6 +285,13 @@ export class SyncSessions {
       stream.abort(new Error(retired))
       return
     }
+    if (this.c.paused()) {
+      stream.abort(new Error('sync is paused on this device'))
+      return
+    }
+    // The peer opened this one: it answers now, so a retry waiting here (its backoff grew while
+    // it refused, e.g. paused) is not needed any more, and the next one starts from the shortest wait.
+    if (initiator === peerId) this.retries.cancel(peerId)
     const existing = this.sessions.get(peerId)
     if (existing !== undefined) {
       const keepExisting = existing.initiator < initiator

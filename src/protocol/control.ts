@@ -51,6 +51,8 @@ export const CONTROL_METHODS = [
   'setItems',
   'fetch',
   'syncNow',
+  'pause',
+  'resume',
   'stats',
   'reset',
   'check',

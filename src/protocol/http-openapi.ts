@@ -64,7 +64,7 @@ const METHOD_DOCS: Partial<Record<ControlMethod, MethodDoc>> = {
     params: { source: [{ type: 'object', properties: { collections: obj }, required: ['collections'] }, true], dryRun: [bool, false], prune: [bool, false] },
     result: obj,
   },
-  status: { summary: 'The workspace, the peer and the network', result: obj },
+  status: { summary: 'The workspace, the peer, the network, and where sync stands per device (state, pending, last sync)', result: obj },
   watch: { summary: 'Server-Sent Events: change events (and the sync events with sync=true), as GET /api/v1/events' },
   unwatch: { summary: 'End an event stream by the id its first event (watching) announced', params: { watch: [num, true] }, result: bool },
   pair: {
@@ -105,6 +105,8 @@ const METHOD_DOCS: Partial<Record<ControlMethod, MethodDoc>> = {
   setItems: { summary: 'Change what this device syncs', params: { items: [patternChange, false], localOnly: [patternChange, false] }, result: obj },
   fetch: { summary: 'Fetch an on-demand collection from the devices', params: { collection: [str, true], timeoutMs: timeout }, result: obj },
   syncNow: { summary: 'Sync with every device now; what moved, per device', params: { timeoutMs: timeout }, result: obj },
+  pause: { summary: 'Pause sync: exchange with no device until resume (or forMs)', params: { forMs: [num, false] }, result: obj },
+  resume: { summary: 'Resume sync: dial every device now', result: obj },
   stats: { summary: 'Sync counters per device and per collection', result: obj },
   reset: { summary: 'Reset the sync state (counters, backoff, sessions); never the data', result: obj },
 }

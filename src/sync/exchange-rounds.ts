@@ -33,7 +33,8 @@ export interface RoundsHost {
   /** A round (opened with progress) advanced; `collection`: the answer that moved it (absent in the first report). */
   progress(progress: RoundProgress, collection?: string): void
   /** A round got every answer: one sync with the peer. */
-  completed(): void
+  /** A round completed, `ms` after it opened. */
+  completed(ms: number): void
 }
 
 /** One round, as handed from `open` to `requested` and `settle`. */
@@ -41,6 +42,7 @@ export interface Round {
   /** Collection -> how many answers for it must have arrived. */
   waiting: Map<string, number>
   total: number
+  openedAt: number
   done: number
   bytesInAtStart: number
   progress: boolean
@@ -61,7 +63,16 @@ export class ExchangeRounds {
 
   /** A new round; `progress`: it reports progress while it runs. */
   open(progress: boolean): Round {
-    return { waiting: new Map(), total: 0, done: 0, bytesInAtStart: this.host.bytesIn(), progress, lastProgressAt: -Infinity, resolve: () => undefined }
+    return {
+      waiting: new Map(),
+      total: 0,
+      openedAt: this.host.now(),
+      done: 0,
+      bytesInAtStart: this.host.bytesIn(),
+      progress,
+      lastProgressAt: -Infinity,
+      resolve: () => undefined,
+    }
   }
 
   /** A request (STEP1) for a collection is sent, as part of `round` if given. */
@@ -118,7 +129,7 @@ export class ExchangeRounds {
   private finish(round: Round): void {
     if (round.waiting.size > 0 || !this.rounds.has(round)) return
     this.rounds.delete(round)
-    this.host.completed()
+    this.host.completed(this.host.now() - round.openedAt)
     round.resolve({ complete: true, collections: round.total, collectionsDone: round.done })
   }
 

@@ -7,6 +7,7 @@ import { DEFAULT_SYNC_LIMITS, FrameBudget, type SyncLimits } from './sync-limits
 import type { SyncEvents } from './sync-events.js'
 import { SyncSession, type SessionOwner } from './sync-session.js'
 import { SyncStats } from './sync-stats.js'
+import { PendingLedger } from './pending-ledger.js'
 
 /**
  * The sync engine of one device: pure, no I/O. It keeps one session per connected peer and,
@@ -42,6 +43,8 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   readonly totals = { framesIn: 0, sessionsFailed: 0 }
   /** Counters per peer and per collection (kitsync stats). */
   readonly stats: SyncStats
+  /** What each device is known to hold of this device's writes (the pending count of status). */
+  readonly ledger = new PendingLedger()
 
   constructor(host: SyncHost, options: SyncEngineOptions = {}) {
     super()
@@ -77,6 +80,11 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
     doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
       // A read started before this update does not hold it, and the device has no session yet to send it on.
       this.readAhead.changed(name)
+      // A write made here (a document's load applies others' updates, not its own client's).
+      if (tr.local) {
+        const clock = tr.afterState.get(doc.clientID) ?? 0
+        if (clock > (tr.beforeState.get(doc.clientID) ?? 0)) this.ledger.localWrite(name, doc.clientID, clock)
+      }
       for (const session of this.active) if (session !== origin && session.shares(name)) session.enqueue(name, update, tr.beforeState)
     })
   }

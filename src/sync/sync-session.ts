@@ -9,6 +9,7 @@ import type { SyncEvents } from './sync-events.js'
 import type { PeerLink, SyncHost } from './sync-host.js'
 import type { SyncLimits } from './sync-limits.js'
 import type { SyncStats } from './sync-stats.js'
+import type { PendingLedger } from './pending-ledger.js'
 import { UpdateOutbox } from './update-outbox.js'
 
 /**
@@ -25,6 +26,7 @@ export interface SessionOwner {
   /** How a flush of merged updates is scheduled. */
   readonly schedule: (fn: () => void) => void
   readonly stats: SyncStats
+  readonly ledger: PendingLedger
   readonly totals: { framesIn: number }
   emit<K extends keyof SyncEvents>(event: K, payload: SyncEvents[K]): void
   /** Whether this device syncs a collection with a peer (the host's rule). */
@@ -119,7 +121,7 @@ export class SyncSession {
           bytes: p.bytesIn,
           ...p,
         }),
-      completed: () => owner.stats.synced(this.peerId),
+      completed: (ms) => owner.stats.synced(this.peerId, ms),
     })
     this.outbox = new UpdateOutbox({
       maxBufferedBytes: owner.limits.maxBufferedBytes,
@@ -278,7 +280,10 @@ export class SyncSession {
     if (!this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'sync frame before hello')
     if (!COLLECTION.test(frame.collection)) throw new KitsyncError('PROTOCOL_ERROR', `invalid collection name ${JSON.stringify(frame.collection)}`)
     this.owner.stats.collectionIn(frame.collection, bytes.byteLength)
-    if (frame.step === SyncStep.STEP1) this.interest.peerNamed.add(frame.collection)
+    if (frame.step === SyncStep.STEP1) {
+      this.interest.peerNamed.add(frame.collection)
+      if (this.shares(frame.collection)) this.peerReported(frame.collection, frame.payload)
+    }
     try {
       await this.sync(frame)
     } finally {
@@ -451,6 +456,17 @@ export class SyncSession {
 
   private sendUpdate(collection: string, step: number, payload: Uint8Array): void {
     this.send({ type: FrameType.SYNC, collection, step, payload })
+    if (step !== SyncStep.STEP1 && !this.closed && this.owner.ledger.hasOwn(collection)) this.owner.ledger.delivered(this.peerId, collection, payload)
+  }
+
+  /** The peer's state vector for a collection: what it holds of this device's writes (a malformed one is refused when handled). */
+  private peerReported(collection: string, vector: Uint8Array): void {
+    if (!this.owner.ledger.hasOwn(collection)) return
+    try {
+      this.owner.ledger.reported(this.peerId, collection, Y.decodeStateVector(vector))
+    } catch {
+      // handled (refused) by sync()
+    }
   }
 
   private send(frame: Frame): void {

@@ -88,8 +88,11 @@ export class SyncStats {
   }
 
   /** A whole exchange with a peer completed. */
-  synced(peerId: string): void {
-    this.peer(peerId).syncs++
+  synced(peerId: string, ms?: number): void {
+    const p = this.peer(peerId)
+    p.syncs++
+    p.lastExchangeAt = this.now()
+    if (ms !== undefined) p.lastExchangeMs = ms
   }
 
   /** One collection's exchange completed (its answer arrived). */
@@ -148,12 +151,12 @@ export function readSnapshot(value: unknown): SyncStatsSnapshot | undefined {
   if (v.format !== 'kitsync-sync-stats' || typeof v.since !== 'number') return undefined
   const counters = (x: unknown): SyncCounters | undefined => {
     if (typeof x !== 'object' || x === null) return undefined
-    const c = zero() as SyncCounters & { lastSeenAt?: number }
+    const c = zero() as SyncCounters & { lastSeenAt?: number; lastExchangeAt?: number; lastExchangeMs?: number }
     for (const k of NUMERIC) {
       const n = (x as Record<string, unknown>)[k]
       if (typeof n === 'number' && Number.isFinite(n) && n >= 0) (c[k] as number) = n
     }
-    for (const k of ['lastSyncAt', 'lastSeenAt'] as const) {
+    for (const k of ['lastSyncAt', 'lastSeenAt', 'lastExchangeAt', 'lastExchangeMs'] as const) {
       const n = (x as Record<string, unknown>)[k]
       if (typeof n === 'number') c[k] = n
     }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { example, globals, withWorkspace, type CliIO } from '../context.js'
+import { deviceLabel } from '../device-label.js'
 
 export function register(program: Command, io: CliIO): void {
   example(
@@ -7,7 +8,8 @@ export function register(program: Command, io: CliIO): void {
     'kitsync log --json',
   ).action(async (_options: unknown, cmd: Command) => {
     const opts = globals(cmd)
-    const entries = await withWorkspace(io, opts, (ws) => ws.log())
+    const [entries, devices] = await withWorkspace(io, opts, async (ws) => [await ws.log(), await ws.devices()] as const)
+    const names = Object.fromEntries(devices.map((d) => [d.peerId, d.name]))
     if (opts.json === true) {
       for (const e of entries) io.out(JSON.stringify(e) + '\n')
       return
@@ -15,7 +17,7 @@ export function register(program: Command, io: CliIO): void {
     if (entries.length === 0) io.out('the audit log is empty\n')
     for (const e of entries) {
       io.out(
-        `${new Date(e.at).toISOString()}  ${e.type.padEnd(18)}  by …${e.device.slice(-8)}${e.peer === undefined ? '' : `  peer …${e.peer.slice(-8)}`}  ${e.reason}\n`,
+        `${new Date(e.at).toISOString()}  ${e.type.padEnd(18)}  by ${deviceLabel(e.device, names)}${e.peer === undefined ? '' : `  peer ${deviceLabel(e.peer, names)}`}  ${e.reason}\n`,
       )
     }
   })

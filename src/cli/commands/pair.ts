@@ -3,7 +3,9 @@ import type { Command } from 'commander'
 import { ControlClient } from '../../api/control-client.js'
 import { KitsyncError } from '../../core/errors.js'
 import type { Invite, PendingJoin } from '../../daemon/invites.js'
-import { homePaths, resolveHome } from '../../store/home.js'
+import { countedDevices, deviceLimitOf, fullWarning } from '../../core/device-limit.js'
+import type { DeviceRecord } from '../../core/workspace-types.js'
+import { homePaths, readWorkspaceConfig, resolveHome } from '../../store/home.js'
 import { example, globals, networkOptions, peerOptionsFrom, type CliIO, type NetworkFlags } from '../context.js'
 
 export function register(program: Command, io: CliIO): void {
@@ -38,8 +40,9 @@ export function register(program: Command, io: CliIO): void {
     if (client !== undefined) {
       // The running peer issues the token and admits the new device.
       try {
+        const warning = await limitWarning(home, (await client.request('devices')) as DeviceRecord[])
         const invite = (await client.request('pair', { ttlMs, confirm: options.confirm === true, untrusted: options.untrusted === true })) as Invite
-        await show(io, display, invite)
+        await show(io, { ...display, warning }, invite)
         if (options.confirm === true) {
           const pending = new Promise<PendingJoin>((resolve, reject) => {
             client.onEvent((event, data) => {
@@ -61,8 +64,9 @@ export function register(program: Command, io: CliIO): void {
     // No peer runs: run one here until the token is used, expires, or Ctrl-C.
     const peer = await (await import('../../daemon/peer.js')).Peer.start({ home, ...peerOptionsFrom(options) })
     try {
+      const warning = await limitWarning(home, await peer.workspace.devices())
       const invite = await peer.createInvite(ttlMs, { confirm: options.confirm === true, untrusted: options.untrusted === true })
-      await show(io, display, invite)
+      await show(io, { ...display, warning }, invite)
       peer.invites.on('pending', (join) => {
         if (join.tokenId !== invite.tokenId) return
         void confirm(io, opts.json === true, join).then((accept) => peer.invites.approve(invite.tokenId, accept))
@@ -105,9 +109,15 @@ function isQrStyle(style: string): style is QrStyle {
   return style === 'ansi' || style === 'ascii' || style === 'none'
 }
 
-async function show(io: CliIO, display: { json: boolean; png: string | undefined; qr: QrStyle }, invite: Invite): Promise<void> {
+/** The workspace is full: a join with a new token would be refused (`--json`: a `warning` field, else a line on stderr). */
+async function limitWarning(home: string, devices: DeviceRecord[]): Promise<string | undefined> {
+  return fullWarning(countedDevices(devices).length, deviceLimitOf(await readWorkspaceConfig(homePaths(home))))
+}
+
+async function show(io: CliIO, display: { json: boolean; png: string | undefined; qr: QrStyle; warning?: string | undefined }, invite: Invite): Promise<void> {
   const { default: QRCode } = await import('qrcode')
-  const { json, png } = display
+  const { json, png, warning } = display
+  if (warning !== undefined && !json) io.err(`kitsync: warning: ${warning}\n`)
   if (png !== undefined) await writePrivateFile(png, await QRCode.toBuffer(invite.token, { type: 'png', errorCorrectionLevel: 'M' }))
   if (json) {
     io.out(
@@ -116,6 +126,7 @@ async function show(io: CliIO, display: { json: boolean; png: string | undefined
         addresses: invite.addresses,
         expiresAt: new Date(invite.expiresAt).toISOString(),
         ...(png === undefined ? {} : { png }),
+        ...(warning === undefined ? {} : { warning }),
       }) + '\n',
     )
     return

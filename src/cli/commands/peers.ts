@@ -3,14 +3,16 @@ import { KitsyncError } from '../../core/errors.js'
 import type { DeviceView } from '../../core/workspace-types.js'
 import { example, globals, print, type CliIO } from '../context.js'
 import { openForCli } from '../peer-open.js'
+import { seenText, shortId } from '../device-label.js'
 
 const ago = (t: number | undefined): string => (t === undefined ? '-' : `${Math.max(0, Math.round((Date.now() - t) / 1000))}s ago`)
+const SEEN_WIDTH = 30
 
 export function formatDevices(devices: DeviceView[]): string {
-  const lines = [`${'DEVICE'.padEnd(14)}  ${'NAME'.padEnd(16)}  ${'STATE'.padEnd(12)}  ${'LAST SEEN'.padEnd(10)}  ${'LAST SYNC'.padEnd(10)}  ADDRESS`]
+  const lines = [`${'DEVICE'.padEnd(10)}  ${'NAME'.padEnd(16)}  ${'STATE'.padEnd(12)}  ${'LAST SEEN'.padEnd(SEEN_WIDTH)}  ${'LAST SYNC'.padEnd(10)}  ADDRESS`]
   for (const d of devices) {
     lines.push(
-      `${('…' + d.peerId.slice(-12)).padEnd(14)}  ${d.name.slice(0, 16).padEnd(16)}  ${d.state.padEnd(12)}  ${ago(d.lastSeen).padEnd(10)}  ${ago(d.lastSync).padEnd(10)}  ${d.address ?? '-'}`,
+      `${shortId(d.peerId).padEnd(10)}  ${d.name.slice(0, 16).padEnd(16)}  ${d.state.padEnd(12)}  ${seenText(d.lastSeen).padEnd(SEEN_WIDTH)}  ${ago(d.lastSync).padEnd(10)}  ${d.address ?? '-'}`,
     )
   }
   return lines.join('\n') + '\n'

@@ -3,6 +3,8 @@ import { homeExists, homePaths, readWorkspaceConfig, resolveHome } from '../../s
 import { ControlClient } from '../../api/control-client.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
 import { formatCollections } from './list.js'
+import { formatSyncStatus } from './status-sync.js'
+import { shortId } from '../device-label.js'
 
 export function register(program: Command, io: CliIO): void {
   example(
@@ -38,6 +40,11 @@ export function register(program: Command, io: CliIO): void {
           : [
               `membership revoked by ${status.revoked.revokedBy} at ${new Date(status.revoked.revokedAt).toISOString()}${status.revoked.reason === undefined ? '' : ` (${status.revoked.reason})`}: the other devices refuse this device`,
             ]),
+        ...(status.paused === undefined
+          ? []
+          : [
+              `sync      paused since ${new Date(status.paused.since).toISOString()}${status.paused.until === undefined ? ' until kitsync sync resume' : `, resumes at ${new Date(status.paused.until).toISOString()}`}`,
+            ]),
         ...(status.network === undefined
           ? []
           : [
@@ -47,8 +54,9 @@ export function register(program: Command, io: CliIO): void {
               `peers     ${status.network.connected} connected, ${status.network.devices.filter((d) => d.peerId !== info.deviceId).length} other device(s) in the workspace, ${status.network.refusedConnections} refused connection(s)`,
               ...status.network.devices
                 .filter((d) => d.state === 'connected')
-                .map((d) => `          ${d.peerId.slice(-12)} ${d.name}: ${d.unsentBytes ?? 0} bytes unsent`),
+                .map((d) => `          ${d.name} (${shortId(d.peerId)}): ${d.unsentBytes ?? 0} bytes unsent`),
             ]),
+        ...(status.sync === undefined ? [] : formatSyncStatus(status.sync)),
         ...deviceEvents.map((e) => `device    ${new Date(e.at).toISOString()} ${e.reason}`),
         '',
         formatCollections(status.collections),

@@ -20,6 +20,15 @@ export function formatSyncNow(r: SyncNowReport): string {
   return lines.join('\n') + '\n'
 }
 
+/** `30s`, `10m`, `2h` (a bare number is seconds) as milliseconds; at most 30 days. */
+export function parseDuration(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([smh]?)$/.exec(value.trim())
+  const ms = m === null ? NaN : Number(m[1]) * { '': 1000, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as '' | 's' | 'm' | 'h']
+  if (!Number.isFinite(ms) || ms <= 0 || ms > 30 * 24 * 3_600_000)
+    throw new KitsyncError('INVALID_ARGUMENT', `--for ${value}: expected a duration such as 30s, 10m or 2h (at most 720h)`)
+  return Math.round(ms)
+}
+
 export function register(program: Command, io: CliIO): void {
   const sync = example(program.command('sync').description('sync operations of the running peer'), 'kitsync sync now')
   example(
@@ -48,4 +57,29 @@ export function register(program: Command, io: CliIO): void {
     }
     print(io, opts, report, () => formatSyncNow(report))
   })
+
+  example(
+    sync
+      .command('pause')
+      .description(
+        'stop exchanging with every device (no dial, sessions closed, their sync streams refused) while reads and writes here go on; kept across a peer restart until sync resume or the --for time',
+      )
+      .option('--for <duration>', 'resume by itself after this long (30s, 10m, 2h)'),
+    'kitsync sync pause',
+    'kitsync sync pause --for 10m',
+  ).action(async (options: { for?: string }, cmd: Command) => {
+    const opts = globals(cmd)
+    const forMs = options.for === undefined ? undefined : parseDuration(options.for)
+    const pause = await withWorkspace(io, opts, (ws) => ws.pause(forMs === undefined ? {} : { forMs }))
+    print(io, opts, pause, () =>
+      pause.until === undefined ? 'sync paused until kitsync sync resume\n' : `sync paused until ${new Date(pause.until).toISOString()}\n`,
+    )
+  })
+  example(sync.command('resume').description('end a pause: exchange with every device at once'), 'kitsync sync resume').action(
+    async (_options: unknown, cmd: Command) => {
+      const opts = globals(cmd)
+      const r = await withWorkspace(io, opts, (ws) => ws.resume())
+      print(io, opts, r, () => (r.resumed ? 'sync resumed\n' : 'sync was not paused\n'))
+    },
+  )
 }
