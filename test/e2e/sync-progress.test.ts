@@ -69,6 +69,15 @@ describe('sync:progress', () => {
     expect(stdout).toContain('\r')
     expect(stdout).toMatch(/joined workspace/)
 
+    // The same through a running peer of the new device (the bar follows its events).
+    const hd = await makeHome()
+    await peer(hd)
+    const viaPeer = [process.execPath, CLI, '--home', hd, 'join', await invite(ha), '--name', 'dee'].map((a) => `'${a}'`).join(' ')
+    const shown = (await run('script', ['-qec', viaPeer, '/dev/null'], { timeout: COMMAND_TIMEOUT_MS })).stdout
+    const viaBar = [...shown.matchAll(/copying \[([#-]{24})\] (\d+)\/(\d+) collections/g)].at(-1)
+    expect(viaBar?.[2], shown).toBe(viaBar?.[3])
+    expect(Number(viaBar?.[3])).toBeGreaterThanOrEqual(APP_COLLECTIONS.length)
+
     // A catch-up in a foreground peer (human output): a line when it ends, with the figures.
     await a.set('notes', 'later', 'written while the new device was down')
     const pc = spawnKitsync(hc, ['peer', 'start', ...NET, '--http-port', '0'])
