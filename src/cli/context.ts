@@ -17,6 +17,8 @@ export interface CliIO {
   /** Whether stdin / stdout is a terminal (absent: not one). */
   stdinIsTTY?: boolean
   stdoutIsTTY?: boolean
+  /** Whether stderr is a terminal (progress bars are drawn there only then). */
+  stderrIsTTY?: boolean
 }
 
 export interface GlobalOptions {

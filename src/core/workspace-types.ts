@@ -82,8 +82,22 @@ export interface ConflictEvent {
   at: number
 }
 
-/** Progress of a catch-up with one peer: collections brought up to date so far, and bytes received. */
+/**
+ * Progress of an exchange with one peer (the catch-up when a session opens: a join, a device
+ * back online; `sync now`): `done` of the `total` collections asked for in it were answered,
+ * `bytes` received from the peer since it began. The total is what the session knows up front:
+ * the collections both sides sync (a STEP2 answer carries no announced size before it arrives).
+ * At most one event per 200 ms per exchange; the first and the last (done === total) always.
+ */
 export interface SyncProgressEvent extends SyncPeerEvent {
+  /** The device (its id, the same as peerId). */
+  device: string
+  /** The collection whose answer moved the count (absent in the first event of an exchange). */
+  collection?: string
+  done: number
+  total: number
+  bytes: number
+  /** Same as done, total and bytes (the names of kitsync 0.1). */
   collectionsDone: number
   collectionsTotal: number
   bytesIn: number

@@ -169,10 +169,13 @@ export class ControlServer {
     failed: (err: unknown) => void,
   ): void {
     const collection = optionalString(params, 'collection')
-    const iterable = this.workspace.changes({ signal, ...(collection === undefined ? {} : { collection }) })
-    void (async () => {
-      for await (const change of iterable) send('change', { watch: id, ...change })
-    })().catch(failed)
+    // `changes: false`: the sync events only (a join's progress bar needs no record changes).
+    if (params?.changes !== false) {
+      const iterable = this.workspace.changes({ signal, ...(collection === undefined ? {} : { collection }) })
+      void (async () => {
+        for await (const change of iterable) send('change', { watch: id, ...change })
+      })().catch(failed)
+    }
     if (params?.sync === true) {
       const offs = WORKSPACE_EVENTS.filter((e) => e !== 'change').map((event) => this.workspace.on(event, (data) => send(event, { watch: id, ...data })))
       signal.addEventListener('abort', () => offs.forEach((off) => off()))

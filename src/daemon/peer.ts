@@ -161,7 +161,8 @@ export class Peer {
         privateKey: identity.privateKey,
         engine,
         isMember: (id) => workspace.isMember(id),
-        listen: options.listen ?? DEFAULT_LISTEN,
+        // Without --listen: what `join --listen` remembered (a second device on this machine), else the default.
+        listen: options.listen ?? (Array.isArray(config?.listen) && config.listen.length > 0 ? config.listen : DEFAULT_LISTEN),
         bootstrap,
         mdns: options.mdns ?? true,
         discoveryKeys: () => keys?.all() ?? [],

@@ -199,6 +199,8 @@ export interface WorkspaceConfig {
   maxRecordBytes?: number
   /** Multiaddrs of peers to dial at start, remembered from `peer start --bootstrap`. */
   bootstrap?: string[]
+  /** Multiaddrs the peer listens on when started without --listen, remembered from `join --listen`. */
+  listen?: string[]
   /** Most trusted devices a join may bring the workspace to (default 5). */
   maxDevices?: number
   /** Selective sync: names or patterns of the collections this device syncs (absent: all). */

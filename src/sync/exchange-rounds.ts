@@ -30,8 +30,8 @@ export interface RoundsHost {
   /** Bytes received on the session so far. */
   bytesIn(): number
   isClosed(): boolean
-  /** A round (opened with progress) advanced. */
-  progress(progress: RoundProgress): void
+  /** A round (opened with progress) advanced; `collection`: the answer that moved it (absent in the first report). */
+  progress(progress: RoundProgress, collection?: string): void
   /** A round got every answer: one sync with the peer. */
   /** A round completed, `ms` after it opened. */
   completed(ms: number): void
@@ -115,7 +115,7 @@ export class ExchangeRounds {
       if (needed === undefined || answered < needed) continue
       round.waiting.delete(name)
       round.done++
-      this.emitProgress(round, false)
+      this.emitProgress(round, false, name)
       this.finish(round)
     }
   }
@@ -133,12 +133,12 @@ export class ExchangeRounds {
     round.resolve({ complete: true, collections: round.total, collectionsDone: round.done })
   }
 
-  private emitProgress(round: Round, first: boolean): void {
+  private emitProgress(round: Round, first: boolean, collection?: string): void {
     if (!round.progress || round.total === 0) return
     const now = this.host.now()
     const last = round.done === round.total
     if (!first && !last && now - round.lastProgressAt < PROGRESS_INTERVAL_MS) return
     round.lastProgressAt = now
-    this.host.progress({ collectionsDone: round.done, collectionsTotal: round.total, bytesIn: this.host.bytesIn() - round.bytesInAtStart })
+    this.host.progress({ collectionsDone: round.done, collectionsTotal: round.total, bytesIn: this.host.bytesIn() - round.bytesInAtStart }, collection)
   }
 }

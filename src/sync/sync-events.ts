@@ -1,4 +1,5 @@
 import type { KitsyncError } from '../core/errors.js'
+import type { SyncProgressEvent } from '../core/workspace-types.js'
 import type { RevokedFrame } from '../protocol/sync-frames.js'
 
 /** What the sync engine reports; its sessions emit them through it (SessionOwner.emit). */
@@ -12,7 +13,7 @@ export interface SyncEvents {
   /** The session ended. */
   offline: { peerId: string; error?: KitsyncError }
   /** An exchange with a peer advanced: collections answered so far out of all asked, bytes received meanwhile. */
-  progress: { peerId: string; collectionsDone: number; collectionsTotal: number; bytesIn: number }
+  progress: SyncProgressEvent
   /** The peer refused this device as revoked (a REVOKED frame, not verified here; the session is closed). */
   revoked: { peerId: string; notice: RevokedFrame }
 }

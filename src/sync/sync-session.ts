@@ -111,7 +111,16 @@ export class SyncSession {
       now: () => owner.now(),
       bytesIn: () => this.stats.bytesIn,
       isClosed: () => this.closed,
-      progress: (p) => owner.emit('progress', { peerId: this.peerId, ...p }),
+      progress: (p, collection) =>
+        owner.emit('progress', {
+          peerId: this.peerId,
+          device: this.peerId,
+          ...(collection === undefined ? {} : { collection }),
+          done: p.collectionsDone,
+          total: p.collectionsTotal,
+          bytes: p.bytesIn,
+          ...p,
+        }),
       completed: (ms) => owner.stats.synced(this.peerId, ms),
     })
     this.outbox = new UpdateOutbox({

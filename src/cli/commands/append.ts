@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { parseJson } from '../../core/json.js'
 import { example, globals, parseJsonArgument, print, withWorkspace, type CliIO } from '../context.js'
+import { warnIfNotSynced } from '../sync-warning.js'
 
 export function register(program: Command, io: CliIO): void {
   example(
@@ -19,7 +20,11 @@ export function register(program: Command, io: CliIO): void {
   ).action(async (collection: string, json: string, options: { key?: string; field?: string }, cmd: Command) => {
     const opts = globals(cmd)
     const value = json === '-' ? parseJson(await io.readStdin(), 'the entry') : parseJsonArgument(json, 'the entry')
-    const r = await withWorkspace(io, opts, (ws) => ws.append(collection, value, options))
+    const r = await withWorkspace(io, opts, async (ws) => {
+      const appended = await ws.append(collection, value, options)
+      await warnIfNotSynced(io, ws, collection)
+      return appended
+    })
     print(io, opts, { collection, key: r.key }, () => `${r.key}\n`)
   })
 }

@@ -6,13 +6,18 @@ import { ControlClient } from '../../api/control-client.js'
 import { isKitsyncError, KitsyncError } from '../../core/errors.js'
 import { decodeToken, TOKEN_FLAG_CONFIRM } from '../../protocol/pair-token.js'
 import type { JoinResult } from '../../daemon/peer.js'
-import { homePaths, readWorkspaceConfig, resolveHome } from '../../store/home.js'
+import { homePaths, readWorkspaceConfig, resolveHome, writeWorkspaceConfig } from '../../store/home.js'
+import { assertPattern } from '../../core/selection.js'
+import type { SyncProgressEvent } from '../../core/workspace-types.js'
+import { ProgressBar } from '../progress-bar.js'
+import { splitList } from './items.js'
 import { example, globals, networkOptions, peerOptionsFrom, print, type CliIO, type NetworkFlags } from '../context.js'
 
 interface JoinFlags extends NetworkFlags {
   name: string
   tokenFile?: string
   replace?: boolean
+  items?: string[]
 }
 
 export function register(program: Command, io: CliIO): void {
@@ -30,19 +35,29 @@ export function register(program: Command, io: CliIO): void {
           '--replace',
           'if this home holds another workspace, write a backup export of it into the home folder (backup-TIME.json, 0600) and join in its place',
         )
-        .option('--name <device>', 'name of this device as the others will see it', hostname()),
+        .option('--name <device>', 'name of this device as the others will see it', hostname())
+        .option(
+          '--items <names>',
+          'sync only these collections, from the first copy on (names or patterns as kitsync items takes them, comma-separated, repeatable); the others are never copied here',
+          collectItems,
+        ),
     ),
     'kitsync join - --name laptop < token.txt      # token on standard input',
     'kitsync join --token-file token.txt',
     'kitsync join ks1AbC... --name laptop',
+    "kitsync join --token-file token.txt --items 'alerts*,watchlists'   # copy only these collections",
   ).action(async (tokenArg: string | undefined, options: JoinFlags, cmd: Command) => {
     const opts = globals(cmd)
     const token = await readToken(io, tokenArg, options.tokenFile)
     const decoded = decodeToken(token) // refuse a damaged token before touching anything
+    const items = options.items === undefined ? undefined : splitList(options.items)
+    for (const p of items ?? []) assertPattern(p) // refuse a bad pattern before touching anything
     // With a --confirm token the inviter's person compares this code with the one on their screen.
     const showCode = (decoded.flags & TOKEN_FLAG_CONFIRM) !== 0
     const home = resolveHome(opts.home, io.env)
     const client = await ControlClient.connect(homePaths(home).socket)
+    // The copy on a terminal: a progress bar on stderr (events at most every 200 ms).
+    const bar = opts.json !== true && io.stderrIsTTY === true ? new ProgressBar(io.err, 'copying') : undefined
     let result: JoinResult & { backup?: string }
     if (client !== undefined) {
       try {
@@ -52,9 +67,18 @@ export function register(program: Command, io: CliIO): void {
             `join --replace replaces the store of ${home}, which its running peer holds: stop the peer first, then run join --replace again`,
           )
         }
+        // The selection first: the first exchange with the inviter then asks only for these.
+        if (items !== undefined) await client.request('setItems', { items: { set: items } })
+        if (bar !== undefined) {
+          client.onEvent((event, data) => {
+            if (event === 'sync:progress') bar.update(data as SyncProgressEvent)
+          })
+          await client.request('watch', { sync: true, changes: false })
+        }
         result = (await client.request('join', { token, name: options.name })) as JoinResult
         // (through a running peer the confirmation code is in its output: kitsync peer start)
       } finally {
+        bar?.end()
         client.close()
       }
     } else {
@@ -64,8 +88,11 @@ export function register(program: Command, io: CliIO): void {
         decoded.workspaceId,
         options,
         showCode ? (code) => io.err(`confirmation code: ${code} (the inviting device shows the same code; approve it there)\n`) : undefined,
-      )
+        bar,
+      ).finally(() => bar?.end())
     }
+    // The addresses of this join are the peer's from now on (two devices on one machine need two ports).
+    if (options.listen !== undefined) await rememberListen(home, options.listen)
     print(
       io,
       opts,
@@ -74,6 +101,15 @@ export function register(program: Command, io: CliIO): void {
         `${result.backup === undefined ? '' : `the workspace this home held was exported to ${result.backup} (0600)\n`}joined workspace ${result.name} (${result.workspaceId})\n${result.caughtUp ? 'copied the workspace from the inviting device' : 'the copy did not finish; it continues when the peer runs (kitsync peer start)'}\n`,
     )
   })
+}
+
+const collectItems = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+/** Keep `join --listen` in workspace.json: `peer start` without --listen listens there. */
+async function rememberListen(home: string, listen: string[]): Promise<void> {
+  const paths = homePaths(home)
+  const config = await readWorkspaceConfig(paths)
+  if (config !== undefined) await writeWorkspaceConfig(paths, { ...config, listen })
 }
 
 /** The token from the argument, standard input (`-`) or --token-file: exactly one of them. */
@@ -108,6 +144,7 @@ async function joinHere(
   workspaceId: string,
   options: JoinFlags,
   onCode: ((code: string) => void) | undefined,
+  bar: ProgressBar | undefined,
 ): Promise<JoinResult & { backup?: string }> {
   const before = await entriesOf(home)
   // Refused before any peer starts here; Peer.join checks again (and alone, through a running peer).
@@ -117,7 +154,14 @@ async function joinHere(
   try {
     const peer = await (
       await import('../../daemon/peer.js')
-    ).Peer.start({ home, control: false, ...peerOptionsFrom({ listen: ['/ip4/0.0.0.0/tcp/0'], ...options }) })
+    ).Peer.start({
+      home,
+      control: false,
+      ...peerOptionsFrom({ listen: ['/ip4/0.0.0.0/tcp/0'], ...options }),
+      // Set before the network starts, so the first sync session asks only for these.
+      ...(options.items === undefined ? {} : { items: splitList(options.items) }),
+      ...(bar === undefined ? {} : { listeners: { 'sync:progress': (e: SyncProgressEvent) => bar.update(e) } }),
+    })
     started = true
     try {
       result = await peer.join(token, options.name, onCode === undefined ? {} : { onCode })

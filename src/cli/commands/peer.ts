@@ -6,6 +6,8 @@ import { splitList } from './items.js'
 import { registerService, startFlagsAsArgs, startDetachedAndPrint } from './peer-service.js'
 import { addLogOptions, logOptionsFrom, type LogFlags } from './peer-log-options.js'
 import type { LogLevel } from '../headless-log.js'
+import type { SyncProgressEvent } from '../../core/workspace-types.js'
+import { formatBytes } from './stats.js'
 
 export function register(program: Command, io: CliIO): void {
   const peer = example(program.command('peer').description('run the peer of this device'), 'kitsync peer start --json')
@@ -54,6 +56,7 @@ export function register(program: Command, io: CliIO): void {
       const time = new Date().toTimeString().slice(0, 8)
       return () => (json ? JSON.stringify({ event, ...payload }) + '\n' : `${time} ${typeof human === 'string' ? human : human()}\n`)
     }
+    const progressLine = progressLines()
     const running = await (
       await import('../../daemon/peer.js')
     ).Peer.start({
@@ -61,6 +64,8 @@ export function register(program: Command, io: CliIO): void {
       listeners: {
         'sync:connected': (e) => emit(line('sync:connected', e, () => `connected ${who(e.peerId)}`)),
         'sync:offline': (e) => emit(line('sync:offline', e, () => `offline   ${who(e.peerId)}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
+        // A person sees long catch-ups move (a line every few seconds) and each one end.
+        ...(json ? {} : { 'sync:progress': (e: SyncProgressEvent) => progressLine(e, (human) => emit(line('sync:progress', e, () => human(who(e.device))))) }),
         'device:joined': (e) => {
           names.set(e.peerId, e.name)
           emit(line('device:joined', e, `joined    ${e.name} ${e.peerId}`))
@@ -115,6 +120,25 @@ export function register(program: Command, io: CliIO): void {
     else io.out(`kitsync peer stopped (${signal})\n`)
   })
   registerService(peer, io)
+}
+
+const PROGRESS_LINE_MS = 3000
+
+/** For a person: each exchange's end, and while a long one runs a line at most every PROGRESS_LINE_MS per device. */
+function progressLines(): (e: SyncProgressEvent, show: (human: (device: string) => string) => void) => void {
+  const shown = new Map<string, number>()
+  return (e, show) => {
+    const now = Date.now()
+    const last = e.done === 0 ? undefined : shown.get(e.device)
+    if (last === undefined) shown.set(e.device, now)
+    if (e.done === e.total) {
+      shown.delete(e.device)
+      show((device) => `synced    ${device}: ${e.total} collection${e.total === 1 ? '' : 's'}, ${formatBytes(e.bytes)} in`)
+    } else if (last !== undefined && now - last >= PROGRESS_LINE_MS) {
+      shown.set(e.device, now)
+      show((device) => `syncing   ${device}: ${e.done}/${e.total} collections, ${formatBytes(e.bytes)} in`)
+    }
+  }
 }
 
 /** `peer start --headless`: JSON log lines (pino) on stdout; SIGTERM stops cleanly with exit 0. */

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+import { warnIfNotSynced } from '../sync-warning.js'
 
 export function register(program: Command, io: CliIO): void {
   example(
@@ -13,7 +14,10 @@ export function register(program: Command, io: CliIO): void {
     'kitsync add watchlists tech symbols NVDA AMD',
   ).action(async (collection: string, key: string, field: string, elements: string[], _o: unknown, cmd: Command) => {
     const opts = globals(cmd)
-    await withWorkspace(io, opts, (ws) => ws.add(collection, key, field, elements))
+    await withWorkspace(io, opts, async (ws) => {
+      await ws.add(collection, key, field, elements)
+      await warnIfNotSynced(io, ws, collection)
+    })
     print(io, opts, { collection, key, field, added: elements }, () => '')
   })
   example(
@@ -27,7 +31,10 @@ export function register(program: Command, io: CliIO): void {
     'kitsync remove watchlists tech symbols AMD',
   ).action(async (collection: string, key: string, field: string, elements: string[], _o: unknown, cmd: Command) => {
     const opts = globals(cmd)
-    await withWorkspace(io, opts, (ws) => ws.remove(collection, key, field, elements))
+    await withWorkspace(io, opts, async (ws) => {
+      await ws.remove(collection, key, field, elements)
+      await warnIfNotSynced(io, ws, collection)
+    })
     print(io, opts, { collection, key, field, removed: elements }, () => '')
   })
 }

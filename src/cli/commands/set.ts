@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { parseJson } from '../../core/json.js'
 import { example, globals, parseJsonArgument, print, withWorkspace, type CliIO } from '../context.js'
+import { warnIfNotSynced } from '../sync-warning.js'
 
 export function register(program: Command, io: CliIO): void {
   example(
@@ -17,7 +18,10 @@ export function register(program: Command, io: CliIO): void {
     const opts = globals(cmd)
     // Parse before opening anything: bad input never reaches the store.
     const value = json === '-' ? parseJson(await io.readStdin(), 'the record') : parseJsonArgument(json, 'the record')
-    await withWorkspace(io, opts, (ws) => ws.set(collection, key, value, options.field === undefined ? {} : { field: options.field }))
+    await withWorkspace(io, opts, async (ws) => {
+      await ws.set(collection, key, value, options.field === undefined ? {} : { field: options.field })
+      await warnIfNotSynced(io, ws, collection)
+    })
     print(io, opts, { collection, key, written: true }, () => '')
   })
 }
