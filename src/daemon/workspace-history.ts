@@ -213,7 +213,7 @@ export class WorkspaceHistory {
       let n = 0
       for (const key of keys) {
         if (this.closed) return
-        ops.push(...(await pruneRecordOps(this.options.store.db, name, key, retention, now)))
+        for (const op of await pruneRecordOps(this.options.store.db, name, key, retention, now)) ops.push(op)
         if (++n % PRUNE_SLICE === 0) {
           if (ops.length > 0) await this.options.store.batch(ops)
           ops = []

@@ -389,7 +389,8 @@ export class CollectionLog {
       ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
     }
     const rows = await this.derivedOps(batch, seq)
-    ops.push(...rows.ops)
+    // (Not push(...rows.ops): a transaction of many records derives more rows than a call takes arguments.)
+    for (const op of rows.ops) ops.push(op)
     await this.store.batch(ops)
     this.records = rows.records
     const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)
