@@ -1,3 +1,4 @@
+import { UNIT_MS, type DurationUnit } from './durations.js'
 import { KitsyncError } from './errors.js'
 import type { JsonValue } from './json.js'
 
@@ -22,7 +23,7 @@ export type HistorySetting = 'off' | { count?: number; days?: number }
 
 export const DEFAULT_HISTORY: HistoryRetention = { off: false, count: 100, days: 90 }
 
-export const DAY_MS = 86_400_000
+export const DAY_MS = UNIT_MS.d
 
 /** One version of a record, as `history` lists it. */
 export interface HistoryEntry {
@@ -112,8 +113,6 @@ export function formatRetention(r: HistoryRetention): string {
   return r.off ? 'off' : `last ${r.count} versions, ${r.days} days`
 }
 
-const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS }
-
 /**
  * A point in time: milliseconds since the epoch, an ISO date (`2026-12-01`, `2026-12-01T10:00Z`),
  * or a duration back from `now` (`90s`, `30m`, `2h`, `3d`, `1w`).
@@ -123,7 +122,7 @@ export function parseTime(value: number | string, now: number, what = 'time'): n
     if (Number.isFinite(value) && value >= 0) return value
   } else {
     const m = /^(\d+)\s*([smhdw])$/.exec(value.trim())
-    if (m !== null) return now - Number(m[1]) * (UNITS[m[2] as string] as number)
+    if (m !== null) return now - Number(m[1]) * UNIT_MS[m[2] as DurationUnit]
     if (/^\d{4}-\d{2}-\d{2}/.test(value.trim())) {
       const t = Date.parse(value.trim())
       if (Number.isFinite(t)) return t

@@ -24,7 +24,8 @@ import {
   Proc,
   REPO_ROOT,
   STOP_TIMEOUT_MS,
-  waitUntil,
+  killPids,
+  pidAlive,
 } from '../helpers/cli.js'
 
 interface Status {
@@ -36,19 +37,8 @@ const LOOPBACK = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
 /** Every peer a test started, killed by pid in afterEach: nothing outlives a test. */
 const started = new Set<number>()
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 afterEach(async () => {
-  for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL')
-  await Promise.all([...started].map((pid) => waitUntil(async () => (alive(pid) ? undefined : true), STOP_TIMEOUT_MS, `pid ${pid} to be gone`)))
-  started.clear()
+  await killPids(started)
   await cleanup()
 })
 
@@ -115,7 +105,7 @@ describe('auto-spawn', () => {
       await ws.close()
     }
     // The peer outlives the workspace object; a second open uses it.
-    expect(alive(spawned[0] as number)).toBe(true)
+    expect(pidAlive(spawned[0] as number)).toBe(true)
     const again = await openWorkspace({ home, spawn: true, onSpawn: (p) => spawned.push(p.pid) })
     await again.close()
     expect(spawned).toHaveLength(1)
@@ -153,14 +143,14 @@ describe('a newer CLI meets an older running peer', () => {
     expect(message).toBe(
       `the running peer is kitsync 0.0.9 and this client is ${KITSYNC_VERSION}: restart it with kitsync peer restart, or run this command with --restart-peer`,
     )
-    expect(alive(oldPid)).toBe(true) // asked, not done: without a terminal nothing is restarted
+    expect(pidAlive(oldPid)).toBe(true) // asked, not done: without a terminal nothing is restarted
 
     const r = await kitsync(home, ['--restart-peer', 'set', 'notes', 'k', '"after"'])
     expect(r.code, r.stderr).toBe(0)
     const newPid = Number(r.stderr.match(new RegExp(`^kitsync: restarted the peer \\(pid ${oldPid} -> (\\d+)\\) with this kitsync version\\n$`))?.[1])
     expect(newPid).toBeGreaterThan(0)
     started.add(newPid)
-    expect(alive(oldPid)).toBe(false)
+    expect(pidAlive(oldPid)).toBe(false)
     const status = await kitsyncJson<Status>(home, ['status'])
     expect(status.peer).toMatchObject({ running: true, pid: newPid })
     expect(status.info.version).toBe(KITSYNC_VERSION)
@@ -204,7 +194,7 @@ describe.skipIf(announceSkip('test/e2e/auto-spawn.test.ts (terminal)', scriptSki
     expect(no.output).toContain(question)
     expect(no.output).toContain('kitsync: VERSION_MISMATCH: ')
     expect(no.code).toBe(4)
-    expect(alive(oldPid)).toBe(true)
+    expect(pidAlive(oldPid)).toBe(true)
 
     const yes = await onTerminal(home, ['set', 'notes', 'k', '3'], 'y\n')
     expect(yes.output).toContain(question)
@@ -212,7 +202,7 @@ describe.skipIf(announceSkip('test/e2e/auto-spawn.test.ts (terminal)', scriptSki
     expect(newPid).toBeGreaterThan(0)
     started.add(newPid)
     expect(yes.code).toBe(0)
-    expect(alive(oldPid)).toBe(false)
+    expect(pidAlive(oldPid)).toBe(false)
     expect(await kitsyncJson(home, ['get', 'notes', 'k'])).toBe(3)
     await kitsyncOk(home, ['peer', 'stop'])
   })

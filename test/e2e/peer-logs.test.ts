@@ -19,24 +19,14 @@ import {
   stopProc,
   STOP_TIMEOUT_MS,
   waitUntil,
+  killPids,
 } from '../helpers/cli.js'
 
 const LOOPBACK = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']
 const started = new Set<number>()
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 afterEach(async () => {
-  for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL')
-  await Promise.all([...started].map((pid) => waitUntil(async () => (alive(pid) ? undefined : true), STOP_TIMEOUT_MS, `pid ${pid} to be gone`)))
-  started.clear()
+  await killPids(started)
   await cleanup()
 })
 

@@ -18,6 +18,8 @@ import {
   statOrUndefined,
   STOP_TIMEOUT_MS,
   waitUntil,
+  killPids,
+  pidAlive,
 } from '../helpers/cli.js'
 
 interface Detached {
@@ -36,15 +38,6 @@ interface Status {
 /** Every detached peer a test started, killed by pid in afterEach: nothing outlives a test. */
 const detached = new Set<number>()
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 async function startDetached(home: string, args: string[] = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns']): Promise<Detached> {
   const started = await kitsyncJson<Detached>(home, ['peer', 'start', '--detach', ...args])
   detached.add(started.pid)
@@ -58,11 +51,7 @@ async function restart(home: string): Promise<Detached> {
 }
 
 afterEach(async () => {
-  for (const pid of detached) {
-    if (alive(pid)) process.kill(pid, 'SIGKILL')
-  }
-  await Promise.all([...detached].map((pid) => waitUntil(async () => (alive(pid) ? undefined : true), STOP_TIMEOUT_MS, `pid ${pid} to be gone`)))
-  detached.clear()
+  await killPids(detached)
   await cleanup()
 })
 
@@ -73,7 +62,7 @@ describe('kitsync peer start --detach / stop / restart / logs', () => {
     expect(started).toMatchObject({ event: 'started', detached: true, socket: join(home, 'peer.sock'), log: join(home, 'peer.log') })
     expect(started.listen[0]).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\//)
     // The CLI has exited; the peer runs on, in its own session and process group.
-    expect(alive(started.pid)).toBe(true)
+    expect(pidAlive(started.pid)).toBe(true)
     if (process.platform === 'linux') {
       const stat = await readFile(`/proc/${started.pid}/stat`, 'utf8')
       const [, , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -99,7 +88,7 @@ describe('kitsync peer start --detach / stop / restart / logs', () => {
     const stopped = await kitsync(home, ['peer', 'stop'])
     expect(stopped).toMatchObject({ code: 0, stderr: '' })
     expect(stopped.stdout).toBe(`kitsync peer stopped (pid ${started.pid})\n`)
-    expect(alive(started.pid)).toBe(false)
+    expect(pidAlive(started.pid)).toBe(false)
     expect(await statOrUndefined(started.socket)).toBeUndefined()
     expect(await statOrUndefined(join(home, 'peer.pid'))).toBeUndefined()
     expect(await readFile(started.log, 'utf8')).toContain('"event":"stopped"')
@@ -114,7 +103,7 @@ describe('kitsync peer start --detach / stop / restart / logs', () => {
     expectCliError(await kitsync(home, ['peer', 'start', '--detach']), 'PEER_ALREADY_RUNNING', 4)
     const second = await restart(home)
     expect(second.pid).not.toBe(first.pid)
-    expect(alive(first.pid)).toBe(false)
+    expect(pidAlive(first.pid)).toBe(false)
     // The flags of the first start (loopback, no mDNS), not those of the refused one.
     expect(second.listen[0]).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\//)
     expect((await kitsyncJson<Status>(home, ['status'])).peer).toMatchObject({ running: true, pid: second.pid })
@@ -136,7 +125,7 @@ describe('kitsync peer start --detach / stop / restart / logs', () => {
     await follower.waitForLine((l) => l.includes('"event":"stopped"'), STOP_TIMEOUT_MS, 'the stopped line')
     follower.kill('SIGTERM')
     expect(await follower.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null })
-    expect(alive(started.pid)).toBe(false)
+    expect(pidAlive(started.pid)).toBe(false)
   })
 
   it('peer stop fails with PEER_STOP_TIMEOUT when the peer is still running at the deadline', async () => {
@@ -147,12 +136,12 @@ describe('kitsync peer start --detach / stop / restart / logs', () => {
     try {
       const r = await kitsync(home, ['peer', 'stop', '--timeout', '1'])
       expect(expectCliError(r, 'PEER_STOP_TIMEOUT', 6)).toContain(`pid ${started.pid}`)
-      expect(alive(started.pid)).toBe(true)
+      expect(pidAlive(started.pid)).toBe(true)
     } finally {
       process.kill(started.pid, 'SIGCONT')
     }
     // Continued, it takes the SIGTERM it was sent and stops cleanly.
-    await waitUntil(async () => (alive(started.pid) ? undefined : true), STOP_TIMEOUT_MS, 'the peer to stop')
+    await waitUntil(async () => (pidAlive(started.pid) ? undefined : true), STOP_TIMEOUT_MS, 'the peer to stop')
     expect(await readFile(started.log, 'utf8')).toContain('"event":"stopped"')
     expectCliError(await kitsync(home, ['peer', 'stop']), 'PEER_NOT_RUNNING', 4)
   })

@@ -478,3 +478,20 @@ export function testSeed(fallback: number): number {
   const s = process.env.KITSYNC_TEST_SEED
   return s === undefined || s === '' ? fallback : Number.parseInt(s, 10)
 }
+
+/** Whether a process of that pid exists (EPERM: it does, owned by someone else). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Kill (SIGKILL) every process of `pids` still there, wait until each is gone, and forget them: what afterEach does for detached peers. */
+export async function killPids(pids: Set<number>): Promise<void> {
+  for (const pid of pids) if (pidAlive(pid)) process.kill(pid, 'SIGKILL')
+  await Promise.all([...pids].map((pid) => waitUntil(async () => (pidAlive(pid) ? undefined : true), STOP_TIMEOUT_MS, `pid ${pid} to be gone`)))
+  pids.clear()
+}

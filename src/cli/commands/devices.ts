@@ -10,11 +10,10 @@ const when = (t: number | undefined): string => (t === undefined || t === 0 ? '-
 
 export function formatDeviceRecords(devices: DeviceRecord[], limit?: number): string {
   if (devices.length === 0) return 'no devices yet (kitsync pair adds the first)\n'
-  const short = shortId
   const lines = [`${'DEVICE'.padEnd(10)}  ${'NAME'.padEnd(16)}  ${'STATE'.padEnd(9)}  ${'ADDED BY'.padEnd(10)}  ${'ADDED'.padEnd(19)}  LAST SEEN`]
   for (const d of devices) {
     lines.push(
-      `${short(d.peerId).padEnd(10)}  ${(d.name + (d.self ? ' *' : '')).slice(0, 16).padEnd(16)}  ${(d.state === 'trusted' && d.role === 'untrusted' ? 'untrusted' : d.state).padEnd(9)}  ${short(d.addedBy).padEnd(10)}  ${when(d.addedAt).padEnd(19)}  ${d.self ? 'this device' : seenText(d.lastSeen)}`,
+      `${shortId(d.peerId).padEnd(10)}  ${(d.name + (d.self ? ' *' : '')).slice(0, 16).padEnd(16)}  ${(d.state === 'trusted' && d.role === 'untrusted' ? 'untrusted' : d.state).padEnd(9)}  ${shortId(d.addedBy).padEnd(10)}  ${when(d.addedAt).padEnd(19)}  ${d.self ? 'this device' : seenText(d.lastSeen)}`,
     )
   }
   if (limit !== undefined) {

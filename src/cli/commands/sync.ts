@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { UNIT_MS, type DurationUnit } from '../../core/durations.js'
 import { KitsyncError } from '../../core/errors.js'
 import type { SyncNowReport } from '../../core/sync-types.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
@@ -23,7 +24,7 @@ export function formatSyncNow(r: SyncNowReport): string {
 /** `30s`, `10m`, `2h` (a bare number is seconds) as milliseconds; at most 30 days. */
 export function parseDuration(value: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([smh]?)$/.exec(value.trim())
-  const ms = m === null ? NaN : Number(m[1]) * { '': 1000, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as '' | 's' | 'm' | 'h']
+  const ms = m === null ? NaN : Number(m[1]) * UNIT_MS[(m[2] || 's') as DurationUnit]
   if (!Number.isFinite(ms) || ms <= 0 || ms > 30 * 24 * 3_600_000)
     throw new KitsyncError('INVALID_ARGUMENT', `--for ${value}: expected a duration such as 30s, 10m or 2h (at most 720h)`)
   return Math.round(ms)
