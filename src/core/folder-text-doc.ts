@@ -158,12 +158,35 @@ export type RemoteMerge = StructuredMerge & {
  */
 export function mergeRemoteUpdate(doc: Y.Doc, path: string, update: Uint8Array, self: VersionSide, origin?: unknown): RemoteMerge {
   const before = fileText(doc)
-  const beforeCaptures = new Map<string, string>()
+  const beforeCaptures = captureStamps(doc)
+  Y.applyUpdate(doc, update, origin)
+  return settleMerge(doc, path, before, beforeCaptures, self, origin)
+}
+
+/** Each device's last capture stamp in the document (what a later settleMerge compares against). */
+export function captureStamps(doc: Y.Doc): Map<string, string> {
+  const out = new Map<string, string>()
   captures(doc).forEach((c, device) => {
     const r = readCapture(c)
-    if (r !== undefined) beforeCaptures.set(device, r.t)
+    if (r !== undefined) out.set(device, r.t)
   })
-  Y.applyUpdate(doc, update, origin)
+  return out
+}
+
+/**
+ * The JSON/YAML rule over a document that peers' updates were already merged into (the sync
+ * layer applies them to an open unit before telling the folder layer): `before` is this
+ * device's text before them (what its disk held), `beforeCaptures` the capture stamps it had
+ * seen then (captureStamps). Same outcome as mergeRemoteUpdate.
+ */
+export function settleMerge(
+  doc: Y.Doc,
+  path: string,
+  before: string,
+  beforeCaptures: ReadonlyMap<string, string>,
+  self: VersionSide,
+  origin?: unknown,
+): RemoteMerge {
   const merged = fileText(doc)
   const plain = { before, merged, disk: merged, diskBase: currentBase(doc) }
   if (merged === before || structuredKind(path) === undefined) return { kind: 'merged', ...plain }

@@ -23,6 +23,11 @@ export class CaptureLedger implements CapturedStates {
     return this.bases.get(path)
   }
 
+  /** Every path with a captured state. */
+  paths(): string[] {
+    return [...this.states.keys()]
+  }
+
   /**
    * The document holds what was read from (or written to) `path` in this state, as of the
    * snapshot `base` (undefined state: nothing there; undefined base: keep the one recorded).

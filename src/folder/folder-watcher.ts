@@ -5,7 +5,7 @@ import { IGNORE_FILE } from '../core/folder-selection.js'
 import { debugLog } from '../core/debug-log.js'
 import { DirTreeWatch } from './dir-watch.js'
 import { lstatEntry, readDiskEntry, sameContent, type FileState } from './file-state.js'
-import { loadSelection, scanFolder, type SkipReason } from './scan.js'
+import { loadSelection, scanFolder, type Skipped, type SkipReason } from './scan.js'
 
 const log = debugLog('folder:watch')
 
@@ -48,6 +48,7 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
   private readonly files = new Map<string, FileState>()
   private readonly dirs = new Set<string>()
   private selection!: FolderSelection
+  private skipped: Skipped[] = []
   private tree: DirTreeWatch | undefined
   private dirty = new Set<string>()
   private quietTimer: ReturnType<typeof setTimeout> | undefined
@@ -84,6 +85,7 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
     const scan = await scanFolder(this.root, this.selection)
     for (const [p, s] of scan.files) this.files.set(p, s)
     for (const d of scan.dirs) this.dirs.add(d)
+    this.skipped = scan.skipped
     if (this.options.rescanIntervalMs !== undefined) {
       this.rescanTimer = setInterval(() => {
         this.rescanDue = true
@@ -105,6 +107,16 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
   /** The state last seen at `path` (what changes are told against; what a document captured is the ledger's, folder/capture-ledger.ts). */
   known(path: string): FileState | undefined {
     return this.files.get(path)
+  }
+
+  /** The selection in force (undefined before start). */
+  selectionNow(): FolderSelection | undefined {
+    return this.selection as FolderSelection | undefined
+  }
+
+  /** What the last full scan left out, and why (symlinks, excluded files). */
+  skippedNow(): readonly Skipped[] {
+    return this.skipped
   }
 
   /** Every file seen. */
@@ -135,6 +147,9 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
     while (this.flushing !== undefined || this.dirty.size > 0) {
       if (this.flushing === undefined) this.flushNow()
       await this.flushing
+      // A path held by a write in progress stays dirty: give that write's I/O a turn, or this
+      // loop would run on microtasks alone and starve it.
+      await new Promise((resolve) => setImmediate(resolve))
     }
   }
 
@@ -143,6 +158,7 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
     this.selection = await loadSelection(this.root, this.options)
     const scan = await scanFolder(this.root, this.selection, this.files)
     const changes: FolderChange[] = []
+    this.skipped = scan.skipped
     const skippedWhy = new Map(scan.skipped.map((s) => [s.path, s.reason]))
     for (const [p, prev] of this.files) {
       if (scan.files.has(p) || this.held.has(p)) continue

@@ -3,7 +3,7 @@ import type * as Y from 'yjs'
 import { decideNewestWins, structuredKind, type VersionSide } from '../core/folder-conflicts.js'
 import { KitsyncError } from '../core/errors.js'
 import { unsafePath } from '../core/folder-paths.js'
-import { captureText, currentBase, fileText, mergeRemoteUpdate, type RemoteMerge } from '../core/folder-text-doc.js'
+import { captureText, currentBase, fileText, mergeRemoteUpdate, settleMerge, textAt, type RemoteMerge } from '../core/folder-text-doc.js'
 import { decodeText } from '../core/folder-text.js'
 import { writeFileAtomic, type Expected, type WriteResult } from './atomic-write.js'
 import { readDiskEntry, sha256, type FileState } from './file-state.js'
@@ -135,9 +135,42 @@ export interface RemoteTextOutcome {
 export async function applyRemoteText(ctx: FolderContext, path: string, doc: Y.Doc, update: Uint8Array, origin?: unknown): Promise<RemoteTextOutcome> {
   await captureIfChanged(ctx, path, doc)
   const merge = mergeRemoteUpdate(doc, path, update, { device: ctx.device, stamp: ctx.stamp() }, origin)
+  return writeMerge(ctx, path, doc, merge)
+}
+
+/**
+ * Peers' updates already merged into the document (the sync layer applies them to an open unit
+ * before the folder layer hears of them): capture a pending local save first, then the JSON/YAML
+ * rule against what the disk held (the captured base) and the capture stamps seen before
+ * (captureStamps), then write the file (and the conflict file).
+ */
+export async function applyMergedText(
+  ctx: FolderContext,
+  path: string,
+  doc: Y.Doc,
+  seen: ReadonlyMap<string, string>,
+  origin?: unknown,
+): Promise<RemoteTextOutcome> {
+  await captureIfChanged(ctx, path, doc)
+  const base = ctx.states.base(path)
+  const before = base === undefined ? '' : textAt(doc, base)
+  const merge = settleMerge(doc, path, before, seen, { device: ctx.device, stamp: ctx.stamp() }, origin)
+  return writeMerge(ctx, path, doc, merge)
+}
+
+async function writeMerge(ctx: FolderContext, path: string, doc: Y.Doc, merge: RemoteMerge): Promise<RemoteTextOutcome> {
   let backup: string | undefined
   if (merge.kind === 'conflict') {
     backup = await writeBackup(ctx, merge.backup.path, encoder.encode(merge.backup.text))
+  }
+  // The disk holds that text already (the record and the unit of one change, each handled): only the base moves.
+  const captured = ctx.states.captured(path)
+  const base = ctx.states.base(path)
+  if (captured !== undefined && base !== undefined && textAt(doc, base) === merge.disk) {
+    await ctx.states.hold(path, async () => ({ state: captured, base: merge.diskBase }))
+    return backup === undefined
+      ? { merge, write: { capturedFirst: 0, result: { status: 'unchanged' } } }
+      : { merge, write: { capturedFirst: 0, result: { status: 'unchanged' } }, backup }
   }
   // The loser's device leaves the document to the winner's repair, and writes the winner's text.
   const write = merge.disk === fileText(doc) ? await writeTextToDisk(ctx, path, doc) : await writeExact(ctx, path, merge.disk, merge.diskBase)
@@ -149,7 +182,7 @@ export async function applyRemoteText(ctx: FolderContext, path: string, doc: Y.D
  * that file (the other device of the conflict saved it too); a different file there is left
  * alone and the version goes to `NAME-2.ext`, `NAME-3.ext`... Returns the path used.
  */
-async function writeBackup(ctx: FolderContext, path: string, data: Uint8Array): Promise<string> {
+export async function writeBackup(ctx: FolderContext, path: string, data: Uint8Array): Promise<string> {
   const dot = path.lastIndexOf('.')
   const slash = path.lastIndexOf('/')
   for (let n = 1; n <= 20; n++) {

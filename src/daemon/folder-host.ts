@@ -1,0 +1,121 @@
+import type { ManifestEntry, ManifestWrite, StampedEntry } from '../core/folder-manifest.js'
+import type { JsonValue } from '../core/json.js'
+import type { UnitRecordWrite, Units } from '../core/unit-types.js'
+import type { ChangeEvent, ConflictEvent } from '../core/workspace-types.js'
+
+/**
+ * What the folder engine needs of the workspace (docs/design/folders.md §3): the units of a
+ * folder's collection, its records, the device's clock and a place to tell what happened. The
+ * running peer gives it over LocalWorkspace (folder-wiring.ts); unit tests give it over an
+ * in-memory network (test/helpers/fake-folder-net.ts).
+ */
+export interface FolderHost {
+  readonly deviceId: string
+  readonly units: Units
+  /** This device's next HLC stamp. */
+  stamp(): string
+  /** Move the clock past a stamp received. */
+  observe(stamp: string): void
+  /** Every record of a collection (an internal `_folder.NAME` one included); {} when it does not exist. */
+  records(collection: string): Promise<Record<string, JsonValue>>
+  /** Record changes of every collection, local and merged from peers. */
+  onRecordChange(listener: (e: ChangeEvent) => void): () => void
+  emit<K extends keyof FolderEvents>(event: K, payload: FolderEvents[K]): void
+}
+
+/** A file of a shared folder changed on this device's disk: by the user (local) or written from a peer's change (remote). */
+export interface FolderChangeEvent {
+  folder: string
+  path: string
+  op: 'added' | 'modified' | 'removed' | 'renamed' | 'dir-added' | 'dir-removed'
+  /** For a rename: the old path. */
+  from?: string
+  source: 'local' | 'remote'
+  at: number
+}
+
+/** Two versions of a file could not be merged: one stays at `path`, the other was saved as `backup`. */
+export interface FolderConflictEvent {
+  folder: string
+  path: string
+  backup: string
+  /** `structured`: a JSON/YAML merge that would break the file; `binary`: newest wins; `placement`: a differing file found where `folder add` placed the folder. */
+  reason: 'structured' | 'binary' | 'placement'
+  /** Which side's version stayed at `path`. */
+  winner: 'local' | 'remote'
+  at: number
+}
+
+export interface FolderEvents {
+  'folder:change': FolderChangeEvent
+  'folder:conflict': FolderConflictEvent
+  'sync:conflict': ConflictEvent
+}
+
+/** The internal collection of a shared folder's manifest. */
+export function folderCollection(name: string): string {
+  return `_folder.${name}`
+}
+
+export const FOLDER_COLLECTION_PREFIX = '_folder.'
+
+/** The manifest record holding the folder's shared definition (a fileId is 22 base64url characters, so it never collides). */
+export const DEFINITION_KEY = '.folder'
+
+/** The shared definition of a folder, synced in its manifest collection. */
+export interface FolderDefinition {
+  include: string[]
+  exclude: string[]
+  maxFileSize: number
+  createdBy: string
+  createdAt: number
+}
+
+/** A record value read back as a manifest entry; undefined when it is not one. */
+export function entryOf(fileId: string, value: JsonValue | undefined): StampedEntry | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  const v = value as Record<string, JsonValue>
+  if (typeof v.path !== 'string' || (v.kind !== 'text' && v.kind !== 'binary' && v.kind !== 'dir')) return undefined
+  const [stamp = '', device = ''] = typeof v.pathAt === 'string' ? v.pathAt.split(' ') : []
+  const entry: StampedEntry = {
+    fileId,
+    path: v.path,
+    kind: v.kind,
+    size: typeof v.size === 'number' ? v.size : 0,
+    hash: typeof v.hash === 'string' ? v.hash : '',
+    x: v.x === true,
+    pathSide: { device, stamp },
+  }
+  const d = v.deleted
+  if (typeof d === 'object' && d !== null && !Array.isArray(d) && typeof d.t === 'string')
+    entry.deleted = { t: d.t, hash: typeof d.hash === 'string' ? d.hash : '' }
+  if (typeof v.from === 'string') entry.from = v.from
+  return entry
+}
+
+/**
+ * A planned manifest write as record fields. Every write of `path` carries `pathAt` ("STAMP
+ * DEVICE") in the same write, so the record says who set its path and when under the per-field
+ * rule (what resolvePathClaims orders two claims of one path by).
+ */
+export function recordWriteOf(w: ManifestWrite, pathAt: () => string): UnitRecordWrite {
+  const fields: Record<string, JsonValue> = {}
+  const source = w.op === 'create' ? (w.entry as Partial<ManifestEntry>) : w.fields
+  for (const [k, v] of Object.entries(source)) if (v !== undefined) fields[k] = v as JsonValue
+  if (typeof fields.path === 'string') fields.pathAt = pathAt()
+  return { key: w.fileId, fields }
+}
+
+/** A manifest entry after a write (what this device holds once its own write is stored). */
+export function applyWrite(before: StampedEntry | undefined, w: ManifestWrite, fields: Record<string, JsonValue>): StampedEntry | undefined {
+  const merged: Record<string, JsonValue> = {}
+  if (before !== undefined) {
+    const { fileId: _id, pathSide, ...rest } = before
+    Object.assign(merged, rest, { pathAt: `${pathSide.stamp} ${pathSide.device}` })
+  }
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === null) delete merged[k]
+    else merged[k] = v
+  }
+  return entryOf(w.fileId, merged)
+}
