@@ -56,8 +56,10 @@ export interface UnitCounters {
 
 export class UnitExchange {
   readonly counters: UnitCounters = { framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, wanted: 0 }
-  /** Collections whose sums were sent on this session. */
+  /** Collections whose sums were sent since the peer's sums for them last arrived (so they are not sent back). */
   private readonly sumsSent = new Set<string>()
+  /** Collections whose catch-up ran on this session (at the hello, or asked by the peer). */
+  private readonly started = new Set<string>()
   /** Live updates waiting for the end of the tick, per collection and unit. */
   private pending = new Map<string, { collection: string; unit: string; updates: Uint8Array[] }>()
   private flushScheduled = false
@@ -74,15 +76,20 @@ export class UnitExchange {
     return this.relay.host.units
   }
 
-  /** The peer's hello arrived: send the sums of every collection exchanged that holds units here. */
-  async start(collections: Iterable<string>): Promise<void> {
+  /**
+   * Send the sums of every collection exchanged that holds units here: at the peer's hello, and
+   * again (`again`) when the exchange is run anew (`sync now`).
+   */
+  async start(collections: Iterable<string>, again = false): Promise<void> {
     const host = this.host
     if (host === undefined) return
     for (const collection of [...collections].sort()) {
       if (this.session.isClosed) return
-      if (this.sumsSent.has(collection) || !this.session.shares(collection)) continue
+      if ((!again && this.started.has(collection)) || !this.session.shares(collection)) continue
+      this.started.add(collection)
       const digests = await host.digests(collection)
-      if (digests.length > 0 && !this.sumsSent.has(collection)) this.sendSums(collection, digests)
+      // Again: even without units here (one byte of sums), the peer may have some.
+      if ((digests.length > 0 || again) && !this.sumsSent.has(collection)) this.sendSums(collection, digests)
     }
   }
 
@@ -154,11 +161,16 @@ export class UnitExchange {
     }
   }
 
-  /** The peer's sums: ours too if not sent yet, then our units of every bucket whose sums differ. */
+  /**
+   * The peer's sums: ours back unless ours crossed them on the way (sent since its last), then our
+   * units of every bucket whose sums differ. Both sides end with each other's lists.
+   */
   private async sums(host: UnitSyncHost, collection: string, theirs: Uint32Array): Promise<void> {
+    this.started.add(collection)
     const digests = await host.digests(collection)
     const ours = sumsOf(digests)
     if (!this.sumsSent.has(collection)) this.sendSums(collection, digests, ours)
+    this.sumsSent.delete(collection)
     const differ = new Set<number>()
     for (let b = 0; b < UNIT_BUCKETS; b++) if (ours[b] !== theirs[b]) differ.add(b)
     if (differ.size === 0) return

@@ -149,6 +149,29 @@ describe('units over sync sessions in memory', () => {
     expect(updates).toEqual(['a>b', 'b>c'])
   })
 
+  it('sync now runs the catch-up of units again: a unit that missed the live path arrives, either side asking', async () => {
+    const a = new UnitPeer('a')
+    const b = new UnitPeer('b')
+    a.collection(C)
+    b.collection(C)
+    const net = new MemoryNetwork(prng(11))
+    net.connect(a, b)
+    await net.settle()
+    const sessions = net.links.get('a|b') as { a: { resync(): Promise<unknown> }; b: { resync(): Promise<unknown> } }
+    // Written on b without being sent (as if the live update was lost): only a catch-up brings it.
+    b.units.doc(C, id(5)).getText('text').insert(0, 'missed')
+    const first = sessions.a.resync()
+    await net.settle()
+    await first
+    expect(a.units.doc(C, id(5)).getText('text').toString()).toBe('missed')
+    // And from the other side, for a unit a has and b lacks.
+    a.units.doc(C, id(6)).getText('text').insert(0, 'missed too')
+    const second = sessions.a.resync()
+    await net.settle()
+    await second
+    expect(b.units.docs.get(C)?.get(id(6))?.getText('text').toString()).toBe('missed too')
+  })
+
   it('a collection not exchanged with a peer: no unit frame about it goes either way, and its updates are not taken', async () => {
     const a = new UnitPeer('a')
     const b = new UnitPeer('b')
