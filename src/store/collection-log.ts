@@ -39,6 +39,7 @@ interface PendingAppend {
   file?: SnapshotFileWrite
   /** Rows derived from it (see append), written in the same batch. */
   derived?: BatchOp[]
+  extra?: BatchOp[] // other ops of its batch (see carry)
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -77,6 +78,7 @@ export class CollectionLog {
   private failure: KitsyncError | undefined
   /** The collection's record layout, written into its metadata with the first append (set by its owner once known). */
   layout: number | undefined
+  private carried: BatchOp[] | undefined // see carry
 
   constructor(
     store: LogStore,
@@ -116,10 +118,12 @@ export class CollectionLog {
    * has its rows derived when the collection next opens (see DocStore.open).
    */
   append(update: Uint8Array, derived?: BatchOp[]): Promise<void> {
+    const extra = this.carried
+    this.carried = undefined
     if (this.failure !== undefined) return Promise.reject(this.failure)
     this.lastAppendAt = this.store.now()
     const wal = this.store.wal
-    if (wal !== undefined && !this.isWholeState(update)) {
+    if (wal !== undefined && !this.isWholeState(update) && extra === undefined) {
       try {
         wal.append(this.name, update)
       } catch (err) {
@@ -138,7 +142,17 @@ export class CollectionLog {
       })
       return behind ? written : (this.unlogged ?? Promise.resolve())
     }
-    return this.writeUnlogged({ update, ...(derived === undefined ? {} : { derived }) })
+    return this.writeUnlogged({ update, ...(derived === undefined ? {} : { derived }), ...(extra === undefined ? {} : { extra }) })
+  }
+
+  /**
+   * Write `ops` in the batch of the next append (the transaction the caller runs next), past the
+   * write-ahead file: units with their manifest records (daemon/workspace-units.ts). Returns
+   * what takes the ops back when no append came (the transaction changed nothing).
+   */
+  carry(ops: BatchOp[]): () => BatchOp[] | undefined {
+    this.carried = ops
+    return () => [this.carried, (this.carried = undefined)][0]
   }
 
   /**
@@ -184,7 +198,7 @@ export class CollectionLog {
   }
 
   /** An append that skips the write-ahead file: LevelDB gets it in a batch of its own, at once. */
-  private writeUnlogged(append: Pick<PendingAppend, 'update' | 'kept' | 'file' | 'derived'>): Promise<void> {
+  private writeUnlogged(append: Pick<PendingAppend, 'update' | 'kept' | 'file' | 'derived' | 'extra'>): Promise<void> {
     const written = new Promise<void>((resolve, reject) => {
       // The caller's object is queued itself: an adopted copy's rows are set on it once kept (see adopt).
       this.pending.push(Object.assign(append, { logged: false, resolve, reject }))
@@ -368,7 +382,7 @@ export class CollectionLog {
       const withRows = async (): Promise<BatchOp[]> => {
         const rows = await this.derivedOps(batch, this.lastSeq)
         this.records = rows.records
-        return [...meta, ...rows.ops]
+        return [...meta, ...rows.ops, ...(only.extra ?? [])]
       }
       let snap: StoredSnapshot
       if (only.kept === undefined) {
@@ -391,6 +405,7 @@ export class CollectionLog {
     const rows = await this.derivedOps(batch, seq)
     // (Not push(...rows.ops): a transaction of many records derives more rows than a call takes arguments.)
     for (const op of rows.ops) ops.push(op)
+    for (const p of batch) if (p.extra !== undefined) for (const op of p.extra) ops.push(op)
     await this.store.batch(ops)
     this.records = rows.records
     const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)
