@@ -48,6 +48,16 @@ export type {
   WorkspaceStatus,
 } from './core/workspace-types.js'
 export { readImportSource } from './api/transfer.js'
+export { folders, type Folders } from './api/folders.js'
+export type {
+  FolderAddOptions,
+  FolderChangeEvent,
+  FolderConflictEvent,
+  FolderFileStatus,
+  FolderListItem,
+  FolderStatusView,
+  FileSyncState,
+} from './core/folder-types.js'
 export type {
   GitExportChange,
   GitExportOptions,

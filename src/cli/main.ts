@@ -41,6 +41,7 @@ export const COMMAND_MODULES: readonly { commands: readonly string[]; load: () =
   { commands: ['service'], load: () => import('./commands/service.js') },
   { commands: ['dashboard'], load: () => import('./commands/dashboard.js') },
   { commands: ['check'], load: () => import('./commands/check.js') },
+  { commands: ['folder'], load: () => import('./commands/folder.js') },
 ]
 
 /** The command an argument list runs (its first word that is not a global option), if any. */

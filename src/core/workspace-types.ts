@@ -1,3 +1,4 @@
+import type { FolderChangeEvent, FolderConflictEvent } from './folder-types.js'
 import type { HistoryEntry, HistoryOptions, HistoryRetention, HistorySetting, RestoreResult, RestoreTarget } from './history-types.js'
 import type { JsonValue } from './json.js'
 import type { SelfRevocation } from './membership.js'
@@ -160,6 +161,10 @@ export interface WorkspaceEvents {
   'device:revoked-self': SelfRevocation
   /** A device proved a --confirm token and waits for approval (compare the codes). */
   'pairing:pending': { tokenId: string; peerId: string; name: string; code: string }
+  /** A file of a shared folder changed on this device's disk (kitsync folder). */
+  'folder:change': FolderChangeEvent
+  /** Two versions of a shared folder's file could not be merged: one was kept beside the other. */
+  'folder:conflict': FolderConflictEvent
 }
 
 export const WORKSPACE_EVENTS = [
@@ -175,6 +180,8 @@ export const WORKSPACE_EVENTS = [
   'device:revoked',
   'device:revoked-self',
   'pairing:pending',
+  'folder:change',
+  'folder:conflict',
 ] as const satisfies readonly (keyof WorkspaceEvents)[]
 
 /** How a collection behaves: its kind, conflict policy and limits (synced to every device). */

@@ -6,6 +6,8 @@ import { historyParams } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
+import type { FolderService } from './folder-service.js'
+import { folderAddParams } from './folder-params.js'
 import { WORKSPACE_EVENTS, type CollectionChange, type NetworkStatus, type ResolveChoice, type Workspace } from '../core/workspace-types.js'
 import type { Invite } from './invites.js'
 import { toImportSource } from '../core/import-plan.js'
@@ -38,6 +40,7 @@ export class ControlServer {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
   private peer: PeerControl | undefined
+  private folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove'> | undefined
 
   private constructor(
     private readonly workspace: Workspace,
@@ -74,6 +77,16 @@ export class ControlServer {
   /** Serve the peer's methods (pair, join, peers) too. */
   setPeer(peer: PeerControl): void {
     this.peer = peer
+  }
+
+  /** Serve the shared folders' methods (folderAdd, folderList, folderStatus, folderRemove). */
+  setFolders(folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove'>): void {
+    this.folders = folders
+  }
+
+  private requireFolders(): Pick<FolderService, 'add' | 'list' | 'status' | 'remove'> {
+    if (this.folders === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'shared folders run in the peer: start it with kitsync peer start')
+    return this.folders
   }
 
   async close(): Promise<void> {
@@ -332,6 +345,14 @@ export class ControlServer {
         return ws.resetSync()
       case 'check':
         return ws.check(optionalString(p, 'collection'), { repair: p.repair === true })
+      case 'folderAdd':
+        return this.requireFolders().add(folderAddParams(p))
+      case 'folderList':
+        return this.requireFolders().list()
+      case 'folderStatus':
+        return this.requireFolders().status(optionalString(p, 'name'))
+      case 'folderRemove':
+        return this.requireFolders().remove(requireString(p, 'name'))
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }

@@ -7,12 +7,14 @@ import { ManifestView, planLocalChanges, resolvePathClaims, type LocalChange, ty
 import { caseKey, FOLDER_STATE_DIR } from '../core/folder-paths.js'
 import { captureText, currentBase, fileText, newTextFileDoc } from '../core/folder-text-doc.js'
 import { decodeText } from '../core/folder-text.js'
+import type { FolderFileStatus } from '../core/folder-types.js'
 import type { JsonValue } from '../core/json.js'
 import type { UnitRecordWrite, UnitUpdate } from '../core/unit-types.js'
 import { removeTempFiles } from '../folder/atomic-write.js'
 import { CaptureLedger } from '../folder/capture-ledger.js'
 import { readDiskEntry, sha256, type FileState } from '../folder/file-state.js'
 import { FolderWatcher, type FolderChange } from '../folder/folder-watcher.js'
+import { scanFolder } from '../folder/scan.js'
 import type { FolderContext } from '../folder/incoming.js'
 import { isCaseInsensitive, resolvePeerPath } from '../folder/safe-path.js'
 import { FolderTrash } from '../folder/trash.js'
@@ -24,6 +26,8 @@ const log = debugLog('folder:engine')
 
 /** Unit documents kept open between jobs; past this the oldest is closed (its state stays stored). */
 const OPEN_DOCS = 256
+/** The origin of peers' updates this engine applies itself. */
+const REMOTE_ORIGIN = Symbol('kitsync:folder-remote')
 /** Trash entries past the retention are purged this often. */
 const PURGE_EVERY_MS = 3_600_000
 
@@ -34,17 +38,6 @@ export interface FolderEngineOptions {
   /** Watcher quiet time (ms). */
   settleMs?: number
   trashRetentionMs?: number
-}
-
-export type FileSyncState = 'synced' | 'local changes' | 'incoming' | 'conflict' | 'local only' | 'excluded'
-
-export interface FolderFileStatus {
-  path: string
-  kind: 'text' | 'binary' | 'dir'
-  state: FileSyncState
-  size: number
-  /** For a conflict: the copy beside it. */
-  conflictCopy?: string
 }
 
 /**
@@ -75,6 +68,8 @@ export class FolderEngine {
   readonly ctx: FolderContext
   private readonly remote: FolderRemote
   private readonly docs = new Map<string, Y.Doc>()
+  /** Peers' updates of units not open here, until they are (see doc). */
+  private readonly received = new Map<string, Uint8Array[]>()
   private queue: Promise<void> = Promise.resolve()
   private queued = 0
   private readonly offs: (() => void)[] = []
@@ -118,13 +113,18 @@ export class FolderEngine {
     loadLedger(this.ledger, state)
     for (const [id, h] of Object.entries(state.handled)) this.handled.set(id, h)
     this.offs.push(
-      this.host.onRecordChange((e) => {
-        if (e.collection !== this.collection || e.source !== 'remote' || e.key === DEFINITION_KEY) return
+      await this.host.watchRecords(this.collection, (e) => {
+        if (e.source !== 'remote' || e.key === DEFINITION_KEY) return
         this.incoming.add(e.key)
         void this.enqueue('record', () => this.remote.record(e.key, e.value))
       }),
       this.host.units.on('unit:update', (u) => {
         if (u.collection !== this.collection) return
+        // Applied here too (a no-op when the unit layer did it): a document whose load raced the
+        // update's storing would miss it otherwise.
+        const open = this.docs.get(u.unit)
+        if (open !== undefined) Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
+        else this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
         this.incoming.add(u.unit)
         void this.enqueue('unit', () => this.remote.text(u.unit))
       }),
@@ -216,6 +216,8 @@ export class FolderEngine {
     }
     const doc = await this.host.units.open(this.collection, fileId, newTextFileDoc)
     this.docs.set(fileId, doc)
+    for (const u of this.received.get(fileId) ?? []) Y.applyUpdate(doc, u, REMOTE_ORIGIN)
+    this.received.delete(fileId)
     if (this.docs.size > OPEN_DOCS) {
       const oldest = this.docs.keys().next().value as string
       this.docs.delete(oldest)
@@ -407,7 +409,8 @@ export class FolderEngine {
       }
     }
     const taken = new Set([...live.keys()].map(caseKey))
-    for (const skipped of this.watcher.skippedNow())
+    const { skipped: left } = selection === undefined ? { skipped: [] } : await scanFolder(this.root, selection, disk)
+    for (const skipped of left)
       if (!taken.has(caseKey(skipped.path)) && !skipped.path.startsWith(`${FOLDER_STATE_DIR}/`) && skipped.path !== FOLDER_STATE_DIR)
         out.push({ path: skipped.path, kind: skipped.dir === true ? 'dir' : 'text', state: 'local only', size: 0 })
     return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))

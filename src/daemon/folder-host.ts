@@ -1,7 +1,8 @@
 import type { ManifestEntry, ManifestWrite, StampedEntry } from '../core/folder-manifest.js'
 import type { JsonValue } from '../core/json.js'
 import type { UnitRecordWrite, Units } from '../core/unit-types.js'
-import type { ChangeEvent, ConflictEvent } from '../core/workspace-types.js'
+import type { FolderChangeEvent, FolderConflictEvent } from '../core/folder-types.js'
+import type { ConflictEvent } from '../core/workspace-types.js'
 
 /**
  * What the folder engine needs of the workspace (docs/design/folders.md §3): the units of a
@@ -18,32 +19,18 @@ export interface FolderHost {
   observe(stamp: string): void
   /** Every record of a collection (an internal `_folder.NAME` one included); {} when it does not exist. */
   records(collection: string): Promise<Record<string, JsonValue>>
-  /** Record changes of every collection, local and merged from peers. */
-  onRecordChange(listener: (e: ChangeEvent) => void): () => void
+  /** Names of every collection (internal ones included): the folders are the `_folder.*` ones. */
+  collectionNames(): string[]
+  /** Record changes of one collection, local and merged from peers; resolves once listening. */
+  watchRecords(collection: string, listener: (e: RecordChangeEvent) => void): Promise<() => void>
   emit<K extends keyof FolderEvents>(event: K, payload: FolderEvents[K]): void
 }
 
-/** A file of a shared folder changed on this device's disk: by the user (local) or written from a peer's change (remote). */
-export interface FolderChangeEvent {
-  folder: string
-  path: string
-  op: 'added' | 'modified' | 'removed' | 'renamed' | 'dir-added' | 'dir-removed'
-  /** For a rename: the old path. */
-  from?: string
+/** A record of a folder's collection changed: written here (local) or merged from a peer (remote); value undefined: deleted. */
+export interface RecordChangeEvent {
+  key: string
+  value: JsonValue | undefined
   source: 'local' | 'remote'
-  at: number
-}
-
-/** Two versions of a file could not be merged: one stays at `path`, the other was saved as `backup`. */
-export interface FolderConflictEvent {
-  folder: string
-  path: string
-  backup: string
-  /** `structured`: a JSON/YAML merge that would break the file; `binary`: newest wins; `placement`: a differing file found where `folder add` placed the folder. */
-  reason: 'structured' | 'binary' | 'placement'
-  /** Which side's version stayed at `path`. */
-  winner: 'local' | 'remote'
-  at: number
 }
 
 export interface FolderEvents {

@@ -15,7 +15,8 @@ import type { UnitUpdate } from '../core/unit-types.js'
 import type { CaptureLedger } from '../folder/capture-ledger.js'
 import type { FolderContext } from '../folder/incoming.js'
 import type { FolderTrash } from '../folder/trash.js'
-import { entryOf, type FolderConflictEvent, type FolderHost } from './folder-host.js'
+import type { FolderConflictEvent } from '../core/folder-types.js'
+import { entryOf, type FolderHost } from './folder-host.js'
 
 const log = debugLog('folder:remote')
 
@@ -154,12 +155,12 @@ export class FolderRemote {
   async text(fileId: string): Promise<void> {
     try {
       const e = this.engine.entries.get(fileId)
-      if (e === undefined || e.deleted !== undefined || e.from !== undefined || e.kind !== 'text') return
+      if (e === undefined || e.deleted !== undefined || e.from !== undefined || e.kind !== 'text') return log(`${fileId}: no live text record yet`)
       const abs = await this.engine.abs(e.path)
       if (abs === undefined || this.engine.ownedByOther(e.path, fileId)) return
       const doc = await this.engine.doc(fileId)
       const captured = this.engine.ledger.captured(e.path)
-      if (captured === undefined && fileText(doc) === '' && e.size > 0) return // the content has not arrived yet
+      if (captured === undefined && fileText(doc) === '' && e.size > 0) return log(`${e.path}: its content has not arrived yet`)
       const sv = Y.encodeStateVector(doc)
       const seen = this.engine.seen.get(fileId) ?? new Map<string, string>()
       const out = await applyMergedText(this.engine.ctx, e.path, doc, seen)

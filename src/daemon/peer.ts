@@ -282,6 +282,7 @@ export class Peer {
       const startedAt = Date.now()
       const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers)
       control?.setPeer(peer)
+      await (await import('./folder-wiring.js')).startFolders(workspace, paths, control) // shared folders (kitsync folder)
       const http = httpPortFor(options.http, config?.http)
       if (control !== undefined && http !== undefined) {
         peer.http = await PeerHttp.start({ home: paths.home, ...http, control, source: metricsSourceOf(peer) })

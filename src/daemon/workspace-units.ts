@@ -13,6 +13,7 @@ import type { DocStore } from '../store/doc-store.js'
 import { storageFailure } from '../store/level-errors.js'
 import { UnitStore, type UnitWrite } from '../store/unit-store.js'
 import type { UnitEngineLink, UnitSyncHost } from '../sync/unit-host.js'
+import type { RecordCollection } from '../core/record-collection.js'
 import { LOCAL_ORIGIN, type CollectionRegistry } from './collection-registry.js'
 import type { CollectionSettingsBook } from './collection-settings.js'
 
@@ -161,6 +162,12 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     }
     if (left !== undefined) await this.store.batch(left)
     else await entry.lastWrite
+  }
+
+  /** The records of a units collection as loaded (the folder layer reads its manifest here: the workspace's reads refuse `_` names). */
+  async recordsOf(collection: string): Promise<RecordCollection> {
+    this.checkCollection(collection)
+    return (await this.registry.load(collection)).collection
   }
 
   list(collection: string): Promise<UnitId[]> {

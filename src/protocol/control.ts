@@ -56,6 +56,10 @@ export const CONTROL_METHODS = [
   'stats',
   'reset',
   'check',
+  'folderAdd',
+  'folderList',
+  'folderStatus',
+  'folderRemove',
 ] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 

@@ -6,7 +6,7 @@ import { Hlc, nodeTagOf } from '../../src/core/hlc.js'
 import type { JsonValue } from '../../src/core/json.js'
 import type { UnitEvents, UnitId, UnitRecordWrite, Units, UnitUpdate } from '../../src/core/unit-types.js'
 import type { ChangeEvent } from '../../src/core/workspace-types.js'
-import type { FolderEvents, FolderHost } from '../../src/daemon/folder-host.js'
+import type { FolderEvents, FolderHost, RecordChangeEvent } from '../../src/daemon/folder-host.js'
 
 /**
  * Devices of one workspace in memory, for the folder engine's unit tests: records with a
@@ -108,8 +108,14 @@ export class FakeDevice implements FolderHost {
     return v
   }
 
-  onRecordChange(listener: (e: ChangeEvent) => void): () => void {
-    return this.changes.on('change', listener)
+  collectionNames(): string[] {
+    return [...this.records_.keys()]
+  }
+
+  async watchRecords(collection: string, listener: (e: RecordChangeEvent) => void): Promise<() => void> {
+    return this.changes.on('change', (e) => {
+      if (e.collection === collection) listener({ key: e.key, value: e.value, source: e.source })
+    })
   }
 
   emit<K extends keyof FolderEvents>(event: K, payload: FolderEvents[K]): void {

@@ -1,0 +1,31 @@
+import { KitsyncError } from '../core/errors.js'
+import type { FolderAddOptions, FolderListItem, FolderStatusView } from '../core/folder-types.js'
+import type { Workspace } from '../core/workspace-types.js'
+import { RemoteWorkspace } from './remote-workspace.js'
+
+/** Shared folders of a workspace (they run in its peer): the library's side of `kitsync folder`. */
+export interface Folders {
+  /** Share a folder, or place an already shared one on this device (its files are merged with the workspace's). */
+  add(options: FolderAddOptions): Promise<FolderListItem>
+  /** The workspace's folders, placed here or not. */
+  list(): Promise<FolderListItem[]>
+  /** Per file: synced, local changes, incoming, conflict, local only, excluded (one folder, or each placed here). */
+  status(name?: string): Promise<FolderStatusView[]>
+  /** Stop syncing a folder on this device; its files stay. */
+  remove(name: string): Promise<{ name: string; path: string }>
+}
+
+/**
+ * The folders of a workspace reached through its running peer (`openWorkspace({mode: 'peer'})`).
+ * A workspace opened locally has no folder engine: PEER_NOT_RUNNING.
+ */
+export function folders(ws: Workspace): Folders {
+  if (!(ws instanceof RemoteWorkspace)) throw new KitsyncError('PEER_NOT_RUNNING', 'shared folders run in the peer: open the workspace with {mode: "peer"}')
+  const c = ws.client
+  return {
+    add: (options) => c.request('folderAdd', { ...options }) as Promise<FolderListItem>,
+    list: () => c.request('folderList') as Promise<FolderListItem[]>,
+    status: (name) => c.request('folderStatus', name === undefined ? {} : { name }) as Promise<FolderStatusView[]>,
+    remove: (name) => c.request('folderRemove', { name }) as Promise<{ name: string; path: string }>,
+  }
+}
