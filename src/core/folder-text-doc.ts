@@ -31,7 +31,14 @@ function keepDeletedText(item: Y.Item): boolean {
 }
 
 export function newTextFileDoc(): Y.Doc {
-  return new Y.Doc({ gcFilter: keepDeletedText })
+  const doc = new Y.Doc({ gcFilter: keepDeletedText })
+  // Defined before any stored or received update is applied: until `getText` is called, Yjs
+  // holds the root as a plain AbstractType, keepDeletedText does not recognise its items, and
+  // deleting text in a document loaded from updates collected it (a rebase from a base taken
+  // before the delete then lost that text: test/unit/folder-text.test.ts).
+  doc.getText(TEXT_NAME)
+  doc.getMap(CAPTURES_NAME)
+  return doc
 }
 
 export function fileText(doc: Y.Doc): string {

@@ -252,7 +252,7 @@ export class FolderEngine {
   }
 
   /** Capture a file's text into its document; the update to commit (undefined: nothing changed) and the record's content fields. */
-  async captureFile(fileId: string, path: string): Promise<{ update?: UnitUpdate; fields?: Record<string, JsonValue> } | undefined> {
+  async captureFile(fileId: string, path: string): Promise<{ update?: UnitUpdate; fields?: Record<string, JsonValue>; behind?: boolean } | undefined> {
     const abs = await this.abs(path)
     if (abs === undefined) return undefined
     const entry = await readDiskEntry(abs, Number.MAX_SAFE_INTEGER)
@@ -276,7 +276,9 @@ export class FolderEngine {
     const side = { device: this.host.deviceId, stamp: this.host.stamp() }
     const r = captureText(doc, text, side, base === undefined ? { record } : { base, record })
     await this.ledger.hold(path, async () => ({ state, base: r.base }))
-    return r.changed ? { update: { unit: fileId, update: Y.encodeStateAsUpdate(doc, sv) }, fields } : { fields }
+    // Rebased onto a document that moved on (a peer's edit not written here yet): the disk is behind it.
+    const behind = fileText(doc) !== text
+    return r.changed ? { update: { unit: fileId, update: Y.encodeStateAsUpdate(doc, sv) }, fields, behind } : { fields, behind }
   }
 
   /** A batch of local changes from the watcher: manifest writes, captures, one commit. */
@@ -286,6 +288,7 @@ export class FolderEngine {
     const writes = planLocalChanges(view, changes as LocalChange[], () => this.host.stamp())
     const updates: UnitUpdate[] = []
     const override = new Map<string, Record<string, JsonValue>>()
+    const behind: string[] = []
     for (const w of writes) {
       const before = this.entries.get(w.fileId)
       const fields = w.op === 'create' ? w.entry : w.fields
@@ -311,8 +314,10 @@ export class FolderEngine {
       if (c === undefined) continue
       if (c.update !== undefined) updates.push(c.update)
       if (c.fields !== undefined) override.set(w.fileId, c.fields)
+      if (c.behind === true) behind.push(w.fileId)
     }
     await this.commit(updates, writes, override)
+    for (const id of behind) await this.remote.text(id)
     const at = Date.now()
     for (const c of changes) {
       if (c.kind === 'excluded') continue

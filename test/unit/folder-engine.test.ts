@@ -177,6 +177,27 @@ describe('folder engine over an in-memory workspace', () => {
     }
   })
 
+  it('a device whose engine was stopped captures its offline edits at start, rebased: both edits survive', async () => {
+    const net = new FakeFolderNet(prng(9))
+    const [a, b] = await nodes(net, ['devA', 'devB'])
+    await writeFile(join(a!.root, 'notes.txt'), 'one\ntwo\nthree\nfour\n')
+    await settle(net, [a!, b!])
+    await b!.engine.stop()
+    running.splice(running.indexOf(b!.engine), 1)
+    b!.device.online = false
+    await writeFile(join(b!.root, 'notes.txt'), 'one\ntwo\nthree\nFOUR from b\n')
+    await writeFile(join(a!.root, 'notes.txt'), 'ONE from a\ntwo\nthree\nfour\n')
+    await settle(net, [a!])
+    b!.device.online = true
+    net.deliver() // A's change reaches B's store before B's engine starts
+    const again = new FolderEngine(b!.device, { name: NAME, root: b!.root, definition, settleMs: 5 })
+    await again.start()
+    running.push(again)
+    const b2 = { ...b!, engine: again }
+    await settle(net, [a!, b2])
+    for (const n of [a!, b2]) expect(await tree(n.root)).toEqual({ 'notes.txt': 'ONE from a\ntwo\nthree\nFOUR from b\n' })
+  })
+
   it('JSON that the merge would break keeps the latest version and the other as a conflict copy on both devices', async () => {
     const net = new FakeFolderNet(prng(4))
     const [a, b] = await nodes(net, ['devA', 'devB'])

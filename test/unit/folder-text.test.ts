@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { conflictPath, decideNewestWins, isValidStructured } from '../../src/core/folder-conflicts.js'
-import { captureText, capturedText, fileText, mergeRemoteUpdate, newTextFileDoc } from '../../src/core/folder-text-doc.js'
+import { captureText, capturedText, currentBase, fileText, mergeRemoteUpdate, newTextFileDoc, textAt } from '../../src/core/folder-text-doc.js'
 import { applyTextChange, decodeText, textEdits } from '../../src/core/folder-text.js'
 
 const stampAt = (ms: number, node: string): string => `${ms.toString(36).padStart(9, '0')}.0000.${node}`
@@ -169,5 +169,26 @@ describe('conflict names and newest wins', () => {
   it('the later stamp wins; equal stamps fall to the greater device id', () => {
     expect(decideNewestWins('p.bin', { device: 'a', stamp: stampAt(5, 'a') }, { device: 'b', stamp: stampAt(4, 'b') }).winner).toBe('local')
     expect(decideNewestWins('p.bin', { device: 'a', stamp: stampAt(5, 'x') }, { device: 'b', stamp: stampAt(5, 'x') }).winner).toBe('remote')
+  })
+})
+
+describe('a text document loaded from updates', () => {
+  it('keeps deleted text, so a save is rebased from a base taken before a peer deleted something', () => {
+    const a = newTextFileDoc()
+    const updates: Uint8Array[] = []
+    a.on('update', (u: Uint8Array) => updates.push(u))
+    captureText(a, 'one\ntwo\nthree\nfour\n', { device: 'devA', stamp: stampAt(1_000, 'devA') })
+    const b = newTextFileDoc()
+    for (const u of updates) Y.applyUpdate(b, u)
+    const base = currentBase(b)
+    captureText(a, 'ONE from a\ntwo\nthree\nfour\n', { device: 'devA', stamp: stampAt(2_000, 'devA') })
+    // B's document loaded anew from the stored updates (a restart), the peer's delete among them.
+    const reloaded = newTextFileDoc()
+    for (const u of updates) Y.applyUpdate(reloaded, u)
+    expect(textAt(reloaded, base)).toBe('one\ntwo\nthree\nfour\n')
+    captureText(reloaded, 'one\ntwo\nthree\nFOUR from b\n', { device: 'devB', stamp: stampAt(3_000, 'devB') }, { base })
+    Y.applyUpdate(a, Y.encodeStateAsUpdate(reloaded, Y.encodeStateVector(a)))
+    expect(fileText(a)).toBe('ONE from a\ntwo\nthree\nFOUR from b\n')
+    expect(fileText(reloaded)).toBe('ONE from a\ntwo\nthree\nFOUR from b\n')
   })
 })
