@@ -28,6 +28,8 @@ const log = debugLog('folder:engine')
 const OPEN_DOCS = 256
 /** The origin of peers' updates this engine applies itself. */
 const REMOTE_ORIGIN = Symbol('kitsync:folder-remote')
+/** How often blobs that no peer had are asked for again. */
+const BLOB_RETRY_MS = 10_000
 /** Trash entries past the retention are purged this often. */
 const PURGE_EVERY_MS = 3_600_000
 
@@ -58,6 +60,10 @@ export class FolderEngine {
   readonly seen = new Map<string, Map<string, string>>()
   /** path -> the fileId whose content the file on disk there is (two records can claim a path until resolveClaims settles it). */
   readonly owner = new Map<string, string>()
+  /** fileId -> the hash a binary's last writer replaced (`prev` of its record; folder-remote.ts). */
+  readonly prevHash = new Map<string, string>()
+  /** Binaries whose blob no connected peer had: asked for again every BLOB_RETRY_MS. */
+  readonly missingBlobs = new Set<string>()
   /** path -> its conflict copy. */
   readonly conflicts = new Map<string, string>()
   /** fileIds whose incoming change is queued. */
@@ -74,6 +80,7 @@ export class FolderEngine {
   private queued = 0
   private readonly offs: (() => void)[] = []
   private purgeTimer: NodeJS.Timeout | undefined
+  private blobTimer: NodeJS.Timeout | undefined
   private saveTimer: NodeJS.Timeout | undefined
   private stopped = false
 
@@ -142,6 +149,10 @@ export class FolderEngine {
     })
     this.purgeTimer = setInterval(() => void this.trash.purge().catch((err: unknown) => log(`${this.name}: trash purge failed`, err)), PURGE_EVERY_MS)
     this.purgeTimer.unref()
+    this.blobTimer = setInterval(() => {
+      for (const id of this.missingBlobs) void this.enqueue('blob', () => this.remote.binary(id))
+    }, BLOB_RETRY_MS)
+    this.blobTimer.unref()
     await this.trash.purge().catch((err: unknown) => log(`${this.name}: trash purge failed`, err))
   }
 
@@ -149,6 +160,7 @@ export class FolderEngine {
     this.stopped = true
     for (const off of this.offs) off()
     clearInterval(this.purgeTimer)
+    clearInterval(this.blobTimer)
     await this.watcher.stop()
     await this.queue
     clearTimeout(this.saveTimer)
@@ -261,8 +273,16 @@ export class FolderEngine {
     if (bytes === undefined) return undefined
     const text = decodeText(bytes)
     const state: FileState = { ...entry, size: bytes.byteLength, hash: sha256(bytes), binary: text === undefined }
-    const fields = { kind: text === undefined ? 'binary' : 'text', size: state.size, hash: state.hash as string, x: state.executable }
+    const fields: Record<string, JsonValue> = {
+      kind: text === undefined ? 'binary' : 'text',
+      size: state.size,
+      hash: state.hash as string,
+      x: state.executable,
+    }
     if (text === undefined) {
+      // `prev`: the version this one replaces, so a device holding another sees two concurrent versions.
+      const before = this.entries.get(fileId)
+      Object.assign(fields, { prev: before !== undefined && before.kind === 'binary' ? before.hash : '' })
       this.owner.set(path, fileId)
       await this.host.units.putBlob(state.hash as string, bytes)
       await this.ledger.hold(path, async () => ({ state }))

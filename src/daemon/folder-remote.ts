@@ -7,7 +7,8 @@ import { captureStamps, fileText } from '../core/folder-text-doc.js'
 import { debugLog } from '../core/debug-log.js'
 import type { JsonValue } from '../core/json.js'
 import { removeFileChecked } from '../folder/atomic-write.js'
-import type { FileState } from '../folder/file-state.js'
+import { sha256 as sha256Hex, type FileState } from '../folder/file-state.js'
+import type { FolderChange } from '../folder/folder-watcher.js'
 import { applyMergedText, applyRemoteBinary, writeBackup } from '../folder/incoming.js'
 import type * as YDoc from 'yjs'
 import type { ManifestWrite } from '../core/folder-manifest.js'
@@ -31,6 +32,10 @@ export interface FolderEngine {
   readonly conflicts: Map<string, string>
   readonly incoming: Set<string>
   readonly owner: Map<string, string>
+  /** fileId -> the hash a binary's last writer replaced (`prev` of its record). */
+  readonly prevHash: Map<string, string>
+  /** Binaries whose blob no connected peer had. */
+  readonly missingBlobs: Set<string>
   readonly ledger: CaptureLedger
   readonly trash: FolderTrash
   readonly ctx: FolderContext
@@ -38,6 +43,7 @@ export interface FolderEngine {
   doc(fileId: string): Promise<YDoc.Doc>
   commit(updates: UnitUpdate[], writes: ManifestWrite[]): Promise<void>
   resolveClaims(): Promise<void>
+  local(changes: FolderChange[]): Promise<void>
   ownedByOther(path: string, fileId: string): boolean
 }
 
@@ -58,6 +64,9 @@ export class FolderRemote {
   async record(fileId: string, value: JsonValue | undefined): Promise<void> {
     const prev = this.engine.entries.get(fileId)
     const next = value === undefined ? undefined : entryOf(fileId, value)
+    const prev2 = typeof value === 'object' && value !== null && !Array.isArray(value) ? value.prev : undefined
+    if (typeof prev2 === 'string') this.engine.prevHash.set(fileId, prev2)
+    else this.engine.prevHash.delete(fileId)
     if (next === undefined) this.engine.entries.delete(fileId)
     else this.engine.entries.set(fileId, next)
     try {
@@ -190,9 +199,27 @@ export class FolderRemote {
       return
     }
     const bytes = await this.host.units.getBlob(e.hash)
-    if (bytes === undefined) return // fetched when a peer has it ('blob:stored')
+    if (bytes === undefined) {
+      // No connected peer has it now: asked again later (FolderEngine's retry) or when one arrives ('blob:stored').
+      this.engine.missingBlobs.add(fileId)
+      return
+    }
+    this.engine.missingBlobs.delete(fileId)
     const had = this.engine.ledger.captured(e.path)
     if (this.engine.ownedByOther(e.path, fileId)) return
+    // A version captured here that the writer did not replace (its `prev` is another): two
+    // concurrent versions, the record's is the newer; ours is kept beside it, visibly.
+    const prev = this.engine.prevHash.get(fileId)
+    const abs = await this.engine.abs(e.path)
+    log(`${e.path}: binary ${e.hash.slice(0, 8)} over ${had?.hash?.slice(0, 8) ?? 'nothing'} (the writer replaced ${prev?.slice(0, 8) ?? '?'})`)
+    if (had?.hash !== undefined && prev !== undefined && prev !== had.hash && abs !== undefined) {
+      const ours = await readFile(abs).catch(() => undefined)
+      if (ours !== undefined && sha256Hex(ours) === had.hash) {
+        const backup = await writeBackup(this.engine.ctx, conflictPath(e.path, { device: this.host.deviceId, stamp: this.host.stamp() }), ours)
+        this.conflict(e, backup, 'binary', 'remote')
+        await this.shareCopy(backup)
+      }
+    }
     const r = await applyRemoteBinary(this.engine.ctx, e.path, bytes, e.pathSide, e.x)
     if (r.status === 'written') this.engine.owner.set(e.path, fileId)
     this.engine.handled.set(fileId, e.hash)
@@ -221,7 +248,14 @@ export class FolderRemote {
     const side: VersionSide = e.pathSide.stamp === '' ? { device: 'workspace', stamp: this.host.stamp() } : e.pathSide
     const backup = await writeBackup(this.engine.ctx, conflictPath(path, side), theirs)
     this.conflict(e, backup, 'placement', 'local')
+    await this.shareCopy(backup)
     return true
+  }
+
+  /** A conflict copy that only this device wrote is shared like a file the user made. */
+  private async shareCopy(path: string): Promise<void> {
+    const state = this.engine.ledger.captured(path)
+    if (state !== undefined) await this.engine.local([{ kind: 'added', path, state }])
   }
 
   private conflict(e: StampedEntry, backup: string, reason: FolderConflictEvent['reason'], winner: 'local' | 'remote'): void {

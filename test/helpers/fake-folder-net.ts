@@ -12,13 +12,13 @@ import type { FolderEvents, FolderHost, RecordChangeEvent } from '../../src/daem
  * Devices of one workspace in memory, for the folder engine's unit tests: records with a
  * per-field last-writer-wins rule (the `merge` kind's), units as Yjs updates, blobs, and a
  * network that holds every message until `deliver` hands them over in a seeded random order.
- * A device set offline keeps what is addressed to it until it is back (its catch-up).
+ * A device set offline neither sends nor receives until it is back (its catch-up).
  */
 
 type Payload =
   | { kind: 'record'; collection: string; key: string; fields: Record<string, { t: string; v: JsonValue }> }
   | { kind: 'unit'; from: string; collection: string; unit: string; update: Uint8Array }
-type Message = Payload & { to: string }
+type Message = Payload & { to: string; sender: string }
 
 export class FakeFolderNet {
   readonly devices = new Map<string, FakeDevice>()
@@ -33,19 +33,23 @@ export class FakeFolderNet {
   }
 
   send(from: string, m: Payload): void {
-    for (const id of this.devices.keys()) if (id !== from) this.inFlight.push({ ...m, to: id })
+    for (const id of this.devices.keys()) if (id !== from) this.inFlight.push({ ...m, to: id, sender: from })
   }
 
-  /** Messages that an online device has not been handed yet. */
+  /** Messages between two online devices not handed over yet (an offline device neither sends nor receives). */
   deliverable(): number {
-    return this.inFlight.filter((m) => this.devices.get(m.to)?.online === true).length
+    return this.inFlight.filter((m) => this.connected(m)).length
+  }
+
+  private connected(m: Message): boolean {
+    return this.devices.get(m.to)?.online === true && this.devices.get(m.sender)?.online === true
   }
 
   /** Hand over every deliverable message, in random order. */
   deliver(): number {
     let n = 0
     for (;;) {
-      const ready = this.inFlight.map((m, i) => [m, i] as const).filter(([m]) => this.devices.get(m.to)?.online === true)
+      const ready = this.inFlight.map((m, i) => [m, i] as const).filter(([m]) => this.connected(m))
       if (ready.length === 0) return n
       const [m, i] = ready[Math.floor(this.random() * ready.length)] as (typeof ready)[number]
       this.inFlight.splice(i, 1)

@@ -34,12 +34,12 @@ afterEach(async () => {
 })
 afterAll(cleanup)
 
-async function nodes(net: FakeFolderNet, ids: string[]): Promise<Node[]> {
+async function nodes(net: FakeFolderNet, ids: string[], def: FolderDefinition = definition): Promise<Node[]> {
   const out: Node[] = []
   for (const id of ids) {
     const device = net.add(id)
     const root = await makeTempDir('ks-fold-')
-    const engine = new FolderEngine(device, { name: NAME, root, definition, settleMs: 5 })
+    const engine = new FolderEngine(device, { name: NAME, root, definition: def, settleMs: 5 })
     await engine.start()
     running.push(engine)
     out.push({ device, engine, root })
@@ -58,7 +58,11 @@ async function seen(all: Node[]): Promise<void> {
       const disk = await tree(n.root)
       const known = n.engine.watcher.snapshot()
       const files = Object.entries(disk).filter(([p]) => !p.endsWith('/'))
-      const same = files.length === known.size && files.every(([p, text]) => known.get(p)?.hash === createHash('sha256').update(text).digest('hex'))
+      let same = files.length === known.size
+      for (const [p] of files) {
+        const bytes = await readFile(join(n.root, p)).catch(() => undefined)
+        if (bytes === undefined || known.get(p)?.hash !== createHash('sha256').update(bytes).digest('hex')) same = false
+      }
       if (same) break
       if (Date.now() > deadline) throw new Error(`${n.device.deviceId}: the watcher did not see the folder's files in 10 s`)
       await new Promise((r) => setTimeout(r, 5))
@@ -250,6 +254,29 @@ describe('folder engine over an in-memory workspace', () => {
     await settle(net, [a!, b!])
     expect(await tree(a!.root)).toEqual({ 'd.txt': 'v2 edited\n' })
     expect(await tree(b!.root)).toEqual({ 'd.txt': 'v2 edited\n' })
+  })
+
+  it('a binary file included on purpose syncs as a blob; changed on both sides, the newest stays and the other is kept beside it', async () => {
+    const net = new FakeFolderNet(prng(10))
+    const [a, b] = await nodes(net, ['devA', 'devB'], { ...definition, include: ['*.bin'] })
+    const v1 = Buffer.from([0, 1, 2, 3, 255, 0, 7])
+    await writeFile(join(a!.root, 'data.bin'), v1)
+    await settle(net, [a!, b!])
+    expect(Buffer.compare(await readFile(join(b!.root, 'data.bin')), v1)).toBe(0)
+    b!.device.online = false
+    await writeFile(join(a!.root, 'data.bin'), Buffer.from([0, 9, 9, 0]))
+    await settle(net, [a!, b!])
+    await writeFile(join(b!.root, 'data.bin'), Buffer.from([0, 8, 8, 8, 0]))
+    await settle(net, [a!, b!])
+    b!.device.online = true
+    await settle(net, [a!, b!])
+    for (const n of [a!, b!]) {
+      const names = (await readdir(n.root)).filter((f) => f !== '.kitsync').sort()
+      expect(names).toHaveLength(2)
+      expect(Buffer.compare(await readFile(join(n.root, 'data.bin')), Buffer.from([0, 8, 8, 8, 0]))).toBe(0)
+      const copy = names.find((f) => f.startsWith('data.conflict-')) as string
+      expect(Buffer.compare(await readFile(join(n.root, copy)), Buffer.from([0, 9, 9, 0]))).toBe(0)
+    }
   })
 
   it('a hostile path in a peer record is refused: nothing is written outside the folder', async () => {
