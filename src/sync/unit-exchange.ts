@@ -25,6 +25,7 @@ import { mergeInGroups } from './update-outbox.js'
 /** What the units of a session need from the engine (the session's owner). */
 export interface UnitRelay {
   readonly host: SyncHost
+  readonly limits: { readonly maxFrameBytes: number }
   readonly schedule: (fn: () => void) => void
   emit<K extends keyof SyncEvents>(event: K, payload: SyncEvents[K]): void
   /** Pass a peer's update of a unit on to every other session that exchanges its collection. */
@@ -67,7 +68,7 @@ export class UnitExchange {
   constructor(
     private readonly relay: UnitRelay,
     private readonly link: PeerLink,
-    private readonly session: UnitSession,
+    private readonly session: UnitSession & { close(error?: KitsyncError): void },
     /** The session's own counters, which count these frames too. */
     private readonly sessionStats: { bytesOut: number; framesOut: number },
   ) {}
@@ -129,7 +130,9 @@ export class UnitExchange {
     }
     switch (frame.type) {
       case UnitFrameType.BLOB_WANT: {
-        const bytes = host.exchangesBlobs(this.session.peerId) ? await host.localBlob(frame.hash) : undefined
+        let bytes = host.exchangesBlobs(this.session.peerId) ? await host.localBlob(frame.hash) : undefined
+        // Over the frame limit, it cannot be sent: as good as not held (blobs stay under the folder size cap).
+        if (bytes !== undefined && bytes.byteLength + 64 > this.relay.limits.maxFrameBytes) bytes = undefined
         this.send({ type: UnitFrameType.BLOB, hash: frame.hash, bytes })
         return
       }
@@ -214,6 +217,11 @@ export class UnitExchange {
   private send(frame: UnitFrame): void {
     if (this.session.isClosed) return
     const bytes = encodeUnitFrame(frame)
+    if (bytes.byteLength > this.relay.limits.maxFrameBytes) {
+      const what = 'unit' in frame ? `unit ${frame.unit} of ${frame.collection}` : 'units'
+      this.session.close(new KitsyncError('PROTOCOL_ERROR', `a frame for ${what} would be ${bytes.byteLength} bytes, over the limit`))
+      return
+    }
     this.counters.framesOut++
     this.counters.bytesOut += bytes.byteLength
     this.sessionStats.framesOut++
