@@ -137,13 +137,13 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
   /**
    * The records go through the collection's own write path (its document, the rows derived
    * from it), and the units' ops ride in the batch of that transaction's update (see
-   * CollectionLog.carry). A transaction that changed nothing leaves them to a batch of their own.
+   * CollectionLog.carried). A transaction that changed nothing leaves them to a batch of their own.
    */
   private async commitWithRecords(collection: string, ops: BatchOp[], records: readonly UnitRecordWrite[]): Promise<void> {
     const entry = await this.registry.load(collection)
     const rules = await this.settings.settingsOf(collection)
     const c = entry.collection
-    const takeBack = entry.log.carry(ops)
+    entry.log.carried = ops
     let left: BatchOp[] | undefined
     try {
       c.doc.transact(() => {
@@ -157,7 +157,9 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
         }
       }, LOCAL_ORIGIN)
     } finally {
-      left = takeBack()
+      // Still there: the transaction changed nothing, so no append took them.
+      left = entry.log.carried
+      entry.log.carried = undefined
     }
     if (left !== undefined) await this.store.batch(left)
     else await entry.lastWrite
