@@ -285,10 +285,15 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     try {
       await this.store.batch(w.ops)
     } catch (err) {
+      // An open document holds it now, the store does not: the next open loads what is stored.
+      if (open !== undefined) this.close(collection, unit)
       throw storageFailure(collection, `cannot store an update of unit ${unit}`, err)
     }
     w.written()
     this.changed(collection, unit)
+    // Opened meanwhile: its load may have read the store before this update was in it.
+    const opened = this.docs.get(idOf(collection, unit))
+    if (opened !== undefined && opened !== open) Y.applyUpdate(await opened, update, UNIT_SYNC_ORIGIN)
     this.emitter.emit('unit:update', { collection, unit, update, from })
     return true
   }
