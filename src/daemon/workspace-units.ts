@@ -43,6 +43,8 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
   /** Counts the writes of units; per unit, the count at its last write: a digest read before it is not kept. */
   private writes = 0
   private readonly writtenAt = new Map<string, number>()
+  /** Digests of a collection being computed (see digests). */
+  private readonly computing = new Map<string, { digests: Promise<UnitDigest[]>; writes: number }>()
   /** Per unit: the peer updates being applied, one at a time. */
   private readonly applying = new Map<string, Promise<unknown>>()
   private engine: UnitEngineLink | undefined
@@ -210,7 +212,22 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     this.engine = engine
   }
 
-  async digests(collection: string): Promise<UnitDigest[]> {
+  digests(collection: string): Promise<UnitDigest[]> {
+    // Sessions that start together (a restart, several devices) share one computation, unless a
+    // unit was written since it began: a session not ready then missed that write's live update.
+    const running = this.computing.get(collection)
+    if (running !== undefined && running.writes === this.writes) return running.digests
+    const digests = this.computeDigests(collection)
+    const entry = { digests, writes: this.writes }
+    this.computing.set(collection, entry)
+    const done = (): void => {
+      if (this.computing.get(collection) === entry) this.computing.delete(collection)
+    }
+    digests.then(done, done)
+    return digests
+  }
+
+  private async computeDigests(collection: string): Promise<UnitDigest[]> {
     const units = await this.units.list(collection)
     const missing = units.filter((unit) => !this.digestCache.has(idOf(collection, unit))).length
     const scanned = new Map<string, number>()
