@@ -174,6 +174,39 @@ describe('units on LevelDB', () => {
     expect(seen).toHaveLength(1)
   })
 
+  it('a load that a compaction of the unit lands in the middle of still holds every update', async () => {
+    const ws = await workspace(await makeHome())
+    const doc = await ws.units.open(C, U1, () => new Y.Doc())
+    for (let i = 0; i < 5; i++) await ws.units.commit(C, [{ unit: U1, update: change(doc, (t) => t.insert(t.length, `${i} `)) }])
+    ws.units.close(C, U1)
+    // The compaction runs between the load's two reads (of the log and of the snapshot), in whichever order they come.
+    const db = ws.store.db as unknown as { get(key: string): Promise<Uint8Array | undefined>; iterator(range: { gte?: string }): unknown }
+    const get = db.get.bind(db)
+    const iterator = db.iterator.bind(db)
+    let logRead = false
+    db.iterator = (range) => {
+      if (range.gte === `w!${C}!${U1}!`) logRead = true
+      return iterator(range)
+    }
+    let compacted = false
+    db.get = async (key: string) => {
+      if (key !== `y!${C}!${U1}` || compacted) return get(key)
+      compacted = true
+      db.get = get
+      db.iterator = iterator
+      if (logRead) {
+        await ws.store.units.compact(C, U1)
+        return get(key)
+      }
+      const value = await get(key)
+      await ws.store.units.compact(C, U1)
+      return value
+    }
+    const loaded = await ws.units.open(C, U1, () => new Y.Doc())
+    expect(compacted).toBe(true)
+    expect(loaded.getText('text').toString()).toBe('0 1 2 3 4 ')
+  })
+
   it('refuses bad ids and hashes with INVALID_NAME and INVALID_ARGUMENT, storing nothing', async () => {
     const ws = await workspace(await makeHome())
     await expect(ws.units.open(C, '../x', () => new Y.Doc())).rejects.toMatchObject({ code: 'INVALID_NAME' })
