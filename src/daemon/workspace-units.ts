@@ -125,6 +125,7 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
       if (records.length === 0) await this.store.batch(ops)
       else await this.commitWithRecords(collection, ops, records)
     } catch (err) {
+      for (const w of writes) w.failed()
       // The documents hold updates the store does not: the next open loads what is stored.
       for (const unit of byUnit.keys()) this.close(collection, unit)
       throw isKitsyncError(err) ? err : storageFailure(collection, 'cannot store its units', err)
@@ -302,6 +303,7 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     try {
       await this.store.batch(w.ops)
     } catch (err) {
+      w.failed()
       // An open document holds it now, the store does not: the next open loads what is stored.
       if (open !== undefined) this.close(collection, unit)
       throw storageFailure(collection, `cannot store an update of unit ${unit}`, err)

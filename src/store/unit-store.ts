@@ -37,6 +37,8 @@ export interface UnitWrite {
   ops: BatchOp[]
   /** Call once the batch is written: the in-memory state follows. */
   written(): void
+  /** Call when the batch failed: a unit it created is not there. */
+  failed(): void
 }
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
@@ -144,11 +146,15 @@ export class UnitStore {
     if (creates) ops.push({ type: 'put', key: unitSnapshotKey(name, unit), value: frame(EMPTY_UPDATE) })
     // Seqs are taken now (a failed batch leaves a gap, which no reader minds: logs are read by range).
     for (const update of updates) ops.push({ type: 'put', key: unitUpdateKey(name, unit, ++state.lastSeq), value: frame(update) })
+    // Marked now, so a concurrent write does not put an empty snapshot again (over a compaction's).
     state.exists = true
     return {
       ops,
       written: () => {
         state.entries += updates.length
+      },
+      failed: () => {
+        if (creates) state.exists = false
       },
     }
   }
