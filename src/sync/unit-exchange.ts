@@ -1,4 +1,5 @@
-import { KitsyncError } from '../core/errors.js'
+import { debugLog } from '../core/debug-log.js'
+import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import {
   decodeUnitFrame,
   encodeUnitFrame,
@@ -41,6 +42,8 @@ export interface UnitSession {
   readonly isClosed: boolean
   shares(collection: string): boolean
 }
+
+const log = debugLog('sync:units')
 
 /** Units asked for per UNIT_WANT frame. */
 const WANTS_PER_FRAME = 1000
@@ -88,7 +91,8 @@ export class UnitExchange {
       if (this.session.isClosed) return
       if ((!again && this.started.has(collection)) || !this.session.shares(collection)) continue
       this.started.add(collection)
-      const digests = await host.digests(collection)
+      const digests = await this.digestsOf(host, collection)
+      if (digests === undefined) continue
       // Again: even without units here (one byte of sums), the peer may have some.
       if ((digests.length > 0 || again) && !this.sumsSent.has(collection)) this.sendSums(collection, digests)
     }
@@ -150,7 +154,7 @@ export class UnitExchange {
         return
       case UnitFrameType.UNIT_WANT:
         for (const { unit, vector } of frame.wants) {
-          const payload = (await host.diff(frame.collection, unit, vector)) ?? new Uint8Array([0, 0])
+          const payload = (await this.stored(() => host.diff(frame.collection, unit, vector), `unit ${unit} of ${frame.collection}`)) ?? new Uint8Array([0, 0])
           this.send({ type: UnitFrameType.UNIT_UPDATE, collection: frame.collection, unit, step: UnitStep.ANSWER, payload })
         }
         return
@@ -170,7 +174,8 @@ export class UnitExchange {
    */
   private async sums(host: UnitSyncHost, collection: string, theirs: Uint32Array): Promise<void> {
     this.started.add(collection)
-    const digests = await host.digests(collection)
+    const digests = await this.digestsOf(host, collection)
+    if (digests === undefined) return
     const ours = sumsOf(digests)
     if (!this.sumsSent.has(collection)) this.sendSums(collection, digests, ours)
     this.sumsSent.delete(collection)
@@ -184,7 +189,9 @@ export class UnitExchange {
 
   /** The peer's units of the buckets that differ: WANT each whose digest differs from ours (or that we lack). */
   private async list(host: UnitSyncHost, collection: string, buckets: { bucket: number; units: UnitDigest[] }[]): Promise<void> {
-    const ours = new Map((await host.digests(collection)).map((d) => [d.unit, d.digest]))
+    const digests = await this.digestsOf(host, collection)
+    if (digests === undefined) return
+    const ours = new Map(digests.map((d) => [d.unit, d.digest]))
     const want: string[] = []
     for (const { units } of buckets) for (const { unit, digest } of units) if (ours.get(unit) !== digest) want.push(unit)
     if (want.length === 0) return
@@ -195,6 +202,26 @@ export class UnitExchange {
       for (const unit of want.slice(i, i + WANTS_PER_FRAME)) wants.push({ unit, vector: await host.stateVector(collection, unit) })
       if (this.session.isClosed) return
       this.send({ type: UnitFrameType.UNIT_WANT, collection, wants })
+    }
+  }
+
+  /** The collection's digests, or undefined when its units cannot be read here (see stored). */
+  private digestsOf(host: UnitSyncHost, collection: string): Promise<UnitDigest[] | undefined> {
+    return this.stored(() => host.digests(collection), `the units of ${collection}`)
+  }
+
+  /**
+   * A read of stored units: one that fails here (a damaged unit, DATA_CORRUPTION; a failing disk)
+   * leaves that collection or unit out of this exchange (answered as not held), rather than ending
+   * the session and with it every other collection's sync. A peer's malformed input still does.
+   */
+  private async stored<T>(read: () => Promise<T>, what: string): Promise<T | undefined> {
+    try {
+      return await read()
+    } catch (err) {
+      if (!isKitsyncError(err, 'DATA_CORRUPTION') && !isKitsyncError(err, 'STORAGE_FAILED')) throw err
+      log(`${what} cannot be read; left out of the exchange with ${this.session.peerId}`, err)
+      return undefined
     }
   }
 

@@ -3,6 +3,7 @@ import * as Y from 'yjs'
 import type { UnitDigest } from '../../src/protocol/unit-frames.js'
 import { UnitFrameType } from '../../src/protocol/unit-frames.js'
 import type { UnitEngineLink, UnitSyncHost } from '../../src/sync/unit-host.js'
+import { KitsyncError } from '../../src/core/errors.js'
 import { SyncEngine } from '../../src/sync/sync-engine.js'
 import { MemoryNetwork, MemoryPeer, prng } from '../helpers/memory-mesh.js'
 
@@ -219,5 +220,28 @@ describe('units over sync sessions in memory', () => {
     expect(b.units.blobs.has('2'.repeat(64))).toBe(true)
     // The session went on.
     expect(net.links.has('a|b')).toBe(true)
+  })
+
+  it('a collection whose units cannot be read here is left out; the session and the other collections go on', async () => {
+    const a = new UnitPeer('a')
+    const b = new UnitPeer('b')
+    const D = '_folder.other'
+    for (const p of [a, b]) {
+      p.collection(C)
+      p.collection(D)
+    }
+    a.units.edit(C, id(1), 'damaged here')
+    a.units.edit(D, id(2), 'readable')
+    const digests = a.units.digests.bind(a.units)
+    a.units.digests = async (collection) => {
+      if (collection === C) throw new KitsyncError('DATA_CORRUPTION', `collection ${C}: damaged snapshot of unit ${id(1)}`)
+      return digests(collection)
+    }
+    const net = new MemoryNetwork(prng(13))
+    net.connect(a, b)
+    await net.settle()
+    expect(net.links.has('a|b')).toBe(true)
+    expect(b.units.docs.get(D)?.get(id(2))?.getText('text').toString()).toBe('readable')
+    expect(b.units.docs.get(C)).toBeUndefined()
   })
 })
