@@ -72,6 +72,8 @@ describe('units between two peers', () => {
     b.workspace.units.on('unit:update', (e) => seen.push(e))
     await edit(a, unit, 'hello from a\n')
     await waitUntil(async () => (onB.getText('text').toString() === 'hello from a\n' ? true : undefined), WAIT, 'the edit on the open document of b')
+    // Applied to the open document first, then stored, then announced: the store is read after the event.
+    await waitUntil(async () => (seen.length > 0 ? true : undefined), WAIT, 'unit:update on b')
     expect(seen.map((e) => [e.collection, e.unit, e.from])).toEqual([[C, unit, a.deviceId]])
     expect(await storedText(b, unit)).toBe('hello from a\n')
     expect(await b.workspace.units.list(C)).toEqual([unit])
