@@ -156,6 +156,37 @@ export async function run({ measure, tmp, log }) {
       },
     )
     net.close()
+    // A device that has none of them: every unit WANTed and sent.
+    const cReal = await LocalWorkspace.open({ home: await tmp.make('units-c') })
+    const c = Object.create(cReal, { workspaceId: { value: a.workspaceId } })
+    try {
+      await measure(
+        {
+          id: 'units-initial-sync',
+          title: `initial sync of ${N} units to a device that has none`,
+          unit: 'ms',
+          method: 'engines joined in memory, until the new device stored every unit (unit:update events)',
+        },
+        async () => {
+          let stored = 0
+          const all = new Promise((resolve) => {
+            const off = cReal.units.on('unit:update', () => {
+              if (++stored < N) return
+              off()
+              resolve()
+            })
+          })
+          const started = performance.now()
+          const net2 = join(a, c)
+          await all
+          const ms = performance.now() - started
+          net2.close()
+          return { value: round(ms, 0), details: { unitFrameBytes: net2.traffic.unitBytes, unitFrames: net2.traffic.unitFrames } }
+        },
+      )
+    } finally {
+      await cReal.close()
+    }
   } finally {
     await a.close()
     await bReal.close()

@@ -44,6 +44,8 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
   /** Counts the writes of units; per unit, the count at its last write: a digest read before it is not kept. */
   private writes = 0
   private readonly writtenAt = new Map<string, number>()
+  /** Digests of a collection being computed (see digests). */
+  private readonly computing = new Map<string, { digests: Promise<UnitDigest[]>; writes: number }>()
   /** Per unit: the peer updates being applied, one at a time. */
   private readonly applying = new Map<string, Promise<unknown>>()
   private engine: UnitEngineLink | undefined
@@ -124,6 +126,7 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
       if (records.length === 0) await this.store.batch(ops)
       else await this.commitWithRecords(collection, ops, records)
     } catch (err) {
+      for (const w of writes) w.failed()
       // The documents hold updates the store does not: the next open loads what is stored.
       for (const unit of byUnit.keys()) this.close(collection, unit)
       throw isKitsyncError(err) ? err : storageFailure(collection, 'cannot store its units', err)
@@ -138,13 +141,13 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
   /**
    * The records go through the collection's own write path (its document, the rows derived
    * from it), and the units' ops ride in the batch of that transaction's update (see
-   * CollectionLog.carry). A transaction that changed nothing leaves them to a batch of their own.
+   * CollectionLog.carried). A transaction that changed nothing leaves them to a batch of their own.
    */
   private async commitWithRecords(collection: string, ops: BatchOp[], records: readonly UnitRecordWrite[]): Promise<void> {
     const entry = await this.registry.load(collection)
     const rules = await this.settings.settingsOf(collection)
     const c = entry.collection
-    const takeBack = entry.log.carry(ops)
+    entry.log.carried = ops
     let left: BatchOp[] | undefined
     try {
       c.doc.transact(() => {
@@ -158,7 +161,9 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
         }
       }, LOCAL_ORIGIN)
     } finally {
-      left = takeBack()
+      // Still there: the transaction changed nothing, so no append took them.
+      left = entry.log.carried
+      entry.log.carried = undefined
     }
     if (left !== undefined) await this.store.batch(left)
     else await entry.lastWrite
@@ -215,7 +220,22 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     this.engine = engine
   }
 
-  async digests(collection: string): Promise<UnitDigest[]> {
+  digests(collection: string): Promise<UnitDigest[]> {
+    // Sessions that start together (a restart, several devices) share one computation, unless a
+    // unit was written since it began: a session not ready then missed that write's live update.
+    const running = this.computing.get(collection)
+    if (running !== undefined && running.writes === this.writes) return running.digests
+    const digests = this.computeDigests(collection)
+    const entry = { digests, writes: this.writes }
+    this.computing.set(collection, entry)
+    const done = (): void => {
+      if (this.computing.get(collection) === entry) this.computing.delete(collection)
+    }
+    digests.then(done, done)
+    return digests
+  }
+
+  private async computeDigests(collection: string): Promise<UnitDigest[]> {
     const units = await this.units.list(collection)
     const missing = units.filter((unit) => !this.digestCache.has(idOf(collection, unit))).length
     const scanned = new Map<string, number>()
@@ -290,10 +310,16 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     try {
       await this.store.batch(w.ops)
     } catch (err) {
+      w.failed()
+      // An open document holds it now, the store does not: the next open loads what is stored.
+      if (open !== undefined) this.close(collection, unit)
       throw storageFailure(collection, `cannot store an update of unit ${unit}`, err)
     }
     w.written()
     this.changed(collection, unit)
+    // Opened meanwhile: its load may have read the store before this update was in it.
+    const opened = this.docs.get(idOf(collection, unit))
+    if (opened !== undefined && opened !== open) Y.applyUpdate(await opened, update, UNIT_SYNC_ORIGIN)
     this.emitter.emit('unit:update', { collection, unit, update, from })
     return true
   }

@@ -37,6 +37,8 @@ export interface UnitWrite {
   ops: BatchOp[]
   /** Call once the batch is written: the in-memory state follows. */
   written(): void
+  /** Call when the batch failed: a unit it created is not there. */
+  failed(): void
 }
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
@@ -63,10 +65,25 @@ export class UnitStore {
 
   /** The stored updates of a unit, the snapshot first (empty when nothing is stored). */
   async read(name: string, unit: string): Promise<Uint8Array[]> {
-    const key = unitSnapshotKey(name, unit)
+    // The log before the snapshot: a compaction between the two reads then leaves its entries in
+    // both (harmless to Yjs), never in neither.
+    const log: Uint8Array[] = []
+    let lastSeq = -1
+    let entries = 0
+    try {
+      for await (const [k, value] of this.store.db.iterator(unitUpdateRange(name, unit))) {
+        const payload = unframe(value)
+        if (payload === undefined) throw corruption(name, `damaged update of unit ${unit}`)
+        log.push(payload)
+        lastSeq = unitSeqOf(name, unit, k)
+        entries++
+      }
+    } catch (err) {
+      throw damageOr(name, err)
+    }
     let snapRaw: Uint8Array | undefined
     try {
-      snapRaw = await this.store.db.get(key)
+      snapRaw = await this.store.db.get(unitSnapshotKey(name, unit))
     } catch (err) {
       throw readFailure(name, err)
     }
@@ -76,19 +93,7 @@ export class UnitStore {
       if (payload === undefined) throw corruption(name, `damaged snapshot of unit ${unit}`)
       updates.push(payload)
     }
-    let lastSeq = -1
-    let entries = 0
-    try {
-      for await (const [k, value] of this.store.db.iterator(unitUpdateRange(name, unit))) {
-        const payload = unframe(value)
-        if (payload === undefined) throw corruption(name, `damaged update of unit ${unit}`)
-        updates.push(payload)
-        lastSeq = unitSeqOf(name, unit, k)
-        entries++
-      }
-    } catch (err) {
-      throw damageOr(name, err)
-    }
+    for (const u of log) updates.push(u)
     // What was just read is the state, unless a write reserved seqs meanwhile.
     const id = stateId(name, unit)
     if (!this.states.has(id)) this.states.set(id, Promise.resolve({ exists: snapRaw !== undefined, lastSeq, entries }))
@@ -108,20 +113,24 @@ export class UnitStore {
    * unit cost 10,000 gets and 10,000 iterators.
    */
   async *mergedAll(name: string): AsyncGenerator<{ unit: string; state: Uint8Array }> {
+    // The logs before the snapshots, as in read.
+    const logs = new Map<string, Uint8Array[]>()
     const states = new Map<string, Uint8Array[]>()
     try {
-      for await (const [key, value] of this.store.db.iterator(unitSnapshotRange(name))) {
-        const unit = unitOfSnapshotKey(name, key)
-        const payload = unframe(value)
-        if (payload === undefined) throw corruption(name, `damaged snapshot of unit ${unit}`)
-        states.set(unit, [payload])
-      }
       for await (const [key, value] of this.store.db.iterator(unitLogRange(name))) {
         const unit = unitOfLogKey(name, key)
         const payload = unframe(value)
         if (payload === undefined) throw corruption(name, `damaged update of unit ${unit}`)
+        const log = logs.get(unit)
+        if (log === undefined) logs.set(unit, [payload])
+        else log.push(payload)
+      }
+      for await (const [key, value] of this.store.db.iterator(unitSnapshotRange(name))) {
+        const unit = unitOfSnapshotKey(name, key)
+        const payload = unframe(value)
+        if (payload === undefined) throw corruption(name, `damaged snapshot of unit ${unit}`)
         // A log without its snapshot is a unit dropped while this scan ran: not listed.
-        states.get(unit)?.push(payload)
+        states.set(unit, [payload, ...(logs.get(unit) ?? [])])
       }
     } catch (err) {
       throw damageOr(name, err)
@@ -137,11 +146,15 @@ export class UnitStore {
     if (creates) ops.push({ type: 'put', key: unitSnapshotKey(name, unit), value: frame(EMPTY_UPDATE) })
     // Seqs are taken now (a failed batch leaves a gap, which no reader minds: logs are read by range).
     for (const update of updates) ops.push({ type: 'put', key: unitUpdateKey(name, unit, ++state.lastSeq), value: frame(update) })
+    // Marked now, so a concurrent write does not put an empty snapshot again (over a compaction's).
     state.exists = true
     return {
       ops,
       written: () => {
         state.entries += updates.length
+      },
+      failed: () => {
+        if (creates) state.exists = false
       },
     }
   }

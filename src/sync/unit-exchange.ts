@@ -1,4 +1,5 @@
-import { KitsyncError } from '../core/errors.js'
+import { debugLog } from '../core/debug-log.js'
+import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import {
   decodeUnitFrame,
   encodeUnitFrame,
@@ -25,6 +26,7 @@ import { mergeInGroups } from './update-outbox.js'
 /** What the units of a session need from the engine (the session's owner). */
 export interface UnitRelay {
   readonly host: SyncHost
+  readonly limits: { readonly maxFrameBytes: number }
   readonly schedule: (fn: () => void) => void
   emit<K extends keyof SyncEvents>(event: K, payload: SyncEvents[K]): void
   /** Pass a peer's update of a unit on to every other session that exchanges its collection. */
@@ -40,6 +42,8 @@ export interface UnitSession {
   readonly isClosed: boolean
   shares(collection: string): boolean
 }
+
+const log = debugLog('sync:units')
 
 /** Units asked for per UNIT_WANT frame. */
 const WANTS_PER_FRAME = 1000
@@ -67,7 +71,7 @@ export class UnitExchange {
   constructor(
     private readonly relay: UnitRelay,
     private readonly link: PeerLink,
-    private readonly session: UnitSession,
+    private readonly session: UnitSession & { close(error?: KitsyncError): void },
     /** The session's own counters, which count these frames too. */
     private readonly sessionStats: { bytesOut: number; framesOut: number },
   ) {}
@@ -87,7 +91,8 @@ export class UnitExchange {
       if (this.session.isClosed) return
       if ((!again && this.started.has(collection)) || !this.session.shares(collection)) continue
       this.started.add(collection)
-      const digests = await host.digests(collection)
+      const digests = await this.digestsOf(host, collection)
+      if (digests === undefined) continue
       // Again: even without units here (one byte of sums), the peer may have some.
       if ((digests.length > 0 || again) && !this.sumsSent.has(collection)) this.sendSums(collection, digests)
     }
@@ -129,7 +134,9 @@ export class UnitExchange {
     }
     switch (frame.type) {
       case UnitFrameType.BLOB_WANT: {
-        const bytes = host.exchangesBlobs(this.session.peerId) ? await host.localBlob(frame.hash) : undefined
+        let bytes = host.exchangesBlobs(this.session.peerId) ? await host.localBlob(frame.hash) : undefined
+        // Over the frame limit, it cannot be sent: as good as not held (blobs stay under the folder size cap).
+        if (bytes !== undefined && bytes.byteLength + 64 > this.relay.limits.maxFrameBytes) bytes = undefined
         this.send({ type: UnitFrameType.BLOB, hash: frame.hash, bytes })
         return
       }
@@ -147,7 +154,7 @@ export class UnitExchange {
         return
       case UnitFrameType.UNIT_WANT:
         for (const { unit, vector } of frame.wants) {
-          const payload = (await host.diff(frame.collection, unit, vector)) ?? new Uint8Array([0, 0])
+          const payload = (await this.stored(() => host.diff(frame.collection, unit, vector), `unit ${unit} of ${frame.collection}`)) ?? new Uint8Array([0, 0])
           this.send({ type: UnitFrameType.UNIT_UPDATE, collection: frame.collection, unit, step: UnitStep.ANSWER, payload })
         }
         return
@@ -167,7 +174,8 @@ export class UnitExchange {
    */
   private async sums(host: UnitSyncHost, collection: string, theirs: Uint32Array): Promise<void> {
     this.started.add(collection)
-    const digests = await host.digests(collection)
+    const digests = await this.digestsOf(host, collection)
+    if (digests === undefined) return
     const ours = sumsOf(digests)
     if (!this.sumsSent.has(collection)) this.sendSums(collection, digests, ours)
     this.sumsSent.delete(collection)
@@ -181,7 +189,9 @@ export class UnitExchange {
 
   /** The peer's units of the buckets that differ: WANT each whose digest differs from ours (or that we lack). */
   private async list(host: UnitSyncHost, collection: string, buckets: { bucket: number; units: UnitDigest[] }[]): Promise<void> {
-    const ours = new Map((await host.digests(collection)).map((d) => [d.unit, d.digest]))
+    const digests = await this.digestsOf(host, collection)
+    if (digests === undefined) return
+    const ours = new Map(digests.map((d) => [d.unit, d.digest]))
     const want: string[] = []
     for (const { units } of buckets) for (const { unit, digest } of units) if (ours.get(unit) !== digest) want.push(unit)
     if (want.length === 0) return
@@ -192,6 +202,26 @@ export class UnitExchange {
       for (const unit of want.slice(i, i + WANTS_PER_FRAME)) wants.push({ unit, vector: await host.stateVector(collection, unit) })
       if (this.session.isClosed) return
       this.send({ type: UnitFrameType.UNIT_WANT, collection, wants })
+    }
+  }
+
+  /** The collection's digests, or undefined when its units cannot be read here (see stored). */
+  private digestsOf(host: UnitSyncHost, collection: string): Promise<UnitDigest[] | undefined> {
+    return this.stored(() => host.digests(collection), `the units of ${collection}`)
+  }
+
+  /**
+   * A read of stored units: one that fails here (a damaged unit, DATA_CORRUPTION; a failing disk)
+   * leaves that collection or unit out of this exchange (answered as not held), rather than ending
+   * the session and with it every other collection's sync. A peer's malformed input still does.
+   */
+  private async stored<T>(read: () => Promise<T>, what: string): Promise<T | undefined> {
+    try {
+      return await read()
+    } catch (err) {
+      if (!isKitsyncError(err, 'DATA_CORRUPTION') && !isKitsyncError(err, 'STORAGE_FAILED')) throw err
+      log(`${what} cannot be read; left out of the exchange with ${this.session.peerId}`, err)
+      return undefined
     }
   }
 
@@ -214,6 +244,11 @@ export class UnitExchange {
   private send(frame: UnitFrame): void {
     if (this.session.isClosed) return
     const bytes = encodeUnitFrame(frame)
+    if (bytes.byteLength > this.relay.limits.maxFrameBytes) {
+      const what = 'unit' in frame ? `unit ${frame.unit} of ${frame.collection}` : 'units'
+      this.session.close(new KitsyncError('PROTOCOL_ERROR', `a frame for ${what} would be ${bytes.byteLength} bytes, over the limit`))
+      return
+    }
     this.counters.framesOut++
     this.counters.bytesOut += bytes.byteLength
     this.sessionStats.framesOut++

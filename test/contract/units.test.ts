@@ -139,6 +139,74 @@ describe('units on LevelDB', () => {
     expect((await ws.units.open(C, U1, () => new Y.Doc())).getText('text').toString()).toBe(expected)
   })
 
+  it("a peer's update stored while the unit is being opened reaches the opened document", async () => {
+    const ws = await workspace(await makeHome())
+    const source = new Y.Doc()
+    const update = change(source, (t) => t.insert(0, 'from a peer'))
+    const seen: string[] = []
+    ws.units.on('unit:update', (e) => seen.push(`${e.unit} ${e.from}`))
+    // The update is applied to a scratch copy (the unit is not open), and the open starts meanwhile:
+    // its load reads the store before the update is in it.
+    let opened: Promise<Y.Doc> | undefined
+    let stored!: () => void
+    const written = new Promise<void>((resolve) => (stored = resolve))
+    const batch = ws.store.batch.bind(ws.store)
+    ws.store.batch = async (ops, options) => {
+      await batch(ops, options)
+      if (ops.some((op) => op.key.startsWith(`w!${C}!${U1}!`))) stored()
+    }
+    const read = ws.store.units.read.bind(ws.store.units)
+    let reads = 0
+    ws.store.units.read = async (name, unit) => {
+      const n = ++reads
+      const updates = await read(name, unit)
+      if (n === 1) opened = ws.units.open(C, U1, () => new Y.Doc())
+      else await written // the open's load: it read the store before the update was written, and ends after
+      return updates
+    }
+    const applied = ws.units.applyRemote(C, U1, update, 'peer-a')
+    expect(await applied).toBe(true)
+    if (opened === undefined) throw new Error('the open did not start during the apply')
+    expect((await opened).getText('text').toString()).toBe('from a peer')
+    expect(seen).toEqual([`${U1} peer-a`])
+    // The same update again changes nothing: not stored twice, no event.
+    expect(await ws.units.applyRemote(C, U1, update, 'peer-b')).toBe(false)
+    expect(seen).toHaveLength(1)
+  })
+
+  it('a load that a compaction of the unit lands in the middle of still holds every update', async () => {
+    const ws = await workspace(await makeHome())
+    const doc = await ws.units.open(C, U1, () => new Y.Doc())
+    for (let i = 0; i < 5; i++) await ws.units.commit(C, [{ unit: U1, update: change(doc, (t) => t.insert(t.length, `${i} `)) }])
+    ws.units.close(C, U1)
+    // The compaction runs between the load's two reads (of the log and of the snapshot), in whichever order they come.
+    const db = ws.store.db as unknown as { get(key: string): Promise<Uint8Array | undefined>; iterator(range: { gte?: string }): unknown }
+    const get = db.get.bind(db)
+    const iterator = db.iterator.bind(db)
+    let logRead = false
+    db.iterator = (range) => {
+      if (range.gte === `w!${C}!${U1}!`) logRead = true
+      return iterator(range)
+    }
+    let compacted = false
+    db.get = async (key: string) => {
+      if (key !== `y!${C}!${U1}` || compacted) return get(key)
+      compacted = true
+      db.get = get
+      db.iterator = iterator
+      if (logRead) {
+        await ws.store.units.compact(C, U1)
+        return get(key)
+      }
+      const value = await get(key)
+      await ws.store.units.compact(C, U1)
+      return value
+    }
+    const loaded = await ws.units.open(C, U1, () => new Y.Doc())
+    expect(compacted).toBe(true)
+    expect(loaded.getText('text').toString()).toBe('0 1 2 3 4 ')
+  })
+
   it('refuses bad ids and hashes with INVALID_NAME and INVALID_ARGUMENT, storing nothing', async () => {
     const ws = await workspace(await makeHome())
     await expect(ws.units.open(C, '../x', () => new Y.Doc())).rejects.toMatchObject({ code: 'INVALID_NAME' })

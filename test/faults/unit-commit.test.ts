@@ -86,14 +86,25 @@ describe.skipIf(skipDisk)('unit commits on a full disk', () => {
     }
     expect(failed?.code).toBe('STORAGE_FAILED')
     expect(acked.length).toBeGreaterThan(20)
-    await ws.close().catch(() => undefined) // on a full disk its last compaction may fail; the next open reads the log
+    const unit = (failed as { unit: string }).unit
+    // Neither is there, in this process either.
+    expect(await ws.units.list(C)).not.toContain(unit)
+    expect(await record(ws, unit), 'the record of the failed commit, in the running process').toBeUndefined()
+    // Space comes back: the same commit goes through in the same process, and its unit is listed.
     await mounted.resize(64)
+    const doc = await ws.units.open(C, unit, () => new Y.Doc())
+    let update: Uint8Array | undefined
+    doc.on('update', (u: Uint8Array) => (update = u))
+    doc.getText('text').insert(0, 'after the disk grew')
+    await ws.units.commit(C, [{ unit, update: update as Uint8Array }], [{ key: unit, fields: { path: 'again.txt' } }])
+    expect(await ws.units.list(C)).toContain(unit)
+    await ws.close()
     ws = await LocalWorkspace.open({ home })
     try {
       const listed = new Set(await ws.units.list(C))
-      const unit = (failed as { unit: string }).unit
-      expect(listed.has(unit), 'the unit of the failed commit').toBe(false)
-      expect(await record(ws, unit), 'the record of the failed commit').toBeUndefined()
+      expect(listed.has(unit), 'the unit committed again once the disk grew').toBe(true)
+      expect(await text(ws, unit)).toBe('after the disk grew')
+      expect(await record(ws, unit)).toEqual({ path: 'again.txt' })
       const lost: string[] = []
       for (const a of acked) if (!listed.has(a.unit) || (await text(ws, a.unit)) !== a.text || (await record(ws, a.unit)) === undefined) lost.push(a.unit)
       expect(lost, `acknowledged commits missing after the disk grew (of ${acked.length})`).toEqual([])

@@ -3,6 +3,8 @@ import * as Y from 'yjs'
 import type { UnitDigest } from '../../src/protocol/unit-frames.js'
 import { UnitFrameType } from '../../src/protocol/unit-frames.js'
 import type { UnitEngineLink, UnitSyncHost } from '../../src/sync/unit-host.js'
+import { KitsyncError } from '../../src/core/errors.js'
+import { SyncEngine } from '../../src/sync/sync-engine.js'
 import { MemoryNetwork, MemoryPeer, prng } from '../helpers/memory-mesh.js'
 
 /**
@@ -53,10 +55,13 @@ class MemoryUnits implements UnitSyncHost {
     if (changed) this.applied++
     return changed
   }
-  async localBlob(): Promise<Uint8Array | undefined> {
-    return undefined
+  readonly blobs = new Map<string, Uint8Array>()
+  async localBlob(hash: string): Promise<Uint8Array | undefined> {
+    return this.blobs.get(hash)
   }
-  async storeBlob(): Promise<void> {}
+  async storeBlob(hash: string, bytes: Uint8Array): Promise<void> {
+    this.blobs.set(hash, bytes)
+  }
   exchangesBlobs(): boolean {
     return true
   }
@@ -195,5 +200,48 @@ describe('units over sync sessions in memory', () => {
     b.units.edit(C, id(2), 'from b')
     await net2.settle()
     expect(a.units.docs.get(C)?.has(id(2))).toBe(false)
+  })
+
+  it('a blob over the frame limit is answered as not held; one under it is sent', async () => {
+    const a = new UnitPeer('a')
+    const b = new UnitPeer('b')
+    // a's engine with a small frame limit (its sends are checked against it).
+    Object.defineProperty(a, 'engine', { value: new SyncEngine(a, { limits: { maxFrameBytes: 2_000 } }) })
+    a.units.blobs.set('1'.repeat(64), new Uint8Array(5_000))
+    a.units.blobs.set('2'.repeat(64), new Uint8Array(500).fill(2))
+    const net = new MemoryNetwork(prng(9))
+    net.connect(a, b)
+    await net.settle()
+    const big = b.units.engine?.fetchBlob('1'.repeat(64))
+    const small = b.units.engine?.fetchBlob('2'.repeat(64))
+    await net.settle()
+    expect(await big).toBeUndefined()
+    expect(await small).toEqual(new Uint8Array(500).fill(2))
+    expect(b.units.blobs.has('2'.repeat(64))).toBe(true)
+    // The session went on.
+    expect(net.links.has('a|b')).toBe(true)
+  })
+
+  it('a collection whose units cannot be read here is left out; the session and the other collections go on', async () => {
+    const a = new UnitPeer('a')
+    const b = new UnitPeer('b')
+    const D = '_folder.other'
+    for (const p of [a, b]) {
+      p.collection(C)
+      p.collection(D)
+    }
+    a.units.edit(C, id(1), 'damaged here')
+    a.units.edit(D, id(2), 'readable')
+    const digests = a.units.digests.bind(a.units)
+    a.units.digests = async (collection) => {
+      if (collection === C) throw new KitsyncError('DATA_CORRUPTION', `collection ${C}: damaged snapshot of unit ${id(1)}`)
+      return digests(collection)
+    }
+    const net = new MemoryNetwork(prng(13))
+    net.connect(a, b)
+    await net.settle()
+    expect(net.links.has('a|b')).toBe(true)
+    expect(b.units.docs.get(D)?.get(id(2))?.getText('text').toString()).toBe('readable')
+    expect(b.units.docs.get(C)).toBeUndefined()
   })
 })
