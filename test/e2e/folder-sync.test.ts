@@ -143,6 +143,26 @@ describe('shared folders between two peers on loopback', () => {
     expect(await contentOf(join(db, 'd.txt'))).toBe('v2 edited offline\n')
   })
 
+  it('three devices: a file made on C reaches A and B, and an edit on B reaches A and C', async () => {
+    const { ha, da, db } = await pairWithFolder()
+    const hc = await makeHome()
+    await kitsyncOk(hc, ['join', await invite(ha), '--name', 'c', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns'])
+    await peer(hc, PEER_ARGS)
+    const dc = join(await makeTempDir('ks-fc-'), 'sim')
+    await waitUntil(
+      async () => ((await kitsyncJson<{ name: string }[]>(hc, ['folder', 'list', '--json'])).some((f) => f.name === 'sim') ? true : undefined),
+      WAIT,
+      'the folder on C',
+    )
+    await kitsyncOk(hc, ['folder', 'add', dc, '--name', 'sim', '--json'])
+    await writeFile(join(dc, 'from-c.md'), '# made on C\n')
+    await waitFor(join(da, 'from-c.md'), '# made on C\n', "C's file on A")
+    await waitFor(join(db, 'from-c.md'), '# made on C\n', "C's file on B")
+    await writeFile(join(db, 'from-c.md'), '# made on C\nedited on B\n')
+    await waitFor(join(da, 'from-c.md'), '# made on C\nedited on B\n', "B's edit on A")
+    await waitFor(join(dc, 'from-c.md'), '# made on C\nedited on B\n', "B's edit on C")
+  })
+
   it.each([['../outside.txt'], ['/etc/kitsync-test.txt'], ['.kitsync/trash/x'], ['escape/passwd'], ['a\\b.txt']])(
     'a hostile path from a peer (%j) is refused: nothing outside the folder is touched',
     async (path) => {
