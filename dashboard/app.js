@@ -7,6 +7,7 @@ import htm from 'htm'
 import { call, subscribe } from './api.js'
 import { AuditLog, Changes, Collections, Conflicts, Devices } from './views.js'
 import { Pairing } from './pairing.js'
+import { PauseButton } from './pause.js'
 
 const html = htm.bind(h)
 
@@ -87,7 +88,7 @@ function App() {
       </div>
       <div class="header-side">
         <span id="live" class=${'live live-' + live} title="the event stream from the peer">${live === 'live' ? 'live' : live}</span>
-        <button id="pause" disabled title="sync pause/resume is not in the peer's API yet (kitsync sync pause, when it lands)">Pause sync</button>
+        <${PauseButton} paused=${status.paused} now=${now} onChanged=${refresh} />
       </div>
     </header>
     ${failure === undefined ? null : html`<p class="error" role="alert">${failure.code}: ${failure.message}</p>`}

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { makeLoginCode, sessionCookieName } from '../../src/daemon/dashboard-login.js'
 import { chromiumSkipReason, launchChromium } from '../helpers/chromium.js'
-import { kitsync, kitsyncJson, kitsyncOk, makeHome, makeTempDir, spawnKitsync, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+import { expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, makeTempDir, spawnKitsync, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
 import { announceSkip } from '../helpers/faults.js'
 
@@ -242,7 +242,42 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     await screenshot(page, 'devices-and-change')
     for (const id of ['#devices', '#collections', '#conflicts', '#pairing', '#changes', '#audit', '#live'])
       expect(await page.locator(id).isVisible(), id).toBe(true)
-    expect(await page.locator('#pause').isDisabled()).toBe(true) // the API has no pause yet
+    expect(await page.locator('#pause').isEnabled()).toBe(true)
+    expect(await page.locator('#pause').textContent()).toBe('Pause sync')
+    expect(errors).toEqual([])
+  })
+
+  it('pauses and resumes sync from the page; the CLI sees it, and a pause from the CLI shows without a reload', async () => {
+    const { ha, hb } = await pairedDevices()
+    const { page, errors } = await openDashboard(ha)
+    const button = page.locator('#pause')
+    const paused = async (home: string): Promise<boolean> => (await kitsyncJson<{ paused?: unknown }>(home, ['status', '--json'])).paused !== undefined
+
+    await button.click()
+    await page.locator('#pause[data-paused="true"]', { hasText: 'Resume sync' }).waitFor({ timeout: UI_TIMEOUT })
+    expect(await paused(ha)).toBe(true)
+    expect(await kitsyncOk(ha, ['status'])).toContain('paused since')
+    expect(await page.locator('#paused').textContent()).toContain('until resumed')
+    await screenshot(page, 'sync-paused')
+    // Paused: a write on the laptop is not exchanged, and `sync now` says why.
+    await kitsyncOk(hb, ['set', 'notes', 'while-paused', '"b"'])
+    expectCliError(await kitsync(ha, ['sync', 'now', '--timeout', '2']), 'SYNC_PAUSED', 7)
+    expect((await kitsync(ha, ['get', 'notes', 'while-paused', '--json'])).code).not.toBe(0)
+
+    // Resumed and paused from the CLI: the page follows through the event stream.
+    await page.evaluate(() => ((globalThis as unknown as PageGlobals).marker = 7))
+    await kitsyncOk(ha, ['sync', 'resume'])
+    await page.locator('#pause[data-paused="false"]', { hasText: 'Pause sync' }).waitFor({ timeout: UI_TIMEOUT })
+    expect(await page.locator('#paused').count()).toBe(0)
+    await kitsyncOk(ha, ['sync', 'pause', '--for', '1h'])
+    await page.locator('#paused', { hasText: /for \d+ min more/ }).waitFor({ timeout: UI_TIMEOUT })
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).marker)).toBe(7) // no reload
+
+    // Resume from the page: the CLI sees it, and the laptop's write arrives.
+    await button.click()
+    await page.locator('#pause[data-paused="false"]').waitFor({ timeout: UI_TIMEOUT })
+    expect(await paused(ha)).toBe(false)
+    await until(ha, 'notes', 'while-paused', 'b')
     expect(errors).toEqual([])
   })
 
