@@ -60,6 +60,31 @@ describe('PendingLedger', () => {
     restored.reported('B', 'notes', new Map([[doc.clientID, 1]]))
     expect(restored.pending('B')).toBe(0)
   })
+
+  it('says when a new client writes (once), and recounts lagging own clocks from a stored state vector, own clients only', () => {
+    const ledger = new PendingLedger()
+    let news = 0
+    ledger.onNewClient = () => news++
+    const doc = ownDoc(ledger, 'notes')
+    doc.getMap('r').set('a', 1)
+    doc.getMap('r').set('b', 2)
+    expect(news).toBe(1)
+    // Saved after the first write only (as a kill -9 leaves it); the document went on to clock 2.
+    const saved = new PendingLedger()
+    saved.onNewClient = () => news++
+    saved.restore({ notes: [[doc.clientID, 1]] }, {})
+    expect(news).toBe(1) // a restore is not a new client
+    expect(saved.pending('B')).toBe(1)
+    const other = new Y.Doc() // another device's writes, merged here
+    other.getMap('r').set('c', 3)
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(other))
+    expect(saved.recount('notes', Y.encodeStateVector(doc))).toBe(true)
+    expect(saved.pending('B')).toBe(2)
+    expect(saved.takeDirty()).toEqual([''])
+    expect(saved.recount('notes', Y.encodeStateVector(doc))).toBe(false)
+    expect(saved.recount('todo', Y.encodeStateVector(doc))).toBe(false)
+    expect(saved.ownCollections()).toEqual(['notes'])
+  })
 })
 
 describe('sync state', () => {
