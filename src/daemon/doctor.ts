@@ -20,8 +20,8 @@ export interface RunningPeerView {
   listen: string[]
   /** Devices connected now. */
   connected: number
-  /** Clock offsets (ms, theirs minus ours) of connected devices, when the peer measures them. */
-  clockOffsets?: { device: string; offsetMs: number }[]
+  /** Clock offsets (ms, theirs minus ours) of connected devices, when the peer measures them, with the round trip they were measured over. */
+  clockOffsets?: { device: string; offsetMs: number; rttMs?: number }[]
 }
 
 export interface FileInfo {
@@ -64,8 +64,12 @@ export interface DoctorProbes {
   engines: string
 }
 
-/** Skew past which a device's clock is reported (conflict order uses hybrid logical clocks). */
-export const MAX_CLOCK_SKEW_MS = 60_000
+/**
+ * Skew past which a device's clock is reported: concurrent writes to one field are ordered by
+ * hybrid logical clocks that start from the wall clock, so a device 2 s ahead wins every
+ * conflict with writes made up to 2 s after its own. NTP keeps clocks within milliseconds.
+ */
+export const MAX_CLOCK_SKEW_MS = 2_000
 
 export async function runDoctor(p: DoctorProbes): Promise<DoctorCheck[]> {
   const peer = await p.runningPeer().catch(() => undefined) // no answer: treated as not running
@@ -149,15 +153,28 @@ export function clockCheck(peer: RunningPeerView | undefined): DoctorCheck {
   if (peer.clockOffsets === undefined) {
     return skip('clock', `the peer does not measure the clocks of devices (${peer.connected} connected); not checked`)
   }
-  if (peer.clockOffsets.length === 0) return skip('clock', 'no device connected: nothing to compare with')
-  const off = peer.clockOffsets.filter((o) => Math.abs(o.offsetMs) > MAX_CLOCK_SKEW_MS)
+  if (peer.clockOffsets.length === 0) {
+    return skip('clock', peer.connected === 0 ? 'no device connected: nothing to compare with' : `${peer.connected} device(s) connected, no clock measured yet`)
+  }
+  // Off only when off even at the edge of what the round trip allows.
+  const off = peer.clockOffsets.filter((o) => Math.abs(o.offsetMs) - (o.rttMs ?? 0) / 2 > MAX_CLOCK_SKEW_MS)
   if (off.length > 0) {
     return fail(
       'clock',
-      `clock skew over ${MAX_CLOCK_SKEW_MS / 1000} s with ${off.map((o) => `${o.device} (${Math.round(o.offsetMs / 1000)} s)`).join(', ')}: turn on time synchronisation (NTP, e.g. timedatectl set-ntp true) on the devices`,
+      `clock skew over ${MAX_CLOCK_SKEW_MS / 1000} s with ${off.map((o) => `${o.device} (${seconds(o.offsetMs)}) ${o.offsetMs > 0 ? 'ahead of' : 'behind'} this device`).join(', ')}: the device whose clock is wrong wins or loses conflicts it should not; turn on time synchronisation (NTP, e.g. timedatectl set-ntp true) on the devices`,
     )
   }
-  return pass('clock', `clocks agree within ${MAX_CLOCK_SKEW_MS / 1000} s with ${peer.clockOffsets.length} connected device(s)`)
+  const worst = Math.max(...peer.clockOffsets.map((o) => Math.abs(o.offsetMs)))
+  return pass(
+    'clock',
+    `clocks agree within ${MAX_CLOCK_SKEW_MS / 1000} s with ${peer.clockOffsets.length} connected device(s) (largest offset ${Math.round(worst)} ms)`,
+  )
+}
+
+/** `-120 s`, `2.5 s`: seconds, with a tenth below ten. */
+function seconds(ms: number): string {
+  const s = ms / 1000
+  return `${Math.abs(s) < 10 ? s.toFixed(1) : Math.round(s)} s`
 }
 
 export function workspaceCheck(p: DoctorProbes): DoctorCheck {
