@@ -291,6 +291,8 @@ export interface NetworkStatus {
   devices: DeviceView[]
   /** Clocks of the connected devices (kitsync doctor), as last measured; absent from a peer that does not measure them. */
   clocks?: DeviceClock[]
+  /** Members this peer is connected to that serve circuit relay; a reservation on one shows as a listen address `/p2p/RELAY/p2p-circuit`. */
+  relays?: string[]
   /**
    * The encrypted store: on an untrusted peer (the VPS) its figures, on a trusted device its
    * sessions with stores (cursor: last entry applied; pending: changes not yet acknowledged).

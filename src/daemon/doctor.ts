@@ -20,6 +20,10 @@ export interface RunningPeerView {
   listen: string[]
   /** Devices connected now. */
   connected: number
+  /** Whether the peer looks for devices by mDNS ('off': --no-mdns). */
+  mdns?: 'on' | 'off' | 'unavailable'
+  /** Relays (members serving circuit relay) the peer is connected to, shown by name, and whether it holds a reservation on each. */
+  relays?: { device: string; reserved: boolean }[]
   /** Clock offsets (ms, theirs minus ours) of connected devices, when the peer measures them, with the round trip they were measured over. */
   clockOffsets?: { device: string; offsetMs: number; rttMs?: number }[]
 }
@@ -74,9 +78,10 @@ export const MAX_CLOCK_SKEW_MS = 2_000
 export async function runDoctor(p: DoctorProbes): Promise<DoctorCheck[]> {
   const peer = await p.runningPeer().catch(() => undefined) // no answer: treated as not running
   return [
-    await multicastCheck(p),
+    await multicastCheck(p, peer),
     await portsCheck(p, peer),
     ...(await bootstrapChecks(p)),
+    relayCheck(peer),
     clockCheck(peer),
     workspaceCheck(p),
     await storeCheck(p, peer),
@@ -89,8 +94,11 @@ const pass = (name: string, message: string): DoctorCheck => ({ name, ok: true, 
 const fail = (name: string, message: string): DoctorCheck => ({ name, ok: false, message })
 const skip = (name: string, message: string): DoctorCheck => ({ name, ok: true, skipped: true, message })
 
-export async function multicastCheck(p: DoctorProbes): Promise<DoctorCheck> {
+export async function multicastCheck(p: DoctorProbes, peer?: RunningPeerView): Promise<DoctorCheck> {
   const reason = await p.multicastUnavailable()
+  if (reason === undefined && peer?.mdns === 'off') {
+    return pass('multicast', 'mDNS can send here, but the running peer has it off (--no-mdns): it finds devices by --bootstrap addresses only')
+  }
   if (reason === undefined) return pass('multicast', 'mDNS can send: devices on the LAN are found without --bootstrap')
   return fail(
     'multicast',
@@ -108,7 +116,11 @@ export function tcpTarget(addr: string): { host: string; port: number } | undefi
 
 export async function portsCheck(p: DoctorProbes, peer: RunningPeerView | undefined): Promise<DoctorCheck> {
   if (peer !== undefined) {
-    return pass('ports', `the peer (pid ${peer.pid ?? '?'}) listens on ${peer.listen.length === 0 ? 'no address' : peer.listen.join(', ')}`)
+    const direct = peer.listen.filter((a) => !a.includes('/p2p-circuit'))
+    // Reachable from the LAN needs an address other than loopback (checked from here: the LAN's firewall is not).
+    const loopbackOnly = direct.length > 0 && direct.every((a) => /^\/(ip4\/127\.|ip6\/::1\/)/.test(a))
+    const note = loopbackOnly ? '; loopback only: other machines cannot reach it (for the LAN: kitsync peer start --listen /ip4/0.0.0.0/tcp/4771)' : ''
+    return pass('ports', `the peer (pid ${peer.pid ?? '?'}) listens on ${peer.listen.length === 0 ? 'no address' : peer.listen.join(', ')}${note}`)
   }
   const busy: string[] = []
   const notes: string[] = []
@@ -146,6 +158,22 @@ export async function bootstrapChecks(p: DoctorProbes): Promise<DoctorCheck[]> {
       )
     }),
   )
+}
+
+/** Each relay the peer is connected to: is a reservation held there (devices of other networks reach this one through it)? */
+export function relayCheck(peer: RunningPeerView | undefined): DoctorCheck {
+  if (peer === undefined) return skip('relay', 'no peer of this home runs: relay reservations are held by the running peer only')
+  if (peer.relays === undefined || peer.relays.length === 0) {
+    return skip('relay', 'no relay among the connected devices (a VPS peer started with --relay, reached by a --bootstrap address, is one)')
+  }
+  const missing = peer.relays.filter((r) => !r.reserved)
+  if (missing.length > 0) {
+    return fail(
+      'relay',
+      `connected to relay ${missing.map((r) => r.device).join(', ')} but no reservation held there: devices on other networks cannot reach this one through it. A reservation takes a few seconds after the relay connects (run doctor again); if it stays missing, check that the relay runs with --relay and lists this device (kitsync devices on it), and see kitsync peer logs`,
+    )
+  }
+  return pass('relay', `reservation held on ${peer.relays.map((r) => r.device).join(', ')}: devices on other networks reach this one through it`)
 }
 
 export function clockCheck(peer: RunningPeerView | undefined): DoctorCheck {

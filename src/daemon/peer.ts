@@ -428,6 +428,7 @@ export class Peer {
       keyEpoch: this.workspace.keys?.epoch ?? 0,
       devices: await this.devices(),
       clocks: this.clocks.connected(),
+      relays: this.mesh.relays(),
       blindStore: await this.blind.status(),
     }
   }

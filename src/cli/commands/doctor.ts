@@ -71,6 +71,15 @@ function realProbes(paths: HomePaths, listen: string[], workspace: DoctorProbes[
           pid: status.peer.pid ?? client.peer?.pid,
           listen: network?.listen ?? [],
           connected: network?.connected ?? 0,
+          ...(network === undefined ? {} : { mdns: network.discovery.mdns }),
+          ...(network?.relays === undefined
+            ? {}
+            : {
+                relays: network.relays.map((id) => ({
+                  device: deviceLabel(id, names),
+                  reserved: network.listen.some((a) => a.includes(`/p2p/${id}/p2p-circuit`)),
+                })),
+              }),
           ...(clockOffsets === undefined ? {} : { clockOffsets }),
         }
       } finally {

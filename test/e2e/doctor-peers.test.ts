@@ -1,8 +1,9 @@
 /**
- * `kitsync doctor`'s clock check against connected devices, through real peers on loopback:
+ * `kitsync doctor`'s checks against connected devices, through real peers on loopback. Clock:
  * each peer measures the clocks of the devices it is connected to (/kitsync/clock/1.0.0), and
- * doctor fails, naming the device, when one is more than 2 s off. The wrong clock is a real
- * peer process whose Date.now is shifted by a preload (test/fixtures/skewed-clock.mjs).
+ * doctor fails, naming the device, when one is more than 2 s off; the wrong clock is a real
+ * peer process whose Date.now is shifted by a preload (test/fixtures/skewed-clock.mjs). Relay:
+ * the reservation on a VPS peer started with --relay, named.
  */
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -20,11 +21,12 @@ interface Check {
   skipped?: boolean
 }
 
-const clockCheck = (r: CliResult): Check => {
-  const found = (JSON.parse(r.stdout) as { checks: Check[] }).checks.find((c) => c.name === 'clock')
-  if (found === undefined) throw new Error(`no clock check in ${r.stdout}`)
+const checkOf = (r: CliResult, name: string): Check => {
+  const found = (JSON.parse(r.stdout) as { checks: Check[] }).checks.find((c) => c.name === name)
+  if (found === undefined) throw new Error(`no ${name} check in ${r.stdout}`)
   return found
 }
+const clockCheck = (r: CliResult): Check => checkOf(r, 'clock')
 
 /** `kitsync peer start` in a process whose clock is `skewMs` ahead. */
 async function skewedPeer(home: string, skewMs: number): Promise<Proc> {
@@ -47,7 +49,7 @@ async function measured(home: string, device: string): Promise<number> {
   )
 }
 
-describe('doctor: clock skew against connected devices', () => {
+describe('doctor: checks against connected devices', () => {
   it('fails naming the device whose clock is 5 s ahead (and on it, the one behind); passes once the clocks agree', async () => {
     const [ha, hb] = [await makeHome(), await makeHome()]
     await peer(ha, NET)
@@ -78,5 +80,34 @@ describe('doctor: clock skew against connected devices', () => {
     expect(ok.skipped).toBeUndefined()
     await stopProc(pb.proc)
     forget(pb)
+  })
+
+  it('relay: skipped with no relay connected; with the VPS relay as bootstrap, the reservation there is held and named', async () => {
+    const [ha, hv] = [await makeHome(), await makeHome()]
+    let pa = await peer(ha, NET)
+    expect(checkOf(await kitsync(ha, ['doctor', '--json']), 'relay')).toMatchObject({ ok: true, skipped: true, message: expect.stringContaining('no relay') })
+    await kitsyncOk(hv, ['join', await invite(ha, ['--untrusted']), '--name', 'vps', ...NET])
+    const pv = await peer(hv, ['--relay', ...NET])
+    const relayAddress = (pv.started as typeof pv.started & { listen: string[] }).listen.find((a) => a.startsWith('/ip4/127.0.0.1/tcp/')) ?? ''
+    expect(relayAddress).toContain(`/p2p/${pv.started.deviceId}`)
+    await stopProc(pa.proc)
+    forget(pa)
+    pa = await peer(ha, [...NET, '--bootstrap', relayAddress])
+    await waitUntil(
+      async () =>
+        (await kitsyncJson<{ network?: { listen: string[] } }>(ha, ['status', '--json'])).network?.listen.some((a) =>
+          a.includes(`/p2p/${pv.started.deviceId}/p2p-circuit`),
+        )
+          ? true
+          : undefined,
+      DEADLINE,
+      'a reservation of A on the relay',
+    )
+    const relay = checkOf(await kitsync(ha, ['doctor', '--json']), 'relay')
+    expect(relay).toEqual({
+      name: 'relay',
+      ok: true,
+      message: `reservation held on vps (…${pv.started.deviceId.slice(-8)}): devices on other networks reach this one through it`,
+    })
   })
 })
