@@ -10,8 +10,7 @@ import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../st
 import { readSnapshot, SyncStats } from '../sync/sync-stats.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import { PendingLedger } from '../sync/pending-ledger.js'
-import { encodeStateVector } from 'yjs'
-import { buildSyncStatus, loadLedger, saveLedger, type SyncActivity } from './sync-status.js'
+import { buildSyncStatus, loadLedger, recountOwnWrites, saveLedger, type SyncActivity } from './sync-status.js'
 
 /** Key of the saved sync counters in the local (never synced) part of the store. */
 export const STATS_KEY = 'sync-stats'
@@ -233,13 +232,7 @@ export class WorkspaceSync {
   async status(): Promise<SyncStatusView> {
     const devices = (await this.host.devices()).filter((d) => !d.self && d.state === 'trusted' && d.role === 'trusted')
     const engine = this.running?.engine
-    const ledger =
-      engine?.ledger ??
-      (await loadLedger(
-        this.host.store,
-        new PendingLedger(),
-        devices.map((d) => d.peerId),
-      ))
+    const ledger = engine?.ledger ?? (await this.savedLedger(devices.map((d) => d.peerId)))
     const stats = await this.stats()
     return buildSyncStatus({
       devices,
@@ -249,6 +242,18 @@ export class WorkspaceSync {
       counters: stats.peers,
       ...(engine === undefined ? {} : { running: { engine, activity: this.activity } }),
     })
+  }
+
+  /**
+   * The ledger as the peer saved it, with no peer running (this process holds the store). A
+   * peer that stopped without saving (its mark is still set) may have saved too few own writes:
+   * they are recounted from the store, in memory (the next peer start does it for good).
+   */
+  private async savedLedger(peerIds: readonly string[]): Promise<PendingLedger> {
+    const ledger = await loadLedger(this.host.store, new PendingLedger(), peerIds)
+    const unclean = (await this.host.store.getLocal(LEDGER_RUNNING_KEY).catch((err: unknown) => log('cannot read the ledger mark', err))) ?? null
+    if (unclean !== null) await recountOwnWrites(this.host.store, ledger)
+    return ledger
   }
 
   /**
@@ -267,12 +272,7 @@ export class WorkspaceSync {
     )
     const unclean = (await this.host.store.getLocal(LEDGER_RUNNING_KEY).catch((err: unknown) => log('cannot read the ledger mark', err))) ?? null
     if (unclean !== null) {
-      for (const name of ledger.ownCollections()) {
-        if (!this.host.hasCollection(name)) continue
-        // A collection that cannot be read keeps its saved count (too low until it is read again); the start goes on.
-        const doc = await engine.doc(name).catch((err: unknown) => log(`cannot recount the pending writes of ${name}`, err))
-        if (doc !== undefined && ledger.recount(name, encodeStateVector(doc))) log(`pending count of ${name} recounted after an unclean stop`)
-      }
+      await recountOwnWrites(this.host.store, ledger)
       await saveLedger(this.host.store, ledger)
     }
     await this.host.store.putLocal(LEDGER_RUNNING_KEY, { since: Date.now() })

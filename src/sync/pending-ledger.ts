@@ -51,14 +51,14 @@ export class PendingLedger {
   }
 
   /**
-   * The collection's stored state (its encoded state vector) holds the own clients' writes up
-   * to these clocks: counts that lag (a crash before the last save) catch up. Returns whether any did.
+   * The collection's stored updates (storedClocks) hold the own clients' writes up to these
+   * clocks: counts that lag (a crash before the last save) catch up. Returns whether any did.
    */
-  recount(collection: string, stateVector: Uint8Array): boolean {
+  recount(collection: string, stored: Clocks): boolean {
     const own = this.own.get(collection)
     if (own === undefined) return false
     let changed = false
-    for (const [client, clock] of Y.decodeStateVector(stateVector)) {
+    for (const [client, clock] of stored) {
       if (!own.has(client) || (own.get(client) ?? 0) >= clock) continue
       own.set(client, clock)
       changed = true
@@ -175,6 +175,15 @@ export class PendingLedger {
     if (peer === undefined) this.known.set(peerId, (peer = new Map()))
     return peer
   }
+}
+
+/** How far each client got in these stored updates (the end clock of its latest part), without merging them. */
+export function storedClocks(updates: readonly Uint8Array[]): Clocks {
+  const clocks: Clocks = new Map()
+  for (const update of updates) {
+    for (const [client, to] of Y.parseUpdateMeta(update).to) if (to > (clocks.get(client) ?? 0)) clocks.set(client, to)
+  }
+  return clocks
 }
 
 function toRecord(map: Map<string, Clocks>): ClocksByCollection {

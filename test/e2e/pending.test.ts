@@ -90,7 +90,7 @@ describe('pending per device', () => {
     expect(paused.get(`kitsync_device_sync_state{device="${b}",state="paused"}`)).toBe(1)
   })
 
-  it('survives kill -9 of the peer: after the restart status counts the same pending for the offline device', async () => {
+  it('survives kill -9 of the peer: with no peer and after the restart, status counts the same pending for the offline device', async () => {
     const { ha, hb, pa, address } = await bOffline()
     // Writes in two collections (two document clients), the last one just before the kill.
     await kitsyncOk(ha, ['set', 'notes', 'n1', '"one"'])
@@ -100,6 +100,11 @@ describe('pending per device', () => {
     expect(before?.pending).toBeGreaterThan(0)
     expect(await stopProc(pa.proc, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' })
     forget(pa)
+    // No peer: status reads the store, and counts the same.
+    const stopped = await kitsyncJson<{ sync: { live: boolean; devices: DeviceSync[] } }>(ha, ['status', '--json'])
+    expect(stopped.sync.live).toBe(false)
+    expect(stopped.sync.devices[0]?.pending).toBe(before?.pending)
+    expect(stopped.sync.devices[0]?.pendingByCollection).toEqual(before?.pendingByCollection)
 
     await peer(ha, ['--listen', address, '--no-mdns'])
     const after = (await devicesOf(ha))[0]
