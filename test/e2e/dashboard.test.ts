@@ -371,7 +371,21 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     expect(await page.locator('#pair-code').textContent()).toBe(code)
     expect(await page.locator('#pair-pending .who').textContent()).toBe('phone')
     await screenshot(page, 'pairing-confirm')
+    // The answer to approve is held until the page has shown device:joined (as on a loaded
+    // machine, where the join ends first): once it arrives, the outcome still says joined.
+    await page.route('**/api/v1/approve', async (route) => {
+      const answer = await route.fetch()
+      await page.locator('#pair-outcome', { hasText: 'phone joined' }).waitFor({ timeout: UI_TIMEOUT })
+      await route.fulfill({ response: answer })
+    })
+    const approved = page.waitForEvent('requestfinished', (r) => r.url().endsWith('/api/v1/approve'))
     await page.locator('#pair-approve').click()
+    expect((await (await approved).response())?.status()).toBe(200)
+    // The page has read the answer (its body is in); a frame later the outcome is what the page settled on.
+    await page.evaluate(
+      () => new Promise((resolve) => (globalThis as unknown as { requestAnimationFrame(f: () => void): void }).requestAnimationFrame(() => resolve(0))),
+    )
+    expect(await page.locator('#pair-outcome').textContent()).toBe('phone joined the workspace.')
     expect(await joining.waitForExit(UI_TIMEOUT * 2), joining.transcript()).toEqual({ code: 0, signal: null })
     await page.locator('#pair-outcome', { hasText: 'phone joined' }).waitFor({ timeout: UI_TIMEOUT })
     await page.locator('#devices tr', { hasText: 'phone' }).waitFor({ timeout: UI_TIMEOUT })
