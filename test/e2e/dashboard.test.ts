@@ -259,7 +259,14 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     expect(await kitsyncOk(ha, ['status'])).toContain('paused since')
     expect(await page.locator('#paused').textContent()).toContain('until resumed')
     await screenshot(page, 'sync-paused')
-    // Paused: a write on the laptop is not exchanged, and `sync now` says why.
+    // Paused: the laptop's row says so, and a write here is pending for it.
+    const laptop = page.locator('#devices tr', { hasText: 'laptop' })
+    await laptop.locator('.sync', { hasText: /^paused$/ }).waitFor({ timeout: UI_TIMEOUT })
+    await kitsyncOk(ha, ['set', 'notes', 'from-a-paused', '"a"'])
+    await laptop.locator('.pending-count', { hasText: /^[1-9]\d*$/ }).waitFor({ timeout: UI_TIMEOUT })
+    const pendingNow = (await kitsyncJson<{ sync: { devices: { pending: number }[] } }>(ha, ['status', '--json'])).sync.devices[0]?.pending
+    expect((await laptop.locator('.pending-count').textContent())?.trim()).toBe(String(pendingNow))
+    // A write on the laptop is not exchanged, and `sync now` says why.
     await kitsyncOk(hb, ['set', 'notes', 'while-paused', '"b"'])
     expectCliError(await kitsync(ha, ['sync', 'now', '--timeout', '2']), 'SYNC_PAUSED', 7)
     expect((await kitsync(ha, ['get', 'notes', 'while-paused', '--json'])).code).not.toBe(0)
@@ -278,6 +285,9 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     await page.locator('#pause[data-paused="false"]').waitFor({ timeout: UI_TIMEOUT })
     expect(await paused(ha)).toBe(false)
     await until(ha, 'notes', 'while-paused', 'b')
+    await until(hb, 'notes', 'from-a-paused', 'a')
+    await laptop.locator('.pending-count', { hasText: /^0$/ }).waitFor({ timeout: UI_TIMEOUT })
+    await laptop.locator('.sync', { hasText: /^idle$/ }).waitFor({ timeout: UI_TIMEOUT })
     expect(errors).toEqual([])
   })
 
