@@ -80,7 +80,7 @@ export async function runDoctor(p: DoctorProbes): Promise<DoctorCheck[]> {
   return [
     await multicastCheck(p, peer),
     await portsCheck(p, peer),
-    ...(await bootstrapChecks(p)),
+    ...(await bootstrapChecks(p, peer)),
     relayCheck(peer),
     clockCheck(peer),
     workspaceCheck(p),
@@ -143,8 +143,14 @@ export async function portsCheck(p: DoctorProbes, peer: RunningPeerView | undefi
   return pass('ports', `no peer runs; ${notes.join('; ')}`)
 }
 
-export async function bootstrapChecks(p: DoctorProbes): Promise<DoctorCheck[]> {
-  if (p.bootstrap.length === 0) return [skip('bootstrap', 'no bootstrap address remembered in workspace.json (peers are found by mDNS)')]
+export async function bootstrapChecks(p: DoctorProbes, peer?: RunningPeerView): Promise<DoctorCheck[]> {
+  if (p.bootstrap.length === 0) {
+    const how =
+      peer?.mdns === 'off'
+        ? ': with mDNS off too, this peer reaches only devices that dial it (give it one with kitsync peer start --bootstrap ADDRESS)'
+        : ' (peers are found by mDNS)'
+    return [skip('bootstrap', `no bootstrap address remembered in workspace.json${how}`)]
+  }
   return Promise.all(
     p.bootstrap.map(async (addr) => {
       const name = `bootstrap ${addr}`

@@ -80,9 +80,12 @@ describe('doctor checks', () => {
     expect(lan.message).toBe('the peer (pid 42) listens on /ip4/192.168.1.5/tcp/4771, /ip4/127.0.0.1/tcp/4771')
   })
 
-  it('multicast: a running peer with mDNS off is said to find devices by --bootstrap only', async () => {
+  it('multicast: a running peer with mDNS off is said to find devices by --bootstrap only; bootstrap says none is remembered', async () => {
     const c = await one('multicast', { runningPeer: () => Promise.resolve({ ...PEER, mdns: 'off' }) })
     expect(c).toMatchObject({ ok: true, message: expect.stringMatching(/has it off \(--no-mdns\).*--bootstrap/) })
+    const b = await one('bootstrap', { runningPeer: () => Promise.resolve({ ...PEER, mdns: 'off' }) })
+    expect(b).toMatchObject({ ok: true, skipped: true, message: expect.stringMatching(/mDNS off too.*--bootstrap ADDRESS/) })
+    expect((await one('bootstrap')).message).toContain('(peers are found by mDNS)')
   })
 
   it('relay: skipped without a peer or a relay; passes with a reservation on each relay; fails naming a relay without one', () => {
