@@ -48,6 +48,7 @@ import { WorkspaceWrites } from './workspace-writes.js'
 import { WorkspaceTransfer } from './workspace-transfer.js'
 import type { GitExportOptions, GitExportReport, ImportOptions, ImportReport, ImportSource } from '../core/transfer-types.js'
 import { WorkspaceHistory } from './workspace-history.js'
+import { WorkspaceUnits } from './workspace-units.js'
 
 /**
  * A workspace whose store this process owns: collections are Y.Docs loaded on first use,
@@ -70,20 +71,19 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly settings: CollectionSettingsBook
   private readonly trust: DeviceTrust
   private readonly conflictDesk: WorkspaceConflicts
-  /** Local writes, in call order, group-committed per collection. */
-  private readonly writes: WorkspaceWrites
+  private readonly writes: WorkspaceWrites // local writes, in call order, group-committed per collection
   private readonly transfer: WorkspaceTransfer // git export and import
   private readonly historyDesk: WorkspaceHistory
   private readonly timer: NodeJS.Timeout
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []
-  /** What `status` says about the peer (see peerStarted). */
-  private peerState: PeerState
+  private peerState: PeerState // what `status` says about the peer (see peerStarted)
   private readonly socket: string
   /** The hybrid logical clock that stamps every write of this device. */
   readonly clock: Hlc
   /** Selective sync settings, sync counters, and (with a running peer) sync now / fetch / reset. */
   readonly sync: WorkspaceSync = new WorkspaceSync(this)
+  readonly units: WorkspaceUnits // units of the collections, and blobs (core/unit-types.ts); SyncHost.units
 
   private constructor(parts: LocalWorkspaceParts) {
     this.store = parts.store
@@ -121,6 +121,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     const { maxRecordBytes } = parts
     this.transfer = new WorkspaceTransfer({ workspace: this, registry: this.registry, maxRecordBytes, assertOpen: () => this.assertOpen() })
     if (parts.selection !== undefined) this.sync.configure(parts.selection)
+    this.units = new WorkspaceUnits(parts.store, this.registry, this.settings, this.trust, () => this.assertOpen())
     // The age trigger of compaction needs a clock even when nothing is written.
     this.timer = setInterval(() => (this.registry.tick(), this.historyDesk.tick()), Math.min(3_600_000, Math.max(1000, parts.store.policy.maxAgeMs / 4)))
     this.timer.unref()

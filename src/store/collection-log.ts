@@ -39,6 +39,7 @@ interface PendingAppend {
   file?: SnapshotFileWrite
   /** Rows derived from it (see append), written in the same batch. */
   derived?: BatchOp[]
+  extra?: BatchOp[] // other ops of its batch (see carried)
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -63,6 +64,8 @@ export class CollectionLog {
   private rules: string | undefined
   private readonly state: LogState
   private pending: PendingAppend[] = []
+  /** Ops the next append writes in its batch, past the write-ahead file, then clears (units with their records: daemon/workspace-units.ts). */
+  carried: BatchOp[] | undefined
   /** Set while appends in the write-ahead file wait to be written to LevelDB together (see kickSoon). */
   private behindTimer: NodeJS.Timeout | undefined
   /** An append that skipped the write-ahead file and is not in LevelDB yet (see append). */
@@ -116,10 +119,12 @@ export class CollectionLog {
    * has its rows derived when the collection next opens (see DocStore.open).
    */
   append(update: Uint8Array, derived?: BatchOp[]): Promise<void> {
+    const extra = this.carried
+    this.carried = undefined
     if (this.failure !== undefined) return Promise.reject(this.failure)
     this.lastAppendAt = this.store.now()
     const wal = this.store.wal
-    if (wal !== undefined && !this.isWholeState(update)) {
+    if (wal !== undefined && !this.isWholeState(update) && extra === undefined) {
       try {
         wal.append(this.name, update)
       } catch (err) {
@@ -138,7 +143,7 @@ export class CollectionLog {
       })
       return behind ? written : (this.unlogged ?? Promise.resolve())
     }
-    return this.writeUnlogged({ update, ...(derived === undefined ? {} : { derived }) })
+    return this.writeUnlogged({ update, ...(derived === undefined ? {} : { derived }), ...(extra === undefined ? {} : { extra }) })
   }
 
   /**
@@ -184,7 +189,7 @@ export class CollectionLog {
   }
 
   /** An append that skips the write-ahead file: LevelDB gets it in a batch of its own, at once. */
-  private writeUnlogged(append: Pick<PendingAppend, 'update' | 'kept' | 'file' | 'derived'>): Promise<void> {
+  private writeUnlogged(append: Pick<PendingAppend, 'update' | 'kept' | 'file' | 'derived' | 'extra'>): Promise<void> {
     const written = new Promise<void>((resolve, reject) => {
       // The caller's object is queued itself: an adopted copy's rows are set on it once kept (see adopt).
       this.pending.push(Object.assign(append, { logged: false, resolve, reject }))
@@ -368,7 +373,7 @@ export class CollectionLog {
       const withRows = async (): Promise<BatchOp[]> => {
         const rows = await this.derivedOps(batch, this.lastSeq)
         this.records = rows.records
-        return [...meta, ...rows.ops]
+        return [...meta, ...rows.ops, ...(only.extra ?? [])]
       }
       let snap: StoredSnapshot
       if (only.kept === undefined) {
@@ -391,6 +396,7 @@ export class CollectionLog {
     const rows = await this.derivedOps(batch, seq)
     // (Not push(...rows.ops): a transaction of many records derives more rows than a call takes arguments.)
     for (const op of rows.ops) ops.push(op)
+    for (const p of batch) if (p.extra !== undefined) for (const op of p.extra) ops.push(op)
     await this.store.batch(ops)
     this.records = rows.records
     const logged = batch.reduce((n, p) => (p.logged ? n + 1 : n), 0)

@@ -33,6 +33,7 @@ import { corruption, damageOr, isLevelCorruption, isLevelIoError, levelDamage, r
 import type { BinaryLevel } from './level.js'
 import type { SnapshotFiles, SnapshotFileWrite } from './snapshot-files.js'
 import type { WriteAheadFile } from './wal.js'
+import { UnitStore } from './unit-store.js'
 
 export interface LoadedLog {
   /** The snapshot (if any) followed by the logged updates the derived rows reflect (all of them without a checkpoint), in write order. */
@@ -87,6 +88,8 @@ export class DocStore implements LogStore {
   private reopeningLevel: Promise<void> | undefined
   /** Set when LevelDB reported a damaged block while the collections were listed: the list may lack some. */
   namesDamage: KitsyncError | undefined
+  /** The units of the collections and the blobs (unit-layout.ts). */
+  readonly units: UnitStore = new UnitStore(this)
 
   constructor(db: BinaryLevel, options: DocStoreOptions = {}) {
     this.db = db
@@ -376,6 +379,7 @@ export class DocStore implements LogStore {
       for (const range of [updateRange(name), derivedRange('r', name), derivedRange('h', name), derivedRange('c', name)]) {
         for await (const key of this.db.keys(range)) ops.push({ type: 'del', key })
       }
+      for (const op of await this.units.dropAllOps(name)) ops.push(op)
       const ref = this.files === undefined ? undefined : await this.db.get(snapshotKey(name))
       await this.batch(ops, { sync: true })
       const file = ref === undefined ? undefined : fileRefOf(ref)?.file

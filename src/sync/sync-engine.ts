@@ -8,6 +8,8 @@ import type { SyncEvents } from './sync-events.js'
 import { SyncSession, type SessionOwner } from './sync-session.js'
 import { SyncStats } from './sync-stats.js'
 import { PendingLedger } from './pending-ledger.js'
+import { BlobFetches } from './blob-fetches.js'
+import type { UnitExchange } from './unit-exchange.js'
 
 /**
  * The sync engine of one device: pure, no I/O. It keeps one session per connected peer and,
@@ -45,6 +47,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   readonly stats: SyncStats
   /** What each device is known to hold of this device's writes (the pending count of status). */
   readonly ledger = new PendingLedger()
+  private readonly blobs: BlobFetches
 
   constructor(host: SyncHost, options: SyncEngineOptions = {}) {
     super()
@@ -54,6 +57,32 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
     this.now = options.now ?? Date.now
     this.stats = new SyncStats(this.now)
     this.frameBudget = new FrameBudget(this.limits, this.now)
+    const units = host.units
+    this.blobs = new BlobFetches((hash, bytes) => units?.storeBlob(hash, bytes) ?? Promise.resolve())
+    units?.connect({
+      forward: (collection, unit, update) => this.forwardUnit(collection, unit, update, undefined),
+      fetchBlob: (hash, signal) => this.fetchBlob(hash, signal),
+    })
+  }
+
+  /** Queue a unit's update for every session but `from` that exchanges its collection. */
+  forwardUnit(collection: string, unit: string, update: Uint8Array, from: UnitExchange | undefined): void {
+    for (const session of this.active) if (session.units !== from && session.shares(collection)) session.units.enqueue(collection, unit, update)
+  }
+
+  /** Ask every connected peer that exchanges blobs for one (see BlobFetches). */
+  fetchBlob(hash: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    const sessions = [...this.active].filter((s) => s.isReady && !s.isClosed && this.host.units?.exchangesBlobs(s.peerId) === true)
+    return this.blobs.fetch(
+      hash,
+      sessions.map((s) => ({ peerId: s.peerId, ask: () => s.units.wantBlob(hash) })),
+      signal,
+    )
+  }
+
+  /** @internal A peer answered a BLOB_WANT. */
+  blobAnswer(hash: string, bytes: Uint8Array | undefined, peerId: string): void {
+    this.blobs.answer(hash, bytes, peerId)
   }
 
   /** Start a session over a new link; it says hello at once. */
@@ -159,6 +188,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   /** @internal */
   removed(session: SyncSession, error: KitsyncError | undefined): void {
     if (!this.active.delete(session)) return
+    if (this.sessionsWith(session.peerId).length === 0) this.blobs.gone(undefined, session.peerId)
     if (error !== undefined) this.totals.sessionsFailed++
     this.emit('offline', error === undefined ? { peerId: session.peerId } : { peerId: session.peerId, error })
   }

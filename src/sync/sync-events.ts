@@ -16,4 +16,6 @@ export interface SyncEvents {
   progress: SyncProgressEvent
   /** The peer refused this device as revoked (a REVOKED frame, not verified here; the session is closed). */
   revoked: { peerId: string; notice: RevokedFrame }
+  /** The catch-up of a collection's units found these differ from the peer's, and asked the peer for them (UNIT_WANT). */
+  'units-wanted': { peerId: string; collection: string; units: string[] }
 }

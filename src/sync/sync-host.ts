@@ -1,6 +1,7 @@
 import type * as Y from 'yjs'
 import type { KitsyncError } from '../core/errors.js'
 import type { InterestRule } from '../core/selection.js'
+import type { UnitSyncHost } from './unit-host.js'
 
 /**
  * The two ports the sync engine plugs into: the workspace it syncs (SyncHost) and one
@@ -53,6 +54,8 @@ export interface SyncHost {
    * document. Undefined: the engine encodes the document instead.
    */
   storedState?(name: string): Promise<Uint8Array[] | undefined>
+  /** The units of the collections and the blobs (optional): exchanged on the sessions as well (sync/unit-exchange.ts). */
+  readonly units?: UnitSyncHost
 }
 
 /** One connection to a peer, seen from the engine. */

@@ -11,6 +11,8 @@ import type { SyncLimits } from './sync-limits.js'
 import type { SyncStats } from './sync-stats.js'
 import type { PendingLedger } from './pending-ledger.js'
 import { UpdateOutbox } from './update-outbox.js'
+import { isUnitFrame } from '../protocol/unit-frames.js'
+import { UnitExchange, type UnitRelay } from './unit-exchange.js'
 
 /**
  * One session with a peer over one link: the hello, then per collection the y-protocols
@@ -19,7 +21,7 @@ import { UpdateOutbox } from './update-outbox.js'
  */
 
 /** What a session needs from its owner (the SyncEngine): the host, the shared documents and counters, and where to report. */
-export interface SessionOwner {
+export interface SessionOwner extends UnitRelay {
   readonly host: SyncHost
   readonly limits: SyncLimits
   readonly now: () => number
@@ -100,6 +102,7 @@ export class SyncSession {
   private readonly readyWaiters: (() => void)[] = []
   /** Stored states being read for collections the peer's hello showed it lacks (it asks for them next). */
   private readonly storedReads: StoredStateReads
+  readonly units: UnitExchange // units and blobs (unit-exchange.ts)
 
   constructor(owner: SessionOwner, link: PeerLink) {
     this.owner = owner
@@ -141,6 +144,7 @@ export class SyncSession {
       },
     })
     this.storedReads = new StoredStateReads(owner.host)
+    this.units = new UnitExchange(owner, link, this, this.stats)
   }
 
   start(): void {
@@ -219,6 +223,7 @@ export class SyncSession {
       if (this.closed) break
       await this.request(name, round)
     }
+    await this.units.start(names, true)
     return this.rounds.settle(round)
   }
 
@@ -237,6 +242,7 @@ export class SyncSession {
     if (this.closed) return
     this.closed = true
     this.outbox.clear()
+    this.units.clear()
     this.storedReads.clear()
     this.link.close(error)
     this.rounds.abort()
@@ -254,6 +260,7 @@ export class SyncSession {
     if (bytes.byteLength > this.owner.limits.maxFrameBytes) {
       throw new KitsyncError('PROTOCOL_ERROR', `frame of ${bytes.byteLength} bytes is over the limit of ${this.owner.limits.maxFrameBytes}`)
     }
+    if (isUnitFrame(bytes)) return this.units.receive(bytes)
     const frame = decodeFrame(bytes)
     if (frame.type === FrameType.ERROR) {
       this.close()
@@ -419,6 +426,7 @@ export class SyncSession {
     void this.rounds.settle(round)
     this.outbox.scheduleFlush()
     this.checkCaughtUp()
+    await this.units.start(names)
   }
 
   /** Ask the peer for a collection: send our state vector (empty if we do not have it). */
