@@ -26,6 +26,7 @@ import { LocalWorkspace } from './local-workspace.js'
 import { PeerSync } from './peer-sync.js'
 import { httpPortFor, metricsSourceOf, PeerHttp, type HttpOption } from './peer-http.js'
 import { StrangerAudit } from './stranger-audit.js'
+import { HistorySyncStore } from './history-sync-store.js'
 
 const log = debugLog('daemon:peer')
 
@@ -127,6 +128,7 @@ export class Peer {
       const bootstrap = config?.bootstrap ?? options.bootstrap ?? []
       const engine = new SyncEngine(workspace, {
         schedule: (fn) => setImmediate(fn),
+        history: new HistorySyncStore({ store: workspace.store, retentionOf: (name) => workspace.historyDesk.retentionOf(name), deviceId: self }),
         ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }),
       })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
