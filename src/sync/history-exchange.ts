@@ -58,6 +58,8 @@ export interface HistoryCounters {
 const RANGES_PER_FRAME = 256
 const ITEMS_PER_FRAME = 1000
 const ITEM_BYTES_PER_FRAME = 1024 * 1024
+/** Entries are read for the next frame once the link holds at most this much unsent. */
+const PUSH_BUFFERED_BYTES = 4 * 1024 * 1024
 /** A collection's set is read again after this long (or once entries were stored). */
 const SET_TTL_MS = 30_000
 /** A peer whose window moved on is answered with a new opening at most this often per collection. */
@@ -100,7 +102,7 @@ export class HistoryExchange {
       case HistoryFrameType.HISTORY_RANGES:
         return this.ranges(frame, since)
       case HistoryFrameType.HISTORY_WANT:
-        return this.sendItems(frame.collection, await host.entries(frame.collection, frame.ids))
+        return this.push(host, frame.collection, frame.ids)
       case HistoryFrameType.HISTORY_ITEMS: {
         if (!this.relay.accepts(this.session.peerId, frame.collection)) return
         this.counters.itemsIn += frame.items.length
@@ -146,7 +148,15 @@ export class HistoryExchange {
       this.send({ type: HistoryFrameType.HISTORY_WANT, collection, ids: step.want.slice(i, i + ITEMS_PER_FRAME) })
     }
     const host = this.relay.history
-    if (step.push.length > 0 && host !== undefined) this.sendItems(collection, await host.entries(collection, step.push))
+    if (host !== undefined) await this.push(host, collection, step.push)
+  }
+
+  /** Send these entries, read and sent a slice at a time at the link's pace (a joiner may lack a million). */
+  private async push(host: HistorySyncHost, collection: string, ids: readonly string[]): Promise<void> {
+    for (let i = 0; i < ids.length && !this.session.isClosed; i += ITEMS_PER_FRAME) {
+      if (i > 0) await this.link.whenBelow?.(PUSH_BUFFERED_BYTES)
+      this.sendItems(collection, await host.entries(collection, ids.slice(i, i + ITEMS_PER_FRAME)))
+    }
   }
 
   private sendItems(collection: string, items: HistoryItem[]): void {
