@@ -32,6 +32,7 @@ const HOUR_MS = 3_600_000
 const SEP = '\u0000'
 const ENTRY_FIELDS = new Set(['v', 'd', 'device', 'fields', 'time', 'w'])
 const MAX_FIELDS = 1000
+const READ_SLICE = 1000
 const decoder = new TextDecoder('utf-8', { fatal: true })
 const encoder = new TextEncoder()
 
@@ -58,10 +59,19 @@ export class HistorySyncStore implements HistorySyncHost {
   async items(collection: string, since: number): Promise<string[]> {
     const out: string[] = []
     const start = `h!${collection}!`.length
-    for await (const k of this.options.store.db.keys(collectionHistoryRange(collection))) {
-      const id = k.slice(start)
-      const stamp = parseHlc(id.slice(id.lastIndexOf(SEP) + 1))
-      if (stamp !== undefined && stamp.ms >= since) out.push(id)
+    const it = this.options.store.db.keys(collectionHistoryRange(collection))
+    try {
+      // In slices: an async step per key costs about 3 µs more than the key itself.
+      for (let slice = await it.nextv(READ_SLICE); slice.length > 0; slice = await it.nextv(READ_SLICE)) {
+        for (const k of slice) {
+          const id = k.slice(start)
+          // The stamp's first 9 characters are its time (core/hlc.ts); entries were checked when written.
+          const sep = id.lastIndexOf(SEP)
+          if (sep > 0 && parseInt(id.slice(sep + 1, sep + 10), 36) >= since) out.push(id)
+        }
+      }
+    } finally {
+      await it.close()
     }
     return out
   }
