@@ -3,7 +3,7 @@
 //
 // A section is a module in scripts/bench/ exporting `id`, `title` and `async run(ctx)`, where
 // ctx = { measure, note, tmp, log } (see scripts/bench/lib.js). Add one by appending its
-// import to SECTIONS. `node scripts/bench.js foundation` (or `mesh`, `vps`, `workload`, `import`, `http`, `index`, `history`, `layout`, `storage`) runs only the named sections.
+// import to SECTIONS. `node scripts/bench.js foundation` (or `mesh`, `vps`, `workload`, `import`, `http`, `index`, `history`, `layout`, `storage`, `units`) runs only the named sections.
 // BENCH_QUICK=1 shrinks the workloads (figures then do not compare with their targets);
 // BENCH_STRICT=1 makes the exit status 1 when a figure fails or errs.
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -22,6 +22,7 @@ const SECTIONS = [
   () => import('./bench/history.js'),
   () => import('./bench/layout.js'),
   () => import('./bench/storage.js'),
+  () => import('./bench/units.js'),
 ]
 
 const OUT_DIR = join(ROOT, 'bench-results')

@@ -10,7 +10,7 @@ import { KitsyncError } from '../core/errors.js'
  * Catch-up of the units of a collection (core/unit-types.ts) without naming every unit:
  *   UNIT_SUMS   each side: per bucket (a unit's bucket is fnv1a32(unit id) mod UNIT_BUCKETS) the
  *               sum mod 2^32 of its units' digests (a digest: a hash of the unit id and of its
- *               state: state vector and delete set).
+ *               state: state vector and delete set); no sums at all (count 0) when it has no unit.
  *   UNIT_LIST   for the buckets whose sums differ: each unit of the bucket with its digest.
  *   UNIT_WANT   the units whose digests differ (or that the sender lacks), each with the
  *               sender's state vector of it (y-protocols STEP1).
@@ -71,6 +71,11 @@ export function encodeUnitFrame(frame: UnitFrame): Uint8Array {
   switch (frame.type) {
     case UnitFrameType.UNIT_SUMS:
       encoding.writeVarString(e, frame.collection)
+      if (frame.sums.every((sum) => sum === 0)) {
+        // No unit here: said in one byte.
+        encoding.writeVarUint(e, 0)
+        break
+      }
       encoding.writeVarUint(e, frame.sums.length)
       for (const sum of frame.sums) encoding.writeUint32BigEndian(e, sum)
       break
@@ -122,8 +127,8 @@ export function decodeUnitFrame(bytes: Uint8Array): UnitFrame {
       case UnitFrameType.UNIT_SUMS: {
         const collection = readName(d)
         const n = decoding.readVarUint(d)
-        if (n !== UNIT_BUCKETS) throw new Error(`${n} unit buckets, not ${UNIT_BUCKETS}`)
-        const sums = new Uint32Array(n)
+        if (n !== UNIT_BUCKETS && n !== 0) throw new Error(`${n} unit buckets, not ${UNIT_BUCKETS} (or 0)`)
+        const sums = new Uint32Array(UNIT_BUCKETS)
         for (let i = 0; i < n; i++) sums[i] = decoding.readUint32BigEndian(d)
         frame = { type, collection, sums }
         break

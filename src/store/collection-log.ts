@@ -39,7 +39,7 @@ interface PendingAppend {
   file?: SnapshotFileWrite
   /** Rows derived from it (see append), written in the same batch. */
   derived?: BatchOp[]
-  extra?: BatchOp[] // other ops of its batch (see carry)
+  extra?: BatchOp[] // other ops of its batch (see carried)
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -64,6 +64,8 @@ export class CollectionLog {
   private rules: string | undefined
   private readonly state: LogState
   private pending: PendingAppend[] = []
+  /** Ops the next append writes in its batch, past the write-ahead file, then clears (units with their records: daemon/workspace-units.ts). */
+  carried: BatchOp[] | undefined
   /** Set while appends in the write-ahead file wait to be written to LevelDB together (see kickSoon). */
   private behindTimer: NodeJS.Timeout | undefined
   /** An append that skipped the write-ahead file and is not in LevelDB yet (see append). */
@@ -78,7 +80,6 @@ export class CollectionLog {
   private failure: KitsyncError | undefined
   /** The collection's record layout, written into its metadata with the first append (set by its owner once known). */
   layout: number | undefined
-  private carried: BatchOp[] | undefined // see carry
 
   constructor(
     store: LogStore,
@@ -143,16 +144,6 @@ export class CollectionLog {
       return behind ? written : (this.unlogged ?? Promise.resolve())
     }
     return this.writeUnlogged({ update, ...(derived === undefined ? {} : { derived }), ...(extra === undefined ? {} : { extra }) })
-  }
-
-  /**
-   * Write `ops` in the batch of the next append (the transaction the caller runs next), past the
-   * write-ahead file: units with their manifest records (daemon/workspace-units.ts). Returns
-   * what takes the ops back when no append came (the transaction changed nothing).
-   */
-  carry(ops: BatchOp[]): () => BatchOp[] | undefined {
-    this.carried = ops
-    return () => [this.carried, (this.carried = undefined)][0]
   }
 
   /**

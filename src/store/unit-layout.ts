@@ -27,6 +27,8 @@ export const unitSnapshotRange = (name: string): { gte: string; lt: string } => 
 export const unitLogRange = (name: string): { gte: string; lt: string } => ({ gte: `w!${name}!`, lt: `w!${name}"` })
 /** The unit id of a key of unitSnapshotRange(name). */
 export const unitOfSnapshotKey = (name: string, key: string): string => key.slice(`y!${name}!`.length)
+/** The unit id of a key of unitLogRange(name). */
+export const unitOfLogKey = (name: string, key: string): string => key.slice(`w!${name}!`.length, key.lastIndexOf('!'))
 /** The sequence number of a key of unitUpdateRange(name, unit). */
 export const unitSeqOf = (name: string, unit: string, key: string): number => parseInt(key.slice(`w!${name}!${unit}!`.length), 16)
 export const blobKey = (hash: string): string => `o!${hash}`

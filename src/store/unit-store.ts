@@ -10,6 +10,7 @@ import {
   blobKey,
   UNIT_ID,
   unitLogRange,
+  unitOfLogKey,
   unitOfSnapshotKey,
   unitSeqOf,
   unitSnapshotKey,
@@ -99,6 +100,33 @@ export class UnitStore {
     const updates = await this.read(name, unit)
     if (updates.length === 0) return undefined
     return updates.length === 1 ? updates[0] : Y.mergeUpdates(updates)
+  }
+
+  /**
+   * The stored state of every unit of a collection, each merged into one update, in two range
+   * scans (the snapshots, then every log): for the digests of a whole collection, where a read per
+   * unit cost 10,000 gets and 10,000 iterators.
+   */
+  async *mergedAll(name: string): AsyncGenerator<{ unit: string; state: Uint8Array }> {
+    const states = new Map<string, Uint8Array[]>()
+    try {
+      for await (const [key, value] of this.store.db.iterator(unitSnapshotRange(name))) {
+        const unit = unitOfSnapshotKey(name, key)
+        const payload = unframe(value)
+        if (payload === undefined) throw corruption(name, `damaged snapshot of unit ${unit}`)
+        states.set(unit, [payload])
+      }
+      for await (const [key, value] of this.store.db.iterator(unitLogRange(name))) {
+        const unit = unitOfLogKey(name, key)
+        const payload = unframe(value)
+        if (payload === undefined) throw corruption(name, `damaged update of unit ${unit}`)
+        // A log without its snapshot is a unit dropped while this scan ran: not listed.
+        states.get(unit)?.push(payload)
+      }
+    } catch (err) {
+      throw damageOr(name, err)
+    }
+    for (const [unit, updates] of states) yield { unit, state: updates.length === 1 ? (updates[0] as Uint8Array) : Y.mergeUpdates(updates) }
   }
 
   /** Ops that append `updates` to a unit's log (and create it), for one batch with others. */

@@ -224,6 +224,7 @@ export class SyncSession {
       if (this.closed) break
       await this.request(name, round)
     }
+    await this.units.start(names, true)
     return this.rounds.settle(round)
   }
 

@@ -25,6 +25,7 @@ import { mergeInGroups } from './update-outbox.js'
 /** What the units of a session need from the engine (the session's owner). */
 export interface UnitRelay {
   readonly host: SyncHost
+  readonly limits: { readonly maxFrameBytes: number }
   readonly schedule: (fn: () => void) => void
   emit<K extends keyof SyncEvents>(event: K, payload: SyncEvents[K]): void
   /** Pass a peer's update of a unit on to every other session that exchanges its collection. */
@@ -56,8 +57,10 @@ export interface UnitCounters {
 
 export class UnitExchange {
   readonly counters: UnitCounters = { framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, wanted: 0 }
-  /** Collections whose sums were sent on this session. */
+  /** Collections whose sums were sent since the peer's sums for them last arrived (so they are not sent back). */
   private readonly sumsSent = new Set<string>()
+  /** Collections whose catch-up ran on this session (at the hello, or asked by the peer). */
+  private readonly started = new Set<string>()
   /** Live updates waiting for the end of the tick, per collection and unit. */
   private pending = new Map<string, { collection: string; unit: string; updates: Uint8Array[] }>()
   private flushScheduled = false
@@ -65,7 +68,7 @@ export class UnitExchange {
   constructor(
     private readonly relay: UnitRelay,
     private readonly link: PeerLink,
-    private readonly session: UnitSession,
+    private readonly session: UnitSession & { close(error?: KitsyncError): void },
     /** The session's own counters, which count these frames too. */
     private readonly sessionStats: { bytesOut: number; framesOut: number },
   ) {}
@@ -74,15 +77,20 @@ export class UnitExchange {
     return this.relay.host.units
   }
 
-  /** The peer's hello arrived: send the sums of every collection exchanged that holds units here. */
-  async start(collections: Iterable<string>): Promise<void> {
+  /**
+   * Send the sums of every collection exchanged that holds units here: at the peer's hello, and
+   * again (`again`) when the exchange is run anew (`sync now`).
+   */
+  async start(collections: Iterable<string>, again = false): Promise<void> {
     const host = this.host
     if (host === undefined) return
     for (const collection of [...collections].sort()) {
       if (this.session.isClosed) return
-      if (this.sumsSent.has(collection) || !this.session.shares(collection)) continue
+      if ((!again && this.started.has(collection)) || !this.session.shares(collection)) continue
+      this.started.add(collection)
       const digests = await host.digests(collection)
-      if (digests.length > 0 && !this.sumsSent.has(collection)) this.sendSums(collection, digests)
+      // Again: even without units here (one byte of sums), the peer may have some.
+      if ((digests.length > 0 || again) && !this.sumsSent.has(collection)) this.sendSums(collection, digests)
     }
   }
 
@@ -122,7 +130,9 @@ export class UnitExchange {
     }
     switch (frame.type) {
       case UnitFrameType.BLOB_WANT: {
-        const bytes = host.exchangesBlobs(this.session.peerId) ? await host.localBlob(frame.hash) : undefined
+        let bytes = host.exchangesBlobs(this.session.peerId) ? await host.localBlob(frame.hash) : undefined
+        // Over the frame limit, it cannot be sent: as good as not held (blobs stay under the folder size cap).
+        if (bytes !== undefined && bytes.byteLength + 64 > this.relay.limits.maxFrameBytes) bytes = undefined
         this.send({ type: UnitFrameType.BLOB, hash: frame.hash, bytes })
         return
       }
@@ -154,11 +164,16 @@ export class UnitExchange {
     }
   }
 
-  /** The peer's sums: ours too if not sent yet, then our units of every bucket whose sums differ. */
+  /**
+   * The peer's sums: ours back unless ours crossed them on the way (sent since its last), then our
+   * units of every bucket whose sums differ. Both sides end with each other's lists.
+   */
   private async sums(host: UnitSyncHost, collection: string, theirs: Uint32Array): Promise<void> {
+    this.started.add(collection)
     const digests = await host.digests(collection)
     const ours = sumsOf(digests)
     if (!this.sumsSent.has(collection)) this.sendSums(collection, digests, ours)
+    this.sumsSent.delete(collection)
     const differ = new Set<number>()
     for (let b = 0; b < UNIT_BUCKETS; b++) if (ours[b] !== theirs[b]) differ.add(b)
     if (differ.size === 0) return
@@ -202,6 +217,11 @@ export class UnitExchange {
   private send(frame: UnitFrame): void {
     if (this.session.isClosed) return
     const bytes = encodeUnitFrame(frame)
+    if (bytes.byteLength > this.relay.limits.maxFrameBytes) {
+      const what = 'unit' in frame ? `unit ${frame.unit} of ${frame.collection}` : 'units'
+      this.session.close(new KitsyncError('PROTOCOL_ERROR', `a frame for ${what} would be ${bytes.byteLength} bytes, over the limit`))
+      return
+    }
     this.counters.framesOut++
     this.counters.bytesOut += bytes.byteLength
     this.sessionStats.framesOut++

@@ -139,6 +139,41 @@ describe('units on LevelDB', () => {
     expect((await ws.units.open(C, U1, () => new Y.Doc())).getText('text').toString()).toBe(expected)
   })
 
+  it("a peer's update stored while the unit is being opened reaches the opened document", async () => {
+    const ws = await workspace(await makeHome())
+    const source = new Y.Doc()
+    const update = change(source, (t) => t.insert(0, 'from a peer'))
+    const seen: string[] = []
+    ws.units.on('unit:update', (e) => seen.push(`${e.unit} ${e.from}`))
+    // The update is applied to a scratch copy (the unit is not open), and the open starts meanwhile:
+    // its load reads the store before the update is in it.
+    let opened: Promise<Y.Doc> | undefined
+    let stored!: () => void
+    const written = new Promise<void>((resolve) => (stored = resolve))
+    const batch = ws.store.batch.bind(ws.store)
+    ws.store.batch = async (ops, options) => {
+      await batch(ops, options)
+      if (ops.some((op) => op.key.startsWith(`w!${C}!${U1}!`))) stored()
+    }
+    const read = ws.store.units.read.bind(ws.store.units)
+    let reads = 0
+    ws.store.units.read = async (name, unit) => {
+      const n = ++reads
+      const updates = await read(name, unit)
+      if (n === 1) opened = ws.units.open(C, U1, () => new Y.Doc())
+      else await written // the open's load: it read the store before the update was written, and ends after
+      return updates
+    }
+    const applied = ws.units.applyRemote(C, U1, update, 'peer-a')
+    expect(await applied).toBe(true)
+    if (opened === undefined) throw new Error('the open did not start during the apply')
+    expect((await opened).getText('text').toString()).toBe('from a peer')
+    expect(seen).toEqual([`${U1} peer-a`])
+    // The same update again changes nothing: not stored twice, no event.
+    expect(await ws.units.applyRemote(C, U1, update, 'peer-b')).toBe(false)
+    expect(seen).toHaveLength(1)
+  })
+
   it('refuses bad ids and hashes with INVALID_NAME and INVALID_ARGUMENT, storing nothing', async () => {
     const ws = await workspace(await makeHome())
     await expect(ws.units.open(C, '../x', () => new Y.Doc())).rejects.toMatchObject({ code: 'INVALID_NAME' })

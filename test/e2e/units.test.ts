@@ -139,6 +139,40 @@ describe('units between two peers', () => {
     await expect(b.workspace.units.putBlob(hash.replace(/^./, hash[0] === '0' ? '1' : '0'), bytes)).rejects.toMatchObject({ code: 'DATA_CORRUPTION' })
   })
 
+  it('an untrusted member (a VPS) gets no unit and no blob; a local-only collection keeps its units home', async () => {
+    const a = await peers.start()
+    const v = await peers.start()
+    const vInvite = await a.createInvite(undefined, { untrusted: true })
+    expect((await v.join(vInvite.token, 'vps')).caughtUp).toBe(true)
+    const bHome = await makeHome()
+    const b = await peers.start(bHome)
+    await b.workspace.setItems({ localOnly: { add: ['drafts'] } })
+    const bInvite = await a.createInvite()
+    expect((await b.join(bInvite.token, 'b')).caughtUp).toBe(true)
+    const bytes = new TextEncoder().encode('a private blob')
+    const hash = createHash('sha256').update(bytes).digest('hex')
+    await a.workspace.units.putBlob(hash, bytes)
+    // Units of an internal collection and of an app collection b keeps local-only.
+    await edit(a, unitId(1), 'folder text\n')
+    const drafts = await a.workspace.units.open('drafts', unitId(2), () => new Y.Doc())
+    let update: Uint8Array | undefined
+    drafts.on('update', (u: Uint8Array) => (update = u))
+    drafts.getText('text').insert(0, 'a draft')
+    await a.workspace.units.commit('drafts', [{ unit: unitId(2), update: update as Uint8Array }], [{ key: unitId(2), fields: { title: 'draft' } }])
+    // b (trusted) gets the folder's unit: the flush point for what goes out to everyone.
+    await waitUntil(async () => ((await b.workspace.units.list(C)).length === 1 ? true : undefined), WAIT, 'the folder unit on b')
+    await b.syncWith(a.deviceId, WAIT)
+    await v.syncWith(a.deviceId, WAIT)
+    expect(await b.workspace.units.list('drafts')).toEqual([])
+    expect(await v.workspace.units.list(C)).toEqual([])
+    expect(await v.workspace.units.list('drafts')).toEqual([])
+    // The VPS asks for the blob: a has it, and answers that it has none for it.
+    expect(await v.workspace.units.getBlob(hash)).toBeUndefined()
+    const session = v.engine.sessionsWith(a.deviceId)[0]
+    expect(session?.units.counters.wanted).toBe(0)
+    expect(await b.workspace.units.getBlob(hash)).toEqual(bytes)
+  })
+
   it('a device that is not paired gets no unit and no blob: it receives no byte', async () => {
     const a = await peers.start()
     await edit(a, unitId(1), 'secret text\n')
