@@ -191,8 +191,8 @@ async function reconcileStores(tmp, entries, records, missing) {
       )
     ends.push(make(0), make(1))
     const t = performance.now()
-    await ends[0].start([COLLECTION])
-    await ends[1].start([COLLECTION])
+    await ends[0].begin(COLLECTION)
+    await ends[1].begin(COLLECTION)
     let waves = 0
     while (wave.length > 0) {
       waves++

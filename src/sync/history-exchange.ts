@@ -9,8 +9,9 @@ export { isHistoryFrame } from '../protocol/history-frames.js'
 
 /**
  * The history of one sync session (frames: protocol/history-frames.ts, the reconciliation:
- * history-reconcile.ts). After the hello, the side that initiates (HistorySyncHost.initiates)
- * sends each shared collection's opening fingerprint over the items within its retention window;
+ * history-reconcile.ts). Once the peer's answer to its STEP1 of a collection arrived, the side
+ * that initiates (HistorySyncHost.initiates) sends the collection's opening fingerprint over the
+ * items within its retention window;
  * each side answers ranges with ranges until they agree, pushes the entries the peer lacks
  * (HISTORY_ITEMS) and asks for the ones it lacks (HISTORY_WANT). A collection the session does not
  * exchange, an internal one, or one with history off on either side is neither offered nor taken.
@@ -27,8 +28,6 @@ export interface HistorySession {
 
 /** What a session asks of its owner (the SyncEngine) for history: see SyncSession. */
 export interface HistoryOwner {
-  /** The peer's hello arrived: open the reconciliation of the shared collections. */
-  historyStart(session: HistorySession, collections: Iterable<string>): Promise<void>
   /** A history frame from the peer. */
   historyFrame(session: HistorySession, bytes: Uint8Array): Promise<void>
 }
@@ -69,6 +68,8 @@ export class HistoryExchange {
   readonly counters: HistoryCounters = { framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, itemsOut: 0, itemsIn: 0, stored: 0 }
   private readonly sets = new Map<string, { since: number; at: number; set: Promise<HistorySet> }>()
   private readonly restarts = new Map<string, number>()
+  /** Collections whose reconciliation was opened on this session. */
+  private readonly begun = new Set<string>()
 
   constructor(
     private readonly relay: HistoryRelay,
@@ -77,16 +78,17 @@ export class HistoryExchange {
     private readonly now: () => number,
   ) {}
 
-  /** Send the opening fingerprint of each collection (when this side initiates). */
-  async start(collections: Iterable<string>): Promise<void> {
+  /**
+   * Open the reconciliation of a collection, once per session, when this side initiates: the
+   * engine calls it when the peer's first update of the collection on this session was merged
+   * (its answer to the hello's STEP1), so a joiner has the collection and its settings by then.
+   */
+  async begin(collection: string): Promise<void> {
     const host = this.relay.history
-    if (host === undefined || !host.initiates(this.session.peerId)) return
-    for (const collection of [...new Set(collections)].sort()) {
-      if (this.session.isClosed) return
-      const since = this.window(host, collection)
-      if (since === undefined) continue
-      await this.open(collection, since)
-    }
+    if (host === undefined || this.begun.has(collection) || this.session.isClosed || !host.initiates(this.session.peerId)) return
+    this.begun.add(collection)
+    const since = this.window(host, collection)
+    if (since !== undefined) await this.open(collection, since)
   }
 
   async receive(bytes: Uint8Array): Promise<void> {

@@ -1,6 +1,6 @@
 import type * as Y from 'yjs'
 import { TypedEmitter } from '../core/emitter.js'
-import type { KitsyncError } from '../core/errors.js'
+import { toKitsyncError, type KitsyncError } from '../core/errors.js'
 import { ReadAhead } from './stored-state.js'
 import type { PeerLink, SyncHost } from './sync-host.js'
 import { DEFAULT_SYNC_LIMITS, FrameBudget, type SyncLimits } from './sync-limits.js'
@@ -70,6 +70,16 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
       frameOut: (peerId, bytes, collection) => this.stats.frameOut(peerId, bytes, collection),
       stored: (peerId, collection, count) => this.emit('history-stored', { peerId, collection, count }),
     }
+    // A peer's first update of a collection on a session (its catch-up answer) opens the history's reconciliation.
+    this.on('update', ({ peerId, collection }) => {
+      for (const session of this.sessionsWith(peerId)) {
+        if (session.isReady)
+          void this.histories
+            .get(session)
+            ?.begin(collection)
+            .catch((err: unknown) => session.close(toKitsyncError(err)))
+      }
+    })
     const units = host.units
     this.blobs = new BlobFetches((hash, bytes) => units?.storeBlob(hash, bytes) ?? Promise.resolve())
     units?.connect({
@@ -91,11 +101,6 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
       sessions.map((s) => ({ peerId: s.peerId, ask: () => s.units.wantBlob(hash) })),
       signal,
     )
-  }
-
-  /** @internal The session's peer said hello: open the reconciliation of history. */
-  historyStart(session: HistorySession, collections: Iterable<string>): Promise<void> {
-    return this.histories.get(session)?.start(collections) ?? Promise.resolve()
   }
 
   /** @internal A history frame from a session's peer. */

@@ -429,7 +429,6 @@ export class SyncSession {
     this.outbox.scheduleFlush()
     this.checkCaughtUp()
     await this.units.start(names)
-    await this.owner.historyStart(this, names)
   }
 
   /** Ask the peer for a collection: send our state vector (empty if we do not have it). */

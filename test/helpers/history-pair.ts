@@ -96,8 +96,8 @@ export async function reconcilePair(a: MemoryHistory, b: MemoryHistory, options:
     () => 0,
   )
   ends.push(ea, eb)
-  await ea.start(['notes'])
-  await eb.start(['notes'])
+  await ea.begin('notes')
+  await eb.begin('notes')
   let waves = 0
   while (wave.length > 0) {
     if (++waves > 100) throw new Error('reconciliation does not end')

@@ -6,12 +6,12 @@ import { formatHlc } from '../../src/core/hlc.js'
 import type { KitsyncError } from '../../src/core/errors.js'
 import { HistorySyncStore } from '../../src/daemon/history-sync-store.js'
 import { decodeHistoryFrame, encodeHistoryFrame, HistoryFrameType, isHistoryFrame, type HistoryFrame } from '../../src/protocol/history-frames.js'
-import { encodeFrame, FrameType, SYNC_PROTOCOL_VERSION } from '../../src/protocol/sync-frames.js'
+import { encodeFrame, FrameType, SYNC_PROTOCOL_VERSION, SyncStep } from '../../src/protocol/sync-frames.js'
 import { versionOps } from '../../src/store/history-rows.js'
 import { openLevel, type BinaryLevel } from '../../src/store/level.js'
 import { SyncEngine } from '../../src/sync/sync-engine.js'
 import type { SyncHost } from '../../src/sync/sync-host.js'
-import { cleanup, makeTempDir } from '../helpers/cli.js'
+import { cleanup, makeTempDir, waitUntil } from '../helpers/cli.js'
 
 /**
  * History frames on a real SyncSession (sync-engine.ts, sync-session.ts) with entries on LevelDB:
@@ -67,15 +67,20 @@ async function device(options: { trusted?: boolean; entries?: number } = {}) {
     await session.idle()
   }
   await feed(encodeFrame({ type: FrameType.HELLO, version: SYNC_PROTOCOL_VERSION, workspaceId: 'ws', collections: ['notes'] }))
-  return { db, sent, feed, closed: () => closed, session }
+  const openedAtHello = sent.length
+  // The peer's answer to this device's STEP1 (nothing new): the catch-up of notes is done.
+  await feed(encodeFrame({ type: FrameType.SYNC, collection: 'notes', step: SyncStep.STEP2, payload: Uint8Array.of(0, 0) }))
+  return { db, sent, feed, closed: () => closed, session, openedAtHello }
 }
 
 const item = (id: string, entry: unknown) => ({ id, entry: enc.encode(JSON.stringify(entry)) })
 const hKeys = async (db: BinaryLevel) => (await db.keys().all()).filter((k) => k.startsWith('h!') || k.startsWith('c!'))
 
 describe('history frames on a sync session', () => {
-  it('after the hello, opens with one fingerprint of its entries and answers an empty peer with all of them', async () => {
+  it('once the peer answered its STEP1, opens with one fingerprint of its entries and answers an empty peer with all of them', async () => {
     const d = await device({ entries: 20 })
+    expect(d.openedAtHello).toBe(0)
+    await waitUntil(async () => (d.sent.length > 0 ? true : undefined), 5000, 'the opening HISTORY_RANGES')
     expect(d.sent).toHaveLength(1)
     const opening = d.sent[0] as Extract<HistoryFrame, { type: 20 }>
     expect(opening).toMatchObject({ type: HistoryFrameType.HISTORY_RANGES, collection: 'notes', lower: '', ranges: [{ mode: 1, count: 20 }] })
