@@ -28,6 +28,7 @@ import { httpPortFor, metricsSourceOf, PeerHttp, type HttpOption } from './peer-
 import { StrangerAudit } from './stranger-audit.js'
 import { DeviceClocks } from './device-clocks.js'
 import { heldData, workspaceExists } from './held-data.js'
+import { HistorySyncStore } from './history-sync-store.js'
 
 const log = debugLog('daemon:peer')
 
@@ -130,6 +131,7 @@ export class Peer {
       const bootstrap = config?.bootstrap ?? options.bootstrap ?? []
       const engine = new SyncEngine(workspace, {
         schedule: (fn) => setImmediate(fn),
+        history: new HistorySyncStore({ store: workspace.store, retentionOf: (name) => workspace.historyDesk.retentionOf(name), deviceId: self }),
         ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }),
       })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
