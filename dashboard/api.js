@@ -38,6 +38,8 @@ const EVENTS = [
   'sync:offline',
   'sync:conflict',
   'sync:progress',
+  'sync:paused',
+  'sync:resumed',
   'device:joined',
   'device:revoked',
   'device:revoked-self',

@@ -7,6 +7,7 @@ import htm from 'htm'
 import { call, subscribe } from './api.js'
 import { AuditLog, Changes, Collections, Conflicts, Devices } from './views.js'
 import { Pairing } from './pairing.js'
+import { PauseButton } from './pause.js'
 
 const html = htm.bind(h)
 
@@ -75,7 +76,7 @@ function App() {
   }
   if (data === undefined) return html`<p class="muted">${failure === undefined ? 'Loading…' : `${failure.code}: ${failure.message}`}</p>`
   const { status, members, conflicts, log } = data
-  const devices = mergeDevices(members, status.network?.devices ?? [], status.info.deviceId)
+  const devices = mergeDevices(members, status.network?.devices ?? [], status.info.deviceId, status.sync?.devices ?? [])
   return html`
     <header>
       <div>
@@ -87,7 +88,7 @@ function App() {
       </div>
       <div class="header-side">
         <span id="live" class=${'live live-' + live} title="the event stream from the peer">${live === 'live' ? 'live' : live}</span>
-        <button id="pause" disabled title="sync pause/resume is not in the peer's API yet (kitsync sync pause, when it lands)">Pause sync</button>
+        <${PauseButton} paused=${status.paused} now=${now} onChanged=${refresh} />
       </div>
     </header>
     ${failure === undefined ? null : html`<p class="error" role="alert">${failure.code}: ${failure.message}</p>`}
@@ -102,10 +103,16 @@ function App() {
   `
 }
 
-/** The members of the workspace (devices) with what the running peer knows of each (status.network). */
-function mergeDevices(members, seen, self) {
+/** The members of the workspace (devices) with what the running peer knows of each (status.network) and its sync state and pending count (status.sync). */
+function mergeDevices(members, seen, self, sync) {
   const byId = new Map(seen.map((d) => [d.peerId, d]))
-  const list = members.map((m) => ({ ...m, ...byId.get(m.peerId), state: byId.get(m.peerId)?.state ?? (m.peerId === self ? 'this device' : m.state) }))
+  const syncOf = new Map(sync.map((d) => [d.deviceId, d]))
+  const list = members.map((m) => ({
+    ...m,
+    ...byId.get(m.peerId),
+    state: byId.get(m.peerId)?.state ?? (m.peerId === self ? 'this device' : m.state),
+    sync: syncOf.get(m.peerId),
+  }))
   for (const d of seen) if (!members.some((m) => m.peerId === d.peerId)) list.push(d)
   // This device first, then by name.
   return list.sort((a, b) => (b.state === 'this device') - (a.state === 'this device') || a.name.localeCompare(b.name))

@@ -56,7 +56,8 @@ export function Pairing({ event }) {
       if (!accept) {
         setOutcome('Refused: the device did not join.')
         setInvite(undefined)
-      } else setOutcome('Approved: the device is joining…')
+        // The join can end (device:joined) before this answer arrives: "joined" is not taken back.
+      } else setOutcome((o) => o ?? 'Approved: the device is joining…')
     } catch (err) {
       setError(`${err.code}: ${err.message}`)
     }

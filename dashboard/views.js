@@ -38,6 +38,14 @@ export function deviceName(devices, id) {
   return d === undefined ? short(id) : d.name
 }
 
+/** A device's sync state as `kitsync status` says it: `syncing 3/8`, `error CODE`, else the state. */
+function syncState(sync) {
+  if (sync === undefined) return '–'
+  if (sync.state === 'syncing' && sync.progress !== undefined) return `syncing ${sync.progress.collectionsDone}/${sync.progress.collectionsTotal}`
+  if (sync.state === 'error' && sync.error !== undefined) return html`<span class="error" title=${sync.error.message}>error ${sync.error.code}</span>`
+  return sync.state
+}
+
 export function Devices({ devices, now }) {
   return html`<section id="devices" class="card">
     <h2>Devices <span class="count">${devices.length}</span></h2>
@@ -49,8 +57,9 @@ export function Devices({ devices, now }) {
           <th>id</th>
           <th>state</th>
           <th>last seen</th>
+          <th title="idle, syncing, paused, offline or error (kitsync status)">sync</th>
           <th>last sync (lag)</th>
-          <th title="bytes queued for the device, not yet sent">pending</th>
+          <th title="this device's writes the device is not known to hold (kitsync status); offline: what goes when it is back">pending</th>
           <th>in / out</th>
         </tr>
       </thead>
@@ -62,8 +71,11 @@ export function Devices({ devices, now }) {
               <td class="mono" title=${d.peerId}>${short(d.peerId)}</td>
               <td><span class="state">${d.state}</span></td>
               <td>${d.state === 'this device' ? '–' : ago(d.lastSeen, now)}</td>
+              <td class="sync">${d.state === 'this device' ? '–' : syncState(d.sync)}</td>
               <td>${d.state === 'this device' ? '–' : ago(d.lastSync, now)}</td>
-              <td class="unsent">${d.state === 'this device' ? '–' : bytes(d.unsentBytes ?? 0)}</td>
+              <td class="pending-count" title=${d.unsentBytes ? `${bytes(d.unsentBytes)} queued to send` : undefined}>
+                ${d.state === 'this device' || d.sync === undefined ? '–' : d.sync.pending}
+              </td>
               <td>${d.bytesIn === undefined ? '–' : `${bytes(d.bytesIn)} / ${bytes(d.bytesOut)}`}</td>
             </tr>`,
         )}

@@ -4,6 +4,10 @@
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { openWorkspace } from '../../dist/index.js'
+import { HistorySyncStore } from '../../dist/daemon/history-sync-store.js'
+import { HistoryExchange } from '../../dist/sync/history-exchange.js'
+import { versionOps } from '../../dist/store/history-rows.js'
+import { openLevel } from '../../dist/store/level.js'
 import { median, percentile, round, storeSize } from './lib.js'
 
 export const id = 'history'
@@ -16,6 +20,8 @@ const VERSIONS = n(1_000)
 const READS = 50
 const OVERWRITES = { keys: 100, rounds: n(1_000) }
 const COLLECTION = 'bench'
+/** History sync: entries of a collection, spread over records, and how many one device lacks. */
+const SYNC = { entries: n(10_000), missing: 10 }
 
 async function localWorkspace(home) {
   const ws = await openWorkspace({ home, serve: false })
@@ -99,4 +105,108 @@ export async function run(ctx) {
     )
   }
   if (disk.default !== undefined && disk.off !== undefined) log(`    history costs ${round(disk.default / Math.max(1, disk.off), 1)}x the disk of history off`)
+
+  // 3. History sync: two stores differing by 10 entries reconcile (sync/history-exchange.ts).
+  const method = (entries, missing) =>
+    `two LevelDB stores in one process holding ${entries} history entries of one collection over ${entries / 10} records (B lacking ${missing} chosen at random), each behind a HistorySyncStore and a HistoryExchange joined by an in-memory link that delivers every frame sent in one trip in the next; from A's opening frame until no frame is in flight and the entries are stored`
+  for (const [label, entries, missing] of [
+    ['', SYNC.entries, SYNC.missing],
+    ['100k.', SYNC.entries * 10, SYNC.missing],
+    ['equal.', SYNC.entries, 0],
+  ]) {
+    let result
+    const once = async () => (result ??= await reconcileStores(tmp, entries, entries / 10, missing))
+    await measure(
+      {
+        id: `history.sync.${label}bytes`,
+        title: `history sync: bytes both ways, ${entries} entries, ${missing} missing`,
+        unit: 'bytes',
+        method: method(entries, missing),
+      },
+      async () => {
+        const r = await once()
+        return { value: r.bytes, details: { frames: r.frames, roundTrips: r.waves / 2, stored: r.stored, ms: r.ms } }
+      },
+    )
+    if (missing === 0) continue
+    await measure(
+      { id: `history.sync.${label}ms`, title: `history sync: time, ${entries} entries, ${missing} missing`, unit: 'ms', method: method(entries, missing) },
+      async () => {
+        const r = await once()
+        return { value: r.ms, details: { bytes: r.bytes, roundTrips: r.waves / 2 } }
+      },
+    )
+  }
+}
+
+/** A's and B's stores, B lacking `missing` of A's entries; reconcile them and count. */
+async function reconcileStores(tmp, entries, records, missing) {
+  const dbs = [await openLevel(join(await tmp.make('history-sync-a'), 'db')), await openLevel(join(await tmp.make('history-sync-b'), 'db'))]
+  try {
+    const t0 = 1_800_000_000_000
+    const now = () => t0 + 2 * 86_400_000
+    const ids = []
+    let seed = 7
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648
+    const lack = new Set()
+    while (lack.size < missing) lack.add(Math.floor(rand() * entries))
+    for (let i = 0; i < entries; i += 1000) {
+      const ops = [[], []]
+      for (let j = i; j < Math.min(entries, i + 1000); j++) {
+        const ms = t0 + j * 1000
+        const stamp = `${ms.toString(36).padStart(9, '0')}.0000.devA`
+        const key = `record-${Math.floor(rand() * records)}`
+        ids.push(`${key}\0${stamp}`)
+        const version = { v: { title: `version ${j}`, done: j % 2 === 0 }, device: 'devA', fields: ['title'], time: ms }
+        ops[0].push(...versionOps(COLLECTION, key, stamp, version))
+        if (!lack.has(j)) ops[1].push(...versionOps(COLLECTION, key, stamp, version))
+      }
+      await dbs[0].batch(ops[0])
+      await dbs[1].batch(ops[1])
+    }
+    const retention = { off: false, count: 1_000_000, days: 90 }
+    const stores = dbs.map(
+      (db, i) => new HistorySyncStore({ store: { db, batch: (o) => db.batch(o) }, retentionOf: () => retention, deviceId: i === 0 ? 'A' : 'B', now }),
+    )
+    let wave = []
+    let bytes = 0
+    let frames = 0
+    const ends = []
+    const peerOf = ['B', 'A']
+    const make = (i) =>
+      new HistoryExchange(
+        { history: stores[i], accepts: () => true, frameOut: () => undefined, stored: () => undefined },
+        {
+          peerId: peerOf[i],
+          bufferedBytes: 0,
+          close: () => undefined,
+          send: (frame) => {
+            bytes += frame.byteLength
+            frames++
+            wave.push({ to: ends[1 - i], frame })
+          },
+        },
+        { peerId: peerOf[i], isReady: true, isClosed: false, shares: () => true },
+        () => 0,
+      )
+    ends.push(make(0), make(1))
+    const t = performance.now()
+    await ends[0].begin(COLLECTION)
+    await ends[1].begin(COLLECTION)
+    let waves = 0
+    while (wave.length > 0) {
+      waves++
+      const now = wave
+      wave = []
+      for (const { to, frame } of now) await to.receive(frame)
+    }
+    const ms = round(performance.now() - t, 1)
+    const stored = ends[1].counters.stored
+    if (stored !== missing) throw new Error(`B stored ${stored} entries, expected ${missing}`)
+    const onB = await stores[1].items(COLLECTION, 0)
+    if (onB.length !== entries) throw new Error(`B holds ${onB.length} entries after the sync, expected ${entries}`)
+    return { bytes, frames, waves, ms, stored }
+  } finally {
+    for (const db of dbs) await db.close()
+  }
 }

@@ -25,6 +25,8 @@ export interface SyncCounters {
   bytesOut: number
   /** Updates received that changed something here. */
   updatesApplied: number
+  /** Updates of this device's state sent (a live update, or the answer to a state vector). */
+  updatesSent: number
   /** Updates received for a collection this device does not sync (dropped). */
   updatesDropped: number
   /** Conflicts the workspace reported (sync:conflict events). */

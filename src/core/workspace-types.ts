@@ -278,6 +278,14 @@ export interface DeviceView {
   unsentBytes?: number
 }
 
+/** A connected device's clock against this one's (theirs minus ours), measured over a round trip of `rttMs`. */
+export interface DeviceClock {
+  device: string
+  offsetMs: number
+  rttMs: number
+  at: number
+}
+
 export interface NetworkStatus {
   peerId: string
   listen: string[]
@@ -288,6 +296,10 @@ export interface NetworkStatus {
   /** Epoch of the current workspace key (0: none yet; +1 at each revocation). */
   keyEpoch: number
   devices: DeviceView[]
+  /** Clocks of the connected devices (kitsync doctor), as last measured; absent from a peer that does not measure them. */
+  clocks?: DeviceClock[]
+  /** Members this peer is connected to that serve circuit relay; a reservation on one shows as a listen address `/p2p/RELAY/p2p-circuit`. */
+  relays?: string[]
   /**
    * The encrypted store: on an untrusted peer (the VPS) its figures, on a trusted device its
    * sessions with stores (cursor: last entry applied; pending: changes not yet acknowledged).

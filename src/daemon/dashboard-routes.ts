@@ -22,6 +22,7 @@ const FILES: Record<string, { file: URL | string; type: string }> = {
   '/ui/api.js': { file: new URL('api.js', PAGES), type: 'text/javascript; charset=utf-8' },
   '/ui/views.js': { file: new URL('views.js', PAGES), type: 'text/javascript; charset=utf-8' },
   '/ui/pairing.js': { file: new URL('pairing.js', PAGES), type: 'text/javascript; charset=utf-8' },
+  '/ui/pause.js': { file: new URL('pause.js', PAGES), type: 'text/javascript; charset=utf-8' },
   '/ui/style.css': { file: new URL('style.css', PAGES), type: 'text/css; charset=utf-8' },
   '/ui/favicon.svg': { file: new URL('favicon.svg', PAGES), type: 'image/svg+xml' },
   '/ui/vendor/preact.js': { file: 'preact', type: 'text/javascript; charset=utf-8' },

@@ -20,8 +20,12 @@ export interface RunningPeerView {
   listen: string[]
   /** Devices connected now. */
   connected: number
-  /** Clock offsets (ms, theirs minus ours) of connected devices, when the peer measures them. */
-  clockOffsets?: { device: string; offsetMs: number }[]
+  /** Whether the peer looks for devices by mDNS ('off': --no-mdns). */
+  mdns?: 'on' | 'off' | 'unavailable'
+  /** Relays (members serving circuit relay) the peer is connected to, shown by name, and whether it holds a reservation on each. */
+  relays?: { device: string; reserved: boolean }[]
+  /** Clock offsets (ms, theirs minus ours) of connected devices, when the peer measures them, with the round trip they were measured over. */
+  clockOffsets?: { device: string; offsetMs: number; rttMs?: number }[]
 }
 
 export interface FileInfo {
@@ -64,15 +68,20 @@ export interface DoctorProbes {
   engines: string
 }
 
-/** Skew past which a device's clock is reported (conflict order uses hybrid logical clocks). */
-export const MAX_CLOCK_SKEW_MS = 60_000
+/**
+ * Skew past which a device's clock is reported: concurrent writes to one field are ordered by
+ * hybrid logical clocks that start from the wall clock, so a device 2 s ahead wins every
+ * conflict with writes made up to 2 s after its own. NTP keeps clocks within milliseconds.
+ */
+export const MAX_CLOCK_SKEW_MS = 2_000
 
 export async function runDoctor(p: DoctorProbes): Promise<DoctorCheck[]> {
   const peer = await p.runningPeer().catch(() => undefined) // no answer: treated as not running
   return [
-    await multicastCheck(p),
+    await multicastCheck(p, peer),
     await portsCheck(p, peer),
-    ...(await bootstrapChecks(p)),
+    ...(await bootstrapChecks(p, peer)),
+    relayCheck(peer),
     clockCheck(peer),
     workspaceCheck(p),
     await storeCheck(p, peer),
@@ -85,8 +94,11 @@ const pass = (name: string, message: string): DoctorCheck => ({ name, ok: true, 
 const fail = (name: string, message: string): DoctorCheck => ({ name, ok: false, message })
 const skip = (name: string, message: string): DoctorCheck => ({ name, ok: true, skipped: true, message })
 
-export async function multicastCheck(p: DoctorProbes): Promise<DoctorCheck> {
+export async function multicastCheck(p: DoctorProbes, peer?: RunningPeerView): Promise<DoctorCheck> {
   const reason = await p.multicastUnavailable()
+  if (reason === undefined && peer?.mdns === 'off') {
+    return pass('multicast', 'mDNS can send here, but the running peer has it off (--no-mdns): it finds devices by --bootstrap addresses only')
+  }
   if (reason === undefined) return pass('multicast', 'mDNS can send: devices on the LAN are found without --bootstrap')
   return fail(
     'multicast',
@@ -104,7 +116,11 @@ export function tcpTarget(addr: string): { host: string; port: number } | undefi
 
 export async function portsCheck(p: DoctorProbes, peer: RunningPeerView | undefined): Promise<DoctorCheck> {
   if (peer !== undefined) {
-    return pass('ports', `the peer (pid ${peer.pid ?? '?'}) listens on ${peer.listen.length === 0 ? 'no address' : peer.listen.join(', ')}`)
+    const direct = peer.listen.filter((a) => !a.includes('/p2p-circuit'))
+    // Reachable from the LAN needs an address other than loopback (checked from here: the LAN's firewall is not).
+    const loopbackOnly = direct.length > 0 && direct.every((a) => /^\/(ip4\/127\.|ip6\/::1\/)/.test(a))
+    const note = loopbackOnly ? '; loopback only: other machines cannot reach it (for the LAN: kitsync peer start --listen /ip4/0.0.0.0/tcp/4771)' : ''
+    return pass('ports', `the peer (pid ${peer.pid ?? '?'}) listens on ${peer.listen.length === 0 ? 'no address' : peer.listen.join(', ')}${note}`)
   }
   const busy: string[] = []
   const notes: string[] = []
@@ -127,8 +143,14 @@ export async function portsCheck(p: DoctorProbes, peer: RunningPeerView | undefi
   return pass('ports', `no peer runs; ${notes.join('; ')}`)
 }
 
-export async function bootstrapChecks(p: DoctorProbes): Promise<DoctorCheck[]> {
-  if (p.bootstrap.length === 0) return [skip('bootstrap', 'no bootstrap address remembered in workspace.json (peers are found by mDNS)')]
+export async function bootstrapChecks(p: DoctorProbes, peer?: RunningPeerView): Promise<DoctorCheck[]> {
+  if (p.bootstrap.length === 0) {
+    const how =
+      peer?.mdns === 'off'
+        ? ': with mDNS off too, this peer reaches only devices that dial it (give it one with kitsync peer start --bootstrap ADDRESS)'
+        : ' (peers are found by mDNS)'
+    return [skip('bootstrap', `no bootstrap address remembered in workspace.json${how}`)]
+  }
   return Promise.all(
     p.bootstrap.map(async (addr) => {
       const name = `bootstrap ${addr}`
@@ -144,20 +166,49 @@ export async function bootstrapChecks(p: DoctorProbes): Promise<DoctorCheck[]> {
   )
 }
 
+/** Each relay the peer is connected to: is a reservation held there (devices of other networks reach this one through it)? */
+export function relayCheck(peer: RunningPeerView | undefined): DoctorCheck {
+  if (peer === undefined) return skip('relay', 'no peer of this home runs: relay reservations are held by the running peer only')
+  if (peer.relays === undefined || peer.relays.length === 0) {
+    return skip('relay', 'no relay among the connected devices (a VPS peer started with --relay, reached by a --bootstrap address, is one)')
+  }
+  const missing = peer.relays.filter((r) => !r.reserved)
+  if (missing.length > 0) {
+    return fail(
+      'relay',
+      `connected to relay ${missing.map((r) => r.device).join(', ')} but no reservation held there: devices on other networks cannot reach this one through it. A reservation takes a few seconds after the relay connects (run doctor again); if it stays missing, check that the relay runs with --relay and lists this device (kitsync devices on it), and see kitsync peer logs`,
+    )
+  }
+  return pass('relay', `reservation held on ${peer.relays.map((r) => r.device).join(', ')}: devices on other networks reach this one through it`)
+}
+
 export function clockCheck(peer: RunningPeerView | undefined): DoctorCheck {
   if (peer === undefined) return skip('clock', 'no peer of this home runs: clock skew is measured against connected devices only')
   if (peer.clockOffsets === undefined) {
     return skip('clock', `the peer does not measure the clocks of devices (${peer.connected} connected); not checked`)
   }
-  if (peer.clockOffsets.length === 0) return skip('clock', 'no device connected: nothing to compare with')
-  const off = peer.clockOffsets.filter((o) => Math.abs(o.offsetMs) > MAX_CLOCK_SKEW_MS)
+  if (peer.clockOffsets.length === 0) {
+    return skip('clock', peer.connected === 0 ? 'no device connected: nothing to compare with' : `${peer.connected} device(s) connected, no clock measured yet`)
+  }
+  // Off only when off even at the edge of what the round trip allows.
+  const off = peer.clockOffsets.filter((o) => Math.abs(o.offsetMs) - (o.rttMs ?? 0) / 2 > MAX_CLOCK_SKEW_MS)
   if (off.length > 0) {
     return fail(
       'clock',
-      `clock skew over ${MAX_CLOCK_SKEW_MS / 1000} s with ${off.map((o) => `${o.device} (${Math.round(o.offsetMs / 1000)} s)`).join(', ')}: turn on time synchronisation (NTP, e.g. timedatectl set-ntp true) on the devices`,
+      `clock skew over ${MAX_CLOCK_SKEW_MS / 1000} s with ${off.map((o) => `${o.device} (${seconds(o.offsetMs)}) ${o.offsetMs > 0 ? 'ahead of' : 'behind'} this device`).join(', ')}: the device whose clock is wrong wins or loses conflicts it should not; turn on time synchronisation (NTP, e.g. timedatectl set-ntp true) on the devices`,
     )
   }
-  return pass('clock', `clocks agree within ${MAX_CLOCK_SKEW_MS / 1000} s with ${peer.clockOffsets.length} connected device(s)`)
+  const worst = Math.max(...peer.clockOffsets.map((o) => Math.abs(o.offsetMs)))
+  return pass(
+    'clock',
+    `clocks agree within ${MAX_CLOCK_SKEW_MS / 1000} s with ${peer.clockOffsets.length} connected device(s) (largest offset ${Math.round(worst)} ms)`,
+  )
+}
+
+/** `-120 s`, `2.5 s`: seconds, with a tenth below ten. */
+function seconds(ms: number): string {
+  const s = ms / 1000
+  return `${Math.abs(s) < 10 ? s.toFixed(1) : Math.round(s)} s`
 }
 
 export function workspaceCheck(p: DoctorProbes): DoctorCheck {

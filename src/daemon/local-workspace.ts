@@ -73,7 +73,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly conflictDesk: WorkspaceConflicts
   private readonly writes: WorkspaceWrites // local writes, in call order, group-committed per collection
   private readonly transfer: WorkspaceTransfer // git export and import
-  private readonly historyDesk: WorkspaceHistory
+  readonly historyDesk: WorkspaceHistory // history of records; the peer syncs it (daemon/history-sync-store.ts)
   private readonly timer: NodeJS.Timeout
   private closed = false
   private readonly closeHooks: (() => Promise<void>)[] = []

@@ -2,7 +2,7 @@ import { lstat, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import { debugLog } from '../core/debug-log.js'
-import type { SyncCounters, SyncStatsView } from '../core/sync-types.js'
+import type { SyncCounters, SyncStatsView, SyncStatusView } from '../core/sync-types.js'
 import type { CollectionInfo, NetworkStatus, SyncOfflineEvent } from '../core/workspace-types.js'
 
 const log = debugLog('daemon:metrics')
@@ -18,6 +18,8 @@ export interface MetricsSource {
   readonly deviceId: string
   readonly version: string
   stats(): Promise<SyncStatsView>
+  /** Sync state and pending counts per device (status().sync), offline devices included. */
+  syncStatus(): Promise<SyncStatusView>
   list(): Promise<CollectionInfo[]>
   /** A loaded collection's log: entries not yet compacted, compactions since it was opened. */
   storageStats(collection: string): Promise<{ logEntries: number; compactions: number }>
@@ -34,6 +36,7 @@ const COUNTERS: [keyof SyncCounters, string, string][] = [
   ['framesIn', 'frames_received_total', 'sync frames received'],
   ['framesOut', 'frames_sent_total', 'sync frames sent (a live update is one frame, merged per tick)'],
   ['updatesApplied', 'updates_applied_total', 'updates received that changed something here'],
+  ['updatesSent', 'updates_sent_total', "sends of this device's updates (a live update, or the answer to a state vector)"],
   ['updatesDropped', 'updates_dropped_total', 'updates received for a collection this device does not sync'],
   ['syncs', 'syncs_total', 'completed exchanges'],
   ['sessions', 'sessions_total', 'sync sessions opened'],
@@ -43,9 +46,9 @@ const COUNTERS: [keyof SyncCounters, string, string][] = [
 /**
  * The Prometheus metrics of a running peer (GET /metrics). Figures are read from the peer at
  * each scrape; the sync counters are those of `kitsync stats` (since the last `reset`: a reset
- * shows as a counter reset, which rate() handles). Pending changes per device are not here:
- * the peer does not know what a device lacks until it talks to it; `kitsync_device_unsent_bytes`
- * is what is queued for a connected one.
+ * shows as a counter reset, which rate() handles). Pending per device is status's count
+ * (sync/pending-ledger.ts): this device's writes the device is not known to hold, also for an
+ * offline device; `kitsync_device_unsent_bytes` is what is queued for a connected one.
  */
 export class PeerMetrics {
   readonly registry = new Registry()
@@ -91,6 +94,18 @@ export class PeerMetrics {
       connected: gauge('devices_connected', 'Devices connected now'),
       device: gauge('device_info', 'Each device of the workspace with its name and state (always 1)', ['device', 'name', 'state']),
       unsent: gauge('device_unsent_bytes', 'Bytes queued for a connected device and not yet sent', ['device']),
+      pending: gauge(
+        'device_pending_updates',
+        "This device's writes (Yjs operations) a device is not known to hold, as kitsync status counts them; offline: what goes when it is back",
+        ['device'],
+      ),
+      pendingByCollection: gauge('device_collection_pending_updates', 'kitsync_device_pending_updates per collection (collections with some pending)', [
+        'device',
+        'collection',
+      ]),
+      syncState: gauge('device_sync_state', "Each device's sync state (idle, syncing, paused, offline, error) as a label (always 1)", ['device', 'state']),
+      lastSync: gauge('device_last_sync_timestamp_seconds', 'When data last moved either way with a device (Unix time)', ['device']),
+      paused: gauge('sync_paused', '1 while sync is paused (kitsync sync pause), else 0'),
       records: gauge('collection_records', 'Records in a collection', ['collection']),
       stored: gauge('collection_stored_bytes', 'Bytes a collection takes in the store (snapshot plus update log)', ['collection']),
       conflicts: gauge('conflicts_open', 'Conflicts waiting for kitsync resolve', ['collection']),
@@ -111,7 +126,7 @@ export class PeerMetrics {
   }
 
   private async refresh(): Promise<void> {
-    const [stats, collections, network] = await Promise.all([this.source.stats(), this.source.list(), this.source.network()])
+    const [stats, collections, network, sync] = await Promise.all([this.source.stats(), this.source.list(), this.source.network(), this.source.syncStatus()])
     const g = this.gauges
     for (const m of Object.values(g)) m.reset()
     g.info.set({ version: this.source.version, device: this.source.deviceId }, 1)
@@ -119,6 +134,13 @@ export class PeerMetrics {
     for (const d of network.devices) {
       g.device.set({ device: d.peerId, name: d.name, state: d.state }, 1)
       if (d.unsentBytes !== undefined) g.unsent.set({ device: d.peerId }, d.unsentBytes)
+    }
+    g.paused.set(sync.paused === undefined ? 0 : 1)
+    for (const d of sync.devices) {
+      g.pending.set({ device: d.deviceId }, d.pending)
+      for (const [collection, n] of Object.entries(d.pendingByCollection)) g.pendingByCollection.set({ device: d.deviceId, collection }, n)
+      g.syncState.set({ device: d.deviceId, state: d.state }, 1)
+      if (d.lastSyncAt !== undefined) g.lastSync.set({ device: d.deviceId }, d.lastSyncAt / 1000)
     }
     for (const c of collections) {
       g.records.set({ collection: c.name }, c.records)

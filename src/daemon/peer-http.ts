@@ -38,12 +38,13 @@ export function httpPortFor(option: HttpOption | undefined, setting: HttpSetting
 export function metricsSourceOf(peer: {
   deviceId: string
   paths: HomePaths
-  workspace: Pick<LocalWorkspace, 'stats' | 'list' | 'on' | 'storageStats'>
+  workspace: Pick<LocalWorkspace, 'stats' | 'list' | 'on' | 'storageStats' | 'sync'>
   networkStatus(): Promise<NetworkStatus>
 }): Omit<MetricsSource, 'version'> {
   return {
     deviceId: peer.deviceId,
     stats: () => peer.workspace.stats(),
+    syncStatus: () => peer.workspace.sync.status(),
     list: () => peer.workspace.list(),
     storageStats: (collection) => peer.workspace.storageStats(collection),
     network: () => peer.networkStatus(),

@@ -46,6 +46,9 @@ export class PeerSync implements RunningSync {
     workspace.sync.activity = new SyncActivity(engine)
     workspace.sync.running = peerSync
     engine.on('progress', (e) => workspace.emitEvent('sync:progress', e))
+    // What a device holds is final when it goes offline: saved then, so a kill -9 while it is away
+    // does not count its writes as pending again (the own writes are recounted at the next start).
+    engine.on('offline', () => void workspace.sync.persist())
     workspace.on('sync:conflict', (e) => {
       const others = [...new Set(e.versions.map((v) => v.device).filter((d) => d !== self))]
       engine.stats.conflict(e.collection, others)
@@ -60,7 +63,7 @@ export class PeerSync implements RunningSync {
     workspace.onClose(async () => {
       clearInterval(timer)
       workspace.sync.stopPauseTimer()
-      await workspace.sync.persist()
+      await workspace.sync.closeLedger()
       workspace.sync.running = undefined
       workspace.sync.activity = undefined
     })

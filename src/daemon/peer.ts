@@ -26,6 +26,9 @@ import { LocalWorkspace } from './local-workspace.js'
 import { PeerSync } from './peer-sync.js'
 import { httpPortFor, metricsSourceOf, PeerHttp, type HttpOption } from './peer-http.js'
 import { StrangerAudit } from './stranger-audit.js'
+import { DeviceClocks } from './device-clocks.js'
+import { heldData, workspaceExists } from './held-data.js'
+import { HistorySyncStore } from './history-sync-store.js'
 
 const log = debugLog('daemon:peer')
 
@@ -86,6 +89,7 @@ export class Peer {
     private readonly joining: { inviter?: string },
     /** Refusals of strangers, summarised in the audit log. */
     readonly strangers: StrangerAudit,
+    readonly clocks: DeviceClocks,
   ) {}
 
   static async start(options: PeerOptions): Promise<Peer> {
@@ -127,6 +131,7 @@ export class Peer {
       const bootstrap = config?.bootstrap ?? options.bootstrap ?? []
       const engine = new SyncEngine(workspace, {
         schedule: (fn) => setImmediate(fn),
+        history: new HistorySyncStore({ store: workspace.store, retentionOf: (name) => workspace.historyDesk.retentionOf(name), deviceId: self }),
         ...(options.syncLimits === undefined ? {} : { limits: options.syncLimits }),
       })
       workspace.onDocLoaded(({ name, doc }) => engine.track(name, doc))
@@ -154,6 +159,7 @@ export class Peer {
       // What strangers cause (refused pairings and connections) reaches `_audit` as summaries.
       const strangers = new StrangerAudit(workspace)
       cleanup.unshift(() => strangers.stop())
+      const clocks = new DeviceClocks((id) => workspace.isMember(id))
       // Signed once per revoked device (a revocation never changes): one that keeps dialling
       // does not cost a signature each time. As many entries as `_revoked` has.
       const notices = new Map<string, Promise<Uint8Array>>()
@@ -191,11 +197,14 @@ export class Peer {
           [BLIND_PROTOCOL_ID]: blind.handler,
           [PAIR_PROTOCOL_ID]: pairingHandler(invites, self, strangers.guard),
           [KEYS_PROTOCOL_ID]: (stream, connection) => handleKeys(stream, connection, keyHolder),
+          ...clocks.handlers,
         },
       })
       cleanup.unshift(() => mesh.stop())
       cleanup.unshift(() => blind.stop())
       blind.attach(mesh)
+      clocks.attach(mesh)
+      cleanup.unshift(async () => clocks.stop())
       workspace.on('sync:paused', () => blind.pause())
       await PeerSync.attach(workspace, engine, mesh, self)
       mesh.on('connected', ({ peerId }) => workspace.emitEvent('sync:connected', { peerId }))
@@ -280,7 +289,7 @@ export class Peer {
         cleanup.unshift(() => (control as ControlServer).close())
       }
       const startedAt = Date.now()
-      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers)
+      const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers, clocks)
       control?.setPeer(peer)
       await (await import('./folder-wiring.js')).startFolders(workspace, paths, control) // shared folders (kitsync folder)
       const http = httpPortFor(options.http, config?.http)
@@ -421,6 +430,8 @@ export class Peer {
       refusedConnections: this.mesh.refusedCount,
       keyEpoch: this.workspace.keys?.epoch ?? 0,
       devices: await this.devices(),
+      clocks: this.clocks.connected(),
+      relays: this.mesh.relays(),
       blindStore: await this.blind.status(),
     }
   }
@@ -455,6 +466,7 @@ export class Peer {
       // Stopping goes on: what is left to write is the workspace's, closed below.
       await this.blind.stop().catch((err: unknown) => log('stopping the blind store wiring', err))
       await this.mesh.stop().catch((err: unknown) => log('stopping the mesh', err))
+      this.clocks.stop()
       await this.strangers.stop()
       await this.workspace.close()
       await rm(this.paths.pid, { force: true })
@@ -476,24 +488,4 @@ async function readPid(file: string): Promise<number | undefined> {
   } catch {
     return undefined // no pid file (or unreadable): the message names no pid
   }
-}
-
-/**
- * What a home's workspace holds that a join would carry into another workspace: records of its
- * collections, and devices other than `self` in its membership. A home made by a plain command
- * (`status`, `init`, `list`) holds neither and may join.
- */
-export async function heldData(workspace: LocalWorkspace, self: string): Promise<{ records: number; devices: number }> {
-  const devices = Object.keys(await workspace.members()).filter((id) => id !== self).length
-  // A collection that cannot be read counts as holding data: it cannot be shown to be empty.
-  const records = (await workspace.list()).reduce((n, c) => n + (c.error === undefined ? c.records : 1), 0)
-  return { records, devices }
-}
-
-/** The refusal of a join into a home that holds another workspace (see heldData), with the ways on. */
-export function workspaceExists(home: string, info: { name: string; workspaceId: string }, held: { records: number; devices: number }): KitsyncError {
-  return new KitsyncError(
-    'WORKSPACE_EXISTS',
-    `${home} already holds workspace ${info.name} (${info.workspaceId}) with ${held.records} record(s) and ${held.devices} other device(s); joining would merge them into the new workspace and send them to its members. Join from a fresh home folder (--home DIR), or use join --replace to keep a backup export of it in the home folder and join in its place`,
-  )
 }

@@ -2,7 +2,7 @@ import { debugLog } from '../core/debug-log.js'
 import type { DeviceSyncStatus, PeerCounters, SyncStatusView } from '../core/sync-types.js'
 import type { DeviceRecord, SelfRevocation, WorkspaceStatus } from '../core/workspace-types.js'
 import type { DocStore } from '../store/doc-store.js'
-import { PendingLedger } from '../sync/pending-ledger.js'
+import { PendingLedger, storedClocks } from '../sync/pending-ledger.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import { deviceState, overallState } from '../sync/sync-state.js'
 
@@ -57,6 +57,18 @@ export async function loadLedger(store: DocStore, ledger: PendingLedger, peerIds
   for (const id of peerIds) peers[id] = await read(knownKey(id))
   ledger.restore(await read(OWN_WRITES_KEY), peers)
   return ledger
+}
+
+/**
+ * Bring the own-write counts up to what the store holds (after a peer stopped without saving
+ * them: kill -9, a crash). Reads the stored updates of each collection with own writes.
+ */
+export async function recountOwnWrites(store: DocStore, ledger: PendingLedger): Promise<void> {
+  for (const name of ledger.ownCollections()) {
+    // A collection that cannot be read keeps its saved count (too low until it is read again).
+    const updates = await store.readStored(name).catch((err: unknown) => log(`cannot recount the pending writes of ${name}`, err))
+    if (updates !== undefined && ledger.recount(name, storedClocks(updates))) log(`pending count of ${name} recounted after an unclean stop`)
+  }
 }
 
 /** Save what changed in the ledger since the last save. */

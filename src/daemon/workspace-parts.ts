@@ -19,6 +19,8 @@ export interface LocalWorkspaceOptions {
   name?: string
   maxRecordBytes?: number
   compaction?: Partial<CompactionPolicy>
+  /** Wall clock of the hybrid logical clock (tests: versions written in the past). */
+  now?: () => number
 }
 
 /** Options of a workspace over a bare database (memory-level in unit tests). */
@@ -80,6 +82,7 @@ export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWo
       wal,
       recover: entries,
       snapshotFiles: new SnapshotFiles(paths.snapshots),
+      ...(options.now === undefined ? {} : { now: options.now }),
     })
     return { ...parts, paths, keys: await WorkspaceKeys.load(paths.keys), selection: selectionSettings(config, paths.workspace) }
   } catch (err) {

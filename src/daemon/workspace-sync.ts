@@ -10,10 +10,16 @@ import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../st
 import { readSnapshot, SyncStats } from '../sync/sync-stats.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import { PendingLedger } from '../sync/pending-ledger.js'
-import { buildSyncStatus, loadLedger, saveLedger, type SyncActivity } from './sync-status.js'
+import { buildSyncStatus, loadLedger, recountOwnWrites, saveLedger, type SyncActivity } from './sync-status.js'
 
 /** Key of the saved sync counters in the local (never synced) part of the store. */
 export const STATS_KEY = 'sync-stats'
+/**
+ * Key of the running peer's mark in the local store: set at its start, cleared after the last
+ * save of a clean stop. Found set at a start: the last run ended without saving (kill -9, a
+ * crash), so the own-write counts of the pending ledger are recounted from the stored state.
+ */
+export const LEDGER_RUNNING_KEY = 'sync-ledger-running'
 /** Key of the sync pause (kitsync sync pause) in the local store: kept across a restart. */
 export const PAUSE_KEY = 'sync-pause'
 
@@ -226,13 +232,7 @@ export class WorkspaceSync {
   async status(): Promise<SyncStatusView> {
     const devices = (await this.host.devices()).filter((d) => !d.self && d.state === 'trusted' && d.role === 'trusted')
     const engine = this.running?.engine
-    const ledger =
-      engine?.ledger ??
-      (await loadLedger(
-        this.host.store,
-        new PendingLedger(),
-        devices.map((d) => d.peerId),
-      ))
+    const ledger = engine?.ledger ?? (await this.savedLedger(devices.map((d) => d.peerId)))
     const stats = await this.stats()
     return buildSyncStatus({
       devices,
@@ -244,14 +244,47 @@ export class WorkspaceSync {
     })
   }
 
-  /** The running peer starts: continue the pending counts from what it saved. */
+  /**
+   * The ledger as the peer saved it, with no peer running (this process holds the store). A
+   * peer that stopped without saving (its mark is still set) may have saved too few own writes:
+   * they are recounted from the store, in memory (the next peer start does it for good).
+   */
+  private async savedLedger(peerIds: readonly string[]): Promise<PendingLedger> {
+    const ledger = await loadLedger(this.host.store, new PendingLedger(), peerIds)
+    const unclean = (await this.host.store.getLocal(LEDGER_RUNNING_KEY).catch((err: unknown) => log('cannot read the ledger mark', err))) ?? null
+    if (unclean !== null) await recountOwnWrites(this.host.store, ledger)
+    return ledger
+  }
+
+  /**
+   * The running peer starts: continue the pending counts from what it saved; after a run that
+   * ended without saving, recount the own writes from the collections' stored state. A client
+   * of this device's writes not counted before is saved at once (once per document load), so a
+   * kill -9 loses no own write from the count.
+   */
   async restoreLedger(engine: SyncEngine): Promise<void> {
     const devices = await this.host.devices()
+    const ledger = engine.ledger
     await loadLedger(
       this.host.store,
-      engine.ledger,
+      ledger,
       devices.filter((d) => !d.self).map((d) => d.peerId),
     )
+    const unclean = (await this.host.store.getLocal(LEDGER_RUNNING_KEY).catch((err: unknown) => log('cannot read the ledger mark', err))) ?? null
+    if (unclean !== null) {
+      await recountOwnWrites(this.host.store, ledger)
+      await saveLedger(this.host.store, ledger)
+    }
+    await this.host.store.putLocal(LEDGER_RUNNING_KEY, { since: Date.now() })
+    ledger.onNewClient = () => void this.persist()
+  }
+
+  /** The running peer stops: the last save, then the mark that says it was clean. */
+  async closeLedger(): Promise<void> {
+    const ledger = this.running?.engine.ledger
+    if (ledger !== undefined) ledger.onNewClient = undefined
+    await this.persist()
+    await this.host.store.putLocal(LEDGER_RUNNING_KEY, null)
   }
 
   /** Save the running peer's counters and pending ledger if they changed (periodically and on stop). */

@@ -191,6 +191,11 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     return this.sync.peers()
   }
 
+  /** Members connected directly that serve circuit relay (kitsync doctor checks the reservation on each). */
+  relays(): string[] {
+    return this.relayDialer.known()
+  }
+
   knownPeers(): KnownPeer[] {
     return this.book.list((id) => this.sync.statsOf(id))
   }

@@ -34,6 +34,11 @@ export class RelayDialer {
     this.c = components
   }
 
+  /** The members known to serve as a relay (while connected to them directly). */
+  known(): string[] {
+    return [...this.relays.keys()]
+  }
+
   /** A peer was identified: if it serves circuit relay over a direct connection, it may be a relay for us. */
   identified(result: IdentifyResult): void {
     if (!result.protocols.includes(HOP_PROTOCOL) || result.connection.remoteAddr.toString().includes('/p2p-circuit')) return

@@ -14,6 +14,10 @@ import * as Y from 'yjs'
  *
  * A write relayed by a third device is not seen here, so until the next exchange with this
  * device the count may be too high, never too low: "0 pending" means the device has them.
+ *
+ * Only this device writes with its own clients, so a collection's stored state vector says how
+ * far each of them got: after a crash the clocks are recounted from it (`recount`), and only
+ * the set of own clients must be saved promptly (`onNewClient`), not every write.
  */
 
 /** Clock per Yjs client id. */
@@ -27,14 +31,40 @@ export class PendingLedger {
   private readonly known = new Map<string, Map<string, Clocks>>()
   /** Peers whose known state changed since `takeDirty`; `own` is listed as '' . */
   private readonly dirtyKeys = new Set<string>()
+  /** Called when a write comes from a client not counted before (the first write of a document's load). */
+  onNewClient: (() => void) | undefined
 
   /** A local write in `collection` by `client` brought its clock to `clock`. */
   localWrite(collection: string, client: number, clock: number): void {
     let clocks = this.own.get(collection)
     if (clocks === undefined) this.own.set(collection, (clocks = new Map()))
-    if ((clocks.get(client) ?? 0) >= clock) return
+    const known = clocks.get(client)
+    if ((known ?? 0) >= clock) return
     clocks.set(client, clock)
     this.dirtyKeys.add('')
+    if (known === undefined) this.onNewClient?.()
+  }
+
+  /** Collections with counted own writes. */
+  ownCollections(): string[] {
+    return [...this.own.keys()]
+  }
+
+  /**
+   * The collection's stored updates (storedClocks) hold the own clients' writes up to these
+   * clocks: counts that lag (a crash before the last save) catch up. Returns whether any did.
+   */
+  recount(collection: string, stored: Clocks): boolean {
+    const own = this.own.get(collection)
+    if (own === undefined) return false
+    let changed = false
+    for (const [client, clock] of stored) {
+      if (!own.has(client) || (own.get(client) ?? 0) >= clock) continue
+      own.set(client, clock)
+      changed = true
+    }
+    if (changed) this.dirtyKeys.add('')
+    return changed
   }
 
   /** Whether any write of this device in `collection` is counted (else sends need no decoding). */
@@ -129,7 +159,10 @@ export class PendingLedger {
 
   /** Restore the persisted state (values that do not parse are skipped). */
   restore(own: unknown, peers: Record<string, unknown>): void {
+    const hook = this.onNewClient
+    this.onNewClient = undefined
     for (const [collection, clocks] of fromRecord(own)) for (const [client, clock] of clocks) this.localWrite(collection, client, clock)
+    this.onNewClient = hook
     for (const [peerId, value] of Object.entries(peers)) {
       const map = fromRecord(value)
       if (map.size > 0) this.known.set(peerId, map)
@@ -142,6 +175,15 @@ export class PendingLedger {
     if (peer === undefined) this.known.set(peerId, (peer = new Map()))
     return peer
   }
+}
+
+/** How far each client got in these stored updates (the end clock of its latest part), without merging them. */
+export function storedClocks(updates: readonly Uint8Array[]): Clocks {
+  const clocks: Clocks = new Map()
+  for (const update of updates) {
+    for (const [client, to] of Y.parseUpdateMeta(update).to) if (to > (clocks.get(client) ?? 0)) clocks.set(client, to)
+  }
+  return clocks
 }
 
 function toRecord(map: Map<string, Clocks>): ClocksByCollection {

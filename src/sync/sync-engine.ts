@@ -1,6 +1,6 @@
 import type * as Y from 'yjs'
 import { TypedEmitter } from '../core/emitter.js'
-import type { KitsyncError } from '../core/errors.js'
+import { toKitsyncError, type KitsyncError } from '../core/errors.js'
 import { ReadAhead } from './stored-state.js'
 import type { PeerLink, SyncHost } from './sync-host.js'
 import { DEFAULT_SYNC_LIMITS, FrameBudget, type SyncLimits } from './sync-limits.js'
@@ -10,6 +10,8 @@ import { SyncStats } from './sync-stats.js'
 import { PendingLedger } from './pending-ledger.js'
 import { BlobFetches } from './blob-fetches.js'
 import type { UnitExchange } from './unit-exchange.js'
+import { HistoryExchange, type HistoryOwner, type HistoryRelay, type HistorySession } from './history-exchange.js'
+import type { HistorySyncHost } from './history-host.js'
 
 /**
  * The sync engine of one device: pure, no I/O. It keeps one session per connected peer and,
@@ -30,9 +32,11 @@ export interface SyncEngineOptions {
   /** How a flush of merged updates is scheduled (setImmediate in Node; a microtask by default). */
   schedule?: (fn: () => void) => void
   now?: () => number
+  /** The history entries of the workspace (optional): reconciled on the sessions (sync/history-exchange.ts). */
+  history?: HistorySyncHost
 }
 
-export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner {
+export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner, HistoryOwner {
   readonly host: SyncHost
   readonly limits: SyncLimits
   readonly schedule: (fn: () => void) => void
@@ -48,6 +52,9 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   /** What each device is known to hold of this device's writes (the pending count of status). */
   readonly ledger = new PendingLedger()
   private readonly blobs: BlobFetches
+  /** The history exchange of each session. */
+  private readonly histories = new Map<HistorySession, HistoryExchange>()
+  private readonly historyRelay: HistoryRelay
 
   constructor(host: SyncHost, options: SyncEngineOptions = {}) {
     super()
@@ -57,6 +64,22 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
     this.now = options.now ?? Date.now
     this.stats = new SyncStats(this.now)
     this.frameBudget = new FrameBudget(this.limits, this.now)
+    this.historyRelay = {
+      history: options.history,
+      accepts: (peerId, collection) => host.accepts?.(peerId, collection) !== false,
+      frameOut: (peerId, bytes, collection) => this.stats.frameOut(peerId, bytes, collection),
+      stored: (peerId, collection, count) => this.emit('history-stored', { peerId, collection, count }),
+    }
+    // A peer's first update of a collection on a session (its catch-up answer) opens the history's reconciliation.
+    this.on('update', ({ peerId, collection }) => {
+      for (const session of this.sessionsWith(peerId)) {
+        if (session.isReady)
+          void this.histories
+            .get(session)
+            ?.begin(collection)
+            .catch((err: unknown) => session.close(toKitsyncError(err)))
+      }
+    })
     const units = host.units
     this.blobs = new BlobFetches((hash, bytes) => units?.storeBlob(hash, bytes) ?? Promise.resolve())
     units?.connect({
@@ -80,6 +103,16 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
     )
   }
 
+  /** @internal A history frame from a session's peer. */
+  historyFrame(session: HistorySession, bytes: Uint8Array): Promise<void> {
+    return this.histories.get(session)?.receive(bytes) ?? Promise.resolve()
+  }
+
+  /** The history exchange of a session (its counters). */
+  historyOf(session: HistorySession): HistoryExchange | undefined {
+    return this.histories.get(session)
+  }
+
   /** @internal A peer answered a BLOB_WANT. */
   blobAnswer(hash: string, bytes: Uint8Array | undefined, peerId: string): void {
     this.blobs.answer(hash, bytes, peerId)
@@ -89,6 +122,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   attach(link: PeerLink): SyncSession {
     const session = new SyncSession(this, link)
     this.active.add(session)
+    this.histories.set(session, new HistoryExchange(this.historyRelay, link, session, this.now))
     session.start()
     return session
   }
@@ -188,6 +222,7 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   /** @internal */
   removed(session: SyncSession, error: KitsyncError | undefined): void {
     if (!this.active.delete(session)) return
+    this.histories.delete(session)
     if (this.sessionsWith(session.peerId).length === 0) this.blobs.gone(undefined, session.peerId)
     if (error !== undefined) this.totals.sessionsFailed++
     this.emit('offline', error === undefined ? { peerId: session.peerId } : { peerId: session.peerId, error })

@@ -17,5 +17,7 @@ export interface SyncEvents {
   /** The peer refused this device as revoked (a REVOKED frame, not verified here; the session is closed). */
   revoked: { peerId: string; notice: RevokedFrame }
   /** The catch-up of a collection's units found these differ from the peer's, and asked the peer for them (UNIT_WANT). */
+  /** Entries of a collection's history from the peer were stored (history-exchange.ts). */
+  'history-stored': { peerId: string; collection: string; count: number }
   'units-wanted': { peerId: string; collection: string; units: string[] }
 }

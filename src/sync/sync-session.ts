@@ -13,6 +13,7 @@ import type { PendingLedger } from './pending-ledger.js'
 import { UpdateOutbox } from './update-outbox.js'
 import { isUnitFrame } from '../protocol/unit-frames.js'
 import { UnitExchange, type UnitRelay } from './unit-exchange.js'
+import { isHistoryFrame, type HistoryOwner } from './history-exchange.js'
 
 /**
  * One session with a peer over one link: the hello, then per collection the y-protocols
@@ -21,7 +22,7 @@ import { UnitExchange, type UnitRelay } from './unit-exchange.js'
  */
 
 /** What a session needs from its owner (the SyncEngine): the host, the shared documents and counters, and where to report. */
-export interface SessionOwner extends UnitRelay {
+export interface SessionOwner extends UnitRelay, HistoryOwner {
   readonly host: SyncHost
   readonly limits: SyncLimits
   readonly now: () => number
@@ -261,6 +262,7 @@ export class SyncSession {
       throw new KitsyncError('PROTOCOL_ERROR', `frame of ${bytes.byteLength} bytes is over the limit of ${this.owner.limits.maxFrameBytes}`)
     }
     if (isUnitFrame(bytes)) return this.units.receive(bytes)
+    if (isHistoryFrame(bytes)) return this.owner.historyFrame(this, bytes)
     const frame = decodeFrame(bytes)
     if (frame.type === FrameType.ERROR) {
       this.close()

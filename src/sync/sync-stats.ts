@@ -8,10 +8,21 @@ import type { PeerCounters, SyncCounters, SyncStatsSnapshot } from '../core/sync
 export type { PeerCounters, SyncCounters, SyncStatsSnapshot }
 
 function zero(): SyncCounters {
-  return { sessions: 0, syncs: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, updatesApplied: 0, updatesDropped: 0, conflicts: 0 }
+  return { sessions: 0, syncs: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, updatesApplied: 0, updatesSent: 0, updatesDropped: 0, conflicts: 0 }
 }
 
-const NUMERIC: (keyof SyncCounters)[] = ['sessions', 'syncs', 'framesIn', 'framesOut', 'bytesIn', 'bytesOut', 'updatesApplied', 'updatesDropped', 'conflicts']
+const NUMERIC: (keyof SyncCounters)[] = [
+  'sessions',
+  'syncs',
+  'framesIn',
+  'framesOut',
+  'bytesIn',
+  'bytesOut',
+  'updatesApplied',
+  'updatesSent',
+  'updatesDropped',
+  'conflicts',
+]
 
 export class SyncStats {
   private since: number
@@ -74,8 +85,10 @@ export class SyncStats {
   /** Our updates went out to a peer. */
   sent(peerId: string, collection: string): void {
     const at = this.now()
-    this.peer(peerId).lastSyncAt = at
-    this.collection(collection).lastSyncAt = at
+    for (const c of [this.peer(peerId), this.collection(collection)]) {
+      c.updatesSent++
+      c.lastSyncAt = at
+    }
   }
 
   dropped(peerId: string, collection: string): void {

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { makeLoginCode, sessionCookieName } from '../../src/daemon/dashboard-login.js'
 import { chromiumSkipReason, launchChromium } from '../helpers/chromium.js'
-import { kitsync, kitsyncJson, kitsyncOk, makeHome, makeTempDir, spawnKitsync, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+import { expectCliError, kitsync, kitsyncJson, kitsyncOk, makeHome, makeTempDir, spawnKitsync, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
 import { announceSkip } from '../helpers/faults.js'
 
@@ -242,7 +242,52 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     await screenshot(page, 'devices-and-change')
     for (const id of ['#devices', '#collections', '#conflicts', '#pairing', '#changes', '#audit', '#live'])
       expect(await page.locator(id).isVisible(), id).toBe(true)
-    expect(await page.locator('#pause').isDisabled()).toBe(true) // the API has no pause yet
+    expect(await page.locator('#pause').isEnabled()).toBe(true)
+    expect(await page.locator('#pause').textContent()).toBe('Pause sync')
+    expect(errors).toEqual([])
+  })
+
+  it('pauses and resumes sync from the page; the CLI sees it, and a pause from the CLI shows without a reload', async () => {
+    const { ha, hb } = await pairedDevices()
+    const { page, errors } = await openDashboard(ha)
+    const button = page.locator('#pause')
+    const paused = async (home: string): Promise<boolean> => (await kitsyncJson<{ paused?: unknown }>(home, ['status', '--json'])).paused !== undefined
+
+    await button.click()
+    await page.locator('#pause[data-paused="true"]', { hasText: 'Resume sync' }).waitFor({ timeout: UI_TIMEOUT })
+    expect(await paused(ha)).toBe(true)
+    expect(await kitsyncOk(ha, ['status'])).toContain('paused since')
+    expect(await page.locator('#paused').textContent()).toContain('until resumed')
+    await screenshot(page, 'sync-paused')
+    // Paused: the laptop's row says so, and a write here is pending for it.
+    const laptop = page.locator('#devices tr', { hasText: 'laptop' })
+    await laptop.locator('.sync', { hasText: /^paused$/ }).waitFor({ timeout: UI_TIMEOUT })
+    await kitsyncOk(ha, ['set', 'notes', 'from-a-paused', '"a"'])
+    await laptop.locator('.pending-count', { hasText: /^[1-9]\d*$/ }).waitFor({ timeout: UI_TIMEOUT })
+    const pendingNow = (await kitsyncJson<{ sync: { devices: { pending: number }[] } }>(ha, ['status', '--json'])).sync.devices[0]?.pending
+    expect((await laptop.locator('.pending-count').textContent())?.trim()).toBe(String(pendingNow))
+    // A write on the laptop is not exchanged, and `sync now` says why.
+    await kitsyncOk(hb, ['set', 'notes', 'while-paused', '"b"'])
+    expectCliError(await kitsync(ha, ['sync', 'now', '--timeout', '2']), 'SYNC_PAUSED', 7)
+    expect((await kitsync(ha, ['get', 'notes', 'while-paused', '--json'])).code).not.toBe(0)
+
+    // Resumed and paused from the CLI: the page follows through the event stream.
+    await page.evaluate(() => ((globalThis as unknown as PageGlobals).marker = 7))
+    await kitsyncOk(ha, ['sync', 'resume'])
+    await page.locator('#pause[data-paused="false"]', { hasText: 'Pause sync' }).waitFor({ timeout: UI_TIMEOUT })
+    expect(await page.locator('#paused').count()).toBe(0)
+    await kitsyncOk(ha, ['sync', 'pause', '--for', '1h'])
+    await page.locator('#paused', { hasText: /for \d+ min more/ }).waitFor({ timeout: UI_TIMEOUT })
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).marker)).toBe(7) // no reload
+
+    // Resume from the page: the CLI sees it, and the laptop's write arrives.
+    await button.click()
+    await page.locator('#pause[data-paused="false"]').waitFor({ timeout: UI_TIMEOUT })
+    expect(await paused(ha)).toBe(false)
+    await until(ha, 'notes', 'while-paused', 'b')
+    await until(hb, 'notes', 'from-a-paused', 'a')
+    await laptop.locator('.pending-count', { hasText: /^0$/ }).waitFor({ timeout: UI_TIMEOUT })
+    await laptop.locator('.sync', { hasText: /^idle$/ }).waitFor({ timeout: UI_TIMEOUT })
     expect(errors).toEqual([])
   })
 
@@ -336,7 +381,21 @@ describe.skipIf(skip)('the web dashboard in Chromium', () => {
     expect(await page.locator('#pair-code').textContent()).toBe(code)
     expect(await page.locator('#pair-pending .who').textContent()).toBe('phone')
     await screenshot(page, 'pairing-confirm')
+    // The answer to approve is held until the page has shown device:joined (as on a loaded
+    // machine, where the join ends first): once it arrives, the outcome still says joined.
+    await page.route('**/api/v1/approve', async (route) => {
+      const answer = await route.fetch()
+      await page.locator('#pair-outcome', { hasText: 'phone joined' }).waitFor({ timeout: UI_TIMEOUT })
+      await route.fulfill({ response: answer })
+    })
+    const approved = page.waitForEvent('requestfinished', (r) => r.url().endsWith('/api/v1/approve'))
     await page.locator('#pair-approve').click()
+    expect((await (await approved).response())?.status()).toBe(200)
+    // The page has read the answer (its body is in); a frame later the outcome is what the page settled on.
+    await page.evaluate(
+      () => new Promise((resolve) => (globalThis as unknown as { requestAnimationFrame(f: () => void): void }).requestAnimationFrame(() => resolve(0))),
+    )
+    expect(await page.locator('#pair-outcome').textContent()).toBe('phone joined the workspace.')
     expect(await joining.waitForExit(UI_TIMEOUT * 2), joining.transcript()).toEqual({ code: 0, signal: null })
     await page.locator('#pair-outcome', { hasText: 'phone joined' }).waitFor({ timeout: UI_TIMEOUT })
     await page.locator('#devices tr', { hasText: 'phone' }).waitFor({ timeout: UI_TIMEOUT })

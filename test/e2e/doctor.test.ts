@@ -73,7 +73,7 @@ describe('kitsync doctor', () => {
     const home = await initHome()
     const r = await kitsync(home, ['doctor', '--json', ...LISTEN_FREE])
     const checks = checksOf(r)
-    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'clock', 'workspace', 'store', 'permissions', 'node'])
+    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'relay', 'clock', 'workspace', 'store', 'permissions', 'node'])
     for (const name of ['ports', 'workspace', 'store', 'permissions', 'bootstrap', 'clock']) expect(check(checks, name).ok, JSON.stringify(checks)).toBe(true)
     expect(check(checks, 'store').message).toMatch(/^opens; store\/ /)
     expect(check(checks, 'clock')).toMatchObject({ skipped: true, message: expect.stringMatching(/no peer/) })

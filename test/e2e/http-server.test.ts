@@ -33,6 +33,7 @@ beforeAll(async () => {
     deviceId: 'test',
     version: 'test',
     stats: () => ws.stats(),
+    syncStatus: () => ws.sync.status(),
     list: () => ws.list(),
     storageStats: (c) => ws.storageStats(c),
     network: () =>

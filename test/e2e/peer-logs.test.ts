@@ -58,11 +58,15 @@ describe('the log of a detached peer', () => {
     await startDetached(verbose, ['--log-level', 'debug'])
     for (const home of [quiet, verbose]) {
       await kitsyncOk(home, ['set', 'notes', 'k1', '1'])
+      await kitsyncOk(home, ['sync', 'pause', '--for', '1h'])
+      await kitsyncOk(home, ['sync', 'resume'])
       await kitsyncOk(home, ['peer', 'stop']) // the stopped line comes after anything the set logged
     }
     const q = entries(await readFile(join(quiet, 'peer.log'), 'utf8'))
     const v = entries(await readFile(join(verbose, 'peer.log'), 'utf8'))
-    expect(q.map((e) => e.event)).toEqual(['started', 'stopping', 'stopped'])
+    // A pause and a resume are info lines: why nothing moved for a while is in the log.
+    expect(q.map((e) => e.event)).toEqual(['started', 'sync:paused', 'sync:resumed', 'stopping', 'stopped'])
+    expect((q[1] as Entry & { until?: number }).until).toBeGreaterThan(Date.now())
     expect(q.every((e) => (e.level ?? 0) >= 30)).toBe(true)
     expect(v.find((e) => e.event === 'change')).toMatchObject({ level: 20, key: 'k1' })
     expect(v.map((e) => e.event)).toEqual(expect.arrayContaining(['started', 'change', 'stopped']))

@@ -88,4 +88,39 @@ describe('sync:progress', () => {
       await stopProc(pc)
     }
   })
+
+  it('sync now on a terminal draws a bar over the exchange, ending full; --json and a pipe get the report alone', async () => {
+    const [ha, hb] = [await makeHome(), await makeHome()]
+    await peer(ha, NET)
+    const a = await client(ha)
+    for (const name of ['journal', 'notes', 'todo', 'settings', 'drafts', 'misc']) await a.set(name, 'k', `value of ${name} `.repeat(50))
+    await kitsync(hb, ['join', await invite(ha), '--name', 'bee', ...NET])
+    await peer(hb, NET)
+    await waitUntil(async () => ((await kitsync(hb, ['get', 'misc', 'k'])).code === 0 ? true : undefined), DEADLINE, 'the copy on B')
+
+    const now = (json: boolean): string => [process.execPath, CLI, '--home', ha, 'sync', 'now', ...(json ? ['--json'] : [])].map((x) => `'${x}'`).join(' ')
+    const { stdout } = await run('script', ['-qec', now(false), '/dev/null'], { timeout: COMMAND_TIMEOUT_MS })
+    const bars = [...stdout.matchAll(/syncing \[([#-]{24})\] (\d+)\/(\d+) collections, [\d.]+ (?:B|KiB|MiB)/g)]
+    expect(bars.length, stdout).toBeGreaterThan(0)
+    const full = bars.at(-1) as RegExpMatchArray
+    expect(full[1]).toBe('#'.repeat(24))
+    expect(full[2]).toBe(full[3])
+    expect(Number(full[3])).toBeGreaterThanOrEqual(APP_COLLECTIONS.length)
+    // The bar's line is ended before the report.
+    expect(stdout).toMatch(/collections, [\d.]+ (?:B|KiB|MiB) *\r?\nsync now: 1 of 1 device reached in \d+ ms/)
+
+    // --json on the same terminal: the report alone, as before.
+    const json = (await run('script', ['-qec', now(true), '/dev/null'], { timeout: COMMAND_TIMEOUT_MS })).stdout
+    expect(json).not.toContain('syncing [')
+    const report = JSON.parse(json.trim()) as { peers: { reached: boolean; collections: number }[] }
+    expect(Object.keys(report).sort()).toEqual(['ms', 'peers', 'startedAt'])
+    expect(report.peers).toHaveLength(1)
+    expect(report.peers[0]).toMatchObject({ reached: true })
+    expect(report.peers[0]?.collections).toBeGreaterThanOrEqual(APP_COLLECTIONS.length)
+    // Into a pipe: no bar.
+    const piped = await kitsync(ha, ['sync', 'now'])
+    expect(piped.code, piped.stderr).toBe(0)
+    expect(piped.stderr).not.toContain('syncing [')
+    expect(piped.stdout).toMatch(/^sync now: 1 of 1 device reached/)
+  })
 })

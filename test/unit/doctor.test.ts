@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { KitsyncError } from '../../src/core/errors.js'
-import { clockCheck, runDoctor, satisfiesRange, tcpTarget, type DoctorProbes, type RunningPeerView } from '../../src/daemon/doctor.js'
+import { clockCheck, relayCheck, runDoctor, satisfiesRange, tcpTarget, type DoctorProbes, type RunningPeerView } from '../../src/daemon/doctor.js'
 
 /** Probes of a healthy home with no peer running; each test changes what it needs. */
 function fakes(over: Partial<DoctorProbes> = {}): DoctorProbes {
@@ -43,7 +43,7 @@ const PEER: RunningPeerView = { pid: 42, listen: ['/ip4/127.0.0.1/tcp/5000'], co
 describe('doctor checks', () => {
   it('all pass on a healthy home, in a fixed order', async () => {
     const checks = await runDoctor(fakes())
-    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'clock', 'workspace', 'store', 'permissions', 'node'])
+    expect(checks.map((c) => c.name)).toEqual(['multicast', 'ports', 'bootstrap', 'relay', 'clock', 'workspace', 'store', 'permissions', 'node'])
     expect(checks.every((c) => c.ok)).toBe(true)
     expect(checks.find((c) => c.name === 'store')?.message).toBe('opens; store/ 2.0 KiB, snapshots/ 3.0 MiB')
   })
@@ -70,7 +70,40 @@ describe('doctor checks', () => {
 
   it('ports: with the peer running, names its addresses and binds nothing', async () => {
     const c = await one('ports', { runningPeer: () => Promise.resolve(PEER), bindFree: () => Promise.reject(new Error('must not bind')) })
-    expect(c).toEqual({ name: 'ports', ok: true, message: 'the peer (pid 42) listens on /ip4/127.0.0.1/tcp/5000' })
+    expect(c).toEqual({
+      name: 'ports',
+      ok: true,
+      message:
+        'the peer (pid 42) listens on /ip4/127.0.0.1/tcp/5000; loopback only: other machines cannot reach it (for the LAN: kitsync peer start --listen /ip4/0.0.0.0/tcp/4771)',
+    })
+    const lan = await one('ports', { runningPeer: () => Promise.resolve({ ...PEER, listen: ['/ip4/192.168.1.5/tcp/4771', '/ip4/127.0.0.1/tcp/4771'] }) })
+    expect(lan.message).toBe('the peer (pid 42) listens on /ip4/192.168.1.5/tcp/4771, /ip4/127.0.0.1/tcp/4771')
+  })
+
+  it('multicast: a running peer with mDNS off is said to find devices by --bootstrap only; bootstrap says none is remembered', async () => {
+    const c = await one('multicast', { runningPeer: () => Promise.resolve({ ...PEER, mdns: 'off' }) })
+    expect(c).toMatchObject({ ok: true, message: expect.stringMatching(/has it off \(--no-mdns\).*--bootstrap/) })
+    const b = await one('bootstrap', { runningPeer: () => Promise.resolve({ ...PEER, mdns: 'off' }) })
+    expect(b).toMatchObject({ ok: true, skipped: true, message: expect.stringMatching(/mDNS off too.*--bootstrap ADDRESS/) })
+    expect((await one('bootstrap')).message).toContain('(peers are found by mDNS)')
+  })
+
+  it('relay: skipped without a peer or a relay; passes with a reservation on each relay; fails naming a relay without one', () => {
+    expect(relayCheck(undefined)).toMatchObject({ ok: true, skipped: true })
+    expect(relayCheck(PEER)).toMatchObject({ ok: true, skipped: true, message: expect.stringContaining('no relay') })
+    expect(relayCheck({ ...PEER, relays: [{ device: 'vps (…a1b2c3d4)', reserved: true }] })).toEqual({
+      name: 'relay',
+      ok: true,
+      message: 'reservation held on vps (…a1b2c3d4): devices on other networks reach this one through it',
+    })
+    const missing = relayCheck({
+      ...PEER,
+      relays: [
+        { device: 'vps', reserved: true },
+        { device: 'vps2', reserved: false },
+      ],
+    })
+    expect(missing).toMatchObject({ ok: false, message: expect.stringMatching(/^connected to relay vps2 but no reservation held there: .*--relay/) })
   })
 
   it('bootstrap: one check per address; unreachable fails with what to do; non-TCP is skipped', async () => {
@@ -89,12 +122,27 @@ describe('doctor checks', () => {
     expect(b[0]?.message).toMatch(/cannot reach 127\.0\.0\.1:1 \(connection refused.*workspace\.json/)
   })
 
-  it('clock: skipped without a peer or without measurements; fails past a minute', () => {
+  it('clock: skipped without a peer or without measurements; fails past 2 s, beyond what the round trip allows', () => {
     expect(clockCheck(undefined)).toMatchObject({ ok: true, skipped: true })
     expect(clockCheck(PEER)).toMatchObject({ ok: true, skipped: true, message: expect.stringContaining('does not measure') })
     expect(clockCheck({ ...PEER, clockOffsets: [{ device: 'laptop', offsetMs: 2_000 }] }).ok).toBe(true)
     const off = clockCheck({ ...PEER, clockOffsets: [{ device: 'laptop', offsetMs: -120_000 }] })
     expect(off).toMatchObject({ ok: false, message: expect.stringMatching(/laptop \(-120 s\).*NTP/) })
+    const ahead = clockCheck({
+      ...PEER,
+      clockOffsets: [
+        { device: 'phone', offsetMs: 2_600, rttMs: 4 },
+        { device: 'laptop', offsetMs: 12 },
+      ],
+    })
+    expect(ahead).toMatchObject({ ok: false, message: expect.stringMatching(/^clock skew over 2 s with phone \(2\.6 s\) ahead of this device: /) })
+    // 2.6 s measured over a 1.5 s round trip may be 1.85 s: not reported.
+    expect(clockCheck({ ...PEER, clockOffsets: [{ device: 'phone', offsetMs: 2_600, rttMs: 1_500 }] }).ok).toBe(true)
+    expect(clockCheck({ ...PEER, connected: 1, clockOffsets: [] })).toMatchObject({
+      ok: true,
+      skipped: true,
+      message: expect.stringContaining('no clock measured yet'),
+    })
   })
 
   it('store: an error on open fails with its code; damaged WAL files fail; no store is skipped; a running peer is not opened', async () => {

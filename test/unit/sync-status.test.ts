@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { countedDevices, deviceLimitOf, fullWarning } from '../../src/core/device-limit.js'
 import { deviceLabel, seenText, shortId } from '../../src/cli/device-label.js'
 import { parseDuration } from '../../src/cli/commands/sync.js'
-import { PendingLedger } from '../../src/sync/pending-ledger.js'
+import { PendingLedger, storedClocks } from '../../src/sync/pending-ledger.js'
 import { deviceState, overallState } from '../../src/sync/sync-state.js'
 
 /** A document whose writes the ledger counts as this device's own (as SyncEngine.track does). */
@@ -59,6 +59,34 @@ describe('PendingLedger', () => {
     // A late report (read before the update went out) does not undo what was delivered.
     restored.reported('B', 'notes', new Map([[doc.clientID, 1]]))
     expect(restored.pending('B')).toBe(0)
+  })
+
+  it('says when a new client writes (once), and recounts lagging own clocks from stored updates, own clients only', () => {
+    const ledger = new PendingLedger()
+    let news = 0
+    ledger.onNewClient = () => news++
+    const doc = ownDoc(ledger, 'notes')
+    doc.getMap('r').set('a', 1)
+    doc.getMap('r').set('b', 2)
+    expect(news).toBe(1)
+    // Saved after the first write only (as a kill -9 leaves it); the document went on to clock 2.
+    const saved = new PendingLedger()
+    saved.onNewClient = () => news++
+    saved.restore({ notes: [[doc.clientID, 1]] }, {})
+    expect(news).toBe(1) // a restore is not a new client
+    expect(saved.pending('B')).toBe(1)
+    const other = new Y.Doc() // another device's writes, merged here
+    other.getMap('r').set('c', 3)
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(other))
+    // As stored: the updates one by one (the store's log), not merged.
+    const stored = storedClocks([Y.encodeStateAsUpdate(other), Y.encodeStateAsUpdate(doc, Y.encodeStateVector(other))])
+    expect(stored).toEqual(Y.decodeStateVector(Y.encodeStateVector(doc)))
+    expect(saved.recount('notes', stored)).toBe(true)
+    expect(saved.pending('B')).toBe(2)
+    expect(saved.takeDirty()).toEqual([''])
+    expect(saved.recount('notes', stored)).toBe(false)
+    expect(saved.recount('todo', stored)).toBe(false)
+    expect(saved.ownCollections()).toEqual(['notes'])
   })
 })
 

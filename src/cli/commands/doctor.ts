@@ -12,6 +12,7 @@ import { multicastUnavailable } from '../../net/multicast-route.js'
 import { homePaths, readWorkspaceConfig, resolveHome, type HomePaths } from '../../store/home.js'
 import { openHomeStore } from '../../store/level.js'
 import { example, globals, type CliIO } from '../context.js'
+import { deviceLabel } from '../device-label.js'
 
 /** How long a bootstrap address gets to accept a TCP connection. */
 const CONNECT_TIMEOUT_MS = 3_000
@@ -63,7 +64,24 @@ function realProbes(paths: HomePaths, listen: string[], workspace: DoctorProbes[
       if (client === undefined) return undefined
       try {
         const status = (await client.request('status')) as WorkspaceStatus
-        return { pid: status.peer.pid ?? client.peer?.pid, listen: status.network?.listen ?? [], connected: status.network?.connected ?? 0 }
+        const network = status.network
+        const names = Object.fromEntries((network?.devices ?? []).map((d) => [d.peerId, d.name]))
+        const clockOffsets = network?.clocks?.map((c) => ({ device: deviceLabel(c.device, names), offsetMs: c.offsetMs, rttMs: c.rttMs }))
+        return {
+          pid: status.peer.pid ?? client.peer?.pid,
+          listen: network?.listen ?? [],
+          connected: network?.connected ?? 0,
+          ...(network === undefined ? {} : { mdns: network.discovery.mdns }),
+          ...(network?.relays === undefined
+            ? {}
+            : {
+                relays: network.relays.map((id) => ({
+                  device: deviceLabel(id, names),
+                  reserved: network.listen.some((a) => a.includes(`/p2p/${id}/p2p-circuit`)),
+                })),
+              }),
+          ...(clockOffsets === undefined ? {} : { clockOffsets }),
+        }
       } finally {
         client.close()
       }

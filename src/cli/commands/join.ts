@@ -217,7 +217,7 @@ async function existingWorkspace(home: string, workspaceId: string, replace: boo
   const config = await readWorkspaceConfig(paths).catch(() => undefined) // unreadable: Peer.start says why
   if (config === undefined || config.id === workspaceId) return undefined
   const { LocalWorkspace } = await import('../../daemon/local-workspace.js')
-  const { heldData, workspaceExists } = await import('../../daemon/peer.js')
+  const { heldData, workspaceExists } = await import('../../daemon/held-data.js')
   const ws = await LocalWorkspace.open({ home })
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
   const backup = join(home, `backup-${stamp}.json`)

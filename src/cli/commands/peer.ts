@@ -64,6 +64,9 @@ export function register(program: Command, io: CliIO): void {
       listeners: {
         'sync:connected': (e) => emit(line('sync:connected', e, () => `connected ${who(e.peerId)}`)),
         'sync:offline': (e) => emit(line('sync:offline', e, () => `offline   ${who(e.peerId)}${e.reason === undefined ? '' : ` (${e.reason.code})`}`)),
+        'sync:paused': (e) =>
+          emit(line('sync:paused', e, `paused    sync ${e.until === undefined ? 'until kitsync sync resume' : `until ${new Date(e.until).toISOString()}`}`)),
+        'sync:resumed': (e) => emit(line('sync:resumed', e, 'resumed   sync')),
         // A person sees long catch-ups move (a line every few seconds) and each one end.
         ...(json ? {} : { 'sync:progress': (e: SyncProgressEvent) => progressLine(e, (human) => emit(line('sync:progress', e, () => human(who(e.device))))) }),
         'device:joined': (e) => {
@@ -185,6 +188,8 @@ async function runHeadless(io: CliIO, home: string | undefined, options: StartFl
       'sync:update': (e) => log.event('sync:update', e, 'debug'),
       'sync:connected': (e) => log.event('sync:connected', e),
       'sync:offline': (e) => log.event('sync:offline', e),
+      'sync:paused': (e) => log.event('sync:paused', e),
+      'sync:resumed': (e) => log.event('sync:resumed', e),
       'device:joined': (e) => log.event('device:joined', e),
       'device:revoked': (e) => log.event('device:revoked', e),
       'device:revoked-self': (e) => log.event('device:revoked-self', e, 'warn'),

@@ -18,6 +18,7 @@ function row(label: string, c: SyncCounters, width: number): string {
     formatBytes(c.bytesIn).padStart(10),
     formatBytes(c.bytesOut).padStart(10),
     String(c.updatesApplied).padStart(8),
+    String(c.updatesSent).padStart(8),
     String(c.conflicts).padStart(9),
     `  ${when(c.lastSyncAt)}`,
   ].join('  ')
@@ -26,9 +27,9 @@ function row(label: string, c: SyncCounters, width: number): string {
 export function formatStats(s: SyncStatsView): string {
   const peerLabel = (id: string): string => `${s.names[id] ?? '?'} …${id.slice(-8)}`
   const width = Math.max(12, ...Object.keys(s.peers).map((id) => peerLabel(id).length), ...Object.keys(s.collections).map((n) => n.length))
-  const header = ['', 'SESSIONS', 'SYNCS', 'BYTES IN', 'BYTES OUT', 'UPDATES', 'CONFLICTS', '  LAST SYNC (UTC)']
+  const header = ['', 'SESSIONS', 'SYNCS', 'BYTES IN', 'BYTES OUT', 'UPD IN', 'UPD OUT', 'CONFLICTS', '  LAST SYNC (UTC)']
   const head = (title: string): string =>
-    [title.padEnd(width), ...header.slice(1).map((h, i) => (i === header.length - 2 ? h : h.padStart([8, 6, 10, 10, 8, 9][i] ?? 0)))].join('  ')
+    [title.padEnd(width), ...header.slice(1).map((h, i) => (i === header.length - 2 ? h : h.padStart([8, 6, 10, 10, 8, 8, 9][i] ?? 0)))].join('  ')
   const lines = [
     `sync statistics since ${when(s.since)} UTC${s.live ? '' : ' (saved when the peer last ran)'}`,
     '',
@@ -50,7 +51,9 @@ export function register(program: Command, io: CliIO): void {
   example(
     program
       .command('stats')
-      .description('sync counters per device and per collection: sessions, exchanges, bytes in and out, updates applied, conflicts resolved'),
+      .description(
+        'sync counters per device and per collection: sessions, exchanges, bytes in and out, updates in (applied here) and out (sent), conflicts resolved',
+      ),
     'kitsync stats',
     'kitsync stats --json',
   ).action(async (_options: unknown, cmd: Command) => {

@@ -3,6 +3,7 @@ import { UNIT_MS, type DurationUnit } from '../../core/durations.js'
 import { KitsyncError } from '../../core/errors.js'
 import type { SyncNowReport } from '../../core/sync-types.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+import { ProgressBar, type ProgressFigures } from '../progress-bar.js'
 import { parseTimeout } from './fetch.js'
 import { formatBytes } from './stats.js'
 
@@ -21,6 +22,17 @@ export function formatSyncNow(r: SyncNowReport): string {
   return lines.join('\n') + '\n'
 }
 
+/** The exchanges with several devices as one bar: their collections and bytes added up. */
+export function sumOf(rounds: Iterable<ProgressFigures>): ProgressFigures {
+  const sum = { done: 0, total: 0, bytes: 0 }
+  for (const r of rounds) {
+    sum.done += r.done
+    sum.total += r.total
+    sum.bytes += r.bytes
+  }
+  return sum
+}
+
 /** `30s`, `10m`, `2h` (a bare number is seconds) as milliseconds; at most 30 days. */
 export function parseDuration(value: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([smh]?)$/.exec(value.trim())
@@ -36,7 +48,7 @@ export function register(program: Command, io: CliIO): void {
     sync
       .command('now')
       .description(
-        'exchange with every device of the workspace now (dialing the ones not connected) and report what moved; needs the running peer; fails with PEER_UNREACHABLE (exit 7) when no device was reached',
+        'exchange with every device of the workspace now (dialing the ones not connected) and report what moved (on a terminal, a progress bar on stderr while it runs); needs the running peer; fails with PEER_UNREACHABLE (exit 7) when no device was reached',
       )
       .option('--timeout <seconds>', 'how long to wait for the devices', '15'),
     'kitsync sync now',
@@ -44,7 +56,28 @@ export function register(program: Command, io: CliIO): void {
   ).action(async (options: { timeout: string }, cmd: Command) => {
     const opts = globals(cmd)
     const timeoutMs = parseTimeout(options.timeout)
-    const report = await withWorkspace(io, opts, (ws) => ws.syncNow({ timeoutMs }), { mode: 'peer' })
+    // On a terminal: a progress bar on stderr over the exchanges with every device.
+    const bar = opts.json !== true && io.stderrIsTTY === true ? new ProgressBar(io.err, 'syncing') : undefined
+    const report = await withWorkspace(
+      io,
+      opts,
+      async (ws) => {
+        if (bar === undefined) return ws.syncNow({ timeoutMs })
+        const rounds = new Map<string, ProgressFigures>()
+        const off = ws.on('sync:progress', (e) => {
+          rounds.set(e.device, e)
+          bar.update(sumOf(rounds.values()))
+        })
+        await ws.info() // the event subscription is in place once this answers
+        try {
+          return await ws.syncNow({ timeoutMs })
+        } finally {
+          off()
+          bar.end()
+        }
+      },
+      { mode: 'peer' },
+    )
     // Reaching none of the devices is a failure (a script must not take it for a sync); some
     // of them is a success whose report names the others (`reached: false`).
     const missed = report.peers.filter((p) => !p.reached)
