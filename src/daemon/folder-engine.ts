@@ -343,11 +343,27 @@ export class FolderEngine {
       if (c.kind === 'excluded') continue
       this.host.emit('folder:change', { folder: this.name, path: c.path, op: c.kind, ...(c.kind === 'renamed' ? { from: c.from } : {}), source: 'local', at })
     }
-    await this.resolveClaims()
+    await this.resolveClaims(changes.map((c) => c.path))
   }
 
   /** Two live records at one path (created on two devices offline): settled alike on every device (resolvePathClaims). */
-  async resolveClaims(): Promise<void> {
+  async resolveClaims(paths?: Iterable<string>): Promise<void> {
+    // Only when one of `paths` has two live claims: a pass over the whole manifest per record
+    // received made the first sync of 10,000 files quadratic.
+    if (paths !== undefined) {
+      const wanted = new Set(paths)
+      const claimed = new Set<string>()
+      let clash = false
+      for (const e of this.entries.values()) {
+        if (e.deleted !== undefined || e.from !== undefined || !wanted.has(e.path)) continue
+        if (claimed.has(e.path)) {
+          clash = true
+          break
+        }
+        claimed.add(e.path)
+      }
+      if (!clash) return
+    }
     const writes = resolvePathClaims(this.entries.values(), () => this.host.stamp())
     if (writes.length === 0) return
     const moved = writes.map((w) => ({ w, before: this.entries.get(w.fileId) }))

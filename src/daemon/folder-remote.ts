@@ -42,7 +42,7 @@ export interface FolderEngine {
   abs(path: string): Promise<string | undefined>
   doc(fileId: string): Promise<YDoc.Doc>
   commit(updates: UnitUpdate[], writes: ManifestWrite[]): Promise<void>
-  resolveClaims(): Promise<void>
+  resolveClaims(paths?: Iterable<string>): Promise<void>
   local(changes: FolderChange[]): Promise<void>
   ownedByOther(path: string, fileId: string): boolean
 }
@@ -71,7 +71,7 @@ export class FolderRemote {
     else this.engine.entries.set(fileId, next)
     try {
       await this.apply(fileId, prev)
-      await this.engine.resolveClaims()
+      await this.engine.resolveClaims(next === undefined ? [] : [next.path])
     } finally {
       this.engine.incoming.delete(fileId)
     }
