@@ -3,6 +3,7 @@ import { KitsyncError } from '../core/errors.js'
 import { lazyChanges, type RecordChange } from '../core/record-changes.js'
 import type { RecordCollection } from '../core/record-collection.js'
 import type { CollectionLog } from '../store/collection-log.js'
+import type { RowSource } from '../store/derived-count.js'
 import type { BatchOp } from '../store/doc-layout.js'
 import { storedRowKeys } from '../store/record-rows.js'
 import type { BinaryLevel } from '../store/level.js'
@@ -18,6 +19,20 @@ import type { BinaryLevel } from '../store/level.js'
  */
 export interface DerivedRows {
   derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[]
+  /**
+   * For the appends of one collection: a collector that notes each transaction's changes and
+   * makes their rows only when their batch is put together (see appendWithRows). Without one,
+   * each transaction's rows are derived at once.
+   */
+  collector?(name: string, collection: RecordCollection): RowCollector
+}
+
+/** What a deriver keeps of one collection's transactions until their batch is written. */
+export interface RowCollector {
+  /** Right after each transaction: note what cannot wait (a version whose slots a later transaction may replace). */
+  add(changes: readonly RecordChange[], origin: unknown): void
+  /** The ops of everything noted since the last call, for the records as they read now (see store/derived-count.ts RowSource). */
+  take(): BatchOp[]
 }
 
 /** Origin of the changes of updates re-applied at open: acknowledged, but stored without their rows (a crash, a full disk). */
@@ -122,31 +137,43 @@ export async function buildRows(
 
 /**
  * Hand each transaction's update of `doc` to `append` with the rows `derivers` make of its
- * record changes (none without derivers), for one LevelDB batch.
+ * record changes (none without derivers), for one LevelDB batch. The rows of derivers with a
+ * collector are made when the batch is put together: `log` takes them then (see RowSource).
  */
 export function appendWithRows(
   doc: Y.Doc,
   collection: RecordCollection,
   derivers: readonly DerivedRows[],
+  log: Pick<CollectionLog, 'rowsFrom'>,
   append: (update: Uint8Array, ops?: BatchOp[]) => void,
 ): void {
   if (derivers.length === 0) {
     doc.on('update', (update: Uint8Array) => append(update))
     return
   }
+  const collectors: RowCollector[] = []
+  const eager: DerivedRows[] = []
+  for (const d of derivers) {
+    if (d.collector === undefined) eager.push(d)
+    else collectors.push(d.collector(collection.name, collection))
+  }
+  if (collectors.length > 0) log.rowsFrom(collectedRows(collection, collectors))
   // The rows of a transaction go with its update. Yjs runs a transaction's observers (the
   // collection's, which emits its changes) and then emits its 'update', before it runs the
   // cleanup of any transaction an observer started ('beforeObserverCalls' opens each
   // transaction's turn): so the ops collected between 'beforeObserverCalls' and 'update'
-  // are this transaction's, never another's. They are derived at once, from the first
-  // change listener (before any app listener can write), so they hold the records as this
-  // transaction left them.
+  // are this transaction's, never another's. They are derived (or noted) at once, from the
+  // first change listener (before any app listener can write), so they hold the records as
+  // this transaction left them.
   let derived: BatchOp[] | undefined
   doc.on('beforeObserverCalls', () => {
     derived = undefined
   })
   collection.onChange((changes) => {
-    const ops = deriveAll(derivers, collection.name, collection, changes, changes[0]?.origin)
+    const origin = changes[0]?.origin
+    for (const c of collectors) c.add(changes, origin)
+    if (eager.length === 0) return
+    const ops = deriveAll(eager, collection.name, collection, changes, origin)
     derived = derived === undefined ? ops : derived.concat(ops)
   })
   doc.on('update', (update: Uint8Array) => {
@@ -154,4 +181,16 @@ export function appendWithRows(
     derived = undefined
     append(update, ops)
   })
+}
+
+/** The rows of `collectors` and the record count, as one RowSource. */
+function collectedRows(collection: RecordCollection, collectors: readonly RowCollector[]): RowSource {
+  return {
+    take() {
+      if (collectors.length === 1) return { ops: (collectors[0] as RowCollector).take(), records: collection.size }
+      const ops: BatchOp[] = []
+      for (const c of collectors) for (const op of c.take()) ops.push(op)
+      return { ops, records: collection.size }
+    },
+  }
 }
