@@ -24,7 +24,8 @@ export class HistoryDeriver implements DerivedRows {
 
   derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[] {
     const ops: BatchOp[] = []
-    for (const e of this.entries(name, collection, changes, origin)) for (const op of versionOps(name, e.key, e.version.stamp, storedVersion(e.version))) ops.push(op)
+    for (const e of this.entries(name, collection, changes, origin))
+      for (const op of versionOps(name, e.key, e.version.stamp, storedVersion(e.version))) ops.push(op)
     return ops
   }
 
