@@ -15,7 +15,7 @@ import { debugLog } from '../core/debug-log.js'
 import type { JsonValue } from '../core/json.js'
 import { readRow, readRows, storedBytes, type RecordRow } from '../store/record-rows.js'
 import { readableFromRows } from '../store/stored-check.js'
-import { appendWithRows, applyStored, buildRows, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
+import { adoptedRows, appendWithRows, applyStored, buildRows, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
 
 const log = debugLog('daemon:collections')
 /** The debug log, under another name: inside loadFromStore `log` is the collection's CollectionLog. */
@@ -417,15 +417,16 @@ export class CollectionRegistry {
     const readRules = rulesOf(collection)
     if (derivers.length > 0) log.deriveUnder(readRules)
     if (adoption !== undefined) {
-      // Stored without rows (so without a checkpoint: a crash before they are all written has
-      // them built at the next open), which are built right after, in slices, in the
-      // background: the data is there for the app first. Reads answer from the document meanwhile.
+      // Stored without rows (so without a checkpoint: a crash before they are written has them
+      // built at the next open); they are written right after, in the background, so the data
+      // is there for the app first. Reads answer from the document meanwhile.
+      const rows = derivers.length === 0 ? undefined : adoptedRows(derivers, collection, ADOPTED_ORIGIN)
       // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
       adoptedWrite = adoption.keep()
       adoptedWrite.catch(() => undefined)
-      if (derivers.length > 0) {
-        const build = adoptedWrite.then(() => buildRows(derivers, collection, log, this.store.db, readRules))
-        log.buildingRows(build.catch((err: unknown) => warnLayout(`collection ${name}: its rows were not built; they are at its next load`, err)))
+      if (rows !== undefined) {
+        const written = adoptedWrite.then(() => log.writeRows(() => ({ ops: rows(), checkpoint: { records: collection.size, rules: readRules } })))
+        log.buildingRows(written.catch((err: unknown) => warnLayout(`collection ${name}: its rows were not written; they are built at its next load`, err)))
       }
     } else if (derivers.length > 0) {
       // Rows the store lacks are derived before the collection is handed out: updates

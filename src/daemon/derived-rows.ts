@@ -90,7 +90,7 @@ export async function replayRows(
   } finally {
     stop()
   }
-  await log.writeRows(ops, { records: collection.size, rules })
+  await log.writeRows(() => ({ ops, checkpoint: { records: collection.size, rules } }))
 }
 
 /** Apply stored updates to a collection's document (as one transaction, origin REPLAY_ORIGIN); DATA_CORRUPTION if they do not apply. */
@@ -128,10 +128,41 @@ export async function buildRows(
   for (let i = 0; ; i += BUILD_CHUNK) {
     const chunk = keys.slice(i, i + BUILD_CHUNK)
     const last = i + BUILD_CHUNK >= keys.length
-    const ops = chunk.length === 0 ? [] : deriveAll(derivers, name, collection, lazyChanges(collection, chunk, REBUILD_ORIGIN), REBUILD_ORIGIN)
-    await log.writeRows(ops, last ? { records: collection.size, rules } : undefined)
+    // Derived in the writer's place: an append of a newer version written in between would be overwritten.
+    await log.writeRows(() => ({
+      ops: chunk.length === 0 ? [] : deriveAll(derivers, name, collection, lazyChanges(collection, chunk, REBUILD_ORIGIN), REBUILD_ORIGIN),
+      checkpoint: last ? { records: collection.size, rules } : undefined,
+    }))
     if (last) return
     await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+}
+
+/**
+ * The rows of a collection adopted whole from a peer (every record new here), to be written
+ * once the copy is stored: what cannot wait (the versions the copy brings, which a write
+ * landing before the rows would replace) is read now, the rows are made by the returned
+ * function (see CollectionLog.writeRows), with the records as they read then.
+ */
+export function adoptedRows(derivers: readonly DerivedRows[], collection: RecordCollection, origin: unknown): () => BatchOp[] {
+  const collectors = derivers.map((d) => d.collector?.(collection.name, collection) ?? deriveNow(d, collection))
+  const changes = lazyChanges(collection, collection.keys(), origin)
+  for (const c of collectors) c.add(changes, origin)
+  return () => collectedRows(collection, collectors).take().ops
+}
+
+/** A collector for a deriver without one: its rows are derived as changes are added. */
+function deriveNow(deriver: DerivedRows, collection: RecordCollection): RowCollector {
+  let ops: BatchOp[] = []
+  return {
+    add(changes, origin) {
+      for (const op of deriver.derive(collection.name, collection, changes, origin)) ops.push(op)
+    },
+    take() {
+      const out = ops
+      ops = []
+      return out
+    },
   }
 }
 

@@ -366,8 +366,7 @@ export class CollectionLog {
   }
 
   private async writeAppends(batch: PendingAppend[]): Promise<void> {
-    // At once: the document holds exactly the updates appended so far (see RowSource).
-    const later = this.source?.take()
+    const later = this.source?.take() // at once: the document holds exactly the updates appended so far (see RowSource)
     const ops: BatchOp[] = []
     if (!this.exists) {
       ops.push({ type: 'put', key: metaKey(this.name), value: jsonValue(newMeta(this.store.now(), this.layout)) })
@@ -424,16 +423,17 @@ export class CollectionLog {
 
   /**
    * Write rows derived outside appends (updates re-applied after a crash, a build of every
-   * row; see daemon/derived-rows.ts) in one batch, in the writer's place. With `checkpoint` the
-   * rows then reflect the whole log; without, the checkpoint is removed, and appends write no
-   * checkpoint until a batch with one (a build's last) is written (see checkpointed). The count
-   * and rules change before the writer's place is free: the next append reads them.
+   * row; see daemon/derived-rows.ts) in one batch, made by `rows` in the writer's place (no
+   * append lands in between). With `checkpoint` the rows then reflect the whole log; without,
+   * the checkpoint is removed, and appends write none until a batch with one (a build's last)
+   * is written (see checkpointed). The count and rules change before the place is free.
    */
-  async writeRows(ops: BatchOp[], checkpoint: { records: number; rules: string } | undefined): Promise<void> {
+  async writeRows(rows: () => { ops: BatchOp[]; checkpoint: { records: number; rules: string } | undefined }): Promise<void> {
     while (this.running !== undefined) await this.running
     if (this.failure !== undefined) throw this.failure
-    const cp = checkpointOp(this.name, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
     await this.exclusive(async () => {
+      const { ops, checkpoint } = rows()
+      const cp = checkpointOp(this.name, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
       await this.store.batch([...ops, cp]).catch((err: unknown) => {
         throw storageFailure(this.name, 'cannot write its derived rows', err)
       })

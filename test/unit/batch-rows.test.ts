@@ -130,6 +130,32 @@ describe('rows made per batch', () => {
     expect((await ws.check('c'))[0]).toMatchObject({ differing: [], records: 2 })
   })
 
+  it('an adopted copy gets its rows after it is stored, and writes landing meanwhile are neither lost nor overwritten', async () => {
+    const a = await recorded()
+    await Promise.all(Array.from({ length: 4500 }, (_, i) => a.ws.set('c', `k${i}`, { i })))
+    const copy = Y.encodeStateAsUpdate(await a.ws.openDoc('c'))
+    const { ws, db, batches } = await recorded()
+    expect(await ws.adopt('c', copy)).toBeDefined()
+    // Writes right away, before the rows are written.
+    const writes: Promise<unknown>[] = []
+    for (let i = 0; i < 4500; i += 7) writes.push(i % 2 === 0 ? ws.set('c', `k${i}`, { i, again: true }) : ws.delete('c', `k${i}`))
+    await Promise.all(writes)
+    await ws.flush()
+    // The copy's batch held no rows; they came after it.
+    const first = batches.findIndex((ops) => ops.some((op) => op.key === 's!c'))
+    expect(first).toBeGreaterThanOrEqual(0)
+    expect((batches[first] ?? []).some((op) => op.key.startsWith('r!') || op.key.startsWith('h!'))).toBe(false)
+    const rows = await readRows(db, 'c')
+    const all = await ws.getAll('c')
+    expect(Object.fromEntries(rows.map(([k, row]) => [k, row?.v as JsonValue]))).toEqual(all)
+    expect(await checkpointRecords(db, 'c')).toBe(Object.keys(all).length)
+    expect((await ws.check('c'))[0]).toMatchObject({ collection: 'c', differing: [] })
+    expect((await ws.check('c'))[0]?.checkpointWrong).toBeUndefined()
+    // History: the adopted version, then the write made here.
+    expect((await ws.history('c', 'k14')).map((h) => h.value)).toEqual([{ i: 14, again: true }, { i: 14 }])
+    expect((await ws.history('c', 'k4')).map((h) => h.value)).toEqual([{ i: 4 }])
+  })
+
   it('pruning many records with one iterator deletes exactly what pruning each record alone deletes', async () => {
     const random = seeded(11)
     const db = memoryDb()
