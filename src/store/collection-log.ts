@@ -16,9 +16,9 @@ import {
 } from './doc-layout.js'
 import { frame } from './framing.js'
 import { storageFailure } from './level-errors.js'
-import type { SnapshotFileWrite } from './snapshot-files.js'
 import type { BinaryLevel } from './level.js'
 import type { LogStore } from './log-store.js'
+import type { PendingAppend } from './pending-append.js'
 
 type Rows = ReturnType<RowSource['take']>
 
@@ -30,21 +30,6 @@ const WRITE_BEHIND_MS = 10
 const STORED_STATE_MIN_BYTES = 64 * 1024
 /** A log longer than this is not sent entry by entry (see CollectionLog.storedState). */
 const MAX_STORED_ENTRIES = 256
-
-interface PendingAppend {
-  update: Uint8Array
-  /** It is in the write-ahead file too (settled there once LevelDB has it). */
-  logged: boolean
-  /** A copy being adopted (see CollectionLog.adopt): whether its owner kept it. */
-  kept?: Promise<boolean>
-  /** Its snapshot file, already being written (see CollectionLog.adopt). */
-  file?: SnapshotFileWrite
-  /** Rows derived from it (see append), written in the same batch. */
-  derived?: BatchOp[]
-  extra?: BatchOp[] // other ops of its batch (see carried)
-  resolve: () => void
-  reject: (err: unknown) => void
-}
 
 /**
  * The persisted update log of one collection. Appends are written in atomic batches; appends
