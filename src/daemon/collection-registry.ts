@@ -4,7 +4,6 @@ import type { Hlc } from '../core/hlc.js'
 import type { EffectiveSettings } from '../core/kinds.js'
 import { isInternalCollection } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
-import { lazyChanges } from '../core/record-changes.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
 import { isRecordLayout } from '../core/record-layout.js'
 import type { OpenConflict } from '../core/conflict-map.js'
@@ -16,7 +15,7 @@ import { debugLog } from '../core/debug-log.js'
 import type { JsonValue } from '../core/json.js'
 import { readRow, readRows, storedBytes, type RecordRow } from '../store/record-rows.js'
 import { readableFromRows } from '../store/stored-check.js'
-import { appendWithRows, applyStored, buildRows, deriveAll, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
+import { adoptedRows, appendWithRows, applyStored, buildRows, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
 
 const log = debugLog('daemon:collections')
 /** The debug log, under another name: inside loadFromStore `log` is the collection's CollectionLog. */
@@ -418,12 +417,17 @@ export class CollectionRegistry {
     const readRules = rulesOf(collection)
     if (derivers.length > 0) log.deriveUnder(readRules)
     if (adoption !== undefined) {
-      // Its rows are written with it: every record of the copy is new here.
-      const rows =
-        derivers.length === 0 ? undefined : deriveAll(derivers, name, collection, lazyChanges(collection, collection.keys(), ADOPTED_ORIGIN), ADOPTED_ORIGIN)
+      // Stored without rows (so without a checkpoint: a crash before they are written has them
+      // built at the next open); they are written right after, in the background, so the data
+      // is there for the app first. Reads answer from the document meanwhile.
+      const rows = derivers.length === 0 ? undefined : adoptedRows(derivers, collection, ADOPTED_ORIGIN)
       // (Handled below; the no-op keeps an early failure from counting as unhandled meanwhile.)
-      adoptedWrite = adoption.keep(rows)
+      adoptedWrite = adoption.keep()
       adoptedWrite.catch(() => undefined)
+      if (rows !== undefined) {
+        const written = adoptedWrite.then(() => log.writeRows(() => ({ ops: rows(), checkpoint: { records: collection.size, rules: readRules } })))
+        log.buildingRows(written.catch((err: unknown) => warnLayout(`collection ${name}: its rows were not written; they are built at its next load`, err)))
+      }
     } else if (derivers.length > 0) {
       // Rows the store lacks are derived before the collection is handed out: updates
       // acknowledged but stored without them (a crash, a full disk) are re-applied one by one;
@@ -458,7 +462,7 @@ export class CollectionRegistry {
       warnLayout(`collection ${name} holds records of both layouts (created apart on an old and a new device); only layout ${collection.layout} is read`)
     if (collection.mixedLayout(reportMixed)) reportMixed()
     // The layout is known by the first update (its first content decides it): the metadata records it.
-    appendWithRows(doc, collection, derivers, (update, ops) => {
+    appendWithRows(doc, collection, derivers, log, (update, ops) => {
       log.layout ??= collection.layout
       track(log.append(update, ops))
     })

@@ -3,6 +3,7 @@ import { KitsyncError } from '../core/errors.js'
 import { lazyChanges, type RecordChange } from '../core/record-changes.js'
 import type { RecordCollection } from '../core/record-collection.js'
 import type { CollectionLog } from '../store/collection-log.js'
+import type { RowSource } from '../store/derived-count.js'
 import type { BatchOp } from '../store/doc-layout.js'
 import { storedRowKeys } from '../store/record-rows.js'
 import type { BinaryLevel } from '../store/level.js'
@@ -18,6 +19,20 @@ import type { BinaryLevel } from '../store/level.js'
  */
 export interface DerivedRows {
   derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[]
+  /**
+   * For the appends of one collection: a collector that notes each transaction's changes and
+   * makes their rows only when their batch is put together (see appendWithRows). Without one,
+   * each transaction's rows are derived at once.
+   */
+  collector?(name: string, collection: RecordCollection): RowCollector
+}
+
+/** What a deriver keeps of one collection's transactions until their batch is written. */
+export interface RowCollector {
+  /** Right after each transaction: note what cannot wait (a version whose slots a later transaction may replace). */
+  add(changes: readonly RecordChange[], origin: unknown): void
+  /** The ops of everything noted since the last call, for the records as they read now (see store/derived-count.ts RowSource). */
+  take(): BatchOp[]
 }
 
 /** Origin of the changes of updates re-applied at open: acknowledged, but stored without their rows (a crash, a full disk). */
@@ -75,7 +90,7 @@ export async function replayRows(
   } finally {
     stop()
   }
-  await log.writeRows(ops, { records: collection.size, rules })
+  await log.writeRows(() => ({ ops, checkpoint: { records: collection.size, rules } }))
 }
 
 /** Apply stored updates to a collection's document (as one transaction, origin REPLAY_ORIGIN); DATA_CORRUPTION if they do not apply. */
@@ -113,40 +128,83 @@ export async function buildRows(
   for (let i = 0; ; i += BUILD_CHUNK) {
     const chunk = keys.slice(i, i + BUILD_CHUNK)
     const last = i + BUILD_CHUNK >= keys.length
-    const ops = chunk.length === 0 ? [] : deriveAll(derivers, name, collection, lazyChanges(collection, chunk, REBUILD_ORIGIN), REBUILD_ORIGIN)
-    await log.writeRows(ops, last ? { records: collection.size, rules } : undefined)
+    // Derived in the writer's place: an append of a newer version written in between would be overwritten.
+    await log.writeRows(() => ({
+      ops: chunk.length === 0 ? [] : deriveAll(derivers, name, collection, lazyChanges(collection, chunk, REBUILD_ORIGIN), REBUILD_ORIGIN),
+      checkpoint: last ? { records: collection.size, rules } : undefined,
+    }))
     if (last) return
     await new Promise<void>((resolve) => setImmediate(resolve))
   }
 }
 
 /**
+ * The rows of a collection adopted whole from a peer (every record new here), to be written
+ * once the copy is stored: what cannot wait (the versions the copy brings, which a write
+ * landing before the rows would replace) is read now, the rows are made by the returned
+ * function (see CollectionLog.writeRows), with the records as they read then.
+ */
+export function adoptedRows(derivers: readonly DerivedRows[], collection: RecordCollection, origin: unknown): () => BatchOp[] {
+  const collectors = derivers.map((d) => d.collector?.(collection.name, collection) ?? deriveNow(d, collection))
+  const changes = lazyChanges(collection, collection.keys(), origin)
+  for (const c of collectors) c.add(changes, origin)
+  return () => collectedRows(collection, collectors).take().ops
+}
+
+/** A collector for a deriver without one: its rows are derived as changes are added. */
+function deriveNow(deriver: DerivedRows, collection: RecordCollection): RowCollector {
+  let ops: BatchOp[] = []
+  return {
+    add(changes, origin) {
+      for (const op of deriver.derive(collection.name, collection, changes, origin)) ops.push(op)
+    },
+    take() {
+      const out = ops
+      ops = []
+      return out
+    },
+  }
+}
+
+/**
  * Hand each transaction's update of `doc` to `append` with the rows `derivers` make of its
- * record changes (none without derivers), for one LevelDB batch.
+ * record changes (none without derivers), for one LevelDB batch. The rows of derivers with a
+ * collector are made when the batch is put together: `log` takes them then (see RowSource).
  */
 export function appendWithRows(
   doc: Y.Doc,
   collection: RecordCollection,
   derivers: readonly DerivedRows[],
+  log: Pick<CollectionLog, 'rowsFrom'>,
   append: (update: Uint8Array, ops?: BatchOp[]) => void,
 ): void {
   if (derivers.length === 0) {
     doc.on('update', (update: Uint8Array) => append(update))
     return
   }
+  const collectors: RowCollector[] = []
+  const eager: DerivedRows[] = []
+  for (const d of derivers) {
+    if (d.collector === undefined) eager.push(d)
+    else collectors.push(d.collector(collection.name, collection))
+  }
+  if (collectors.length > 0) log.rowsFrom(collectedRows(collection, collectors))
   // The rows of a transaction go with its update. Yjs runs a transaction's observers (the
   // collection's, which emits its changes) and then emits its 'update', before it runs the
   // cleanup of any transaction an observer started ('beforeObserverCalls' opens each
   // transaction's turn): so the ops collected between 'beforeObserverCalls' and 'update'
-  // are this transaction's, never another's. They are derived at once, from the first
-  // change listener (before any app listener can write), so they hold the records as this
-  // transaction left them.
+  // are this transaction's, never another's. They are derived (or noted) at once, from the
+  // first change listener (before any app listener can write), so they hold the records as
+  // this transaction left them.
   let derived: BatchOp[] | undefined
   doc.on('beforeObserverCalls', () => {
     derived = undefined
   })
   collection.onChange((changes) => {
-    const ops = deriveAll(derivers, collection.name, collection, changes, changes[0]?.origin)
+    const origin = changes[0]?.origin
+    for (const c of collectors) c.add(changes, origin)
+    if (eager.length === 0) return
+    const ops = deriveAll(eager, collection.name, collection, changes, origin)
     derived = derived === undefined ? ops : derived.concat(ops)
   })
   doc.on('update', (update: Uint8Array) => {
@@ -154,4 +212,16 @@ export function appendWithRows(
     derived = undefined
     append(update, ops)
   })
+}
+
+/** The rows of `collectors` and the record count, as one RowSource. */
+function collectedRows(collection: RecordCollection, collectors: readonly RowCollector[]): RowSource {
+  return {
+    take() {
+      if (collectors.length === 1) return { ops: (collectors[0] as RowCollector).take(), records: collection.size }
+      const ops: BatchOp[] = []
+      for (const c of collectors) for (const op of c.take()) ops.push(op)
+      return { ops, records: collection.size }
+    },
+  }
 }

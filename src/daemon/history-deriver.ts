@@ -4,7 +4,7 @@ import { changedFields, type RecordVersion } from '../core/record-versions.js'
 import type { BatchOp } from '../store/doc-layout.js'
 import { versionOps, type StoredVersion } from '../store/history-rows.js'
 import { LOCAL_ORIGIN } from './collection-registry.js'
-import type { DerivedRows } from './derived-rows.js'
+import type { DerivedRows, RowCollector } from './derived-rows.js'
 
 export interface HistoryDeriverOptions {
   /** The collection's retention now (synchronous: the settings cache, or the default). */
@@ -23,16 +23,40 @@ export class HistoryDeriver implements DerivedRows {
   constructor(private readonly options: HistoryDeriverOptions) {}
 
   derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[] {
-    if (this.options.retentionOf(name).off) return []
     const ops: BatchOp[] = []
+    for (const e of this.entries(name, collection, changes, origin))
+      for (const op of versionOps(name, e.key, e.version.stamp, storedVersion(e.version))) ops.push(op)
+    return ops
+  }
+
+  /** For appends: each transaction's versions are read at once (a later one may replace their slots), their rows made with the batch. */
+  collector(name: string, collection: RecordCollection): RowCollector {
+    let noted: Entry[] = []
+    return {
+      add: (changes: readonly RecordChange[], origin: unknown): void => {
+        for (const e of this.entries(name, collection, changes, origin)) noted.push(e)
+      },
+      take: (): BatchOp[] => {
+        const ops: BatchOp[] = []
+        for (const e of noted) for (const op of versionOps(name, e.key, e.version.stamp, storedVersion(e.version))) ops.push(op)
+        noted = []
+        return ops
+      },
+    }
+  }
+
+  /** The versions `changes` bring, each with its record's key. */
+  private entries(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): Entry[] {
+    if (this.options.retentionOf(name).off) return []
+    const out: Entry[] = []
     const keys: string[] = []
     for (const change of changes) {
-      const before = ops.length
-      for (const v of this.versionsOf(collection, change, origin)) ops.push(...versionOps(name, change.key, v.stamp, storedVersion(v)))
-      if (ops.length > before) keys.push(change.key)
+      const before = out.length
+      for (const version of this.versionsOf(collection, change, origin)) out.push({ key: change.key, version })
+      if (out.length > before) keys.push(change.key)
     }
     if (keys.length > 0) this.options.written?.(name, keys)
-    return ops
+    return out
   }
 
   private versionsOf(collection: RecordCollection, change: RecordChange, origin: unknown): RecordVersion[] {
@@ -51,6 +75,11 @@ export class HistoryDeriver implements DerivedRows {
     const value = change.value
     return [{ stamp: collection.clock.now(), writer: collection.clock.node, value, deleted: value === undefined, whole: true, fields: [] }]
   }
+}
+
+interface Entry {
+  key: string
+  version: RecordVersion
 }
 
 /** A record's version as it reads now, under its greatest stamp (undefined: no slot of it is left). */

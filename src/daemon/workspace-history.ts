@@ -18,7 +18,7 @@ import { assertCollectionName, assertRecordKey } from '../core/names.js'
 import { changedFields } from '../core/record-versions.js'
 import type { DeviceRecord } from '../core/workspace-types.js'
 import type { BatchOp } from '../store/doc-layout.js'
-import { pruneCollection, pruneRecordOps, readCollectionChanges, readRecordHistory, type VersionRow } from '../store/history-rows.js'
+import { pruneCollection, pruneRecordsOps, readCollectionChanges, readRecordHistory, type VersionRow } from '../store/history-rows.js'
 import type { BinaryLevel } from '../store/level.js'
 import type { CollectionRegistry } from './collection-registry.js'
 import { currentVersion, HistoryDeriver } from './history-deriver.js'
@@ -27,8 +27,8 @@ const log = debugLog('daemon:history')
 
 /** How long after a write the records it touched are pruned (writes in between share the pass). */
 const PRUNE_DELAY_MS = 1000
-/** Records pruned between two yields to the event loop. */
-const PRUNE_SLICE = 64
+/** Records pruned between two yields to the event loop (one LevelDB iterator each slice). */
+const PRUNE_SLICE = 256
 /**
  * Past this many records written in a collection since its last prune (an import, a joiner's
  * copy), the next pass walks the collection's entries in one range instead of a range per record.
@@ -209,18 +209,13 @@ export class WorkspaceHistory {
         if (!full) await this.pruneCollection(name, retention, now)
         continue
       }
-      let ops: BatchOp[] = []
-      let n = 0
-      for (const key of keys) {
+      const all = [...keys]
+      for (let i = 0; i < all.length; i += PRUNE_SLICE) {
         if (this.closed) return
-        for (const op of await pruneRecordOps(this.options.store.db, name, key, retention, now)) ops.push(op)
-        if (++n % PRUNE_SLICE === 0) {
-          if (ops.length > 0) await this.options.store.batch(ops)
-          ops = []
-          await new Promise((resolve) => setImmediate(resolve))
-        }
+        if (i > 0) await new Promise((resolve) => setImmediate(resolve))
+        const ops = await pruneRecordsOps(this.options.store.db, name, all.slice(i, i + PRUNE_SLICE), retention, now)
+        if (ops.length > 0) await this.options.store.batch(ops)
       }
-      if (ops.length > 0) await this.options.store.batch(ops)
     }
     if (!full) return
     this.lastFullPass = now

@@ -1,7 +1,7 @@
 import { compactionDue, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { storeAdopted, type Adoption } from './adoption.js'
-import { checkpointed, checkpointOp } from './derived-count.js'
+import { checkpointed, checkpointOp, type RowSource } from './derived-count.js'
 import {
   jsonValue,
   metaKey,
@@ -16,9 +16,11 @@ import {
 } from './doc-layout.js'
 import { frame } from './framing.js'
 import { storageFailure } from './level-errors.js'
-import type { SnapshotFileWrite } from './snapshot-files.js'
 import type { BinaryLevel } from './level.js'
 import type { LogStore } from './log-store.js'
+import type { PendingAppend } from './pending-append.js'
+
+type Rows = ReturnType<RowSource['take']>
 
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
 const MAX_UNWRITTEN = 10_000
@@ -28,21 +30,6 @@ const WRITE_BEHIND_MS = 10
 const STORED_STATE_MIN_BYTES = 64 * 1024
 /** A log longer than this is not sent entry by entry (see CollectionLog.storedState). */
 const MAX_STORED_ENTRIES = 256
-
-interface PendingAppend {
-  update: Uint8Array
-  /** It is in the write-ahead file too (settled there once LevelDB has it). */
-  logged: boolean
-  /** A copy being adopted (see CollectionLog.adopt): whether its owner kept it. */
-  kept?: Promise<boolean>
-  /** Its snapshot file, already being written (see CollectionLog.adopt). */
-  file?: SnapshotFileWrite
-  /** Rows derived from it (see append), written in the same batch. */
-  derived?: BatchOp[]
-  extra?: BatchOp[] // other ops of its batch (see carried)
-  resolve: () => void
-  reject: (err: unknown) => void
-}
 
 /**
  * The persisted update log of one collection. Appends are written in atomic batches; appends
@@ -80,6 +67,8 @@ export class CollectionLog {
   private failure: KitsyncError | undefined
   /** The collection's record layout, written into its metadata with the first append (set by its owner once known). */
   layout: number | undefined
+  private source: RowSource | undefined
+  private building: Promise<void> | undefined
 
   constructor(
     store: LogStore,
@@ -105,6 +94,14 @@ export class CollectionLog {
 
   /** The read rules the rows of the appends to come are derived under (see Checkpoint.rules). */
   deriveUnder = (rules: string): void => void (this.rules = rules)
+
+  /** Take the rows of appends (and the record count) from `source` as each batch or compaction is put together (see RowSource). */
+  rowsFrom = (source: RowSource): void => void (this.source = source)
+
+  /** A build of every row (written through writeRows) runs in the background until `build` settles: a flush waits for it. */
+  buildingRows(build: Promise<void>): void {
+    const done: Promise<void> = (this.building = build.finally(() => void (this.building === done && (this.building = undefined))))
+  }
 
   /** Sizes for `list` and `status`; compactions written since this log was opened (for /metrics). */
   stats(): { bytes: number; logEntries: number; snapshotBytes: number; compactions: number } {
@@ -285,6 +282,7 @@ export class CollectionLog {
 
   /** Resolves when everything queued so far is written. */
   async flush(): Promise<void> {
+    while (this.building !== undefined) await this.building
     if (this.behindTimer !== undefined) this.kick()
     while (this.running !== undefined) await this.running
   }
@@ -295,10 +293,9 @@ export class CollectionLog {
   }
 
   /**
-   * Write what the write-ahead file holds to LevelDB a little later, together with whatever
-   * comes meanwhile. It is durable already, and a writer of one update every millisecond or so
-   * (an app typing, a mesh relaying) would otherwise cost a LevelDB batch and an emptying of
-   * the file per update, on the main thread, in the gaps a peer's next update needs.
+   * Write what the write-ahead file holds (durable already) to LevelDB a little later, with
+   * whatever comes meanwhile: a writer of an update every millisecond or so (an app typing, a
+   * mesh relaying) would otherwise cost a batch and an emptying of the file per update.
    */
   private kickSoon(): void {
     if (this.running !== undefined || this.behindTimer !== undefined) return
@@ -310,7 +307,8 @@ export class CollectionLog {
     if (this.behindTimer !== undefined) clearTimeout(this.behindTimer)
     this.behindTimer = undefined
     if (this.running !== undefined) return
-    void this.exclusive(() => this.drain())
+    // A microtask later: an append kicks from inside an 'update' event, where a transaction an observer started is not appended yet (see RowSource).
+    void this.exclusive(() => Promise.resolve().then(() => this.drain()))
   }
 
   /**
@@ -358,6 +356,7 @@ export class CollectionLog {
   }
 
   private async writeAppends(batch: PendingAppend[]): Promise<void> {
+    const later = this.source?.take() // at once: the document holds exactly the updates appended so far (see RowSource)
     const ops: BatchOp[] = []
     if (!this.exists) {
       ops.push({ type: 'put', key: metaKey(this.name), value: jsonValue(newMeta(this.store.now(), this.layout)) })
@@ -371,7 +370,7 @@ export class CollectionLog {
       const meta = ops.filter((op) => op.type === 'put')
       // An adopted copy's rows are known only once its owner keeps it (see adopt). (A failed batch fails the log.)
       const withRows = async (): Promise<BatchOp[]> => {
-        const rows = await this.derivedOps(batch, this.lastSeq)
+        const rows = await this.derivedOps(batch, this.lastSeq, later)
         this.records = rows.records
         return [...meta, ...rows.ops, ...(only.extra ?? [])]
       }
@@ -393,7 +392,7 @@ export class CollectionLog {
       bytes += value.byteLength
       ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
     }
-    const rows = await this.derivedOps(batch, seq)
+    const rows = await this.derivedOps(batch, seq, later)
     // (Not push(...rows.ops): a transaction of many records derives more rows than a call takes arguments.)
     for (const op of rows.ops) ops.push(op)
     for (const p of batch) if (p.extra !== undefined) for (const op of p.extra) ops.push(op)
@@ -409,22 +408,23 @@ export class CollectionLog {
   }
 
   /** The rows derived from `batch`, with the checkpoint at `seq` (see checkpointed). */
-  private derivedOps(batch: PendingAppend[], seq: number): Promise<{ ops: BatchOp[]; records: number | undefined }> {
-    return checkpointed(this.store, this.name, batch, { seq, records: this.records, rules: this.rules, exists: this.exists })
+  private derivedOps(batch: PendingAppend[], seq: number, later: Rows | undefined): Promise<{ ops: BatchOp[]; records: number | undefined }> {
+    return checkpointed(this.store, this.name, batch, { seq, records: this.records, rules: this.rules, exists: this.exists }, later)
   }
 
   /**
    * Write rows derived outside appends (updates re-applied after a crash, a build of every
-   * row; see daemon/derived-rows.ts) in one batch, in the writer's place. With `checkpoint` the
-   * rows then reflect the whole log; without, the checkpoint is removed, and appends write no
-   * checkpoint until a batch with one (a build's last) is written (see checkpointed). The count
-   * and rules change before the writer's place is free: the next append reads them.
+   * row; see daemon/derived-rows.ts) in one batch, made by `rows` in the writer's place (no
+   * append lands in between). With `checkpoint` the rows then reflect the whole log; without,
+   * the checkpoint is removed, and appends write none until a batch with one (a build's last)
+   * is written (see checkpointed). The count and rules change before the place is free.
    */
-  async writeRows(ops: BatchOp[], checkpoint: { records: number; rules: string } | undefined): Promise<void> {
+  async writeRows(rows: () => { ops: BatchOp[]; checkpoint: { records: number; rules: string } | undefined }): Promise<void> {
     while (this.running !== undefined) await this.running
     if (this.failure !== undefined) throw this.failure
-    const cp = checkpointOp(this.name, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
     await this.exclusive(async () => {
+      const { ops, checkpoint } = rows()
+      const cp = checkpointOp(this.name, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
       await this.store.batch([...ops, cp]).catch((err: unknown) => {
         throw storageFailure(this.name, 'cannot write its derived rows', err)
       })
@@ -436,11 +436,11 @@ export class CollectionLog {
   private async writeCompaction(): Promise<void> {
     if (this.state.logEntries === 0) return
     const update = this.snapshot()
-    // The snapshot holds the updates still queued: their rows go with it (and again with them,
-    // counting nothing twice, see countRows). The checkpoint stays at the log's end.
+    // The snapshot holds the updates still queued: their rows go with it. The checkpoint stays at the log's end.
     const queued = this.pending.slice()
+    const later = this.source?.take()
     const snap = await this.store.snapshotValue(this.name, update)
-    const rows = await this.derivedOps(queued, this.lastSeq)
+    const rows = await this.derivedOps(queued, this.lastSeq, later)
     // Sequence numbers are contiguous, so the log entries this snapshot covers are known
     // without a scan, and the whole swap is one atomic batch.
     const first = this.lastSeq - this.state.logEntries + 1

@@ -34,16 +34,29 @@ export async function countRows(store: { readonly db: BinaryLevel }, name: strin
 }
 
 /**
+ * Rows derived from appends that are made only when their batch is put together (see
+ * CollectionLog.rowsFrom): the rows of every transaction since the last `take`, each record's
+ * index row once however often the batch wrote it, and the records the collection holds now
+ * (the count kept in memory, so no row has to be read back). Called synchronously, outside any
+ * transaction: the document then holds exactly the updates appended so far.
+ */
+export interface RowSource {
+  take(): { ops: BatchOp[]; records: number }
+}
+
+/**
  * The rows derived from a batch of appends (see CollectionLog.append) and the checkpoint at
  * `seq` with the record count after them: if the collection has one (`records` known), or is
  * new and this batch has rows. A stored collection without one (a build of its rows under
- * way, see CollectionLog.writeRows) gets none: the build's last batch writes it.
+ * way, see CollectionLog.writeRows) gets none: the build's last batch writes it. `later`: the
+ * rows taken from the log's RowSource for this batch, with the count they leave.
  */
 export async function checkpointed(
   store: { readonly db: BinaryLevel },
   name: string,
   batch: readonly { derived?: BatchOp[] }[],
   at: { seq: number; records: number | undefined; rules: string | undefined; exists: boolean },
+  later?: { ops: BatchOp[]; records: number },
 ): Promise<{ ops: BatchOp[]; records: number | undefined }> {
   const ops: BatchOp[] = []
   let derived = at.records !== undefined
@@ -52,8 +65,9 @@ export async function checkpointed(
     derived ||= !at.exists
     for (const op of p.derived) ops.push(op)
   }
+  if (later !== undefined) for (const op of later.ops) ops.push(op)
   if (!derived) return { ops, records: undefined }
-  const records = (at.records ?? 0) + (await countRows(store, name, ops, at.exists))
+  const records = later !== undefined ? later.records : (at.records ?? 0) + (await countRows(store, name, ops, at.exists))
   ops.push(checkpointOp(name, { seq: at.seq, records, ...(at.rules === undefined ? {} : { rules: at.rules }) }))
   return { ops, records }
 }
