@@ -161,6 +161,16 @@ describe('shared folders between two peers on loopback', () => {
     await writeFile(join(db, 'from-c.md'), '# made on C\nedited on B\n')
     await waitFor(join(da, 'from-c.md'), '# made on C\nedited on B\n', "B's edit on A")
     await waitFor(join(dc, 'from-c.md'), '# made on C\nedited on B\n', "B's edit on C")
+    // C stops syncing the folder: its files stay, it is "not here", and new files no longer come.
+    expect(await kitsyncJson(hc, ['folder', 'remove', 'sim', '--json'])).toEqual({ name: 'sim', path: dc })
+    expect(await contentOf(join(dc, 'from-c.md'))).toBe('# made on C\nedited on B\n')
+    expect(await kitsyncJson(hc, ['folder', 'list', '--json'])).toEqual([expect.objectContaining({ name: 'sim', state: 'not here' })])
+    await writeFile(join(da, 'after.txt'), 'after\n')
+    await waitFor(join(db, 'after.txt'), 'after\n', 'a new file on B')
+    expect(await contentOf(join(dc, 'after.txt'))).toBeUndefined()
+    const r = await kitsync(hc, ['folder', 'status', 'sim', '--json'])
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain('NOT_FOUND')
   })
 
   it.each([['../outside.txt'], ['/etc/kitsync-test.txt'], ['.kitsync/trash/x'], ['escape/passwd'], ['a\\b.txt']])(
