@@ -6,7 +6,7 @@ import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import { assertJsonValue, isJsonObject, type JsonValue } from '../core/json.js'
 import { assertRecordKey } from '../core/names.js'
 import type { UnitEvents, UnitId, UnitRecordWrite, UnitUpdate, Units } from '../core/unit-types.js'
-import { deleteRecord, setRecord } from '../core/write-rules.js'
+import { deleteRecord, setField, setRecord } from '../core/write-rules.js'
 import type { UnitDigest } from '../protocol/unit-frames.js'
 import type { BatchOp } from '../store/doc-layout.js'
 import type { DocStore } from '../store/doc-store.js'
@@ -155,8 +155,11 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
         for (const { key, fields } of records) {
           if (fields === null) deleteRecord(c, rules, key, LOCAL_ORIGIN)
           else {
+            // Field by field once the record exists: a rename (path) on one device and an edit
+            // (hash, size) on another merge, where a whole write would undo the older one.
             const current = c.get(key)
-            setRecord(c, rules, key, { ...(isJsonObject(current) ? current : {}), ...fields } as JsonValue, LOCAL_ORIGIN, now)
+            if (!isJsonObject(current)) setRecord(c, rules, key, fields as JsonValue, LOCAL_ORIGIN, now)
+            else for (const [field, value] of Object.entries(fields)) setField(c, rules, key, field, value, LOCAL_ORIGIN, now)
           }
         }
       }, LOCAL_ORIGIN)
