@@ -82,6 +82,7 @@ export class FolderEngine {
   private purgeTimer: NodeJS.Timeout | undefined
   private blobTimer: NodeJS.Timeout | undefined
   private saveTimer: NodeJS.Timeout | undefined
+  private saving: Promise<void> = Promise.resolve()
   private stopped = false
 
   constructor(
@@ -205,8 +206,11 @@ export class FolderEngine {
     this.saveTimer.unref()
   }
 
-  private async saveState(): Promise<void> {
-    await writeFolderState(this.root, this.ledger.paths(), this.ledger, this.handled)
+  /** One save at a time (the timer's and stop's): each writes what the ledger holds when it runs. */
+  private saveState(): Promise<void> {
+    const run = this.saving.then(() => writeFolderState(this.root, this.ledger.paths(), this.ledger, this.handled))
+    this.saving = run.catch((err: unknown) => log(`${this.name}: state not saved`, err))
+    return run
   }
 
   /** The manifest as stored (peers' changes that arrived while this folder was not running included). */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FOLDER_STATE_DIR } from '../core/folder-paths.js'
@@ -48,7 +49,8 @@ export async function writeFolderState(root: string, paths: Iterable<string>, le
   }
   const dir = join(root, FOLDER_STATE_DIR)
   await mkdir(dir, { recursive: true, mode: 0o700 })
-  const temp = join(dir, `.${FILE}.tmp`)
+  // Named as atomic-write.ts names its temp files, so removeTempFiles clears one a crash left.
+  const temp = join(dir, `.${FILE}.kitsync-tmp-${randomBytes(6).toString('hex')}`)
   await writeFile(temp, JSON.stringify({ files, handled: Object.fromEntries(handled) }), { mode: 0o600 })
   await rename(temp, join(dir, FILE))
 }
