@@ -19,6 +19,8 @@ export interface LocalWorkspaceOptions {
   name?: string
   maxRecordBytes?: number
   compaction?: Partial<CompactionPolicy>
+  /** Idle time after which an app collection's document is dropped from memory (daemon/idle-docs.ts; default 2 s, 0: never). */
+  unloadIdleMs?: number
 }
 
 /** Options of a workspace over a bare database (memory-level in unit tests). */
@@ -32,6 +34,8 @@ export interface DatabaseOptions {
   snapshotFiles?: SnapshotFiles
   /** Wall clock of the hybrid logical clock (tests). */
   now?: () => number
+  /** See LocalWorkspaceOptions.unloadIdleMs. */
+  unloadIdleMs?: number | undefined
 }
 
 /** Everything a LocalWorkspace is built from, read and checked before it is constructed. */
@@ -51,6 +55,7 @@ export interface LocalWorkspaceParts {
   now: (() => number) | undefined
   /** What is derived from each app collection's records in the batch of its updates (see derived-rows.ts). */
   derivers: DerivedRows[]
+  unloadIdleMs: number | undefined
 }
 
 /**
@@ -80,6 +85,7 @@ export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWo
       wal,
       recover: entries,
       snapshotFiles: new SnapshotFiles(paths.snapshots),
+      unloadIdleMs: options.unloadIdleMs,
     })
     return { ...parts, paths, keys: await WorkspaceKeys.load(paths.keys), selection: selectionSettings(config, paths.workspace) }
   } catch (err) {
@@ -110,6 +116,7 @@ export async function databaseParts(db: BinaryLevel, info: WorkspaceInfo, option
     socket: options.socket ?? '',
     now: options.now,
     derivers: [recordIndexRows],
+    unloadIdleMs: options.unloadIdleMs,
   }
 }
 
