@@ -484,7 +484,7 @@ export class CollectionRegistry {
       }
     }
     this.ready.set(name, entry)
-    if (!internal && derivers.length > 0) this.idle.loaded(name)
+    if (!internal && derivers.length > 0) this.idle.loaded(name, doc)
     return entry
   }
 

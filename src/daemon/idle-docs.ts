@@ -16,7 +16,9 @@ const log = debugLog('daemon:collections')
  * sync session) for its idle time: UNLOAD_IDLE_MS at first. One that is loaded again soon after
  * being dropped (within RELOAD_SOON_FACTOR idle times) keeps its document twice as long from
  * then on, up to MAX_IDLE_MS: a collection written every few seconds is not reloaded for each
- * write.
+ * write. A document loaded again writes as the same Yjs client as the one dropped (it holds all
+ * of that client's updates, stored before it was dropped): a reload adds no entry to the
+ * collection's state vector.
  */
 
 /** Idle time after which a collection's document is dropped, at first. */
@@ -29,8 +31,8 @@ const RELOAD_SOON_FACTOR = 10
 export interface IdleDocsOptions {
   /** Idle time after which a collection is dropped, at first; 0 or Infinity: never drop one. */
   idleMs?: number | undefined
-  /** Drop the collection if it is still idle (`stillIdle`, checked after each await); true: dropped. */
-  unload(name: string, stillIdle: () => boolean): Promise<boolean>
+  /** Drop the collection if it is still idle (`stillIdle`, checked after each await); the dropped document's client id, undefined: not dropped. */
+  unload(name: string, stillIdle: () => boolean): Promise<number | undefined>
   now?: () => number
 }
 
@@ -44,6 +46,8 @@ export class IdleDocs {
   private readonly idleMs = new Map<string, number>()
   /** When each dropped collection was dropped. */
   private readonly droppedAt = new Map<string, number>()
+  /** The Yjs client id of each dropped collection's document. */
+  private readonly clientIds = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
   private timerAt = Infinity
   private stopped = false
@@ -57,8 +61,14 @@ export class IdleDocs {
     this.unloadOne = options.unload
   }
 
-  /** A collection was loaded. */
-  loaded(name: string): void {
+  /**
+   * A collection was loaded, its stored updates applied (set before: Yjs would take its own
+   * client's updates, applied as remote ones, for another client using its id, and pick a new one).
+   * Its document takes the client id of the one dropped, if any.
+   */
+  loaded(name: string, doc: { clientID: number }): void {
+    const id = this.clientIds.get(name)
+    if (id !== undefined) doc.clientID = id
     if (this.baseMs === Infinity) return
     const t = this.now()
     const dropped = this.droppedAt.get(name)
@@ -110,13 +120,14 @@ export class IdleDocs {
         continue
       }
       const stillIdle = (): boolean => !this.stopped && this.lastUse.get(name) === last
-      let dropped = false
+      let clientId: number | undefined
       try {
-        dropped = await this.unloadOne(name, stillIdle)
+        clientId = await this.unloadOne(name, stillIdle)
       } catch {
         // Not dropped (a failed flush is reported to whoever writes next); tried again later.
       }
-      if (dropped) {
+      if (clientId !== undefined) {
+        this.clientIds.set(name, clientId)
         this.unloads++
         // (Loaded again meanwhile: tracked as loaded.)
         if (this.lastUse.get(name) === last) {
@@ -147,7 +158,7 @@ export interface DocHolder {
 
 /** A loaded collection, as unloadIdle sees it. */
 export interface LoadedDoc {
-  collection: { doc: { destroy(): void } }
+  collection: { doc: { destroy(): void; clientID: number } }
   log: CollectionLog
   lastWrite: Promise<void>
 }
@@ -159,20 +170,20 @@ const RELEASE_AFTER_BYTES = 1 << 20
  * Drop an idle app collection's document (CollectionRegistry) once every update of it is in
  * LevelDB and its rows reflect them: reads come from the rows again (see forRead), and the
  * next write, merge or sync session loads it from the store. The sync engine and the blind
- * client let go of a document when it is destroyed. False: not now (it stays loaded).
+ * client let go of a document when it is destroyed. Undefined: not now (it stays loaded).
  */
-export async function unloadIdle(holder: DocHolder, name: string, entry: LoadedDoc | undefined, stillIdle: () => boolean): Promise<boolean> {
-  if (entry === undefined || !holder.isKnown(name) || isInternalCollection(name) || entry.log.failed !== undefined) return false
+export async function unloadIdle(holder: DocHolder, name: string, entry: LoadedDoc | undefined, stillIdle: () => boolean): Promise<number | undefined> {
+  if (entry === undefined || !holder.isKnown(name) || isInternalCollection(name) || entry.log.failed !== undefined) return undefined
   await entry.log.flush()
   await entry.lastWrite
-  if (!stillIdle() || !(await holder.rowsReadable(name))) return false
+  if (!stillIdle() || !(await holder.rowsReadable(name))) return undefined
   // Used while it was flushed or its rows were checked: it stays.
-  if (!stillIdle() || !holder.forgetDoc(name, entry)) return false
+  if (!stillIdle() || !holder.forgetDoc(name, entry)) return undefined
   const { bytes } = entry.log.stats()
   entry.log.stop()
   holder.store.forget(name, entry.log)
   entry.collection.doc.destroy()
   log(`collection ${name}: idle, its document was dropped from memory (${bytes} bytes stored)`)
   if (bytes >= RELEASE_AFTER_BYTES) releaseMemory()
-  return true
+  return entry.collection.doc.clientID
 }

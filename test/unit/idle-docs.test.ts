@@ -16,8 +16,8 @@ describe('IdleDocs: when an idle collection is dropped', () => {
   it('drops a collection once unused for its idle time, not before; a use postpones it', async () => {
     vi.useFakeTimers()
     const calls: string[] = []
-    const idle = new IdleDocs({ idleMs: 100, now: () => Date.now(), unload: async (name, stillIdle) => (calls.push(name), stillIdle()) })
-    idle.loaded('a')
+    const idle = new IdleDocs({ idleMs: 100, now: () => Date.now(), unload: async (name, stillIdle) => (calls.push(name), stillIdle() ? 1 : undefined) })
+    idle.loaded('a', { clientID: 1 })
     await vi.advanceTimersByTimeAsync(60)
     idle.used('a')
     await vi.advanceTimersByTimeAsync(99)
@@ -35,9 +35,9 @@ describe('IdleDocs: when an idle collection is dropped', () => {
     vi.useFakeTimers()
     const at: number[] = []
     let refuse = true
-    const idle = new IdleDocs({ idleMs: 100, now: () => Date.now(), unload: async () => (at.push(Date.now()), !refuse) })
+    const idle = new IdleDocs({ idleMs: 100, now: () => Date.now(), unload: async () => (at.push(Date.now()), refuse ? undefined : 1) })
     const t0 = Date.now()
-    idle.loaded('a')
+    idle.loaded('a', { clientID: 1 })
     await vi.advanceTimersByTimeAsync(100)
     expect(at).toEqual([t0 + 100]) // refused: stays loaded, looked at again an idle time later
     refuse = false
@@ -46,7 +46,7 @@ describe('IdleDocs: when an idle collection is dropped', () => {
     expect(idle.unloads).toBe(1)
     // Loaded again 50 ms after being dropped (within 10 idle times): kept 200 ms from now on.
     await vi.advanceTimersByTimeAsync(50)
-    idle.loaded('a')
+    idle.loaded('a', { clientID: 1 })
     await vi.advanceTimersByTimeAsync(199)
     expect(at).toHaveLength(2)
     await vi.advanceTimersByTimeAsync(1)
@@ -56,10 +56,10 @@ describe('IdleDocs: when an idle collection is dropped', () => {
   it('never drops anything with an idle time of 0, nor after stop', async () => {
     vi.useFakeTimers()
     const calls: string[] = []
-    const off = new IdleDocs({ idleMs: 0, unload: async (name) => (calls.push(name), true) })
-    off.loaded('a')
-    const stopped = new IdleDocs({ idleMs: 10, unload: async (name) => (calls.push(name), true) })
-    stopped.loaded('b')
+    const off = new IdleDocs({ idleMs: 0, unload: async (name) => (calls.push(name), 1) })
+    off.loaded('a', { clientID: 1 })
+    const stopped = new IdleDocs({ idleMs: 10, unload: async (name) => (calls.push(name), 1) })
+    stopped.loaded('b', { clientID: 1 })
     stopped.stop()
     await vi.advanceTimersByTimeAsync(10_000)
     expect(calls).toEqual([])
@@ -87,6 +87,7 @@ describe('a workspace drops an idle collection document (real LevelDB)', () => {
     await net.settle()
     expect(await b.get('notes', 'k199')).toEqual({ n: 199 })
 
+    const client = a.loadedDoc('notes')?.clientID
     await waitUnloaded(a, 'notes')
     expect(engineA.loadedDoc('notes')).toBeUndefined() // the sync engine let go of it too
     // Reads come from the index rows, without loading it again.
@@ -100,9 +101,10 @@ describe('a workspace drops an idle collection document (real LevelDB)', () => {
     await net.settle()
     await a.flush()
     expect(await a.get('notes', 'k7')).toEqual({ n: -7 })
-    // Dropped again, then a local write loads it once more.
+    // Dropped again, then a local write loads it once more, written as the same Yjs client (the state vector does not grow).
     await waitUnloaded(a, 'notes')
     await a.set('notes', 'k8', { n: -8 })
+    expect(a.loadedDoc('notes')?.clientID).toBe(client)
     expect(await a.get('notes', 'k8')).toEqual({ n: -8 })
     await net.settle()
     expect(await b.get('notes', 'k8')).toEqual({ n: -8 })
