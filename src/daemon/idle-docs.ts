@@ -184,6 +184,7 @@ export async function unloadIdle(holder: DocHolder, name: string, entry: LoadedD
   holder.store.forget(name, entry.log)
   entry.collection.doc.destroy()
   log(`collection ${name}: idle, its document was dropped from memory (${bytes} bytes stored)`)
-  if (bytes >= RELEASE_AFTER_BYTES) releaseMemory()
+  // From a task of its own: until this function returns, its stack still holds the document.
+  if (bytes >= RELEASE_AFTER_BYTES) setImmediate(releaseMemory)
   return entry.collection.doc.clientID
 }

@@ -137,6 +137,7 @@ describe('a workspace drops an idle collection document (real LevelDB)', () => {
       await Promise.all(Array.from({ length: 500 }, (_, j) => ws.set('large', `k${i + j}`, { big, n: i + j })))
     }
     await waitUnloaded(ws, 'large')
+    await waitUntil(async () => (released.length > 0 ? true : undefined), 10_000, 'a garbage collection asked for')
     expect(released).toHaveLength(1)
     expect(await ws.get('large', 'k2999')).toEqual({ big, n: 2999 })
     await ws.close()
