@@ -1,17 +1,14 @@
 #!/usr/bin/env node
 // Entry point of the kitsync CLI. The only place that calls process.exit.
 import { applyYoungGeneration } from '../dist/cli/young-generation.js'
-import { applyOldGeneration } from '../dist/cli/old-generation.js'
 
 // Everything the CLI (and a peer it runs) creates is private to its user: 0600 files, 0700
 // folders, LevelDB's tables included (they take no mode). Set here, for this process only: the
 // library never changes a host app's umask; there the 0700 home folder keeps others out.
 process.umask(0o077)
 
-// Before the CLI's modules load: keep V8's young generation small (see young-generation.ts),
-// and its old generation near what is live (see old-generation.ts).
+// Before the CLI's modules load: keep V8's young generation small (see young-generation.ts).
 applyYoungGeneration()
-applyOldGeneration()
 // A full garbage collection once the peer dropped a large idle document (see gc-release.ts).
 ;(await import('../dist/cli/gc-release.js')).enableMemoryRelease()
 

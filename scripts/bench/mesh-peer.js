@@ -24,12 +24,10 @@ const remoteKeys = (keys) => {
 async function startKitsync({ home, listen, bootstrap, relay = false, snapshotPolicy, control = false }) {
   const t0 = now()
   // The V8 settings `kitsync peer start` runs a peer with (bin/kitsync.js: the young generation
-  // kept small, see src/cli/young-generation.ts; the old generation near what is live,
-  // old-generation.ts; a collection after a large idle document is dropped, gc-release.ts),
-  // set before the peer's modules load, as there.
+  // kept small, see src/cli/young-generation.ts; a collection after a large idle document is
+  // dropped, gc-release.ts), set before the peer's modules load, as there.
   const { applyYoungGeneration } = await import('../../dist/cli/young-generation.js')
   applyYoungGeneration()
-  ;(await import('../../dist/cli/old-generation.js')).applyOldGeneration()
   ;(await import('../../dist/cli/gc-release.js')).enableMemoryRelease()
   const { Peer } = await import('../../dist/daemon/peer.js')
   const importMs = now() - t0
