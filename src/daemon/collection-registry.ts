@@ -450,10 +450,8 @@ export class CollectionRegistry {
       collection.onConflictRecorded((open) => this.hooks.conflictRecorded(name, collection, open))
     }
     const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
-    // The sync engine (a doc-loaded listener) subscribes to the document's updates first, so
-    // peers are sent an update before this device writes it to disk: the network round trip
-    // does not wait for the write-ahead file and LevelDB. A write is still confirmed to its
-    // caller only once it is durable here.
+    // The sync engine (a doc-loaded listener) subscribes to the document's updates first, so peers are sent an
+    // update before it is on disk here (no wait for the write-ahead file); its caller is answered once it is durable.
     this.hooks.docLoaded({ name, doc, ...(adopted === undefined ? {} : { adopted: true }) })
     const track = (write: Promise<void>): void => {
       entry.lastWrite = write
@@ -495,9 +493,7 @@ export class CollectionRegistry {
   /** Forget a collection's document if `entry` is loaded (dropped while idle, see unloadIdle): reads come from its rows again once checked (see forRead). */
   forgetDoc(name: string, entry: LoadedCollection): boolean {
     if (this.ready.get(name) !== entry) return false
-    this.loaded.delete(name)
-    this.ready.delete(name)
-    this.loadedOnce.delete(name)
+    for (const map of [this.loaded, this.ready, this.loadedOnce]) map.delete(name)
     return true
   }
 }
