@@ -9,6 +9,8 @@ process.umask(0o077)
 
 // Before the CLI's modules load: keep V8's young generation small (see young-generation.ts).
 applyYoungGeneration()
+// A full garbage collection once the peer dropped a large idle document (see gc-release.ts).
+;(await import('../dist/cli/gc-release.js')).enableMemoryRelease()
 
 await import('../dist/polyfill.js')
 const { runCli } = await import('../dist/cli/main.js')

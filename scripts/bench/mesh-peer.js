@@ -23,10 +23,12 @@ const remoteKeys = (keys) => {
 
 async function startKitsync({ home, listen, bootstrap, relay = false, snapshotPolicy, control = false }) {
   const t0 = now()
-  // The V8 setting `kitsync peer start` runs a peer with (bin/kitsync.js: the young generation
-  // kept small, see src/cli/young-generation.ts), set before the peer's modules load, as there.
+  // The V8 settings `kitsync peer start` runs a peer with (bin/kitsync.js: the young generation
+  // kept small, see src/cli/young-generation.ts; a collection after a large idle document is
+  // dropped, gc-release.ts), set before the peer's modules load, as there.
   const { applyYoungGeneration } = await import('../../dist/cli/young-generation.js')
   applyYoungGeneration()
+  ;(await import('../../dist/cli/gc-release.js')).enableMemoryRelease()
   const { Peer } = await import('../../dist/daemon/peer.js')
   const importMs = now() - t0
   const t1 = now()

@@ -62,6 +62,10 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
   track(name: string, doc: Y.Doc, adopted = false): void {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
+    // Dropped from memory while idle (the workspace loads it again on next use).
+    doc.on('destroy', () => {
+      if (this.docs.get(name) === doc) this.docs.delete(name)
+    })
     if (adopted && this.shares(name)) {
       this.changed.set(name, this.changed.get(name) ?? false)
       this.scheduleFlush()

@@ -16,6 +16,7 @@ import type { JsonValue } from '../core/json.js'
 import { readRow, readRows, storedBytes, type RecordRow } from '../store/record-rows.js'
 import { readableFromRows } from '../store/stored-check.js'
 import { adoptedRows, appendWithRows, applyStored, buildRows, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
+import { IdleDocs, unloadIdle } from './idle-docs.js'
 
 const log = debugLog('daemon:collections')
 /** The debug log, under another name: inside loadFromStore `log` is the collection's CollectionLog. */
@@ -68,6 +69,8 @@ export interface CollectionRegistryOptions {
   hooks: RegistryHooks
   /** What is derived from each app collection's records, in the batch of each update (see derived-rows.ts). */
   derivers?: readonly DerivedRows[]
+  /** Idle time after which an app collection's document is dropped from memory (see idle-docs.ts); 0: never. */
+  unloadIdleMs?: number | undefined
 }
 
 /**
@@ -76,7 +79,7 @@ export interface CollectionRegistryOptions {
  * the store.
  */
 export class CollectionRegistry {
-  private readonly store: DocStore
+  readonly store: DocStore
   private readonly clock: Hlc
   private readonly maxRecordBytes: number | undefined
   private readonly hooks: RegistryHooks
@@ -89,6 +92,7 @@ export class CollectionRegistry {
   private readonly loadedOnce = new Set<string>()
   /** Collections whose stored rows were found to reflect their whole log (see forRead). */
   private readonly rowsChecked = new Set<string>()
+  readonly idle: IdleDocs // drops idle documents
 
   constructor(options: CollectionRegistryOptions) {
     this.store = options.store
@@ -97,6 +101,7 @@ export class CollectionRegistry {
     this.hooks = options.hooks
     this.derivers = options.derivers ?? []
     for (const name of options.known) this.known.add(name)
+    this.idle = new IdleDocs({ idleMs: options.unloadIdleMs, unload: (name, stillIdle) => unloadIdle(this, name, this.ready.get(name), stillIdle) })
   }
 
   /** Names of all collections, including kitsync's internal ones and ones not loaded yet. */
@@ -166,7 +171,7 @@ export class CollectionRegistry {
   }
 
   /** The stored rows reflect the whole log (see readableFromRows), under the collection's read rules now. */
-  private async rowsReadable(name: string): Promise<boolean> {
+  async rowsReadable(name: string): Promise<boolean> {
     const checkpoint = await readableFromRows(this.store.db, this.store.files, name)
     if (checkpoint === undefined) return false
     const settings = await this.hooks.settingsOf(name)
@@ -188,6 +193,7 @@ export class CollectionRegistry {
 
   /** Load a collection once; concurrent callers share the same promise. */
   load(name: string): Promise<LoadedCollection> {
+    this.idle.used(name)
     let p = this.loaded.get(name)
     if (p === undefined) {
       this.loadedOnce.add(name)
@@ -341,6 +347,7 @@ export class CollectionRegistry {
 
   /** A clean stop folds each log into its snapshot, so the next start reads one value per collection. */
   async close(): Promise<void> {
+    this.idle.stop()
     for (const p of this.loads()) {
       const entry = await p.catch(() => undefined) // a collection that failed to load has nothing to fold
       // A compaction that fails at close leaves the log as it is: the next start reads it.
@@ -443,10 +450,8 @@ export class CollectionRegistry {
       collection.onConflictRecorded((open) => this.hooks.conflictRecorded(name, collection, open))
     }
     const entry: LoadedCollection = { collection, log, lastWrite: Promise.resolve() }
-    // The sync engine (a doc-loaded listener) subscribes to the document's updates first, so
-    // peers are sent an update before this device writes it to disk: the network round trip
-    // does not wait for the write-ahead file and LevelDB. A write is still confirmed to its
-    // caller only once it is durable here.
+    // The sync engine (a doc-loaded listener) subscribes to the document's updates first, so peers are sent an
+    // update before it is on disk here (no wait for the write-ahead file); its caller is answered once it is durable.
     this.hooks.docLoaded({ name, doc, ...(adopted === undefined ? {} : { adopted: true }) })
     const track = (write: Promise<void>): void => {
       entry.lastWrite = write
@@ -463,6 +468,7 @@ export class CollectionRegistry {
     if (collection.mixedLayout(reportMixed)) reportMixed()
     // The layout is known by the first update (its first content decides it): the metadata records it.
     appendWithRows(doc, collection, derivers, log, (update, ops) => {
+      this.idle.used(name)
       log.layout ??= collection.layout
       track(log.append(update, ops))
     })
@@ -480,6 +486,14 @@ export class CollectionRegistry {
       }
     }
     this.ready.set(name, entry)
+    if (!internal && derivers.length > 0) this.idle.loaded(name, doc)
     return entry
+  }
+
+  /** Forget a collection's document if `entry` is loaded (dropped while idle, see unloadIdle): reads come from its rows again once checked (see forRead). */
+  forgetDoc(name: string, entry: LoadedCollection): boolean {
+    if (this.ready.get(name) !== entry) return false
+    for (const map of [this.loaded, this.ready, this.loadedOnce]) map.delete(name)
+    return true
   }
 }

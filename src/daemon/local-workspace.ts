@@ -102,6 +102,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
       known: parts.known,
       maxRecordBytes: parts.maxRecordBytes,
       derivers: [...parts.derivers, this.historyDesk.deriver],
+      unloadIdleMs: parts.unloadIdleMs,
       hooks: {
         assertOpen: () => this.assertOpen(),
         settingsOf: (name) => this.settings.settingsOf(name),

@@ -21,6 +21,8 @@ export interface LocalWorkspaceOptions {
   compaction?: Partial<CompactionPolicy>
   /** Wall clock of the hybrid logical clock (tests: versions written in the past). */
   now?: () => number
+  /** Idle time after which an app collection's document is dropped from memory (daemon/idle-docs.ts; default 2 s, 0: never). */
+  unloadIdleMs?: number
 }
 
 /** Options of a workspace over a bare database (memory-level in unit tests). */
@@ -34,6 +36,8 @@ export interface DatabaseOptions {
   snapshotFiles?: SnapshotFiles
   /** Wall clock of the hybrid logical clock (tests). */
   now?: () => number
+  /** See LocalWorkspaceOptions.unloadIdleMs. */
+  unloadIdleMs?: number | undefined
 }
 
 /** Everything a LocalWorkspace is built from, read and checked before it is constructed. */
@@ -53,6 +57,7 @@ export interface LocalWorkspaceParts {
   now: (() => number) | undefined
   /** What is derived from each app collection's records in the batch of its updates (see derived-rows.ts). */
   derivers: DerivedRows[]
+  unloadIdleMs: number | undefined
 }
 
 /**
@@ -83,6 +88,7 @@ export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWo
       recover: entries,
       snapshotFiles: new SnapshotFiles(paths.snapshots),
       ...(options.now === undefined ? {} : { now: options.now }),
+      unloadIdleMs: options.unloadIdleMs,
     })
     return { ...parts, paths, keys: await WorkspaceKeys.load(paths.keys), selection: selectionSettings(config, paths.workspace) }
   } catch (err) {
@@ -113,6 +119,7 @@ export async function databaseParts(db: BinaryLevel, info: WorkspaceInfo, option
     socket: options.socket ?? '',
     now: options.now,
     derivers: [recordIndexRows],
+    unloadIdleMs: options.unloadIdleMs,
   }
 }
 

@@ -390,6 +390,11 @@ export class DocStore implements LogStore {
     this.logs.delete(name)
   }
 
+  /** A log that was flushed and stopped (its document dropped while idle) is not kept: it holds the document. */
+  forget(name: string, log: CollectionLog): void {
+    if (this.logs.get(name) === log) this.logs.delete(name)
+  }
+
   /**
    * The log of a collection this device has no metadata for, without reading the store: the
    * metadata goes in the same batch as a collection's first updates, so nothing else of it

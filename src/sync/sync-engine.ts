@@ -140,6 +140,10 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   track(name: string, doc: Y.Doc): void {
     if (this.docs.get(name) === doc) return
     this.docs.set(name, doc)
+    // Dropped from memory while idle (daemon/idle-docs.ts): the next use loads it again.
+    doc.on('destroy', () => {
+      if (this.docs.get(name) === doc) this.docs.delete(name)
+    })
     doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
       // A read started before this update does not hold it, and the device has no session yet to send it on.
       this.readAhead.changed(name)
