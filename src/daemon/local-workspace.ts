@@ -94,8 +94,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.peerState = { running: false, socket: parts.socket }
     this.clock = new Hlc(nodeTagOf(parts.info.deviceId), parts.now)
     this.historyDesk = new WorkspaceHistory({ store: parts.store, registry: () => this.registry, devices: () => this.devices(), write: this, now: parts.now })
-    // The registry and the settings need each other (a collection loads with its settings, and
-    // the settings live in a collection): each reaches the other through this facade.
+    // The registry and the settings need each other (a collection loads with its settings, kept in a collection): through this facade.
     this.registry = new CollectionRegistry({
       store: parts.store,
       clock: this.clock,
