@@ -412,8 +412,7 @@ export class SyncSession {
     this.owner.stats.session(this.peerId)
     this.awaiting = new Set(this.interest.sharedNames(frame.collections))
     const names = new Set(this.interest.sharedNames([...this.owner.host.collectionNames(), ...frame.collections]))
-    // Start reading the stored state of collections the peer does not have: it asks for each
-    // of them with an empty state vector once it has our hello.
+    // Read ahead the stored state of collections the peer lacks: it asks for each with an empty state vector.
     this.storedReads.start(
       [...names].filter((name) => !this.interest.peerNamed.has(name)),
       () => this.owner.takeReadAhead(this.peerId),
@@ -428,7 +427,8 @@ export class SyncSession {
     void this.rounds.settle(round)
     this.outbox.scheduleFlush()
     this.checkCaughtUp()
-    await this.units.start(names)
+    // Not awaited: the peer's catch-up answers do not wait for the units' digests.
+    this.units.start(names).catch((err: unknown) => this.close(toKitsyncError(err)))
   }
 
   /** Ask the peer for a collection: send our state vector (empty if we do not have it). */
