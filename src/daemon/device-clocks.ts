@@ -7,6 +7,8 @@ const log = debugLog('daemon:clocks')
 
 /** Connected devices' clocks are measured again this often (a clock drifts, NTP steps it). */
 export const CLOCK_REMEASURE_MS = 10 * 60_000
+/** After a probe failed, a device is probed again this much later (once), however often its session opens. */
+export const CLOCK_RETRY_MS = 5_000
 
 /**
  * The clocks of the connected devices against this one (net/clock-probe.ts): measured when a
@@ -15,6 +17,9 @@ export const CLOCK_REMEASURE_MS = 10 * 60_000
  */
 export class DeviceClocks {
   private readonly readings = new Map<string, ClockReading>()
+  /** Devices being probed, and when a probe of each last failed (see measure). */
+  private readonly probing = new Set<string>()
+  private readonly failures = new Map<string, number>()
   private mesh: Mesh | undefined
   private timer: NodeJS.Timeout | undefined
   private off: (() => void) | undefined
@@ -51,12 +56,26 @@ export class DeviceClocks {
 
   private async measure(peerId: string): Promise<void> {
     const mesh = this.mesh
-    if (mesh === undefined) return
+    // One probe at a time per device, and none for CLOCK_RETRY_MS after one failed: a device
+    // whose session keeps reopening without answering (an old version, a hostile member) is
+    // not probed at each opening.
+    const failed = this.failures.get(peerId)
+    if (mesh === undefined || this.probing.has(peerId) || (failed !== undefined && Date.now() - failed < CLOCK_RETRY_MS)) return
+    this.probing.add(peerId)
     try {
       this.readings.set(peerId, await probeClock(mesh.node, peerId))
+      this.failures.delete(peerId)
     } catch (err) {
+      this.failures.set(peerId, Date.now())
+      if (this.failures.size > 1000) this.failures.delete(this.failures.keys().next().value as string)
+      // Probed too early (its handler not up yet) or a passing fault: one more try if it stays connected.
+      setTimeout(() => {
+        if (this.mesh?.connectedPeers().includes(peerId) === true && !this.readings.has(peerId)) void this.measure(peerId)
+      }, CLOCK_RETRY_MS + 10).unref()
       // A device of an earlier version does not answer: its clock is not shown, doctor says so.
       log(`cannot measure the clock of ${peerId}`, err)
+    } finally {
+      this.probing.delete(peerId)
     }
   }
 

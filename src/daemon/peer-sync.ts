@@ -48,7 +48,7 @@ export class PeerSync implements RunningSync {
     engine.on('progress', (e) => workspace.emitEvent('sync:progress', e))
     // What a device holds is final when it goes offline: saved then, so a kill -9 while it is away
     // does not count its writes as pending again (the own writes are recounted at the next start).
-    engine.on('offline', () => void workspace.sync.persist())
+    engine.on('offline', () => void workspace.sync.persist(true))
     workspace.on('sync:conflict', (e) => {
       const others = [...new Set(e.versions.map((v) => v.device).filter((d) => d !== self))]
       engine.stats.conflict(e.collection, others)

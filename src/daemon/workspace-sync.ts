@@ -287,8 +287,12 @@ export class WorkspaceSync {
     await this.host.store.putLocal(LEDGER_RUNNING_KEY, null)
   }
 
-  /** Save the running peer's counters and pending ledger if they changed (periodically and on stop). */
-  persist(): Promise<void> {
+  /**
+   * Save the running peer's counters and pending ledger if they changed (periodically and on stop).
+   * `ledgerOnly`: the pending ledger alone (when a device goes offline: the counters wait for the
+   * periodic save, as a session that keeps reopening would otherwise write them at each end).
+   */
+  persist(ledgerOnly = false): Promise<void> {
     const ledger = this.running?.engine.ledger
     if (ledger !== undefined) {
       this.persisting = this.persisting
@@ -296,7 +300,7 @@ export class WorkspaceSync {
         .catch((err: unknown) => log('cannot save the pending ledger; the next exchange tells again', err))
     }
     const stats = this.running?.engine.stats
-    if (stats === undefined || !stats.dirty) return this.persisting
+    if (ledgerOnly || stats === undefined || !stats.dirty) return this.persisting
     stats.dirty = false
     const snapshot = stats.snapshot()
     this.persisting = this.persisting
