@@ -245,3 +245,38 @@ describe('units over sync sessions in memory', () => {
     expect(b.units.docs.get(C)).toBeUndefined()
   })
 })
+
+describe('a committed unit update reaches the peer whatever the moment it was committed', () => {
+  it('committed before the session is ready on either side: the catch-up brings it, with no other round', async () => {
+    const a = new UnitPeer('a')
+    const b = new UnitPeer('b')
+    a.collection(C)
+    b.collection(C)
+    const net = new MemoryNetwork(prng(17))
+    net.connect(a, b)
+    // Both hellos are in flight: neither session is ready, so no live update goes out.
+    const sessions = net.links.get('a|b') as { a: { isReady: boolean }; b: { isReady: boolean } }
+    expect([sessions.a.isReady, sessions.b.isReady]).toEqual([false, false])
+    a.units.edit(C, id(1), 'from a before ready')
+    b.units.edit(C, id(2), 'from b before ready')
+    await net.settle()
+    expect(b.units.docs.get(C)?.get(id(1))?.getText('text').toString()).toBe('from a before ready')
+    expect(a.units.docs.get(C)?.get(id(2))?.getText('text').toString()).toBe('from b before ready')
+  })
+
+  it('a collection created on both sides mid-session: its unit updates flow live', async () => {
+    const a = new UnitPeer('a')
+    const b = new UnitPeer('b')
+    a.collection('notes')
+    const net = new MemoryNetwork(prng(21))
+    net.connect(a, b)
+    await net.settle()
+    a.collection(C)
+    b.collection(C)
+    a.units.edit(C, id(1), 'made mid-session on a')
+    b.units.edit(C, id(2), 'made mid-session on b')
+    await net.settle()
+    expect(b.units.docs.get(C)?.get(id(1))?.getText('text').toString()).toBe('made mid-session on a')
+    expect(a.units.docs.get(C)?.get(id(2))?.getText('text').toString()).toBe('made mid-session on b')
+  })
+})
