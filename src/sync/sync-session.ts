@@ -283,7 +283,7 @@ export class SyncSession {
       // Before the hello nothing was exchanged yet; the hello takes the interest into account.
       if (!this.ready) return
       this.interest.forgetUnshared()
-      await this.requestNewlyShared()
+      await this.requestNewlyShared().then(() => this.units.reshared(this.interest.allShared(this.owner.host.collectionNames())))
       return
     }
     if (!this.ready) throw new KitsyncError('PROTOCOL_ERROR', 'sync frame before hello')

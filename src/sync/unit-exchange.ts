@@ -98,6 +98,18 @@ export class UnitExchange {
     }
   }
 
+  /**
+   * The peer's interest changed: a collection no longer exchanged counts as never started, and one
+   * exchanged now that was not (its units were neither listed nor sent meanwhile) runs its catch-up,
+   * sums sent even when none is held here (the peer may have some).
+   */
+  async reshared(collections: Iterable<string>): Promise<void> {
+    for (const collection of this.started) if (!this.session.shares(collection)) this.started.delete(collection)
+    const fresh = [...collections].filter((collection) => !this.started.has(collection))
+    for (const collection of fresh) this.sumsSent.delete(collection)
+    await this.start(fresh, true)
+  }
+
   /** Queue a committed (or relayed) update of a unit; sent merged at the end of the tick. */
   enqueue(collection: string, unit: string, update: Uint8Array): void {
     if (this.session.isClosed || !this.session.isReady) return // the catch-up at the hello covers it

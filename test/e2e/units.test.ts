@@ -27,9 +27,9 @@ const WAIT = 20_000
 const unitId = (i: number): string => `file${String(i).padStart(18, '0')}`
 
 /** Edit a unit's text on a device and commit it with its manifest record. */
-async function edit(peer: Peer, unit: string, text: string): Promise<void> {
+async function edit(peer: Peer, unit: string, text: string, collection = C): Promise<void> {
   const units = peer.workspace.units
-  const doc = await units.open(C, unit, () => new Y.Doc())
+  const doc = await units.open(collection, unit, () => new Y.Doc())
   const updates: Uint8Array[] = []
   const take = (u: Uint8Array): number => updates.push(u)
   doc.on('update', take)
@@ -40,17 +40,17 @@ async function edit(peer: Peer, unit: string, text: string): Promise<void> {
   })
   doc.off('update', take)
   await units.commit(
-    C,
+    collection,
     updates.map((update) => ({ unit, update })),
     [{ key: unit, fields: { path: `${unit}.txt`, kind: 'text' } }],
   )
 }
 
 /** The text of a unit as a device's store holds it (a fresh load, not the open document). */
-async function storedText(peer: Peer, unit: string): Promise<string> {
-  peer.workspace.units.close(C, unit)
-  const doc = await peer.workspace.units.open(C, unit, () => new Y.Doc())
-  peer.workspace.units.close(C, unit)
+async function storedText(peer: Peer, unit: string, collection = C): Promise<string> {
+  peer.workspace.units.close(collection, unit)
+  const doc = await peer.workspace.units.open(collection, unit, () => new Y.Doc())
+  peer.workspace.units.close(collection, unit)
   return doc.getText('text').toString()
 }
 
@@ -89,6 +89,52 @@ describe('units between two peers', () => {
     onB.transact(() => onBText.insert(onBText.length, 'and from b\n'), 'local-edit')
     await b.workspace.units.commit(C, [{ unit, update: updates[0] as Uint8Array }])
     await waitUntil(async () => ((await storedText(a, unit)) === 'hello from a\nand from b\n' ? true : undefined), WAIT, 'the edit of b in the store of a')
+  })
+
+  it('a collection both devices create mid-session (records first, at once): its first units reach the other side', async () => {
+    const { a, b } = await pair()
+    const D = '_folder.late'
+    // As `folder add` on each side at once: a commit of manifest records only creates the collection, then the first units.
+    await Promise.all(
+      [a, b].map(async (p, i) => {
+        await p.workspace.units.commit(D, [], [{ key: 'root', fields: { kind: 'folder', device: i } }])
+        await edit(p, unitId(1 + i), `first unit of ${'ab'[i]}\n`, D)
+      }),
+    )
+    await waitUntil(async () => ((await storedText(b, unitId(1), D)) === 'first unit of a\n' ? true : undefined), WAIT, 'the unit of a on b')
+    await waitUntil(async () => ((await storedText(a, unitId(2), D)) === 'first unit of b\n' ? true : undefined), WAIT, 'the unit of b on a')
+  })
+
+  it('units committed on both sides while a session starts reach the other side', async () => {
+    const { a, bHome, b } = await pair()
+    await edit(a, unitId(0), 'before\n')
+    await waitUntil(async () => ((await b.workspace.units.list(C)).length === 1 ? true : undefined), WAIT, 'the first unit on b')
+    await peers.stop(b)
+    // a commits one unit after another while b starts and its session opens, until that session is ready and a bit beyond.
+    let n = 0
+    const onA = (async () => {
+      let readyFor = 0
+      while (readyFor < 20) {
+        n++
+        await edit(a, unitId(1000 + n), `a ${n}\n`)
+        if (a.engine.sessions().some((s) => s.isReady)) readyFor++
+      }
+    })()
+    const b2 = await peers.start(bHome)
+    // As the folder engine at start: b commits at once, before its sessions are ready.
+    const onB: string[] = []
+    for (let i = 0; i < 20; i++) {
+      onB.push(unitId(2000 + i))
+      await edit(b2, unitId(2000 + i), `b ${i}\n`)
+    }
+    await onA
+    const fromA = Array.from({ length: n }, (_, i) => unitId(1001 + i))
+    const has = async (p: Peer, want: string[]): Promise<true | undefined> => {
+      const held = new Set(await p.workspace.units.list(C))
+      return want.every((u) => held.has(u)) ? true : undefined
+    }
+    await waitUntil(() => has(b2, fromA), WAIT, `the ${n} units of a on b`)
+    await waitUntil(() => has(a, onB), WAIT, 'the 20 units of b on a')
   })
 
   it('after being offline, a device asks for exactly the units that changed', async () => {
