@@ -19,6 +19,7 @@ import type { FolderContext } from '../folder/incoming.js'
 import { isCaseInsensitive, resolvePeerPath } from '../folder/safe-path.js'
 import { FolderTrash } from '../folder/trash.js'
 import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
+import { applyBatched } from './folder-batch.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
 
@@ -244,7 +245,10 @@ export class FolderEngine {
 
   /** The absolute path of a folder path, checked as a peer's would be. */
   async abs(path: string): Promise<string | undefined> {
+    const known = this.ctx.resolved?.get(path)
+    if (known !== undefined) return known
     const r = await resolvePeerPath(this.root, path, { caseInsensitive: this.ctx.caseInsensitive === true, allowFinalSymlink: false })
+    if (r.ok) this.ctx.resolved?.set(path, r.abs)
     if (r.ok) return r.abs
     log(`${this.name}: path ${JSON.stringify(path)} refused (${r.reason})`)
     return undefined
@@ -421,11 +425,10 @@ export class FolderEngine {
     for (const path of this.ledger.paths())
       if (!disk.has(path) && view.at(path) !== undefined) changes.push({ kind: 'removed', path, previous: this.ledger.captured(path) as FileState })
     await this.local(changes.filter((c) => c.kind === 'removed'))
-    for (const e of this.entries.values()) {
-      if (e.deleted !== undefined || e.from !== undefined) continue
-      if (this.handled.get(e.fileId) === e.hash && (e.kind === 'dir' || disk.has(e.path))) continue
-      await this.remote.apply(e.fileId, undefined)
-    }
+    const missing = [...this.entries.values()].filter(
+      (e) => e.deleted === undefined && e.from === undefined && !(this.handled.get(e.fileId) === e.hash && (e.kind === 'dir' || disk.has(e.path))),
+    )
+    await applyBatched(this.ctx, missing, (id) => this.remote.apply(id, undefined))
   }
 
   /** Per file: synced, local changes, incoming, conflict, local only, excluded. */
