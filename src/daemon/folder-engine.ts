@@ -75,6 +75,8 @@ export class FolderEngine {
   readonly ctx: FolderContext
   private readonly remote: FolderRemote
   private readonly docs = new Map<string, Y.Doc>()
+  /** Units peers updated, not brought to disk yet: one queued job writes them together. */
+  private readonly pendingUnits = new Set<string>()
   /** Peers' updates of units not open here, until they are (see doc). */
   private readonly received = new Map<string, Uint8Array[]>()
   private queue: Promise<void> = Promise.resolve()
@@ -135,7 +137,8 @@ export class FolderEngine {
         if (open !== undefined) Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
         else this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
         this.incoming.add(u.unit)
-        void this.enqueue('unit', () => this.remote.text(u.unit))
+        if (this.pendingUnits.size === 0) void this.enqueue('unit', () => this.unitsChanged())
+        this.pendingUnits.add(u.unit)
       }),
       this.host.units.on('blob:stored', (b) => {
         for (const e of this.entries.values())
@@ -212,6 +215,15 @@ export class FolderEngine {
     const run = this.saving.then(() => writeFolderState(this.root, this.ledger.paths(), this.ledger, this.handled))
     this.saving = run.catch((err: unknown) => log(`${this.name}: state not saved`, err))
     return run
+  }
+
+  /** Text files whose units peers updated, brought to disk in batches (a first sync streams thousands). */
+  private async unitsChanged(): Promise<void> {
+    const ids = [...this.pendingUnits]
+    this.pendingUnits.clear()
+    const known = ids.flatMap((id) => this.entries.get(id) ?? [])
+    await applyBatched(this.ctx, known, (id) => this.remote.text(id))
+    for (const id of ids) if (!this.entries.has(id)) await this.remote.text(id) // logs it, ends its 'incoming'
   }
 
   /** The manifest as stored (peers' changes that arrived while this folder was not running included). */
