@@ -19,6 +19,7 @@ import { applyTextChange } from './folder-text.js'
 
 export const TEXT_NAME = 'text'
 export const CAPTURES_NAME = 'captures'
+const TEXT_DOC_GUID = 'kitsync-text-file'
 
 interface Capture {
   t: string
@@ -31,7 +32,9 @@ function keepDeletedText(item: Y.Item): boolean {
 }
 
 export function newTextFileDoc(): Y.Doc {
-  const doc = new Y.Doc({ gcFilter: keepDeletedText })
+  // A fixed guid: Yjs only uses it for subdocuments (none here), and a random one costs ~30
+  // getRandomValues calls per document (a tenth of a folder's first sync of 1,000 files).
+  const doc = new Y.Doc({ gcFilter: keepDeletedText, guid: TEXT_DOC_GUID })
   // Defined before any stored or received update is applied: until `getText` is called, Yjs
   // holds the root as a plain AbstractType, keepDeletedText does not recognise its items, and
   // deleting text in a document loaded from updates collected it (a rebase from a base taken
@@ -78,7 +81,7 @@ function forkAt(doc: Y.Doc, snapshot: Y.Snapshot): Y.Doc {
   const gc = doc.gc
   doc.gc = false
   try {
-    return Y.createDocFromSnapshot(doc, snapshot)
+    return Y.createDocFromSnapshot(doc, snapshot, new Y.Doc({ guid: doc.guid }))
   } finally {
     doc.gc = gc
   }

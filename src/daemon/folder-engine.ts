@@ -19,6 +19,7 @@ import type { FolderContext } from '../folder/incoming.js'
 import { isCaseInsensitive, resolvePeerPath } from '../folder/safe-path.js'
 import { FolderTrash } from '../folder/trash.js'
 import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
+import { applyBatched } from './folder-batch.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
 
@@ -74,6 +75,8 @@ export class FolderEngine {
   readonly ctx: FolderContext
   private readonly remote: FolderRemote
   private readonly docs = new Map<string, Y.Doc>()
+  /** Units peers updated, not brought to disk yet: one queued job writes them together. */
+  private readonly pendingUnits = new Set<string>()
   /** Peers' updates of units not open here, until they are (see doc). */
   private readonly received = new Map<string, Uint8Array[]>()
   private queue: Promise<void> = Promise.resolve()
@@ -134,7 +137,8 @@ export class FolderEngine {
         if (open !== undefined) Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
         else this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
         this.incoming.add(u.unit)
-        void this.enqueue('unit', () => this.remote.text(u.unit))
+        if (this.pendingUnits.size === 0) void this.enqueue('unit', () => this.unitsChanged())
+        this.pendingUnits.add(u.unit)
       }),
       this.host.units.on('blob:stored', (b) => {
         for (const e of this.entries.values())
@@ -213,6 +217,15 @@ export class FolderEngine {
     return run
   }
 
+  /** Text files whose units peers updated, brought to disk in batches (a first sync streams thousands). */
+  private async unitsChanged(): Promise<void> {
+    const ids = [...this.pendingUnits]
+    this.pendingUnits.clear()
+    const known = ids.flatMap((id) => this.entries.get(id) ?? [])
+    await applyBatched(this.ctx, known, (id) => this.remote.text(id))
+    for (const id of ids) if (!this.entries.has(id)) await this.remote.text(id) // logs it, ends its 'incoming'
+  }
+
   /** The manifest as stored (peers' changes that arrived while this folder was not running included). */
   private async reloadEntries(): Promise<void> {
     this.entries.clear()
@@ -244,7 +257,10 @@ export class FolderEngine {
 
   /** The absolute path of a folder path, checked as a peer's would be. */
   async abs(path: string): Promise<string | undefined> {
+    const known = this.ctx.resolved?.get(path)
+    if (known !== undefined) return known
     const r = await resolvePeerPath(this.root, path, { caseInsensitive: this.ctx.caseInsensitive === true, allowFinalSymlink: false })
+    if (r.ok) this.ctx.resolved?.set(path, r.abs)
     if (r.ok) return r.abs
     log(`${this.name}: path ${JSON.stringify(path)} refused (${r.reason})`)
     return undefined
@@ -421,11 +437,10 @@ export class FolderEngine {
     for (const path of this.ledger.paths())
       if (!disk.has(path) && view.at(path) !== undefined) changes.push({ kind: 'removed', path, previous: this.ledger.captured(path) as FileState })
     await this.local(changes.filter((c) => c.kind === 'removed'))
-    for (const e of this.entries.values()) {
-      if (e.deleted !== undefined || e.from !== undefined) continue
-      if (this.handled.get(e.fileId) === e.hash && (e.kind === 'dir' || disk.has(e.path))) continue
-      await this.remote.apply(e.fileId, undefined)
-    }
+    const missing = [...this.entries.values()].filter(
+      (e) => e.deleted === undefined && e.from === undefined && !(this.handled.get(e.fileId) === e.hash && (e.kind === 'dir' || disk.has(e.path))),
+    )
+    await applyBatched(this.ctx, missing, (id) => this.remote.apply(id, undefined))
   }
 
   /** Per file: synced, local changes, incoming, conflict, local only, excluded. */

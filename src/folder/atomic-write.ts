@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto'
 import { lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { debugLog } from '../core/debug-log.js'
-import { readDiskEntry, sameContent, type DiskEntry, type FileState } from './file-state.js'
+import { decodeText } from '../core/folder-text.js'
+import { syncDir, type DirSyncBatch } from './dir-sync.js'
+import { readDiskEntry, sameContent, sha256, type DiskEntry, type FileState } from './file-state.js'
 import type { FolderTrash, TrashEntry } from './trash.js'
 
 const log = debugLog('folder:write')
@@ -18,7 +20,10 @@ const log = debugLog('folder:write')
  *   3. the check of 1 again, just before the switch (a save can land during 2);
  *   4. the old file is hard-linked into the trash (when a trash is given), then the temp file is
  *      renamed over it (atomic: a reader or a crash sees the old file or the new one), and the
- *      directory is fsynced so the rename survives a power cut.
+ *      directory is fsynced so the rename survives a power cut (with `dirSyncs`, once per
+ *      directory at the batch's flush instead: the caller flushes before counting it done).
+ * The state returned is the renamed file's lstat with the hash of `data` (not read back) when
+ * the file there is still the inode written, unmodified since; else it is read again.
  * A crash leaves at most a temp file, which `removeTempFiles` clears at start.
  */
 
@@ -34,6 +39,8 @@ export interface AtomicWriteOptions {
   executable: boolean
   /** Keeps the replaced file; `path` is its folder path. */
   trash?: { trash: FolderTrash; path: string }
+  /** Defer the directory fsyncs to this batch's flush. */
+  dirSyncs?: DirSyncBatch
 }
 
 const TEMP_MARK = '.kitsync-tmp-'
@@ -51,7 +58,9 @@ export async function writeFileAtomic(abs: string, data: Uint8Array, options: At
   let current = await readDiskEntry(abs, READ_ALL, expected === 'absent' ? undefined : expected)
   if (!matches(expected, current)) return { status: 'changed-under-us', current }
   const dir = dirname(abs)
-  await mkdir(dir, { recursive: true })
+  const made = await mkdir(dir, { recursive: true })
+  // Each directory made here is an entry in its parent: synced too, or a power cut can lose the file with it.
+  if (made !== undefined) for (let d = dir; d !== dirname(made) && d !== dirname(d);) await syncOrDefer((d = dirname(d)), options.dirSyncs)
   const temp = join(dir, `.${basename(abs)}${TEMP_MARK}${randomBytes(6).toString('hex')}`)
   // A new file gets the umask's mode; a replaced one keeps its own, with the executable bit
   // (where it is readable) as the peer says.
@@ -62,6 +71,7 @@ export async function writeFileAtomic(abs: string, data: Uint8Array, options: At
     await fh.writeFile(data)
     if (oldMode !== undefined) await fh.chmod(options.executable ? oldMode | ((oldMode & 0o444) >> 2) : oldMode & ~0o111)
     await fh.sync()
+    const written = await fh.stat()
     await fh.close()
     current = await readDiskEntry(abs, READ_ALL, expected === 'absent' ? undefined : expected)
     if (!matches(expected, current)) return { status: 'changed-under-us', current }
@@ -69,8 +79,8 @@ export async function writeFileAtomic(abs: string, data: Uint8Array, options: At
     if (options.trash !== undefined && current.kind === 'file') trashed = await options.trash.trash.keep(options.trash.path, abs, 'overwritten')
     await rename(temp, abs)
     renamed = true
-    await syncDir(dir)
-    const state = await readDiskEntry(abs, READ_ALL)
+    await syncOrDefer(dir, options.dirSyncs)
+    const state = await writtenState(abs, data, written)
     if (state.kind !== 'file') return { status: 'changed-under-us', current: state }
     return trashed === undefined ? { status: 'written', state } : { status: 'written', state, trashed }
   } finally {
@@ -105,11 +115,28 @@ export async function removeTempFiles(dir: string): Promise<number> {
   return removed
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
+async function syncOrDefer(dir: string, batch: DirSyncBatch | undefined): Promise<void> {
+  if (batch === undefined) await syncDir(dir)
+  else batch.add(dir)
+}
+
+/**
+ * The state of the file just renamed into place: its lstat and the hash of what was written
+ * (computed once, not read back) when it is the inode written with its size and mtime as they
+ * were before the rename; anything else (a save landed since) is read and hashed.
+ */
+async function writtenState(abs: string, data: Uint8Array, written: { ino: number; size: number; mtimeMs: number }): Promise<DiskEntry> {
+  const st = await lstat(abs).catch(() => undefined)
+  if (st === undefined || !st.isFile() || st.ino !== written.ino || st.size !== written.size || st.mtimeMs !== written.mtimeMs || st.size !== data.byteLength)
+    return readDiskEntry(abs, READ_ALL)
+  return {
+    kind: 'file',
+    size: st.size,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
+    ino: st.ino,
+    executable: (st.mode & 0o111) !== 0,
+    hash: sha256(data),
+    binary: decodeText(data) === undefined,
   }
 }

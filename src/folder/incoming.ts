@@ -6,6 +6,7 @@ import { unsafePath } from '../core/folder-paths.js'
 import { captureText, currentBase, fileText, mergeRemoteUpdate, settleMerge, textAt, type RemoteMerge } from '../core/folder-text-doc.js'
 import { decodeText } from '../core/folder-text.js'
 import { writeFileAtomic, type Expected, type WriteResult } from './atomic-write.js'
+import type { DirSyncBatch } from './dir-sync.js'
 import { readDiskEntry, sha256, type FileState } from './file-state.js'
 import { resolvePeerPath } from './safe-path.js'
 import type { FolderTrash } from './trash.js'
@@ -36,6 +37,13 @@ export interface FolderContext {
   states: CapturedStates
   trash?: FolderTrash
   caseInsensitive?: boolean
+  /** While set (a batch of writes in progress), directory fsyncs wait for its flush (dir-sync.ts). */
+  dirSyncs?: DirSyncBatch
+  /**
+   * While set (a batch of writes in progress, run in the folder's queue), paths already checked in
+   * the batch, to their absolute path: checked once per file, not once per step.
+   */
+  resolved?: Map<string, string>
 }
 
 const encoder = new TextEncoder()
@@ -43,8 +51,11 @@ const encoder = new TextEncoder()
 const MAX_ATTEMPTS = 5
 
 async function safeAbs(ctx: FolderContext, path: string): Promise<string> {
+  const known = ctx.resolved?.get(path)
+  if (known !== undefined) return known
   const r = await resolvePeerPath(ctx.root, path, { caseInsensitive: ctx.caseInsensitive === true, allowFinalSymlink: false })
   if (!r.ok) throw unsafePath(path, r.reason)
+  ctx.resolved?.set(path, r.abs)
   return r.abs
 }
 
@@ -68,7 +79,8 @@ async function heldWrite(
   const expected = expectedOf(ctx, path)
   const trash = options.useTrash && ctx.trash !== undefined ? { trash: { trash: ctx.trash, path } } : {}
   return ctx.states.hold(path, async (): Promise<HeldWrite> => {
-    const w = await writeFileAtomic(abs, data, { expected, executable: options.executable, ...trash })
+    const dirSyncs = ctx.dirSyncs === undefined ? {} : { dirSyncs: ctx.dirSyncs }
+    const w = await writeFileAtomic(abs, data, { expected, executable: options.executable, ...trash, ...dirSyncs })
     if (w.status !== 'written') return { ...w, state: expected === 'absent' ? undefined : expected }
     return options.base === undefined ? w : { ...w, base: options.base }
   })

@@ -1,0 +1,49 @@
+import { caseKey } from '../core/folder-paths.js'
+import type { StampedEntry } from '../core/folder-manifest.js'
+import { DirSyncBatch } from '../folder/dir-sync.js'
+import type { FolderContext } from '../folder/incoming.js'
+
+/** Files brought to disk together: their writes overlap, and each directory is fsynced once per batch. */
+export const WRITE_BATCH = 64
+
+/**
+ * Bring many manifest entries to disk at once (a folder placed on a device, a start after files
+ * arrived): text files and directories WRITE_BATCH at a time, concurrently, with the directory
+ * fsyncs of a batch deferred to its end (one per directory instead of one per file); binaries
+ * (which may keep a conflict copy and share it) one at a time after. Within a batch each path is
+ * checked (safe-path.ts) once, not at every step of its write. Two entries whose paths are
+ * the same (or differ only by case) never run in one batch. Each file's write keeps its checks
+ * (atomic-write.ts): fsynced content, the changed-under-us check, an atomic rename. Runs inside
+ * the engine's queue, so no other job of the folder runs meanwhile.
+ */
+export async function applyBatched(ctx: FolderContext, entries: readonly StampedEntry[], apply: (fileId: string) => Promise<void>): Promise<void> {
+  const serial: StampedEntry[] = []
+  let batch: StampedEntry[] = []
+  let keys = new Set<string>()
+  const run = async (): Promise<void> => {
+    const dirSyncs = new DirSyncBatch()
+    ctx.dirSyncs = dirSyncs
+    ctx.resolved = new Map()
+    // Every write of the batch ends (settled) before its directories are fsynced.
+    const results = await Promise.allSettled(batch.map((e) => apply(e.fileId)))
+    ctx.dirSyncs = undefined
+    ctx.resolved = undefined
+    await dirSyncs.flush()
+    const failed = results.find((r) => r.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
+    batch = []
+    keys = new Set()
+  }
+  for (const e of entries) {
+    if (e.kind === 'binary') {
+      serial.push(e)
+      continue
+    }
+    const key = caseKey(e.path)
+    if (keys.has(key) || batch.length >= WRITE_BATCH) await run()
+    keys.add(key)
+    batch.push(e)
+  }
+  if (batch.length > 0) await run()
+  for (const e of serial) await apply(e.fileId)
+}
