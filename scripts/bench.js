@@ -22,6 +22,7 @@ const SECTIONS = [
   () => import('./bench/history.js'),
   () => import('./bench/layout.js'),
   () => import('./bench/storage.js'),
+  () => import('./bench/folders.js'),
   () => import('./bench/units.js'),
 ]
 
