@@ -185,6 +185,10 @@ export class FolderRemote {
         const fields: Record<string, JsonValue> = now?.hash === undefined ? {} : { size: now.size, hash: now.hash }
         await this.engine.commit([{ unit: fileId, update: Y.encodeStateAsUpdate(doc, sv) }], [{ op: 'update', fileId, fields }])
       }
+      // Both devices of the conflict write the same copy (same name and content): each shares
+      // it, and the two records are settled as one file (resolvePathClaims). Unshared, it was
+      // in no manifest: on disk, never synced, missing from status.
+      if (out.backup !== undefined && out.merge.kind === 'conflict') await this.shareCopy(out.backup)
     } finally {
       this.engine.incoming.delete(fileId)
     }
@@ -252,7 +256,7 @@ export class FolderRemote {
     return true
   }
 
-  /** A conflict copy that only this device wrote is shared like a file the user made. */
+  /** A conflict copy this device wrote is shared like a file the user made. */
   private async shareCopy(path: string): Promise<void> {
     const state = this.engine.ledger.captured(path)
     if (state !== undefined) await this.engine.local([{ kind: 'added', path, state }])

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import type { Stats } from 'node:fs'
 import { lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { debugLog } from '../core/debug-log.js'
@@ -22,8 +23,10 @@ const log = debugLog('folder:write')
  *      renamed over it (atomic: a reader or a crash sees the old file or the new one), and the
  *      directory is fsynced so the rename survives a power cut (with `dirSyncs`, once per
  *      directory at the batch's flush instead: the caller flushes before counting it done).
- * The state returned is the renamed file's lstat with the hash of `data` (not read back) when
- * the file there is still the inode written, unmodified since; else it is read again.
+ * The state returned is always that of what was written (the hash of `data`, not read back), with
+ * the renamed file's lstat when it is still the inode written, unmodified since, else the temp
+ * file's: a save that lands right after the rename is not what was written, and must not be
+ * taken for it (it would count as captured and never sync); the watcher sees it against this state.
  * A crash leaves at most a temp file, which `removeTempFiles` clears at start.
  */
 
@@ -81,7 +84,6 @@ export async function writeFileAtomic(abs: string, data: Uint8Array, options: At
     renamed = true
     await syncOrDefer(dir, options.dirSyncs)
     const state = await writtenState(abs, data, written)
-    if (state.kind !== 'file') return { status: 'changed-under-us', current: state }
     return trashed === undefined ? { status: 'written', state } : { status: 'written', state, trashed }
   } finally {
     await fh.close().catch(() => undefined) // already closed on the normal path: closing twice is harmless
@@ -121,21 +123,22 @@ async function syncOrDefer(dir: string, batch: DirSyncBatch | undefined): Promis
 }
 
 /**
- * The state of the file just renamed into place: its lstat and the hash of what was written
- * (computed once, not read back) when it is the inode written with its size and mtime as they
- * were before the rename; anything else (a save landed since) is read and hashed.
+ * The state of what was just renamed into place: the hash of `data` (computed once, not read
+ * back), with the lstat of the file there when it is the inode written with its size and mtime
+ * as they were before the rename, else the temp file's own (a save landed since, or the file
+ * went: the watcher then reports that against this state, as the user's change).
  */
-async function writtenState(abs: string, data: Uint8Array, written: { ino: number; size: number; mtimeMs: number }): Promise<DiskEntry> {
+async function writtenState(abs: string, data: Uint8Array, written: Stats): Promise<FileState> {
   const st = await lstat(abs).catch(() => undefined)
-  if (st === undefined || !st.isFile() || st.ino !== written.ino || st.size !== written.size || st.mtimeMs !== written.mtimeMs || st.size !== data.byteLength)
-    return readDiskEntry(abs, READ_ALL)
+  const same = st !== undefined && st.isFile() && st.ino === written.ino && st.size === written.size && st.mtimeMs === written.mtimeMs
+  const at = same ? st : written
   return {
     kind: 'file',
-    size: st.size,
-    mtimeMs: st.mtimeMs,
-    ctimeMs: st.ctimeMs,
-    ino: st.ino,
-    executable: (st.mode & 0o111) !== 0,
+    size: data.byteLength,
+    mtimeMs: at.mtimeMs,
+    ctimeMs: at.ctimeMs,
+    ino: at.ino,
+    executable: (at.mode & 0o111) !== 0,
     hash: sha256(data),
     binary: decodeText(data) === undefined,
   }
