@@ -24,6 +24,11 @@ export interface FolderServiceOptions {
   /** The home folder: a folder cannot be placed in it, nor it in a folder. */
   home?: string
   settleMs?: number
+  /**
+   * Run after a folder is placed. The peer runs a sync round: units of a collection created
+   * while a session was open were not exchanged on it until then (seen with two CLI peers).
+   */
+  afterAdd?: () => Promise<void>
 }
 
 function definitionOf(value: JsonValue | undefined): FolderDefinition | undefined {
@@ -117,6 +122,7 @@ export class FolderService {
       await this.savePlacements(placements)
       this.failed.delete(options.name)
       await this.startEngine(options.name, root)
+      await this.options.afterAdd?.().catch((err: unknown) => log(`folder ${options.name}: the sync round after placing it failed`, err))
       return this.item(options.name, root)
     })
   }
