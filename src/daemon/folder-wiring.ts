@@ -1,10 +1,13 @@
 import { join } from 'node:path'
+import { debugLog } from '../core/debug-log.js'
 import type { HomePaths } from '../store/home.js'
 import { LOCAL_ORIGIN } from './collection-registry.js'
 import type { ControlServer } from './control-server.js'
 import type { FolderHost } from './folder-host.js'
 import { FolderService } from './folder-service.js'
 import type { LocalWorkspace } from './local-workspace.js'
+
+const log = debugLog('folder:wiring')
 
 /**
  * The folder engine's host over the peer's workspace: its units, its clock, and the records of
@@ -34,9 +37,14 @@ export async function startFolders(workspace: LocalWorkspace, paths: HomePaths, 
   const service = new FolderService(await workspaceFolderHost(workspace), {
     file: join(paths.home, 'folders.json'),
     home: paths.home,
+    afterAdd: async () => void (await workspace.syncNow({ timeoutMs: 5_000 })),
   })
   workspace.onClose(() => service.stop())
   await service.start()
+  // What the start-up reconcile committed may miss the sessions' catch-up (a unit update queued
+  // before a session is ready is left to that catch-up, which may have read the units before):
+  // one more round covers it.
+  void workspace.syncNow({ timeoutMs: 5_000 }).catch((err: unknown) => log('the sync round after starting the folders failed', err))
   control?.setFolders(service)
   return service
 }
