@@ -2,7 +2,8 @@
 // RECORDS records, B joins, 300 changes on A seen on B, B restarts and catches up 10 missed
 // changes), then each peer's memory once a second for WATCH_S seconds: whether the document is
 // loaded, the idle tracker, V8's heap and resident MB by mapping (memState in storage-peer.js).
-// SKIP_CHANGES=1 stops after the join; SNAP=PREFIX writes a heap snapshot of each at the end.
+// SKIP_CHANGES=1 stops after the join; SNAP=PREFIX writes a heap snapshot of each at the end
+// (and of B at SNAP_AT seconds).
 //   RECORDS=100000 WATCH_S=12 node scripts/peer-memory-probe.js
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -66,6 +67,8 @@ try {
   for (let s = 0; s < Number(process.env.WATCH_S ?? 12); s++) {
     await sleep(1000)
     await state(`t+${s + 1}s`, { a, b })
+    if (process.env.SNAP && Number(process.env.SNAP_AT) === s + 1)
+      console.log(await b.request('heapSnapshot', { path: `${process.env.SNAP}-B-t${s + 1}.heapsnapshot` }, LONG))
   }
   if (process.env.SNAP) {
     console.log(await a.request('heapSnapshot', { path: process.env.SNAP + '-A.heapsnapshot' }, LONG))
