@@ -40,7 +40,7 @@ export class ControlServer {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
   private peer: PeerControl | undefined
-  private folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove'> | undefined
+  private folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore'> | undefined
 
   private constructor(
     private readonly workspace: Workspace,
@@ -79,12 +79,12 @@ export class ControlServer {
     this.peer = peer
   }
 
-  /** Serve the shared folders' methods (folderAdd, folderList, folderStatus, folderRemove). */
-  setFolders(folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove'>): void {
+  /** Serve the shared folders' methods (folderAdd, folderList, folderStatus, folderRemove, folderHistory, folderRestore). */
+  setFolders(folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore'>): void {
     this.folders = folders
   }
 
-  private requireFolders(): Pick<FolderService, 'add' | 'list' | 'status' | 'remove'> {
+  private requireFolders(): Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore'> {
     if (this.folders === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'shared folders run in the peer: start it with kitsync peer start')
     return this.folders
   }
@@ -353,6 +353,12 @@ export class ControlServer {
         return this.requireFolders().status(optionalString(p, 'name'))
       case 'folderRemove':
         return this.requireFolders().remove(requireString(p, 'name'))
+      case 'folderHistory':
+        return this.requireFolders().history(requireString(p, 'name'), requireString(p, 'path'))
+      case 'folderRestore': {
+        const { target } = historyParams({ ...p, collection: '' })
+        return this.requireFolders().restore(requireString(p, 'name'), requireString(p, 'path'), target)
+      }
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }

@@ -60,6 +60,8 @@ export const CONTROL_METHODS = [
   'folderList',
   'folderStatus',
   'folderRemove',
+  'folderHistory',
+  'folderRestore',
 ] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 
