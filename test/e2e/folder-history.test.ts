@@ -115,4 +115,33 @@ describe('file history and restore between two peers on loopback', () => {
     expect(refused.code).toBe(2)
     expect(refused.stderr).toMatch(/INVALID_ARGUMENT/)
   })
+
+  it('a device that joins after the edits gets the versions by history sync, and restores one whose text only A kept', async () => {
+    const ha = await makeHome()
+    await peer(ha, PEER_ARGS)
+    const da = join(await makeTempDir('ks-fha-'), 'sim')
+    await kitsyncOk(ha, ['folder', 'add', da, '--name', 'sim', '--json'])
+    const texts = ['a: 1\n', 'a: 2\n', 'a: 3\n']
+    for (const [i, t] of texts.entries()) {
+      await writeFile(join(da, 'c.yaml'), t)
+      await historyOf(ha, 'c.yaml', i + 1, `version ${i + 1} captured on A`)
+    }
+    const hb = await makeHome()
+    await kitsyncOk(hb, ['join', await invite(ha), '--name', 'b', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns'])
+    await peer(hb, PEER_ARGS)
+    await waitUntil(
+      async () => ((await kitsyncJson<{ name: string }[]>(hb, ['folder', 'list', '--json'])).some((f) => f.name === 'sim') ? true : undefined),
+      WAIT,
+      'the folder on B',
+    )
+    const db = join(await makeTempDir('ks-fhb-'), 'sim')
+    await kitsyncOk(hb, ['folder', 'add', db, '--name', 'sim', '--json'])
+    await waitFor(join(db, 'c.yaml'), texts[2], 'the file on B')
+    const h = await historyOf(hb, 'c.yaml', 3, 'the three versions on B, from A')
+    expect(h.versions.map((v) => v.hash)).toEqual([sha(texts[2] as string), sha(texts[1] as string), sha(texts[0] as string)])
+    const r = await kitsyncJson<FileRestoreResult>(hb, ['folder', 'restore', 'sim', 'c.yaml', '--version', (h.versions[2] as { id: string }).id, '--json'])
+    expect(r.restored.hash).toBe(sha(texts[0] as string))
+    expect(await contentOf(join(db, 'c.yaml'))).toBe(texts[0])
+    await waitFor(join(da, 'c.yaml'), texts[0], 'the restored version on A')
+  })
 })
