@@ -80,7 +80,9 @@ export async function restoreFile(
     }
   })
   if (failure !== undefined) throw failure
-  return out as FileRestoreResult
+  // The folder stopped (removed here, or the peer stopping) before the job ran.
+  if (out === undefined) throw new KitsyncError('ABORTED', `folder ${engine.name} stopped before the restore ran; nothing was written`)
+  return out
 }
 
 async function restoreNow(engine: FolderEngine, path: string, target: { version?: string; at?: number | string }, now: number): Promise<FileRestoreResult> {
