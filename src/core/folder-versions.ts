@@ -57,6 +57,10 @@ export interface ManifestVersionRow {
   device: string
   v?: JsonValue
   d?: 1
+  /** 1: a whole write (a record created). */
+  w?: 1
+  /** Fields the write changed. */
+  fields?: string[]
 }
 
 interface Shape {
@@ -97,7 +101,9 @@ export function fileVersions(rows: readonly ManifestVersionRow[], names: Readonl
     const s = shapeOf(row)
     if (s === undefined) continue
     let op: FileVersionOp
-    if (prev === undefined || (prev.deleted && !s.deleted)) op = 'added'
+    // The oldest entry kept: a field write is a change of a file whose earlier versions were pruned.
+    if (prev === undefined && row.w !== 1 && row.fields !== undefined) op = s.deleted ? 'removed' : row.fields.includes('path') ? 'renamed' : 'modified'
+    else if (prev === undefined || (prev.deleted && !s.deleted)) op = 'added'
     else if (s.deleted) op = 'removed'
     else if (s.path !== prev.path) op = 'renamed'
     else op = 'modified'

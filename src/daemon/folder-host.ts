@@ -1,5 +1,6 @@
 import type { ManifestEntry, ManifestWrite, StampedEntry } from '../core/folder-manifest.js'
 import type { ManifestVersionRow } from '../core/folder-versions.js'
+import type { HistoryRetention, HistorySetting } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import type { UnitRecordWrite, Units } from '../core/unit-types.js'
 import type { FolderChangeEvent, FolderConflictEvent } from '../core/folder-types.js'
@@ -31,6 +32,8 @@ export interface FolderHost {
     rows(collection: string, key: string): Promise<ManifestVersionRow[]>
     /** Device tag -> device name. */
     deviceNames(): Promise<Map<string, string>>
+    /** Set a collection's retention in `_collections` (null: the default), synced; returns the retention now. */
+    setRetention(collection: string, setting: HistorySetting | null): Promise<HistoryRetention>
   }
 }
 

@@ -6,6 +6,7 @@ import { DEFAULT_MAX_FILE_SIZE } from '../core/folder-selection.js'
 import type { FileSyncState, FolderAddOptions, FolderListItem, FolderStatusView } from '../core/folder-types.js'
 import type { JsonValue } from '../core/json.js'
 import type { FileHistory, FileRestoreResult } from '../core/folder-versions.js'
+import type { HistoryRetention, HistorySetting } from '../core/history-types.js'
 import { FolderEngine } from './folder-engine.js'
 import { fileHistory, restoreFile } from './folder-history.js'
 import { DEFINITION_KEY, FOLDER_COLLECTION_PREFIX, folderCollection, type FolderDefinition, type FolderHost } from './folder-host.js'
@@ -198,6 +199,14 @@ export class FolderService {
     if (engine === undefined)
       throw this.failed.get(name) ?? new KitsyncError('NOT_FOUND', `folder ${name} is not placed on this device (kitsync folder add PATH --name ${name})`)
     return restoreFile(engine, path, target)
+  }
+
+  /** A folder's history retention (`_collections` record `_folder.NAME`, synced): how many versions and days of each file are kept. */
+  async setHistory(name: string, setting: HistorySetting | null): Promise<{ name: string; history: HistoryRetention }> {
+    assertFolderName(name)
+    if (this.host.history === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'file history is not kept by this workspace')
+    if (!this.host.collectionNames().includes(folderCollection(name))) throw new KitsyncError('NOT_FOUND', `no folder named ${name}`)
+    return { name, history: await this.host.history.setRetention(folderCollection(name), setting) }
   }
 
   private async item(name: string, path: string | undefined): Promise<FolderListItem> {

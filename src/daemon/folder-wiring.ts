@@ -38,6 +38,11 @@ export async function workspaceFolderHost(workspace: LocalWorkspace): Promise<Fo
         return (await readRecordHistory(workspace.store.db, collection, key)).versions
       },
       deviceNames: async () => new Map((await workspace.devices()).map((d) => [nodeTagOf(d.peerId), d.name])),
+      setRetention: async (collection, setting) => {
+        // The book writes `_collections` without the app-name check (the manifest's own rules stay those of an internal collection).
+        await workspace.settings.configure(collection, { history: setting })
+        return workspace.historyDesk.retentionOf(collection)
+      },
     },
   }
 }

@@ -62,6 +62,7 @@ export const CONTROL_METHODS = [
   'folderRemove',
   'folderHistory',
   'folderRestore',
+  'folderSet',
 ] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 

@@ -114,6 +114,26 @@ describe('file history and restore between two peers on loopback', () => {
     const refused = await kitsync(hb, ['folder', 'restore', 'sim', 'notes.txt', '--version', (h.versions[0] as { id: string }).id])
     expect(refused.code).toBe(2)
     expect(refused.stderr).toMatch(/INVALID_ARGUMENT/)
+
+    // The folder's retention, set on A, applies on both devices from the file's next version.
+    const set = await kitsyncJson<{ name: string; history: { off: boolean; count: number; days: number } }>(ha, [
+      'folder',
+      'set',
+      'sim',
+      '--history',
+      '1',
+      '--json',
+    ])
+    expect(set).toEqual({ name: 'sim', history: { off: false, count: 1, days: 90 } })
+    await writeFile(join(da, 'notes.txt'), 'keep me too\n')
+    await waitFor(join(db, 'notes.txt'), 'keep me too\n', 'the next version on B')
+    for (const [home, what] of [
+      [ha, 'A'],
+      [hb, 'B'],
+    ] as const) {
+      const one = await historyOf(home, 'notes.txt', 1, `history pruned to one version on ${what}`)
+      expect(one.versions[0]).toMatchObject({ op: 'modified', hash: sha('keep me too\n') })
+    }
   })
 
   it('a device that joins after the edits gets the versions by history sync, and restores one whose text only A kept', async () => {

@@ -63,6 +63,15 @@ describe("a file's versions from its manifest entries", () => {
     expect(v[2]).toMatchObject({ from: 'a.txt', id: s(1300, 'devB') })
   })
 
+  it('the oldest entry kept (earlier ones pruned) is a change, not an addition, when it was a field write', () => {
+    const kept = [
+      { ...row(s(2000), rec('b.txt', 'h9')), fields: ['size', 'hash'] },
+      { ...row(s(1900), rec('b.txt', 'h8')), fields: ['path'] },
+    ]
+    expect(fileVersions(kept).map((v) => v.op)).toEqual(['modified', 'renamed'])
+    expect(fileVersions([{ ...row(s(2000), rec('b.txt', 'h9')), fields: ['path', 'hash'], w: 1 }]).map((v) => v.op)).toEqual(['added'])
+  })
+
   it('restore picks by id, or the version current at a time; a removal, an unknown id or a time before the file are refused', () => {
     const v = fileVersions(rows)
     expect(pickVersion(v, { version: s(1200) }, 'x').hash).toBe('h2')
