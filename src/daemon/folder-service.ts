@@ -57,7 +57,7 @@ function assertFolderName(name: unknown): asserts name is string {
 
 function assertFilePath(path: unknown): asserts path is string {
   if (typeof path !== 'string' || path === '' || path.startsWith('/'))
-    throw new KitsyncError('INVALID_ARGUMENT', `a file is named by its path in the folder not ${JSON.stringify(path)}`)
+    throw new KitsyncError('INVALID_ARGUMENT', `a file is named by its path in the folder ('dir/name.txt'), not ${JSON.stringify(path)}`)
 }
 
 /**
