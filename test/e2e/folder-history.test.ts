@@ -3,7 +3,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { FileHistory, FileRestoreResult } from '../../src/core/folder-versions.js'
-import { kitsync, kitsyncJson, kitsyncOk, makeHome, makeTempDir, waitUntil } from '../helpers/cli.js'
+import { kitsync, kitsyncJson, kitsyncOk, makeHome, makeTempDir, startPeer, stopProc, waitUntil } from '../helpers/cli.js'
 import { devicesOfTest } from '../helpers/devices.js'
 
 /**
@@ -44,8 +44,12 @@ function historyOf(home: string, path: string, count: number, what: string): Pro
   return waitUntil(
     async () => {
       const r = await kitsync(home, ['folder', 'history', 'sim', path, '--json'])
-      if (r.code !== 0) return undefined
+      if (r.code !== 0) {
+        if (process.env.FOLDER_DEBUG === '1') console.error('DBG', r.stderr)
+        return undefined
+      }
       const h = JSON.parse(r.stdout) as FileHistory
+      if (process.env.FOLDER_DEBUG === '1') console.error('DBG', JSON.stringify(h.versions.map((v) => v.op)))
       return h.versions.length === count ? h : undefined
     },
     WAIT,
@@ -163,5 +167,26 @@ describe('file history and restore between two peers on loopback', () => {
     expect(r.restored.hash).toBe(sha(texts[0] as string))
     expect(await contentOf(join(db, 'c.yaml'))).toBe(texts[0])
     await waitFor(join(da, 'c.yaml'), texts[0], 'the restored version on A')
+  })
+
+  it("a file's versions survive kill -9 of the peer right after a capture", async () => {
+    const ha = await makeHome()
+    const p = await startPeer(ha, { args: PEER_ARGS })
+    const da = join(await makeTempDir('ks-fha-'), 'sim')
+    await kitsyncOk(ha, ['folder', 'add', da, '--name', 'sim', '--json'])
+    for (const [i, t] of ['k: 1\n', 'k: 2\n'].entries()) {
+      await writeFile(join(da, 'k.yaml'), t)
+      await historyOf(ha, 'k.yaml', i + 1, `version ${i + 1} captured`)
+    }
+    await stopProc(p.proc, 'SIGKILL')
+    await peer(ha, PEER_ARGS)
+    const h = await historyOf(ha, 'k.yaml', 2, 'both versions after the restart')
+    expect(h.versions.map((v) => v.hash)).toEqual([sha('k: 2\n'), sha('k: 1\n')])
+    await writeFile(join(da, 'k.yaml'), 'k: 3\n')
+    await historyOf(ha, 'k.yaml', 3, 'a third version after the restart')
+    // The first version's text was kept when the second replaced it: restored from this device alone.
+    const r = await kitsyncJson<FileRestoreResult>(ha, ['folder', 'restore', 'sim', 'k.yaml', '--version', (h.versions[1] as { id: string }).id, '--json'])
+    expect(r.restored.hash).toBe(sha('k: 1\n'))
+    expect(await contentOf(join(da, 'k.yaml'))).toBe('k: 1\n')
   })
 })
