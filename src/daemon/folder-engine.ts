@@ -20,6 +20,7 @@ import { isCaseInsensitive, resolvePeerPath } from '../folder/safe-path.js'
 import { FolderTrash } from '../folder/trash.js'
 import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
 import { applyBatched } from './folder-batch.js'
+import { keepReplacedText } from './folder-version-text.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
 
@@ -313,6 +314,7 @@ export class FolderEngine {
     const sv = Y.encodeStateVector(doc)
     const base = this.ledger.base(path)
     const record = structuredKind(path) !== undefined
+    await keepReplacedText(this.host.units, this.ledger, doc, path, { text: bytes, hash: state.hash }) // file history
     const side = { device: this.host.deviceId, stamp: this.host.stamp() }
     const r = captureText(doc, text, side, base === undefined ? { record } : { base, record })
     await this.ledger.hold(path, async () => ({ state, base: r.base }))

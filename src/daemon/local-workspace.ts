@@ -68,7 +68,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly infoValue: WorkspaceInfo
   private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined; 'doc-loaded': DocLoaded }>()
   private readonly registry: CollectionRegistry
-  private readonly settings: CollectionSettingsBook
+  readonly settings: CollectionSettingsBook // also folder-wiring.ts: a folder manifest's history retention
   private readonly trust: DeviceTrust
   private readonly conflictDesk: WorkspaceConflicts
   private readonly writes: WorkspaceWrites // local writes, in call order, group-committed per collection

@@ -1,5 +1,5 @@
 import { KitsyncError } from '../core/errors.js'
-import { isInternalCollection } from '../core/membership.js'
+import { keepsHistory } from '../core/history-types.js'
 import { decodeHistoryFrame, encodeHistoryFrame, HistoryFrameType, type HistoryFrame, type HistoryItem, type HistoryRange } from '../protocol/history-frames.js'
 import { HistorySet, openingRanges, reconcile } from './history-reconcile.js'
 import type { HistorySyncHost } from './history-host.js'
@@ -126,7 +126,7 @@ export class HistoryExchange {
 
   /** The retention window of a collection on this session; undefined: its history is not exchanged. */
   private window(host: HistorySyncHost, collection: string): number | undefined {
-    if (isInternalCollection(collection) || !this.session.shares(collection)) return undefined
+    if (!keepsHistory(collection) || !this.session.shares(collection)) return undefined
     return host.since(collection)
   }
 
