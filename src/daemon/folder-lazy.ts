@@ -10,11 +10,11 @@ import type { LocalWorkspace } from './local-workspace.js'
  * code (folder-service.ts, folder-engine.ts, folder/*, the `diff` package: some 40 modules) cost
  * an idle peer about 8 MB of RSS (`kitsync peer start`, no data: 89-93 MB with it, 78-86 MB
  * without, 3 runs each). A peer that places no folder starts without it, and loads it at its
- * first folder call (`kitsync folder add|list|status|remove`); one with a placed folder starts
+ * first folder call (`kitsync folder add|list|status|remove|history|restore|set`); one with a placed folder starts
  * it at once, as before.
  */
 
-type FolderCalls = Pick<FolderService, 'add' | 'list' | 'status' | 'remove'>
+type FolderCalls = Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'>
 
 /** How the folders were wired (tests). */
 export interface FolderWiring {
@@ -58,6 +58,9 @@ export async function wireFolders(workspace: LocalWorkspace, paths: HomePaths, c
       list: async () => (await start()).list(),
       status: async (name) => (await start()).status(name),
       remove: async (name) => (await start()).remove(name),
+      history: async (name, path) => (await start()).history(name, path),
+      restore: async (name, path, target) => (await start()).restore(name, path, target),
+      setHistory: async (name, setting) => (await start()).setHistory(name, setting),
     }
     control.setFolders(calls)
   }
