@@ -15,7 +15,7 @@ import { debugLog } from '../core/debug-log.js'
 import type { JsonValue } from '../core/json.js'
 import { readRow, readRows, storedBytes, type RecordRow } from '../store/record-rows.js'
 import { readableFromRows } from '../store/stored-check.js'
-import { adoptedRows, appendWithRows, applyStored, buildRows, replayRows, rulesOf, type DerivedRows } from './derived-rows.js'
+import { adoptedRows, appendWithRows, applyStored, buildRows, replayRows, rowsLeftToNextLoad, rulesOf, type DerivedRows } from './derived-rows.js'
 import { IdleDocs, unloadIdle } from './idle-docs.js'
 
 const log = debugLog('daemon:collections')
@@ -440,10 +440,11 @@ export class CollectionRegistry {
       // acknowledged but stored without them (a crash, a full disk) are re-applied one by one;
       // a collection stored before rows were (no checkpoint), or whose rows were derived under
       // other read rules (its settings changed while it was not loaded), gets them built anew.
+      const unwritten = rowsLeftToNextLoad(name, warnLayout)
       if (loaded.meta !== undefined && (loaded.checkpoint === undefined || loaded.checkpoint.rules !== readRules)) {
         applyStored(collection, loaded.replay)
-        await buildRows(derivers, collection, log, this.store.db, readRules)
-      } else if (loaded.replay.length > 0) await replayRows(derivers, collection, log, loaded.replay, readRules)
+        await buildRows(derivers, collection, log, this.store.db, readRules).catch(unwritten)
+      } else if (loaded.replay.length > 0) await replayRows(derivers, collection, log, loaded.replay, readRules).catch(unwritten)
     }
     if (!internal) {
       collection.onConflict((found) => this.hooks.conflicts(name, collection, found))

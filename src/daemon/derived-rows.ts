@@ -1,5 +1,5 @@
 import * as Y from 'yjs'
-import { KitsyncError } from '../core/errors.js'
+import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import { lazyChanges, type RecordChange } from '../core/record-changes.js'
 import type { RecordCollection } from '../core/record-collection.js'
 import type { CollectionLog } from '../store/collection-log.js'
@@ -93,6 +93,18 @@ export async function replayRows(
     stop()
   }
   await log.writeRows(() => ({ ops, checkpoint: { records: collection.size, rules } }))
+}
+
+/**
+ * For a load whose rows cannot be written (STORAGE_FAILED: a full disk): the data is still read
+ * (the document holds it), the log writes no checkpoint meanwhile (CollectionLog.writeRows), and
+ * the next load derives them. Any other error is thrown on.
+ */
+export function rowsLeftToNextLoad(name: string, warn: (message: string, err: unknown) => void): (err: unknown) => void {
+  return (err) => {
+    if (!isKitsyncError(err) || err.code !== 'STORAGE_FAILED') throw err
+    warn(`collection ${name}: its rows were not written; they are built at its next load`, err)
+  }
 }
 
 /** Apply stored updates to a collection's document (as one transaction, origin REPLAY_ORIGIN); DATA_CORRUPTION if they do not apply. */

@@ -429,6 +429,8 @@ export class CollectionLog {
       if (batches.length > 1) this.records = undefined
       for (const slice of batches)
         await this.store.batch(slice).catch((err: unknown) => {
+          // The stored checkpoint (if any) is behind the rows the document implies: appends write none until the next load.
+          this.records = undefined
           throw storageFailure(this.name, 'cannot write its derived rows', err)
         })
       this.records = checkpoint?.records
