@@ -176,7 +176,7 @@ export function appendWithRows(
   collection: RecordCollection,
   derivers: readonly DerivedRows[],
   log: Pick<CollectionLog, 'rowsFrom'>,
-  append: (update: Uint8Array, ops?: BatchOp[]) => void,
+  append: (update: Uint8Array, ops?: BatchOp[], rowsLater?: boolean) => void,
 ): void {
   if (derivers.length === 0) {
     doc.on('update', (update: Uint8Array) => append(update))
@@ -207,10 +207,13 @@ export function appendWithRows(
     const ops = deriveAll(eager, collection.name, collection, changes, origin)
     derived = derived === undefined ? ops : derived.concat(ops)
   })
-  doc.on('update', (update: Uint8Array) => {
+  doc.on('update', (update: Uint8Array, _origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
     const ops = derived ?? []
     derived = undefined
-    append(update, ops)
+    // A transaction an observer started is in the document already but not appended yet: its
+    // append takes the rows of both (see CollectionLog.append).
+    const cleanups = doc._transactionCleanups
+    append(update, ops, cleanups.length > 0 && cleanups[cleanups.length - 1] !== tr)
   })
 }
 
