@@ -2,6 +2,7 @@ import * as Y from 'yjs'
 import { KitsyncError } from '../core/errors.js'
 import { lazyChanges, type RecordChange } from '../core/record-changes.js'
 import type { RecordCollection } from '../core/record-collection.js'
+import { transactionFollows } from '../core/yjs-internals.js'
 import type { CollectionLog } from '../store/collection-log.js'
 import type { RowSource } from '../store/derived-count.js'
 import type { BatchOp } from '../store/doc-layout.js'
@@ -212,8 +213,7 @@ export function appendWithRows(
     derived = undefined
     // A transaction an observer started is in the document already but not appended yet: its
     // append takes the rows of both (see CollectionLog.append).
-    const cleanups = doc._transactionCleanups
-    append(update, ops, cleanups.length > 0 && cleanups[cleanups.length - 1] !== tr)
+    append(update, ops, transactionFollows(doc, tr))
   })
 }
 
