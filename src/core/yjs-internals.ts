@@ -21,6 +21,17 @@ export function inTransaction(doc: Y.Doc): boolean {
 }
 
 /**
+ * Inside the 'update' event of `tr`: does another transaction follow it in this turn (one an
+ * observer of `tr` started)? Its changes are in the document already, its observers and
+ * 'update' still to come. Field: `doc._transactionCleanups`, the transactions whose cleanup
+ * (observers, then 'update') runs in this turn, in order.
+ */
+export function transactionFollows(doc: Y.Doc, tr: Y.Transaction): boolean {
+  const cleanups = doc._transactionCleanups
+  return cleanups.length > 0 && cleanups[cleanups.length - 1] !== tr
+}
+
+/**
  * The `meta` map of the running transaction (undefined outside one). `Transaction.meta` is
  * public and `doc.transact` hands the transaction to its callback, but RecordCollection marks
  * its housekeeping transactions (so their updates are told apart from the user's writes) from

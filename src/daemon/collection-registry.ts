@@ -468,10 +468,10 @@ export class CollectionRegistry {
       warnLayout(`collection ${name} holds records of both layouts (created apart on an old and a new device); only layout ${collection.layout} is read`)
     if (collection.mixedLayout(reportMixed)) reportMixed()
     // The layout is known by the first update (its first content decides it): the metadata records it.
-    appendWithRows(doc, collection, derivers, log, (update, ops) => {
+    appendWithRows(doc, collection, derivers, log, (update, ops, rowsLater) => {
       this.idle.used(name)
       log.layout ??= collection.layout
-      track(log.append(update, ops))
+      track(log.append(update, ops, rowsLater))
     })
     if (!isInternalCollection(name)) {
       collection.onChange((changes) => this.hooks.changes(name, changes))

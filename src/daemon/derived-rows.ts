@@ -2,6 +2,7 @@ import * as Y from 'yjs'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import { lazyChanges, type RecordChange } from '../core/record-changes.js'
 import type { RecordCollection } from '../core/record-collection.js'
+import { transactionFollows } from '../core/yjs-internals.js'
 import type { CollectionLog } from '../store/collection-log.js'
 import type { RowSource } from '../store/derived-count.js'
 import type { BatchOp } from '../store/doc-layout.js'
@@ -190,7 +191,7 @@ export function appendWithRows(
   collection: RecordCollection,
   derivers: readonly DerivedRows[],
   log: Pick<CollectionLog, 'rowsFrom'>,
-  append: (update: Uint8Array, ops?: BatchOp[]) => void,
+  append: (update: Uint8Array, ops?: BatchOp[], rowsLater?: boolean) => void,
 ): void {
   if (derivers.length === 0) {
     doc.on('update', (update: Uint8Array) => append(update))
@@ -221,10 +222,12 @@ export function appendWithRows(
     const ops = deriveAll(eager, collection.name, collection, changes, origin)
     derived = derived === undefined ? ops : derived.concat(ops)
   })
-  doc.on('update', (update: Uint8Array) => {
+  doc.on('update', (update: Uint8Array, _origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
     const ops = derived ?? []
     derived = undefined
-    append(update, ops)
+    // A transaction an observer started is in the document already but not appended yet: its
+    // append takes the rows of both (see CollectionLog.append).
+    append(update, ops, transactionFollows(doc, tr))
   })
 }
 

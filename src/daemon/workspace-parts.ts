@@ -9,7 +9,7 @@ import { ensureHome, homePaths, initWorkspace, type HomePaths } from '../store/h
 import { WorkspaceKeys } from '../store/key-file.js'
 import { openHomeStore, type BinaryLevel } from '../store/level.js'
 import { SnapshotFiles } from '../store/snapshot-files.js'
-import { WriteAheadFile } from '../store/wal.js'
+import { WriteAheadFile, type WalEntry } from '../store/wal.js'
 import type { DerivedRows } from './derived-rows.js'
 import { recordIndexRows } from './record-index-rows.js'
 
@@ -31,7 +31,7 @@ export interface DatabaseOptions {
   compaction?: Partial<CompactionPolicy> | undefined
   socket?: string
   wal?: WriteAheadFile
-  recover?: { collection: string; update: Uint8Array }[]
+  recover?: WalEntry[]
   /** Where large snapshots are kept as files (without: in LevelDB). */
   snapshotFiles?: SnapshotFiles
   /** Wall clock of the hybrid logical clock (tests). */
@@ -71,7 +71,7 @@ export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWo
   const deviceId = await deviceIdOf(paths.identity)
   const db = await openHomeStore(paths)
   let wal: WriteAheadFile
-  let entries: { collection: string; update: Uint8Array }[]
+  let entries: WalEntry[]
   try {
     ;({ wal, entries } = WriteAheadFile.open(paths.wal))
   } catch (err) {

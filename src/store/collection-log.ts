@@ -16,14 +16,15 @@ import {
 } from './doc-layout.js'
 import { frame } from './framing.js'
 import { storageFailure } from './level-errors.js'
-import type { BinaryLevel } from './level.js'
+import { compactHint } from './level.js'
 import type { LogStore } from './log-store.js'
 import type { PendingAppend } from './pending-append.js'
+import { WalSequence } from './wal-sequence.js'
 
 type Rows = ReturnType<RowSource['take']>
 
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
-const MAX_UNWRITTEN = 10_000
+const MAX_UNWRITTEN = 1_000
 /** How long appends already in the write-ahead file wait for others before going to LevelDB. */
 const WRITE_BEHIND_MS = 10
 /** A collection stored in fewer bytes is sent from its document, not its store (see CollectionLog.storedState). */
@@ -45,6 +46,8 @@ export class CollectionLog {
   /** The file the stored snapshot is in, if it is in one (see SnapshotFiles). */
   private snapshotFile: string | undefined
   private lastSeq: number
+  /** Seqs and rows of the records of the write-ahead file (see append). */
+  private readonly walSeq: WalSequence
   /** The records counted in the checkpoint (see append); undefined while no rows are derived. */
   private records: number | undefined
   /** The read rules the rows are derived under (see Checkpoint.rules). */
@@ -82,6 +85,7 @@ export class CollectionLog {
     this.exists = init.exists
     this.snapshotFile = init.snapshotFile
     this.lastSeq = init.lastSeq
+    this.walSeq = new WalSequence(init.lastSeq)
     this.records = init.records
     this.rules = init.rules
     this.state = init.state
@@ -112,29 +116,33 @@ export class CollectionLog {
   /**
    * Append an update. `derived`: the rows derived from it (daemon/derived-rows.ts), written in
    * the same LevelDB batch, with the checkpoint `n!NAME` (its seq, the record count after it):
-   * a crash leaves both or neither. One only in the write-ahead file when the process stops
-   * has its rows derived when the collection next opens (see DocStore.open).
+   * a crash leaves both or neither. Its record in the write-ahead file has its seq and the rows
+   * so far (but with `rowsLater`: see WalSequence.log), so after a crash they are stored without
+   * loading the document (DocStore.recover); rows that missed the file are derived at the next load.
    */
-  append(update: Uint8Array, derived?: BatchOp[]): Promise<void> {
+  append(update: Uint8Array, derived?: BatchOp[], rowsLater = false): Promise<void> {
     const extra = this.carried
     this.carried = undefined
     if (this.failure !== undefined) return Promise.reject(this.failure)
     this.lastAppendAt = this.store.now()
     const wal = this.store.wal
     if (wal !== undefined && !this.isWholeState(update) && extra === undefined) {
+      let logged: { seq: number; ops: BatchOp[] | undefined }
       try {
-        wal.append(this.name, update)
+        logged = this.walSeq.log(wal, this.name, update, derived, { rowsLater, source: this.source, counted: this.records !== undefined })
       } catch (err) {
-        // The document now holds an update the disk does not: this log takes no more (its
-        // owner reloads the collection), but what is queued still goes to LevelDB.
+        // The document now holds an update the disk does not: this log takes no more (its owner reloads
+        // the collection); what is queued still goes to LevelDB, with no checkpoint (rows taken for it are gone).
         this.failure = err as KitsyncError
+        this.records = undefined
         return Promise.reject(err)
       }
       // Durable now; LevelDB follows in a batch. A writer far ahead of LevelDB waits for it.
       // An update behind one that skipped the write-ahead file is durable only with it.
       const behind = this.pending.length >= MAX_UNWRITTEN
       const written = new Promise<void>((resolve, reject) => {
-        this.pending.push({ update, logged: true, resolve, reject: behind ? reject : () => undefined, ...(derived === undefined ? {} : { derived }) })
+        const { seq, ops } = logged
+        this.pending.push({ update, seq, logged: true, resolve, reject: behind ? reject : () => undefined, ...(ops === undefined ? {} : { derived: ops }) })
         if (behind) this.kick()
         else this.kickSoon()
       })
@@ -189,7 +197,7 @@ export class CollectionLog {
   private writeUnlogged(append: Pick<PendingAppend, 'update' | 'kept' | 'file' | 'derived' | 'extra'>): Promise<void> {
     const written = new Promise<void>((resolve, reject) => {
       // The caller's object is queued itself: an adopted copy's rows are set on it once kept (see adopt).
-      this.pending.push(Object.assign(append, { logged: false, resolve, reject }))
+      this.pending.push(Object.assign(append, { seq: this.walSeq.next++, logged: false, resolve, reject }))
       this.kick()
     })
     if (this.store.wal !== undefined) {
@@ -356,7 +364,7 @@ export class CollectionLog {
   }
 
   private async writeAppends(batch: PendingAppend[]): Promise<void> {
-    const later = this.source?.take() // at once: the document holds exactly the updates appended so far (see RowSource)
+    const later = this.rowsNow() // at once: the document holds exactly the updates appended so far (see RowSource)
     const ops: BatchOp[] = []
     if (!this.exists) {
       ops.push({ type: 'put', key: metaKey(this.name), value: jsonValue(newMeta(this.store.now(), this.layout)) })
@@ -370,10 +378,11 @@ export class CollectionLog {
       const meta = ops.filter((op) => op.type === 'put')
       // An adopted copy's rows are known only once its owner keeps it (see adopt). (A failed batch fails the log.)
       const withRows = async (): Promise<BatchOp[]> => {
-        const rows = await this.derivedOps(batch, this.lastSeq, later)
+        const rows = await this.derivedOps(batch, only.seq, later)
         this.records = rows.records
         return [...meta, ...rows.ops, ...(only.extra ?? [])]
       }
+      this.lastSeq = only.seq // (used up: the appends queued after it have theirs in the write-ahead file)
       let snap: StoredSnapshot
       if (only.kept === undefined) {
         snap = await this.store.snapshotValue(this.name, only.update)
@@ -390,7 +399,8 @@ export class CollectionLog {
     for (const p of batch) {
       const value = frame(p.update)
       bytes += value.byteLength
-      ops.push({ type: 'put', key: updateKey(this.name, ++seq), value })
+      if (p.seq !== ++seq) throw new KitsyncError('STORAGE_FAILED', `collection ${this.name}: append ${p.seq} queued out of order (seqs go on from ${seq})`)
+      ops.push({ type: 'put', key: updateKey(this.name, seq), value })
     }
     const rows = await this.derivedOps(batch, seq, later)
     // (Not push(...rows.ops): a transaction of many records derives more rows than a call takes arguments.)
@@ -406,6 +416,8 @@ export class CollectionLog {
     this.state.logEntries += batch.length
     this.state.logBytes += bytes
   }
+
+  private rowsNow = (): Rows | undefined => this.walSeq.batchRows(this.source, this.store.wal, this.name, this.records !== undefined, this.lastSeq)
 
   /** The rows derived from `batch`, with the checkpoint at `seq` (see checkpointed). */
   private derivedOps(batch: PendingAppend[], seq: number, later: Rows | undefined): Promise<{ ops: BatchOp[]; records: number | undefined }> {
@@ -443,7 +455,7 @@ export class CollectionLog {
     const update = this.snapshot()
     // The snapshot holds the updates still queued: their rows go with it. The checkpoint stays at the log's end.
     const queued = this.pending.slice()
-    const later = this.source?.take()
+    const later = this.rowsNow()
     const snap = await this.store.snapshotValue(this.name, update)
     const rows = await this.derivedOps(queued, this.lastSeq, later)
     // Sequence numbers are contiguous, so the log entries this snapshot covers are known
@@ -463,10 +475,7 @@ export class CollectionLog {
     this.records = rows.records
     this.snapshotFile = snap.file?.file
     if (replaced !== undefined && replaced !== this.snapshotFile) await this.store.files?.remove(replaced).catch(() => undefined) // swept at the next start
-    // Let LevelDB drop the deleted entries from its files now rather than whenever its own
-    // compaction gets there, so the store stays close to the size of the snapshot.
-    const db = this.store.db as BinaryLevel & { compactRange?: (start: string, end: string) => Promise<void> }
-    if (typeof db.compactRange === 'function') void db.compactRange(updatePrefix(this.name), updateKey(this.name, this.lastSeq)).catch(() => undefined) // a hint to LevelDB; its own compactions do the same later
+    compactHint(this.store.db, updatePrefix(this.name), updateKey(this.name, this.lastSeq))
     this.state.snapshotBytes = snap.bytes
     this.state.logBytes = 0
     this.state.logEntries = 0

@@ -32,7 +32,8 @@ import { FILE_REF_FORMAT, frame, unframe } from './framing.js'
 import { corruption, damageOr, isLevelCorruption, isLevelIoError, levelDamage, readFailure, storageFailure } from './level-errors.js'
 import type { BinaryLevel } from './level.js'
 import type { SnapshotFiles, SnapshotFileWrite } from './snapshot-files.js'
-import type { WriteAheadFile } from './wal.js'
+import type { WalEntry, WriteAheadFile } from './wal.js'
+import { recoveryWithRows } from './wal-recovery.js'
 import { UnitStore } from './unit-store.js'
 
 export interface LoadedLog {
@@ -142,14 +143,24 @@ export class DocStore implements LogStore {
    * Write updates left in the write-ahead file by a process that stopped before LevelDB had
    * them. Updates LevelDB already has are harmless: Yjs ignores what a document contains.
    */
-  async recover(entries: { collection: string; update: Uint8Array }[]): Promise<void> {
-    const byCollection = new Map<string, Uint8Array[]>()
+  async recover(entries: WalEntry[]): Promise<void> {
+    const byCollection = new Map<string, WalEntry[]>()
     for (const e of entries) {
       let list = byCollection.get(e.collection)
       if (list === undefined) byCollection.set(e.collection, (list = []))
-      list.push(e.update)
+      list.push(e)
     }
-    for (const [name, updates] of byCollection) await this.recoverCollection(name, updates)
+    for (const [name, list] of byCollection) {
+      // With their rows when they bring them (wal-recovery.ts): reads then need no replay.
+      const withRows = await recoveryWithRows(this.db, name, list)
+      if (withRows !== undefined) {
+        if (withRows.length > 0) await this.batch(withRows)
+      } else
+        await this.recoverCollection(
+          name,
+          list.filter((e) => e.update.byteLength > 0).map((e) => e.update),
+        )
+    }
     this.wal?.clear()
   }
 
@@ -231,7 +242,7 @@ export class DocStore implements LogStore {
     if (count === undefined || this.wal === undefined) return
     const updates = this.wal
       .read()
-      .filter((e) => e.collection === name)
+      .filter((e) => e.collection === name && e.update.byteLength > 0)
       .map((e) => e.update)
     try {
       await this.recoverCollection(name, updates)

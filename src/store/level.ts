@@ -179,3 +179,13 @@ async function writeMarker(file: string): Promise<void> {
     await dir.close()
   }
 }
+
+/**
+ * Let LevelDB drop deleted entries of [start, end] from its files now rather than whenever its
+ * own compaction gets there (after a collection's compaction: the store stays close to the size
+ * of the snapshot). A hint: its own compactions do the same later, so a failure is ignored.
+ */
+export function compactHint(db: BinaryLevel, start: string, end: string): void {
+  const level = db as BinaryLevel & { compactRange?: (start: string, end: string) => Promise<void> }
+  if (typeof level.compactRange === 'function') void level.compactRange(start, end).catch(() => undefined)
+}

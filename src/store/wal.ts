@@ -14,6 +14,9 @@ import {
 } from 'node:fs'
 import { crc32 } from 'node:zlib'
 import { KitsyncError } from '../core/errors.js'
+import { decodeRest, encodeRest, nameOf, type WalEntry, type WalRows } from './wal-record.js'
+
+export type { WalEntry, WalRows } from './wal-record.js'
 
 /**
  * A write-ahead file in front of LevelDB. An update is acknowledged once a synchronous
@@ -23,7 +26,9 @@ import { KitsyncError } from '../core/errors.js'
  * large batches; when everything written here is also in LevelDB, the file is emptied.
  * On open, whatever the file still holds is written to LevelDB before anything else.
  *
- * Record: [length of the rest: u32 BE][crc32 of the rest: u32 BE][name length: u8][name][update]
+ * Record: [length of the rest: u32 BE][crc32 of the rest: u32 BE][rest], the rest being a
+ * collection's name and an update, with the update's seq and the rows derived so far in the
+ * records written since rows went with updates (wal-record.ts).
  *
  * On open, a record cut short at the end (a write a crash did not finish: fewer bytes than its
  * length says) is dropped and cut off, with a warning. Any other damage (bytes that are no
@@ -71,13 +76,13 @@ export class WriteAheadFile {
     return { wal: new WriteAheadFile(path, fd), entries: scan?.entries ?? [] }
   }
 
-  /** Append one update; throws STORAGE_FAILED if the kernel did not take it. */
-  append(collection: string, update: Uint8Array): void {
-    const name = Buffer.from(collection, 'utf8')
-    const rest = Buffer.allocUnsafe(1 + name.byteLength + update.byteLength)
-    rest[0] = name.byteLength
-    name.copy(rest, 1)
-    rest.set(update, 1 + name.byteLength)
+  /**
+   * Append one update (with `seq`, the seq it takes in the collection's log, and the rows
+   * derived so far, see wal-record.ts; an empty update: rows only); throws STORAGE_FAILED if
+   * the kernel did not take it.
+   */
+  append(collection: string, update: Uint8Array, seq?: number, rows?: WalRows): void {
+    const rest = encodeRest(collection, update, seq, rows)
     const head = Buffer.allocUnsafe(8)
     head.writeUInt32BE(rest.byteLength, 0)
     head.writeUInt32BE(crc32(rest), 4)
@@ -97,7 +102,7 @@ export class WriteAheadFile {
       throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, details: { collection } })
     }
     this.end += record.byteLength
-    this.outstanding++
+    if (update.byteLength > 0) this.outstanding++
   }
 
   /**
@@ -152,11 +157,6 @@ export class WriteAheadFile {
   }
 }
 
-export interface WalEntry {
-  collection: string
-  update: Uint8Array
-}
-
 interface Scan {
   bytes: Buffer
   entries: WalEntry[]
@@ -177,9 +177,10 @@ function recordEnd(bytes: Buffer, at: number): number | undefined {
   if (at + 9 > bytes.byteLength) return undefined
   const length = bytes.readUInt32BE(at)
   const end = at + 8 + length
-  const nameLength = bytes[at + 8] as number
-  if (end > bytes.byteLength || nameLength < 1 || 1 + nameLength > length) return undefined
-  for (let i = at + 9; i < at + 9 + nameLength; i++) if (NAME_BYTE[bytes[i] as number] !== 1) return undefined
+  if (end > bytes.byteLength || length < 1) return undefined
+  const name = nameOf(bytes, at + 8, length)
+  if (name === undefined || name[1] < 1) return undefined
+  for (let i = name[0]; i < name[0] + name[1]; i++) if (NAME_BYTE[bytes[i] as number] !== 1) return undefined
   return crc32(bytes.subarray(at + 8, end)) === bytes.readUInt32BE(at + 4) ? end : undefined
 }
 
@@ -188,11 +189,7 @@ function scanRecords(bytes: Buffer): Scan {
   for (let at = 0; at < bytes.byteLength;) {
     const end = recordEnd(bytes, at)
     if (end !== undefined) {
-      const nameLength = bytes[at + 8] as number
-      scan.entries.push({
-        collection: bytes.subarray(at + 9, at + 9 + nameLength).toString('utf8'),
-        update: new Uint8Array(bytes.subarray(at + 9 + nameLength, end)),
-      })
+      scan.entries.push(decodeRest(bytes, at + 8, end))
       scan.whole.push([at, end])
       at = end
       continue

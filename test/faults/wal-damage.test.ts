@@ -5,7 +5,8 @@
  * they are kept, the damage is reported as DATA_CORRUPTION with its byte offset, and the file
  * as it was is kept aside. A tail cut short (what a crash leaves) is dropped with a warning.
  *
- * Framing of the file (src/store/wal.ts): [length: u32 BE][crc32: u32 BE][name length: u8][name][update].
+ * Framing of the file (src/store/wal.ts): [length: u32 BE][crc32: u32 BE][rest], the rest holding
+ * the collection's name, the update's seq, rows derived so far and the update (src/store/wal-record.ts).
  */
 import { statSync } from 'node:fs'
 import { readdir, readFile, truncate, writeFile } from 'node:fs/promises'
@@ -15,6 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { JsonValue } from '../../dist/index.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
+import { decodeRest } from '../../src/store/wal-record.js'
 import {
   cleanup,
   FIXTURES,
@@ -135,10 +137,15 @@ async function storedWith(home: string, extra: Uint8Array[]): Promise<Map<string
   return new Map(records.keys().map((key) => [key, canonical(records.get(key))]))
 }
 
+/** Where the update of a whole record starts (it runs to the record's end). */
+function updateAt(wal: Buffer, { at, end }: Killed['records'][number]): number {
+  return end - decodeRest(wal, at + 8, end).update.byteLength
+}
+
 /** The records the updates in a write-ahead file hold (all of them acknowledged, or being acknowledged at the kill). */
 function walContent(wal: Buffer, records: Killed['records']): Map<string, string> {
   const doc = new Y.Doc()
-  for (const { at, end } of records) Y.applyUpdate(doc, wal.subarray(at + 9 + (wal[at + 8] as number), end))
+  for (const record of records) if (record.end > updateAt(wal, record)) Y.applyUpdate(doc, wal.subarray(updateAt(wal, record), record.end))
   const collection = new RecordCollection(COLLECTION, doc)
   return new Map(collection.keys().map((key) => [key, canonical(collection.get(key))]))
 }
@@ -153,16 +160,20 @@ describe('a damaged write-ahead file', () => {
     ['in its last record', (records: Killed['records']) => records.at(-1)],
   ])('4 bytes overwritten %s: DATA_CORRUPTION with the offset, the records after it kept, the file kept aside', { timeout: 60_000 }, async (_where, pick) => {
     const { home, acknowledged, records } = await writeAndKill()
-    const record = pick(records)
-    if (record === undefined) throw new Error('no record to damage')
     const walPath = join(home, 'store.wal')
     const wal = await readFile(walPath)
+    // (A record of rows only, without an update, is not what this damages.)
+    const withUpdates = records.filter((r) => updateAt(wal, r) < r.end)
+    const record = pick(withUpdates)
+    if (record === undefined) throw new Error('no record to damage')
     const inWal = walContent(wal, records)
     expect(inWal.size).toBeGreaterThan(records.length)
     // The update as it was, past the header and the collection name: what another device would send again.
-    const original = new Uint8Array(wal.subarray(record.at + 9 + (wal[record.at + 8] as number), record.end))
-    // Inside the update, past the header and the collection name.
-    const at = record.at + Math.floor((record.end - record.at) / 2)
+    const start = updateAt(wal, record)
+    const original = new Uint8Array(wal.subarray(start, record.end))
+    expect(original.byteLength, 'the damaged record holds an update').toBeGreaterThan(8)
+    // Inside the update, past the header, the collection name and the rows.
+    const at = start + Math.floor((record.end - start) / 2) - 2
     wal.writeUInt32BE(0xdeadbeef, at)
     await writeFile(walPath, wal)
 
@@ -186,7 +197,7 @@ describe('a damaged write-ahead file', () => {
     const lostFromWal = [...inWal].filter(([key, value]) => stored.get(key) !== value).map(([key]) => key)
     expect(lostFromWal.slice(0, 20), `records of store.wal not stored (of ${inWal.size})`).toEqual([])
     // The damaged update was the last one: nothing waits for it, so only its own records are missing.
-    if (record === records.at(-1)) expect((await missing(home, acknowledged)).length).toBeLessThanOrEqual(CONCURRENCY)
+    if (record === withUpdates.at(-1)) expect((await missing(home, acknowledged)).length).toBeLessThanOrEqual(CONCURRENCY)
     // Reported once; the damaged copy is never deleted.
     expect(await damagedCopies(home)).toEqual(copies)
   })

@@ -11,6 +11,7 @@ import {
   isRightOf,
   nextEntryId,
   rootHasContent,
+  transactionFollows,
   transactionMeta,
   type EntryId,
 } from '../../src/core/yjs-internals.js'
@@ -80,6 +81,27 @@ describe('doc._transaction (inTransaction, transactionMeta)', () => {
     })
     doc.getMap('m').set('b', 2)
     expect(marked).toEqual([true, false])
+  })
+})
+
+describe('doc._transactionCleanups (transactionFollows)', () => {
+  it("in each 'update': true while a transaction an observer started follows, false for the last of the turn", () => {
+    const doc = new Y.Doc()
+    const list = doc.getArray<string>('l')
+    list.observe((_e, tr) => {
+      // The first change starts a second transaction from its observer (as a dedup of concurrent entries does).
+      if (tr.origin === 'first') doc.transact(() => list.insert(1, ['second']), 'second')
+    })
+    const seen: [unknown, boolean, number][] = []
+    doc.on('update', (_u: Uint8Array, origin: unknown, _d: Y.Doc, tr: Y.Transaction) => seen.push([origin, transactionFollows(doc, tr), list.length]))
+    doc.transact(() => list.insert(0, ['first']), 'first')
+    // At the first 'update' the second transaction's insert is in the document already.
+    expect(seen).toEqual([
+      ['first', true, 2],
+      ['second', false, 2],
+    ])
+    doc.transact(() => list.insert(0, ['alone']), 'alone')
+    expect(seen[2]).toEqual(['alone', false, 3])
   })
 })
 
