@@ -436,13 +436,10 @@ export class CollectionLog {
     if (this.failure !== undefined) throw this.failure
     await this.exclusive(async () => {
       const { ops, checkpoint } = rows()
-      const batches = rowBatches(this.name, ops, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
-      // The first of several removes the checkpoint: appends write none until the last is written.
-      if (batches.length > 1) this.records = undefined
-      for (const slice of batches)
+      // After a failure (of several slices, the first removed the checkpoint) appends write none until the next load.
+      this.records = undefined
+      for (const slice of rowBatches(this.name, ops, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint }))
         await this.store.batch(slice).catch((err: unknown) => {
-          // The stored checkpoint (if any) is behind the rows the document implies: appends write none until the next load.
-          this.records = undefined
           throw storageFailure(this.name, 'cannot write its derived rows', err)
         })
       this.records = checkpoint?.records
@@ -490,10 +487,8 @@ export class CollectionLog {
     this.failure = error
     const lost = [...batch, ...this.pending]
     // Acknowledged from the write-ahead file: durable there, LevelDB gets them when the collection reopens.
-    this.store.strand(
-      this.name,
-      lost.reduce((n, p) => (p.logged ? n + 1 : n), 0),
-    )
+    const logged = lost.filter((p) => p.logged).length
+    this.store.strand(this.name, logged)
     for (const p of lost) p.reject(error)
     this.pending = []
     this.compactRequested = false
