@@ -19,6 +19,17 @@ export type SafePath = { ok: true; abs: string; parts: string[] } | { ok: false;
 export interface SafePathOptions {
   caseInsensitive?: boolean
   allowFinalSymlink?: boolean
+  /**
+   * Directories (absolute) already found to be real directories by this check in the same batch
+   * of work (run in the folder's queue): not looked at again, and the ones found here are added.
+   * A batch of 1,000 files in 20 directories then makes 20 lstats of them, not 1,000.
+   */
+  checkedDirs?: Set<string>
+  /**
+   * The caller only reads the file, opening it with O_NOFOLLOW (file-state.ts readFileState): the
+   * last component is not looked at here, the open refuses a symlink there (ELOOP).
+   */
+  readNoFollow?: boolean
 }
 
 export async function resolvePeerPath(root: string, path: unknown, options: SafePathOptions = {}): Promise<SafePath> {
@@ -33,6 +44,11 @@ export async function resolvePeerPath(root: string, path: unknown, options: Safe
       if (clash) return { ok: false, reason: 'CASE_CONFLICT' }
     }
     const abs = join(dir, part)
+    if (last && options.readNoFollow === true) break
+    if (!last && options.checkedDirs?.has(abs) === true) {
+      dir = abs
+      continue
+    }
     let st
     try {
       st = await lstat(abs)
@@ -43,6 +59,7 @@ export async function resolvePeerPath(root: string, path: unknown, options: Safe
     }
     if (st.isSymbolicLink() && !(last && options.allowFinalSymlink === true)) return { ok: false, reason: 'SYMLINK' }
     if (!last && !st.isDirectory()) return { ok: false, reason: 'NOT_A_DIRECTORY' }
+    if (!last) options.checkedDirs?.add(abs)
     dir = abs
   }
   return { ok: true, abs: join(root, ...check.parts), parts: check.parts }
