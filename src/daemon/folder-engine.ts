@@ -261,12 +261,13 @@ export class FolderEngine {
   async abs(path: string, readNoFollow = false): Promise<string | undefined> {
     const known = this.ctx.resolved?.get(path)
     if (known !== undefined) return known
-    const checkedDirs = this.ctx.checkedDirs === undefined ? {} : { checkedDirs: this.ctx.checkedDirs }
+    const { checkedDirs, absent } = this.ctx
     const r = await resolvePeerPath(this.root, path, {
       caseInsensitive: this.ctx.caseInsensitive === true,
       allowFinalSymlink: false,
       readNoFollow,
-      ...checkedDirs,
+      ...(checkedDirs === undefined ? {} : { checkedDirs }),
+      ...(absent === undefined || readNoFollow ? {} : { absent }),
     })
     if (r.ok && !readNoFollow) this.ctx.resolved?.set(path, r.abs)
     if (r.ok) return r.abs

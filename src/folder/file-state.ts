@@ -52,12 +52,15 @@ export interface ReadScratch {
   buf: Buffer
 }
 
+export type Looked = Awaited<ReturnType<typeof lstatEntry>>
+
 /**
  * The state of `abs`, reading and hashing it when it is at most `maxRead` bytes, unless `known`
- * has the same size, times and inode (then its hash is kept, as git's index does).
+ * has the same size, times and inode (then its hash is kept, as git's index does). `looked`: the
+ * caller's lstatEntry of `abs` just before, not made again.
  */
-export async function readDiskEntry(abs: string, maxRead: number, known?: FileState, scratch?: ReadScratch): Promise<DiskEntry> {
-  const e = await lstatEntry(abs)
+export async function readDiskEntry(abs: string, maxRead: number, known?: FileState, scratch?: ReadScratch, looked?: Looked): Promise<DiskEntry> {
+  const e = looked ?? (await lstatEntry(abs))
   if (e.kind !== 'file-unread') return e
   const { st } = e
   const base = { kind: 'file' as const, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, executable: (st.mode & 0o111) !== 0 }

@@ -46,6 +46,11 @@ export interface FolderContext {
   resolved?: Map<string, string>
   /** While set (as `resolved`), directories already checked in the batch (safe-path.ts `checkedDirs`). */
   checkedDirs?: Set<string>
+  /**
+   * While set (as `resolved`), paths the check found empty, not looked at again by the first
+   * captureIfChanged of the batch (the write's own check before its rename still is).
+   */
+  absent?: Set<string>
 }
 
 const encoder = new TextEncoder()
@@ -59,6 +64,7 @@ async function safeAbs(ctx: FolderContext, path: string): Promise<string> {
     caseInsensitive: ctx.caseInsensitive === true,
     allowFinalSymlink: false,
     ...(ctx.checkedDirs === undefined ? {} : { checkedDirs: ctx.checkedDirs }),
+    ...(ctx.absent === undefined ? {} : { absent: ctx.absent }),
   })
   if (!r.ok) throw unsafePath(path, r.reason)
   ctx.resolved?.set(path, r.abs)
@@ -100,6 +106,7 @@ async function heldWrite(
 export async function captureIfChanged(ctx: FolderContext, path: string, doc: Y.Doc): Promise<boolean> {
   const abs = await safeAbs(ctx, path)
   const captured = ctx.states.captured(path)
+  if (captured === undefined && ctx.absent?.delete(path) === true) return false
   const entry = await readDiskEntry(abs, Number.MAX_SAFE_INTEGER, captured)
   if (entry.kind !== 'file' || (captured !== undefined && entry.hash === captured.hash && entry.executable === captured.executable)) return false
   const bytes = await readFile(abs).catch(() => undefined)

@@ -30,6 +30,8 @@ export interface SafePathOptions {
    * last component is not looked at here, the open refuses a symlink there (ELOOP).
    */
   readNoFollow?: boolean
+  /** Paths (as given) found not to exist, the path or a directory on its way, are added here. */
+  absent?: Set<string>
 }
 
 export async function resolvePeerPath(root: string, path: unknown, options: SafePathOptions = {}): Promise<SafePath> {
@@ -53,7 +55,10 @@ export async function resolvePeerPath(root: string, path: unknown, options: Safe
     try {
       st = await lstat(abs)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, abs: join(root, ...check.parts), parts: check.parts }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        options.absent?.add(path as string)
+        return { ok: true, abs: join(root, ...check.parts), parts: check.parts }
+      }
       if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return { ok: false, reason: 'NOT_A_DIRECTORY' }
       throw err
     }
