@@ -79,6 +79,8 @@ export class FolderEngine {
   private readonly docs = new Map<string, Y.Doc>()
   /** Units peers updated, not brought to disk yet: one queued job writes them together. */
   private readonly pendingUnits = new Set<string>()
+  /** Peers' record writes (key, value) not handled yet, in arrival order. */
+  private readonly pendingRecords: [string, JsonValue | undefined][] = []
   /** Peers' updates of units not open here, until they are (see doc). */
   private readonly received = new Map<string, Uint8Array[]>()
   private queue: Promise<void> = Promise.resolve()
@@ -129,7 +131,9 @@ export class FolderEngine {
       await this.host.watchRecords(this.collection, (e) => {
         if (e.source !== 'remote' || e.key === DEFINITION_KEY) return
         this.incoming.add(e.key)
-        void this.enqueue('record', () => this.remote.record(e.key, e.value))
+        // Written by one queued job with those that arrive meanwhile (folder-remote.ts records).
+        if (this.pendingRecords.length === 0) void this.enqueue('record', () => this.remote.records(this.pendingRecords.splice(0)))
+        this.pendingRecords.push([e.key, e.value])
       }),
       this.host.units.on('unit:update', (u) => {
         if (u.collection !== this.collection) return
