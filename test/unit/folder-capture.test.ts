@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdir, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as Y from 'yjs'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
@@ -206,5 +206,42 @@ describe('captures of a batch', () => {
     // The second capture continues the first one's new document: a second new document would hold the text twice.
     expect(storedText(device, fileId)).toBe('one\ntwo\n')
     expect(await engine.docText(fileId)).toBe('one\ntwo\n')
+  })
+})
+
+describe("peers' records in batches", () => {
+  const definition: FolderDefinition = { include: [], exclude: [], maxFileSize: DEFAULT_MAX_FILE_SIZE, createdBy: 'test', createdAt: 0 }
+  const running: FolderEngine[] = []
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((e) => e.stop()))
+  })
+
+  it('a device placing the folder gets every file of a batch of new records, with its content, whatever order records and units arrive in', async () => {
+    for (const seed of [3, 4]) {
+      const net = new FakeFolderNet(prng(seed))
+      const [rootA, rootB] = [await makeTempDir('ks-fcap-a-'), await makeTempDir('ks-fcap-b-')]
+      const want = new Map<string, string>()
+      for (let i = 0; i < 40; i++) {
+        const path = `d${i % 4}/f${i}.yaml`
+        want.set(path, `i: ${i}\n`)
+        await mkdir(join(rootA, `d${i % 4}`), { recursive: true })
+        await writeFile(join(rootA, path), `i: ${i}\n`)
+      }
+      const a = new FolderEngine(net.add('A'), { name: 'sim', root: rootA, definition, settleMs: 5 })
+      const b = new FolderEngine(net.add('B'), { name: 'sim', root: rootB, definition, settleMs: 5 })
+      running.push(a, b)
+      await a.start()
+      await b.start()
+      // Every record and unit of A's scan is handed to B at once, in a seeded random order.
+      for (let round = 0; round < 50; round++) {
+        await a.idle()
+        await b.idle()
+        if (net.deliver() === 0 && net.deliverable() === 0) break
+      }
+      await b.idle()
+      for (const [path, text] of want) expect(await readFile(join(rootB, path), 'utf8').catch(() => undefined), `seed ${seed}: ${path}`).toBe(text)
+      expect((await b.status()).filter((f) => f.state !== 'synced')).toEqual([])
+      await Promise.all(running.splice(0).map((e) => e.stop()))
+    }
   })
 })
