@@ -1,5 +1,13 @@
 import * as Y from 'yjs'
-import { decideStructuredMerge, isLater, structuredKind, type StructuredMerge, type VersionSide } from './folder-conflicts.js'
+import {
+  decideStructuredMerge,
+  isLater,
+  isValidStructured,
+  structuredKind,
+  type StructuredKind,
+  type StructuredMerge,
+  type VersionSide,
+} from './folder-conflicts.js'
 import { applyTextChange } from './folder-text.js'
 
 /**
@@ -209,6 +217,9 @@ export function settleMerge(
     if (remote === undefined || isLater(side, remote)) remote = side
   })
   if (remote === undefined) return { kind: 'merged', ...plain }
+  // The rule applies only to a merge that broke the file: a valid one needs no text rebuilt from
+  // a snapshot (most updates, and every file arriving on a device that adds the folder).
+  if (isValidStructured(structuredKind(path) as StructuredKind, merged)) return { kind: 'merged', ...plain }
   const remoteText = capturedText(doc, remote.device)
   if (remoteText === undefined) return { kind: 'merged', ...plain }
   const local = captureOf(doc, self.device) ?? { device: self.device, stamp: '' }

@@ -38,6 +38,9 @@ export interface TextEdit {
 /** The edits that turn `from` into `to`, in order, each index valid after the previous ones. */
 export function textEdits(from: string, to: string): TextEdit[] {
   if (from === to) return []
+  // A new file (or one emptied): one insert or one delete, no line diff to run.
+  if (from === '') return [{ index: 0, delete: 0, insert: to }]
+  if (to === '') return [{ index: 0, delete: from.length, insert: '' }]
   const edits: TextEdit[] = []
   // Common head and tail first: most saves change a few lines, and the line diff then sees only them.
   const head = commonPrefix(from, to)

@@ -24,10 +24,14 @@ export async function applyBatched(ctx: FolderContext, entries: readonly Stamped
     const dirSyncs = new DirSyncBatch()
     ctx.dirSyncs = dirSyncs
     ctx.resolved = new Map()
+    ctx.checkedDirs = new Set()
+    ctx.absent = new Set()
     // Every write of the batch ends (settled) before its directories are fsynced.
     const results = await Promise.allSettled(batch.map((e) => apply(e.fileId)))
     ctx.dirSyncs = undefined
     ctx.resolved = undefined
+    ctx.checkedDirs = undefined
+    ctx.absent = undefined
     await dirSyncs.flush()
     const failed = results.find((r) => r.status === 'rejected')
     if (failed !== undefined) throw failed.reason

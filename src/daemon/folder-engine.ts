@@ -1,31 +1,32 @@
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as Y from 'yjs'
 import { debugLog } from '../core/debug-log.js'
-import { structuredKind } from '../core/folder-conflicts.js'
 import { ManifestView, planLocalChanges, resolvePathClaims, type LocalChange, type ManifestWrite, type StampedEntry } from '../core/folder-manifest.js'
 import { caseKey, FOLDER_STATE_DIR } from '../core/folder-paths.js'
-import { captureText, currentBase, fileText, newTextFileDoc } from '../core/folder-text-doc.js'
-import { decodeText } from '../core/folder-text.js'
+import { currentBase, fileText, newTextFileDoc } from '../core/folder-text-doc.js'
 import type { FolderFileStatus } from '../core/folder-types.js'
 import type { JsonValue } from '../core/json.js'
 import type { UnitRecordWrite, UnitUpdate } from '../core/unit-types.js'
 import { removeTempFiles } from '../folder/atomic-write.js'
 import { CaptureLedger } from '../folder/capture-ledger.js'
-import { readDiskEntry, sha256, type FileState } from '../folder/file-state.js'
+import type { FileState } from '../folder/file-state.js'
 import { FolderWatcher, type FolderChange } from '../folder/folder-watcher.js'
+import { readAhead } from '../folder/read-ahead.js'
 import { scanFolder } from '../folder/scan.js'
 import type { FolderContext } from '../folder/incoming.js'
 import { isCaseInsensitive, resolvePeerPath } from '../folder/safe-path.js'
 import { FolderTrash } from '../folder/trash.js'
 import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
 import { applyBatched } from './folder-batch.js'
-import { keepReplacedText } from './folder-version-text.js'
+import { captureFile, captureTarget, readForCapture, type FreshDocs } from './folder-capture.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
 
 const log = debugLog('folder:engine')
 
+/** Captured files per commit of a batch of local changes (one LevelDB batch: their units and records). */
+const COMMIT_FILES = 256
 /** Unit documents kept open between jobs; past this the oldest is closed (its state stays stored). */
 const OPEN_DOCS = 256
 /** The origin of peers' updates this engine applies itself. */
@@ -78,6 +79,8 @@ export class FolderEngine {
   private readonly docs = new Map<string, Y.Doc>()
   /** Units peers updated, not brought to disk yet: one queued job writes them together. */
   private readonly pendingUnits = new Set<string>()
+  /** Peers' record writes (key, value) not handled yet, in arrival order. */
+  private readonly pendingRecords: [string, JsonValue | undefined][] = []
   /** Peers' updates of units not open here, until they are (see doc). */
   private readonly received = new Map<string, Uint8Array[]>()
   private queue: Promise<void> = Promise.resolve()
@@ -128,7 +131,9 @@ export class FolderEngine {
       await this.host.watchRecords(this.collection, (e) => {
         if (e.source !== 'remote' || e.key === DEFINITION_KEY) return
         this.incoming.add(e.key)
-        void this.enqueue('record', () => this.remote.record(e.key, e.value))
+        // Written by one queued job with those that arrive meanwhile (folder-remote.ts records).
+        if (this.pendingRecords.length === 0) void this.enqueue('record', () => this.remote.records(this.pendingRecords.splice(0)))
+        this.pendingRecords.push([e.key, e.value])
       }),
       this.host.units.on('unit:update', (u) => {
         if (u.collection !== this.collection) return
@@ -256,12 +261,19 @@ export class FolderEngine {
     return doc
   }
 
-  /** The absolute path of a folder path, checked as a peer's would be. */
-  async abs(path: string): Promise<string | undefined> {
+  /** The absolute path of a folder path, checked as a peer's would be (`readNoFollow`: see safe-path.ts). */
+  async abs(path: string, readNoFollow = false): Promise<string | undefined> {
     const known = this.ctx.resolved?.get(path)
     if (known !== undefined) return known
-    const r = await resolvePeerPath(this.root, path, { caseInsensitive: this.ctx.caseInsensitive === true, allowFinalSymlink: false })
-    if (r.ok) this.ctx.resolved?.set(path, r.abs)
+    const { checkedDirs, absent } = this.ctx
+    const r = await resolvePeerPath(this.root, path, {
+      caseInsensitive: this.ctx.caseInsensitive === true,
+      allowFinalSymlink: false,
+      readNoFollow,
+      ...(checkedDirs === undefined ? {} : { checkedDirs }),
+      ...(absent === undefined || readNoFollow ? {} : { absent }),
+    })
+    if (r.ok && !readNoFollow) this.ctx.resolved?.set(path, r.abs)
     if (r.ok) return r.abs
     log(`${this.name}: path ${JSON.stringify(path)} refused (${r.reason})`)
     return undefined
@@ -284,82 +296,63 @@ export class FolderEngine {
     await this.host.units.commit(this.collection, updates, records)
   }
 
-  /** Capture a file's text into its document; the update to commit (undefined: nothing changed) and the record's content fields. */
-  async captureFile(fileId: string, path: string): Promise<{ update?: UnitUpdate; fields?: Record<string, JsonValue>; behind?: boolean } | undefined> {
-    const abs = await this.abs(path)
-    if (abs === undefined) return undefined
-    const entry = await readDiskEntry(abs, Number.MAX_SAFE_INTEGER)
-    if (entry.kind !== 'file') return undefined
-    const bytes = await readFile(abs).catch(() => undefined)
-    if (bytes === undefined) return undefined
-    const text = decodeText(bytes)
-    const state: FileState = { ...entry, size: bytes.byteLength, hash: sha256(bytes), binary: text === undefined }
-    const fields: Record<string, JsonValue> = {
-      kind: text === undefined ? 'binary' : 'text',
-      size: state.size,
-      hash: state.hash as string,
-      x: state.executable,
-    }
-    if (text === undefined) {
-      // `prev`: the version this one replaces, so a device holding another sees two concurrent versions.
-      const before = this.entries.get(fileId)
-      Object.assign(fields, { prev: before !== undefined && before.kind === 'binary' ? before.hash : '' })
-      this.owner.set(path, fileId)
-      await this.host.units.putBlob(state.hash as string, bytes)
-      await this.ledger.hold(path, async () => ({ state }))
-      return { fields }
-    }
-    this.owner.set(path, fileId)
-    const doc = await this.doc(fileId)
-    const sv = Y.encodeStateVector(doc)
-    const base = this.ledger.base(path)
-    const record = structuredKind(path) !== undefined
-    await keepReplacedText(this.host.units, this.ledger, doc, path, { text: bytes, hash: state.hash }) // file history
-    const side = { device: this.host.deviceId, stamp: this.host.stamp() }
-    const r = captureText(doc, text, side, base === undefined ? { record } : { base, record })
-    await this.ledger.hold(path, async () => ({ state, base: r.base }))
-    // Rebased onto a document that moved on (a peer's edit not written here yet): the disk is behind it.
-    const behind = fileText(doc) !== text
-    return r.changed ? { update: { unit: fileId, update: Y.encodeStateAsUpdate(doc, sv) }, fields, behind } : { fields, behind }
-  }
-
-  /** A batch of local changes from the watcher: manifest writes, captures, one commit. */
+  /**
+   * A batch of local changes from the watcher: manifest writes and captures, committed together
+   * COMMIT_FILES captured files at a time (one LevelDB batch each), the files read ahead.
+   */
   async local(changes: FolderChange[]): Promise<void> {
     if (changes.length === 0) return
     const view = new ManifestView(this.entries.values())
     const writes = planLocalChanges(view, changes as LocalChange[], () => this.host.stamp())
-    const updates: UnitUpdate[] = []
-    const override = new Map<string, Record<string, JsonValue>>()
-    const behind: string[] = []
-    for (const w of writes) {
-      const before = this.entries.get(w.fileId)
-      const fields = w.op === 'create' ? w.entry : w.fields
-      const path = typeof fields.path === 'string' ? fields.path : before?.path
-      if (path === undefined) continue
-      if (fields.deleted !== undefined && fields.deleted !== null) {
-        this.ledger.record(path, undefined)
-        this.owner.delete(path)
-        continue
+    // Directories checked once per batch (safe-path.ts), unless a batch around this one checks them.
+    const ownDirs = this.ctx.checkedDirs === undefined
+    if (ownDirs) this.ctx.checkedDirs = new Set()
+    try {
+      const targets = writes.flatMap((w) => captureTarget(w, this.entries.get(w.fileId)) ?? [])
+      const nextRead = readAhead(targets, (path) => readForCapture(this, path))
+      const fresh: FreshDocs = new Map()
+      let updates: UnitUpdate[] = []
+      let override = new Map<string, Record<string, JsonValue>>()
+      let from = 0
+      const behind: string[] = []
+      for (let i = 0; i < writes.length; i++) {
+        const w = writes[i] as ManifestWrite
+        const before = this.entries.get(w.fileId)
+        const fields = w.op === 'create' ? w.entry : w.fields
+        const path = typeof fields.path === 'string' ? fields.path : before?.path
+        if (path === undefined) continue
+        if (fields.deleted !== undefined && fields.deleted !== null) {
+          this.ledger.record(path, undefined)
+          this.owner.delete(path)
+          continue
+        }
+        if (before !== undefined && typeof fields.path === 'string' && fields.path !== before.path) {
+          // A rename: the base of what the disk held moves with the file.
+          const base = this.ledger.base(before.path)
+          const state = this.ledger.captured(before.path)
+          this.ledger.record(before.path, undefined)
+          this.owner.delete(before.path)
+          this.owner.set(path, w.fileId)
+          if (state !== undefined) this.ledger.record(path, state, base)
+        }
+        if (captureTarget(w, before) === undefined) continue
+        const c = await captureFile(this, w.fileId, path, await nextRead(), fresh, w.op === 'create')
+        if (c === undefined) continue
+        if (c.update !== undefined) updates.push(c.update)
+        if (c.fields !== undefined) override.set(w.fileId, c.fields)
+        if (c.behind === true) behind.push(w.fileId)
+        if (override.size >= COMMIT_FILES) {
+          await this.commit(updates, writes.slice(from, i + 1), override)
+          updates = []
+          override = new Map()
+          from = i + 1
+        }
       }
-      if (before !== undefined && typeof fields.path === 'string' && fields.path !== before.path) {
-        // A rename: the base of what the disk held moves with the file.
-        const base = this.ledger.base(before.path)
-        const state = this.ledger.captured(before.path)
-        this.ledger.record(before.path, undefined)
-        this.owner.delete(before.path)
-        this.owner.set(path, w.fileId)
-        if (state !== undefined) this.ledger.record(path, state, base)
-      }
-      const kind = fields.kind ?? before?.kind
-      if (kind === 'dir' || (w.op === 'update' && fields.hash === undefined && fields.deleted === undefined)) continue
-      const c = await this.captureFile(w.fileId, path)
-      if (c === undefined) continue
-      if (c.update !== undefined) updates.push(c.update)
-      if (c.fields !== undefined) override.set(w.fileId, c.fields)
-      if (c.behind === true) behind.push(w.fileId)
+      await this.commit(updates, writes.slice(from), override)
+      for (const id of behind) await this.remote.text(id)
+    } finally {
+      if (ownDirs) this.ctx.checkedDirs = undefined
     }
-    await this.commit(updates, writes, override)
-    for (const id of behind) await this.remote.text(id)
     const at = Date.now()
     for (const c of changes) {
       if (c.kind === 'excluded') continue

@@ -17,6 +17,8 @@ import type { CaptureLedger } from '../folder/capture-ledger.js'
 import type { FolderContext } from '../folder/incoming.js'
 import type { FolderTrash } from '../folder/trash.js'
 import type { FolderConflictEvent } from '../core/folder-types.js'
+import { caseKey } from '../core/folder-paths.js'
+import { applyBatched } from './folder-batch.js'
 import { entryOf, type FolderHost } from './folder-host.js'
 import { keepReplacedText, keepText } from './folder-version-text.js'
 
@@ -75,6 +77,49 @@ export class FolderRemote {
       await this.engine.resolveClaims(next === undefined ? [] : [next.path])
     } finally {
       this.engine.incoming.delete(fileId)
+    }
+  }
+
+  /**
+   * Peers' record writes queued together, in arrival order (a first sync streams thousands):
+   * files and directories new here (no entry, live, not binary, one write of their key in the
+   * batch) are brought to disk together (folder-batch.ts: concurrent writes, directory fsyncs
+   * once per batch); every other write goes one at a time, first. When a path of those others
+   * is, or is above or under, the path of a new one, the whole batch goes one at a time.
+   */
+  async records(batch: readonly (readonly [string, JsonValue | undefined])[]): Promise<void> {
+    const count = new Map<string, number>()
+    for (const [key] of batch) count.set(key, (count.get(key) ?? 0) + 1)
+    const fresh: StampedEntry[] = []
+    const others: (readonly [string, JsonValue | undefined])[] = []
+    for (const item of batch) {
+      const [key, value] = item
+      const next = value === undefined ? undefined : entryOf(key, value)
+      const isNew = next !== undefined && next.deleted === undefined && next.from === undefined && next.kind !== 'binary'
+      if (isNew && count.get(key) === 1 && !this.engine.entries.has(key)) fresh.push(next)
+      else others.push(item)
+    }
+    const touched: string[] = []
+    for (const [key, value] of others) {
+      const prev = this.engine.entries.get(key)
+      const next = value === undefined ? undefined : entryOf(key, value)
+      for (const e of [prev, next]) if (e !== undefined) touched.push(caseKey(e.path))
+    }
+    const near = (a: string, b: string): boolean => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`)
+    if (fresh.length < 2 || fresh.some((e) => touched.some((t) => near(caseKey(e.path), t)))) {
+      for (const [key, value] of batch) await this.record(key, value)
+      return
+    }
+    for (const [key, value] of others) await this.record(key, value)
+    for (const e of fresh) {
+      this.engine.prevHash.delete(e.fileId)
+      this.engine.entries.set(e.fileId, e)
+    }
+    try {
+      await applyBatched(this.engine.ctx, fresh, (id) => this.apply(id, undefined))
+      await this.engine.resolveClaims(fresh.map((e) => e.path))
+    } finally {
+      for (const e of fresh) this.engine.incoming.delete(e.fileId)
     }
   }
 

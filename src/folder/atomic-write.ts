@@ -15,7 +15,8 @@ const log = debugLog('folder:write')
  * and without clobbering a local edit that was not captured yet:
  *
  *   1. the file on disk must still be what was last captured (`expected`), else the result is
- *      'changed-under-us' and nothing is written: the caller captures and merges it first;
+ *      'changed-under-us' and nothing is written: the caller captures and merges it first
+ *      (expecting nothing there, this is left to the check of 3, which is the one that counts);
  *   2. the new content goes to a temp file in the same directory (`.NAME.kitsync-tmp-RANDOM`,
  *      excluded from sync), with the old file's mode and the executable bit asked for, fsynced;
  *   3. the check of 1 again, just before the switch (a save can land during 2);
@@ -44,9 +45,16 @@ export interface AtomicWriteOptions {
   trash?: { trash: FolderTrash; path: string }
   /** Defer the directory fsyncs to this batch's flush. */
   dirSyncs?: DirSyncBatch
+  /** Directories known to exist (checked in this batch, safe-path.ts): no mkdir for them; the ones made here are added. */
+  checkedDirs?: Set<string>
 }
 
 const TEMP_MARK = '.kitsync-tmp-'
+
+/** Temp names: random once per process, then counted (a random read per file was 5% of a batch's main thread under load). */
+const TEMP_PREFIX = randomBytes(6).toString('hex')
+let tempCount = 0
+const tempSuffix = (): string => `${TEMP_PREFIX}${(tempCount++).toString(36)}`
 
 /** A read of the current file large enough to hash anything a caller captured. */
 const READ_ALL = Number.MAX_SAFE_INTEGER
@@ -58,13 +66,20 @@ function matches(expected: Expected, current: DiskEntry): boolean {
 
 export async function writeFileAtomic(abs: string, data: Uint8Array, options: AtomicWriteOptions): Promise<WriteResult> {
   const { expected } = options
-  let current = await readDiskEntry(abs, READ_ALL, expected === 'absent' ? undefined : expected)
-  if (!matches(expected, current)) return { status: 'changed-under-us', current }
+  // Over nothing (a new file), the check of step 3 alone decides: one lstat, which fails, instead of two.
+  let current: DiskEntry = { kind: 'missing' }
+  if (expected !== 'absent') {
+    current = await readDiskEntry(abs, READ_ALL, expected)
+    if (!matches(expected, current)) return { status: 'changed-under-us', current }
+  }
   const dir = dirname(abs)
-  const made = await mkdir(dir, { recursive: true })
-  // Each directory made here is an entry in its parent: synced too, or a power cut can lose the file with it.
-  if (made !== undefined) for (let d = dir; d !== dirname(made) && d !== dirname(d);) await syncOrDefer((d = dirname(d)), options.dirSyncs)
-  const temp = join(dir, `.${basename(abs)}${TEMP_MARK}${randomBytes(6).toString('hex')}`)
+  if (options.checkedDirs?.has(dir) !== true) {
+    const made = await mkdir(dir, { recursive: true })
+    // Each directory made here is an entry in its parent: synced too, or a power cut can lose the file with it.
+    if (made !== undefined) for (let d = dir; d !== dirname(made) && d !== dirname(d);) await syncOrDefer((d = dirname(d)), options.dirSyncs)
+    options.checkedDirs?.add(dir)
+  }
+  const temp = join(dir, `.${basename(abs)}${TEMP_MARK}${tempSuffix()}`)
   // A new file gets the umask's mode; a replaced one keeps its own, with the executable bit
   // (where it is readable) as the peer says.
   const oldMode = current.kind === 'file' ? (await lstat(abs)).mode & 0o7777 : undefined

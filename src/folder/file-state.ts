@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { constants, type Stats } from 'node:fs'
-import { lstat, open } from 'node:fs/promises'
+import { lstat, open, type FileHandle } from 'node:fs/promises'
 import { decodeText } from '../core/folder-text.js'
 
 /**
@@ -52,12 +52,15 @@ export interface ReadScratch {
   buf: Buffer
 }
 
+export type Looked = Awaited<ReturnType<typeof lstatEntry>>
+
 /**
  * The state of `abs`, reading and hashing it when it is at most `maxRead` bytes, unless `known`
- * has the same size, times and inode (then its hash is kept, as git's index does).
+ * has the same size, times and inode (then its hash is kept, as git's index does). `looked`: the
+ * caller's lstatEntry of `abs` just before, not made again.
  */
-export async function readDiskEntry(abs: string, maxRead: number, known?: FileState, scratch?: ReadScratch): Promise<DiskEntry> {
-  const e = await lstatEntry(abs)
+export async function readDiskEntry(abs: string, maxRead: number, known?: FileState, scratch?: ReadScratch, looked?: Looked): Promise<DiskEntry> {
+  const e = looked ?? (await lstatEntry(abs))
   if (e.kind !== 'file-unread') return e
   const { st } = e
   const base = { kind: 'file' as const, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, executable: (st.mode & 0o111) !== 0 }
@@ -77,27 +80,70 @@ export async function readDiskEntry(abs: string, maxRead: number, known?: FileSt
   return { ...base, size: bytes.byteLength, hash: sha256(bytes), binary: decodeText(bytes) === undefined }
 }
 
+/**
+ * A file read for a capture, in one open: its state from the descriptor read (fstat) and its
+ * bytes (and its text, when it is UTF-8 without NUL: not binary), never through a symlink, never
+ * blocking on a FIFO. Where readDiskEntry and a second read took an lstat, two opens and two
+ * hashes, this takes one of each.
+ */
+export async function readFileState(abs: string): Promise<{ entry: DiskEntry; bytes?: Buffer; text?: string }> {
+  let fh: FileHandle
+  try {
+    fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { entry: { kind: 'missing' } }
+    if (code === 'ELOOP') return { entry: { kind: 'symlink' } }
+    if (code === 'ENXIO') return { entry: { kind: 'other' } }
+    throw err
+  }
+  try {
+    const st = await fh.stat()
+    if (st.isDirectory()) return { entry: { kind: 'dir' } }
+    if (!st.isFile()) return { entry: { kind: 'other' } }
+    const bytes = await readFrom(fh, st.size)
+    const text = decodeText(bytes)
+    const entry: FileState = {
+      kind: 'file',
+      size: bytes.byteLength,
+      mtimeMs: st.mtimeMs,
+      ctimeMs: st.ctimeMs,
+      ino: st.ino,
+      executable: (st.mode & 0o111) !== 0,
+      hash: sha256(bytes),
+      binary: text === undefined,
+    }
+    return text === undefined ? { entry, bytes } : { entry, bytes, text }
+  } finally {
+    await fh.close()
+  }
+}
+
 /** The whole file, never through a symlink, into `scratch` when it fits (the result is then a view of it). */
 async function readAll(abs: string, sizeHint: number, scratch?: ReadScratch): Promise<Buffer> {
   const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    let buf = scratch?.buf ?? Buffer.allocUnsafe(sizeHint + 1)
-    let length = 0
-    for (;;) {
-      if (length === buf.length) {
-        const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, 64 * 1024))
-        buf.copy(bigger, 0, 0, length)
-        buf = bigger
-        if (scratch !== undefined) scratch.buf = bigger
-      }
-      const { bytesRead } = await fh.read(buf, length, buf.length - length, null)
-      if (bytesRead === 0) break
-      length += bytesRead
-    }
-    return buf.subarray(0, length)
+    return await readFrom(fh, sizeHint, scratch)
   } finally {
     await fh.close()
   }
+}
+
+async function readFrom(fh: FileHandle, sizeHint: number, scratch?: ReadScratch): Promise<Buffer> {
+  let buf = scratch?.buf ?? Buffer.allocUnsafe(sizeHint + 1)
+  let length = 0
+  for (;;) {
+    if (length === buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, 64 * 1024))
+      buf.copy(bigger, 0, 0, length)
+      buf = bigger
+      if (scratch !== undefined) scratch.buf = bigger
+    }
+    const { bytesRead } = await fh.read(buf, length, buf.length - length, null)
+    if (bytesRead === 0) break
+    length += bytesRead
+  }
+  return buf.subarray(0, length)
 }
 
 export function sameStat(a: Pick<FileState, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>, b: Pick<FileState, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>): boolean {

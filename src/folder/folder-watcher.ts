@@ -4,7 +4,7 @@ import type { FolderSelection, FolderSelectionOptions } from '../core/folder-sel
 import { IGNORE_FILE } from '../core/folder-selection.js'
 import { debugLog } from '../core/debug-log.js'
 import { DirTreeWatch } from './dir-watch.js'
-import { lstatEntry, readDiskEntry, sameContent, type FileState } from './file-state.js'
+import { lstatEntry, readDiskEntry, sameContent, type FileState, type Looked } from './file-state.js'
 import { loadSelection, scanFolder, type Skipped, type SkipReason } from './scan.js'
 
 const log = debugLog('folder:watch')
@@ -56,6 +56,8 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
   private rescanTimer: ReturnType<typeof setInterval> | undefined
   private flushing: Promise<void> | undefined
   private readonly held = new Map<string, number>()
+  /** What somethingWent saw of the batch's paths (lstatEntry), for check to use. */
+  private readonly looked = new Map<string, Looked>()
   private rescanDue = false
   /** This batch was put off once because a known path was missing (see flush). */
   private deferred = false
@@ -243,29 +245,38 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
         this.mark(p)
         continue
       }
-      await this.check(p, changes)
+      await this.check(p, changes, this.looked.get(p))
     }
+    this.looked.clear()
     return pairRenames(changes)
   }
 
+  /** Whether a known path of the batch is gone; what it saw of the others is kept for check (one lstat per path). */
   private async somethingWent(paths: string[]): Promise<boolean> {
+    this.looked.clear()
     for (const p of paths) {
       if (!this.files.has(p) && !this.dirs.has(p)) continue
       const e = await lstatEntry(join(this.root, p))
-      if (e.kind === 'missing') return true
+      if (e.kind === 'missing') {
+        this.looked.clear()
+        return true
+      }
+      this.looked.set(p, e)
     }
     return false
   }
 
-  private async check(path: string, changes: FolderChange[]): Promise<void> {
+  private async check(path: string, changes: FolderChange[], looked?: Looked): Promise<void> {
     if (path === '') {
       // An event at the root without a name: look at everything again.
       this.rescanDue = true
       this.schedule()
       return
     }
+    // Neither known nor anything the selection would take (our own temp files, excluded names): nothing to look at.
+    if (!this.files.has(path) && !this.dirs.has(path) && !this.selection.path(path).included && !this.selection.directory(path).included) return
     const abs = join(this.root, path)
-    const entry = await lstatEntry(abs)
+    const entry = looked ?? (await lstatEntry(abs))
     if (entry.kind === 'dir') {
       if (!this.selection.directory(path).included) return
       if (!this.dirs.has(path)) {
@@ -299,10 +310,10 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
         changes.push({ kind: 'removed', path: p, previous: prev })
       }
     }
-    await this.checkFile(path, changes)
+    await this.checkFile(path, changes, entry)
   }
 
-  private async checkFile(path: string, changes: FolderChange[]): Promise<void> {
+  private async checkFile(path: string, changes: FolderChange[], looked?: Looked): Promise<void> {
     const prev = this.files.get(path)
     const byPath = this.selection.path(path)
     if (!byPath.included) {
@@ -311,7 +322,7 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
       changes.push({ kind: 'excluded', path, reason: byPath.reason, previous: prev })
       return
     }
-    const entry = await readDiskEntry(join(this.root, path), this.selection.maxFileSize, prev)
+    const entry = await readDiskEntry(join(this.root, path), this.selection.maxFileSize, prev, undefined, looked)
     if (entry.kind === 'missing') {
       if (prev === undefined) return
       this.files.delete(path)

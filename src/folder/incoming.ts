@@ -44,6 +44,13 @@ export interface FolderContext {
    * the batch, to their absolute path: checked once per file, not once per step.
    */
   resolved?: Map<string, string>
+  /** While set (as `resolved`), directories already checked in the batch (safe-path.ts `checkedDirs`). */
+  checkedDirs?: Set<string>
+  /**
+   * While set (as `resolved`), paths the check found empty, not looked at again by the first
+   * captureIfChanged of the batch (the write's own check before its rename still is).
+   */
+  absent?: Set<string>
 }
 
 const encoder = new TextEncoder()
@@ -53,7 +60,12 @@ const MAX_ATTEMPTS = 5
 async function safeAbs(ctx: FolderContext, path: string): Promise<string> {
   const known = ctx.resolved?.get(path)
   if (known !== undefined) return known
-  const r = await resolvePeerPath(ctx.root, path, { caseInsensitive: ctx.caseInsensitive === true, allowFinalSymlink: false })
+  const r = await resolvePeerPath(ctx.root, path, {
+    caseInsensitive: ctx.caseInsensitive === true,
+    allowFinalSymlink: false,
+    ...(ctx.checkedDirs === undefined ? {} : { checkedDirs: ctx.checkedDirs }),
+    ...(ctx.absent === undefined ? {} : { absent: ctx.absent }),
+  })
   if (!r.ok) throw unsafePath(path, r.reason)
   ctx.resolved?.set(path, r.abs)
   return r.abs
@@ -80,7 +92,8 @@ async function heldWrite(
   const trash = options.useTrash && ctx.trash !== undefined ? { trash: { trash: ctx.trash, path } } : {}
   return ctx.states.hold(path, async (): Promise<HeldWrite> => {
     const dirSyncs = ctx.dirSyncs === undefined ? {} : { dirSyncs: ctx.dirSyncs }
-    const w = await writeFileAtomic(abs, data, { expected, executable: options.executable, ...trash, ...dirSyncs })
+    const checkedDirs = ctx.checkedDirs === undefined ? {} : { checkedDirs: ctx.checkedDirs }
+    const w = await writeFileAtomic(abs, data, { expected, executable: options.executable, ...trash, ...dirSyncs, ...checkedDirs })
     if (w.status !== 'written') return { ...w, state: expected === 'absent' ? undefined : expected }
     return options.base === undefined ? w : { ...w, base: options.base }
   })
@@ -93,6 +106,7 @@ async function heldWrite(
 export async function captureIfChanged(ctx: FolderContext, path: string, doc: Y.Doc): Promise<boolean> {
   const abs = await safeAbs(ctx, path)
   const captured = ctx.states.captured(path)
+  if (captured === undefined && ctx.absent?.delete(path) === true) return false
   const entry = await readDiskEntry(abs, Number.MAX_SAFE_INTEGER, captured)
   if (entry.kind !== 'file' || (captured !== undefined && entry.hash === captured.hash && entry.executable === captured.executable)) return false
   const bytes = await readFile(abs).catch(() => undefined)

@@ -19,6 +19,19 @@ export type SafePath = { ok: true; abs: string; parts: string[] } | { ok: false;
 export interface SafePathOptions {
   caseInsensitive?: boolean
   allowFinalSymlink?: boolean
+  /**
+   * Directories (absolute) already found to be real directories by this check in the same batch
+   * of work (run in the folder's queue): not looked at again, and the ones found here are added.
+   * A batch of 1,000 files in 20 directories then makes 20 lstats of them, not 1,000.
+   */
+  checkedDirs?: Set<string>
+  /**
+   * The caller only reads the file, opening it with O_NOFOLLOW (file-state.ts readFileState): the
+   * last component is not looked at here, the open refuses a symlink there (ELOOP).
+   */
+  readNoFollow?: boolean
+  /** Paths (as given) found not to exist, the path or a directory on its way, are added here. */
+  absent?: Set<string>
 }
 
 export async function resolvePeerPath(root: string, path: unknown, options: SafePathOptions = {}): Promise<SafePath> {
@@ -33,16 +46,25 @@ export async function resolvePeerPath(root: string, path: unknown, options: Safe
       if (clash) return { ok: false, reason: 'CASE_CONFLICT' }
     }
     const abs = join(dir, part)
+    if (last && options.readNoFollow === true) break
+    if (!last && options.checkedDirs?.has(abs) === true) {
+      dir = abs
+      continue
+    }
     let st
     try {
       st = await lstat(abs)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, abs: join(root, ...check.parts), parts: check.parts }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        options.absent?.add(path as string)
+        return { ok: true, abs: join(root, ...check.parts), parts: check.parts }
+      }
       if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return { ok: false, reason: 'NOT_A_DIRECTORY' }
       throw err
     }
     if (st.isSymbolicLink() && !(last && options.allowFinalSymlink === true)) return { ok: false, reason: 'SYMLINK' }
     if (!last && !st.isDirectory()) return { ok: false, reason: 'NOT_A_DIRECTORY' }
+    if (!last) options.checkedDirs?.add(abs)
     dir = abs
   }
   return { ok: true, abs: join(root, ...check.parts), parts: check.parts }

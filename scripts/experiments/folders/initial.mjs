@@ -1,0 +1,121 @@
+// The kitsync half of the bench's folder figures, alone and quicker to repeat: two real peers on
+// loopback, FILES files of 1-10 KB (the bench's) written on A, `folder add` on A (first scan:
+// until `folder list` counts them all), then `folder add` on B (initial sync: until every file is
+// on B's disk with the right content). Run after `npm run build`:
+//   FILES=1000 node scripts/experiments/folders/initial.mjs
+// Profile the two peers: PROF_DIR=/tmp/prof (each writes a .cpuprofile there when it stops).
+import { spawn } from 'node:child_process'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BIN, LOOPBACK_PEER_ARGS, processMemory, startPeer } from '../../bench/lib.js'
+
+const FILES = Number(process.env.FILES ?? 1000)
+const PROF_DIR = process.env.PROF_DIR
+
+/** startPeer, with the peer under --cpu-prof when PROF_DIR is set. */
+async function peer(home, args) {
+  if (PROF_DIR === undefined) return startPeer(home, args)
+  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', PROF_DIR, BIN, '--home', home, '--json', 'peer', 'start', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const exited = new Promise((resolve) => child.on('close', resolve))
+  let out = ''
+  const started = await new Promise((resolve) =>
+    child.stdout.setEncoding('utf8').on('data', (s) => {
+      out += s
+      for (const line of out.split('\n')) if (line.includes('"started"')) resolve(JSON.parse(line))
+    }),
+  )
+  return { pid: child.pid, started, stop: () => (child.kill('SIGTERM'), exited) }
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+function cli(home, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, '--home', home, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
+    child.stderr.setEncoding('utf8').on('data', (s) => (err += s))
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`kitsync ${args.join(' ')}: exit ${code}: ${err.trim().slice(0, 300)}`))))
+  })
+}
+
+function fileText(i) {
+  const lines = ['{', `  "scenario": ${i},`, `  "variant": 0,`]
+  const target = 1024 + ((i * 7919) % 9) * 1024
+  let n = 0
+  while (lines.join('\n').length < target) lines.push(`  "param${n++}": "value ${i}.${n} of the scenario",`)
+  lines.push(`  "end": true`, '}')
+  return lines.join('\n') + '\n'
+}
+
+async function waitScanned(home, files) {
+  const started = performance.now()
+  for (;;) {
+    const list = JSON.parse(await cli(home, ['--json', 'folder', 'list']))
+    const f = (Array.isArray(list) ? list : list.folders).find((x) => x.name === 'sim')
+    if (f !== undefined && f.files >= files) return performance.now() - started
+    if (performance.now() - started > 600_000) throw new Error(`not scanned: ${JSON.stringify(f)}`)
+    await sleep(50)
+  }
+}
+
+async function waitForFiles(dir, count) {
+  const started = performance.now()
+  const seen = new Set()
+  for (;;) {
+    for (let g = 0; g < Math.min(20, count); g++) {
+      const names = await readdir(join(dir, `group${g}`)).catch(() => [])
+      for (const name of names) {
+        const m = /^scenario(\d+)\.json$/.exec(name)
+        if (m === null || seen.has(name)) continue
+        if ((await readFile(join(dir, `group${g}`, name), 'utf8').catch(() => '')) === fileText(Number(m[1]))) seen.add(name)
+      }
+    }
+    if (seen.size === count) return performance.now() - started
+    if (performance.now() - started > 600_000) throw new Error(`${seen.size} of ${count} files arrived`)
+    await sleep(10)
+  }
+}
+
+const tmp = await mkdtemp(join(tmpdir(), 'ks-fold-initial-'))
+const peers = []
+try {
+  const [homeA, homeB, dirA, dirB] = ['ha', 'hb', 'fa', 'fb'].map((d) => join(tmp, d))
+  for (const d of [homeA, homeB, dirA, dirB]) await mkdir(d, { recursive: true, mode: 0o700 })
+  for (let i = 0; i < FILES; i++) {
+    const sub = join(dirA, `group${i % 20}`)
+    if (i < 20) await mkdir(sub, { recursive: true })
+    await writeFile(join(sub, `scenario${i}.json`), fileText(i))
+  }
+  const a = await peer(homeA, LOOPBACK_PEER_ARGS)
+  peers.push(a)
+  const { token } = JSON.parse(await cli(homeA, ['pair', '--json']))
+  await cli(homeB, ['--json', 'join', token, '--name', 'B', ...LOOPBACK_PEER_ARGS])
+  const b = await peer(homeB, [...LOOPBACK_PEER_ARGS, ...a.started.listen.flatMap((x) => ['--bootstrap', x])])
+  peers.push(b)
+  while (!JSON.parse(await cli(homeB, ['--json', 'peers'])).some((d) => d.state === 'connected')) await sleep(50)
+  let t = performance.now()
+  await cli(homeA, ['--json', 'folder', 'add', dirA, '--name', 'sim'])
+  await waitScanned(homeA, FILES)
+  const firstScanMs = performance.now() - t
+  t = performance.now()
+  await cli(homeB, ['--json', 'folder', 'add', dirB, '--name', 'sim'])
+  await waitForFiles(dirB, FILES)
+  const initialMs = performance.now() - t
+  const rss = [await processMemory(a.pid), await processMemory(b.pid)].map((m) => Math.round(m.rss / 2 ** 20))
+  console.log(
+    JSON.stringify({
+      files: FILES,
+      firstScanMs: Math.round(firstScanMs),
+      initialMs: Math.round(initialMs),
+      rssMB: rss,
+      load: (await readFile('/proc/loadavg', 'utf8')).split(' ')[0],
+    }),
+  )
+} finally {
+  for (const p of peers) await p.stop().catch(() => undefined)
+  await rm(tmp, { recursive: true, force: true })
+}
