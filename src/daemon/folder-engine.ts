@@ -20,13 +20,13 @@ import { isCaseInsensitive, resolvePeerPath } from '../folder/safe-path.js'
 import { FolderTrash } from '../folder/trash.js'
 import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
 import { applyBatched } from './folder-batch.js'
+import { COMMIT_PART_BYTES, COMMIT_PART_UNITS, commitParts } from './folder-commit-parts.js'
+import { docBytes, UnitDocLru } from './unit-doc-lru.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
 
 const log = debugLog('folder:engine')
 
-/** Unit documents kept open between jobs; past this the oldest is closed (its state stays stored). */
-const OPEN_DOCS = 256
 /** The origin of peers' updates this engine applies itself. */
 const REMOTE_ORIGIN = Symbol('kitsync:folder-remote')
 /** How often blobs that no peer had are asked for again. */
@@ -74,11 +74,13 @@ export class FolderEngine {
   readonly trash: FolderTrash
   readonly ctx: FolderContext
   private readonly remote: FolderRemote
-  private readonly docs = new Map<string, Y.Doc>()
+  /** Unit documents kept open between jobs, within a budget (unit-doc-lru.ts). */
+  readonly docs = new UnitDocLru<Y.Doc>({ drop: (id) => this.host.units.close(this.collection, id) })
   /** Units peers updated, not brought to disk yet: one queued job writes them together. */
   private readonly pendingUnits = new Set<string>()
-  /** Peers' updates of units not open here, until they are (see doc). */
+  /** Peers' updates of units being opened here, until they are (see doc); units not open load them from the store. */
   private readonly received = new Map<string, Uint8Array[]>()
+  private readonly opening = new Set<string>()
   private queue: Promise<void> = Promise.resolve()
   private queued = 0
   private readonly offs: (() => void)[] = []
@@ -133,9 +135,11 @@ export class FolderEngine {
         if (u.collection !== this.collection) return
         // Applied here too (a no-op when the unit layer did it): a document whose load raced the
         // update's storing would miss it otherwise.
-        const open = this.docs.get(u.unit)
-        if (open !== undefined) Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
-        else this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
+        const open = this.docs.peek(u.unit)
+        if (open !== undefined) {
+          Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
+          this.docs.grow(u.unit, u.update.byteLength)
+        } else if (this.opening.has(u.unit)) this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
         this.incoming.add(u.unit)
         if (this.pendingUnits.size === 0) void this.enqueue('unit', () => this.unitsChanged())
         this.pendingUnits.add(u.unit)
@@ -170,7 +174,6 @@ export class FolderEngine {
     await this.queue
     clearTimeout(this.saveTimer)
     await this.saveState()
-    for (const id of this.docs.keys()) this.host.units.close(this.collection, id)
     this.docs.clear()
   }
 
@@ -235,23 +238,15 @@ export class FolderEngine {
     }
   }
 
-  /** A file's document, opened once and kept among the last OPEN_DOCS used. */
+  /** A file's document, opened once and kept among the last used (docs). */
   async doc(fileId: string): Promise<Y.Doc> {
     const open = this.docs.get(fileId)
-    if (open !== undefined) {
-      this.docs.delete(fileId)
-      this.docs.set(fileId, open)
-      return open
-    }
-    const doc = await this.host.units.open(this.collection, fileId, newTextFileDoc)
-    this.docs.set(fileId, doc)
+    if (open !== undefined) return open
+    this.opening.add(fileId)
+    const doc = await this.host.units.open(this.collection, fileId, newTextFileDoc).finally(() => this.opening.delete(fileId))
     for (const u of this.received.get(fileId) ?? []) Y.applyUpdate(doc, u, REMOTE_ORIGIN)
     this.received.delete(fileId)
-    if (this.docs.size > OPEN_DOCS) {
-      const oldest = this.docs.keys().next().value as string
-      this.docs.delete(oldest)
-      this.host.units.close(this.collection, oldest)
-    }
+    this.docs.set(fileId, doc, docBytes(doc))
     return doc
   }
 
@@ -279,8 +274,7 @@ export class FolderEngine {
       if (after !== undefined) this.entries.set(w.fileId, after)
       if (after !== undefined && after.deleted === undefined && typeof fields.hash === 'string') this.handled.set(w.fileId, fields.hash)
     }
-    if (updates.length === 0 && records.length === 0) return
-    await this.host.units.commit(this.collection, updates, records)
+    for (const part of commitParts(updates, records)) await this.host.units.commit(this.collection, part.updates, part.records)
   }
 
   /** Capture a file's text into its document; the update to commit (undefined: nothing changed) and the record's content fields. */
@@ -318,7 +312,9 @@ export class FolderEngine {
     await this.ledger.hold(path, async () => ({ state, base: r.base }))
     // Rebased onto a document that moved on (a peer's edit not written here yet): the disk is behind it.
     const behind = fileText(doc) !== text
-    return r.changed ? { update: { unit: fileId, update: Y.encodeStateAsUpdate(doc, sv) }, fields, behind } : { fields, behind }
+    const update = r.changed ? Y.encodeStateAsUpdate(doc, sv) : undefined
+    this.docs.grow(fileId, update?.byteLength ?? 0)
+    return update !== undefined ? { update: { unit: fileId, update }, fields, behind } : { fields, behind }
   }
 
   /** A batch of local changes from the watcher: manifest writes, captures, one commit. */
@@ -329,7 +325,13 @@ export class FolderEngine {
     const updates: UnitUpdate[] = []
     const override = new Map<string, Record<string, JsonValue>>()
     const behind: string[] = []
-    for (const w of writes) {
+    let [from, held] = [0, 0]
+    for (const [i, w] of writes.entries()) {
+      // A large job (the first scan) is stored in parts, its updates not all held at once (folder-commit-parts.ts).
+      if (held > COMMIT_PART_BYTES || updates.length >= COMMIT_PART_UNITS) {
+        await this.commit(updates.splice(0), writes.slice(from, i), override)
+        ;[from, held] = [i, 0]
+      }
       const before = this.entries.get(w.fileId)
       const fields = w.op === 'create' ? w.entry : w.fields
       const path = typeof fields.path === 'string' ? fields.path : before?.path
@@ -352,11 +354,14 @@ export class FolderEngine {
       if (kind === 'dir' || (w.op === 'update' && fields.hash === undefined && fields.deleted === undefined)) continue
       const c = await this.captureFile(w.fileId, path)
       if (c === undefined) continue
-      if (c.update !== undefined) updates.push(c.update)
+      if (c.update !== undefined) {
+        updates.push(c.update)
+        held += c.update.update.byteLength
+      }
       if (c.fields !== undefined) override.set(w.fileId, c.fields)
       if (c.behind === true) behind.push(w.fileId)
     }
-    await this.commit(updates, writes, override)
+    await this.commit(updates, writes.slice(from), override)
     for (const id of behind) await this.remote.text(id)
     const at = Date.now()
     for (const c of changes) {
