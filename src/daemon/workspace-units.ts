@@ -28,7 +28,8 @@ export const UNIT_LOAD_ORIGIN = Symbol('kitsync:unit-load')
 /** Collection names as the sync protocol takes them: kitsync's own (`_folder.NAME`) included. */
 const COLLECTION = /^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /**
- * Unit writes (local commits and peers' updates) after which a quiet moment of RELEASE_QUIET_MS
+ * Unit writes and loads (local commits, peers' updates, documents loaded to bring files to disk)
+ * after which a quiet moment of RELEASE_QUIET_MS
  * runs a full collection (releaseMemory): a folder's initial sync of 10,000 files left its peer
  * with 175 MB of V8 old space of which 61 MB was live, for the 8-20 s until V8's memory reducer
  * ran (scripts/experiments/folders/memory.mjs).
@@ -86,6 +87,7 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     this.closing.delete(id)
     let p = this.docs.get(id)
     if (p === undefined) {
+      this.busy() // the folder engine loads each unit it brings to disk, after the writes
       p = this.load(collection, unit, make)
       this.docs.set(id, p)
       p.catch(() => {
@@ -376,19 +378,22 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
   private changed(collection: string, unit: string): void {
     this.digestCache.delete(idOf(collection, unit))
     this.writtenAt.set(idOf(collection, unit), ++this.writes)
-    if (++this.sinceRelease >= RELEASE_AFTER_WRITES) {
-      // After the burst (each write of it moves the timer on).
-      clearTimeout(this.releaseTimer)
-      this.releaseTimer = setTimeout(() => {
-        this.sinceRelease = 0
-        releaseMemory()
-      }, RELEASE_QUIET_MS)
-      this.releaseTimer.unref()
-    }
+    this.busy()
     void this.units
       .compactionDue(collection, unit)
       .then((due) => (due ? this.units.compact(collection, unit) : undefined))
       .catch((err: unknown) => log(`collection ${collection}: compaction of unit ${unit} failed; its log stays`, err))
+  }
+
+  /** A unit written or loaded: past RELEASE_AFTER_WRITES, releaseMemory once they stop for RELEASE_QUIET_MS. */
+  private busy(): void {
+    if (++this.sinceRelease < RELEASE_AFTER_WRITES) return
+    clearTimeout(this.releaseTimer)
+    this.releaseTimer = setTimeout(() => {
+      this.sinceRelease = 0
+      releaseMemory()
+    }, RELEASE_QUIET_MS)
+    this.releaseTimer.unref()
   }
 
   private check(collection: string, unit: string): void {

@@ -3,6 +3,7 @@ import * as Y from 'yjs'
 import { LocalWorkspace } from '../../dist/daemon/local-workspace.js'
 import { UnitDocLru } from '../../dist/daemon/unit-doc-lru.js'
 import type { WorkspaceUnits } from '../../dist/daemon/workspace-units.js'
+import type { UnitStore } from '../../dist/store/unit-store.js'
 import { cleanup, makeHome } from '../helpers/cli.js'
 
 /**
@@ -86,6 +87,30 @@ describe('open unit documents within a budget', () => {
     lru.clear()
     for (const unit of [U1, U2]) expect((await docOf(u, lru, unit)).getText('text').toString()).toBe(unit === U1 ? 'first file\nmore\n' : texts.get(U2))
     expect(await digestMap(u)).toEqual(after)
+  })
+
+  it('reads every unit merged in slices: each as read alone, a log after its snapshot included', async () => {
+    const u = await units()
+    const ids = ['A1', 'A1x', 'B2', 'b3', 'Z_9', 'z-0', 'zz']
+    for (const [i, unit] of ids.entries()) {
+      const doc = await u.open(C, unit, () => new Y.Doc())
+      for (let k = 0; k <= i; k++) await u.commit(C, [{ unit, update: change(doc, (t) => t.insert(t.length, `${unit} ${k}\n`)) }])
+    }
+    const store = (u as unknown as { units: UnitStore }).units
+    await store.compact(C, 'b3') // one unit with its log folded into its snapshot, the others with logs
+    const seen = new Map<string, Uint8Array>()
+    for await (const { unit, state } of store.mergedAll(C, 2)) seen.set(unit, state)
+    expect([...seen.keys()].sort()).toEqual([...ids].sort())
+    for (const unit of ids) {
+      const doc = new Y.Doc()
+      Y.applyUpdate(doc, seen.get(unit) as Uint8Array)
+      expect(doc.getText('text').toString()).toBe(
+        ids
+          .slice(0, ids.indexOf(unit) + 1)
+          .map((_, k) => `${unit} ${k}\n`)
+          .join(''),
+      )
+    }
   })
 
   it('drops by bytes too, keeping the document just added', () => {
