@@ -21,12 +21,14 @@ interface Entry<T> {
 
 /**
  * The open unit documents of a folder (daemon/folder-engine.ts), least recently used first,
- * within a count and a byte budget. Only documents whose state is stored are put here (a unit
- * is opened from the store, and a capture is committed before its job ends), so dropping one
- * loses nothing: the next use opens it again from the store (WorkspaceUnits.open), with the
- * updates received meanwhile. A document pinned (in use across awaits by an incoming write or
- * a sync session) is never dropped; the budget is met again once it is unpinned. The one just
- * added is kept even when it alone is over the byte budget (it is in use).
+ * within a count and a byte budget. A document is opened from the store, and a local capture
+ * into it is committed by its job in a part of at most COMMIT_PART_UNITS (128) units, fewer
+ * than the documents kept: dropping one loses nothing, the next use opens it again from the
+ * store (WorkspaceUnits.open) with what was committed and received meanwhile. (A file larger
+ * than the byte budget can be dropped before its job commits its capture; the job still holds
+ * the update and commits it.) A document pinned (in use across awaits) is never dropped; the
+ * budget is met again once it is unpinned. The one just added is kept even when it alone is
+ * over the byte budget (it is in use).
  *
  * Why a byte budget besides the count: files of up to the size cap (1 MiB) make 256 documents
  * a quarter of a gigabyte.

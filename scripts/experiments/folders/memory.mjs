@@ -2,6 +2,7 @@
 // (1-10 KB, the folders bench's files): A idle, A after its first scan, then A and B after an
 // initial sync to B (B adds the folder empty). RUNS runs; medians. With SNAPSHOT=1 each peer
 // writes a heap snapshot on SIGUSR2 (node --heapsnapshot-signal) into its home at the end.
+// With LATER=S, the RSS of both again S seconds later.
 // Run after `npm run build`:  FILES=10000 RUNS=3 node scripts/experiments/folders/memory.mjs
 import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -104,6 +105,12 @@ async function once(root) {
     out.syncedB = await rssMB(b.pid)
     out.syncedAParts = await rssParts(a.pid)
     out.syncedBParts = await rssParts(b.pid)
+    if (process.env.LATER !== undefined) {
+      // The same once V8's memory reducer had its time (it runs 8-20 s after activity ends).
+      await sleep(Number(process.env.LATER) * 1000)
+      out.laterA = await rssMB(a.pid)
+      out.laterB = await rssMB(b.pid)
+    }
     await probe('syncedA', a.pid)
     await probe('syncedB', b.pid)
     if (SNAPSHOT) {
