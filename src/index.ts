@@ -58,6 +58,7 @@ export type {
   FolderStatusView,
   FileSyncState,
 } from './core/folder-types.js'
+export type { FileHistory, FileRestoreResult, FileVersion, FileVersionOp } from './core/folder-versions.js'
 export type {
   GitExportChange,
   GitExportOptions,

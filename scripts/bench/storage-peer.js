@@ -65,5 +65,44 @@ export function commands({ node, now }) {
     async loaded({ collection }) {
       return { loaded: peer().workspace.loadedDoc(collection) !== undefined }
     },
+
+    /** Where this process's memory is (diagnostics): the idle-document tracker's state, V8's heap and the process's RSS. */
+    async memState({ collection }) {
+      const v8 = await import('node:v8')
+      const idle = peer().workspace.registry?.idle
+      const usage = process.memoryUsage()
+      const mb = (n) => Math.round(n / 2 ** 10) / 1024
+      return {
+        loaded: peer().workspace.loadedDoc(collection) !== undefined,
+        unloads: idle?.unloads,
+        idleForMs: idle === undefined ? undefined : Object.fromEntries([...idle.lastUse].map(([k, t]) => [k, Date.now() - t])),
+        rssMB: mb(usage.rss),
+        heapUsedMB: mb(usage.heapUsed),
+        heapTotalMB: mb(usage.heapTotal),
+        externalMB: mb(usage.external),
+        arrayBuffersMB: mb(usage.arrayBuffers),
+        spaces: Object.fromEntries(v8.getHeapSpaceStatistics().map((s) => [s.space_name, mb(s.space_used_size)])),
+        maps: await residentByMapping(),
+      }
+    },
+
+    /** Write a heap snapshot to `path` (diagnostics). */
+    async heapSnapshot({ path }) {
+      const v8 = await import('node:v8')
+      return { path: v8.writeHeapSnapshot(path) }
+    },
   }
+}
+
+/** Resident MB of this process per kind of mapping (/proc/self/smaps): the node binary, malloc's main heap, anonymous (V8's heap, thread arenas, large allocations). */
+async function residentByMapping() {
+  const { readFile } = await import('node:fs/promises')
+  const out = {}
+  let name = ''
+  for (const line of (await readFile('/proc/self/smaps', 'utf8')).split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line)
+    if (head !== null) name = head[1] === '' ? '[anon]' : head[1].startsWith('/') ? (head[1].endsWith('/node') ? 'node' : 'files') : head[1]
+    else if (line.startsWith('Rss:')) out[name] = (out[name] ?? 0) + Number(line.split(/\s+/)[1]) / 1024
+  }
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Math.round(v * 10) / 10]))
 }

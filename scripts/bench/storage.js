@@ -44,10 +44,13 @@ export async function run(ctx) {
   const { log, note } = ctx
   const loadBefore = loadavg()
   log(`  large collection: ${RECORDS_TEXT} records${RECORDS === 1_000_000 ? '' : ' (scaled down from the issue’s 1,000,000; BENCH_STORAGE_RECORDS sets it)'}`)
-  await writeRate(ctx)
-  await peerPair(ctx)
-  await crashOpen(ctx)
-  await idleThree(ctx)
+  // BENCH_STORAGE_PARTS=pair,idle3 (of writes, pair, crash, idle3) runs only those parts.
+  const parts = process.env.BENCH_STORAGE_PARTS?.split(',')
+  const part = (name) => parts === undefined || parts.includes(name)
+  if (part('writes')) await writeRate(ctx)
+  if (part('pair')) await peerPair(ctx)
+  if (part('crash')) await crashOpen(ctx)
+  if (part('idle3')) await idleThree(ctx)
   note(
     `storage: load average of the machine (1 min) ${loadBefore[0].toFixed(1)} when the section started, ${loadavg()[0].toFixed(1)} when it ended, on ${cpus().length} cores ` +
       '(other work shares the machine; the rates and latencies move with it).',
@@ -281,6 +284,49 @@ async function peerPair({ measure, tmp, log }) {
         for (const [name, node] of Object.entries({ A: a, B: b2 })) {
           const m = await processMemory(node.child.pid)
           out[name] = { rssMB: round(m.rss / MB), peakMB: round(m.hwm / MB), ...(await node.request('loaded', { collection: COLLECTION })) }
+        }
+        return { value: Math.max(out.A.rssMB, out.B.rssMB), details: out }
+      },
+    )
+    // The same peers once each has dropped the collection's document (daemon/idle-docs.ts).
+    await measure(
+      {
+        id: `storage.peerRss.dropped.${SIZE}`,
+        title: `Same peers, once each dropped the ${RECORDS_TEXT}-record document from memory: the larger RSS`,
+        unit: 'MB',
+        method:
+          `The peers of storage.peerRss.${SIZE}, idle: each polled every 0.5 s (deadline 60 s) until its collection document is no longer loaded ` +
+          '(the idle time is 2 s, doubled for a collection loaded again soon after being dropped, up to 10 min), then 1 s more, then VmRSS. ' +
+          "Details: when each dropped it (ms after storage.peerRss's sample), the process's resident MB by mapping (/proc/PID/smaps: the node binary, malloc's main heap '[heap]', " +
+          "anonymous: V8's heap, thread arenas), V8's heap used/total.",
+      },
+      async () => {
+        needPair()
+        if (b2 === undefined) throw new Error('B did not restart: the catch-up figure failed')
+        const t0 = performance.now()
+        const droppedAfterMs = {}
+        for (const [name, node] of Object.entries({ A: a, B: b2 })) {
+          for (;;) {
+            const { loaded } = await node.request('loaded', { collection: COLLECTION })
+            if (!loaded) break
+            if (performance.now() - t0 > 60_000) throw new Error(`${name} still holds the document 60 s after the idle sample`)
+            await sleep(500)
+          }
+          droppedAfterMs[name] = round(performance.now() - t0, 0)
+        }
+        await sleep(1000)
+        const out = {}
+        for (const [name, node] of Object.entries({ A: a, B: b2 })) {
+          const m = await processMemory(node.child.pid)
+          const state = await node.request('memState', { collection: COLLECTION })
+          out[name] = {
+            rssMB: round(m.rss / MB),
+            droppedAfterMs: droppedAfterMs[name],
+            unloads: state.unloads,
+            residentMB: state.maps,
+            heapUsedMB: round(state.heapUsedMB),
+            heapTotalMB: round(state.heapTotalMB),
+          }
         }
         return { value: Math.max(out.A.rssMB, out.B.rssMB), details: out }
       },

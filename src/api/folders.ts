@@ -1,5 +1,7 @@
 import { KitsyncError } from '../core/errors.js'
 import type { FolderAddOptions, FolderListItem, FolderStatusView } from '../core/folder-types.js'
+import type { FileHistory, FileRestoreResult } from '../core/folder-versions.js'
+import type { HistoryRetention, HistorySetting, RestoreTarget } from '../core/history-types.js'
 import type { Workspace } from '../core/workspace-types.js'
 import { RemoteWorkspace } from './remote-workspace.js'
 
@@ -13,6 +15,12 @@ export interface Folders {
   status(name?: string): Promise<FolderStatusView[]>
   /** Stop syncing a folder on this device; its files stay. */
   remove(name: string): Promise<{ name: string; path: string }>
+  /** A file's versions, newest first: time, device, op (added/modified/renamed/removed), size, hash, id. */
+  history(name: string, path: string): Promise<FileHistory>
+  /** Write an old version of a file again as a local change that syncs; FILE_CHANGED (nothing written) over an edit not captured yet. */
+  restore(name: string, path: string, target: RestoreTarget): Promise<FileRestoreResult>
+  /** A folder's history retention (synced): 'off', {count?, days?}, or null for the default (100 versions, 90 days). */
+  setHistory(name: string, history: HistorySetting | null): Promise<{ name: string; history: HistoryRetention }>
 }
 
 /**
@@ -27,5 +35,8 @@ export function folders(ws: Workspace): Folders {
     list: () => c.request('folderList') as Promise<FolderListItem[]>,
     status: (name) => c.request('folderStatus', name === undefined ? {} : { name }) as Promise<FolderStatusView[]>,
     remove: (name) => c.request('folderRemove', { name }) as Promise<{ name: string; path: string }>,
+    history: (name, path) => c.request('folderHistory', { name, path }) as Promise<FileHistory>,
+    restore: (name, path, target) => c.request('folderRestore', { name, path, ...target }) as Promise<FileRestoreResult>,
+    setHistory: (name, history) => c.request('folderSet', { name, history }) as Promise<{ name: string; history: HistoryRetention }>,
   }
 }

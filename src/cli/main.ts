@@ -61,7 +61,7 @@ export async function buildProgram(io: CliIO, argv?: readonly string[]): Promise
   const program = new Command('kitsync')
     .description('peer-to-peer sync of structured app data between your devices')
     // Program options are read after the command too: `restore --version STAMP` keeps its own.
-    .version(KITSYNC_VERSION, name === 'restore' ? '-V' : '-V, --version')
+    .version(KITSYNC_VERSION, name === 'restore' || (name === 'folder' && argv?.includes('restore') === true) ? '-V' : '-V, --version')
     .option('--home <dir>', 'home folder of this device (default: $KITSYNC_HOME, else the per-user default)')
     .option('--json', 'machine-readable output (one JSON document or JSON lines)')
     .option('--restart-peer', 'if the running peer is another kitsync version (VERSION_MISMATCH), restart it with this one and go on')

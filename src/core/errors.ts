@@ -58,6 +58,8 @@ export const ERROR_CODES = {
   APPEND_ONLY: 10,
   SECRET_REFUSED: 10,
   PRIVATE_KEY_REFUSED: 10,
+  /** `folder restore`: the file on disk holds an edit not captured yet (the changed-under-us rule); nothing was written. */
+  FILE_CHANGED: 10,
   UNKNOWN_CONFLICT: 3,
   /** `kitsync doctor`: a check failed (each says what to do). */
   CHECK_FAILED: 11,

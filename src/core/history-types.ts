@@ -25,6 +25,11 @@ export const DEFAULT_HISTORY: HistoryRetention = { off: false, count: 100, days:
 
 export const DAY_MS = UNIT_MS.d
 
+/** Collections whose records get history rows: app collections, and shared folders' manifests (`_folder.NAME`: file history). */
+export function keepsHistory(name: string): boolean {
+  return !name.startsWith('_') || name.startsWith('_folder.')
+}
+
 /** One version of a record, as `history` lists it. */
 export interface HistoryEntry {
   collection: string

@@ -377,7 +377,7 @@ export class CollectionRegistry {
     settings.catch(() => undefined)
     // The workspace's record limit is for app data; kitsync's own collections keep the default.
     const internal = isInternalCollection(name)
-    const derivers = internal ? [] : this.derivers
+    const derivers = internal ? this.derivers.filter((d) => d.internal?.(name) === true) : this.derivers
     try {
       // One transaction for the snapshot and the log: observers run once, and this is far
       // cheaper than Y.mergeUpdates, which slows down sharply with thousands of small updates.

@@ -2,7 +2,7 @@ import { chmod, rm } from 'node:fs/promises'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
-import { historyParams } from '../core/history-types.js'
+import { historyParams, historySettingOf } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
@@ -40,7 +40,7 @@ export class ControlServer {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
   private peer: PeerControl | undefined
-  private folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove'> | undefined
+  private folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'> | undefined
 
   private constructor(
     private readonly workspace: Workspace,
@@ -79,12 +79,12 @@ export class ControlServer {
     this.peer = peer
   }
 
-  /** Serve the shared folders' methods (folderAdd, folderList, folderStatus, folderRemove). */
-  setFolders(folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove'>): void {
+  /** Serve the shared folders' methods (folderAdd, folderList, folderStatus, folderRemove, folderHistory, folderRestore, folderSet). */
+  setFolders(folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'>): void {
     this.folders = folders
   }
 
-  private requireFolders(): Pick<FolderService, 'add' | 'list' | 'status' | 'remove'> {
+  private requireFolders(): Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'> {
     if (this.folders === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'shared folders run in the peer: start it with kitsync peer start')
     return this.folders
   }
@@ -353,6 +353,18 @@ export class ControlServer {
         return this.requireFolders().status(optionalString(p, 'name'))
       case 'folderRemove':
         return this.requireFolders().remove(requireString(p, 'name'))
+      case 'folderHistory':
+        return this.requireFolders().history(requireString(p, 'name'), requireString(p, 'path'))
+      case 'folderRestore': {
+        const { target } = historyParams({ ...p, collection: '' })
+        return this.requireFolders().restore(requireString(p, 'name'), requireString(p, 'path'), target)
+      }
+      case 'folderSet': {
+        // history: 'off', {count?, days?}, or null (the default).
+        const history = p.history === null ? null : historySettingOf(p.history)
+        if (history === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'history must be "off", {count?, days?} or null')
+        return this.requireFolders().setHistory(requireString(p, 'name'), history)
+      }
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)
     }

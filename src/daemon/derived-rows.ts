@@ -25,6 +25,8 @@ export interface DerivedRows {
    * each transaction's rows are derived at once.
    */
   collector?(name: string, collection: RecordCollection): RowCollector
+  /** Whether it derives rows of this internal (`_`) collection too (none are derived for them otherwise). */
+  internal?(name: string): boolean
 }
 
 /** What a deriver keeps of one collection's transactions until their batch is written. */

@@ -21,6 +21,7 @@ import { FolderTrash } from '../folder/trash.js'
 import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
 import { applyBatched } from './folder-batch.js'
 import { COMMIT_PART_BYTES, COMMIT_PART_UNITS, commitParts } from './folder-commit-parts.js'
+import { keepReplacedText } from './folder-version-text.js'
 import { docBytes, UnitDocLru } from './unit-doc-lru.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
@@ -136,10 +137,8 @@ export class FolderEngine {
         // Applied here too (a no-op when the unit layer did it): a document whose load raced the
         // update's storing would miss it otherwise.
         const open = this.docs.peek(u.unit)
-        if (open !== undefined) {
-          Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
-          this.docs.grow(u.unit, u.update.byteLength)
-        } else if (this.opening.has(u.unit)) this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
+        if (open !== undefined) Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
+        else if (this.opening.has(u.unit)) this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
         this.incoming.add(u.unit)
         if (this.pendingUnits.size === 0) void this.enqueue('unit', () => this.unitsChanged())
         this.pendingUnits.add(u.unit)
@@ -307,6 +306,7 @@ export class FolderEngine {
     const sv = Y.encodeStateVector(doc)
     const base = this.ledger.base(path)
     const record = structuredKind(path) !== undefined
+    await keepReplacedText(this.host.units, this.ledger, doc, path, { text: bytes, hash: state.hash }) // file history
     const side = { device: this.host.deviceId, stamp: this.host.stamp() }
     const r = captureText(doc, text, side, base === undefined ? { record } : { base, record })
     await this.ledger.hold(path, async () => ({ state, base: r.base }))

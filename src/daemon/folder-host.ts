@@ -1,4 +1,6 @@
 import type { ManifestEntry, ManifestWrite, StampedEntry } from '../core/folder-manifest.js'
+import type { ManifestVersionRow } from '../core/folder-versions.js'
+import type { HistoryRetention, HistorySetting } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
 import type { UnitRecordWrite, Units } from '../core/unit-types.js'
 import type { FolderChangeEvent, FolderConflictEvent } from '../core/folder-types.js'
@@ -24,6 +26,15 @@ export interface FolderHost {
   /** Record changes of one collection, local and merged from peers; resolves once listening. */
   watchRecords(collection: string, listener: (e: RecordChangeEvent) => void): Promise<() => void>
   emit<K extends keyof FolderEvents>(event: K, payload: FolderEvents[K]): void
+  /** The history entries of the manifest (daemon/folder-history.ts); absent: no file history (the in-memory test network). */
+  readonly history?: {
+    /** One record's entries, newest first, once every write so far is stored. */
+    rows(collection: string, key: string): Promise<ManifestVersionRow[]>
+    /** Device tag -> device name. */
+    deviceNames(): Promise<Map<string, string>>
+    /** Set a collection's retention in `_collections` (null: the default), synced; returns the retention now. */
+    setRetention(collection: string, setting: HistorySetting | null): Promise<HistoryRetention>
+  }
 }
 
 /** A record of a folder's collection changed: written here (local) or merged from a peer (remote); value undefined: deleted. */

@@ -18,6 +18,7 @@ import type { FolderContext } from '../folder/incoming.js'
 import type { FolderTrash } from '../folder/trash.js'
 import type { FolderConflictEvent } from '../core/folder-types.js'
 import { entryOf, type FolderHost } from './folder-host.js'
+import { keepReplacedText, keepText } from './folder-version-text.js'
 
 const log = debugLog('folder:remote')
 
@@ -172,7 +173,9 @@ export class FolderRemote {
       if (captured === undefined && fileText(doc) === '' && e.size > 0) return log(`${e.path}: its content has not arrived yet`)
       const sv = Y.encodeStateVector(doc)
       const seen = this.engine.seen.get(fileId) ?? new Map<string, string>()
+      await keepReplacedText(this.engine.host.units, this.engine.ledger, doc, e.path) // file history: the text replaced
       const out = await applyMergedText(this.engine.ctx, e.path, doc, seen)
+      if (captured !== undefined && out.write.result.status === 'written') await keepText(this.engine.host.units, fileText(doc), e.hash)
       this.engine.seen.set(fileId, captureStamps(doc))
       this.engine.owner.set(e.path, fileId)
       this.engine.handled.set(fileId, e.hash)

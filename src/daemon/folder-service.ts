@@ -5,7 +5,10 @@ import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { DEFAULT_MAX_FILE_SIZE } from '../core/folder-selection.js'
 import type { FileSyncState, FolderAddOptions, FolderListItem, FolderStatusView } from '../core/folder-types.js'
 import type { JsonValue } from '../core/json.js'
+import type { FileHistory, FileRestoreResult } from '../core/folder-versions.js'
+import type { HistoryRetention, HistorySetting } from '../core/history-types.js'
 import { FolderEngine } from './folder-engine.js'
+import { fileHistory, restoreFile } from './folder-history.js'
 import { DEFINITION_KEY, FOLDER_COLLECTION_PREFIX, folderCollection, type FolderDefinition, type FolderHost } from './folder-host.js'
 
 const log = debugLog('folder:service')
@@ -50,6 +53,11 @@ function assertFolderName(name: unknown): asserts name is string {
       'INVALID_NAME',
       `invalid folder name ${JSON.stringify(name)}: use 1-56 letters, digits, '.', '_' or '-', starting with a letter or digit`,
     )
+}
+
+function assertFilePath(path: unknown): asserts path is string {
+  if (typeof path !== 'string' || path === '' || path.startsWith('/'))
+    throw new KitsyncError('INVALID_ARGUMENT', `a file is named by its path in the folder ('dir/name.txt'), not ${JSON.stringify(path)}`)
 }
 
 /**
@@ -172,6 +180,33 @@ export class FolderService {
       out.push({ name: n, path: engine.root, files, counts })
     }
     return out
+  }
+
+  /** A file's versions, newest first (a folder not placed here too: its manifest syncs to every device). */
+  async history(name: string, path: string): Promise<FileHistory> {
+    assertFolderName(name)
+    assertFilePath(path)
+    if (!this.host.collectionNames().includes(folderCollection(name)) && this.engines.get(name) === undefined)
+      throw new KitsyncError('NOT_FOUND', `no folder named ${name}`)
+    return fileHistory(this.host, name, path, this.engines.get(name))
+  }
+
+  /** Write an old version of a file again, as a local change that syncs (refused with FILE_CHANGED over an edit not captured yet). */
+  async restore(name: string, path: string, target: { version?: string; at?: number | string }): Promise<FileRestoreResult> {
+    assertFolderName(name)
+    assertFilePath(path)
+    const engine = this.engines.get(name)
+    if (engine === undefined)
+      throw this.failed.get(name) ?? new KitsyncError('NOT_FOUND', `folder ${name} is not placed on this device (kitsync folder add PATH --name ${name})`)
+    return restoreFile(engine, path, target)
+  }
+
+  /** A folder's history retention (`_collections` record `_folder.NAME`, synced): how many versions and days of each file are kept. */
+  async setHistory(name: string, setting: HistorySetting | null): Promise<{ name: string; history: HistoryRetention }> {
+    assertFolderName(name)
+    if (this.host.history === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'file history is not kept by this workspace')
+    if (!this.host.collectionNames().includes(folderCollection(name))) throw new KitsyncError('NOT_FOUND', `no folder named ${name}`)
+    return { name, history: await this.host.history.setRetention(folderCollection(name), setting) }
   }
 
   private async item(name: string, path: string | undefined): Promise<FolderListItem> {

@@ -1,5 +1,7 @@
 import { join } from 'node:path'
 import { debugLog } from '../core/debug-log.js'
+import { nodeTagOf } from '../core/hlc.js'
+import { readRecordHistory } from '../store/history-rows.js'
 import type { HomePaths } from '../store/home.js'
 import { LOCAL_ORIGIN } from './collection-registry.js'
 import type { ControlServer } from './control-server.js'
@@ -29,6 +31,19 @@ export async function workspaceFolderHost(workspace: LocalWorkspace): Promise<Fo
         for (const c of changes) listener({ key: c.key, value: c.value, source: c.origin === LOCAL_ORIGIN ? 'local' : 'remote' })
       }),
     emit: (event, payload) => workspace.emitEvent(event, payload as never),
+    history: {
+      rows: async (collection, key) => {
+        // The rows go to LevelDB with the updates, a little behind the write-ahead file.
+        await workspace.flush()
+        return (await readRecordHistory(workspace.store.db, collection, key)).versions
+      },
+      deviceNames: async () => new Map((await workspace.devices()).map((d) => [nodeTagOf(d.peerId), d.name])),
+      setRetention: async (collection, setting) => {
+        // The book writes `_collections` without the app-name check (the manifest's own rules stay those of an internal collection).
+        await workspace.settings.configure(collection, { history: setting })
+        return workspace.historyDesk.retentionOf(collection)
+      },
+    },
   }
 }
 

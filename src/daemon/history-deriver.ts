@@ -1,4 +1,4 @@
-import type { HistoryRetention } from '../core/history-types.js'
+import { keepsHistory, type HistoryRetention } from '../core/history-types.js'
 import type { RecordChange, RecordCollection } from '../core/record-collection.js'
 import { changedFields, type RecordVersion } from '../core/record-versions.js'
 import type { BatchOp } from '../store/doc-layout.js'
@@ -21,6 +21,11 @@ export interface HistoryDeriverOptions {
  */
 export class HistoryDeriver implements DerivedRows {
   constructor(private readonly options: HistoryDeriverOptions) {}
+
+  /** Shared folders' manifests keep history too: a file's versions (daemon/folder-history.ts). */
+  internal(name: string): boolean {
+    return keepsHistory(name)
+  }
 
   derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[] {
     const ops: BatchOp[] = []
@@ -52,7 +57,11 @@ export class HistoryDeriver implements DerivedRows {
     const keys: string[] = []
     for (const change of changes) {
       const before = out.length
-      for (const version of this.versionsOf(collection, change, origin)) out.push({ key: change.key, version })
+      let versions = this.versionsOf(collection, change, origin)
+      // A folder's manifest writes a capture field by field (size, hash...), each under its own
+      // stamp: one version of the file, the last (the record as the write left it).
+      if (versions.length > 1 && name.startsWith('_folder.')) versions = [versions.reduce((a, b) => (a.stamp > b.stamp ? a : b))]
+      for (const version of versions) out.push({ key: change.key, version })
       if (out.length > before) keys.push(change.key)
     }
     if (keys.length > 0) this.options.written?.(name, keys)

@@ -1,7 +1,6 @@
 import { KitsyncError } from '../core/errors.js'
-import { DAY_MS, type HistoryRetention } from '../core/history-types.js'
+import { DAY_MS, keepsHistory, type HistoryRetention } from '../core/history-types.js'
 import { MAX_DRIFT_MS, parseHlc } from '../core/hlc.js'
-import { isInternalCollection } from '../core/membership.js'
 import { assertRecordKey } from '../core/names.js'
 import type { HistoryItem } from '../protocol/history-frames.js'
 import type { HistorySyncHost } from '../sync/history-host.js'
@@ -46,7 +45,7 @@ export class HistorySyncStore implements HistorySyncHost {
   }
 
   since(collection: string): number | undefined {
-    if (isInternalCollection(collection)) return undefined
+    if (!keepsHistory(collection)) return undefined
     const retention = this.options.retentionOf(collection)
     if (retention.off) return undefined
     return Math.max(0, Math.floor((this.now() - retention.days * DAY_MS) / HOUR_MS) * HOUR_MS)

@@ -68,7 +68,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
   private readonly infoValue: WorkspaceInfo
   private readonly emitter = new TypedEmitter<WorkspaceEvents & { closed: undefined; 'doc-loaded': DocLoaded }>()
   private readonly registry: CollectionRegistry
-  private readonly settings: CollectionSettingsBook
+  readonly settings: CollectionSettingsBook // also folder-wiring.ts: a folder manifest's history retention
   private readonly trust: DeviceTrust
   private readonly conflictDesk: WorkspaceConflicts
   private readonly writes: WorkspaceWrites // local writes, in call order, group-committed per collection
@@ -107,7 +107,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
         settingsOf: (name) => this.settings.settingsOf(name),
         conflicts: (name, collection, found) => this.conflictDesk.found(name, collection, found),
         conflictRecorded: (name, collection, open) => this.conflictDesk.recorded(name, collection, open),
-        docLoaded: (e) => this.emitter.emit('doc-loaded', e),
+        docLoaded: (e) => (this.sync.offline.watch(e.name, e.doc), this.emitter.emit('doc-loaded', e)),
         changes: (name, changes) => emitRecordChanges(this.emitter, name, changes),
       },
     })
@@ -117,9 +117,9 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.trust = new DeviceTrust({ deviceId, registry: this.registry, store: parts.store, keys: parts.keys, events: this.emitter, closed })
     const audit = (type: AuditType, reason: string): Promise<void> => this.trust.audit(type, reason)
     this.conflictDesk = new WorkspaceConflicts({ deviceId, registry: this.registry, settings: this.settings, audit, events: this.emitter, closed })
-    this.writes = new WorkspaceWrites({ registry: this.registry, settings: this.settings, assertOpen: () => this.assertOpen() })
-    const { maxRecordBytes } = parts
-    this.transfer = new WorkspaceTransfer({ workspace: this, registry: this.registry, maxRecordBytes, assertOpen: () => this.assertOpen() })
+    const assertOpen = (): void => this.assertOpen()
+    this.writes = new WorkspaceWrites({ registry: this.registry, settings: this.settings, assertOpen, offline: this.sync.offline })
+    this.transfer = new WorkspaceTransfer({ workspace: this, registry: this.registry, maxRecordBytes: parts.maxRecordBytes, assertOpen })
     if (parts.selection !== undefined) this.sync.configure(parts.selection)
     this.units = new WorkspaceUnits(parts.store, this.registry, this.settings, this.trust, () => this.assertOpen())
     // The age trigger of compaction needs a clock even when nothing is written.
@@ -480,7 +480,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
     this.closed = true
     await this.writes.idle()
     clearInterval(this.timer)
-    for (const hook of this.closeHooks.splice(0)) await hook()
+    for (const hook of [...this.closeHooks.splice(0), () => this.sync.offline.close()]) await hook()
     this.emitter.emit('closed', undefined)
     await this.historyDesk.close()
     await this.flush()

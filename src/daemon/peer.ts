@@ -24,6 +24,7 @@ import { ControlServer, socketAnswers } from './control-server.js'
 import { Invites, type Invite } from './invites.js'
 import { LocalWorkspace } from './local-workspace.js'
 import { PeerSync } from './peer-sync.js'
+import { wireFolders, type FolderWiring } from './folder-lazy.js'
 import { httpPortFor, metricsSourceOf, PeerHttp, type HttpOption } from './peer-http.js'
 import { StrangerAudit } from './stranger-audit.js'
 import { DeviceClocks } from './device-clocks.js'
@@ -74,6 +75,8 @@ export class Peer {
   private stopping: Promise<void> | undefined
   /** The HTTP API, when served (started right after the peer is made, see start). */
   http: PeerHttp | undefined
+  /** The shared folders: started at once when placed here, else at the first folder call (folder-lazy.ts). */
+  folders: FolderWiring | undefined
 
   private constructor(
     readonly workspace: LocalWorkspace,
@@ -291,7 +294,7 @@ export class Peer {
       const startedAt = Date.now()
       const peer = new Peer(workspace, engine, mesh, invites, control, paths, startedAt, bootstrap, blind, joining, strangers, clocks)
       control?.setPeer(peer)
-      await (await import('./folder-wiring.js')).startFolders(workspace, paths, control) // shared folders (kitsync folder)
+      peer.folders = await wireFolders(workspace, paths, control) // shared folders (kitsync folder)
       const http = httpPortFor(options.http, config?.http)
       if (control !== undefined && http !== undefined) {
         peer.http = await PeerHttp.start({ home: paths.home, ...http, control, source: metricsSourceOf(peer) })

@@ -3,6 +3,7 @@ import { KitsyncError } from '../core/errors.js'
 import {
   effectiveRetention,
   isPositiveInt,
+  keepsHistory,
   parseTime,
   type HistoryEntry,
   type HistoryOptions,
@@ -13,7 +14,6 @@ import {
 import { hlcTime, nodeTagOf } from '../core/hlc.js'
 import type { JsonValue } from '../core/json.js'
 import { COLLECTIONS_COLLECTION, toCollectionSettings } from '../core/kinds.js'
-import { isInternalCollection } from '../core/membership.js'
 import { assertCollectionName, assertRecordKey } from '../core/names.js'
 import { changedFields } from '../core/record-versions.js'
 import type { DeviceRecord } from '../core/workspace-types.js'
@@ -42,7 +42,7 @@ export const DEFAULT_CHANGES_LIMIT = 1000
 export interface WorkspaceHistoryOptions {
   store: { readonly db: BinaryLevel; batch(ops: BatchOp[]): Promise<void> }
   /** The workspace's collections (a function: the registry is built with this class's deriver). */
-  registry: () => Pick<CollectionRegistry, 'existing' | 'readyEntry' | 'appNames'>
+  registry: () => Pick<CollectionRegistry, 'existing' | 'readyEntry' | 'names'>
   devices(): Promise<DeviceRecord[]>
   /** Writes through the workspace (its rules, queue and durability). */
   write: {
@@ -219,9 +219,9 @@ export class WorkspaceHistory {
     }
     if (!full) return
     this.lastFullPass = now
-    for (const name of this.options.registry().appNames()) {
+    for (const name of this.options.registry().names()) {
       if (this.closed) return
-      if (!isInternalCollection(name)) await this.pruneCollection(name, this.retentionOf(name), now)
+      if (keepsHistory(name)) await this.pruneCollection(name, this.retentionOf(name), now)
     }
   }
 

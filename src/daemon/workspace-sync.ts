@@ -10,7 +10,8 @@ import { readWorkspaceConfig, writeWorkspaceConfig, type HomePaths } from '../st
 import { readSnapshot, SyncStats } from '../sync/sync-stats.js'
 import type { SyncEngine } from '../sync/sync-engine.js'
 import { PendingLedger } from '../sync/pending-ledger.js'
-import { buildSyncStatus, loadLedger, recountOwnWrites, saveLedger, type SyncActivity } from './sync-status.js'
+import { OfflineWrites } from './offline-writes.js'
+import { buildSyncStatus, loadLedger, OWN_WRITES_KEY, recountOwnWrites, saveLedger, type SyncActivity } from './sync-status.js'
 
 /** Key of the saved sync counters in the local (never synced) part of the store. */
 export const STATS_KEY = 'sync-stats'
@@ -66,8 +67,17 @@ export class WorkspaceSync {
   activity: SyncActivity | undefined
   private persisting: Promise<void> = Promise.resolve()
   private pauseTimer: NodeJS.Timeout | undefined
+  /** This device's writes while no peer runs, counted as pending (see offline-writes.ts). */
+  readonly offline: OfflineWrites
 
-  constructor(private readonly host: WorkspaceSyncHost) {}
+  constructor(private readonly host: WorkspaceSyncHost) {
+    this.offline = new OfflineWrites({
+      store: () => host.store,
+      running: () => this.running !== undefined,
+      ownKey: OWN_WRITES_KEY,
+      markKey: LEDGER_RUNNING_KEY,
+    })
+  }
 
   /** Load the selection from the workspace settings (tolerates bad entries by refusing them loudly). */
   configure(settings: SelectionSettings): void {
@@ -253,6 +263,7 @@ export class WorkspaceSync {
     const ledger = await loadLedger(this.host.store, new PendingLedger(), peerIds)
     const unclean = (await this.host.store.getLocal(LEDGER_RUNNING_KEY).catch((err: unknown) => log('cannot read the ledger mark', err))) ?? null
     if (unclean !== null) await recountOwnWrites(this.host.store, ledger)
+    this.offline.addTo(ledger)
     return ledger
   }
 
@@ -270,6 +281,7 @@ export class WorkspaceSync {
       ledger,
       devices.filter((d) => !d.self).map((d) => d.peerId),
     )
+    this.offline.addTo(ledger)
     const unclean = (await this.host.store.getLocal(LEDGER_RUNNING_KEY).catch((err: unknown) => log('cannot read the ledger mark', err))) ?? null
     if (unclean !== null) {
       await recountOwnWrites(this.host.store, ledger)

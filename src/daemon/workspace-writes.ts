@@ -5,6 +5,7 @@ import type { AppendOptions, SetOptions } from '../core/workspace-types.js'
 import { addToSet, appendRecord, deleteRecord, setField, setRecord } from '../core/write-rules.js'
 import { LOCAL_ORIGIN, type CollectionRegistry, type LoadedCollection } from './collection-registry.js'
 import type { CollectionSettingsBook } from './collection-settings.js'
+import type { OfflineWrites } from './offline-writes.js'
 import { WriteQueue } from './write-queue.js'
 
 /** What a queued write runs against: the loaded collection and its settings. */
@@ -18,6 +19,8 @@ export interface WorkspaceWritesOptions {
   settings: Pick<CollectionSettingsBook, 'cached' | 'settingsOf'>
   /** Throws when the workspace is closed. */
   assertOpen(): void
+  /** After a write's transaction, `unsettled()`: what its acknowledgement also waits for, if anything. */
+  offline?: Pick<OfflineWrites, 'unsettled'>
 }
 
 /**
@@ -45,7 +48,8 @@ export class WorkspaceWrites {
       // Writes accepted before close() still run: close waits for the queue.
       commit: ({ entry }, body) => {
         entry.collection.doc.transact(body, LOCAL_ORIGIN)
-        return entry.lastWrite
+        const counted = options.offline?.unsettled()
+        return counted === undefined ? entry.lastWrite : Promise.all([entry.lastWrite, counted]).then(() => undefined)
       },
     })
   }

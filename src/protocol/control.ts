@@ -60,6 +60,9 @@ export const CONTROL_METHODS = [
   'folderList',
   'folderStatus',
   'folderRemove',
+  'folderHistory',
+  'folderRestore',
+  'folderSet',
 ] as const
 export type ControlMethod = (typeof CONTROL_METHODS)[number]
 

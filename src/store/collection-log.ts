@@ -1,7 +1,7 @@
 import { compactionDue, type LogState } from '../core/compaction-policy.js'
 import { KitsyncError } from '../core/errors.js'
 import { storeAdopted, type Adoption } from './adoption.js'
-import { checkpointed, checkpointOp, type RowSource } from './derived-count.js'
+import { checkpointed, rowBatches, type RowSource } from './derived-count.js'
 import {
   jsonValue,
   metaKey,
@@ -424,10 +424,13 @@ export class CollectionLog {
     if (this.failure !== undefined) throw this.failure
     await this.exclusive(async () => {
       const { ops, checkpoint } = rows()
-      const cp = checkpointOp(this.name, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
-      await this.store.batch([...ops, cp]).catch((err: unknown) => {
-        throw storageFailure(this.name, 'cannot write its derived rows', err)
-      })
+      const batches = rowBatches(this.name, ops, checkpoint === undefined ? undefined : { seq: this.lastSeq, ...checkpoint })
+      // The first of several removes the checkpoint: appends write none until the last is written.
+      if (batches.length > 1) this.records = undefined
+      for (const slice of batches)
+        await this.store.batch(slice).catch((err: unknown) => {
+          throw storageFailure(this.name, 'cannot write its derived rows', err)
+        })
       this.records = checkpoint?.records
       if (checkpoint !== undefined) this.rules = checkpoint.rules
     })

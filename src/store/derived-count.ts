@@ -77,3 +77,22 @@ export function checkpointOp(name: string, checkpoint: Checkpoint | undefined): 
   const key = checkpointKey(name)
   return checkpoint === undefined ? { type: 'del', key } : { type: 'put', key, value: jsonValue(checkpoint) }
 }
+
+/** Rows per LevelDB batch of `rowBatches`. */
+export const ROWS_PER_BATCH = 10_000
+
+/**
+ * The batches that write `ops` (rows) with the checkpoint: one, or for many rows (an adopted
+ * copy) slices of ROWS_PER_BATCH, since one LevelDB batch of 100,000 rows leaves ~100 MB in the
+ * C heap. The first slice removes the checkpoint and the last writes it: a crash in between has
+ * the rows built anew at the next open.
+ */
+export function rowBatches(name: string, ops: BatchOp[], checkpoint: Checkpoint | undefined): BatchOp[][] {
+  const cp = checkpointOp(name, checkpoint)
+  if (ops.length <= ROWS_PER_BATCH) return [[...ops, cp]]
+  const out: BatchOp[][] = []
+  for (let i = 0; i < ops.length; i += ROWS_PER_BATCH) out.push(ops.slice(i, i + ROWS_PER_BATCH))
+  out[0]?.unshift(checkpointOp(name, undefined))
+  out[out.length - 1]?.push(cp)
+  return out
+}

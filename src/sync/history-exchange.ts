@@ -1,5 +1,5 @@
 import { KitsyncError } from '../core/errors.js'
-import { isInternalCollection } from '../core/membership.js'
+import { keepsHistory } from '../core/history-types.js'
 import { decodeHistoryFrame, encodeHistoryFrame, HistoryFrameType, type HistoryFrame, type HistoryItem, type HistoryRange } from '../protocol/history-frames.js'
 import { HistorySet, openingRanges, reconcile } from './history-reconcile.js'
 import type { HistorySyncHost } from './history-host.js'
@@ -91,6 +91,11 @@ export class HistoryExchange {
     if (since !== undefined) await this.open(collection, since)
   }
 
+  /** Collections whose set of items this session holds now (tests). */
+  get cachedSets(): number {
+    return this.sets.size
+  }
+
   async receive(bytes: Uint8Array): Promise<void> {
     if (!this.session.isReady) throw new KitsyncError('PROTOCOL_ERROR', 'history frame before hello')
     this.counters.framesIn++
@@ -121,7 +126,7 @@ export class HistoryExchange {
 
   /** The retention window of a collection on this session; undefined: its history is not exchanged. */
   private window(host: HistorySyncHost, collection: string): number | undefined {
-    if (isInternalCollection(collection) || !this.session.shares(collection)) return undefined
+    if (!keepsHistory(collection) || !this.session.shares(collection)) return undefined
     return host.since(collection)
   }
 
@@ -182,8 +187,16 @@ export class HistoryExchange {
     if (cached !== undefined && cached.since === since && this.now() - cached.at < SET_TTL_MS) return cached.set
     const host = this.relay.history as HistorySyncHost
     const set = host.items(collection, since).then((ids) => new HistorySet(ids))
-    this.sets.set(collection, { since, at: this.now(), set })
-    set.catch(() => this.sets.delete(collection))
+    const entry = { since, at: this.now(), set }
+    this.sets.set(collection, entry)
+    const forget = (): void => {
+      if (this.sets.get(collection) === entry) this.sets.delete(collection)
+    }
+    set.catch(forget)
+    // Let go of it once it would be read again anyway: a connected, idle session kept the ids of
+    // every entry in the window (100,000 records: ~10 MB of heap) for as long as it lasted.
+    const timer = setTimeout(forget, SET_TTL_MS)
+    timer.unref?.()
     return set
   }
 

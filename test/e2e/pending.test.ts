@@ -5,7 +5,20 @@
  * real peers on loopback.
  */
 import { describe, expect, it } from 'vitest'
-import { kitsync, kitsyncJson, kitsyncOk, makeHome, stopProc, waitUntil, type RunningPeer } from '../helpers/cli.js'
+import { join } from 'node:path'
+import {
+  FIXTURES,
+  kitsync,
+  kitsyncJson,
+  kitsyncOk,
+  makeHome,
+  spawnNode,
+  START_TIMEOUT_MS,
+  STOP_TIMEOUT_MS,
+  stopProc,
+  waitUntil,
+  type RunningPeer,
+} from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
 import { parsePrometheus } from '../helpers/prometheus.js'
 
@@ -120,5 +133,38 @@ describe('pending per device', () => {
     await waitUntil(async () => ((await value(hb, 'notes', 'n3')) === 'four' ? true : undefined), DEADLINE, "A's writes on B")
     expect([await value(hb, 'notes', 'n1'), await value(hb, 'todo', 't1'), await value(hb, 'notes', 'n2')]).toEqual(['one', 'two', 'three'])
     await waitUntil(async () => ((await devicesOf(ha))[0]?.pending === 0 ? true : undefined), DEADLINE, '0 pending for B on A')
+  })
+
+  it('counts writes made while no peer runs: the CLI, and an app process killed with SIGKILL; the peer then sends them', async () => {
+    const { ha, hb, pa, address } = await bOffline()
+    await stopProc(pa.proc)
+    forget(pa)
+    expect((await devicesOf(ha))[0]?.pending).toBe(0)
+    // No peer on A: the CLI writes to the store itself.
+    await kitsyncOk(ha, ['set', 'notes', 'n1', '"one"'])
+    const byCli = (await devicesOf(ha))[0]
+    expect(byCli?.pendingByCollection.notes).toBeGreaterThan(0)
+    // An app's own process writes and is killed: every acknowledged write is counted.
+    const writer = spawnNode(join(FIXTURES, 'writer.mjs'), [ha, 'log', 'w', '2'])
+    await writer.waitForLine((l) => l.startsWith('{"ready":true'), START_TIMEOUT_MS, 'the ready line')
+    await writer.waitForLineCount(41, DEADLINE)
+    writer.kill('SIGKILL')
+    expect(await writer.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: null, signal: 'SIGKILL' })
+    const acknowledged = writer
+      .transcript()
+      .split('\n')
+      .filter((l) => l.startsWith('{"key"')).length
+    expect(acknowledged).toBeGreaterThanOrEqual(40)
+    const killed = (await devicesOf(ha))[0]
+    expect(killed?.pendingByCollection.notes).toBe(byCli?.pendingByCollection.notes)
+    expect(killed?.pendingByCollection.log).toBeGreaterThanOrEqual(acknowledged)
+
+    // The peer starts with the same counts, and B gets everything once it is back.
+    await peer(ha, ['--listen', address, '--no-mdns'])
+    expect((await devicesOf(ha))[0]?.pendingByCollection).toEqual(killed?.pendingByCollection)
+    await peer(hb, NET)
+    await waitUntil(async () => ((await devicesOf(ha))[0]?.pending === 0 ? true : undefined), DEADLINE, '0 pending for B on A')
+    expect(await value(hb, 'notes', 'n1')).toBe('one')
+    expect(Object.keys(await kitsyncJson<Record<string, unknown>>(hb, ['get', 'log', '--json'])).length).toBeGreaterThanOrEqual(acknowledged)
   })
 })

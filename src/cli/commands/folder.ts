@@ -4,6 +4,7 @@ import { folders } from '../../api/folders.js'
 import { KitsyncError } from '../../core/errors.js'
 import type { FolderListItem, FolderStatusView } from '../../core/folder-types.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+import { registerFolderHistory } from './folder-history.js'
 import { formatBytes } from './stats.js'
 
 const UNITS: Record<string, number> = {
@@ -123,4 +124,5 @@ export function register(program: Command, io: CliIO): void {
     const r = await withWorkspace(io, opts, (ws) => folders(ws).remove(name), { mode: 'peer' })
     print(io, opts, r, () => `folder ${r.name} no longer syncs here; its files stay in ${r.path}\n`)
   })
+  registerFolderHistory(folder, io)
 }
