@@ -20,6 +20,8 @@ import { FolderTrash } from '../folder/trash.js'
 import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
 import { applyBatched } from './folder-batch.js'
 import { captureFile, captureTarget, readForCapture, type FreshDocs } from './folder-capture.js'
+import { commitParts } from './folder-commit-parts.js'
+import { docBytes, UnitDocLru } from './unit-doc-lru.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
 
@@ -27,8 +29,6 @@ const log = debugLog('folder:engine')
 
 /** Captured files per commit of a batch of local changes (one LevelDB batch: their units and records). */
 const COMMIT_FILES = 256
-/** Unit documents kept open between jobs; past this the oldest is closed (its state stays stored). */
-const OPEN_DOCS = 256
 /** The origin of peers' updates this engine applies itself. */
 const REMOTE_ORIGIN = Symbol('kitsync:folder-remote')
 /** How often blobs that no peer had are asked for again. */
@@ -76,13 +76,15 @@ export class FolderEngine {
   readonly trash: FolderTrash
   readonly ctx: FolderContext
   private readonly remote: FolderRemote
-  private readonly docs = new Map<string, Y.Doc>()
+  /** Unit documents kept open between jobs, within a budget (unit-doc-lru.ts). */
+  readonly docs = new UnitDocLru<Y.Doc>({ drop: (id) => this.host.units.close(this.collection, id) })
   /** Units peers updated, not brought to disk yet: one queued job writes them together. */
   private readonly pendingUnits = new Set<string>()
   /** Peers' record writes (key, value) not handled yet, in arrival order. */
   private readonly pendingRecords: [string, JsonValue | undefined][] = []
-  /** Peers' updates of units not open here, until they are (see doc). */
+  /** Peers' updates of units being opened here, until they are (see doc); units not open load them from the store. */
   private readonly received = new Map<string, Uint8Array[]>()
+  private readonly opening = new Set<string>()
   private queue: Promise<void> = Promise.resolve()
   private queued = 0
   private readonly offs: (() => void)[] = []
@@ -139,9 +141,9 @@ export class FolderEngine {
         if (u.collection !== this.collection) return
         // Applied here too (a no-op when the unit layer did it): a document whose load raced the
         // update's storing would miss it otherwise.
-        const open = this.docs.get(u.unit)
+        const open = this.docs.peek(u.unit)
         if (open !== undefined) Y.applyUpdate(open, u.update, REMOTE_ORIGIN)
-        else this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
+        else if (this.opening.has(u.unit)) this.received.set(u.unit, [...(this.received.get(u.unit) ?? []), u.update])
         this.incoming.add(u.unit)
         if (this.pendingUnits.size === 0) void this.enqueue('unit', () => this.unitsChanged())
         this.pendingUnits.add(u.unit)
@@ -176,7 +178,6 @@ export class FolderEngine {
     await this.queue
     clearTimeout(this.saveTimer)
     await this.saveState()
-    for (const id of this.docs.keys()) this.host.units.close(this.collection, id)
     this.docs.clear()
   }
 
@@ -241,23 +242,15 @@ export class FolderEngine {
     }
   }
 
-  /** A file's document, opened once and kept among the last OPEN_DOCS used. */
+  /** A file's document, opened once and kept among the last used (docs). */
   async doc(fileId: string): Promise<Y.Doc> {
     const open = this.docs.get(fileId)
-    if (open !== undefined) {
-      this.docs.delete(fileId)
-      this.docs.set(fileId, open)
-      return open
-    }
-    const doc = await this.host.units.open(this.collection, fileId, newTextFileDoc)
-    this.docs.set(fileId, doc)
+    if (open !== undefined) return open
+    this.opening.add(fileId)
+    const doc = await this.host.units.open(this.collection, fileId, newTextFileDoc).finally(() => this.opening.delete(fileId))
     for (const u of this.received.get(fileId) ?? []) Y.applyUpdate(doc, u, REMOTE_ORIGIN)
     this.received.delete(fileId)
-    if (this.docs.size > OPEN_DOCS) {
-      const oldest = this.docs.keys().next().value as string
-      this.docs.delete(oldest)
-      this.host.units.close(this.collection, oldest)
-    }
+    this.docs.set(fileId, doc, docBytes(doc))
     return doc
   }
 
@@ -292,8 +285,7 @@ export class FolderEngine {
       if (after !== undefined) this.entries.set(w.fileId, after)
       if (after !== undefined && after.deleted === undefined && typeof fields.hash === 'string') this.handled.set(w.fileId, fields.hash)
     }
-    if (updates.length === 0 && records.length === 0) return
-    await this.host.units.commit(this.collection, updates, records)
+    for (const part of commitParts(updates, records)) await this.host.units.commit(this.collection, part.updates, part.records)
   }
 
   /**

@@ -21,6 +21,8 @@ import {
 
 /** A unit's log is folded into its snapshot once it holds this many entries. */
 export const UNIT_COMPACT_ENTRIES = 32
+/** Units read at once by mergedAll. */
+const MERGED_SLICE = 256
 /** The empty Yjs update: the snapshot a unit is created with. */
 const EMPTY_UPDATE = new Uint8Array([0, 0])
 
@@ -109,15 +111,27 @@ export class UnitStore {
 
   /**
    * The stored state of every unit of a collection, each merged into one update, in two range
-   * scans (the snapshots, then every log): for the digests of a whole collection, where a read per
-   * unit cost 10,000 gets and 10,000 iterators.
+   * scans per slice of `slice` units (the snapshots, then the logs): for the digests of a whole
+   * collection, where a read per unit cost 10,000 gets and 10,000 iterators. In slices, so that
+   * only a slice's updates are held at once: the whole collection at once held a folder of
+   * 10,000 files (55 MB) in memory at each sync session's start.
    */
-  async *mergedAll(name: string): AsyncGenerator<{ unit: string; state: Uint8Array }> {
+  async *mergedAll(name: string, slice = MERGED_SLICE): AsyncGenerator<{ unit: string; state: Uint8Array }> {
+    const units = await this.list(name)
+    for (let i = 0; i < units.length; i += slice) {
+      const first = units[i] as string
+      const last = units[Math.min(i + slice, units.length) - 1] as string
+      yield* this.mergedSlice(name, first, last)
+    }
+  }
+
+  /** mergedAll for the units from `first` to `last` (key order: '!' sorts before every unit id character). */
+  private async *mergedSlice(name: string, first: string, last: string): AsyncGenerator<{ unit: string; state: Uint8Array }> {
     // The logs before the snapshots, as in read.
     const logs = new Map<string, Uint8Array[]>()
     const states = new Map<string, Uint8Array[]>()
     try {
-      for await (const [key, value] of this.store.db.iterator(unitLogRange(name))) {
+      for await (const [key, value] of this.store.db.iterator({ gte: `${unitLogRange(name).gte}${first}!`, lt: `${unitLogRange(name).gte}${last}"` })) {
         const unit = unitOfLogKey(name, key)
         const payload = unframe(value)
         if (payload === undefined) throw corruption(name, `damaged update of unit ${unit}`)
@@ -125,7 +139,10 @@ export class UnitStore {
         if (log === undefined) logs.set(unit, [payload])
         else log.push(payload)
       }
-      for await (const [key, value] of this.store.db.iterator(unitSnapshotRange(name))) {
+      for await (const [key, value] of this.store.db.iterator({
+        gte: `${unitSnapshotRange(name).gte}${first}`,
+        lte: `${unitSnapshotRange(name).gte}${last}`,
+      })) {
         const unit = unitOfSnapshotKey(name, key)
         const payload = unframe(value)
         if (payload === undefined) throw corruption(name, `damaged snapshot of unit ${unit}`)
