@@ -25,7 +25,7 @@ const MB = 1024 * 1024
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /** `kitsync --home HOME ARGS`; resolves with stdout, rejects with stderr on a non-zero exit. */
-function cli(home, args) {
+export function cli(home, args) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, '--home', home, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
@@ -37,7 +37,7 @@ function cli(home, args) {
 }
 
 /** Scenario-like files of 1-10 KB: JSON documents with a few hundred short lines. */
-function fileText(i, variant = 0) {
+export function fileText(i, variant = 0) {
   const lines = ['{', `  "scenario": ${i},`, `  "variant": ${variant},`]
   const target = 1024 + ((i * 7919) % 9) * 1024
   let n = 0

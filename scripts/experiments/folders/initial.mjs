@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { cli, fileText } from '../../bench/folders.js'
 import { BIN, LOOPBACK_PEER_ARGS, processMemory, startPeer } from '../../bench/lib.js'
 
 const FILES = Number(process.env.FILES ?? 1000)
@@ -30,26 +31,6 @@ async function peer(home, args) {
   return { pid: child.pid, started, stop: () => (child.kill('SIGTERM'), exited) }
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-function cli(home, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, '--home', home, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
-    child.stderr.setEncoding('utf8').on('data', (s) => (err += s))
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`kitsync ${args.join(' ')}: exit ${code}: ${err.trim().slice(0, 300)}`))))
-  })
-}
-
-function fileText(i) {
-  const lines = ['{', `  "scenario": ${i},`, `  "variant": 0,`]
-  const target = 1024 + ((i * 7919) % 9) * 1024
-  let n = 0
-  while (lines.join('\n').length < target) lines.push(`  "param${n++}": "value ${i}.${n} of the scenario",`)
-  lines.push(`  "end": true`, '}')
-  return lines.join('\n') + '\n'
-}
 
 async function waitScanned(home, files) {
   const started = performance.now()

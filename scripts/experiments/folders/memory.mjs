@@ -4,37 +4,17 @@
 // writes a heap snapshot on SIGUSR2 (node --heapsnapshot-signal) into its home at the end.
 // With LATER=S, the RSS of both again S seconds later.
 // Run after `npm run build`:  FILES=10000 RUNS=3 node scripts/experiments/folders/memory.mjs
-import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BIN, LOOPBACK_PEER_ARGS, median, processMemory, startPeer } from '../../bench/lib.js'
+import { cli, fileText } from '../../bench/folders.js'
+import { LOOPBACK_PEER_ARGS, median, processMemory, startPeer } from '../../bench/lib.js'
 
 const FILES = Number(process.env.FILES ?? 10_000)
 const RUNS = Number(process.env.RUNS ?? 3)
 const SNAPSHOT = process.env.SNAPSHOT === '1'
 const MB = 1024 * 1024
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-function cli(home, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, '--home', home, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
-    child.stderr.setEncoding('utf8').on('data', (s) => (err += s))
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`kitsync ${args.join(' ')}: exit ${code}: ${err.trim().slice(0, 300)}`))))
-  })
-}
-
-function fileText(i) {
-  const lines = ['{', `  "scenario": ${i},`, `  "variant": 0,`]
-  const target = 1024 + ((i * 7919) % 9) * 1024
-  let n = 0
-  while (lines.join('\n').length < target) lines.push(`  "param${n++}": "value ${i}.${n} of the scenario",`)
-  lines.push(`  "end": true`, '}')
-  return lines.join('\n') + '\n'
-}
 
 async function folderFiles(home) {
   const list = JSON.parse(await cli(home, ['--json', 'folder', 'list']))
