@@ -8,7 +8,6 @@
  * Framing of the file (src/store/wal.ts): [length: u32 BE][crc32: u32 BE][rest], the rest holding
  * the collection's name, the update's seq, rows derived so far and the update (src/store/wal-record.ts).
  */
-import { statSync } from 'node:fs'
 import { readdir, readFile, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
@@ -17,21 +16,9 @@ import * as Y from 'yjs'
 import type { JsonValue } from '../../dist/index.js'
 import { RecordCollection } from '../../src/core/record-collection.js'
 import { decodeRest } from '../../src/store/wal-record.js'
-import {
-  cleanup,
-  FIXTURES,
-  kitsync,
-  kitsyncJson,
-  makeHome,
-  parseErrorLine,
-  spawnNode,
-  START_TIMEOUT_MS,
-  STOP_TIMEOUT_MS,
-  waitUntil,
-  type CliResult,
-} from '../helpers/cli.js'
+import { cleanup, kitsync, kitsyncJson, makeHome, parseErrorLine, type CliResult } from '../helpers/cli.js'
+import { writeUntilWalHolds } from '../helpers/wal-writer.js'
 
-const WRITER = join(FIXTURES, 'writer.mjs')
 const COLLECTION = 'notes'
 /** Writers at once in the fixture: one update in the file holds at most this many records. */
 const CONCURRENCY = 8
@@ -66,25 +53,7 @@ function recordsOf(bytes: Buffer): { at: number; end: number }[] {
 async function writeAndKill(): Promise<Killed> {
   const home = await makeHome()
   const walPath = join(home, 'store.wal')
-  const writer = spawnNode(WRITER, [home, COLLECTION, 'w', String(CONCURRENCY)])
-  await writer.waitForLine((l) => l.startsWith('{"ready":true'), START_TIMEOUT_MS, 'the ready line')
-  await waitUntil(
-    async () => {
-      if (writer.exitInfo !== undefined) throw new Error(`the writer exited\n${writer.transcript().slice(0, 2000)}`)
-      if ((statSync(walPath, { throwIfNoEntry: false })?.size ?? 0) < WAL_BYTES) return undefined
-      // In the same turn as the check: the file cannot be emptied in between.
-      writer.kill('SIGKILL')
-      return true
-    },
-    60_000,
-    `store.wal holding ${WAL_BYTES} bytes`,
-  )
-  expect(await writer.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: null, signal: 'SIGKILL' })
-  const acknowledged = new Map<string, JsonValue>()
-  for (const line of writer.lines.slice(1)) {
-    const { key, value } = JSON.parse(line) as { key: string; value: JsonValue }
-    acknowledged.set(key, value)
-  }
+  const { acknowledged } = await writeUntilWalHolds(home, COLLECTION, CONCURRENCY, WAL_BYTES)
   const records = recordsOf(await readFile(walPath))
   expect(records.length, 'records in store.wal after the kill').toBeGreaterThan(40)
   return { home, acknowledged, records }

@@ -20,9 +20,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { openWorkspace, type JsonValue } from '../../dist/index.js'
 import type { LocalWorkspace } from '../../src/daemon/local-workspace.js'
 import { decodeRest, type WalEntry } from '../../src/store/wal-record.js'
-import { cleanup, FIXTURES, kitsync, kitsyncJson, makeHome, spawnNode, START_TIMEOUT_MS, STOP_TIMEOUT_MS, waitUntil } from '../helpers/cli.js'
+import { cleanup, kitsync, kitsyncJson, makeHome } from '../helpers/cli.js'
+import { writeUntilWalHolds } from '../helpers/wal-writer.js'
 
-const WRITER = join(FIXTURES, 'writer.mjs')
 const COLLECTION = 'notes'
 /** Writers at once in the fixture. */
 const CONCURRENCY = 8
@@ -58,30 +58,9 @@ function walEntries(bytes: Buffer): WalEntry[] {
 /** Run the writer fixture and kill -9 it once store.wal holds WAL_BYTES; the acknowledged records. */
 async function writeAndKill(): Promise<{ home: string; acknowledged: Map<string, JsonValue>; lastKey: string }> {
   const home = await makeHome()
-  const walPath = join(home, 'store.wal')
   // Stored with its rows first: the rows of a collection LevelDB has nothing of yet are derived at its next load instead.
   expect((await kitsync(home, ['set', COLLECTION, 'seed', '{"i":-1}'])).code).toBe(0)
-  const writer = spawnNode(WRITER, [home, COLLECTION, 'w', String(CONCURRENCY)])
-  await writer.waitForLine((l) => l.startsWith('{"ready":true'), START_TIMEOUT_MS, 'the ready line')
-  await waitUntil(
-    async () => {
-      if (writer.exitInfo !== undefined) throw new Error(`the writer exited\n${writer.transcript().slice(0, 2000)}`)
-      if ((statSync(walPath, { throwIfNoEntry: false })?.size ?? 0) < WAL_BYTES) return undefined
-      // In the same turn as the check: the file cannot be emptied in between.
-      writer.kill('SIGKILL')
-      return true
-    },
-    60_000,
-    `store.wal holding ${WAL_BYTES} bytes`,
-  )
-  expect(await writer.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: null, signal: 'SIGKILL' })
-  const acknowledged = new Map<string, JsonValue>()
-  let lastKey = ''
-  for (const line of writer.lines.slice(1)) {
-    const { key, value } = JSON.parse(line) as { key: string; value: JsonValue }
-    acknowledged.set(key, value)
-    lastKey = key
-  }
+  const { acknowledged, lastKey } = await writeUntilWalHolds(home, COLLECTION, CONCURRENCY, WAL_BYTES)
   return { home, acknowledged, lastKey }
 }
 
