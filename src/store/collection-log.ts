@@ -24,7 +24,7 @@ import { WalSequence } from './wal-sequence.js'
 type Rows = ReturnType<RowSource['take']>
 
 /** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
-const MAX_UNWRITTEN = 1_000
+const MAX_UNWRITTEN = 10_000
 /** How long appends already in the write-ahead file wait for others before going to LevelDB. */
 const WRITE_BEHIND_MS = 10
 /** A collection stored in fewer bytes is sent from its document, not its store (see CollectionLog.storedState). */
