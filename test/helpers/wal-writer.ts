@@ -6,9 +6,10 @@ import { FIXTURES, spawnNode, START_TIMEOUT_MS, STOP_TIMEOUT_MS, waitUntil } fro
 
 /**
  * Run the writer fixture (test/fixtures/writer.mjs: `concurrency` writers in one process, no
- * pause) in `home` and kill -9 it once store.wal holds `walBytes`: the file is not emptied
- * meanwhile, so its last updates are not in LevelDB yet. Returns the acknowledged records, in
- * the order they were acknowledged, and the last key.
+ * pause) in `home` and kill -9 it once store.wal holds `walBytes`, so its last updates are not
+ * in LevelDB yet. (On a loaded machine the file may have been emptied before, when every update
+ * in it had reached LevelDB: its first updates can build on ones only LevelDB holds.) Returns the
+ * acknowledged records, in the order they were acknowledged, and the last key.
  */
 export async function writeUntilWalHolds(
   home: string,
