@@ -1,16 +1,15 @@
 import { createHash } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { setDebugSink } from '../../src/core/debug-log.js'
-import { DEFAULT_MAX_FILE_SIZE } from '../../src/core/folder-selection.js'
-import { FolderEngine } from '../../src/daemon/folder-engine.js'
 import { writeFileAtomic } from '../../src/folder/atomic-write.js'
 import { readDiskEntry } from '../../src/folder/file-state.js'
-import { DEFINITION_KEY, folderCollection, type FolderDefinition } from '../../src/daemon/folder-host.js'
+import { DEFINITION_KEY, folderCollection } from '../../src/daemon/folder-host.js'
 import { cleanup, makeTempDir } from '../helpers/cli.js'
-import { FakeFolderNet, type FakeDevice } from '../helpers/fake-folder-net.js'
+import { FakeFolderNet } from '../helpers/fake-folder-net.js'
+import { FOLDER_NAME as NAME, settle, startNodes as nodes, stopEngines, tree, type FolderNode as Node } from '../helpers/folder-nodes.js'
 import { prng } from '../helpers/memory-mesh.js'
 
 /**
@@ -34,76 +33,13 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 
 if (process.env.FOLDER_DEBUG === '1') setDebugSink((scope, message, err) => console.error(scope, message, err))
 
-const NAME = 'sim'
-const definition: FolderDefinition = { include: [], exclude: [], maxFileSize: DEFAULT_MAX_FILE_SIZE, createdBy: 'test', createdAt: 0 }
-
-interface Node {
-  device: FakeDevice
-  engine: FolderEngine
-  root: string
-}
-
-const running: FolderEngine[] = []
 afterEach(async () => {
   afterRename = undefined
-  await Promise.all(running.splice(0).map((e) => e.stop()))
+  await stopEngines()
 })
 afterAll(cleanup)
 
-async function nodes(net: FakeFolderNet, ids: string[]): Promise<Node[]> {
-  const out: Node[] = []
-  for (const id of ids) {
-    const device = net.add(id)
-    const root = await makeTempDir('ks-race-')
-    const engine = new FolderEngine(device, { name: NAME, root, definition, settleMs: 5 })
-    await engine.start()
-    running.push(engine)
-    out.push({ device, engine, root })
-  }
-  return out
-}
-
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
-
-/** Until every watcher has seen what its folder holds now (by hash, with a deadline). */
-async function seen(all: Node[]): Promise<void> {
-  const deadline = Date.now() + 10_000
-  for (const n of all) {
-    for (;;) {
-      const files = Object.keys(await tree(n.root))
-      const known = n.engine.watcher.snapshot()
-      let same = files.length === known.size
-      for (const p of files) {
-        const bytes = await readFile(join(n.root, p)).catch(() => undefined)
-        if (bytes === undefined || known.get(p)?.hash !== sha(bytes)) same = false
-      }
-      if (same) break
-      if (Date.now() > deadline) throw new Error(`${n.device.deviceId}: the watcher did not see the folder's files in 10 s`)
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  }
-}
-
-/** Until nothing moves: every engine idle and every message handed over. */
-async function settle(net: FakeFolderNet, all: Node[]): Promise<void> {
-  for (let round = 0; round < 200; round++) {
-    await seen(all)
-    for (const n of all) await n.engine.idle()
-    if (net.deliver() === 0) {
-      await seen(all)
-      for (const n of all) await n.engine.idle()
-      if (net.deliverable() === 0) return
-    }
-  }
-  throw new Error('the devices did not settle in 200 rounds')
-}
-
-/** path -> content of every file under root (.kitsync/ left out). */
-async function tree(root: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {}
-  for (const e of await readdir(root, { withFileTypes: true })) if (e.isFile()) out[e.name] = await readFile(join(root, e.name), 'utf8')
-  return out
-}
 
 /** The live records of the folder as path -> size (deleted and merged ones left out). */
 async function live(n: Node): Promise<Record<string, number>> {

@@ -1,13 +1,22 @@
-import { createHash } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { setDebugSink } from '../../src/core/debug-log.js'
-import { DEFAULT_MAX_FILE_SIZE } from '../../src/core/folder-selection.js'
 import { FolderEngine } from '../../src/daemon/folder-engine.js'
-import { DEFINITION_KEY, folderCollection, type FolderDefinition } from '../../src/daemon/folder-host.js'
+import { DEFINITION_KEY, folderCollection } from '../../src/daemon/folder-host.js'
 import { cleanup, makeTempDir } from '../helpers/cli.js'
-import { FakeFolderNet, type FakeDevice } from '../helpers/fake-folder-net.js'
+import { FakeFolderNet } from '../helpers/fake-folder-net.js'
+import {
+  DEFINITION as definition,
+  FOLDER_NAME as NAME,
+  running,
+  seen,
+  settle,
+  startNodes as nodes,
+  stopEngines,
+  tree,
+  type FolderNode as Node,
+} from '../helpers/folder-nodes.js'
 import { prng } from '../helpers/memory-mesh.js'
 
 /**
@@ -19,86 +28,8 @@ import { prng } from '../helpers/memory-mesh.js'
 // FOLDER_DEBUG=1 prints the engine's debug lines.
 if (process.env.FOLDER_DEBUG === '1') setDebugSink((scope, message, err) => console.error(scope, message, err))
 
-const NAME = 'sim'
-const definition: FolderDefinition = { include: [], exclude: [], maxFileSize: DEFAULT_MAX_FILE_SIZE, createdBy: 'test', createdAt: 0 }
-
-interface Node {
-  device: FakeDevice
-  engine: FolderEngine
-  root: string
-}
-
-const running: FolderEngine[] = []
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((e) => e.stop()))
-})
+afterEach(stopEngines)
 afterAll(cleanup)
-
-async function nodes(net: FakeFolderNet, ids: string[], def: FolderDefinition = definition): Promise<Node[]> {
-  const out: Node[] = []
-  for (const id of ids) {
-    const device = net.add(id)
-    const root = await makeTempDir('ks-fold-')
-    const engine = new FolderEngine(device, { name: NAME, root, definition: def, settleMs: 5 })
-    await engine.start()
-    running.push(engine)
-    out.push({ device, engine, root })
-  }
-  return out
-}
-
-/**
- * Until every engine's watcher has seen what its folder holds now (by hash, with a deadline):
- * inotify's events may not have arrived when a test's write returns.
- */
-async function seen(all: Node[]): Promise<void> {
-  const deadline = Date.now() + 10_000
-  for (const n of all) {
-    for (;;) {
-      const disk = await tree(n.root)
-      const known = n.engine.watcher.snapshot()
-      const files = Object.entries(disk).filter(([p]) => !p.endsWith('/'))
-      let same = files.length === known.size
-      for (const [p] of files) {
-        const bytes = await readFile(join(n.root, p)).catch(() => undefined)
-        if (bytes === undefined || known.get(p)?.hash !== createHash('sha256').update(bytes).digest('hex')) same = false
-      }
-      if (same) break
-      if (Date.now() > deadline) throw new Error(`${n.device.deviceId}: the watcher did not see the folder's files in 10 s`)
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  }
-}
-
-/** Until nothing moves: every engine idle and every deliverable message handed over. */
-async function settle(net: FakeFolderNet, all: Node[]): Promise<void> {
-  await seen(all)
-  for (let round = 0; round < 200; round++) {
-    for (const n of all) if (n.device.online) await n.engine.idle()
-    if (net.deliver() === 0) {
-      for (const n of all) if (n.device.online) await n.engine.idle()
-      if (net.deliverable() === 0) return
-    }
-  }
-  throw new Error('the devices did not settle in 200 rounds')
-}
-
-/** path -> content of every file under root, .kitsync/ left out. */
-async function tree(root: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {}
-  const walk = async (rel: string): Promise<void> => {
-    for (const e of await readdir(join(root, rel), { withFileTypes: true })) {
-      const p = rel === '' ? e.name : `${rel}/${e.name}`
-      if (p === '.kitsync') continue
-      if (e.isDirectory()) {
-        out[`${p}/`] = ''
-        await walk(p)
-      } else out[p] = await readFile(join(root, p), 'utf8')
-    }
-  }
-  await walk('')
-  return out
-}
 
 /** The live manifest as path -> kind (records of deleted files and the definition left out). */
 async function manifest(n: Node): Promise<Record<string, unknown>> {
