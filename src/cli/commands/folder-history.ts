@@ -4,6 +4,7 @@ import { KitsyncError } from '../../core/errors.js'
 import type { FileHistory, FileVersion } from '../../core/folder-versions.js'
 import { formatRetention, parseHistorySetting, type RestoreTarget } from '../../core/history-types.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
+import { versionHead } from './history.js'
 import { formatBytes } from './stats.js'
 
 /**
@@ -16,7 +17,7 @@ import { formatBytes } from './stats.js'
 function versionLine(v: FileVersion): string {
   const what = v.op === 'renamed' ? `renamed from ${v.from ?? '?'}` : v.op
   const content = v.op === 'removed' ? '' : `  ${formatBytes(v.size).padStart(9)}  ${v.hash.slice(0, 12)}`
-  return `${new Date(v.time).toISOString()}  ${v.device.slice(0, 16).padEnd(16)}  ${v.id}  ${what.padEnd(8)}${content}${v.path === '' ? '' : `  ${v.path}`}`
+  return `${versionHead(v.time, v.device, v.id)}  ${what.padEnd(8)}${content}${v.path === '' ? '' : `  ${v.path}`}`
 }
 
 export function formatFileHistory(h: FileHistory): string {

@@ -14,12 +14,17 @@ function valueText(e: HistoryEntry): string {
   return e.deleted ? '(deleted)' : JSON.stringify(e.value)
 }
 
+/** The head of one version's line, shared by record and file history: time, device (16 columns), id. */
+export function versionHead(time: number, device: string, id: string): string {
+  return `${new Date(time).toISOString()}  ${device.slice(0, 16).padEnd(16)}  ${id}`
+}
+
 export function formatHistory(entries: HistoryEntry[], withKey: boolean): string {
   if (entries.length === 0) return 'no versions\n'
   const lines: string[] = []
   for (const e of entries) {
     const fields = e.fields.length === 0 ? '' : `  fields ${e.fields.join(',')}`
-    lines.push(`${new Date(e.time).toISOString()}  ${e.device.slice(0, 16).padEnd(16)}  ${e.stamp}${withKey ? `  ${e.key}` : ''}${fields}`)
+    lines.push(`${versionHead(e.time, e.device, e.stamp)}${withKey ? `  ${e.key}` : ''}${fields}`)
     lines.push(`  ${valueText(e)}`)
   }
   return lines.join('\n') + '\n'
