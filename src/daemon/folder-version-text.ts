@@ -21,23 +21,33 @@ const log = debugLog('folder:history')
 export const VERSION_TEXT_MAX = 1024 * 1024
 
 const encoder = new TextEncoder()
-/** Hashes kept in this process, per store (a repeat would write the same blob again); forgotten past KEPT_MAX. */
-const kept = new WeakMap<object, Set<string>>()
+/**
+ * Hashes kept in the last KEPT_MS by this process, per store, with when (a repeat would write the
+ * same blob again); forgotten past KEPT_MAX. Shorter than the store's blob grace
+ * (store/blob-gc.ts): a blob skipped here was stored recently enough not to be collected.
+ */
+const kept = new WeakMap<object, Map<string, number>>()
 const KEPT_MAX = 10_000
+const KEPT_MS = 60_000
+
+function keptRecently(units: object, hash: string): boolean {
+  const at = kept.get(units)?.get(hash)
+  return at !== undefined && Date.now() - at < KEPT_MS
+}
 
 type BlobPut = Pick<Units, 'putBlob'>
 
 /** Keep a text file's content as the blob of its version `hash` (when it is that version and within VERSION_TEXT_MAX). */
 export async function keepText(units: BlobPut, text: string | Uint8Array, hash: string | undefined): Promise<void> {
   let done = kept.get(units)
-  if (done === undefined) kept.set(units, (done = new Set()))
-  if (hash === undefined || hash === '' || done.has(hash)) return
+  if (done === undefined) kept.set(units, (done = new Map()))
+  if (hash === undefined || hash === '' || keptRecently(units, hash)) return
   const bytes = typeof text === 'string' ? encoder.encode(text) : text
   if (bytes.byteLength > VERSION_TEXT_MAX || sha256(bytes) !== hash) return
   try {
     await units.putBlob(hash, bytes)
     if (done.size >= KEPT_MAX) done.clear()
-    done.add(hash)
+    done.set(hash, Date.now())
   } catch (err) {
     log(`version ${hash.slice(0, 12)}: its text was not kept`, err)
   }
@@ -59,6 +69,6 @@ export async function keepReplacedText(
   const captured = ledger.captured(path)
   const base = ledger.base(path)
   if (captured?.hash === undefined || base === undefined) return
-  if (!kept.get(units)?.has(captured.hash)) await keepText(units, textAt(doc, base), captured.hash)
+  if (!keptRecently(units, captured.hash)) await keepText(units, textAt(doc, base), captured.hash)
   if (next !== undefined && next.hash !== captured.hash) await keepText(units, next.text, next.hash)
 }

@@ -17,10 +17,12 @@ import { COLLECTIONS_COLLECTION, toCollectionSettings } from '../core/kinds.js'
 import { assertCollectionName, assertRecordKey } from '../core/names.js'
 import { changedFields } from '../core/record-versions.js'
 import type { DeviceRecord } from '../core/workspace-types.js'
+import { pruneBlobs } from '../store/blob-gc.js'
 import type { BatchOp } from '../store/doc-layout.js'
 import { pruneCollection, pruneRecordsOps, readCollectionChanges, readRecordHistory, type VersionRow } from '../store/history-rows.js'
 import type { BinaryLevel } from '../store/level.js'
 import type { CollectionRegistry } from './collection-registry.js'
+import { FOLDER_COLLECTION_PREFIX } from './folder-host.js'
 import { currentVersion, HistoryDeriver } from './history-deriver.js'
 
 const log = debugLog('daemon:history')
@@ -34,13 +36,16 @@ const PRUNE_SLICE = 256
  * copy), the next pass walks the collection's entries in one range instead of a range per record.
  */
 const MAX_DIRTY = 10_000
-/** The day limit is applied to every record (ones nobody writes any more) this often. */
+/** The day limit is applied to every record (ones nobody writes any more) this often, and unused blobs are deleted. */
 const FULL_PASS_MS = 3_600_000
+/** The first full pass after start (a peer restarted within the hour would otherwise never run one). */
+const FIRST_FULL_PASS_MS = 5 * 60_000
 /** `history --collection` lists at most this many changes unless told otherwise. */
 export const DEFAULT_CHANGES_LIMIT = 1000
 
 export interface WorkspaceHistoryOptions {
-  store: { readonly db: BinaryLevel; batch(ops: BatchOp[]): Promise<void> }
+  /** The store; with its blobs (`units`), each full pass also deletes those no folder manifest names (store/blob-gc.ts). */
+  store: { readonly db: BinaryLevel; batch(ops: BatchOp[]): Promise<void>; readonly units?: { dropBlobs(hashes: readonly string[]): Promise<string[]> } }
   /** The workspace's collections (a function: the registry is built with this class's deriver). */
   registry: () => Pick<CollectionRegistry, 'existing' | 'readyEntry' | 'names'>
   devices(): Promise<DeviceRecord[]>
@@ -73,7 +78,7 @@ export class WorkspaceHistory {
   constructor(options: WorkspaceHistoryOptions) {
     this.options = options
     this.now = options.now ?? Date.now
-    this.lastFullPass = this.now()
+    this.lastFullPass = this.now() - FULL_PASS_MS + FIRST_FULL_PASS_MS
     this.deriver = new HistoryDeriver({ retentionOf: (name) => this.retentionOf(name), written: (name, keys) => this.written(name, keys) })
   }
 
@@ -219,10 +224,17 @@ export class WorkspaceHistory {
     }
     if (!full) return
     this.lastFullPass = now
-    for (const name of this.options.registry().names()) {
+    const names = this.options.registry().names()
+    for (const name of names) {
       if (this.closed) return
       if (keepsHistory(name)) await this.pruneCollection(name, this.retentionOf(name), now)
     }
+    const units = this.options.store.units
+    if (units === undefined || this.closed) return
+    const manifests = names.filter((n) => n.startsWith(FOLDER_COLLECTION_PREFIX))
+    const blobs = await pruneBlobs(this.options.store.db, manifests, units)
+    if (blobs === undefined) log('blobs not collected: a folder manifest is rebuilding its rows; the next full pass tries again')
+    else if (blobs.dropped > 0) log(`deleted ${blobs.dropped} blobs no folder names any more (${blobs.kept} kept)`)
   }
 
   /** Walk every entry of a collection, deleting what its retention drops, yielding between slices. */

@@ -32,3 +32,5 @@ export const unitOfLogKey = (name: string, key: string): string => key.slice(`w!
 /** The sequence number of a key of unitUpdateRange(name, unit). */
 export const unitSeqOf = (name: string, unit: string, key: string): number => parseInt(key.slice(`w!${name}!${unit}!`.length), 16)
 export const blobKey = (hash: string): string => `o!${hash}`
+/** Every blob. */
+export const BLOB_RANGE = { gte: 'o!', lt: 'o"' } as const

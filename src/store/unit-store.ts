@@ -5,6 +5,7 @@ import type { BatchOp } from './doc-layout.js'
 import { frame, unframe } from './framing.js'
 import { corruption, damageOr, readFailure, storageFailure } from './level-errors.js'
 import type { LogStore } from './log-store.js'
+import { BLOB_GRACE_MS } from './blob-gc.js'
 import {
   BLOB_HASH,
   blobKey,
@@ -56,6 +57,12 @@ export class UnitStore {
   private readonly states = new Map<string, Promise<UnitState>>()
   /** Compactions and drops of a unit run one at a time (keyed like states). */
   private readonly locks = new Map<string, Promise<void>>()
+  /** When each blob was last stored by this process (see recentlyPut), pruned past BLOB_GRACE_MS. */
+  private readonly puts = new Map<string, number>()
+  private putsInFlight = 0
+  private readonly putsIdle: (() => void)[] = []
+  /** A dropBlobs under way: blob puts wait for it. */
+  private dropping: Promise<void> | undefined
 
   constructor(private readonly store: Pick<LogStore, 'db' | 'batch'>) {}
 
@@ -245,9 +252,64 @@ export class UnitStore {
     assertBlobHash(hash)
     if (sha256Hex(bytes) !== hash) throw new KitsyncError('DATA_CORRUPTION', `blob ${hash}: its bytes have another SHA-256; it was not stored`)
     try {
-      await this.store.batch([{ type: 'put', key: blobKey(hash), value: frame(bytes) }])
+      while (this.dropping !== undefined) await this.dropping
+      this.notePut(hash)
+      this.putsInFlight++
+      try {
+        await this.store.batch([{ type: 'put', key: blobKey(hash), value: frame(bytes) }])
+      } finally {
+        if (--this.putsInFlight === 0) for (const wake of this.putsIdle.splice(0)) wake()
+      }
     } catch (err) {
       throw storageFailure(`blob ${hash}`, 'cannot store it', err)
+    }
+  }
+
+  /**
+   * Whether this process stored the blob in the last BLOB_GRACE_MS (at or before the put's
+   * batch): its record may not be written yet, so blob collection (store/blob-gc.ts) keeps it.
+   */
+  recentlyPut(hash: string, now: number = Date.now()): boolean {
+    const at = this.puts.get(hash)
+    return at !== undefined && now - at < BLOB_GRACE_MS
+  }
+
+  /**
+   * Delete blobs (blob collection, store/blob-gc.ts), leaving those stored in the last
+   * BLOB_GRACE_MS. Excludes blob puts meanwhile: it waits for the puts in flight, picks what to
+   * delete, and puts that start meanwhile wait for the delete, so a blob stored again is never
+   * deleted after its put. Returns the blobs deleted.
+   */
+  async dropBlobs(hashes: readonly string[]): Promise<string[]> {
+    while (this.dropping !== undefined) await this.dropping
+    let dropped: string[] = []
+    const run = (async () => {
+      if (this.putsInFlight > 0) await new Promise<void>((resolve) => this.putsIdle.push(resolve))
+      dropped = hashes.filter((h) => !this.recentlyPut(h))
+      if (dropped.length > 0) await this.store.batch(dropped.map((h) => ({ type: 'del', key: blobKey(h) })))
+    })()
+    this.dropping = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    try {
+      await run
+    } catch (err) {
+      throw storageFailure('blobs', 'cannot delete unused blobs', err)
+    } finally {
+      this.dropping = undefined
+    }
+    return dropped
+  }
+
+  private notePut(hash: string): void {
+    const now = Date.now()
+    this.puts.delete(hash)
+    this.puts.set(hash, now)
+    // Oldest first (re-set on each put): drop what is past the grace.
+    for (const [h, at] of this.puts) {
+      if (now - at < BLOB_GRACE_MS) break
+      this.puts.delete(h)
     }
   }
 
