@@ -1,4 +1,5 @@
 import { keepsHistory, type HistoryRetention } from '../core/history-types.js'
+import { COLLECTIONS_COLLECTION } from '../core/kinds.js'
 import type { RecordChange, RecordCollection } from '../core/record-collection.js'
 import { changedFields, type RecordVersion } from '../core/record-versions.js'
 import type { BatchOp } from '../store/doc-layout.js'
@@ -11,6 +12,8 @@ export interface HistoryDeriverOptions {
   retentionOf(name: string): HistoryRetention
   /** Records that got new entries (the pruner looks at them once the batch is written). */
   written?(name: string, keys: string[]): void
+  /** Collections whose settings (`_collections` records, their retention among them) changed here or arrived. */
+  settingsChanged?(names: string[]): void
 }
 
 /**
@@ -22,12 +25,16 @@ export interface HistoryDeriverOptions {
 export class HistoryDeriver implements DerivedRows {
   constructor(private readonly options: HistoryDeriverOptions) {}
 
-  /** Shared folders' manifests keep history too: a file's versions (daemon/folder-history.ts). */
+  /**
+   * Shared folders' manifests keep history too: a file's versions (daemon/folder-history.ts).
+   * `_collections` gets no rows, but its changes are watched: a new retention prunes at once.
+   */
   internal(name: string): boolean {
-    return keepsHistory(name)
+    return keepsHistory(name) || name === COLLECTIONS_COLLECTION
   }
 
   derive(name: string, collection: RecordCollection, changes: readonly RecordChange[], origin: unknown): BatchOp[] {
+    if (name === COLLECTIONS_COLLECTION) return this.settings(changes)
     const ops: BatchOp[] = []
     for (const e of this.entries(name, collection, changes, origin))
       for (const op of versionOps(name, e.key, e.version.stamp, storedVersion(e.version))) ops.push(op)
@@ -39,6 +46,7 @@ export class HistoryDeriver implements DerivedRows {
     let noted: Entry[] = []
     return {
       add: (changes: readonly RecordChange[], origin: unknown): void => {
+        if (name === COLLECTIONS_COLLECTION) return void this.settings(changes)
         for (const e of this.entries(name, collection, changes, origin)) noted.push(e)
       },
       take: (): BatchOp[] => {
@@ -48,6 +56,13 @@ export class HistoryDeriver implements DerivedRows {
         return ops
       },
     }
+  }
+
+  /** Settings changed by a transaction (not a build of every row at load, nor a copy adopted whole: the hourly pass sees those). */
+  private settings(changes: readonly RecordChange[]): BatchOp[] {
+    const names = changes.filter((c) => c.stamps !== undefined).map((c) => c.key)
+    if (names.length > 0) this.options.settingsChanged?.(names)
+    return []
   }
 
   /** The versions `changes` bring, each with its record's key. */

@@ -79,7 +79,11 @@ export class WorkspaceHistory {
     this.options = options
     this.now = options.now ?? Date.now
     this.lastFullPass = this.now() - FULL_PASS_MS + FIRST_FULL_PASS_MS
-    this.deriver = new HistoryDeriver({ retentionOf: (name) => this.retentionOf(name), written: (name, keys) => this.written(name, keys) })
+    this.deriver = new HistoryDeriver({
+      retentionOf: (name) => this.retentionOf(name),
+      written: (name, keys) => this.written(name, keys),
+      settingsChanged: (names) => this.settingsChanged(names),
+    })
   }
 
   /** A collection's retention, read synchronously from `_collections` when it is loaded (else the default). */
@@ -196,6 +200,16 @@ export class WorkspaceHistory {
     if (set === undefined) this.dirty.set(name, (set = new Set()))
     if (set !== 'all') for (const k of keys) set.add(k)
     if (set !== 'all' && set.size > MAX_DIRTY) this.dirty.set(name, 'all')
+    this.schedule()
+  }
+
+  /** A collection's settings changed (here or from a peer): its whole history is pruned by the new retention in the next pass. */
+  private settingsChanged(names: string[]): void {
+    for (const name of names) if (keepsHistory(name)) this.dirty.set(name, 'all')
+    if (names.some(keepsHistory)) this.schedule()
+  }
+
+  private schedule(): void {
     if (this.timer !== undefined || this.closed) return
     this.timer = setTimeout(() => {
       this.timer = undefined
