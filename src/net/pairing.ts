@@ -13,7 +13,7 @@ import { OLD_VERSION_MESSAGE, SYNC_PROTOCOL_VERSION } from '../protocol/sync-fra
  * Pairing protocol /kitsync/pair/1.0.0: length-prefixed JSON messages over a Noise-encrypted
  * stream (docs/PROTOCOL.md has the exact messages).
  *
- *   joiner  -> inviter  {"t":"join","tokenId":...,"name":...,"workspaceId":...,"sync":2}
+ *   joiner  -> inviter  {"t":"join","tokenId":...,"name":...,"workspaceId":...,"sync":3}
  *   inviter -> joiner   {"t":"challenge","nonce":...}              or {"t":"error",...}
  *   joiner  -> inviter  {"t":"proof","mac": HMAC(secret, tokenId|inviter|joiner|nonce)}
  *   inviter -> joiner   {"t":"welcome","workspaceId","name","members"} or {"t":"error",...}

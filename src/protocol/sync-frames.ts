@@ -13,7 +13,15 @@ import type { InterestRule } from '../core/selection.js'
  * id with one ERROR frame (OLD_SYNC_REFUSAL) and the stream is closed.
  */
 export const SYNC_PROTOCOL_ID = '/kitsync/sync/2.0.0'
-export const SYNC_PROTOCOL_VERSION = 2
+/** The major version, the one the protocol id carries. */
+export const SYNC_PROTOCOL_MAJOR = 2
+/**
+ * HELLO's `version`, the revision within the major one. 3 added the frames of units and blobs
+ * (5-10, unit-frames.ts) and of history (20-22, history-frames.ts), which a device of revision 2
+ * refuses as unknown: the two meet VERSION_MISMATCH at HELLO instead, and a joiner of revision 2
+ * is refused before it is admitted. Revision 2 never shipped with a release.
+ */
+export const SYNC_PROTOCOL_VERSION = 3
 /** Protocol ids of earlier versions: handled only to refuse them (net/sync-version.ts). */
 export const OLD_SYNC_PROTOCOL_IDS = ['/kitsync/sync/1.0.0'] as const
 
@@ -85,7 +93,7 @@ function writeRevokedStatement(e: encoding.Encoder, s: RevokedStatement): void {
 }
 
 /** What a device of this version tells one of an older version (on the old sync protocol id, or when it tries to pair). */
-export const OLD_VERSION_MESSAGE = `this device speaks sync ${SYNC_PROTOCOL_VERSION}; update kitsync`
+export const OLD_VERSION_MESSAGE = `this device speaks sync ${SYNC_PROTOCOL_MAJOR}; update kitsync`
 /** The one frame a device sends on an old protocol id before it closes the stream. */
 export const OLD_SYNC_REFUSAL: Frame = { type: FrameType.ERROR, code: 'VERSION_MISMATCH', message: OLD_VERSION_MESSAGE }
 
