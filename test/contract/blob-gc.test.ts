@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { LocalWorkspace } from '../../dist/daemon/local-workspace.js'
-import { cleanup, makeHome } from '../helpers/cli.js'
+import type { LocalWorkspace } from '../../dist/daemon/local-workspace.js'
+import { makeHome } from '../helpers/cli.js'
+import { closeLocal as close, closeWorkspaces, openLocal as workspace } from '../helpers/local-workspaces.js'
+
+afterEach(closeWorkspaces)
 
 /**
  * Blob collection (store/blob-gc.ts) on a real LevelDB in a temporary home, through the
@@ -17,23 +20,6 @@ const U1 = 'AAAAAAAAAAAAAAAAAAAAAA'
 const U2 = 'BBBBBBBBBBBBBBBBBBBBBB'
 const enc = new TextEncoder()
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex')
-
-const open: LocalWorkspace[] = []
-afterEach(async () => {
-  for (const ws of open.splice(0)) await ws.close()
-  await cleanup()
-})
-
-async function workspace(home: string): Promise<LocalWorkspace> {
-  const ws = await LocalWorkspace.open({ home })
-  open.push(ws)
-  return ws
-}
-
-async function close(ws: LocalWorkspace): Promise<void> {
-  open.splice(open.indexOf(ws), 1)
-  await ws.close()
-}
 
 async function put(ws: LocalWorkspace, text: string): Promise<string> {
   await ws.units.putBlob(sha(text), enc.encode(text))

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { LocalWorkspace } from '../../dist/daemon/local-workspace.js'
-import { cleanup, makeHome, waitUntil } from '../helpers/cli.js'
+import { waitUntil } from '../helpers/cli.js'
+import { closeWorkspaces, openLocal } from '../helpers/local-workspaces.js'
+
+afterEach(closeWorkspaces)
 
 /**
  * A collection's retention, changed: the history already kept is pruned by the new setting within
@@ -8,16 +10,9 @@ import { cleanup, makeHome, waitUntil } from '../helpers/cli.js'
  * LevelDB in a temporary home, through the workspace's own configure.
  */
 
-const open: LocalWorkspace[] = []
-afterEach(async () => {
-  for (const ws of open.splice(0)) await ws.close()
-  await cleanup()
-})
-
 describe('a retention change', () => {
   it('prunes the versions kept before it, without a new write of the record', { timeout: 30_000 }, async () => {
-    const ws = await LocalWorkspace.open({ home: await makeHome() })
-    open.push(ws)
+    const ws = await openLocal()
     for (let i = 0; i < 6; i++) await ws.set('notes', 'k', { i })
     await ws.set('notes', 'other', { i: 0 })
     // The pass after those writes, done: nothing of notes is waiting to be pruned.

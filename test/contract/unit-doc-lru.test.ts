@@ -1,10 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import { LocalWorkspace } from '../../dist/daemon/local-workspace.js'
 import { UnitDocLru } from '../../dist/daemon/unit-doc-lru.js'
 import type { WorkspaceUnits } from '../../dist/daemon/workspace-units.js'
 import type { UnitStore } from '../../dist/store/unit-store.js'
-import { cleanup, makeHome } from '../helpers/cli.js'
+import { closeWorkspaces, openLocal, unitEdit as change } from '../helpers/local-workspaces.js'
+
+afterEach(closeWorkspaces)
+
+async function units(): Promise<WorkspaceUnits> {
+  return (await openLocal()).units as unknown as WorkspaceUnits
+}
 
 /**
  * The budget of open unit documents (daemon/unit-doc-lru.ts) over real units on LevelDB: a
@@ -17,28 +22,6 @@ const C = '_folder.notes'
 const U1 = 'AAAAAAAAAAAAAAAAAAAAAA'
 const U2 = 'BBBBBBBBBBBBBBBBBBBBBB'
 const U3 = 'CCCCCCCCCCCCCCCCCCCCCC'
-
-const open: LocalWorkspace[] = []
-afterEach(async () => {
-  for (const ws of open.splice(0)) await ws.close()
-  await cleanup()
-})
-
-async function units(): Promise<WorkspaceUnits> {
-  const ws = await LocalWorkspace.open({ home: await makeHome() })
-  open.push(ws)
-  return ws.units as unknown as WorkspaceUnits
-}
-
-/** Apply an edit to a document and return its update. */
-function change(doc: Y.Doc, edit: (text: Y.Text) => void): Uint8Array {
-  let update: Uint8Array | undefined
-  const take = (u: Uint8Array): void => void (update = u)
-  doc.on('update', take)
-  doc.transact(() => edit(doc.getText('text')))
-  doc.off('update', take)
-  return update as Uint8Array
-}
 
 /** A unit's document as the folder engine gets it: from the LRU, else opened from the store and kept there. */
 async function docOf(u: WorkspaceUnits, lru: UnitDocLru<Y.Doc>, unit: string): Promise<Y.Doc> {

@@ -3,7 +3,15 @@ import * as Y from 'yjs'
 import { LocalWorkspace } from '../../dist/daemon/local-workspace.js'
 import type { BatchOp } from '../../dist/store/doc-layout.js'
 import { UNIT_COMPACT_ENTRIES } from '../../dist/store/unit-store.js'
-import { cleanup, makeHome } from '../helpers/cli.js'
+import { makeHome } from '../helpers/cli.js'
+import { closeLocal, closeWorkspaces, openLocal as workspace, unitEdit as change } from '../helpers/local-workspaces.js'
+
+afterEach(closeWorkspaces)
+
+async function reopen(ws: LocalWorkspace, home: string): Promise<LocalWorkspace> {
+  await closeLocal(ws)
+  return workspace(home)
+}
 
 /**
  * Units (core/unit-types.ts) on a real LevelDB in a temporary home: open, commit, list, drop and
@@ -14,34 +22,6 @@ import { cleanup, makeHome } from '../helpers/cli.js'
 const C = '_folder.notes'
 const U1 = 'AAAAAAAAAAAAAAAAAAAAAA'
 const U2 = 'BBBBBBBBBBBBBBBBBBBBBB'
-
-const open: LocalWorkspace[] = []
-afterEach(async () => {
-  for (const ws of open.splice(0)) await ws.close()
-  await cleanup()
-})
-
-async function workspace(home: string): Promise<LocalWorkspace> {
-  const ws = await LocalWorkspace.open({ home })
-  open.push(ws)
-  return ws
-}
-
-async function reopen(ws: LocalWorkspace, home: string): Promise<LocalWorkspace> {
-  open.splice(open.indexOf(ws), 1)
-  await ws.close()
-  return workspace(home)
-}
-
-/** Apply an edit to an open unit document and return its update (as the folder layer does). */
-function change(doc: Y.Doc, edit: (text: Y.Text) => void): Uint8Array {
-  let update: Uint8Array | undefined
-  const take = (u: Uint8Array): void => void (update = u)
-  doc.on('update', take)
-  doc.transact(() => edit(doc.getText('text')))
-  doc.off('update', take)
-  return update as Uint8Array
-}
 
 async function record(ws: LocalWorkspace, key: string): Promise<unknown> {
   const registry = (ws as unknown as { registry: { load(n: string): Promise<{ collection: { get(k: string): unknown } }> } }).registry
