@@ -12,11 +12,21 @@ import { isInternalCollection } from './membership.js'
  *   possibly large) are matched only by an item that starts with that prefix (`drawings.*`,
  *   `drawings.AAPL-1D`): `*` alone does not pull every chart. A device syncs every on-demand
  *   collection it already has (written here, or fetched) unless it is local-only.
- * - kitsync's own collections (`_members`, `_revoked`, `_audit`) always sync.
+ * - kitsync's own collections (`_members`, `_revoked`, `_audit`...) always sync. A shared
+ *   folder's manifest (`_folder.NAME`, with its files' documents) is selected like a collection:
+ *   `*` takes it, `items set notes` leaves it out, `_folder.NAME` names it, and it can be local-only.
  *
  * Patterns: collection-name characters plus `*` (any run of characters, possibly none) and
  * `?` (one character); everything else is literal. The same rule is what peers evaluate.
  */
+
+/** The manifest collection of a shared folder (daemon/folder-host.ts folderCollection). */
+const FOLDER_PREFIX = '_folder.'
+
+/** kitsync's own collections that sync whatever the items say (a shared folder's manifest is not one: it is selected). */
+export function alwaysSyncs(name: string): boolean {
+  return isInternalCollection(name) && !name.startsWith(FOLDER_PREFIX)
+}
 
 /** Name prefixes of collections that are pulled only when asked for by name (or an explicit pattern). */
 export const ON_DEMAND_PREFIXES: readonly string[] = ['drawings.']
@@ -69,7 +79,7 @@ export class Interest {
   constructor(readonly rules: readonly InterestRule[]) {}
 
   wants(name: string): boolean {
-    if (isInternalCollection(name)) return true
+    if (alwaysSyncs(name)) return true
     for (let i = this.rules.length - 1; i >= 0; i--) {
       const rule = this.rules[i] as InterestRule
       if (matchesPattern(name, rule.pattern)) return rule.include
@@ -129,7 +139,7 @@ export class ItemSelection {
   }
 
   localOnly(name: string): boolean {
-    return !isInternalCollection(name) && this.localOnlyPatterns.some((p) => matchesPattern(name, p))
+    return !alwaysSyncs(name) && this.localOnlyPatterns.some((p) => matchesPattern(name, p))
   }
 
   /** Whether the collection is exchanged with peers; `held`: this device has it already. */
@@ -144,7 +154,7 @@ export class ItemSelection {
   }
 
   reason(name: string, held: boolean): SyncReason {
-    if (isInternalCollection(name)) return 'internal'
+    if (alwaysSyncs(name)) return 'internal'
     if (this.localOnly(name)) return 'local-only'
     if (this.interest.wants(name)) return 'item'
     if (isOnDemand(name)) return held ? 'on-demand, held' : 'on demand (fetch it)'
