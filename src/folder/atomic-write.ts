@@ -144,6 +144,7 @@ async function syncOrDefer(dir: string, batch: DirSyncBatch | undefined): Promis
  * went: the watcher then reports that against this state, as the user's change).
  */
 async function writtenState(abs: string, data: Uint8Array, written: Stats): Promise<FileState> {
+  const seenAt = Date.now()
   const st = await lstat(abs).catch(() => undefined)
   const same = st !== undefined && st.isFile() && st.ino === written.ino && st.size === written.size && st.mtimeMs === written.mtimeMs
   const at = same ? st : written
@@ -156,5 +157,6 @@ async function writtenState(abs: string, data: Uint8Array, written: Stats): Prom
     executable: (at.mode & 0o111) !== 0,
     hash: sha256(data),
     binary: decodeText(data) === undefined,
+    seenAt,
   }
 }

@@ -22,6 +22,24 @@ export interface FileState {
   hash: string | undefined
   /** Not UTF-8, or holds NUL; undefined when not read. */
   binary: boolean | undefined
+  /**
+   * Wall-clock ms taken just before the stat this state holds (absent in states saved by older
+   * versions: those are trusted as before). See `racy`.
+   */
+  seenAt?: number
+}
+
+/**
+ * A file's times move in ticks (a few ms on Linux, 1-2 s on some file systems): a second write
+ * of the same size in the tick of the first leaves size, times and inode as they were. A state
+ * seen within this long of its mtime may hide such a write (git's "racily clean" entries), so
+ * its hash is not reused for an unchanged stat: the file is read again.
+ */
+export const RACY_MS = 2000
+
+/** Whether `known`'s hash may be stale although the stat did not change (see RACY_MS). */
+export function racy(known: Pick<FileState, 'mtimeMs' | 'seenAt'>): boolean {
+  return known.seenAt !== undefined && known.seenAt - known.mtimeMs < RACY_MS
 }
 
 export function sha256(bytes: Uint8Array): string {
@@ -29,13 +47,14 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /** lstat, never following a symlink; ENOENT and ENOTDIR are 'missing' (a parent replaced by a file). */
-export async function lstatEntry(abs: string): Promise<DiskEntry | { kind: 'file-unread'; st: Stats }> {
+export async function lstatEntry(abs: string): Promise<DiskEntry | { kind: 'file-unread'; st: Stats; at: number }> {
   try {
+    const at = Date.now()
     const st = await lstat(abs)
     if (st.isSymbolicLink()) return { kind: 'symlink' }
     if (st.isDirectory()) return { kind: 'dir' }
     if (!st.isFile()) return { kind: 'other' }
-    return { kind: 'file-unread', st }
+    return { kind: 'file-unread', st, at }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' }
@@ -63,8 +82,16 @@ export async function readDiskEntry(abs: string, maxRead: number, known?: FileSt
   const e = looked ?? (await lstatEntry(abs))
   if (e.kind !== 'file-unread') return e
   const { st } = e
-  const base = { kind: 'file' as const, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, executable: (st.mode & 0o111) !== 0 }
-  if (known !== undefined && known.hash !== undefined && sameStat(known, base)) return { ...base, hash: known.hash, binary: known.binary }
+  const base = {
+    kind: 'file' as const,
+    size: st.size,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
+    ino: st.ino,
+    executable: (st.mode & 0o111) !== 0,
+    seenAt: e.at,
+  }
+  if (known !== undefined && known.hash !== undefined && sameStat(known, base) && !racy(known)) return { ...base, hash: known.hash, binary: known.binary }
   if (st.size > maxRead) return { ...base, hash: undefined, binary: undefined }
   let bytes: Buffer
   try {
@@ -98,6 +125,7 @@ export async function readFileState(abs: string): Promise<{ entry: DiskEntry; by
     throw err
   }
   try {
+    const seenAt = Date.now()
     const st = await fh.stat()
     if (st.isDirectory()) return { entry: { kind: 'dir' } }
     if (!st.isFile()) return { entry: { kind: 'other' } }
@@ -112,6 +140,7 @@ export async function readFileState(abs: string): Promise<{ entry: DiskEntry; by
       executable: (st.mode & 0o111) !== 0,
       hash: sha256(bytes),
       binary: text === undefined,
+      seenAt,
     }
     return text === undefined ? { entry, bytes } : { entry, bytes, text }
   } finally {

@@ -50,6 +50,28 @@ export async function mountTmpfs(sizeMiB: number, prefix = 'ks-fault-'): Promise
   }
 }
 
+/**
+ * Mount a small ext2 file system whose inodes (128 bytes) keep times in whole seconds, through a
+ * loop device (root only): two writes within one second leave the same mtime and ctime, as on
+ * the coarse file systems (FAT, some network ones) the folder layer must not be fooled by.
+ */
+export async function mountCoarseTimes(sizeMiB = 8): Promise<{ dir: string; dispose(): Promise<void> }> {
+  const base = await mkdtemp(join(tmpdir(), 'ks-coarse-'))
+  const image = join(base, 'fs.img')
+  const dir = join(base, 'mnt')
+  await run('truncate', ['-s', `${sizeMiB}M`, image])
+  await run('mkfs.ext2', ['-q', '-F', '-I', '128', image])
+  await run('mkdir', [dir])
+  await run('mount', ['-o', 'loop', image, dir])
+  return {
+    dir,
+    dispose: async () => {
+      await run('umount', ['-l', dir]).catch(() => undefined) // already unmounted: nothing to do
+      await rm(base, { recursive: true, force: true })
+    },
+  }
+}
+
 export interface UnixUser {
   name: string
   uid: number
