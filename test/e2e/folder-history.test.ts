@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { FileHistory, FileRestoreResult } from '../../src/core/folder-versions.js'
@@ -32,6 +32,16 @@ async function pairWithFolder(): Promise<{ ha: string; hb: string; da: string; d
   return { ha, hb, da, db }
 }
 
+/**
+ * Save as editors do, a temp file (excluded: *.tmp) renamed over the file: a writeFile truncates
+ * first, and on a loaded machine the empty file between the two can be captured as a version of
+ * its own, which would make the version counts below wrong.
+ */
+async function save(path: string, text: string): Promise<void> {
+  await writeFile(`${path}.tmp`, text)
+  await rename(`${path}.tmp`, path)
+}
+
 const contentOf = async (path: string): Promise<string | undefined> => readFile(path, 'utf8').catch(() => undefined)
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex')
 
@@ -62,7 +72,7 @@ describe('file history and restore between two peers on loopback', () => {
     const { ha, hb, da, db } = await pairWithFolder()
     const texts = ['steps: 1\nname: s1\n', 'steps: 2\nname: s1\n', 'steps: 3\nname: s1\nmore: true\n']
     for (const [i, t] of texts.entries()) {
-      await writeFile(join(da, 's1.yaml'), t)
+      await save(join(da, 's1.yaml'), t)
       await waitFor(join(db, 's1.yaml'), t, `version ${i + 1} on B`)
     }
     const h = await historyOf(hb, 's1.yaml', 3, 'three versions listed on B')
@@ -90,7 +100,7 @@ describe('file history and restore between two peers on loopback', () => {
 
     // An edit the engine has not captured (over the folder's 1 MiB cap, so it never will): refused, nothing written.
     const big = 'x'.repeat(1024 * 1024 + 10) + '\n'
-    await writeFile(join(db, 's1.yaml'), big)
+    await save(join(db, 's1.yaml'), big)
     const refused = await kitsync(hb, ['folder', 'restore', 'sim', 's1.yaml', '--version', (h.versions[1] as { id: string }).id])
     expect(refused.code).toBe(10)
     expect(refused.stderr).toMatch(/FILE_CHANGED/)
@@ -100,7 +110,7 @@ describe('file history and restore between two peers on loopback', () => {
 
   it('a file deleted on A is restored on B, and comes back on both', async () => {
     const { ha, hb, da, db } = await pairWithFolder()
-    await writeFile(join(da, 'notes.txt'), 'keep me\n')
+    await save(join(da, 'notes.txt'), 'keep me\n')
     await waitFor(join(db, 'notes.txt'), 'keep me\n', 'notes on B')
     await rm(join(da, 'notes.txt'))
     await waitFor(join(db, 'notes.txt'), undefined, 'the delete on B')
@@ -142,7 +152,7 @@ describe('file history and restore between two peers on loopback', () => {
     await waitUntil(
       async () => {
         const text = `keep me too, ${++round}\n`
-        await writeFile(join(da, 'notes.txt'), text)
+        await save(join(da, 'notes.txt'), text)
         await waitFor(join(db, 'notes.txt'), text, 'the next version on B')
         const settled = await waitUntil(
           async () => ((await onlyNewest(ha, text)) && (await onlyNewest(hb, text)) ? true : undefined),
@@ -164,7 +174,7 @@ describe('file history and restore between two peers on loopback', () => {
     await kitsyncOk(ha, ['folder', 'add', da, '--name', 'sim', '--json'])
     const texts = ['a: 1\n', 'a: 2\n', 'a: 3\n']
     for (const [i, t] of texts.entries()) {
-      await writeFile(join(da, 'c.yaml'), t)
+      await save(join(da, 'c.yaml'), t)
       await historyOf(ha, 'c.yaml', i + 1, `version ${i + 1} captured on A`)
     }
     const hb = await makeHome()
@@ -192,14 +202,14 @@ describe('file history and restore between two peers on loopback', () => {
     const da = join(await makeTempDir('ks-fha-'), 'sim')
     await kitsyncOk(ha, ['folder', 'add', da, '--name', 'sim', '--json'])
     for (const [i, t] of ['k: 1\n', 'k: 2\n'].entries()) {
-      await writeFile(join(da, 'k.yaml'), t)
+      await save(join(da, 'k.yaml'), t)
       await historyOf(ha, 'k.yaml', i + 1, `version ${i + 1} captured`)
     }
     await stopProc(p.proc, 'SIGKILL')
     await peer(ha, PEER_ARGS)
     const h = await historyOf(ha, 'k.yaml', 2, 'both versions after the restart')
     expect(h.versions.map((v) => v.hash)).toEqual([sha('k: 2\n'), sha('k: 1\n')])
-    await writeFile(join(da, 'k.yaml'), 'k: 3\n')
+    await save(join(da, 'k.yaml'), 'k: 3\n')
     await historyOf(ha, 'k.yaml', 3, 'a third version after the restart')
     // The first version's text was kept when the second replaced it: restored from this device alone.
     const r = await kitsyncJson<FileRestoreResult>(ha, ['folder', 'restore', 'sim', 'k.yaml', '--version', (h.versions[1] as { id: string }).id, '--json'])
