@@ -67,9 +67,17 @@ export interface LocalWorkspaceParts {
 export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWorkspaceParts> {
   const paths = homePaths(options.home)
   await ensureHome(paths.home)
-  const { config } = await initWorkspace(paths, options.name)
-  const deviceId = await deviceIdOf(paths.identity)
-  const db = await openHomeStore(paths)
+  // Side by side: LevelDB opens on its own thread (with an fsync of its MANIFEST) while the
+  // small files are read. The store is closed again if anything else failed.
+  const [init, id, opened] = await Promise.allSettled([initWorkspace(paths, options.name), deviceIdOf(paths.identity), openHomeStore(paths)])
+  if (init.status === 'rejected' || id.status === 'rejected') {
+    if (opened.status === 'fulfilled') await opened.value.close()
+    throw init.status === 'rejected' ? init.reason : (id as PromiseRejectedResult).reason
+  }
+  if (opened.status === 'rejected') throw opened.reason
+  const { config } = init.value
+  const deviceId = id.value
+  const db = opened.value
   let wal: WriteAheadFile
   let entries: WalEntry[]
   try {
