@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { KitsyncError } from '../../src/core/errors.js'
+import { openWorkspace } from '../../src/api/open-workspace.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
 import { updateKey } from '../../src/store/doc-layout.js'
 import type { BinaryLevel } from '../../src/store/level.js'
@@ -79,20 +80,23 @@ describe('the first read after an open', () => {
     }
   })
 
-  it('an open that fails on workspace.json (read while the store opens) leaves the store closed for the next open', async () => {
+  it.each([
+    ['LocalWorkspace.open', (home: string) => LocalWorkspace.open({ home })],
+    ['openWorkspace (the store opened while the modules load)', (home: string) => openWorkspace({ home, mode: 'local', serve: false })],
+  ])('%s: an open that fails on workspace.json (read while the store opens) leaves the store closed for the next open', async (_, open) => {
     const home = await makeTempDir('ks-open-reads-')
     const first = await LocalWorkspace.open({ home })
     await first.set('bench', 'a', { n: 1 })
     await first.close()
     await writeFile(join(home, 'workspace.json'), '{ not json')
-    const err = await LocalWorkspace.open({ home }).then(
+    const err = await open(home).then(
       () => undefined,
       (e: unknown) => e as KitsyncError,
     )
     expect(err?.code).toBe('DATA_CORRUPTION')
     // The store it opened meanwhile was closed: the same process opens it again (LevelDB's lock).
     await writeFile(join(home, 'workspace.json'), JSON.stringify({ id: 'w1', name: 'n', createdAt: 1 }))
-    const again = await LocalWorkspace.open({ home })
+    const again = await open(home)
     try {
       expect(await again.get('bench', 'a')).toEqual({ n: 1 })
     } finally {
