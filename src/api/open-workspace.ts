@@ -2,7 +2,8 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { isKitsyncError, KitsyncError } from '../core/errors.js'
 import type { Workspace } from '../core/workspace-types.js'
 import type { CompactionPolicy } from '../core/compaction-policy.js'
-import { homePaths, readWorkspaceConfig, resolveHome, type HomePaths } from '../store/home.js'
+import { ensureHome, homePaths, readWorkspaceConfig, resolveHome, type HomePaths } from '../store/home.js'
+import type { BinaryLevel } from '../store/level.js'
 import { ControlClient } from './control-client.js'
 import type { DetachedPeer } from './detached-peer.js'
 import { RemoteWorkspace } from './remote-workspace.js'
@@ -35,6 +36,15 @@ export interface OpenWorkspaceOptions {
   spawn?: boolean
   /** Told about a peer this call started (the CLI prints a line). */
   onSpawn?: (peer: DetachedPeer) => void
+}
+
+/** The home folder made (as LocalWorkspace.open does first), and its store being opened; the promise is handled (its owner awaits it). */
+async function openStoreEarly(paths: HomePaths): Promise<{ db: Promise<BinaryLevel> }> {
+  await ensureHome(paths.home)
+  const { openHomeStore } = await import('../store/level.js')
+  const db = openHomeStore(paths)
+  db.catch(() => undefined)
+  return { db }
 }
 
 /** Whether this call starts a peer when none answers (see OpenWorkspaceOptions.spawn). */
@@ -72,10 +82,16 @@ export async function openWorkspace(options: OpenWorkspaceOptions = {}): Promise
     }
     try {
       // Loaded only when this process opens the store itself: a command that goes through
-      // the running peer does not pay for LevelDB, Yjs documents or the identity code.
-      const { LocalWorkspace } = await import('../daemon/local-workspace.js')
+      // the running peer does not pay for LevelDB, Yjs documents or the identity code. LevelDB
+      // opens (on its own thread) while the rest of those modules load.
+      const store = (await openStoreEarly(paths)).db
+      const { LocalWorkspace } = await import('../daemon/local-workspace.js').catch(async (err: unknown) => {
+        await store.then((db) => db.close()).catch(() => undefined)
+        throw err
+      })
       const local = await LocalWorkspace.open({
         home,
+        store,
         ...(options.name === undefined ? {} : { name: options.name }),
         ...(options.maxRecordBytes === undefined ? {} : { maxRecordBytes: options.maxRecordBytes }),
         ...(options.compaction === undefined ? {} : { compaction: options.compaction }),

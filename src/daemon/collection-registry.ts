@@ -371,7 +371,7 @@ export class CollectionRegistry {
     const doc = new Y.Doc({ gc: true })
     const snapshot = (): Uint8Array => Y.encodeStateAsUpdate(doc)
     // Adopted: a collection this device does not know, so the store holds nothing of it.
-    const { log, loaded } = adopted === undefined ? await this.store.open(name, snapshot) : this.store.create(name, snapshot)
+    const { log, loaded } = adopted === undefined ? await this.store.open(name, snapshot, this.known.has(name)) : this.store.create(name, snapshot)
     // Read while the updates are applied (awaited below; the no-op keeps an early failure from counting as unhandled).
     const settings = this.hooks.settingsOf(name)
     settings.catch(() => undefined)

@@ -61,6 +61,13 @@ export async function importRecords(host: ImportHost, input: ImportSource, optio
     throwIfAborted(options.signal, 'the import')
     turnStart = performance.now()
   }
+  // Turns first: the caller may have held this one for a while already (building a source of
+  // 10,000 records takes a few ms), and the plan would add its budget. Two: called from an I/O
+  // callback, the first setImmediate runs before the loop comes back to its timers.
+  await yieldTurn()
+  await yieldTurn()
+  throwIfAborted(options.signal, 'the import')
+  turnStart = performance.now()
 
   const problems: ImportProblem[] = []
   const plans: PlannedCollection[] = []
@@ -96,7 +103,7 @@ export async function importRecords(host: ImportHost, input: ImportSource, optio
     const seen = new Set<string>()
     for (const [key, value] of Object.entries(src.records)) {
       await pace()
-      seen.add(key)
+      if (options.prune === true) seen.add(key)
       try {
         const current = (count ?? 0) > 0 ? await host.get(name, key) : undefined
         const p = planRecord(name, rules, key, value, current, { now: now(), maxRecordBytes: tuning.maxRecordBytes })
@@ -164,24 +171,23 @@ async function apply(
   const pending: Promise<unknown>[] = []
   let size = MIN_SLICE
   let first = true
-  const ops: (() => Promise<unknown>)[] = [
-    ...plan.writes.map(
-      ({ key, value }) =>
-        () =>
-          host.set(plan.name, key, value),
-    ),
-    ...plan.deletes.map((key) => () => host.delete(plan.name, key)),
-  ]
-  for (let i = 0; i < ops.length;) {
+  const { writes, deletes } = plan
+  // The writes, then the deletes, by index (not a closure per write, made all at once).
+  const op = (i: number): Promise<unknown> => {
+    const write = writes[i]
+    return write !== undefined ? host.set(plan.name, write.key, write.value) : host.delete(plan.name, deletes[i - writes.length] as string)
+  }
+  const total = writes.length + deletes.length
+  for (let i = 0; i < total;) {
     throwIfAborted(pacing.signal, 'the import')
     const t0 = performance.now()
-    const end = Math.min(ops.length, i + size)
+    const end = Math.min(total, i + size)
     const slice: Promise<unknown>[] = []
-    for (; i < end; i++) slice.push((ops[i] as () => Promise<unknown>)().catch((err: unknown) => (failure ??= { err })))
+    for (; i < end; i++) slice.push(op(i).catch((err: unknown) => (failure ??= { err })))
     if (first) {
       await Promise.all(slice)
       first = false
-    } else pending.push(...slice)
+    } else pending.push(Promise.all(slice)) // one promise a slice kept until the end, not one a write
     if (failure !== undefined) break
     await pacing.yieldTurn()
     const took = performance.now() - t0

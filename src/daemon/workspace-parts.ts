@@ -23,6 +23,8 @@ export interface LocalWorkspaceOptions {
   now?: () => number
   /** Idle time after which an app collection's document is dropped from memory (daemon/idle-docs.ts; default 2 s, 0: never). */
   unloadIdleMs?: number
+  /** The home's store, already being opened in its existing home folder (see openWorkspace); taken over, closed on failure. */
+  store?: Promise<BinaryLevel>
 }
 
 /** Options of a workspace over a bare database (memory-level in unit tests). */
@@ -66,10 +68,18 @@ export interface LocalWorkspaceParts {
  */
 export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWorkspaceParts> {
   const paths = homePaths(options.home)
-  await ensureHome(paths.home)
-  const { config } = await initWorkspace(paths, options.name)
-  const deviceId = await deviceIdOf(paths.identity)
-  const db = await openHomeStore(paths)
+  if (options.store === undefined) await ensureHome(paths.home)
+  // Side by side: LevelDB opens on its own thread (with an fsync of its MANIFEST) while the
+  // small files are read. The store is closed again if anything else failed.
+  const [init, id, opened] = await Promise.allSettled([initWorkspace(paths, options.name), deviceIdOf(paths.identity), options.store ?? openHomeStore(paths)])
+  if (init.status === 'rejected' || id.status === 'rejected') {
+    if (opened.status === 'fulfilled') await opened.value.close()
+    throw init.status === 'rejected' ? init.reason : (id as PromiseRejectedResult).reason
+  }
+  if (opened.status === 'rejected') throw opened.reason
+  const { config } = init.value
+  const deviceId = id.value
+  const db = opened.value
   let wal: WriteAheadFile
   let entries: WalEntry[]
   try {

@@ -1,4 +1,4 @@
-import { checkpointKey, checkpointOf, fileRefOf, metaKey, parseJson, seqOf, snapshotKey, updateRange, type Checkpoint } from './doc-layout.js'
+import { checkpointKey, checkpointOf, fileRefOf, metaKey, parseJson, seqOf, snapshotKey, updateKey, updateRange, type Checkpoint } from './doc-layout.js'
 import { FILE_REF_FORMAT, unframe } from './framing.js'
 import { corruption, readFailure, storageFailure } from './level-errors.js'
 import type { BinaryLevel } from './level.js'
@@ -14,8 +14,9 @@ import type { SnapshotFiles } from './snapshot-files.js'
  * What loading would have read is checked as far as it costs little, so damage is reported as
  * it was when every read loaded the document: DATA_CORRUPTION for damaged metadata, a damaged
  * snapshot value (a snapshot in LevelDB is under a megabyte, see SnapshotFiles), a snapshot
- * file that is missing or not at its size, or a damaged log entry. A file's CRC is checked when
- * the document loads (its size is checked here: reading it is what the rows save).
+ * file that is missing or not at its size, or a damaged log entry from the checkpoint's on. A
+ * file's CRC, and the log entries before the checkpoint's, are checked when the document loads
+ * (its size is checked here: reading it is what the rows save).
  */
 export async function readableFromRows(db: BinaryLevel, files: SnapshotFiles | undefined, name: string): Promise<Checkpoint | undefined> {
   let meta: Uint8Array | undefined
@@ -49,7 +50,12 @@ export async function readableFromRows(db: BinaryLevel, files: SnapshotFiles | u
   if (checkpoint === undefined) return undefined
   let last: number | undefined
   try {
-    for await (const [key, value] of db.iterator(updateRange(name))) {
+    // From the checkpoint's own entry on: what matters is whether anything follows it. The
+    // entries before it are what its rows already reflect, and after a compaction they are
+    // deletions LevelDB keeps until its own compaction reaches them: a scan from the log's
+    // start stepped over every one of them (20 ms for the 1,000 deleted entries of a
+    // 1,000,000-record collection). Damage to them is reported when the document loads.
+    for await (const [key, value] of db.iterator({ gte: updateKey(name, Math.max(0, checkpoint.seq)), lt: updateRange(name).lt })) {
       if (unframe(value) === undefined) throw corruption(name, `damaged update ${key.slice(updateRange(name).gte.length)}`)
       last = seqOf(name, key)
     }

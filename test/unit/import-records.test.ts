@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import { MemoryLevel } from 'memory-level'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { KitsyncError } from '../../src/core/errors.js'
@@ -131,6 +133,24 @@ describe('importRecords', () => {
     expect(Math.max(...perTransaction)).toBe(MAX_SLICE)
     expect(perTransaction.length).toBeGreaterThanOrEqual(Math.ceil(3000 / MAX_SLICE))
     expect(turns).toBeGreaterThanOrEqual(perTransaction.length - 1)
+  })
+
+  it('called from an I/O callback, lets a due timer run before it writes anything', async () => {
+    const ws = await workspace()
+    await ws.set('journal', 'e0', { n: 0 }) // the collection loaded: its first slice would not wait for a load
+    const order: string[] = []
+    ws.on('change', (e) => {
+      if (e.collection === 'journal' && order.at(-1) !== 'write') order.push('write')
+    })
+    // In an I/O callback's continuation (poll phase), with a timer already due: one setImmediate
+    // would run before the loop comes back to its timers, and a small import whole within it.
+    await readFile(fileURLToPath(import.meta.url))
+    setTimeout(() => order.push('timer'), 0)
+    const due = performance.now() + 2
+    while (performance.now() < due);
+    const report = await ws.importRecords({ collections: { journal: { records: { e1: { n: 1 }, e2: { n: 2 } } } } })
+    expect(report.added).toBe(2)
+    expect(order).toEqual(['timer', 'write'])
   })
 
   it('refuses a source of the wrong shape', async () => {
