@@ -16,11 +16,18 @@ export const WRITE_BATCH = 64
  * (atomic-write.ts): fsynced content, the changed-under-us check, an atomic rename. Runs inside
  * the engine's queue, so no other job of the folder runs meanwhile.
  */
-export async function applyBatched(ctx: FolderContext, entries: readonly StampedEntry[], apply: (fileId: string) => Promise<void>): Promise<void> {
+export async function applyBatched(
+  ctx: FolderContext,
+  entries: readonly StampedEntry[],
+  apply: (fileId: string) => Promise<void>,
+  /** Called with each batch before its writes start (folder-prefetch.ts opens their documents together). */
+  before?: (batch: readonly StampedEntry[]) => void,
+): Promise<void> {
   const serial: StampedEntry[] = []
   let batch: StampedEntry[] = []
   let keys = new Set<string>()
   const run = async (): Promise<void> => {
+    before?.(batch)
     const dirSyncs = new DirSyncBatch()
     ctx.dirSyncs = dirSyncs
     ctx.resolved = new Map()
