@@ -54,6 +54,12 @@ export interface Units {
    * layer) before 'unit:update' is emitted.
    */
   open(collection: string, unit: UnitId, make: () => Y.Doc): Promise<Y.Doc>
+  /**
+   * `open` for several units of a collection: the ones not open yet are loaded together (one
+   * read of the store for all), each its own document as `open` gives it. Optional: without it,
+   * callers open one at a time.
+   */
+  openMany?(collection: string, units: readonly UnitId[], make: () => Y.Doc): Map<UnitId, Promise<Y.Doc>>
   /** Unload a unit's document; its stored state stays. */
   close(collection: string, unit: UnitId): void
   /**

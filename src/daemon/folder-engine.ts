@@ -21,6 +21,7 @@ import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, t
 import { applyBatched } from './folder-batch.js'
 import { captureFile, captureTarget, readForCapture, type FreshDocs } from './folder-capture.js'
 import { commitParts } from './folder-commit-parts.js'
+import { byFileId, docPrefetcher } from './folder-prefetch.js'
 import { docBytes, UnitDocLru } from './unit-doc-lru.js'
 import { FolderRemote } from './folder-remote.js'
 import { loadLedger, readFolderState, writeFolderState } from './folder-state-file.js'
@@ -229,7 +230,7 @@ export class FolderEngine {
     const ids = [...this.pendingUnits]
     this.pendingUnits.clear()
     const known = ids.flatMap((id) => this.entries.get(id) ?? [])
-    await applyBatched(this.ctx, known, (id) => this.remote.text(id))
+    await applyBatched(this.ctx, byFileId(known), (id) => this.remote.text(id), this.prefetcher())
     for (const id of ids) if (!this.entries.has(id)) await this.remote.text(id) // logs it, ends its 'incoming'
   }
 
@@ -240,6 +241,11 @@ export class FolderEngine {
       const e = entryOf(key, value)
       if (e !== undefined) this.entries.set(key, e)
     }
+  }
+
+  /** For applyBatched: each batch's documents opened together (folder-prefetch.ts). */
+  prefetcher(): (batch: readonly StampedEntry[]) => void {
+    return docPrefetcher({ collection: this.collection, units: this.host.units, docs: this.docs, entries: this.entries, stopped: () => this.stopped })
   }
 
   /** A file's document, opened once and kept among the last used (docs). */
@@ -427,7 +433,7 @@ export class FolderEngine {
     const missing = [...this.entries.values()].filter(
       (e) => e.deleted === undefined && e.from === undefined && !(this.handled.get(e.fileId) === e.hash && (e.kind === 'dir' || disk.has(e.path))),
     )
-    await applyBatched(this.ctx, missing, (id) => this.remote.apply(id, undefined))
+    await applyBatched(this.ctx, byFileId(missing), (id) => this.remote.apply(id, undefined), this.prefetcher())
   }
 
   /** Per file: synced, local changes, incoming, conflict, local only, excluded. */

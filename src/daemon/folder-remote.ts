@@ -19,6 +19,7 @@ import type { FolderTrash } from '../folder/trash.js'
 import type { FolderConflictEvent } from '../core/folder-types.js'
 import { caseKey } from '../core/folder-paths.js'
 import { applyBatched } from './folder-batch.js'
+import { byFileId } from './folder-prefetch.js'
 import { entryOf, type FolderHost } from './folder-host.js'
 import { keepReplacedText, keepText } from './folder-version-text.js'
 
@@ -48,6 +49,8 @@ export interface FolderEngine {
   resolveClaims(paths?: Iterable<string>): Promise<void>
   local(changes: FolderChange[]): Promise<void>
   ownedByOther(path: string, fileId: string): boolean
+  /** For applyBatched: each batch's documents opened together (folder-prefetch.ts). */
+  prefetcher(): (batch: readonly StampedEntry[]) => void
 }
 
 /**
@@ -116,7 +119,7 @@ export class FolderRemote {
       this.engine.entries.set(e.fileId, e)
     }
     try {
-      await applyBatched(this.engine.ctx, fresh, (id) => this.apply(id, undefined))
+      await applyBatched(this.engine.ctx, byFileId(fresh), (id) => this.apply(id, undefined), this.engine.prefetcher())
       await this.engine.resolveClaims(fresh.map((e) => e.path))
     } finally {
       for (const e of fresh) this.engine.incoming.delete(e.fileId)

@@ -97,8 +97,50 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     return p
   }
 
+  openMany(collection: string, units: readonly UnitId[], make: () => Y.Doc): Map<UnitId, Promise<Y.Doc>> {
+    const out = new Map<UnitId, Promise<Y.Doc>>()
+    const todo: UnitId[] = []
+    for (const unit of units) {
+      const open = this.docs.get(idOf(collection, unit))
+      if (open !== undefined) {
+        this.closing.delete(idOf(collection, unit))
+        out.set(unit, open)
+      } else if (!todo.includes(unit)) todo.push(unit)
+    }
+    if (todo.length < 2) {
+      for (const unit of todo) out.set(unit, this.open(collection, unit, make))
+      return out
+    }
+    let read: Promise<Map<string, Uint8Array[]>>
+    try {
+      this.checkCollection(collection)
+      for (const unit of todo) UnitStore.assertUnitId(unit)
+      this.assertOpen()
+      read = this.units.readMany(collection, todo)
+    } catch (err) {
+      read = Promise.reject(err)
+    }
+    read.catch(() => undefined) // each unit's promise carries the failure
+    for (const unit of todo) {
+      const id = idOf(collection, unit)
+      this.closing.delete(id)
+      this.busy()
+      // Registered before the read, as open does: a peer's update that arrives meanwhile is applied to this document.
+      const p = read.then((all) => this.build(collection, unit, all.get(unit) ?? [], make))
+      this.docs.set(id, p)
+      p.catch(() => {
+        if (this.docs.get(id) === p) this.docs.delete(id)
+      })
+      out.set(unit, p)
+    }
+    return out
+  }
+
   private async load(collection: string, unit: string, make: () => Y.Doc): Promise<Y.Doc> {
-    const updates = await this.units.read(collection, unit)
+    return this.build(collection, unit, await this.units.read(collection, unit), make)
+  }
+
+  private build(collection: string, unit: string, updates: readonly Uint8Array[], make: () => Y.Doc): Y.Doc {
     const doc = make()
     try {
       doc.transact(() => {

@@ -179,6 +179,14 @@ export class FakeUnits implements Units {
     return doc
   }
 
+  /** Units asked for by each openMany call (the folder engine's prefetch of a batch). */
+  readonly openManyCalls: UnitId[][] = []
+
+  openMany(collection: string, units: readonly UnitId[], make: () => Y.Doc): Map<UnitId, Promise<Y.Doc>> {
+    this.openManyCalls.push([...units])
+    return new Map(units.map((u) => [u, this.open(collection, u, make)]))
+  }
+
   close(collection: string, unit: UnitId): void {
     const s = this.stored.get(keyOf(collection, unit))
     if (s !== undefined) delete s.doc

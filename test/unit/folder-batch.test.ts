@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import type { StampedEntry } from '../../src/core/folder-manifest.js'
 import { applyBatched, WRITE_BATCH } from '../../src/daemon/folder-batch.js'
 import { writeFileAtomic } from '../../src/folder/atomic-write.js'
@@ -63,6 +63,31 @@ describe('applyBatched', () => {
     expect(textAfterBinary).toBe(false)
     expect(noBatch).toBe(0)
     expect(ctx.dirSyncs).toBeUndefined()
+  })
+
+  it('fsyncs each directory once for the whole call, after the writes of every batch (not once per batch)', async () => {
+    const entries: StampedEntry[] = []
+    for (let i = 0; i < 3 * WRITE_BATCH; i++) entries.push(entry(`t${i}`, `d${i % 5}/f${i}.json`))
+    const ctx = {} as FolderContext
+    const flushes: { size: number; written: number }[] = []
+    const spy = vi.spyOn(DirSyncBatch.prototype, 'flush').mockImplementation(async function (this: DirSyncBatch) {
+      flushes.push({ size: this.size, written })
+    })
+    const batches = new Set<DirSyncBatch | undefined>()
+    let written = 0
+    try {
+      await applyBatched(ctx, entries, async (id) => {
+        const e = entries.find((x) => x.fileId === id) as StampedEntry
+        batches.add(ctx.dirSyncs)
+        ctx.dirSyncs?.add(`/root/${e.path.split('/')[0] as string}`)
+        await new Promise((r) => setTimeout(r, 1))
+        written++
+      })
+    } finally {
+      spy.mockRestore()
+    }
+    expect(batches.size).toBe(1)
+    expect(flushes).toEqual([{ size: 5, written: 3 * WRITE_BATCH }])
   })
 
   it('lets every write of a failing batch end, then throws the failure', async () => {

@@ -4,7 +4,11 @@
 // on B's disk with the right content). Run after `npm run build`:
 //   FILES=1000 node scripts/experiments/folders/initial.mjs
 // Profile the two peers: PROF_DIR=/tmp/prof (each writes a .cpuprofile there when it stops).
+// Also prints each peer's CPU time (user, system; ms from /proc) over the initial sync: on a
+// shared machine the wall time moves with the load, the user CPU much less. SETTLE=MS waits that
+// long between A's scan and B's add (B then holds every unit first; 0, the default, is the bench).
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +17,13 @@ import { BIN, LOOPBACK_PEER_ARGS, processMemory, startPeer } from '../../bench/l
 
 const FILES = Number(process.env.FILES ?? 1000)
 const PROF_DIR = process.env.PROF_DIR
+const SETTLE = Number(process.env.SETTLE ?? 0)
+
+/** [user, system] CPU ms of a process so far (/proc/PID/stat, clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return [Number(f[11]) * 10, Number(f[12]) * 10]
+}
 
 /** startPeer, with the peer under --cpu-prof when PROF_DIR is set. */
 async function peer(home, args) {
@@ -82,10 +93,14 @@ try {
   await cli(homeA, ['--json', 'folder', 'add', dirA, '--name', 'sim'])
   await waitScanned(homeA, FILES)
   const firstScanMs = performance.now() - t
+  if (SETTLE > 0) await sleep(SETTLE)
+  const cpu0 = [cpuMs(a.pid), cpuMs(b.pid)]
   t = performance.now()
   await cli(homeB, ['--json', 'folder', 'add', dirB, '--name', 'sim'])
   await waitForFiles(dirB, FILES)
   const initialMs = performance.now() - t
+  const cpu1 = [cpuMs(a.pid), cpuMs(b.pid)]
+  const cpu = (i) => cpu1[i].map((v, k) => v - cpu0[i][k])
   const rss = [await processMemory(a.pid), await processMemory(b.pid)].map((m) => Math.round(m.rss / 2 ** 20))
   console.log(
     JSON.stringify({
@@ -93,6 +108,8 @@ try {
       firstScanMs: Math.round(firstScanMs),
       initialMs: Math.round(initialMs),
       rssMB: rss,
+      cpuUserSysMsA: cpu(0),
+      cpuUserSysMsB: cpu(1),
       load: (await readFile('/proc/loadavg', 'utf8')).split(' ')[0],
     }),
   )
