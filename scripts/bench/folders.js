@@ -7,10 +7,9 @@
 // `kitsync peer start` processes paired with the CLI, `kitsync folder add` on each. Syncthing:
 // two `syncthing serve` instances configured through their REST API (scripts/bench/syncthing.js),
 // its watcher delay at 1 s for the latency figure (its default of 10 s is reported too).
-import { spawn } from 'node:child_process'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BIN, LOOPBACK_PEER_ARGS, median, processMemory, round, startPeer, summary } from './lib.js'
+import { cli, LOOPBACK_PEER_ARGS, median, processMemory, round, sleep, startPeer, summary } from './lib.js'
 import { findSyncthing, SyncthingNode } from './syncthing.js'
 
 export const id = 'folders'
@@ -22,19 +21,9 @@ const LARGE = QUICK ? 1000 : 10_000
 const CHANGES = QUICK ? 10 : 50
 const FOLDER = 'sim'
 const MB = 1024 * 1024
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-/** `kitsync --home HOME ARGS`; resolves with stdout, rejects with stderr on a non-zero exit. */
-export function cli(home, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, '--home', home, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
-    child.stderr.setEncoding('utf8').on('data', (s) => (err += s))
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`kitsync ${args.join(' ')}: exit ${code}: ${err.trim().slice(0, 300)}`))))
-  })
-}
+/** Kept for the folder experiment scripts, which import it from here. */
+export { cli }
 
 /** Scenario-like files of 1-10 KB: JSON documents with a few hundred short lines. */
 export function fileText(i, variant = 0) {

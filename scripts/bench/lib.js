@@ -317,3 +317,24 @@ export async function processMemory(pid) {
   }
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
 }
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Run `node bin/kitsync.js --home HOME ARGS`; resolves with stdout, rejects on a non-zero exit (or past `timeoutMs`, killed). */
+export function cli(home, args, timeoutMs = 30_000) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, '--home', home, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
+    child.stderr.setEncoding('utf8').on('data', (s) => (err += s))
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      if (code === 0) resolve(out)
+      else reject(new Error(`kitsync ${args.join(' ')} exited with ${signal ?? code}: ${(err || out).trim().slice(0, 300)}`))
+    })
+  })
+}

@@ -10,7 +10,7 @@
 import { fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
-import { BIN, editWorkspaceConfig, LOOPBACK_PEER_ARGS, median, percentile, processMemory, ROOT, round, startPeer, summary, withTimeout } from './lib.js'
+import { cli, editWorkspaceConfig, LOOPBACK_PEER_ARGS, median, percentile, processMemory, ROOT, round, sleep, startPeer, summary, withTimeout } from './lib.js'
 
 export const id = 'mesh'
 export const title = 'Mesh: sync between peers on loopback, against y-websocket'
@@ -763,25 +763,4 @@ function freePort() {
       server.close(() => resolve(port))
     })
   })
-}
-
-/** Run `node bin/kitsync.js --home HOME ARGS`; resolves with stdout, rejects on a non-zero exit. */
-function cli(home, args, timeoutMs = 30_000) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, '--home', home, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.setEncoding('utf8').on('data', (s) => (out += s))
-    child.stderr.setEncoding('utf8').on('data', (s) => (err += s))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      if (code === 0) resolve(out)
-      else reject(new Error(`kitsync ${args.join(' ')} exited with ${signal ?? code}: ${(err || out).trim().slice(0, 300)}`))
-    })
-  })
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }

@@ -20,7 +20,7 @@ import { writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { BenchNode, idleMemory } from './mesh.js'
-import { median, percentile, processMemory, ROOT, round, runProbe, summary } from './lib.js'
+import { median, percentile, processMemory, ROOT, round, runProbe, summary, sleep } from './lib.js'
 
 export const id = 'storage'
 export const title = "Storage: issue 21's write, change, catch-up, crash-open and memory figures"
@@ -462,8 +462,4 @@ async function idleThree({ measure, tmp }) {
         },
       }),
   )
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }

@@ -12,7 +12,7 @@
 // Times are process.hrtime (CLOCK_MONOTONIC, shared by all processes of the machine).
 import { join } from 'node:path'
 import { BenchNode } from './mesh.js'
-import { dirSize, median, percentile, ROOT, round, storeSize as homeStoreSize } from './lib.js'
+import { dirSize, median, percentile, ROOT, round, storeSize as homeStoreSize, sleep } from './lib.js'
 
 export const id = 'workload'
 export const title = 'Workload: a trading workspace synced to a new device; alert latency during a journal import'
@@ -434,8 +434,4 @@ async function waitForMesh(peers, retry) {
     await retry()
     await sleep(250)
   }
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
