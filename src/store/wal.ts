@@ -41,6 +41,7 @@ export type { WalEntry, WalRows } from './wal-record.js'
 export class WriteAheadFile {
   private fd: number
   private outstanding = 0
+  private written = 0
   /** Where the last whole record ends: a write that fails is cut back to here. */
   private end: number
   /** A failed append left bytes after `end` that are still to be cut (see cutBack). */
@@ -82,11 +83,10 @@ export class WriteAheadFile {
    * the kernel did not take it.
    */
   append(collection: string, update: Uint8Array, seq?: number, rows?: WalRows): void {
-    const rest = encodeRest(collection, update, seq, rows)
-    const head = Buffer.allocUnsafe(8)
-    head.writeUInt32BE(rest.byteLength, 0)
-    head.writeUInt32BE(crc32(rest), 4)
-    const record = Buffer.concat([head, rest])
+    const record = encodeRest(collection, update, seq, rows, 8)
+    const rest = record.subarray(8)
+    record.writeUInt32BE(rest.byteLength, 0)
+    record.writeUInt32BE(crc32(rest), 4)
     if (this.torn && !this.cutBack())
       throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: a failed write could not be cut back`, { details: { collection } })
     try {
@@ -102,6 +102,7 @@ export class WriteAheadFile {
       throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, details: { collection } })
     }
     this.end += record.byteLength
+    this.written++
     if (update.byteLength > 0) this.outstanding++
   }
 
@@ -129,6 +130,11 @@ export class WriteAheadFile {
     }
   }
 
+  /** Records appended since the file was last emptied (it is emptied once LevelDB has all of them). */
+  get records(): number {
+    return this.written
+  }
+
   /** `count` appended updates are now in LevelDB; empty the file once all are. */
   settled(count: number): void {
     this.outstanding -= count
@@ -138,6 +144,7 @@ export class WriteAheadFile {
   private empty(): void {
     ftruncateSync(this.fd, 0)
     this.end = 0
+    this.written = 0
     this.torn = false
   }
 
