@@ -102,13 +102,13 @@ export function nameOf(bytes: Buffer, at: number, restLength: number): [number, 
 export function decodeRest(bytes: Buffer, at: number, end: number): WalEntry {
   const [nameAt, nameLength] = nameOf(bytes, at, end - at) as [number, number]
   const collection = bytes.toString('utf8', nameAt, nameAt + nameLength)
-  if (bytes[at] !== 0) return { collection, update: bytes.subarray(nameAt + nameLength, end) }
+  if (bytes[at] !== 0) return { collection, update: view(bytes, nameAt + nameLength, end) }
   const p = nameAt + nameLength
   const seq = bytes.readDoubleBE(p)
   const rowsBytes = bytes.readUInt32BE(p + 8)
   const updateAt = p + 12 + rowsBytes
   if (updateAt > end) return { collection, update: new Uint8Array(0) }
-  const entry: WalEntry = { collection, update: bytes.subarray(updateAt, end), seq }
+  const entry: WalEntry = { collection, update: view(bytes, updateAt, end), seq }
   if (rowsBytes === 0) return entry
   let rows: WalRows | undefined | null = null
   Object.defineProperty(entry, 'rows', { enumerable: true, get: () => (rows === null ? (rows = decodeRows(bytes, p + 12, updateAt)) : rows) })
@@ -131,7 +131,7 @@ function decodeRows(bytes: Buffer, at: number, end: number): WalRows | undefined
       if (type === 1) {
         const valueBytes = bytes.readUInt32BE(p)
         if (p + 4 + valueBytes > end) throw new RangeError('rows overrun')
-        ops.push({ type: 'put', key, value: bytes.subarray(p + 4, p + 4 + valueBytes) })
+        ops.push({ type: 'put', key, value: view(bytes, p + 4, p + 4 + valueBytes) })
         p += 4 + valueBytes
       } else ops.push({ type: 'del', key })
       if (p > end) throw new RangeError('rows overrun')
@@ -143,3 +143,6 @@ function decodeRows(bytes: Buffer, at: number, end: number): WalRows | undefined
     return undefined
   }
 }
+
+/** Bytes `start` to `end` of `bytes` as a plain Uint8Array, not a copy. */
+const view = (bytes: Buffer, start: number, end: number): Uint8Array => new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start)
