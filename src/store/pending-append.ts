@@ -26,7 +26,7 @@ export interface PendingAppend {
  */
 export const MAX_UNWRITTEN = 1_000
 /** Records the write-ahead file may hold, LevelDB's included, before a writer waits for LevelDB to have all of them (see waitFor). */
-export const MAX_IN_FILE = 5_000
+export const MAX_IN_FILE = 2_500
 
 /**
  * What the writer of an append waits for once its record is in the write-ahead file (durable),

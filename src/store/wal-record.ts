@@ -33,12 +33,19 @@ const SEQUENCED = 1
 
 /**
  * The rest of a record for `entry`: plain without a seq, else sequenced; `at` bytes are left
- * before it (for the record's length and crc32: one buffer per record).
+ * before it (for the record's length and crc32: one buffer per record), which `alloc` gives.
  */
-export function encodeRest(collection: string, update: Uint8Array, seq?: number, rows?: WalRows, at = 0): Buffer {
+export function encodeRest(
+  collection: string,
+  update: Uint8Array,
+  seq?: number,
+  rows?: WalRows,
+  at = 0,
+  alloc: (bytes: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
   const nameBytes = Buffer.byteLength(collection, 'utf8')
   if (seq === undefined) {
-    const out = Buffer.allocUnsafe(at + 1 + nameBytes + update.byteLength)
+    const out = alloc(at + 1 + nameBytes + update.byteLength)
     out[at] = nameBytes
     out.write(collection, at + 1, 'utf8')
     out.set(update, at + 1 + nameBytes)
@@ -50,12 +57,12 @@ export function encodeRest(collection: string, update: Uint8Array, seq?: number,
     for (const op of rows.ops) {
       const keyBytes = Buffer.byteLength(op.key, 'utf8')
       // (No key is this long; should one be, the rows are left out and derived again after a crash.)
-      if (keyBytes > 0xffff) return encodeRest(collection, update, seq, undefined, at)
+      if (keyBytes > 0xffff) return encodeRest(collection, update, seq, undefined, at, alloc)
       rowsBytes += 3 + keyBytes + (op.type === 'put' ? 4 + op.value.byteLength : 0)
     }
   }
   const head = 3 + nameBytes + 8 + 4
-  const rest = Buffer.allocUnsafe(at + head + rowsBytes + update.byteLength)
+  const rest = alloc(at + head + rowsBytes + update.byteLength)
   rest[at] = 0
   rest[at + 1] = SEQUENCED
   rest[at + 2] = nameBytes

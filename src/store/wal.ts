@@ -18,6 +18,10 @@ import { decodeRest, encodeRest, nameOf, type WalEntry, type WalRows } from './w
 
 export type { WalEntry, WalRows } from './wal-record.js'
 
+/** The buffer records are put together in (see WriteAheadFile.scratch): grown up to MAX_SCRATCH_BYTES, larger records get one of their own. */
+const SCRATCH_BYTES = 64 * 1024
+const MAX_SCRATCH_BYTES = 1024 * 1024
+
 /**
  * A write-ahead file in front of LevelDB. An update is acknowledged once a synchronous
  * write(2) of it to this file returned: from then on it survives a kill -9 of the process
@@ -46,6 +50,15 @@ export class WriteAheadFile {
   private end: number
   /** A failed append left bytes after `end` that are still to be cut (see cutBack). */
   private torn = false
+  private buffer = Buffer.allocUnsafe(SCRATCH_BYTES)
+  /** Where a record is put together: written at once, it is not kept, so one buffer serves every append (no allocation each). */
+  private readonly scratch = (bytes: number): Buffer => {
+    if (bytes > this.buffer.byteLength) {
+      if (bytes > MAX_SCRATCH_BYTES) return Buffer.allocUnsafe(bytes)
+      this.buffer = Buffer.allocUnsafe(Math.min(MAX_SCRATCH_BYTES, Math.max(bytes, 2 * this.buffer.byteLength)))
+    }
+    return this.buffer.subarray(0, bytes)
+  }
 
   private constructor(
     readonly path: string,
@@ -83,7 +96,7 @@ export class WriteAheadFile {
    * the kernel did not take it.
    */
   append(collection: string, update: Uint8Array, seq?: number, rows?: WalRows): void {
-    const record = encodeRest(collection, update, seq, rows, 8)
+    const record = encodeRest(collection, update, seq, rows, 8, this.scratch)
     const rest = record.subarray(8)
     record.writeUInt32BE(rest.byteLength, 0)
     record.writeUInt32BE(crc32(rest), 4)
