@@ -14,9 +14,8 @@ import type { SnapshotFiles } from './snapshot-files.js'
  * What loading would have read is checked as far as it costs little, so damage is reported as
  * it was when every read loaded the document: DATA_CORRUPTION for damaged metadata, a damaged
  * snapshot value (a snapshot in LevelDB is under a megabyte, see SnapshotFiles), a snapshot
- * file that is missing or not at its size, or a damaged newest log entry (the one the checkpoint
- * is checked against). A file's CRC and the older log entries are checked when the document
- * loads (a file's size is checked here: reading it is what the rows save).
+ * file that is missing or not at its size, or a damaged log entry. A file's CRC is checked when
+ * the document loads (its size is checked here: reading it is what the rows save).
  */
 export async function readableFromRows(db: BinaryLevel, files: SnapshotFiles | undefined, name: string): Promise<Checkpoint | undefined> {
   let meta: Uint8Array | undefined
@@ -50,9 +49,7 @@ export async function readableFromRows(db: BinaryLevel, files: SnapshotFiles | u
   if (checkpoint === undefined) return undefined
   let last: number | undefined
   try {
-    // The newest entry only: the log of a writer that was killed holds up to some 30,000 (see
-    // core/compaction-policy.ts), which would cost more than the rows save.
-    for await (const [key, value] of db.iterator({ ...updateRange(name), reverse: true, limit: 1 })) {
+    for await (const [key, value] of db.iterator(updateRange(name))) {
       if (unframe(value) === undefined) throw corruption(name, `damaged update ${key.slice(updateRange(name).gte.length)}`)
       last = seqOf(name, key)
     }
