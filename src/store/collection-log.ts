@@ -18,13 +18,11 @@ import { frame } from './framing.js'
 import { storageFailure } from './level-errors.js'
 import { compactHint } from './level.js'
 import type { LogStore } from './log-store.js'
-import type { PendingAppend } from './pending-append.js'
+import { noop, Room, waitFor, type PendingAppend } from './pending-append.js'
 import { WalSequence } from './wal-sequence.js'
 
 type Rows = ReturnType<RowSource['take']>
 
-/** Appends queued for LevelDB beyond this wait for LevelDB again (the writer is too fast). */
-const MAX_UNWRITTEN = 10_000
 /** How long appends already in the write-ahead file wait for others before going to LevelDB. */
 const WRITE_BEHIND_MS = 10
 /** A collection stored in fewer bytes is sent from its document, not its store (see CollectionLog.storedState). */
@@ -54,6 +52,7 @@ export class CollectionLog {
   private rules: string | undefined
   private readonly state: LogState
   private pending: PendingAppend[] = []
+  private readonly room = new Room() // writers waiting for a batch to take the appends queued (see waitFor)
   /** Ops the next append writes in its batch, past the write-ahead file, then clears (units with their records: daemon/workspace-units.ts). */
   carried: BatchOp[] | undefined
   /** Set while appends in the write-ahead file wait to be written to LevelDB together (see kickSoon). */
@@ -137,16 +136,15 @@ export class CollectionLog {
         this.records = undefined
         return Promise.reject(err)
       }
-      // Durable now; LevelDB follows in a batch. A writer far ahead of LevelDB waits for it.
-      // An update behind one that skipped the write-ahead file is durable only with it.
-      const behind = this.pending.length >= MAX_UNWRITTEN
+      // Durable now; LevelDB follows in a batch (see waitFor). An update behind one that skipped the write-ahead file is durable only with it.
+      const { seq, ops } = logged
+      const wait = waitFor(this.pending.length + 1, wal.records)
       const written = new Promise<void>((resolve, reject) => {
-        const { seq, ops } = logged
-        this.pending.push({ update, seq, logged: true, resolve, reject: behind ? reject : () => undefined, ...(ops === undefined ? {} : { derived: ops }) })
-        if (behind) this.kick()
-        else this.kickSoon()
+        this.pending.push({ update, seq, logged: true, resolve, reject: wait === 'written' ? reject : noop, ...(ops === undefined ? {} : { derived: ops }) })
       })
-      return behind ? written : (this.unlogged ?? Promise.resolve())
+      this[wait === 'none' ? 'kickSoon' : 'kick']()
+      if (wait === 'written') return written
+      return wait === 'room' ? Promise.all([this.room.wait(), this.unlogged]).then(noop) : (this.unlogged ?? Promise.resolve())
     }
     return this.writeUnlogged({ update, ...(derived === undefined ? {} : { derived }), ...(extra === undefined ? {} : { extra }) })
   }
@@ -343,6 +341,7 @@ export class CollectionLog {
       if (this.pending.length > 0 && !this.compactRequested) {
         const batch = this.pending
         this.pending = []
+        this.room.open()
         try {
           await this.writeAppends(batch)
           for (const p of batch) p.resolve()
@@ -491,6 +490,7 @@ export class CollectionLog {
     this.store.strand(this.name, logged)
     for (const p of lost) p.reject(error)
     this.pending = []
+    this.room.open() // their appends are in the write-ahead file (acknowledged); the next one is refused
     this.compactRequested = false
   }
 

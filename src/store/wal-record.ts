@@ -31,15 +31,25 @@ export interface WalEntry {
 
 const SEQUENCED = 1
 
-/** The rest of a record for `entry`: plain without a seq, else sequenced. */
-export function encodeRest(collection: string, update: Uint8Array, seq?: number, rows?: WalRows): Buffer {
+/**
+ * The rest of a record for `entry`: plain without a seq, else sequenced; `at` bytes are left
+ * before it (for the record's length and crc32: one buffer per record), which `alloc` gives.
+ */
+export function encodeRest(
+  collection: string,
+  update: Uint8Array,
+  seq?: number,
+  rows?: WalRows,
+  at = 0,
+  alloc: (bytes: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
   const nameBytes = Buffer.byteLength(collection, 'utf8')
   if (seq === undefined) {
-    const rest = Buffer.allocUnsafe(1 + nameBytes + update.byteLength)
-    rest[0] = nameBytes
-    rest.write(collection, 1, 'utf8')
-    rest.set(update, 1 + nameBytes)
-    return rest
+    const out = alloc(at + 1 + nameBytes + update.byteLength)
+    out[at] = nameBytes
+    out.write(collection, at + 1, 'utf8')
+    out.set(update, at + 1 + nameBytes)
+    return out
   }
   let rowsBytes = 0
   if (rows !== undefined) {
@@ -47,17 +57,17 @@ export function encodeRest(collection: string, update: Uint8Array, seq?: number,
     for (const op of rows.ops) {
       const keyBytes = Buffer.byteLength(op.key, 'utf8')
       // (No key is this long; should one be, the rows are left out and derived again after a crash.)
-      if (keyBytes > 0xffff) return encodeRest(collection, update, seq)
+      if (keyBytes > 0xffff) return encodeRest(collection, update, seq, undefined, at, alloc)
       rowsBytes += 3 + keyBytes + (op.type === 'put' ? 4 + op.value.byteLength : 0)
     }
   }
   const head = 3 + nameBytes + 8 + 4
-  const rest = Buffer.allocUnsafe(head + rowsBytes + update.byteLength)
-  rest[0] = 0
-  rest[1] = SEQUENCED
-  rest[2] = nameBytes
-  rest.write(collection, 3, 'utf8')
-  let at = 3 + nameBytes
+  const rest = alloc(at + head + rowsBytes + update.byteLength)
+  rest[at] = 0
+  rest[at + 1] = SEQUENCED
+  rest[at + 2] = nameBytes
+  rest.write(collection, at + 3, 'utf8')
+  at += 3 + nameBytes
   rest.writeDoubleBE(seq, at)
   rest.writeUInt32BE(rowsBytes, at + 8)
   at += 12
@@ -90,20 +100,32 @@ export function nameOf(bytes: Buffer, at: number, restLength: number): [number, 
   return length >= 1 && 3 + length + 12 <= restLength ? [at + 3, length] : undefined
 }
 
-/** The entry of a whole record's rest (its crc32 checked): undefined if its rows do not parse (the update is then taken without them). */
+/**
+ * The entry of a whole record's rest (its crc32 checked). Its update and row values are views of
+ * `bytes` (no copies), and its rows are decoded when first read: an open after a crash reads
+ * only the rows of the records LevelDB does not have (wal-recovery.ts). Rows that do not parse
+ * read as undefined (the update is then taken without them).
+ */
 export function decodeRest(bytes: Buffer, at: number, end: number): WalEntry {
   const [nameAt, nameLength] = nameOf(bytes, at, end - at) as [number, number]
-  const collection = bytes.subarray(nameAt, nameAt + nameLength).toString('utf8')
-  if (bytes[at] !== 0) return { collection, update: new Uint8Array(bytes.subarray(nameAt + nameLength, end)) }
-  let p = nameAt + nameLength
+  const collection = bytes.toString('utf8', nameAt, nameAt + nameLength)
+  if (bytes[at] !== 0) return { collection, update: view(bytes, nameAt + nameLength, end) }
+  const p = nameAt + nameLength
   const seq = bytes.readDoubleBE(p)
   const rowsBytes = bytes.readUInt32BE(p + 8)
-  p += 12
-  const updateAt = p + rowsBytes
+  const updateAt = p + 12 + rowsBytes
   if (updateAt > end) return { collection, update: new Uint8Array(0) }
-  const entry: WalEntry = { collection, update: new Uint8Array(bytes.subarray(updateAt, end)), seq }
+  const entry: WalEntry = { collection, update: view(bytes, updateAt, end), seq }
   if (rowsBytes === 0) return entry
+  let rows: WalRows | undefined | null = null
+  Object.defineProperty(entry, 'rows', { enumerable: true, get: () => (rows === null ? (rows = decodeRows(bytes, p + 12, updateAt)) : rows) })
+  return entry
+}
+
+/** The rows between `at` and `end` (see the record layout above), or undefined if they do not parse. */
+function decodeRows(bytes: Buffer, at: number, end: number): WalRows | undefined {
   try {
+    let p = at
     const records = bytes.readDoubleBE(p)
     const count = bytes.readUInt32BE(p + 8)
     p += 12
@@ -111,20 +133,23 @@ export function decodeRest(bytes: Buffer, at: number, end: number): WalEntry {
     for (let i = 0; i < count; i++) {
       const type = bytes[p]
       const keyBytes = bytes.readUInt16BE(p + 1)
-      const key = bytes.subarray(p + 3, p + 3 + keyBytes).toString('utf8')
+      const key = bytes.toString('utf8', p + 3, p + 3 + keyBytes)
       p += 3 + keyBytes
       if (type === 1) {
         const valueBytes = bytes.readUInt32BE(p)
-        if (p + 4 + valueBytes > updateAt) throw new RangeError('rows overrun')
-        ops.push({ type: 'put', key, value: new Uint8Array(bytes.subarray(p + 4, p + 4 + valueBytes)) })
+        if (p + 4 + valueBytes > end) throw new RangeError('rows overrun')
+        ops.push({ type: 'put', key, value: view(bytes, p + 4, p + 4 + valueBytes) })
         p += 4 + valueBytes
       } else ops.push({ type: 'del', key })
-      if (p > updateAt) throw new RangeError('rows overrun')
+      if (p > end) throw new RangeError('rows overrun')
     }
-    if (p !== updateAt) throw new RangeError('rows length mismatch')
-    entry.rows = { records: records < 0 ? undefined : records, ops }
+    if (p !== end) throw new RangeError('rows length mismatch')
+    return { records: records < 0 ? undefined : records, ops }
   } catch {
     // Written whole (its crc32 holds) but not parsed: the update is kept, its rows are derived again at load.
+    return undefined
   }
-  return entry
 }
+
+/** Bytes `start` to `end` of `bytes` as a plain Uint8Array, not a copy. */
+const view = (bytes: Buffer, start: number, end: number): Uint8Array => new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start)

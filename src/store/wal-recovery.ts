@@ -12,8 +12,9 @@ import { checkpointOp } from './derived-count.js'
  * hold: the caller then stores the updates as before, their rows derived at the next load.
  *
  * It holds when the stored rows reflected the whole log (checkpoint at the log's last seq L);
- * every update of the file has a seq; those up to L are the log's (same bytes) or older than
- * it (compacted into the snapshot); those after L follow it without a gap; and the rows of the
+ * every update of the file has a seq; the newest of those up to L is in the log with the same
+ * bytes or was compacted into the snapshot (the older ones too, then); those after L follow it
+ * without a gap; and the rows of the
  * last of them were taken (a record with rows at its seq), with a count, as were all rows
  * taken after L. Rows taken up to L are in the store already and left out.
  */
@@ -24,21 +25,20 @@ export async function recoveryWithRows(db: BinaryLevel, name: string, entries: r
   const cpPayload = cpRaw === undefined ? undefined : unframe(cpRaw)
   const checkpoint = cpPayload === undefined ? undefined : checkpointOf(cpPayload)
   if (metaRaw === undefined || checkpoint === undefined) return undefined
-  let first: number | undefined
   let last: number | undefined
-  for await (const key of db.keys({ ...updateRange(name), limit: 1 })) first = seqOf(name, key)
   for await (const key of db.keys({ ...updateRange(name), reverse: true, limit: 1 })) last = seqOf(name, key)
   const stored = last ?? checkpoint.seq
   if (checkpoint.seq !== stored) return undefined
   const updates = entries.filter((e) => e.update.byteLength > 0)
-  // Those the log has must be there with the same bytes.
-  const inLog = first === undefined ? [] : updates.filter((e) => e.seq! >= first! && e.seq! <= stored)
-  if (inLog.length > 0) {
-    const found = await db.getMany(inLog.map((e) => updateKey(name, e.seq!)))
-    for (let i = 0; i < inLog.length; i++) {
-      const payload = found[i] === undefined ? undefined : unframe(found[i] as Uint8Array)
-      if (payload === undefined || Buffer.compare(payload, (inLog[i] as WalEntry).update) !== 0) return undefined
-    }
+  // The newest of those up to L is the log's, with the same bytes, or compacted (no longer in the
+  // log): the file goes on from it. Only that one is read: the file may hold thousands LevelDB
+  // has (see CollectionLog.append), and the first key of a log is found past the tombstones of
+  // every compacted entry.
+  const newestStored = updates.findLast((e) => e.seq! <= stored)
+  if (newestStored !== undefined) {
+    const found = await db.get(updateKey(name, newestStored.seq!))
+    const payload = found === undefined ? undefined : unframe(found)
+    if (found !== undefined && (payload === undefined || Buffer.compare(payload, newestStored.update) !== 0)) return undefined
   }
   const ops: BatchOp[] = []
   let seq = stored

@@ -18,6 +18,10 @@ import { decodeRest, encodeRest, nameOf, type WalEntry, type WalRows } from './w
 
 export type { WalEntry, WalRows } from './wal-record.js'
 
+/** The buffer records are put together in (see WriteAheadFile.scratch): grown up to MAX_SCRATCH_BYTES, larger records get one of their own. */
+const SCRATCH_BYTES = 64 * 1024
+const MAX_SCRATCH_BYTES = 1024 * 1024
+
 /**
  * A write-ahead file in front of LevelDB. An update is acknowledged once a synchronous
  * write(2) of it to this file returned: from then on it survives a kill -9 of the process
@@ -41,10 +45,20 @@ export type { WalEntry, WalRows } from './wal-record.js'
 export class WriteAheadFile {
   private fd: number
   private outstanding = 0
+  private written = 0
   /** Where the last whole record ends: a write that fails is cut back to here. */
   private end: number
   /** A failed append left bytes after `end` that are still to be cut (see cutBack). */
   private torn = false
+  private buffer = Buffer.allocUnsafe(SCRATCH_BYTES)
+  /** Where a record is put together: written at once, it is not kept, so one buffer serves every append (no allocation each). */
+  private readonly scratch = (bytes: number): Buffer => {
+    if (bytes > this.buffer.byteLength) {
+      if (bytes > MAX_SCRATCH_BYTES) return Buffer.allocUnsafe(bytes)
+      this.buffer = Buffer.allocUnsafe(Math.min(MAX_SCRATCH_BYTES, Math.max(bytes, 2 * this.buffer.byteLength)))
+    }
+    return this.buffer.subarray(0, bytes)
+  }
 
   private constructor(
     readonly path: string,
@@ -82,11 +96,10 @@ export class WriteAheadFile {
    * the kernel did not take it.
    */
   append(collection: string, update: Uint8Array, seq?: number, rows?: WalRows): void {
-    const rest = encodeRest(collection, update, seq, rows)
-    const head = Buffer.allocUnsafe(8)
-    head.writeUInt32BE(rest.byteLength, 0)
-    head.writeUInt32BE(crc32(rest), 4)
-    const record = Buffer.concat([head, rest])
+    const record = encodeRest(collection, update, seq, rows, 8, this.scratch)
+    const rest = record.subarray(8)
+    record.writeUInt32BE(rest.byteLength, 0)
+    record.writeUInt32BE(crc32(rest), 4)
     if (this.torn && !this.cutBack())
       throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: a failed write could not be cut back`, { details: { collection } })
     try {
@@ -102,6 +115,7 @@ export class WriteAheadFile {
       throw new KitsyncError('STORAGE_FAILED', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err, details: { collection } })
     }
     this.end += record.byteLength
+    this.written++
     if (update.byteLength > 0) this.outstanding++
   }
 
@@ -129,6 +143,11 @@ export class WriteAheadFile {
     }
   }
 
+  /** Records appended since the file was last emptied (it is emptied once LevelDB has all of them). */
+  get records(): number {
+    return this.written
+  }
+
   /** `count` appended updates are now in LevelDB; empty the file once all are. */
   settled(count: number): void {
     this.outstanding -= count
@@ -138,6 +157,7 @@ export class WriteAheadFile {
   private empty(): void {
     ftruncateSync(this.fd, 0)
     this.end = 0
+    this.written = 0
     this.torn = false
   }
 

@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { RecordCollection } from '../../src/core/record-collection.js'
 import { LocalWorkspace } from '../../src/daemon/local-workspace.js'
+import { waitUntil } from '../helpers/cli.js'
+import { MAX_IN_FILE, MAX_UNWRITTEN } from '../../src/store/pending-append.js'
 import { WriteAheadFile } from '../../src/store/wal.js'
 
 const dirs: string[] = []
@@ -116,5 +118,85 @@ describe('write-ahead file', () => {
     release()
     await after
     await expectAllInLevelDb(h, ws, 'copied', 401)
+  })
+
+  it('a writer far ahead of LevelDB goes on while LevelDB writes a batch, and leaves at most about two batches in the file only', async () => {
+    const h = await home()
+    const ws = await LocalWorkspace.open({ home: h })
+    // Each batch of the collection's updates waits at a gate until released, one by one.
+    const held: (() => void)[] = []
+    let open = false
+    const db = ws.store.db as unknown as { batch: (ops: { type: string; key: string }[], ...rest: unknown[]) => Promise<void> }
+    const batch = db.batch.bind(db)
+    db.batch = async (ops, ...rest) => {
+      if (!open && ops.some((op) => op.type === 'put' && op.key.startsWith('u!notes!'))) await new Promise<void>((resolve) => held.push(resolve))
+      return batch(ops, ...rest)
+    }
+    let acked = 0
+    const count = 2 * MAX_IN_FILE
+    const writer = (async () => {
+      for (let i = 0; i < count; i++) {
+        await ws.set('notes', `k${i % 100}`, { i })
+        acked++
+      }
+    })()
+    /** Until the writer stops: the appends it may make with the batches held are bounded. */
+    const stalled = async (): Promise<number> => {
+      for (let last = -1; last !== acked;) {
+        last = acked
+        for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve))
+      }
+      return acked
+    }
+    // The first batch is held: the writer queues MAX_UNWRITTEN more, then waits.
+    await waitUntil(async () => (held.length === 1 ? true : undefined), 10_000, 'the first batch')
+    const first = await stalled()
+    expect(held).toHaveLength(1)
+    expect(first).toBeGreaterThan(MAX_UNWRITTEN)
+    expect(first).toBeLessThanOrEqual(2 * (MAX_UNWRITTEN + 1))
+    // Released, the next batch takes the queue and is held in turn: the writer goes on meanwhile
+    // (it does not wait until LevelDB has its own append), up to the same bound or the file's (see the next test).
+    held.shift()?.()
+    await waitUntil(async () => (held.length === 1 ? true : undefined), 10_000, 'the second batch')
+    const second = await stalled()
+    expect(second - first).toBeGreaterThanOrEqual(Math.min(MAX_UNWRITTEN, MAX_IN_FILE - first) / 2)
+    open = true
+    held.shift()?.()
+    await writer
+    await expectAllInLevelDb(h, ws, 'notes', 100)
+  })
+
+  it('stays bounded while LevelDB never catches up, and every acknowledged write is there after a crash', async () => {
+    const h = await home()
+    const ws = await LocalWorkspace.open({ home: h })
+    const db = ws.store.db as unknown as { batch: (...args: unknown[]) => Promise<void> }
+    const batch = db.batch.bind(db)
+    db.batch = async (...args) => {
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve))
+      return batch(...args)
+    }
+    const wal = ws.store.wal as WriteAheadFile
+    let most = 0
+    let emptied = 0
+    const count = 3 * MAX_IN_FILE
+    for (let i = 0; i < count; i++) {
+      const before = wal.records
+      await ws.set('notes', `k${i}`, { i })
+      if (wal.records < before) emptied++
+      most = Math.max(most, wal.records)
+    }
+    // Without the bound the file would hold every record written (LevelDB always has a batch under way).
+    expect(most).toBeLessThanOrEqual(MAX_IN_FILE + 1)
+    expect(emptied).toBeGreaterThanOrEqual(2)
+    // The "crash": LevelDB closed under the workspace, nothing flushed.
+    await ws.store.db.close()
+    const reopened = await LocalWorkspace.open({ home: h })
+    // Stored with their rows, past the thousands of records of the file LevelDB had: read from the rows, nothing replayed.
+    expect(await reopened.get('notes', `k${count - 1}`)).toEqual({ i: count - 1 })
+    expect(reopened.loadedDoc('notes')).toBeUndefined()
+    const all = await reopened.getAll('notes')
+    expect(Object.keys(all)).toHaveLength(count)
+    expect(all[`k${count - 1}`]).toEqual({ i: count - 1 })
+    await reopened.close()
   })
 })
