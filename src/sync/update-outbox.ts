@@ -70,6 +70,26 @@ export class UpdateOutbox {
     this.scheduleFlush()
   }
 
+  /**
+   * Send a peer's update on (update-relay.ts) at once: it comes merged already (one frame per
+   * tick of its sender), and waiting for the end of this tick would make it wait for this
+   * device's processing of it. Queued as usual if updates of the collection wait (they go
+   * first, in order) or the peer is not ready.
+   */
+  relay(collection: string, update: Uint8Array): void {
+    if (this.host.isClosed()) return
+    if (!this.host.isReady() || this.pending.has(collection)) {
+      this.enqueue(collection, update)
+      return
+    }
+    if (update.byteLength + this.pendingBytes + this.host.bufferedBytes() > this.host.maxBufferedBytes) {
+      this.host.overflow()
+      return
+    }
+    this.host.send(collection, update)
+    this.host.flushed()
+  }
+
   /** Flush on the next tick if anything is queued and the peer is ready for it. */
   scheduleFlush(): void {
     if (this.flushScheduled || !this.host.isReady() || this.pending.size === 0) return
