@@ -4,6 +4,7 @@ import { decodeFrame, FrameType, SyncStep } from '../../src/protocol/sync-frames
 import { isUnitFrame } from '../../src/protocol/unit-frames.js'
 import { isHistoryFrame } from '../../src/sync/history-exchange.js'
 import type { SyncSession } from '../../src/sync/sync-session.js'
+import { UpdateOutbox } from '../../src/sync/update-outbox.js'
 import { applyPeerUpdate } from '../../src/sync/update-relay.js'
 import { MemoryPeer } from '../helpers/memory-mesh.js'
 
@@ -176,5 +177,39 @@ describe('applyPeerUpdate', () => {
     expect(applyPeerUpdate(doc, 'm', update, origin, (u) => passed.push(u))).toBe(false)
     expect(passed).toHaveLength(1)
     expect(doc.getMap('m').get('k')).toBe('v')
+  })
+})
+
+describe('UpdateOutbox.relay', () => {
+  it('sends a relayed update at once, and merges the ones that follow in the same tick into one frame at its end', () => {
+    const sent: Uint8Array[] = []
+    const ticks: (() => void)[] = []
+    const outbox = new UpdateOutbox({
+      maxBufferedBytes: 1_000_000,
+      schedule: (fn) => ticks.push(fn),
+      bufferedBytes: () => 0,
+      isReady: () => true,
+      isClosed: () => false,
+      shares: () => true,
+      loadedDoc: () => undefined,
+      send: (_collection, payload) => sent.push(payload),
+      overflow: () => undefined,
+      flushed: () => undefined,
+    })
+    const source = new Y.Doc()
+    const updates: Uint8Array[] = []
+    source.on('update', (u: Uint8Array) => updates.push(u))
+    for (let i = 0; i < 4; i++) source.getMap('m').set(`k${i}`, i)
+    for (const u of updates) outbox.relay('notes', u)
+    expect(sent).toEqual([updates[0]])
+    for (const tick of ticks.splice(0)) tick()
+    // At most two frames a tick, as for local updates: peers relaying to one cannot add up past its frame rate.
+    expect(sent).toHaveLength(2)
+    const doc = new Y.Doc()
+    for (const u of sent) Y.applyUpdate(doc, u)
+    expect(doc.getMap('m').toJSON()).toEqual({ k0: 0, k1: 1, k2: 2, k3: 3 })
+    // The next tick starts afresh: its first relayed update goes out at once.
+    outbox.relay('notes', updates[3] as Uint8Array)
+    expect(sent).toHaveLength(3)
   })
 })
