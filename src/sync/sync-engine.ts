@@ -164,9 +164,13 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
     for (const session of this.active) if (session !== from && session.shares(name)) session.enqueue(name, update)
   }
 
-  /** Send a peer's update on to every session but `from` that exchanges the collection, now where nothing of it is queued. */
-  relay(name: string, update: Uint8Array, from: SyncSession): void {
-    for (const session of this.active) if (session !== from && session.shares(name)) session.relay(name, update)
+  /** How to send a peer's update on to every session but `from` that exchanges the collection (see UpdateOutbox.relay); undefined: there is none. */
+  relayer(name: string, from: SyncSession): ((update: Uint8Array) => void) | undefined {
+    const to = [...this.active].filter((session) => session !== from && session.shares(name))
+    if (to.length === 0) return undefined
+    return (update) => {
+      for (const session of to) session.relay(name, update)
+    }
   }
 
   /** The document of a tracked collection, if loaded. */

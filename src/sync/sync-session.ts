@@ -43,8 +43,8 @@ export interface SessionOwner extends UnitRelay, HistoryOwner {
   track(name: string, doc: Y.Doc): void
   /** Queue an update for every session but `from` that exchanges the collection. */
   forward(name: string, update: Uint8Array, from: SyncSession): void
-  /** Send a peer's update on to every session but `from` that exchanges the collection, now if their queue allows (update-relay.ts). */
-  relay(name: string, update: Uint8Array, from: SyncSession): void
+  /** How to send a peer's update on to every session but `from` that exchanges the collection (update-relay.ts); undefined: there is none. */
+  relayer(name: string, from: SyncSession): ((update: Uint8Array) => void) | undefined
   /** The document of a tracked collection, if loaded. */
   loadedDoc(name: string): Y.Doc | undefined
   /** The host's document of a collection if it is loaded now (tracked), else undefined. */
@@ -367,10 +367,7 @@ export class SyncSession {
       if (!this.interest.exchanged.has(frame.collection)) await this.request(frame.collection)
       return
     }
-    await this.applied(
-      frame,
-      applyPeerUpdate(doc, frame.collection, frame.payload, this, (update) => this.owner.relay(frame.collection, update, this)),
-    )
+    await this.applied(frame, applyPeerUpdate(doc, frame.collection, frame.payload, this, this.owner.relayer(frame.collection, this)))
   }
 
   /** Answer a peer that has nothing of a collection with the host's stored updates (see storedAnswer). False: not available. */

@@ -20,12 +20,12 @@ import { KitsyncError } from '../core/errors.js'
  *   other peers); applyPeerUpdate throws PROTOCOL_ERROR, and the session closes, as before.
  */
 
-/** Transactions whose update was passed on already: the engine does not queue it again. */
-const passedOn = new WeakSet<Y.Transaction>()
+/** Marks, in a transaction's meta, that its update was passed on already: the engine does not queue it again. */
+const PASSED_ON = Symbol('passed on')
 
 /** Whether the update of this transaction went to the other sessions already (see applyPeerUpdate). */
 export function wasPassedOn(tr: Y.Transaction): boolean {
-  return passedOn.has(tr)
+  return tr.meta.get(PASSED_ON) === true
 }
 
 /** What a transaction changed in the document: the test Yjs makes before it emits an update. */
@@ -39,9 +39,17 @@ function changedDoc(tr: Y.Transaction): boolean {
  * Apply a peer's update to `doc` (of `collection`) with `origin` (its session) as Yjs's
  * applyUpdate does, calling `passOn(update)` once the update is integrated, before the
  * observers run, when it changed the document and nothing was waiting (see above). Returns
- * whether the document changed; throws PROTOCOL_ERROR if the update does not apply.
+ * whether the document changed; throws PROTOCOL_ERROR if the update does not apply. Without
+ * `passOn` (no other peer to pass it to), Yjs's applyUpdate alone.
  */
-export function applyPeerUpdate(doc: Y.Doc, collection: string, update: Uint8Array, origin: unknown, passOn: (update: Uint8Array) => void): boolean {
+export function applyPeerUpdate(
+  doc: Y.Doc,
+  collection: string,
+  update: Uint8Array,
+  origin: unknown,
+  passOn: ((update: Uint8Array) => void) | undefined,
+): boolean {
+  if (passOn === undefined) return applyOnly(doc, collection, update, origin)
   const nothingWaiting = doc.store.pendingStructs === null && doc.store.pendingDs === null
   let decoded = false
   let changed = false
@@ -49,7 +57,7 @@ export function applyPeerUpdate(doc: Y.Doc, collection: string, update: Uint8Arr
     if (!decoded || tr.origin !== origin || !changedDoc(tr)) return
     changed = true
     if (!nothingWaiting) return
-    passedOn.add(tr)
+    tr.meta.set(PASSED_ON, true)
     passOn(update)
   }
   const onUpdate = (): void => {
@@ -73,6 +81,23 @@ export function applyPeerUpdate(doc: Y.Doc, collection: string, update: Uint8Arr
     throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${collection}`, { cause: err })
   } finally {
     doc.off('beforeObserverCalls', early)
+    doc.off('update', onUpdate)
+  }
+  return changed
+}
+
+/** Apply a peer's update that goes to no one else (see applyPeerUpdate). */
+function applyOnly(doc: Y.Doc, collection: string, update: Uint8Array, origin: unknown): boolean {
+  let changed = false
+  const onUpdate = (): void => {
+    changed = true
+  }
+  doc.on('update', onUpdate)
+  try {
+    Y.applyUpdate(doc, update, origin)
+  } catch (err) {
+    throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${collection}`, { cause: err })
+  } finally {
     doc.off('update', onUpdate)
   }
   return changed
