@@ -10,6 +10,7 @@ import { SyncStats } from './sync-stats.js'
 import { PendingLedger } from './pending-ledger.js'
 import { BlobFetches } from './blob-fetches.js'
 import type { UnitExchange } from './unit-exchange.js'
+import { wasPassedOn } from './update-relay.js'
 import { HistoryExchange, type HistoryOwner, type HistoryRelay, type HistorySession } from './history-exchange.js'
 import type { HistorySyncHost } from './history-host.js'
 
@@ -152,6 +153,8 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
         const clock = tr.afterState.get(doc.clientID) ?? 0
         if (clock > (tr.beforeState.get(doc.clientID) ?? 0)) this.ledger.localWrite(name, doc.clientID, clock)
       }
+      // A peer's update passed on before its observers ran (update-relay.ts) is not queued again.
+      if (wasPassedOn(tr)) return
       for (const session of this.active) if (session !== origin && session.shares(name)) session.enqueue(name, update, tr.beforeState)
     })
   }
@@ -159,6 +162,15 @@ export class SyncEngine extends TypedEmitter<SyncEvents> implements SessionOwner
   /** Queue an update for every session but `from` that exchanges the collection. */
   forward(name: string, update: Uint8Array, from: SyncSession | undefined): void {
     for (const session of this.active) if (session !== from && session.shares(name)) session.enqueue(name, update)
+  }
+
+  /** How to send a peer's update on to every session but `from` that exchanges the collection (see UpdateOutbox.relay); undefined: there is none. */
+  relayer(name: string, from: SyncSession): ((update: Uint8Array) => void) | undefined {
+    const to = [...this.active].filter((session) => session !== from && session.shares(name))
+    if (to.length === 0) return undefined
+    return (update) => {
+      for (const session of to) session.relay(name, update)
+    }
   }
 
   /** The document of a tracked collection, if loaded. */

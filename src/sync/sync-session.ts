@@ -11,6 +11,7 @@ import type { SyncLimits } from './sync-limits.js'
 import type { SyncStats } from './sync-stats.js'
 import type { PendingLedger } from './pending-ledger.js'
 import { UpdateOutbox } from './update-outbox.js'
+import { applyPeerUpdate } from './update-relay.js'
 import { isUnitFrame } from '../protocol/unit-frames.js'
 import { UnitExchange, type UnitRelay } from './unit-exchange.js'
 import { isHistoryFrame, type HistoryOwner } from './history-exchange.js'
@@ -42,6 +43,8 @@ export interface SessionOwner extends UnitRelay, HistoryOwner {
   track(name: string, doc: Y.Doc): void
   /** Queue an update for every session but `from` that exchanges the collection. */
   forward(name: string, update: Uint8Array, from: SyncSession): void
+  /** How to send a peer's update on to every session but `from` that exchanges the collection (update-relay.ts); undefined: there is none. */
+  relayer(name: string, from: SyncSession): ((update: Uint8Array) => void) | undefined
   /** The document of a tracked collection, if loaded. */
   loadedDoc(name: string): Y.Doc | undefined
   /** The host's document of a collection if it is loaded now (tracked), else undefined. */
@@ -256,6 +259,9 @@ export class SyncSession {
     this.outbox.enqueue(collection, update, before)
   }
 
+  /** @internal Send a peer's update on at once unless updates of the collection are queued (then it joins them). */
+  readonly relay = (collection: string, update: Uint8Array): void => this.outbox.relay(collection, update)
+
   private async handle(bytes: Uint8Array): Promise<void> {
     if (this.closed) return
     if (bytes.byteLength > this.owner.limits.maxFrameBytes) {
@@ -345,6 +351,8 @@ export class SyncSession {
       if (!this.interest.exchanged.has(frame.collection)) await this.request(frame.collection)
       return
     }
+    // Nothing to apply (the answer of a peer that lacks the collection): not worth loading the document for.
+    if (frame.step !== SyncStep.STEP1 && isEmptyUpdate(frame.payload) && this.owner.loadedDoc(frame.collection) === undefined) return this.applied(frame, false)
     const doc = this.owner.readyDoc(frame.collection) ?? (await this.owner.doc(frame.collection))
     if (this.closed) return
     if (frame.step === SyncStep.STEP1) {
@@ -359,19 +367,7 @@ export class SyncSession {
       if (!this.interest.exchanged.has(frame.collection)) await this.request(frame.collection)
       return
     }
-    let changed = false
-    const onUpdate = (): void => {
-      changed = true
-    }
-    doc.on('update', onUpdate)
-    try {
-      Y.applyUpdate(doc, frame.payload, this)
-    } catch (err) {
-      throw new KitsyncError('PROTOCOL_ERROR', `malformed update for ${frame.collection}`, { cause: err })
-    } finally {
-      doc.off('update', onUpdate)
-    }
-    await this.applied(frame, changed)
+    await this.applied(frame, applyPeerUpdate(doc, frame.collection, frame.payload, this, this.owner.relayer(frame.collection, this)))
   }
 
   /** Answer a peer that has nothing of a collection with the host's stored updates (see storedAnswer). False: not available. */
@@ -431,10 +427,10 @@ export class SyncSession {
     this.units.start(names).catch((err: unknown) => this.close(toKitsyncError(err)))
   }
 
-  /** Ask the peer for a collection: send our state vector (empty if we do not have it). */
+  /** Ask the peer for a collection: our state vector, empty if we or the peer lack it (its answer is the same; no load of a big document first). */
   private async request(name: string, round?: Round): Promise<void> {
     let vector: Uint8Array = EMPTY_STATE_VECTOR
-    if (this.owner.host.hasCollection?.(name) !== false) {
+    if (this.owner.host.hasCollection?.(name) !== false && this.interest.peerNamed.has(name)) {
       const doc = await this.owner.doc(name)
       if (this.closed) return
       vector = Y.encodeStateVector(doc)

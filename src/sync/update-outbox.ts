@@ -70,6 +70,28 @@ export class UpdateOutbox {
     this.scheduleFlush()
   }
 
+  /**
+   * Send a peer's update on (update-relay.ts) at once: it comes merged already (one frame per
+   * tick of its sender), and waiting for the end of this tick would make it wait for this
+   * device's processing of it. Queued as usual (merged, sent at the end of the tick) if the
+   * peer is not ready, or a frame went out in this tick already: like local updates, at most
+   * two frames a tick, so peers relaying to this one cannot add up to more than its frame rate.
+   */
+  relay(collection: string, update: Uint8Array): void {
+    if (this.host.isClosed()) return
+    if (!this.host.isReady() || this.flushScheduled || this.pending.size > 0) {
+      this.enqueue(collection, update)
+      return
+    }
+    if (update.byteLength + this.host.bufferedBytes() > this.host.maxBufferedBytes) {
+      this.host.overflow()
+      return
+    }
+    this.host.send(collection, update)
+    this.flushScheduled = true
+    this.host.schedule(() => this.flush())
+  }
+
   /** Flush on the next tick if anything is queued and the peer is ready for it. */
   scheduleFlush(): void {
     if (this.flushScheduled || !this.host.isReady() || this.pending.size === 0) return
