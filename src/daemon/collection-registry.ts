@@ -6,8 +6,6 @@ import { isInternalCollection } from '../core/membership.js'
 import { assertCollectionName } from '../core/names.js'
 import { RecordCollection, type RecordChange } from '../core/record-collection.js'
 import { isRecordLayout } from '../core/record-layout.js'
-import type { OpenConflict } from '../core/conflict-map.js'
-import type { DetectedConflict } from '../core/record-resolve.js'
 import type { CollectionInfo, WorkspaceExport } from '../core/workspace-types.js'
 import type { CollectionLog } from '../store/collection-log.js'
 import type { DocStore } from '../store/doc-store.js'
@@ -30,35 +28,8 @@ const ADOPTED_ORIGIN = Symbol('kitsync:adopted')
 /** Stands for the collections LevelDB could not list (a damaged block) in `list` and `export` (no collection has this name). */
 const UNLISTED = '(unlisted)'
 
-/** A collection document was loaded; `adopted`: it was created from a peer's copy, which no update event announced. */
-export interface DocLoaded {
-  name: string
-  doc: Y.Doc
-  adopted?: true
-}
-
-export interface LoadedCollection {
-  collection: RecordCollection
-  log: CollectionLog
-  /** Settles when the last update of this collection is durable. */
-  lastWrite: Promise<void>
-}
-
-/** What the registry asks of the workspace around it while it loads a collection. */
-export interface RegistryHooks {
-  /** Throws when the workspace is closed. */
-  assertOpen(): void
-  /** The collection's settings (kind, policy, field types). */
-  settingsOf(name: string): Promise<EffectiveSettings>
-  /** Conflicts this device found in a merged update (app collections). */
-  conflicts(name: string, collection: RecordCollection, found: DetectedConflict[]): void
-  /** A conflict another device recorded (app collections). */
-  conflictRecorded(name: string, collection: RecordCollection, open: OpenConflict): void
-  /** Called before the store listens to the document's updates (see onDocLoaded). */
-  docLoaded(e: DocLoaded): void
-  /** Record changes of an app collection. */
-  changes(name: string, changes: RecordChange[]): void
-}
+import type { LoadedCollection, RegistryHooks } from './registry-types.js'
+export type { DocLoaded, LoadedCollection, RegistryHooks } from './registry-types.js'
 
 export interface CollectionRegistryOptions {
   store: DocStore
