@@ -63,11 +63,24 @@ describe('the wire between two peers', () => {
   it('sends a small update in one socket write, and the reader sends no window update for it', async () => {
     const a = await peers.start()
     const b = await peers.start()
+    // Each side identifies the other IDENTIFY_DELAY_MS after connecting (a stream of its own):
+    // that exchange is waited for, not counted with the updates.
+    const identified = (self: typeof a, other: typeof b): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${self.deviceId} did not identify ${other.deviceId} within 10 s`)), 10_000)
+        self.mesh.node.addEventListener('peer:identify', (evt) => {
+          if (evt.detail.peerId.toString() !== other.deviceId) return
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    const identifies = Promise.all([identified(a, b), identified(b, a)])
     const invite = await a.createInvite()
     expect((await b.join(invite.token, 'b')).caughtUp).toBe(true)
     const seen = (key: string): Promise<void> => remoteChange(b, key)
     // Warm up: the collection exists on both sides and its session is live.
     await Promise.all([seen('w'), a.workspace.set('prices', 'w', { on: true })])
+    await identifies
 
     const updates = 200
     const writes = countSocketWrites()
