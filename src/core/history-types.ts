@@ -1,6 +1,7 @@
 import { UNIT_MS, type DurationUnit } from './durations.js'
 import { KitsyncError } from './errors.js'
 import type { JsonValue } from './json.js'
+import { isFolderCollection, isInternalCollection } from './membership.js'
 
 /**
  * History of records: what the API returns, the retention setting a collection keeps in
@@ -27,7 +28,7 @@ export const DAY_MS = UNIT_MS.d
 
 /** Collections whose records get history rows: app collections, and shared folders' manifests (`_folder.NAME`: file history). */
 export function keepsHistory(name: string): boolean {
-  return !name.startsWith('_') || name.startsWith('_folder.')
+  return !isInternalCollection(name) || isFolderCollection(name)
 }
 
 /** One version of a record, as `history` lists it. */

@@ -28,6 +28,13 @@ export function isInternalCollection(name: string): boolean {
   return name.startsWith('_')
 }
 
+/** Name prefix of a shared folder's manifest collection (`_folder.NAME`, daemon/folder-host.ts). */
+export const FOLDER_COLLECTION_PREFIX = '_folder.'
+
+export function isFolderCollection(name: string): boolean {
+  return name.startsWith(FOLDER_COLLECTION_PREFIX)
+}
+
 export function toMember(value: JsonValue | undefined): Member | undefined {
   if (!isJsonObject(value)) return undefined
   const { name, addedBy, addedAt, role } = value

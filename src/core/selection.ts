@@ -1,5 +1,5 @@
 import { KitsyncError } from './errors.js'
-import { isInternalCollection } from './membership.js'
+import { isFolderCollection, isInternalCollection } from './membership.js'
 
 /**
  * Selective sync: which collections a device syncs. Pure; the daemon keeps the settings in
@@ -20,12 +20,9 @@ import { isInternalCollection } from './membership.js'
  * `?` (one character); everything else is literal. The same rule is what peers evaluate.
  */
 
-/** The manifest collection of a shared folder (daemon/folder-host.ts folderCollection). */
-const FOLDER_PREFIX = '_folder.'
-
 /** kitsync's own collections that sync whatever the items say (a shared folder's manifest is not one: it is selected). */
 export function alwaysSyncs(name: string): boolean {
-  return isInternalCollection(name) && !name.startsWith(FOLDER_PREFIX)
+  return isInternalCollection(name) && !isFolderCollection(name)
 }
 
 /** Name prefixes of collections that are pulled only when asked for by name (or an explicit pattern). */

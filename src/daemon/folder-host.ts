@@ -2,6 +2,7 @@ import type { ManifestEntry, ManifestWrite, StampedEntry } from '../core/folder-
 import type { ManifestVersionRow } from '../core/folder-versions.js'
 import type { HistoryRetention, HistorySetting } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
+import { FOLDER_COLLECTION_PREFIX } from '../core/membership.js'
 import type { UnitRecordWrite, Units } from '../core/unit-types.js'
 import type { FolderChangeEvent, FolderConflictEvent } from '../core/folder-types.js'
 import type { ConflictEvent } from '../core/workspace-types.js'
@@ -52,10 +53,10 @@ export interface FolderEvents {
 
 /** The internal collection of a shared folder's manifest. */
 export function folderCollection(name: string): string {
-  return `_folder.${name}`
+  return FOLDER_COLLECTION_PREFIX + name
 }
 
-export const FOLDER_COLLECTION_PREFIX = '_folder.'
+export { FOLDER_COLLECTION_PREFIX }
 
 /** The manifest record holding the folder's shared definition (a fileId is 22 base64url characters, so it never collides). */
 export const DEFINITION_KEY = '.folder'

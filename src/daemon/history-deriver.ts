@@ -1,5 +1,6 @@
 import { keepsHistory, type HistoryRetention } from '../core/history-types.js'
 import { COLLECTIONS_COLLECTION } from '../core/kinds.js'
+import { isFolderCollection } from '../core/membership.js'
 import type { RecordChange, RecordCollection } from '../core/record-collection.js'
 import { changedFields, type RecordVersion } from '../core/record-versions.js'
 import type { BatchOp } from '../store/doc-layout.js'
@@ -75,7 +76,7 @@ export class HistoryDeriver implements DerivedRows {
       let versions = this.versionsOf(collection, change, origin)
       // A folder's manifest writes a capture field by field (size, hash...), each under its own
       // stamp: one version of the file, the last (the record as the write left it).
-      if (versions.length > 1 && name.startsWith('_folder.')) versions = [versions.reduce((a, b) => (a.stamp > b.stamp ? a : b))]
+      if (versions.length > 1 && isFolderCollection(name)) versions = [versions.reduce((a, b) => (a.stamp > b.stamp ? a : b))]
       for (const version of versions) out.push({ key: change.key, version })
       if (out.length > before) keys.push(change.key)
     }

@@ -14,6 +14,7 @@ import {
 import { hlcTime, nodeTagOf } from '../core/hlc.js'
 import type { JsonValue } from '../core/json.js'
 import { COLLECTIONS_COLLECTION, toCollectionSettings } from '../core/kinds.js'
+import { isFolderCollection } from '../core/membership.js'
 import { assertCollectionName, assertRecordKey } from '../core/names.js'
 import { changedFields } from '../core/record-versions.js'
 import type { DeviceRecord } from '../core/workspace-types.js'
@@ -22,7 +23,6 @@ import type { BatchOp } from '../store/doc-layout.js'
 import { pruneCollection, pruneRecordsOps, readCollectionChanges, readRecordHistory, type VersionRow } from '../store/history-rows.js'
 import type { BinaryLevel } from '../store/level.js'
 import type { CollectionRegistry } from './collection-registry.js'
-import { FOLDER_COLLECTION_PREFIX } from './folder-host.js'
 import { currentVersion, HistoryDeriver } from './history-deriver.js'
 
 const log = debugLog('daemon:history')
@@ -245,7 +245,7 @@ export class WorkspaceHistory {
     }
     const units = this.options.store.units
     if (units === undefined || this.closed) return
-    const manifests = names.filter((n) => n.startsWith(FOLDER_COLLECTION_PREFIX))
+    const manifests = names.filter(isFolderCollection)
     const blobs = await pruneBlobs(this.options.store.db, manifests, units)
     if (blobs === undefined) log('blobs not collected: a folder manifest is rebuilding its rows; the next full pass tries again')
     else if (blobs.dropped > 0) log(`deleted ${blobs.dropped} blobs no folder names any more (${blobs.kept} kept)`)

@@ -206,19 +206,7 @@ async function killOnceStored(home: string, victim: RunningPeer, bytes: number):
     WAIT_MS,
     "the snapshot file of A's large collection on B",
   ).catch(fail)
-  const before = await storeBytes(home)
-  const grown =
-    bytes === 0
-      ? 0
-      : await waitUntil(
-          async () => {
-            const now = (await storeBytes(home)) - before
-            return now >= bytes ? now : undefined
-          },
-          WAIT_MS,
-          `B's store to grow by ${bytes} bytes`,
-        ).catch(fail)
-  victim.proc.kill('SIGKILL')
+  const grown = await killOnceGrown(home, victim, await storeBytes(home), bytes)
   return `${file} there${bytes === 0 ? '' : `, then the store grew by ${grown} bytes`}`
 }
 
