@@ -1,5 +1,5 @@
 import { KitsyncError } from '../core/errors.js'
-import type { FolderAddOptions, FolderListItem, FolderStatusView } from '../core/folder-types.js'
+import type { FolderAddOptions, FolderListItem, FolderSelectionChange, FolderStatusView } from '../core/folder-types.js'
 import type { FileHistory, FileRestoreResult } from '../core/folder-versions.js'
 import type { HistoryRetention, HistorySetting, RestoreTarget } from '../core/history-types.js'
 import type { Workspace } from '../core/workspace-types.js'
@@ -21,6 +21,8 @@ export interface Folders {
   restore(name: string, path: string, target: RestoreTarget): Promise<FileRestoreResult>
   /** A folder's history retention (synced): 'off', {count?, days?}, or null for the default (100 versions, 90 days). */
   setHistory(name: string, history: HistorySetting | null): Promise<{ name: string; history: HistoryRetention }>
+  /** Change a folder's globs or size cap (each field given replaces the current one; synced: every device rescans under them). */
+  setSelection(name: string, change: FolderSelectionChange): Promise<{ name: string; include: string[]; exclude: string[]; maxFileSize: number }>
 }
 
 /**
@@ -38,5 +40,7 @@ export function folders(ws: Workspace): Folders {
     history: (name, path) => c.request('folderHistory', { name, path }) as Promise<FileHistory>,
     restore: (name, path, target) => c.request('folderRestore', { name, path, ...target }) as Promise<FileRestoreResult>,
     setHistory: (name, history) => c.request('folderSet', { name, history }) as Promise<{ name: string; history: HistoryRetention }>,
+    setSelection: (name, change) =>
+      c.request('folderSet', { name, ...change }) as Promise<{ name: string; include: string[]; exclude: string[]; maxFileSize: number }>,
   }
 }

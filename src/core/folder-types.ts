@@ -36,6 +36,13 @@ export interface FolderAddOptions {
   maxFileSize?: number
 }
 
+/** A change of a shared folder's selection (`folder set`): each field given replaces the current one. */
+export interface FolderSelectionChange {
+  include?: string[]
+  exclude?: string[]
+  maxFileSize?: number
+}
+
 export interface FolderListItem {
   name: string
   /** Where it is placed on this device; absent: not here. */

@@ -7,7 +7,7 @@ import type { JsonValue } from '../core/json.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import { checkControlSocket } from '../store/home.js'
 import type { FolderService } from './folder-service.js'
-import { folderAddParams } from './folder-params.js'
+import { folderAddParams, folderSelectionParams } from './folder-params.js'
 import { WORKSPACE_EVENTS, type CollectionChange, type NetworkStatus, type ResolveChoice, type Workspace } from '../core/workspace-types.js'
 import type { Invite } from './invites.js'
 import { toImportSource } from '../core/import-plan.js'
@@ -40,7 +40,7 @@ export class ControlServer {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
   private peer: PeerControl | undefined
-  private folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'> | undefined
+  private folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory' | 'setSelection'> | undefined
 
   private constructor(
     private readonly workspace: Workspace,
@@ -80,11 +80,11 @@ export class ControlServer {
   }
 
   /** Serve the shared folders' methods (folderAdd, folderList, folderStatus, folderRemove, folderHistory, folderRestore, folderSet). */
-  setFolders(folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'>): void {
+  setFolders(folders: Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory' | 'setSelection'>): void {
     this.folders = folders
   }
 
-  private requireFolders(): Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'> {
+  private requireFolders(): Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory' | 'setSelection'> {
     if (this.folders === undefined) throw new KitsyncError('PEER_NOT_RUNNING', 'shared folders run in the peer: start it with kitsync peer start')
     return this.folders
   }
@@ -360,10 +360,21 @@ export class ControlServer {
         return this.requireFolders().restore(requireString(p, 'name'), requireString(p, 'path'), target)
       }
       case 'folderSet': {
-        // history: 'off', {count?, days?}, or null (the default).
-        const history = p.history === null ? null : historySettingOf(p.history)
-        if (history === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'history must be "off", {count?, days?} or null')
-        return this.requireFolders().setHistory(requireString(p, 'name'), history)
+        // history: 'off', {count?, days?}, or null (the default); include, exclude, maxFileSize: the selection.
+        const name = requireString(p, 'name')
+        const selection = folderSelectionParams(p)
+        const changesSelection = Object.keys(selection).length > 0
+        if (!('history' in p) && !changesSelection) throw new KitsyncError('INVALID_ARGUMENT', 'give history, include, exclude or maxFileSize to change')
+        const history = !('history' in p) ? undefined : p.history === null ? null : historySettingOf(p.history)
+        if (history === undefined && 'history' in p) throw new KitsyncError('INVALID_ARGUMENT', 'history must be "off", {count?, days?} or null')
+        const folders = this.requireFolders()
+        const kept = history === undefined ? undefined : await folders.setHistory(name, history)
+        const item = changesSelection ? await folders.setSelection(name, selection) : undefined
+        return {
+          name,
+          ...(kept === undefined ? {} : { history: kept.history }),
+          ...(item === undefined ? {} : { include: item.include, exclude: item.exclude, maxFileSize: item.maxFileSize }),
+        }
       }
       default:
         throw new KitsyncError('CONTROL_PROTOCOL', `unknown method ${request.method}`)

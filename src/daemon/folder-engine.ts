@@ -17,7 +17,7 @@ import { scanFolder } from '../folder/scan.js'
 import type { FolderContext } from '../folder/incoming.js'
 import { isCaseInsensitive, resolvePeerPath } from '../folder/safe-path.js'
 import { FolderTrash } from '../folder/trash.js'
-import { applyWrite, DEFINITION_KEY, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
+import { applyWrite, DEFINITION_KEY, definitionOf, entryOf, folderCollection, recordWriteOf, type FolderDefinition, type FolderHost } from './folder-host.js'
 import { applyBatched } from './folder-batch.js'
 import { captureFile, captureTarget, readForCapture, type FreshDocs } from './folder-capture.js'
 import { commitParts } from './folder-commit-parts.js'
@@ -132,7 +132,8 @@ export class FolderEngine {
     for (const [id, h] of Object.entries(state.handled)) this.handled.set(id, h)
     this.offs.push(
       await this.host.watchRecords(this.collection, (e) => {
-        if (e.source !== 'remote' || e.key === DEFINITION_KEY) return
+        if (e.key === DEFINITION_KEY) return void this.enqueue('rescan', () => this.redefine(e.value))
+        if (e.source !== 'remote') return
         this.incoming.add(e.key)
         // Written by one queued job with those that arrive meanwhile (folder-remote.ts records).
         if (this.pendingRecords.length === 0) void this.enqueue('record', () => this.remote.records(this.pendingRecords.splice(0)))
@@ -168,6 +169,13 @@ export class FolderEngine {
     }, BLOB_RETRY_MS)
     this.blobTimer.unref()
     await this.trash.purge().catch((err: unknown) => log(`${this.name}: trash purge failed`, err))
+  }
+
+  /** The shared definition changed (here or on another device): rescan under its globs and cap. */
+  private async redefine(value: JsonValue | undefined): Promise<void> {
+    const d = definitionOf(value)
+    if (d === undefined || this.stopped) return
+    await this.local(await this.watcher.reconfigure({ include: d.include, exclude: d.exclude, maxFileSize: d.maxFileSize }))
   }
 
   async stop(): Promise<void> {

@@ -2,6 +2,7 @@ import type { ManifestEntry, ManifestWrite, StampedEntry } from '../core/folder-
 import type { ManifestVersionRow } from '../core/folder-versions.js'
 import type { HistoryRetention, HistorySetting } from '../core/history-types.js'
 import type { JsonValue } from '../core/json.js'
+import { DEFAULT_MAX_FILE_SIZE } from '../core/folder-selection.js'
 import { FOLDER_COLLECTION_PREFIX } from '../core/membership.js'
 import type { UnitRecordWrite, Units } from '../core/unit-types.js'
 import type { FolderChangeEvent, FolderConflictEvent } from '../core/folder-types.js'
@@ -68,6 +69,20 @@ export interface FolderDefinition {
   maxFileSize: number
   createdBy: string
   createdAt: number
+}
+
+/** A definition record read back (defaults for what it lacks); undefined when the value is not one. */
+export function definitionOf(value: JsonValue | undefined): FolderDefinition | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  const v = value as Record<string, JsonValue>
+  const strings = (x: JsonValue | undefined): string[] => (Array.isArray(x) ? x.filter((s): s is string => typeof s === 'string') : [])
+  return {
+    include: strings(v.include),
+    exclude: strings(v.exclude),
+    maxFileSize: typeof v.maxFileSize === 'number' && v.maxFileSize > 0 ? v.maxFileSize : DEFAULT_MAX_FILE_SIZE,
+    createdBy: typeof v.createdBy === 'string' ? v.createdBy : '',
+    createdAt: typeof v.createdAt === 'number' ? v.createdAt : 0,
+  }
 }
 
 /** A record value read back as a manifest entry; undefined when it is not one. */

@@ -14,7 +14,7 @@ import type { LocalWorkspace } from './local-workspace.js'
  * it at once, as before.
  */
 
-type FolderCalls = Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory'>
+type FolderCalls = Pick<FolderService, 'add' | 'list' | 'status' | 'remove' | 'history' | 'restore' | 'setHistory' | 'setSelection'>
 
 /** How the folders were wired (tests). */
 export interface FolderWiring {
@@ -61,6 +61,7 @@ export async function wireFolders(workspace: LocalWorkspace, paths: HomePaths, c
       history: async (name, path) => (await start()).history(name, path),
       restore: async (name, path, target) => (await start()).restore(name, path, target),
       setHistory: async (name, setting) => (await start()).setHistory(name, setting),
+      setSelection: async (name, change) => (await start()).setSelection(name, change),
     }
     control.setFolders(calls)
   }

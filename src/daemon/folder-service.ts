@@ -3,13 +3,13 @@ import { isAbsolute, relative, resolve } from 'node:path'
 import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { DEFAULT_MAX_FILE_SIZE } from '../core/folder-selection.js'
-import type { FileSyncState, FolderAddOptions, FolderListItem, FolderStatusView } from '../core/folder-types.js'
+import type { FileSyncState, FolderAddOptions, FolderListItem, FolderSelectionChange, FolderStatusView } from '../core/folder-types.js'
 import type { JsonValue } from '../core/json.js'
 import type { FileHistory, FileRestoreResult } from '../core/folder-versions.js'
 import type { HistoryRetention, HistorySetting } from '../core/history-types.js'
 import { FolderEngine } from './folder-engine.js'
 import { fileHistory, restoreFile } from './folder-history.js'
-import { DEFINITION_KEY, FOLDER_COLLECTION_PREFIX, folderCollection, type FolderDefinition, type FolderHost } from './folder-host.js'
+import { DEFINITION_KEY, definitionOf, FOLDER_COLLECTION_PREFIX, folderCollection, type FolderHost } from './folder-host.js'
 
 const log = debugLog('folder:service')
 
@@ -32,19 +32,6 @@ export interface FolderServiceOptions {
    * while a session was open were not exchanged on it until then (seen with two CLI peers).
    */
   afterAdd?: () => Promise<void>
-}
-
-function definitionOf(value: JsonValue | undefined): FolderDefinition | undefined {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
-  const v = value as Record<string, JsonValue>
-  const strings = (x: JsonValue | undefined): string[] => (Array.isArray(x) ? x.filter((s): s is string => typeof s === 'string') : [])
-  return {
-    include: strings(v.include),
-    exclude: strings(v.exclude),
-    maxFileSize: typeof v.maxFileSize === 'number' && v.maxFileSize > 0 ? v.maxFileSize : DEFAULT_MAX_FILE_SIZE,
-    createdBy: typeof v.createdBy === 'string' ? v.createdBy : '',
-    createdAt: typeof v.createdAt === 'number' ? v.createdAt : 0,
-  }
 }
 
 function assertFolderName(name: unknown): asserts name is string {
@@ -207,6 +194,20 @@ export class FolderService {
     if (this.host.history === undefined) throw new KitsyncError('INVALID_ARGUMENT', 'file history is not kept by this workspace')
     if (!this.host.collectionNames().includes(folderCollection(name))) throw new KitsyncError('NOT_FOUND', `no folder named ${name}`)
     return { name, history: await this.host.history.setRetention(folderCollection(name), setting) }
+  }
+
+  /** Change a folder's globs or size cap: synced, so every device where it is placed rescans under them. */
+  async setSelection(name: string, change: FolderSelectionChange): Promise<FolderListItem> {
+    assertFolderName(name)
+    const collection = folderCollection(name)
+    if (!this.host.collectionNames().includes(collection)) throw new KitsyncError('NOT_FOUND', `no folder named ${name}`)
+    const fields: Record<string, JsonValue> = {}
+    if (change.include !== undefined) fields.include = change.include
+    if (change.exclude !== undefined) fields.exclude = change.exclude
+    if (change.maxFileSize !== undefined) fields.maxFileSize = change.maxFileSize
+    if (Object.keys(fields).length === 0) throw new KitsyncError('INVALID_ARGUMENT', 'give include, exclude or maxFileSize to change')
+    await this.host.units.commit(collection, [], [{ key: DEFINITION_KEY, fields }])
+    return this.item(name, (await this.placements()).folders[name]?.path)
   }
 
   private async item(name: string, path: string | undefined): Promise<FolderListItem> {

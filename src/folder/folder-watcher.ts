@@ -67,7 +67,7 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
 
   constructor(
     readonly root: string,
-    private readonly options: FolderWatcherOptions = {},
+    private options: FolderWatcherOptions = {},
   ) {
     super()
     this.settleMs = options.settleMs ?? 15
@@ -153,6 +153,15 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
       // loop would run on microtasks alone and starve it.
       await new Promise((resolve) => setImmediate(resolve))
     }
+  }
+
+  /**
+   * New globs or size cap (the folder's shared definition changed): a rescan under them. A file
+   * they leave out now comes back as `excluded`; one they take in now, as `added`.
+   */
+  async reconfigure(selection: Pick<FolderWatcherOptions, 'include' | 'exclude' | 'maxFileSize'>): Promise<FolderChange[]> {
+    this.options = { ...this.options, include: selection.include, exclude: selection.exclude, maxFileSize: selection.maxFileSize }
+    return this.rescan()
   }
 
   /** A full rescan, diffed against what was captured: for a watcher error and a changed .kitsyncignore. */

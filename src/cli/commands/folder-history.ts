@@ -2,7 +2,7 @@ import type { Command } from 'commander'
 import { folders } from '../../api/folders.js'
 import { KitsyncError } from '../../core/errors.js'
 import type { FileHistory, FileVersion } from '../../core/folder-versions.js'
-import { formatRetention, parseHistorySetting, type RestoreTarget } from '../../core/history-types.js'
+import type { RestoreTarget } from '../../core/history-types.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
 import { versionHead } from './history.js'
 import { formatBytes } from './stats.js'
@@ -63,18 +63,5 @@ export function registerFolderHistory(folder: Command, io: CliIO): void {
       () =>
         `restored ${name}/${path}${r.revived ? ' (it had been removed)' : ''} to the version of ${new Date(r.restored.time).toISOString()} by ${r.restored.device} (${formatBytes(r.restored.size)})\n`,
     )
-  })
-  example(
-    folder
-      .command('set')
-      .description("change a folder's history retention: how many versions and days of each file are kept (synced to every device)")
-      .argument('<name>', 'the folder')
-      .requiredOption('--history <retention>', 'off, default (100 versions, 90 days), a version count (50), days (30d) or both (50,30d)'),
-    'kitsync folder set sim --history 50,30d',
-  ).action(async (name: string, flags: { history: string }, cmd: Command) => {
-    const opts = globals(cmd)
-    const setting = parseHistorySetting(flags.history)
-    const r = await withWorkspace(io, opts, (ws) => folders(ws).setHistory(name, setting), { mode: 'peer' })
-    print(io, opts, r, () => `folder ${r.name} keeps ${formatRetention(r.history)} of each file\n`)
   })
 }

@@ -2,7 +2,8 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { folders } from '../../api/folders.js'
 import { KitsyncError } from '../../core/errors.js'
-import type { FolderListItem, FolderStatusView } from '../../core/folder-types.js'
+import type { FolderListItem, FolderSelectionChange, FolderStatusView } from '../../core/folder-types.js'
+import { formatRetention, parseHistorySetting, type HistoryRetention } from '../../core/history-types.js'
 import { example, globals, print, withWorkspace, type CliIO } from '../context.js'
 import { registerFolderHistory } from './folder-history.js'
 import { formatBytes } from './stats.js'
@@ -124,5 +125,51 @@ export function register(program: Command, io: CliIO): void {
     const r = await withWorkspace(io, opts, (ws) => folders(ws).remove(name), { mode: 'peer' })
     print(io, opts, r, () => `folder ${r.name} no longer syncs here; its files stay in ${r.path}\n`)
   })
+  example(
+    folder
+      .command('set')
+      .description("change a shared folder's globs, size cap or history retention (synced: every device where it is placed rescans under them)")
+      .argument('<name>', 'the folder')
+      .option('--include <glob>', 'sync only what matches (repeatable; replaces the include list)', collect)
+      .option('--no-include', 'clear the include list (everything not excluded syncs)')
+      .option('--exclude <glob>', 'leave out what matches (repeatable; replaces the exclude list)', collect)
+      .option('--no-exclude', 'clear the exclude list')
+      .option('--max-file-size <size>', 'larger files are not synced (1M is the default)')
+      .option('--history <retention>', 'off, default (100 versions, 90 days), a version count (50), days (30d) or both (50,30d)'),
+    'kitsync folder set sim --exclude "out/**" --exclude "*.log"',
+    'kitsync folder set sim --no-include --max-file-size 4M',
+    'kitsync folder set sim --history 50,30d',
+  ).action(async (name: string, flags: { include?: string[] | false; exclude?: string[] | false; maxFileSize?: string; history?: string }, cmd: Command) => {
+    const opts = globals(cmd)
+    const change: FolderSelectionChange = {
+      ...(flags.include === undefined ? {} : { include: flags.include === false ? [] : flags.include }),
+      ...(flags.exclude === undefined ? {} : { exclude: flags.exclude === false ? [] : flags.exclude }),
+      ...(flags.maxFileSize === undefined ? {} : { maxFileSize: parseSize(flags.maxFileSize) }),
+    }
+    const setting = flags.history === undefined ? undefined : parseHistorySetting(flags.history)
+    if (setting === undefined && Object.keys(change).length === 0)
+      throw new KitsyncError('INVALID_ARGUMENT', 'give what to change: --include, --exclude, --no-include, --no-exclude, --max-file-size or --history')
+    const r = await withWorkspace(
+      io,
+      opts,
+      async (ws) => ({
+        name,
+        ...(setting === undefined ? {} : { history: (await folders(ws).setHistory(name, setting)).history }),
+        ...(Object.keys(change).length === 0 ? {} : await folders(ws).setSelection(name, change)),
+      }),
+      { mode: 'peer' },
+    )
+    print(io, opts, r, () => formatFolderSet(r))
+  })
   registerFolderHistory(folder, io)
+}
+
+function formatFolderSet(r: { name: string; history?: HistoryRetention; include?: string[]; exclude?: string[]; maxFileSize?: number }): string {
+  const lines: string[] = []
+  if (r.include !== undefined) {
+    const globs = (list: string[] | undefined): string => (list === undefined || list.length === 0 ? '(none)' : list.join(' '))
+    lines.push(`folder ${r.name}: include ${globs(r.include)}; exclude ${globs(r.exclude)}; files up to ${formatBytes(r.maxFileSize ?? 0)}`)
+  }
+  if (r.history !== undefined) lines.push(`folder ${r.name} keeps ${formatRetention(r.history)} of each file`)
+  return lines.join('\n') + '\n'
 }
