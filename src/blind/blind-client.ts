@@ -57,7 +57,12 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
 
   constructor(
     readonly host: BlindClientHost,
-    readonly options: { schedule?: (fn: () => void) => void; policy?: SnapshotPolicy } = {},
+    readonly options: {
+      schedule?: (fn: () => void) => void
+      policy?: SnapshotPolicy
+      /** How long units merged from peers wait (default PEER_UNIT_DELAY_MS, PEER_UNIT_MAX_DELAY_MS). */
+      peerUnitDelay?: { quietMs: number; maxMs: number }
+    } = {},
   ) {
     super()
   }
@@ -119,6 +124,7 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
       return
     }
     // Once peers' changes stop for PEER_UNIT_DELAY_MS, at most PEER_UNIT_MAX_DELAY_MS after the first.
+    const delay = this.options.peerUnitDelay ?? { quietMs: PEER_UNIT_DELAY_MS, maxMs: PEER_UNIT_MAX_DELAY_MS }
     const now = Date.now()
     this.mergedSince ??= now
     clearTimeout(this.mergedTimer)
@@ -130,7 +136,7 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
         this.mergedUnits = new Map()
         for (const s of this.active) s.noteUnits(merged, [], true)
       },
-      Math.max(0, Math.min(PEER_UNIT_DELAY_MS, this.mergedSince + PEER_UNIT_MAX_DELAY_MS - now)),
+      Math.max(0, Math.min(delay.quietMs, this.mergedSince + delay.maxMs - now)),
     )
     ;(this.mergedTimer as { unref?: () => void }).unref?.()
   }

@@ -113,7 +113,7 @@ class Device implements BlindClientHost {
         this.blobMarks.clear()
       },
     }
-    this.client = new BlindClient(this, { policy: { ...policy, jitterMs: 0 } })
+    this.client = new BlindClient(this, { policy: { ...policy, jitterMs: 0 }, peerUnitDelay: { quietMs: 50, maxMs: 200 } })
   }
 
   readonly workspaceId = 'ws'
@@ -154,6 +154,13 @@ class Device implements BlindClientHost {
     fn(doc.getText('text'))
     this.unitState.set(`${collection}\0${unit}`, Y.mergeUpdates([...(stored === undefined ? [] : [stored]), ...updates]))
     this.client.unitChanged(collection, unit)
+  }
+
+  /** A peer's update of a unit merged here (the sync engine's applyRemote, then 'unit:update'). */
+  merge(collection: string, unit: string, update: Uint8Array): void {
+    const old = this.unitState.get(`${collection}\0${unit}`)
+    this.unitState.set(`${collection}\0${unit}`, old === undefined ? update : Y.mergeUpdates([old, update]))
+    this.client.unitChanged(collection, unit, false)
   }
 
   text(collection: string, unit: string): string | undefined {
@@ -352,5 +359,32 @@ describe('shared folders through the blind store (in memory)', () => {
     expect(r.text(F, 'u2')).toBeUndefined()
     expect(r.text(F, 'u1')).toBe('before the revocation')
     expect(r.blobs.has('h2')).toBe(false)
+  })
+
+  it('a unit merged from a peer goes up only when the store did not get it from its author', async () => {
+    const storage = new MemoryBlindStorage('s1')
+    const server = newServer(storage)
+    const [a, b] = [new Device('A'), new Device('B')]
+    await a.connect(server)
+    await b.connect(server)
+    await a.settled()
+    await b.settled()
+    // A writes and uploads; B got it from A directly too (a peer), before the store's entry or after.
+    a.edit(F, 'u1', (t) => t.insert(0, 'from A'))
+    b.merge(F, 'u1', a.unitState.get(`${F}\0u1`) as Uint8Array)
+    await a.settled()
+    await new Promise((r) => setTimeout(r, 100)) // past B's wait for peers' merges
+    await b.settled()
+    expect(storage.state().head).toBe(1)
+    // A is away from the store: B uploads what it merged from A, once the wait is over.
+    a.client.sessions()[0]?.close()
+    await until(() => a.client.sessions().length === 0, 'A closed')
+    const doc = new Y.Doc()
+    doc.getText('text').insert(0, 'only B can tell the store')
+    b.merge(F, 'u2', Y.encodeStateAsUpdate(doc))
+    await until(() => storage.state().head === 2, 'B uploads it')
+    const c = new Device('C')
+    await c.connect(server)
+    expect(c.text(F, 'u2')).toBe('only B can tell the store')
   })
 })
