@@ -7,17 +7,36 @@
 //     then until both devices have nothing left for the VPS; the store's entries and bytes
 //     (what the two devices uploaded, duplicates included). The same run on a build without
 //     folder content in the blind store gives the cost of the uploads on the direct sync.
+// NO_CATCH_UP=1: stop after A's upload (a build without folder content in the store never gets B there).
 // Run after `npm run build`:  FILES=1000 MODE=offline node scripts/experiments/folders/vps.mjs
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cli, fileText } from '../../bench/folders.js'
-import { LOOPBACK_PEER_ARGS, startPeer, storeSize } from '../../bench/lib.js'
+import { BIN, LOOPBACK_PEER_ARGS, startPeer, storeSize } from '../../bench/lib.js'
 
 const FILES = Number(process.env.FILES ?? 1000)
 const MODE = process.env.MODE ?? 'offline'
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+/** PROF_DIR: A runs under --cpu-prof and writes its profile there when it stops. */
+const PROF_DIR = process.env.PROF_DIR
+
+async function profiled(home, args) {
+  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', PROF_DIR, BIN, '--home', home, '--json', 'peer', 'start', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const exited = new Promise((resolve) => child.on('close', resolve))
+  let out = ''
+  const started = await new Promise((resolve) =>
+    child.stdout.setEncoding('utf8').on('data', (s) => {
+      out += s
+      for (const line of out.split('\n')) if (line.includes('"started"')) resolve(JSON.parse(line))
+    }),
+  )
+  return { pid: child.pid, started, stop: () => (child.kill('SIGTERM'), exited) }
+}
 
 /** [user, system] CPU ms of a process so far (/proc/PID/stat, clock ticks of 10 ms). */
 function cpuMs(pid) {
@@ -75,7 +94,8 @@ const stop = async (p) => {
 try {
   const [ha, hb, hv, fa, fb] = ['ha', 'hb', 'hv', 'fa', 'fb'].map((d) => join(tmp, d))
   for (const d of [ha, hb, hv, fa, fb]) await mkdir(d, { recursive: true, mode: 0o700 })
-  const a = await start(ha, LOOPBACK_PEER_ARGS)
+  const a = PROF_DIR === undefined ? await start(ha, LOOPBACK_PEER_ARGS) : await profiled(ha, LOOPBACK_PEER_ARGS)
+  peers.add(a)
   const vToken = JSON.parse(await cli(ha, ['pair', '--untrusted', '--json'])).token
   await cli(hv, ['--json', 'join', vToken, '--name', 'vps', ...LOOPBACK_PEER_ARGS])
   const v = await start(hv, LOOPBACK_PEER_ARGS)
@@ -121,7 +141,7 @@ try {
   out.storeEntries = after.head - before.head
   out.storeEntryMB = +((after.sinceBytes - (after.snapshotSeq === before.snapshotSeq ? before.sinceBytes : 0)) / 2 ** 20).toFixed(2)
   out.storeHead = store.head
-  if (MODE === 'offline') {
+  if (MODE === 'offline' && process.env.NO_CATCH_UP !== '1') {
     await stop(a)
     const t1 = performance.now()
     b = await start(hb, bArgs)
