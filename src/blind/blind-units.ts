@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import { debugLog } from '../core/debug-log.js'
+import { isKitsyncError } from '../core/errors.js'
 import type { BlobItem, EnvelopeItem, UnitItem } from './blind-envelope.js'
 import type { BlindUnitHost, UnitMark } from './client-types.js'
 import { covers, mergeVector, updateClocks } from './state-vectors.js'
@@ -229,9 +230,20 @@ export class SessionUnits {
       }
       const marks = await this.marksOf(collection)
       const mark = marks.get(unit)
-      const before = await this.host.state(collection, unit)
-      for (const u of updates) await this.host.apply(collection, unit, u, this.store)
-      const after = await this.host.state(collection, unit)
+      let before: Awaited<ReturnType<BlindUnitHost['state']>>
+      let after: typeof before
+      try {
+        before = await this.host.state(collection, unit)
+        for (const u of updates) await this.host.apply(collection, unit, u, this.store)
+        after = await this.host.state(collection, unit)
+      } catch (err) {
+        // A malformed unit id or update (sealed by a member, so only a faulty or hostile one):
+        // skipped, as a peer's would be, rather than stopping every catch-up at this entry. A
+        // storage failure stops the session: the cursor stays before the entry.
+        if (!isKitsyncError(err, 'PROTOCOL_ERROR') && !isKitsyncError(err, 'INVALID_NAME')) throw err
+        log(`a unit from the store was skipped (${err.message})`)
+        continue
+      }
       let sv = mark?.sv
       for (const u of updates) sv = mergeVector(sv, updateClocks(u))
       const covered = before === undefined || before.digest === mark?.digest
@@ -244,15 +256,21 @@ export class SessionUnits {
     for (const [collection, list] of rows) await this.host.saveMarks(this.store, collection, list)
     if (blobs.length > 0) {
       const held = await this.blobsHeld()
+      const stored: string[] = []
       for (const b of blobs) {
         // Whichever folder names it: a blob is checked against its hash, and placed only where a record names it.
-        await this.host.putBlob(b.hash, b.bytes)
+        try {
+          await this.host.putBlob(b.hash, b.bytes)
+        } catch (err) {
+          // Bytes that do not hash to their name (DATA_CORRUPTION from the hash check), or no hash at all.
+          if (!isKitsyncError(err, 'DATA_CORRUPTION') && !isKitsyncError(err, 'INVALID_ARGUMENT') && !isKitsyncError(err, 'INVALID_NAME')) throw err
+          log(`a blob from the store was skipped (${err.message})`)
+          continue
+        }
         held.add(b.hash)
+        stored.push(b.hash)
       }
-      await this.host.saveBlobMarks(
-        this.store,
-        blobs.map((b) => b.hash),
-      )
+      await this.host.saveBlobMarks(this.store, stored)
     }
     return skipped
   }

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import type { KitsyncError } from '../../src/core/errors.js'
+import { KitsyncError } from '../../src/core/errors.js'
 import { BlindClient, type BlindClientHost } from '../../src/blind/blind-client.js'
-import { open as openEnvelope, type EnvelopeItem } from '../../src/blind/blind-envelope.js'
+import { open as openEnvelope, seal, type EnvelopeItem } from '../../src/blind/blind-envelope.js'
 import { BlindServer } from '../../src/blind/blind-server.js'
 import { MemoryBlindStorage } from '../../src/blind/blind-storage.js'
 import type { BlindUnitHost, UnitMark } from '../../src/blind/client-types.js'
@@ -85,12 +85,22 @@ class Device implements BlindClientHost {
         return v === undefined ? undefined : { update: v, digest: digestOf(v) }
       },
       apply: async (c, u, update) => {
+        // As WorkspaceUnits.applyRemote: PROTOCOL_ERROR for an update that does not decode.
         const old = this.unitState.get(key(c, u))
+        try {
+          Y.decodeUpdate(update)
+        } catch (err) {
+          throw new KitsyncError('PROTOCOL_ERROR', `malformed update for unit ${u} of ${c}`, { cause: err })
+        }
         this.unitState.set(key(c, u), old === undefined ? update : Y.mergeUpdates([old, update]))
       },
       blobsOf: async (c) => [...(this.named.get(c) ?? [])],
       blob: async (h) => this.blobs.get(h),
-      putBlob: async (h, b) => void this.blobs.set(h, b),
+      putBlob: async (h, b) => {
+        // As UnitStore.putBlob: DATA_CORRUPTION for bytes that do not hash to their name (here: a name starting with "bad").
+        if (h.startsWith('bad')) throw new KitsyncError('DATA_CORRUPTION', `blob ${h}: its bytes have another SHA-256; it was not stored`)
+        this.blobs.set(h, b)
+      },
       loadMarks: async (store, c) => {
         const out = new Map<string, UnitMark>()
         for (const [k, m] of this.marks) if (k.startsWith(`${store}\0${c}\0`)) out.set(k.split('\0')[2] as string, m)
@@ -386,5 +396,27 @@ describe('shared folders through the blind store (in memory)', () => {
     const c = new Device('C')
     await c.connect(server)
     expect(c.text(F, 'u2')).toBe('only B can tell the store')
+  })
+
+  it('a malformed unit update or a blob that is not what its hash says, sealed by a member, is skipped: the rest of the entry applies and the cursor moves on', async () => {
+    const storage = new MemoryBlindStorage('s1')
+    const server = newServer(storage)
+    const good = new Y.Doc()
+    good.getText('text').insert(0, 'good text')
+    const items: EnvelopeItem[] = [
+      { kind: 'unit', collection: F, unit: 'broken', update: new Uint8Array([255, 255, 255, 7]) },
+      { kind: 'blob', hash: 'bad-hash', bytes: bytesOf('not that') },
+      { kind: 'unit', collection: F, unit: 'fine', update: Y.encodeStateAsUpdate(good) },
+      { kind: 'blob', hash: 'h-ok', bytes: bytesOf('blob ok') },
+    ]
+    await storage.append(1, await seal(KEY, { workspaceId: 'ws', epoch: 1, kind: 'entry' }, items))
+    const c = new Device('C')
+    await c.connect(server)
+    expect(c.text(F, 'fine')).toBe('good text')
+    expect(c.text(F, 'broken')).toBeUndefined()
+    expect(c.blobs.get('h-ok')).toEqual(bytesOf('blob ok'))
+    expect(c.blobs.has('bad-hash')).toBe(false)
+    expect(c.client.sessions()[0]?.cursor).toBe(1)
+    expect(c.client.sessions()[0]?.live).toBe(true)
   })
 })
