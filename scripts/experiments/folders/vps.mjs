@@ -7,6 +7,8 @@
 //     then until both devices have nothing left for the VPS; the store's entries and bytes
 //     (what the two devices uploaded, duplicates included). The same run on a build without
 //     folder content in the blind store gives the cost of the uploads on the direct sync.
+// RESTART=1 (offline): A restarts once it uploaded all, nothing changed: time until its session is
+// live with nothing pending again, and the entries it added (0: the marks held).
 // NO_CATCH_UP=1: stop after A's upload (a build without folder content in the store never gets B there).
 // Run after `npm run build`:  FILES=1000 MODE=offline node scripts/experiments/folders/vps.mjs
 import { spawn } from 'node:child_process'
@@ -57,13 +59,17 @@ async function until(what, check, timeoutMs = 600_000) {
 const status = async (home) => JSON.parse(await cli(home, ['--json', 'status']))
 
 /** Until the device's session with the VPS is live, has nothing pending and has applied the store's head. */
-async function uploaded(home, hv, vId) {
-  return until(`${home} uploaded`, async () => {
-    const [mine, store] = [(await status(home)).network?.blindStore, (await status(hv)).network?.blindStore]
-    const s = mine?.stores?.find((x) => x.peerId === vId)
-    // Without folder content in the store (a build before it), the units never count as pending.
-    return s?.live === true && !s.pending && s.cursor === store?.head && store.head > 0 ? store : undefined
-  })
+async function uploaded(home, hv, vId, timeoutMs = 600_000) {
+  return until(
+    `${home} uploaded`,
+    async () => {
+      const [mine, store] = [(await status(home)).network?.blindStore, (await status(hv)).network?.blindStore]
+      const s = mine?.stores?.find((x) => x.peerId === vId)
+      // Without folder content in the store (a build before it), the units never count as pending.
+      return s?.live === true && !s.pending && s.cursor === store?.head && store.head > 0 ? store : undefined
+    },
+    timeoutMs,
+  )
 }
 
 async function waitForFiles(dir, count) {
@@ -141,7 +147,19 @@ try {
   out.storeEntries = after.head - before.head
   out.storeEntryMB = +((after.sinceBytes - (after.snapshotSeq === before.snapshotSeq ? before.sinceBytes : 0)) / 2 ** 20).toFixed(2)
   out.storeHead = store.head
-  if (MODE === 'offline' && process.env.NO_CATCH_UP !== '1') {
+  if (MODE === 'offline' && process.env.RESTART === '1') {
+    await stop(a)
+    const head = (await status(hv)).network.blindStore.head
+    const t2 = performance.now()
+    const a2 = await start(ha, [...LOOPBACK_PEER_ARGS, '--bootstrap', vAddress])
+    await uploaded(ha, hv, vId, 120_000).catch(async (err) => {
+      console.error(JSON.stringify((await status(ha)).network?.blindStore), JSON.stringify((await status(hv)).network?.blindStore))
+      throw err
+    })
+    out.restartToSettledMs = Math.round(performance.now() - t2)
+    out.restartEntries = (await status(hv)).network.blindStore.head - head
+    await stop(a2)
+  } else if (MODE === 'offline' && process.env.NO_CATCH_UP !== '1') {
     await stop(a)
     const t1 = performance.now()
     b = await start(hb, bArgs)
