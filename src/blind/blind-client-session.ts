@@ -4,8 +4,9 @@ import { debugLog } from '../core/debug-log.js'
 import { KitsyncError, toKitsyncError } from '../core/errors.js'
 import { isEmptyDoc } from '../core/yjs-internals.js'
 import type { PeerLink } from '../sync/sync-host.js'
-import { open, seal, type EnvelopeItem } from './blind-envelope.js'
+import { open, seal, type BlobItem, type EnvelopeItem, type UnitItem } from './blind-envelope.js'
 import { BLIND_PROTOCOL_VERSION, BlindType, decodeBlindFrame, encodeBlindFrame, type BlindFrame } from './blind-frames.js'
+import { MAX_SNAPSHOT_BYTES, SessionUnits, type UnitAck, type UnitBatch } from './blind-units.js'
 import type { BlindSessionOwner, StoreRecord } from './client-types.js'
 import { covers, EMPTY_SV, mergeVector, updateClocks } from './state-vectors.js'
 
@@ -23,7 +24,13 @@ export class BlindClientSession {
   private inbox: Promise<void> = Promise.resolve()
   private queue: BlindFrame[] = []
   private draining = false
-  private readonly pending: { kind: 'put' | 'snapshot'; vectors: Map<string, Uint8Array> }[] = []
+  private readonly pending: { kind: 'put' | 'snapshot'; vectors: Map<string, Uint8Array>; units?: UnitAck }[] = []
+  /** The shared folders' content with this store (blind-units.ts); absent when the host has none. */
+  private readonly units: SessionUnits | undefined
+  /** A snapshot would be over what the store takes: none is tried again in this session. */
+  private snapshotTooLarge = false
+  /** Folders whose blobs are to be scanned by an upload not started yet. */
+  private readonly blobScans = new Set<string>()
   private readonly dirty: Set<string>
   private sinceCount = 0
   private sinceBytes = 0
@@ -44,6 +51,7 @@ export class BlindClientSession {
   ) {
     this.peerId = link.peerId
     this.dirty = new Set(record.dirty)
+    this.units = client.host.units === undefined ? undefined : new SessionUnits(client.host.units, link.peerId)
   }
 
   get cursor(): number {
@@ -98,7 +106,16 @@ export class BlindClientSession {
   /** @internal Collections changed (true: changed here); uploaded now if live. */
   noteChanges(changed: Map<string, boolean>): void {
     for (const [name, local] of changed) if (local) this.dirty.add(name)
-    if (this.live) this.upload([...changed.keys()], changed)
+    if (!this.live) return
+    this.upload([...changed.keys()], changed)
+    // A folder's manifest changed: a binary file's blob may be new.
+    const folders = this.client.host.units?.collections().filter((c) => changed.has(c)) ?? []
+    if (folders.length > 0) this.uploadUnits(new Map(), folders)
+  }
+
+  /** @internal Units changed (here, or merged from a peer), and collections whose blobs may be new; uploaded now if live. */
+  noteUnits(units: Map<string, Set<string>>, blobs: Iterable<string>, merged = false): void {
+    if (this.live) this.uploadUnits(units, blobs, merged)
   }
 
   private send(frame: BlindFrame): void {
@@ -137,6 +154,8 @@ export class BlindClientSession {
           this.record.storeId = frame.storeId
           this.record.cursor = 0
           this.record.sv = {}
+          delete this.record.partial
+          await this.units?.reset()
         }
         this.sinceCount = frame.sinceCount
         this.sinceBytes = frame.sinceBytes
@@ -147,6 +166,8 @@ export class BlindClientSession {
         this.client.emit('live', { peerId: this.peerId, head: frame.head })
         // Upload whatever the store lacks: every collection whose state is ahead, and local changes.
         this.upload([...new Set([...this.client.host.collectionNames(), ...this.dirty])], new Map())
+        // And what it lacks of the shared folders' content: every unit whose state moved since the store was known to hold it.
+        this.uploadUnits(undefined, this.client.host.units?.collections() ?? [])
         await this.uploading
         this.maybeSnapshot()
         return
@@ -157,6 +178,7 @@ export class BlindClientSession {
           const old = this.record.sv[name]
           this.record.sv[name] = b64(mergeVector(old === undefined ? undefined : unb64(old), Y.decodeStateVector(vector)))
         }
+        if (done.units !== undefined) await this.units?.acknowledged(done.units)
         if (done.kind === 'put') {
           this.outstanding = Math.max(0, this.outstanding - 1)
           this.record.cursor = Math.max(this.record.cursor, frame.seq)
@@ -199,6 +221,7 @@ export class BlindClientSession {
       }),
     )
     const byCollection = new Map<string, Uint8Array[]>()
+    const content: (UnitItem | BlobItem)[] = []
     let cursor = this.record.cursor
     let missing: number | undefined
     for (const o of opened) {
@@ -207,6 +230,10 @@ export class BlindClientSession {
         break
       }
       for (const item of o.items) {
+        if (item.kind !== undefined) {
+          content.push(item)
+          continue
+        }
         let list = byCollection.get(item.collection)
         if (list === undefined) byCollection.set(item.collection, (list = []))
         list.push(item.update)
@@ -217,7 +244,11 @@ export class BlindClientSession {
     if (this.live) for (const f of frames) this.sinceBytes += f.ciphertext.byteLength
     for (const [name, updates] of byCollection) {
       // A local-only collection takes nothing from the store either (as from a peer).
-      if (!/^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name) || !this.client.shares(name)) continue
+      if (!/^_?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) continue
+      if (!this.client.shares(name)) {
+        this.record.partial = true
+        continue
+      }
       const doc = await this.client.doc(name)
       // What the store holds, learnt from what it sent. When the document held nothing before
       // (and no structs wait for missing ones), everything it holds after this transaction came
@@ -240,6 +271,8 @@ export class BlindClientSession {
       this.record.sv[name] = b64(mergeVector(old === undefined ? undefined : unb64(old), clocks))
     }
     for (const name of byCollection.keys()) await host.flushDoc?.(name)
+    // After the collections: a folder's manifest is there when its files' content lands.
+    if (content.length > 0 && this.units !== undefined && (await this.units.apply(content))) this.record.partial = true
     this.record.cursor = cursor
     this.scheduleSave()
     this.client.emit('applied', { peerId: this.peerId, entries: opened.length, cursor })
@@ -287,6 +320,40 @@ export class BlindClientSession {
       })
   }
 
+  /** Upload, in entries of about UNIT_ENTRY_BYTES, what the store lacks of these units (undefined: of every shared folder) and of these collections' blobs. */
+  private uploadUnits(units: Map<string, Set<string>> | undefined, blobs: Iterable<string>, merged = false): void {
+    const su = this.units
+    if (su === undefined) return
+    // A scan of a folder's blobs already waiting covers this one too (blobs arrive by the hundred in a catch-up).
+    const folders = [...blobs].filter((c) => !this.blobScans.has(c))
+    for (const c of folders) this.blobScans.add(c)
+    if (units !== undefined && units.size === 0 && folders.length === 0) return
+    this.outstanding++
+    let sent = 0
+    this.uploading = this.uploading
+      .then(async () => {
+        for (const c of folders) this.blobScans.delete(c)
+        if (this.closed || !this.live) return
+        const current = this.client.host.currentKey()
+        if (current === undefined) return
+        const send = async (batch: UnitBatch): Promise<void> => {
+          const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'entry' }, batch.items)
+          if (this.closed) return
+          if (sent++ > 0) this.outstanding++
+          this.pending.push({ kind: 'put', vectors: new Map(), units: batch.ack })
+          this.send({ type: BlindType.PUT, epoch: current.epoch, ciphertext })
+          this.sinceBytes += ciphertext.byteLength
+        }
+        const names = units === undefined ? (this.client.host.units?.collections() ?? []) : [...units.keys()]
+        for (const name of names) if (!this.closed) await su.upload(name, units?.get(name), send, merged)
+        for (const name of folders) if (!this.closed) await su.uploadBlobs(name, send)
+      })
+      .catch((err: unknown) => this.close(toKitsyncError(err)))
+      .finally(() => {
+        if (sent === 0) this.outstanding = Math.max(0, this.outstanding - 1)
+      })
+  }
+
   /**
    * What the store will hold of a collection once the uploads in flight are stored: the state
    * vector it acknowledged, merged with the vectors of the PUTs sent and not yet acknowledged
@@ -308,7 +375,8 @@ export class BlindClientSession {
   /** Past the thresholds, and with nothing in flight: replace what the store holds by one snapshot. */
   private maybeSnapshot(): void {
     const policy = this.client.policy
-    if (!this.live || this.snapshotting || this.pending.length > 0) return
+    // A device that skipped some of what the store holds (local-only, not selected) would drop it from the store.
+    if (!this.live || this.snapshotting || this.snapshotTooLarge || this.record.partial === true || this.pending.length > 0) return
     if (this.sinceCount < policy.entries && this.sinceBytes < policy.bytes) return
     const jitter = policy.jitterMs ?? 0
     if (jitter > 0 && this.snapshotWait?.over !== true) {
@@ -332,14 +400,29 @@ export class BlindClientSession {
         const coversSeq = this.record.cursor
         const items: EnvelopeItem[] = []
         const vectors = new Map<string, Uint8Array>()
+        let bytes = 0
         for (const name of this.client.host.collectionNames()) {
           if (!this.client.shares(name)) continue
           const doc = await this.client.doc(name)
-          items.push({ collection: name, update: Y.encodeStateAsUpdate(doc) })
+          const update = Y.encodeStateAsUpdate(doc)
+          items.push({ collection: name, update })
           vectors.set(name, Y.encodeStateVector(doc))
+          bytes += update.byteLength
         }
+        // The shared folders' content too: the snapshot replaces the entries that carried it.
+        const content = this.units === undefined ? undefined : await this.units.snapshot(MAX_SNAPSHOT_BYTES - bytes)
+        if (this.units !== undefined && content === undefined) {
+          // Over what the store takes in one snapshot: the entries stay (the store grows, nothing is lost).
+          log(`a snapshot for ${this.peerId} would be over ${MAX_SNAPSHOT_BYTES} bytes: the store keeps its entries`)
+          this.snapshotTooLarge = true
+          this.snapshotting = false
+          return
+        }
+        if (content !== undefined) for (const item of content.items) items.push(item)
         const ciphertext = await seal(current.key, { workspaceId: this.client.host.workspaceId, epoch: current.epoch, kind: 'snapshot' }, items)
-        this.pending.push({ kind: 'snapshot', vectors })
+        if (this.closed) return
+        if (content !== undefined) this.units?.sending(content.ack)
+        this.pending.push(content === undefined ? { kind: 'snapshot', vectors } : { kind: 'snapshot', vectors, units: content.ack })
         this.send({ type: BlindType.SNAPSHOT_PUT, covers: coversSeq, epoch: current.epoch, ciphertext })
       })
       .catch((err: unknown) => this.close(toKitsyncError(err)))

@@ -14,6 +14,11 @@ import {
 } from './client-types.js'
 
 export { BlindClientSession } from './blind-client-session.js'
+
+/** Units merged from peers are uploaded once such merges stop for this long (see BlindClient.unitChanged)... */
+export const PEER_UNIT_DELAY_MS = 5000
+/** ...or this long after the first of them. */
+export const PEER_UNIT_MAX_DELAY_MS = 30_000
 export { DEFAULT_SNAPSHOT_POLICY, type BlindClientEvents, type BlindClientHost, type SnapshotPolicy } from './client-types.js'
 
 /**
@@ -38,10 +43,26 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
   private flushScheduled = false
   /** Collections changed here while no store session was live (deletes leave no trace in a state vector). */
   private readonly offline = new Set<string>()
+  /**
+   * Units changed since the last flush, and folders whose blobs may be new. Nothing is kept while
+   * no session is live: a session compares every unit's digest with what the store holds when it
+   * goes live (blind-units.ts).
+   */
+  private changedUnits = new Map<string, Set<string>>()
+  private blobFolders = new Set<string>()
+  /** Units merged from a peer, uploaded after PEER_UNIT_DELAY_MS (see unitChanged). */
+  private mergedUnits = new Map<string, Set<string>>()
+  private mergedTimer: ReturnType<typeof setTimeout> | undefined
+  private mergedSince: number | undefined
 
   constructor(
     readonly host: BlindClientHost,
-    readonly options: { schedule?: (fn: () => void) => void; policy?: SnapshotPolicy } = {},
+    readonly options: {
+      schedule?: (fn: () => void) => void
+      policy?: SnapshotPolicy
+      /** How long units merged from peers wait (default PEER_UNIT_DELAY_MS, PEER_UNIT_MAX_DELAY_MS). */
+      peerUnitDelay?: { quietMs: number; maxMs: number }
+    } = {},
   ) {
     super()
   }
@@ -84,6 +105,49 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
     })
   }
 
+  /**
+   * A unit changed (`local`: written here; else merged from a peer, not from a store): uploaded
+   * to the live stores that lack it. A peer's change goes once peers' changes stop for
+   * PEER_UNIT_DELAY_MS (PEER_UNIT_MAX_DELAY_MS at most), and only its structs the store lacks: its author uploads it too, and its entry, come from the store
+   * meanwhile, tells that the store has it (without the wait, a device that got a folder's 1,000
+   * files from a peer uploaded each again in an entry of its own). What the store still lacks of
+   * a deletion merged from a peer goes up at the next session's start (digests, blind-units.ts).
+   */
+  unitChanged(collection: string, unit: string, local = true): void {
+    if (this.active.size === 0) return
+    const map = local ? this.changedUnits : this.mergedUnits
+    let set = map.get(collection)
+    if (set === undefined) map.set(collection, (set = new Set()))
+    set.add(unit)
+    if (local) {
+      this.scheduleFlush()
+      return
+    }
+    // Once peers' changes stop for PEER_UNIT_DELAY_MS, at most PEER_UNIT_MAX_DELAY_MS after the first.
+    const delay = this.options.peerUnitDelay ?? { quietMs: PEER_UNIT_DELAY_MS, maxMs: PEER_UNIT_MAX_DELAY_MS }
+    const now = Date.now()
+    this.mergedSince ??= now
+    clearTimeout(this.mergedTimer)
+    this.mergedTimer = setTimeout(
+      () => {
+        this.mergedTimer = undefined
+        this.mergedSince = undefined
+        const merged = this.mergedUnits
+        this.mergedUnits = new Map()
+        for (const s of this.active) s.noteUnits(merged, [], true)
+      },
+      Math.max(0, Math.min(delay.quietMs, this.mergedSince + delay.maxMs - now)),
+    )
+    ;(this.mergedTimer as { unref?: () => void }).unref?.()
+  }
+
+  /** A blob arrived or was written here: the live stores get it if a shared folder names it. */
+  blobsChanged(): void {
+    if (this.active.size === 0) return
+    for (const c of this.host.units?.collections() ?? []) this.blobFolders.add(c)
+    this.scheduleFlush()
+  }
+
   async doc(name: string): Promise<Y.Doc> {
     const doc = await this.host.openDoc(name)
     this.track(name, doc)
@@ -107,12 +171,15 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
 
   /** Whether changes are waiting to go to this session's store (not yet acknowledged). */
   pending(session: BlindClientSession): boolean {
-    return this.flushScheduled || this.changed.size > 0 || session.unacknowledged
+    return this.flushScheduled || this.changed.size > 0 || this.changedUnits.size > 0 || this.mergedUnits.size > 0 || session.unacknowledged
   }
 
   /** Close every session; resolves once each one's cursor and state vectors are saved. */
   async closeAll(): Promise<void> {
     const sessions = [...this.active]
+    clearTimeout(this.mergedTimer)
+    this.mergedTimer = undefined
+    this.mergedSince = undefined
     for (const s of sessions) s.close()
     // A failed save was logged by its session; closing goes on, and the next session starts
     // from the cursor last saved.
@@ -132,6 +199,7 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
       cursor: typeof raw?.cursor === 'number' ? raw.cursor : 0,
       sv: typeof raw?.sv === 'object' && raw.sv !== null ? raw.sv : {},
       dirty: Array.isArray(raw?.dirty) ? raw.dirty.filter((d): d is string => typeof d === 'string') : [],
+      ...(raw?.partial === true ? { partial: true } : {}),
     }
   }
 
@@ -144,6 +212,10 @@ export class BlindClient extends TypedEmitter<BlindClientEvents> implements Blin
       this.changed.clear()
       if (![...this.active].some((s) => s.live)) for (const [name, local] of changed) if (local) this.offline.add(name)
       for (const s of this.active) s.noteChanges(changed)
+      const [units, blobs] = [this.changedUnits, this.blobFolders]
+      this.changedUnits = new Map()
+      this.blobFolders = new Set()
+      if (units.size > 0 || blobs.size > 0) for (const s of this.active) s.noteUnits(units, blobs)
     })
   }
 }

@@ -20,6 +20,51 @@ export interface BlindClientHost {
   /** The newest workspace key, or undefined before the device has one. */
   currentKey(): { epoch: number; key: Uint8Array } | undefined
   key(epoch: number): Uint8Array | undefined
+  /** Shared folders' content (units and blobs); absent: collections only. */
+  units?: BlindUnitHost
+}
+
+/** What a store holds of one unit, as far as this device knows. */
+export interface UnitMark {
+  /** State vector of what the store holds (learnt from uploads and downloads). */
+  sv: Uint8Array
+  /** Digest of this device's state of the unit when the store was last known to hold all of it (-1: never). */
+  digest: number
+}
+
+/**
+ * A shared folder's content as the blind client sees it: the units of its manifest collection
+ * (one Y.Doc per text file) and the blobs its records name (binary files), with what each store
+ * holds of them (device-local, one row per unit and blob: an upload writes the rows of what it
+ * carried, never a map of every unit).
+ */
+export interface BlindUnitHost {
+  /**
+   * Collections whose units and blobs go to the store (and are taken from it): shared folders
+   * this device syncs. Asked at each upload and download: a local-only or deselected folder's
+   * content never leaves the device, not even encrypted.
+   */
+  shares(collection: string): boolean
+  /** The shared folders' manifest collections held here (each one passes `shares`). */
+  collections(): string[]
+  /** Every stored unit of a collection, with the digest of its state (state vector and delete set). */
+  digests(collection: string): Promise<{ unit: string; digest: number }[]>
+  /** A unit's stored state as one update, and its digest; undefined when nothing is stored. */
+  state(collection: string, unit: string): Promise<{ update: Uint8Array; digest: number } | undefined>
+  /** Apply the store's update of a unit as a peer's (stored, applied to its open document, announced). */
+  apply(collection: string, unit: string, update: Uint8Array, from: string): Promise<void>
+  /** SHA-256 (hex) of the blobs the collection's live records name: its binary files' content. */
+  blobsOf(collection: string): Promise<string[]>
+  /** A blob held on this device (never fetched from a peer for this). */
+  blob(hash: string): Promise<Uint8Array | undefined>
+  /** Store a blob from the store (its hash is checked) and announce it. */
+  putBlob(hash: string, bytes: Uint8Array): Promise<void>
+  loadMarks(store: string, collection: string): Promise<Map<string, UnitMark>>
+  saveMarks(store: string, collection: string, marks: Iterable<[string, UnitMark]>): Promise<void>
+  loadBlobMarks(store: string): Promise<Set<string>>
+  saveBlobMarks(store: string, hashes: Iterable<string>): Promise<void>
+  /** A store never seen (or one that lost its data): forget what it was known to hold. */
+  clearMarks(store: string): Promise<void>
 }
 
 export interface SnapshotPolicy {
@@ -60,6 +105,11 @@ export interface StoreRecord {
   sv: Record<string, string>
   /** Collections with local changes (deletes too) not yet acknowledged by this store. */
   dirty: string[]
+  /**
+   * This device skipped some of what the store holds (a collection or folder it keeps
+   * local-only or does not select): it never uploads a snapshot, which would drop that from the store.
+   */
+  partial?: boolean
 }
 
 /**

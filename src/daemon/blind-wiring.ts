@@ -4,6 +4,7 @@ import { openBlind, serveBlind, type StreamHandler } from '../net/blind-link.js'
 import type { Mesh } from '../net/mesh.js'
 import { BlindClient, type SnapshotPolicy } from '../blind/blind-client.js'
 import type { BlindServer } from '../blind/blind-server.js'
+import { blindUnitHost } from './blind-unit-host.js'
 import type { LocalWorkspace } from './local-workspace.js'
 
 const log = debugLog('daemon:blind')
@@ -61,12 +62,20 @@ export class BlindWiring {
           return k === undefined || key === undefined ? undefined : { epoch: k.epoch, key }
         },
         key: (epoch) => keys()?.key(epoch),
+        units: blindUnitHost(workspace),
       },
       { schedule: (fn) => setImmediate(fn), ...(policy === undefined ? {} : { policy }) },
     )
     // Every document is tracked: whether its changes go to the store is decided when they are
     // uploaded (shares), so a collection that stops being local-only is uploaded again.
     workspace.onDocLoaded(({ name, doc, adopted }) => this.client.track(name, doc, adopted === true))
+    // Shared folders' content: units written here or merged from a trusted peer (not from a
+    // store), and blobs that arrive; whether they go is decided at upload (blind-unit-host.ts).
+    workspace.units.onCommit((collection, unit) => this.client.unitChanged(collection, unit))
+    workspace.units.on('unit:update', ({ collection, unit, from }) => {
+      if (!workspace.isUntrusted(from)) this.client.unitChanged(collection, unit, false)
+    })
+    workspace.units.on('blob:stored', () => this.client.blobsChanged())
     this.client.on('live', ({ peerId }) => this.retries.delete(peerId))
     this.client.on('closed', ({ peerId, error }) => {
       if (error !== undefined) this.lastError = { peerId, code: error.code, message: error.message }

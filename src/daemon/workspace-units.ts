@@ -64,6 +64,8 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
   private sinceRelease = 0
   private releaseTimer: NodeJS.Timeout | undefined
   private engine: UnitEngineLink | undefined
+  /** Told of each unit this device commits (the blind store uploads it; daemon/blind-wiring.ts). */
+  private readonly committed = new Set<(collection: string, unit: string) => void>()
 
   constructor(
     private readonly store: DocStore,
@@ -207,6 +209,7 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
     for (const [unit, list] of byUnit) {
       this.changed(collection, unit)
       for (const update of list) this.engine?.forward(collection, unit, update)
+      for (const listener of this.committed) listener(collection, unit)
     }
   }
 
@@ -281,6 +284,24 @@ export class WorkspaceUnits implements Units, UnitSyncHost {
 
   on<K extends keyof UnitEvents>(event: K, listener: (payload: UnitEvents[K]) => void): () => void {
     return this.emitter.on(event, listener)
+  }
+
+  /** Each unit this device commits, once durable. */
+  onCommit(listener: (collection: string, unit: string) => void): () => void {
+    this.committed.add(listener)
+    return () => this.committed.delete(listener)
+  }
+
+  /** An update that came from elsewhere than a peer (the blind store) and was stored by applyRemote: on to the connected peers. */
+  relay(collection: string, unit: string, update: Uint8Array): void {
+    this.engine?.forward(collection, unit, update)
+  }
+
+  /** A unit's stored state as one update, with its digest (what the blind store compares; undefined: nothing stored). */
+  async stored(collection: string, unit: string): Promise<{ update: Uint8Array; digest: number } | undefined> {
+    this.check(collection, unit)
+    const merged = await this.units.merged(collection, unit)
+    return merged === undefined ? undefined : { update: merged, digest: digestOf(unit, merged) }
   }
 
   /** The workspace closes: documents are let go (their stored state stays). */

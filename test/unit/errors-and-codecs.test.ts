@@ -146,9 +146,10 @@ describe('versions of sync 2', () => {
     const v1 = new Uint8Array(v2)
     v1[0] = 1
     expect(decodePlaintext(v1)).toEqual(items)
-    const v3 = new Uint8Array(v2)
-    v3[0] = 3
-    expect(() => decodePlaintext(v3)).toThrow(/unknown version/)
+    // Version 3 (units and blobs) is read since sync 3 (test/unit/blind-envelope-v3.test.ts); the next one is refused.
+    const v4 = new Uint8Array(v2)
+    v4[0] = 4
+    expect(() => decodePlaintext(v4)).toThrow(/unknown version/)
   })
 })
 
