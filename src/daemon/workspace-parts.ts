@@ -75,12 +75,13 @@ export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWo
   // small files are read. The store is closed again if anything else failed.
   const early = options.early ?? readHomeEarly(paths, options.name)
   const [init, id, keys, opened] = await Promise.allSettled([early.init, early.deviceId, early.keys, options.store ?? openHomeStore(paths)])
-  const failed = [init, id, keys].find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  // The first failure in the order of old: a store held by another process (STORE_LOCKED, waited for) before a damaged keys.json.
+  const failed = [init, id, opened, keys].find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (failed !== undefined) {
     if (opened.status === 'fulfilled') await opened.value.close()
     throw failed.reason
   }
-  if (opened.status === 'rejected') throw opened.reason
+  if (opened.status === 'rejected') throw opened.reason // (found above; for the type)
   const { config } = (init as PromiseFulfilledResult<{ config: WorkspaceConfig }>).value
   const deviceId = (id as PromiseFulfilledResult<string>).value
   const db = opened.value

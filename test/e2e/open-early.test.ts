@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { openWorkspace, type JsonValue } from '../../dist/index.js'
 import { rowDel } from '../../dist/store/record-rows.js'
 import { openLevel } from '../../dist/store/level.js'
-import { cleanup, FIXTURES, makeHome, makeTempDir, spawnNode, STOP_TIMEOUT_MS } from '../helpers/cli.js'
+import { cleanup, FIXTURES, makeHome, makeTempDir, spawnNode, START_TIMEOUT_MS, STOP_TIMEOUT_MS } from '../helpers/cli.js'
 import { writeUntilWalHolds } from '../helpers/wal-writer.js'
 
 const COLLECTION = 'notes'
@@ -116,4 +116,15 @@ describe("openWorkspace: the home's small files, read beside the store", () => {
       await ws.close()
     },
   )
+
+  it('a store held by another process is STORE_LOCKED (the open waits for it) even with a damaged keys.json', async () => {
+    const home = await homeWithRecords()
+    const holder = spawnNode(join(FIXTURES, 'writer.mjs'), [home, COLLECTION, 'w', '1'])
+    await holder.waitForLine((l) => l.startsWith('{"ready":true'), START_TIMEOUT_MS, 'the ready line')
+    await writeFile(join(home, 'keys.json'), '{ damaged', { mode: 0o600 }) // after the holder read it
+    await expect(openWorkspace({ home, mode: 'local', serve: false, waitMs: 0 })).rejects.toMatchObject({ code: 'STORE_LOCKED' })
+    holder.kill('SIGKILL')
+    await holder.waitForExit(STOP_TIMEOUT_MS)
+    await expect(openWorkspace({ home, mode: 'local', serve: false, waitMs: 0 })).rejects.toMatchObject({ code: 'DATA_CORRUPTION' })
+  })
 })
