@@ -4,6 +4,7 @@ import type { Workspace } from '../core/workspace-types.js'
 import type { CompactionPolicy } from '../core/compaction-policy.js'
 import { ensureHome, homePaths, readWorkspaceConfig, resolveHome, type HomePaths } from '../store/home.js'
 import type { BinaryLevel } from '../store/level.js'
+import type { EarlyHome } from '../daemon/home-early.js'
 import { ControlClient } from './control-client.js'
 import type { DetachedPeer } from './detached-peer.js'
 import { RemoteWorkspace } from './remote-workspace.js'
@@ -38,14 +39,29 @@ export interface OpenWorkspaceOptions {
   onSpawn?: (peer: DetachedPeer) => void
 }
 
-/** The home folder made (as LocalWorkspace.open does first), and its store being opened; the promise is handled (its owner awaits it). */
-async function openStoreEarly(paths: HomePaths): Promise<{ db: Promise<BinaryLevel> }> {
-  await ensureHome(paths.home)
-  const { openHomeStore } = await import('../store/level.js')
-  const db = openHomeStore(paths)
+/**
+ * Start opening the store of a home folder in this process: the home folder made (as
+ * LocalWorkspace.open does first), then LevelDB opening on its own thread and the small files
+ * being read (daemon/home-early.ts) while the rest of the store's code loads. That code starts
+ * loading only once they are under way: its file reads share libuv's threads with them, and
+ * queued first they would hold the store's open back. Every promise is handled; on failure the
+ * store is closed again.
+ */
+async function startLocalOpen(paths: HomePaths, name: string | undefined): Promise<{ db: Promise<BinaryLevel>; early: EarlyHome; code: LocalCode }> {
+  const made = ensureHome(paths.home)
+  const [levelCode, earlyCode] = await Promise.all([import('../store/level.js'), import('../daemon/home-early.js'), made])
+  const db = levelCode.openHomeStore(paths)
   db.catch(() => undefined)
-  return { db }
+  const early = earlyCode.readHomeEarly(paths, name)
+  try {
+    return { db, early, code: await import('../daemon/local-workspace.js') }
+  } catch (err) {
+    await db.then((d) => d.close()).catch(() => undefined)
+    throw err
+  }
 }
+
+type LocalCode = typeof import('../daemon/local-workspace.js')
 
 /** Whether this call starts a peer when none answers (see OpenWorkspaceOptions.spawn). */
 async function spawnWanted(options: OpenWorkspaceOptions, mode: 'auto' | 'peer', paths: HomePaths): Promise<boolean> {
@@ -84,14 +100,15 @@ export async function openWorkspace(options: OpenWorkspaceOptions = {}): Promise
       // Loaded only when this process opens the store itself: a command that goes through
       // the running peer does not pay for LevelDB, Yjs documents or the identity code. LevelDB
       // opens (on its own thread) while the rest of those modules load.
-      const store = (await openStoreEarly(paths)).db
-      const { LocalWorkspace } = await import('../daemon/local-workspace.js').catch(async (err: unknown) => {
-        await store.then((db) => db.close()).catch(() => undefined)
-        throw err
-      })
+      const {
+        db: store,
+        early,
+        code: { LocalWorkspace },
+      } = await startLocalOpen(paths, options.name)
       const local = await LocalWorkspace.open({
         home,
         store,
+        early,
         ...(options.name === undefined ? {} : { name: options.name }),
         ...(options.maxRecordBytes === undefined ? {} : { maxRecordBytes: options.maxRecordBytes }),
         ...(options.compaction === undefined ? {} : { compaction: options.compaction }),

@@ -143,9 +143,12 @@ export class CollectionRegistry {
 
   /** The stored rows reflect the whole log (see readableFromRows), under the collection's read rules now. */
   async rowsReadable(name: string): Promise<boolean> {
+    // Side by side: the settings (the first read loads `_collections`) and the rows' checkpoint (handled if unused).
+    const read = this.hooks.settingsOf(name)
+    read.catch(() => undefined)
     const checkpoint = await readableFromRows(this.store.db, this.store.files, name)
     if (checkpoint === undefined) return false
-    const settings = await this.hooks.settingsOf(name)
+    const settings = await read
     return checkpoint.rules === rulesOf({ policy: settings.policy, fieldTypes: { ...settings.kind.fieldTypes } })
   }
 

@@ -37,7 +37,6 @@ import type { InterestRule, ItemsChange } from '../core/selection.js'
 import type { FetchResult, ItemsView, ResetReport, SyncCallOptions, SyncNowReport, SyncStatsView } from '../core/sync-types.js'
 import { CollectionRegistry, type DocLoaded } from './collection-registry.js'
 import { emitRecordChanges } from './change-events.js'
-import { checkCollections } from './index-check.js'
 import { CollectionSettingsBook } from './collection-settings.js'
 import { DeviceTrust } from './device-trust.js'
 import { WorkspaceConflicts } from './workspace-conflicts.js'
@@ -231,6 +230,7 @@ export class LocalWorkspace implements Workspace, SyncHost {
 
   async check(collection?: string, options: { repair?: boolean } = {}): Promise<IndexCheckReport[]> {
     this.assertOpen()
+    const { checkCollections } = await import('./index-check.js') // loaded on use: not on the open's path
     return checkCollections(this.registry, this.store, collection === undefined ? this.registry.appNames() : [collection], options.repair === true)
   }
 

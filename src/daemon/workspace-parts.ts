@@ -3,14 +3,14 @@ import { KitsyncError } from '../core/errors.js'
 import type { SelectionSettings } from '../core/selection.js'
 import { KITSYNC_VERSION } from '../core/version.js'
 import type { WorkspaceInfo } from '../core/workspace-types.js'
-import { deviceIdOf } from '../net/identity.js'
 import { DocStore } from '../store/doc-store.js'
-import { ensureHome, homePaths, initWorkspace, type HomePaths } from '../store/home.js'
-import { WorkspaceKeys } from '../store/key-file.js'
+import { ensureHome, homePaths, type HomePaths, type WorkspaceConfig } from '../store/home.js'
+import type { WorkspaceKeys } from '../store/key-file.js'
 import { openHomeStore, type BinaryLevel } from '../store/level.js'
 import { SnapshotFiles } from '../store/snapshot-files.js'
 import { WriteAheadFile, type WalEntry } from '../store/wal.js'
 import type { DerivedRows } from './derived-rows.js'
+import { readHomeEarly, type EarlyHome } from './home-early.js'
 import { recordIndexRows } from './record-index-rows.js'
 
 export interface LocalWorkspaceOptions {
@@ -25,6 +25,8 @@ export interface LocalWorkspaceOptions {
   unloadIdleMs?: number
   /** The home's store, already being opened in its existing home folder (see openWorkspace); taken over, closed on failure. */
   store?: Promise<BinaryLevel>
+  /** The home's small files, already being read beside the store (see openWorkspace and EarlyHome). */
+  early?: EarlyHome
 }
 
 /** Options of a workspace over a bare database (memory-level in unit tests). */
@@ -71,14 +73,17 @@ export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWo
   if (options.store === undefined) await ensureHome(paths.home)
   // Side by side: LevelDB opens on its own thread (with an fsync of its MANIFEST) while the
   // small files are read. The store is closed again if anything else failed.
-  const [init, id, opened] = await Promise.allSettled([initWorkspace(paths, options.name), deviceIdOf(paths.identity), options.store ?? openHomeStore(paths)])
-  if (init.status === 'rejected' || id.status === 'rejected') {
+  const early = options.early ?? readHomeEarly(paths, options.name)
+  const [init, id, keys, opened] = await Promise.allSettled([early.init, early.deviceId, early.keys, options.store ?? openHomeStore(paths)])
+  // The first failure in the order of old: a store held by another process (STORE_LOCKED, waited for) before a damaged keys.json.
+  const failed = [init, id, opened, keys].find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed !== undefined) {
     if (opened.status === 'fulfilled') await opened.value.close()
-    throw init.status === 'rejected' ? init.reason : (id as PromiseRejectedResult).reason
+    throw failed.reason
   }
-  if (opened.status === 'rejected') throw opened.reason
-  const { config } = init.value
-  const deviceId = id.value
+  if (opened.status === 'rejected') throw opened.reason // (found above; for the type)
+  const { config } = (init as PromiseFulfilledResult<{ config: WorkspaceConfig }>).value
+  const deviceId = (id as PromiseFulfilledResult<string>).value
   const db = opened.value
   let wal: WriteAheadFile
   let entries: WalEntry[]
@@ -100,7 +105,7 @@ export async function homeParts(options: LocalWorkspaceOptions): Promise<LocalWo
       ...(options.now === undefined ? {} : { now: options.now }),
       unloadIdleMs: options.unloadIdleMs,
     })
-    return { ...parts, paths, keys: await WorkspaceKeys.load(paths.keys), selection: selectionSettings(config, paths.workspace) }
+    return { ...parts, paths, keys: (keys as PromiseFulfilledResult<WorkspaceKeys>).value, selection: selectionSettings(config, paths.workspace) }
   } catch (err) {
     wal.close()
     await db.close()
@@ -116,8 +121,9 @@ export async function databaseParts(db: BinaryLevel, info: WorkspaceInfo, option
     ...(options.snapshotFiles === undefined ? {} : { snapshotFiles: options.snapshotFiles }),
   })
   if (options.recover !== undefined && options.recover.length > 0) await store.recover(options.recover)
-  await store.sweepSnapshotFiles()
+  // Read once: the sweep needs them too.
   const known = await store.collectionNames()
+  await store.sweepSnapshotFiles(known)
   return {
     store,
     info,

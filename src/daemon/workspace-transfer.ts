@@ -3,7 +3,7 @@ import type { ImportOptions, ImportReport, ImportSource, GitExportOptions, GitEx
 import type { Workspace } from '../core/workspace-types.js'
 import { DEFAULT_MAX_RECORD_BYTES } from '../core/record-collection.js'
 import type { CollectionRegistry } from './collection-registry.js'
-import { importRecords, type ImportHost, type ImportTuning } from './workspace-import.js'
+import type { ImportHost, ImportTuning } from './workspace-import.js'
 
 export interface WorkspaceTransferOptions {
   workspace: Workspace & { appCollectionNames(): string[] }
@@ -37,12 +37,10 @@ export class WorkspaceTransfer {
   }
 
   /** `tuning` (the event loop's turn and the slice budget) for tests; the maxRecordBytes is the workspace's. */
-  importRecords(source: ImportSource, options: ImportOptions = {}, tuning: Omit<ImportTuning, 'maxRecordBytes'> = {}): Promise<ImportReport> {
-    try {
-      this.options.assertOpen()
-    } catch (err) {
-      return Promise.reject(err)
-    }
+  async importRecords(source: ImportSource, options: ImportOptions = {}, tuning: Omit<ImportTuning, 'maxRecordBytes'> = {}): Promise<ImportReport> {
+    this.options.assertOpen()
+    // Loaded on use, as git-export.js: a workspace's open does not pay for the import's code.
+    const { importRecords } = await import('./workspace-import.js')
     const { workspace, registry } = this.options
     const host: ImportHost = {
       collection: (name) => workspace.collection(name),

@@ -33,7 +33,6 @@ import { corruption, damageOr, isLevelCorruption, isLevelIoError, levelDamage, r
 import type { BinaryLevel } from './level.js'
 import type { SnapshotFiles, SnapshotFileWrite } from './snapshot-files.js'
 import type { WalEntry, WriteAheadFile } from './wal.js'
-import { recoveryWithRows } from './wal-recovery.js'
 import { UnitStore } from './unit-store.js'
 
 export interface LoadedLog {
@@ -102,14 +101,15 @@ export class DocStore implements LogStore {
 
   /**
    * Remove snapshot files nothing refers to: written by a process that died before it stored
-   * the reference (or before it removed the file a new one replaced). Run before any write.
+   * the reference (or before it removed the file a new one replaced). Run before any write;
+   * `names`: collectionNames, when the caller has just read them.
    */
-  async sweepSnapshotFiles(): Promise<void> {
+  async sweepSnapshotFiles(names?: readonly string[]): Promise<void> {
     if (this.files === undefined) return
     const listed = await this.files.list()
     // A store that holds no collection at all did not load the index these files belong to
     // (a store opened as new, or another store): deleting them would lose the workspace.
-    if (listed.size === 0 || (await this.collectionNames()).length === 0) return
+    if (listed.size === 0 || (names ?? (await this.collectionNames())).length === 0) return
     for (const [name, files] of listed) {
       const [metaRaw, snapRaw] = await this.db.getMany([metaKey(name), snapshotKey(name)])
       const keep = metaRaw !== undefined && snapRaw !== undefined ? fileRefOf(snapRaw)?.file : undefined
@@ -152,7 +152,7 @@ export class DocStore implements LogStore {
     }
     for (const [name, list] of byCollection) {
       // With their rows when they bring them (wal-recovery.ts): reads then need no replay.
-      const withRows = await recoveryWithRows(this.db, name, list)
+      const withRows = await (await import('./wal-recovery.js')).recoveryWithRows(this.db, name, list) // loaded only after a crash
       if (withRows !== undefined) {
         if (withRows.length > 0) await this.batch(withRows)
       } else
