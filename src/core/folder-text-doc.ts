@@ -218,8 +218,11 @@ export function settleMerge(
   })
   if (remote === undefined) return { kind: 'merged', ...plain }
   // The rule applies only to a merge that broke the file: a valid one needs no text rebuilt from
-  // a snapshot (most updates, and every file arriving on a device that adds the folder).
-  if (isValidStructured(structuredKind(path) as StructuredKind, merged)) return { kind: 'merged', ...plain }
+  // a snapshot (most updates, and every file arriving on a device that adds the folder). Nor does
+  // one over nothing here: '' is not JSON, so the rule keeps the merge (decideStructuredMerge),
+  // and a JSON file arriving on such a device is not parsed.
+  const kind = structuredKind(path) as StructuredKind
+  if ((kind === 'json' && before === '') || isValidStructured(kind, merged)) return { kind: 'merged', ...plain }
   const remoteText = capturedText(doc, remote.device)
   if (remoteText === undefined) return { kind: 'merged', ...plain }
   const local = captureOf(doc, self.device) ?? { device: self.device, stamp: '' }

@@ -122,8 +122,11 @@ export class FolderEngine {
     this.remote = new FolderRemote(this)
   }
 
-  /** Watch, scan, and reconcile the folder with the manifest; resolves once that is done. */
-  async start(): Promise<void> {
+  /**
+   * Watch, scan, and reconcile the folder with the manifest; resolves once that is done, or with `background` (`folder add`) once
+   * the disk is captured: the workspace's files not on disk yet are then written by a queued job, each incoming until then.
+   */
+  async start(options: { background?: boolean } = {}): Promise<void> {
     await mkdir(join(this.root, FOLDER_STATE_DIR), { recursive: true, mode: 0o700 })
     this.ctx.caseInsensitive = await isCaseInsensitive(join(this.root, FOLDER_STATE_DIR))
     await removeTempFiles(this.root)
@@ -157,10 +160,19 @@ export class FolderEngine {
     )
     this.watcher.on('changes', (changes) => void this.enqueue('local', () => this.local(changes)))
     this.watcher.on('error', () => void this.enqueue('rescan', async () => this.local(await this.watcher.rescan())))
+    let placing: Promise<void> = Promise.resolve()
     await this.enqueue('start', async () => {
       await this.reloadEntries()
       await this.watcher.start()
-      await this.reconcile()
+      const missing = await this.reconcile()
+      for (const e of missing) this.incoming.add(e.fileId)
+      placing = this.enqueue('place', async () => {
+        try {
+          await applyBatched(this.ctx, byFileId(missing), (id) => this.remote.apply(id, undefined), this.prefetcher())
+        } finally {
+          for (const e of missing) this.incoming.delete(e.fileId)
+        }
+      })
     })
     this.purgeTimer = setInterval(() => void this.trash.purge().catch((err: unknown) => log(`${this.name}: trash purge failed`, err)), PURGE_EVERY_MS)
     this.purgeTimer.unref()
@@ -169,6 +181,7 @@ export class FolderEngine {
     }, BLOB_RETRY_MS)
     this.blobTimer.unref()
     await this.trash.purge().catch((err: unknown) => log(`${this.name}: trash purge failed`, err))
+    if (options.background !== true) await placing
   }
 
   /** The shared definition changed (here or on another device): rescan under its globs and cap. */
@@ -404,12 +417,12 @@ export class FolderEngine {
 
   /**
    * At start: the disk against the manifest and what was captured before. A file changed while
-   * the peer was down is a local change; a file gone that was captured is a delete; a file the
-   * manifest holds that is not here is written; a file found at a path whose record holds other
+   * the peer was down is a local change; a file gone that was captured is a delete; the files
+   * the manifest holds that are not here are returned (start writes them); a file found at a path whose record holds other
    * content (`folder add` over a non-empty folder) is taken as this device's edit, and the
    * workspace's version is kept beside it as a conflict copy: merged, never overwritten blindly.
    */
-  private async reconcile(): Promise<void> {
+  private async reconcile(): Promise<StampedEntry[]> {
     const view = new ManifestView(this.entries.values())
     const changes: FolderChange[] = []
     const disk = this.watcher.snapshot()
@@ -438,10 +451,9 @@ export class FolderEngine {
     for (const path of this.ledger.paths())
       if (!disk.has(path) && view.at(path) !== undefined) changes.push({ kind: 'removed', path, previous: this.ledger.captured(path) as FileState })
     await this.local(changes.filter((c) => c.kind === 'removed'))
-    const missing = [...this.entries.values()].filter(
+    return [...this.entries.values()].filter(
       (e) => e.deleted === undefined && e.from === undefined && !(this.handled.get(e.fileId) === e.hash && (e.kind === 'dir' || disk.has(e.path))),
     )
-    await applyBatched(this.ctx, byFileId(missing), (id) => this.remote.apply(id, undefined), this.prefetcher())
   }
 
   /** Per file: synced, local changes, incoming, conflict, local only, excluded. */

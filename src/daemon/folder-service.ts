@@ -116,7 +116,8 @@ export class FolderService {
       placements.folders[options.name] = { path: root, placedAt: Date.now() }
       await this.savePlacements(placements)
       this.failed.delete(options.name)
-      await this.startEngine(options.name, root)
+      // The workspace's files arrive in the background, as incoming files (status, list): add returns once the folder is captured and watched.
+      await this.startEngine(options.name, root, true)
       await this.options.afterAdd?.().catch((err: unknown) => log(`folder ${options.name}: the sync round after placing it failed`, err))
       return this.item(options.name, root)
     })
@@ -243,12 +244,12 @@ export class FolderService {
     if (Object.keys(fields).length > 0) await this.host.units.commit(collection, [], [{ key: DEFINITION_KEY, fields }])
   }
 
-  private async startEngine(name: string, root: string): Promise<void> {
+  private async startEngine(name: string, root: string, background = false): Promise<void> {
     const records = await this.host.records(folderCollection(name))
     const definition = definitionOf(records[DEFINITION_KEY])
     if (definition === undefined) throw new KitsyncError('NOT_FOUND', `folder ${name} has no definition in the workspace yet (not synced here?)`)
     const engine = new FolderEngine(this.host, { name, root, definition, ...(this.options.settleMs === undefined ? {} : { settleMs: this.options.settleMs }) })
-    await engine.start()
+    await engine.start({ background })
     this.engines.set(name, engine)
   }
 

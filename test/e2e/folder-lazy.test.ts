@@ -75,4 +75,32 @@ describe('a peer loads its folder code when it needs it', () => {
     const again = await kitsyncJson<{ name: string; state: string; files: number }[]>(home, ['folder', 'list'])
     expect(again).toMatchObject([{ name: 'docs', state: 'watching', files: 1 }])
   })
+
+  it('loads it ahead, without starting the service, when the workspace shares a folder not placed here', async () => {
+    const home = await makeHome()
+    let peer = await start(home)
+    const dir = join(await makeTempDir('ks-lazy-'), 'docs')
+    await mkdir(dir)
+    await writeFile(join(dir, 'a.txt'), 'hello\n')
+    await kitsyncJson(home, ['folder', 'add', dir, '--name', 'docs'])
+    await kitsyncJson(home, ['folder', 'remove', 'docs'])
+    await peer.stop()
+    peers.splice(peers.indexOf(peer), 1)
+    // Placed nowhere here, but the workspace holds the folder: `folder add` may follow.
+    peer = await start(home)
+    expect(peer.folders?.started).toBe(false)
+    await waitUntil(async () => (peer.folders?.preloaded === true ? true : undefined), 20_000, 'the folder code loaded ahead')
+    expect(peer.folders?.started).toBe(false)
+    const list = await kitsyncJson<{ name: string; state: string }[]>(home, ['folder', 'list'])
+    expect(list.map((f) => f.name)).toEqual(['docs'])
+    expect(peer.folders?.started).toBe(true)
+  })
+
+  it('does not load it ahead for a workspace without folders', async () => {
+    const home = await makeHome()
+    const peer = await start(home)
+    await kitsyncJson(home, ['set', 'notes', 'n1', '"a record"'])
+    expect(peer.folders?.started).toBe(false)
+    expect(peer.folders?.preloaded).toBe(false)
+  })
 })

@@ -70,7 +70,8 @@ describe('kill -9 while a device receives a shared folder', () => {
       'the folder on B',
     )
 
-    // `folder add` returns once the folder is placed and its first sync ran: B is killed meanwhile.
+    // `folder add` returns once the folder is placed and watched; the workspace's files are then
+    // written in the background (FolderEngine.start `background`): B is killed while they are.
     const adding = kitsync(hb, ['folder', 'add', db, '--name', 'sim', '--json'])
     // As soon as a few files are there: kill B (each readdir is a few ms; the initial sync takes seconds).
     let atKill = 0
@@ -87,7 +88,8 @@ describe('kill -9 while a device receives a shared folder', () => {
     )
     expect(await stopProc(pb.proc, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' })
     forget(pb)
-    expect((await adding).code).not.toBe(0) // its peer is gone
+    // Its exit code is not the point: 0 if it returned before the kill (the usual case), else its peer was gone.
+    await adding
     // The kill landed in the middle of the initial sync: a file on B is whole and A's.
     const killed = await tree(db)
     const whole = [...killed].filter(([p]) => !isTemp(p))

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { conflictPath, decideNewestWins, isValidStructured } from '../../src/core/folder-conflicts.js'
-import { captureText, capturedText, currentBase, fileText, mergeRemoteUpdate, newTextFileDoc, textAt } from '../../src/core/folder-text-doc.js'
+import { captureText, capturedText, currentBase, fileText, mergeRemoteUpdate, newTextFileDoc, settleMerge, textAt } from '../../src/core/folder-text-doc.js'
 import { applyTextChange, decodeText, textEdits } from '../../src/core/folder-text.js'
 
 const stampAt = (ms: number, node: string): string => `${ms.toString(36).padStart(9, '0')}.0000.${node}`
@@ -119,6 +119,18 @@ describe('merging a text file edited on two devices', () => {
     Y.applyUpdate(b, again.toB)
     expect(fileText(a)).toBe(textB)
     expect(fileText(b)).toBe(textB)
+  })
+
+  it('a JSON file arriving where this device held nothing is written as it came, valid or not (no conflict file)', () => {
+    for (const text of ['{\n  "a": 1\n}\n', '{\n  "a": 1,\n']) {
+      const a = newTextFileDoc()
+      captureText(a, text, { device: 'devA', stamp: stampAt(2_000, 'devA') })
+      const b = newTextFileDoc()
+      Y.applyUpdate(b, Y.encodeStateAsUpdate(a))
+      const r = settleMerge(b, 'dir/scenario.json', '', new Map(), { device: 'devB', stamp: stampAt(3_000, 'devB') })
+      expect(r).toMatchObject({ kind: 'merged', before: '', merged: text, disk: text })
+      expect(fileText(b)).toBe(text)
+    }
   })
 
   it('YAML broken by a merge follows the same rule', () => {
