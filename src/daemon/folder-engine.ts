@@ -135,7 +135,8 @@ export class FolderEngine {
     for (const [id, h] of Object.entries(state.handled)) this.handled.set(id, h)
     this.offs.push(
       await this.host.watchRecords(this.collection, (e) => {
-        if (e.key === DEFINITION_KEY) return void this.enqueue('rescan', () => this.redefine(e.value))
+        // The shared definition changed (here or on another device): a rescan under its globs and cap.
+        if (e.key === DEFINITION_KEY) return void this.enqueue('rescan', async () => this.local(await this.watcher.reconfigure(definitionOf(e.value))))
         if (e.source !== 'remote') return
         this.incoming.add(e.key)
         // Written by one queued job with those that arrive meanwhile (folder-remote.ts records).
@@ -166,13 +167,10 @@ export class FolderEngine {
       await this.watcher.start()
       const missing = await this.reconcile()
       for (const e of missing) this.incoming.add(e.fileId)
-      placing = this.enqueue('place', async () => {
-        try {
-          await applyBatched(this.ctx, byFileId(missing), (id) => this.remote.apply(id, undefined), this.prefetcher())
-        } finally {
-          for (const e of missing) this.incoming.delete(e.fileId)
-        }
-      })
+      const placed = (): void => missing.forEach((e) => this.incoming.delete(e.fileId))
+      placing = this.enqueue('place', () =>
+        applyBatched(this.ctx, byFileId(missing), (id) => this.remote.apply(id, undefined), this.prefetcher()).finally(placed),
+      )
     })
     this.purgeTimer = setInterval(() => void this.trash.purge().catch((err: unknown) => log(`${this.name}: trash purge failed`, err)), PURGE_EVERY_MS)
     this.purgeTimer.unref()
@@ -182,13 +180,6 @@ export class FolderEngine {
     this.blobTimer.unref()
     await this.trash.purge().catch((err: unknown) => log(`${this.name}: trash purge failed`, err))
     if (options.background !== true) await placing
-  }
-
-  /** The shared definition changed (here or on another device): rescan under its globs and cap. */
-  private async redefine(value: JsonValue | undefined): Promise<void> {
-    const d = definitionOf(value)
-    if (d === undefined || this.stopped) return
-    await this.local(await this.watcher.reconfigure({ include: d.include, exclude: d.exclude, maxFileSize: d.maxFileSize }))
   }
 
   async stop(): Promise<void> {

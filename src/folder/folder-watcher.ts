@@ -159,7 +159,8 @@ export class FolderWatcher extends TypedEmitter<FolderWatcherEvents> {
    * New globs or size cap (the folder's shared definition changed): a rescan under them. A file
    * they leave out now comes back as `excluded`; one they take in now, as `added`.
    */
-  async reconfigure(selection: Pick<FolderWatcherOptions, 'include' | 'exclude' | 'maxFileSize'>): Promise<FolderChange[]> {
+  async reconfigure(selection: Pick<FolderWatcherOptions, 'include' | 'exclude' | 'maxFileSize'> | undefined): Promise<FolderChange[]> {
+    if (selection === undefined || this.stopped) return []
     this.options = { ...this.options, include: selection.include, exclude: selection.exclude, maxFileSize: selection.maxFileSize }
     return this.rescan()
   }
