@@ -8,6 +8,7 @@ import { open as openEnvelope, type EnvelopeItem } from '../../dist/blind/blind-
 import { unframe } from '../../dist/store/framing.js'
 import { kitsyncJson, kitsyncOk, makeHome, makeTempDir, stopProc, waitUntil } from '../helpers/cli.js'
 import { devicesOfTest, NET } from '../helpers/devices.js'
+import { filesUnder, uploadedHead, type BlindStoreStatus } from '../helpers/vps-store.js'
 
 /**
  * Issue 22, "Safety": a shared folder's content goes through the VPS's blind store, encrypted.
@@ -24,7 +25,7 @@ const MARK = `vf${process.pid}q`
 
 interface Status {
   network?: {
-    blindStore?: { role: 'store'; head: number } | { role: 'device'; stores: { peerId: string; live: boolean; cursor: number; pending: boolean }[] }
+    blindStore?: BlindStoreStatus
   }
 }
 
@@ -35,23 +36,11 @@ async function uploaded(home: string, vHome: string, vId: string): Promise<numbe
   return waitUntil(
     async () => {
       const [mine, store] = [(await status(home)).network?.blindStore, (await status(vHome)).network?.blindStore]
-      if (store?.role !== 'store' || mine?.role !== 'device') return undefined
-      const s = mine.stores.find((x) => x.peerId === vId)
-      return s?.live === true && !s.pending && s.cursor === store.head && store.head > 0 ? store.head : undefined
+      return uploadedHead(mine, store, vId)
     },
     WAIT,
     'everything uploaded to the VPS',
   )
-}
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name)
-    if (e.isDirectory()) out.push(...(await filesUnder(p)))
-    else if (e.isFile()) out.push(p)
-  }
-  return out
 }
 
 interface FolderStatus {

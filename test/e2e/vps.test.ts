@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { readdir, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { ClassicLevel } from 'classic-level'
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI, cleanup, COMMAND_TIMEOUT_MS, makeHome, Proc, START_TIMEOUT_MS, stopProc, waitUntil, type CliResult } from '../helpers/cli.js'
 import { announceSkip } from '../helpers/faults.js'
 import { ip, Namespaces, netnsSkipReason, requireRootAndIp, run } from '../helpers/netns.js'
+import { filesUnder, uploadedHead } from '../helpers/vps-store.js'
 
 /**
  * The always-on VPS peer, in network namespaces this file creates: two "home networks" (A, B)
@@ -110,22 +111,8 @@ async function until<T>(what: string, check: () => Promise<T | undefined>): Prom
 async function uploaded(d: Device, vps: Device): Promise<number> {
   return until(`${d.ns} has uploaded everything to the VPS`, async () => {
     const [sd, sv] = [await status(d.ns, d.home), await status(vps.ns, vps.home)]
-    const store = sv.network?.blindStore
-    const mine = sd.network?.blindStore
-    if (store?.role !== 'store' || mine?.role !== 'device') return undefined
-    const s = mine.stores.find((x) => x.peerId === vps.id)
-    return s?.live === true && !s.pending && s.cursor === store.head && store.head > 0 ? store.head : undefined
+    return uploadedHead(sd.network?.blindStore, sv.network?.blindStore, vps.id)
   })
-}
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name)
-    if (e.isDirectory()) out.push(...(await filesUnder(p)))
-    else if (e.isFile()) out.push(p)
-  }
-  return out
 }
 
 const A: Device = { ns: NS.a, home: '', id: '', args: [] }
